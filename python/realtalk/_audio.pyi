@@ -1,0 +1,7 @@
+"""Type stubs for realtalk's Rust extension module (checked by mypy.stubtest in the tests)."""
+
+from typing import Final
+
+
+__version__: Final[str]
+build_profile: Final[str]

@@ -1,0 +1,12 @@
+//! realtalk's audio core: plain Rust kernels for voice streaming.
+//!
+//! Every module here works on slices and returns `Result<_, AudioError>`; none of them
+//! knows Python. The pyo3 bindings live in `python.rs`, behind the default `python` feature,
+//! so `cargo test --no-default-features` and the criterion benches need no libpython.
+
+pub mod error;
+
+pub use error::AudioError;
+
+#[cfg(feature = "python")]
+mod python;
