@@ -2,6 +2,8 @@
 
 from typing import Final
 
+__all__ = ["__version__", "build_profile"]
+
 
 __version__: Final[str]
 build_profile: Final[str]
