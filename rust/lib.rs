@@ -5,6 +5,18 @@
 //! so `cargo test --no-default-features` and the criterion benches need no libpython.
 
 pub mod error;
+// ---- pcm ----
+
+// ---- codec ----
+
+// ---- ring ----
+
+// ---- resample ----
+
+// ---- vad ----
+
+// ---- frame ----
+
 
 pub use error::AudioError;
 

@@ -16,9 +16,39 @@ impl From<AudioError> for PyErr {
     }
 }
 
+// ---- pcm ----
+
+
+// ---- codec ----
+
+
+// ---- ring ----
+
+
+// ---- resample ----
+
+
+// ---- vad ----
+
+
+// ---- frame ----
+
+
 #[pymodule(gil_used = false)]
 mod _audio {
     use pyo3::prelude::*;
+
+    // ---- pcm exports ----
+
+    // ---- codec exports ----
+
+    // ---- ring exports ----
+
+    // ---- resample exports ----
+
+    // ---- vad exports ----
+
+    // ---- frame exports ----
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -2,8 +2,35 @@
 
 from typing import Final
 
-__all__ = ["__version__", "build_profile"]
+__all__ = [
+    "__version__",
+    "build_profile",
+    # ---- pcm ----
+
+    # ---- codec ----
+
+    # ---- ring ----
+
+    # ---- resample ----
+
+    # ---- vad ----
+
+    # ---- frame ----
+
+]
 
 
 __version__: Final[str]
 build_profile: Final[str]
+
+# ---- pcm ----
+
+# ---- codec ----
+
+# ---- ring ----
+
+# ---- resample ----
+
+# ---- vad ----
+
+# ---- frame ----

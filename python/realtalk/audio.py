@@ -12,4 +12,16 @@ from realtalk import _audio
 
 __all__: list[str] = []
 
+# ---- pcm ----
+
+# ---- codec ----
+
+# ---- ring ----
+
+# ---- resample ----
+
+# ---- vad ----
+
+# ---- frame ----
+
 del _audio
