@@ -269,7 +269,11 @@ fn describe_error(text: &[u8]) -> AudioError {
 /// `audioop`'s mu-law encoder on a 14-bit sample (the int16 shifted right by 2).
 const fn ulaw_from_14bit(sample: i16) -> u8 {
     const SEGMENT_ENDS: [i16; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
-    let (mut magnitude, mask) = if sample < 0 { (-sample, 0x7F) } else { (sample, 0xFF) };
+    let (mut magnitude, mask) = if sample < 0 {
+        (-sample, 0x7F)
+    } else {
+        (sample, 0xFF)
+    };
     if magnitude > 8159 {
         magnitude = 8159;
     }
@@ -287,7 +291,11 @@ const fn ulaw_from_14bit(sample: i16) -> u8 {
 /// `audioop`'s A-law encoder on a 13-bit sample (the int16 shifted right by 3).
 const fn alaw_from_13bit(sample: i16) -> u8 {
     const SEGMENT_ENDS: [i16; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
-    let (magnitude, mask) = if sample >= 0 { (sample, 0xD5) } else { (-sample - 1, 0x55) };
+    let (magnitude, mask) = if sample >= 0 {
+        (sample, 0xD5)
+    } else {
+        (-sample - 1, 0x55)
+    };
     let mut segment = 0;
     while segment < 8 && magnitude > SEGMENT_ENDS[segment] {
         segment += 1;
@@ -295,7 +303,11 @@ const fn alaw_from_13bit(sample: i16) -> u8 {
     if segment >= 8 {
         return 0x7F ^ mask;
     }
-    let quantised = if segment < 2 { (magnitude >> 1) & 0xF } else { (magnitude >> segment) & 0xF };
+    let quantised = if segment < 2 {
+        (magnitude >> 1) & 0xF
+    } else {
+        (magnitude >> segment) & 0xF
+    };
     (((segment as i16) << 4) | quantised) as u8 ^ mask
 }
 
@@ -529,10 +541,8 @@ mod x86 {
             // Fewer than 64 bytes left: at most two more (masked) blocks of whole triples.
             while input.len() - read >= 3 {
                 let triples = ((input.len() - read) / 3).min(16);
-                let block = _mm512_maskz_loadu_epi8(
-                    low_bits(3 * triples),
-                    input.as_ptr().add(read).cast(),
-                );
+                let block =
+                    _mm512_maskz_loadu_epi8(low_bits(3 * triples), input.as_ptr().add(read).cast());
                 let chars = encode_block(block, shuffle, alphabet);
                 _mm512_mask_storeu_epi8(
                     output.as_mut_ptr().add(written).cast(),
@@ -583,8 +593,10 @@ mod x86 {
             let left = text.len() - read;
             if left > 0 {
                 let mask = low_bits(left);
-                let (bad, bytes) =
-                    decode(_mm512_maskz_loadu_epi8(mask, text.as_ptr().add(read).cast()));
+                let (bad, bytes) = decode(_mm512_maskz_loadu_epi8(
+                    mask,
+                    text.as_ptr().add(read).cast(),
+                ));
                 invalid |= bad & mask;
                 _mm512_mask_storeu_epi8(
                     output.as_mut_ptr().add(written).cast(),
@@ -683,7 +695,18 @@ mod tests {
     #[test]
     fn every_invalid_character_is_reported_at_its_offset() {
         let valid = naive_encode(&pseudo_random_bytes(300, 7));
-        for offset in [0, 1, 5, 63, 64, 65, 127, 200, valid.len() - 5, valid.len() - 1] {
+        for offset in [
+            0,
+            1,
+            5,
+            63,
+            64,
+            65,
+            127,
+            200,
+            valid.len() - 5,
+            valid.len() - 1,
+        ] {
             for bad in [b'!', b'-', b'_', b' ', b'\n', 0x80, 0xFF, 0] {
                 let mut text = valid.clone();
                 text[offset] = bad;
@@ -709,10 +732,22 @@ mod tests {
     #[test]
     fn g711_tables_match_known_points() {
         // Values printed by CPython 3.11 audioop for these inputs.
-        assert_eq!(ulaw_decode(&[0x00, 0x7F, 0x80, 0xFF]), [-32124, 0, 32124, 0]);
-        assert_eq!(alaw_decode(&[0x55, 0xD5, 0x2A, 0xAA]), [-8, 8, -32256, 32256]);
-        assert_eq!(ulaw_encode(&[0, -1, i16::MAX, i16::MIN]), [0xFF, 0x7E, 0x80, 0x00]);
-        assert_eq!(alaw_encode(&[0, -1, i16::MAX, i16::MIN]), [0xD5, 0x55, 0xAA, 0x2A]);
+        assert_eq!(
+            ulaw_decode(&[0x00, 0x7F, 0x80, 0xFF]),
+            [-32124, 0, 32124, 0]
+        );
+        assert_eq!(
+            alaw_decode(&[0x55, 0xD5, 0x2A, 0xAA]),
+            [-8, 8, -32256, 32256]
+        );
+        assert_eq!(
+            ulaw_encode(&[0, -1, i16::MAX, i16::MIN]),
+            [0xFF, 0x7E, 0x80, 0x00]
+        );
+        assert_eq!(
+            alaw_encode(&[0, -1, i16::MAX, i16::MIN]),
+            [0xD5, 0x55, 0xAA, 0x2A]
+        );
     }
 
     #[test]
@@ -721,7 +756,10 @@ mod tests {
         // 0x7F and 0xFF both decode to 0 in mu-law; 0 encodes as 0xFF.
         let ulaw_back = ulaw_encode(&ulaw_decode(&codes));
         for (&code, &back) in codes.iter().zip(&ulaw_back) {
-            assert!(back == code || (code == 0x7F && back == 0xFF), "{code:#x} -> {back:#x}");
+            assert!(
+                back == code || (code == 0x7F && back == 0xFF),
+                "{code:#x} -> {back:#x}"
+            );
         }
         assert_eq!(alaw_encode(&alaw_decode(&codes)), codes);
     }

@@ -140,9 +140,7 @@ pub fn pcm16_to_f32(input: &[i16]) -> Vec<f32> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{
-        f32_sample_to_pcm16, f64_sample_to_pcm16, pcm16_to_f32_portable, SCALE,
-    };
+    use super::{f32_sample_to_pcm16, f64_sample_to_pcm16, pcm16_to_f32_portable, SCALE};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "sse2")]
@@ -311,9 +309,24 @@ mod tests {
 
     fn awkward_f32() -> Vec<f32> {
         let mut values = vec![
-            0.0, -0.0, 1.0, -1.0, 1.5, -1.5, f32::NAN, -f32::NAN, f32::INFINITY,
-            f32::NEG_INFINITY, f32::MIN_POSITIVE, 1e-30, 0.5 / 32767.0, 1.5 / 32767.0,
-            2.5 / 32767.0, -0.5 / 32767.0, -2.5 / 32767.0, 32766.5 / 32767.0,
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            1.5,
+            -1.5,
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+            1e-30,
+            0.5 / 32767.0,
+            1.5 / 32767.0,
+            2.5 / 32767.0,
+            -0.5 / 32767.0,
+            -2.5 / 32767.0,
+            32766.5 / 32767.0,
         ];
         // Every half-integer step of the scaled range hits the ties-to-even rule.
         for k in -300..300 {
@@ -364,9 +377,10 @@ mod tests {
         unsafe { x86::f64_to_pcm16_sse2(&values, &mut got) };
         assert_eq!(got, want);
         // Spot checks that do not depend on the helper under test.
-        assert_eq!(f64_to_pcm16(&[0.5 / 32767.0, 1.5 / 32767.0, -1.0, 2.0, f64::NAN]), [
-            0, 2, -32767, 32767, 0
-        ]);
+        assert_eq!(
+            f64_to_pcm16(&[0.5 / 32767.0, 1.5 / 32767.0, -1.0, 2.0, f64::NAN]),
+            [0, 2, -32767, 32767, 0]
+        );
     }
 
     #[test]

@@ -25,9 +25,15 @@ pub struct RingBuffer {
 impl RingBuffer {
     pub fn new(capacity: usize) -> Result<Self, AudioError> {
         if capacity == 0 {
-            return Err(AudioError::invalid("ring buffer capacity must be at least 1 sample"));
+            return Err(AudioError::invalid(
+                "ring buffer capacity must be at least 1 sample",
+            ));
         }
-        Ok(Self { storage: vec![0; capacity].into_boxed_slice(), head: 0, len: 0 })
+        Ok(Self {
+            storage: vec![0; capacity].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        })
     }
 
     pub fn capacity(&self) -> usize {
@@ -215,12 +221,20 @@ impl PlaybackBuffer {
         }
         self.dry = false;
         match self.segments.back_mut() {
-            Some(last) if last.part.item_id == item_id && last.part.content_index == content_index => {
+            Some(last)
+                if last.part.item_id == item_id && last.part.content_index == content_index =>
+            {
                 last.queued += accepted;
             }
             _ => {
-                let part = ContentPart { item_id: item_id.to_owned(), content_index };
-                self.segments.push_back(Segment { part, queued: accepted });
+                let part = ContentPart {
+                    item_id: item_id.to_owned(),
+                    content_index,
+                };
+                self.segments.push_back(Segment {
+                    part,
+                    queued: accepted,
+                });
             }
         }
         if self.segments.len() == 1 {
@@ -237,7 +251,9 @@ impl PlaybackBuffer {
         output[delivered..].fill(0);
         let mut left = delivered;
         while left > 0 {
-            let Some(segment) = self.segments.front_mut() else { break };
+            let Some(segment) = self.segments.front_mut() else {
+                break;
+            };
             let taken = left.min(segment.queued);
             segment.queued -= taken;
             left -= taken;
@@ -283,11 +299,19 @@ impl PlaybackBuffer {
 
     /// Samples of `item_id` (all its content parts) played so far; 0 for unknown items.
     pub fn played(&self, item_id: &str) -> u64 {
-        self.played.iter().filter(|(part, _)| part.item_id == item_id).map(|(_, n)| n).sum()
+        self.played
+            .iter()
+            .filter(|(part, _)| part.item_id == item_id)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     fn played_of(&self, part: &ContentPart) -> u64 {
-        self.played.iter().rev().find(|(p, _)| p == part).map_or(0, |(_, n)| *n)
+        self.played
+            .iter()
+            .rev()
+            .find(|(p, _)| p == part)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Drops everything queued and reports the part being heard with how much of it played,
@@ -330,15 +354,22 @@ mod tests {
         // A fixed schedule of writes and reads that wraps the storage many times.
         for step in 0..200usize {
             let write_len = (step * 5) % 9;
-            let chunk: Vec<i16> = (0..write_len).map(|k| next.wrapping_add(k as i16)).collect();
+            let chunk: Vec<i16> = (0..write_len)
+                .map(|k| next.wrapping_add(k as i16))
+                .collect();
             let accepted = ring.write(&chunk);
             assert_eq!(accepted, write_len.min(7 - model.len()));
             model.extend(&chunk[..accepted]);
             next = next.wrapping_add(accepted as i16);
-            assert_eq!(ring.peek(3), model.iter().take(3).copied().collect::<Vec<_>>());
+            assert_eq!(
+                ring.peek(3),
+                model.iter().take(3).copied().collect::<Vec<_>>()
+            );
             let read_len = (step * 3) % 8;
             let got = ring.read(read_len);
-            let want: Vec<i16> = (0..read_len.min(model.len())).map(|_| model.pop_front().unwrap()).collect();
+            let want: Vec<i16> = (0..read_len.min(model.len()))
+                .map(|_| model.pop_front().unwrap())
+                .collect();
             assert_eq!(got, want);
             assert_eq!(ring.len(), model.len());
             assert_eq!(ring.free(), 7 - model.len());
@@ -382,7 +413,11 @@ mod tests {
     fn underruns_count_dry_spells_once() {
         let mut buffer = PlaybackBuffer::new(16_000, 100).unwrap();
         assert_eq!(buffer.pull(10), [0; 10]);
-        assert_eq!(buffer.underruns(), 0, "idle before any audio is not an underrun");
+        assert_eq!(
+            buffer.underruns(),
+            0,
+            "idle before any audio is not an underrun"
+        );
         buffer.push("a", 0, &[5; 15]);
         assert_eq!(buffer.pull(10), [5; 10]);
         let mut out = [9i16; 10];
@@ -396,7 +431,14 @@ mod tests {
         assert_eq!(buffer.underruns(), 2);
         // The item finished playing but was never interrupted: it is still the current one.
         let heard = buffer.interrupt().unwrap();
-        assert_eq!((heard.item_id.as_str(), heard.played_samples, heard.audio_end_ms), ("a", 18, 1));
+        assert_eq!(
+            (
+                heard.item_id.as_str(),
+                heard.played_samples,
+                heard.audio_end_ms
+            ),
+            ("a", 18, 1)
+        );
     }
 
     #[test]
@@ -406,7 +448,14 @@ mod tests {
         assert_eq!(buffer.push("a", 1, &[7; 25]), 0);
         assert_eq!(buffer.pull(12), [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0]);
         let heard = buffer.interrupt().unwrap();
-        assert_eq!((heard.content_index, heard.played_samples, heard.audio_end_ms), (1, 10, 10));
+        assert_eq!(
+            (
+                heard.content_index,
+                heard.played_samples,
+                heard.audio_end_ms
+            ),
+            (1, 10, 10)
+        );
         assert!(PlaybackBuffer::new(0, 10).is_err());
         assert!(PlaybackBuffer::new(100, 1).is_err());
     }
