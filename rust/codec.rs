@@ -35,24 +35,41 @@ pub fn b64_encode_into(input: &[u8], output: &mut [u8]) -> Result<usize, AudioEr
             output.len()
         )));
     }
-    let output = &mut output[..needed];
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512_vbmi() {
-        // SAFETY: the CPU has the features the function was compiled for; `output` has the
-        // exact encoded length.
-        unsafe { x86::encode_vbmi(input, output) };
-        return Ok(needed);
-    }
-    encode_scalar(input, output);
+    // SAFETY: `output` holds at least `needed` bytes.
+    unsafe { b64_encode_raw(input, output.as_mut_ptr()) };
     Ok(needed)
 }
 
-/// Appends the base64 encoding of `input` to `output` (one reservation, no intermediate).
+/// Encodes `input` to `output`, which may be uninitialised memory (a `Vec`'s spare capacity,
+/// a freshly allocated Python string): only writes, never reads, `output`.
+///
+/// # Safety
+/// `output` must be valid for writes of [`b64_encoded_len`]`(input.len())` bytes and must not
+/// overlap `input`.
+pub unsafe fn b64_encode_raw(input: &[u8], output: *mut u8) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_vbmi() {
+        // SAFETY: the CPU has the features the function was compiled for; the caller
+        // guarantees the output length.
+        unsafe { x86::encode_vbmi(input, output) };
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { encode_scalar(input, output) };
+}
+
+/// Appends the base64 encoding of `input` to `output` (one reservation, no intermediate, no
+/// zero-filling).
 pub fn b64_encode_append(input: &[u8], output: &mut Vec<u8>) {
     let start = output.len();
     let needed = b64_encoded_len(input.len());
-    output.resize(start + needed, 0);
-    b64_encode_into(input, &mut output[start..]).expect("the buffer was sized for the output");
+    output.reserve(needed);
+    // SAFETY: `reserve` made room for `needed` bytes after `start`; all of them are written
+    // before the length covers them.
+    unsafe {
+        b64_encode_raw(input, output.as_mut_ptr().add(start));
+        output.set_len(start + needed);
+    }
 }
 
 /// Encodes `input` as a new base64 string.
@@ -139,40 +156,57 @@ static ENCODE_PAIRS: [[u8; 2]; 4096] = {
     table
 };
 
-fn encode_scalar(input: &[u8], output: &mut [u8]) {
+/// # Safety
+/// `output` must be valid for writes of `b64_encoded_len(input.len())` bytes.
+unsafe fn encode_scalar(input: &[u8], output: *mut u8) {
     let whole = input.len() / 3;
-    for (triple, quad) in input.chunks_exact(3).zip(output.chunks_exact_mut(4)) {
+    for (k, triple) in input.chunks_exact(3).enumerate() {
         let bits =
             (u32::from(triple[0]) << 16) | (u32::from(triple[1]) << 8) | u32::from(triple[2]);
-        quad[..2].copy_from_slice(&ENCODE_PAIRS[(bits >> 12) as usize]);
-        quad[2..].copy_from_slice(&ENCODE_PAIRS[(bits & 0xfff) as usize]);
+        let quad = [
+            ENCODE_PAIRS[(bits >> 12) as usize],
+            ENCODE_PAIRS[(bits & 0xfff) as usize],
+        ];
+        // SAFETY: group `k < whole` ends at `4 * k + 4 <= 4 * whole` bytes.
+        unsafe {
+            output
+                .add(4 * k)
+                .cast::<[[u8; 2]; 2]>()
+                .write_unaligned(quad)
+        };
     }
-    encode_tail(&input[3 * whole..], &mut output[4 * whole..]);
+    // SAFETY: the tail group, if any, is the last 4 bytes of the output.
+    unsafe { encode_tail(&input[3 * whole..], output.add(4 * whole)) };
 }
 
 /// Encodes the final 1 or 2 bytes (if any) with padding.
-fn encode_tail(rest: &[u8], output: &mut [u8]) {
-    match *rest {
+///
+/// # Safety
+/// `output` must be valid for 4 bytes of writes when `rest` is not empty.
+unsafe fn encode_tail(rest: &[u8], output: *mut u8) {
+    let group = match *rest {
         [a] => {
             let bits = u32::from(a) << 16;
-            output[..4].copy_from_slice(&[
+            [
                 ALPHABET[(bits >> 18) as usize],
                 ALPHABET[(bits >> 12 & 63) as usize],
                 PAD,
                 PAD,
-            ]);
+            ]
         }
         [a, b] => {
             let bits = (u32::from(a) << 16) | (u32::from(b) << 8);
-            output[..4].copy_from_slice(&[
+            [
                 ALPHABET[(bits >> 18) as usize],
                 ALPHABET[(bits >> 12 & 63) as usize],
                 ALPHABET[(bits >> 6 & 63) as usize],
                 PAD,
-            ]);
+            ]
         }
-        _ => {}
-    }
+        _ => return,
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { output.cast::<[u8; 4]>().write_unaligned(group) };
 }
 
 const INVALID: u32 = 1 << 24;
@@ -414,20 +448,57 @@ pub fn alaw_encode_into(samples: &[i16], output: &mut [u8]) -> Result<(), AudioE
 
 /// Decodes G.711 mu-law codes to PCM16 samples into `output` (same length).
 pub fn ulaw_decode_into(codes: &[u8], output: &mut [i16]) -> Result<(), AudioError> {
-    check_lengths(codes.len(), output.len())?;
-    for (out, &code) in output.iter_mut().zip(codes) {
-        *out = ULAW_DECODE[usize::from(code)];
-    }
-    Ok(())
+    decode_g711(&ULAW_DECODE, &ULAW_DECODE_SPLIT, codes, output)
 }
 
 /// Decodes G.711 A-law codes to PCM16 samples into `output` (same length).
 pub fn alaw_decode_into(codes: &[u8], output: &mut [i16]) -> Result<(), AudioError> {
-    check_lengths(codes.len(), output.len())?;
-    for (out, &code) in output.iter_mut().zip(codes) {
-        *out = ALAW_DECODE[usize::from(code)];
+    decode_g711(&ALAW_DECODE, &ALAW_DECODE_SPLIT, codes, output)
+}
+
+/// A decode table split into its little-endian low and high bytes, for byte shuffles.
+struct SplitTable {
+    low: [u8; 256],
+    high: [u8; 256],
+}
+
+const fn split(table: &[i16; 256]) -> SplitTable {
+    let mut low = [0u8; 256];
+    let mut high = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let bytes = table[i].to_le_bytes();
+        low[i] = bytes[0];
+        high[i] = bytes[1];
+        i += 1;
     }
+    SplitTable { low, high }
+}
+
+static ULAW_DECODE_SPLIT: SplitTable = split(&ULAW_DECODE);
+static ALAW_DECODE_SPLIT: SplitTable = split(&ALAW_DECODE);
+
+fn decode_g711(
+    table: &[i16; 256],
+    split: &SplitTable,
+    codes: &[u8],
+    output: &mut [i16],
+) -> Result<(), AudioError> {
+    check_lengths(codes.len(), output.len())?;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_vbmi() {
+        // SAFETY: the CPU has the features the function was compiled for; lengths match.
+        unsafe { x86::decode_g711_vbmi(split, codes, output) };
+        return Ok(());
+    }
+    decode_g711_scalar(table, codes, output);
     Ok(())
+}
+
+fn decode_g711_scalar(table: &[i16; 256], codes: &[u8], output: &mut [i16]) {
+    for (out, &code) in output.iter_mut().zip(codes) {
+        *out = table[usize::from(code)];
+    }
 }
 
 /// Encodes PCM16 samples to a new vector of mu-law codes.
@@ -460,7 +531,7 @@ pub fn alaw_decode(codes: &[u8]) -> Vec<i16> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{encode_tail, ALPHABET};
+    use super::{encode_tail, SplitTable, ALPHABET};
     use std::arch::x86_64::*;
 
     const fn encode_shuffle() -> [u8; 64] {
@@ -500,7 +571,22 @@ mod x86 {
         table
     }
 
+    const fn interleave(first: u8) -> [u8; 64] {
+        // Bytes k of two vectors a, b (indices k and 64 + k of `permutex2var`) side by side:
+        // the low and high bytes of 32 little-endian i16, starting at element `first`.
+        let mut table = [0u8; 64];
+        let mut k = 0;
+        while k < 32 {
+            table[2 * k] = first + k as u8;
+            table[2 * k + 1] = 64 + first + k as u8;
+            k += 1;
+        }
+        table
+    }
+
     static ENCODE_SHUFFLE: [u8; 64] = encode_shuffle();
+    static INTERLEAVE_LOW: [u8; 64] = interleave(0);
+    static INTERLEAVE_HIGH: [u8; 64] = interleave(32);
     static DECODE_PACK: [u8; 64] = decode_pack();
     static DECODE_LOOKUP: [u8; 128] = decode_lookup();
 
@@ -512,6 +598,7 @@ mod x86 {
         }
     }
 
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     fn encode_block(input: __m512i, shuffle: __m512i, alphabet: __m512i) -> __m512i {
         let spread = _mm512_permutexvar_epi8(shuffle, input);
@@ -522,8 +609,8 @@ mod x86 {
 
     /// `output.len()` must be the exact encoded length of `input`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    pub(super) unsafe fn encode_vbmi(input: &[u8], output: &mut [u8]) {
-        debug_assert_eq!(output.len(), super::b64_encoded_len(input.len()));
+    /// `output` must be valid for writes of the encoded length of `input`.
+    pub(super) unsafe fn encode_vbmi(input: &[u8], output: *mut u8) {
         // SAFETY (whole function): every load reads below `input.len()` (full loads need 64
         // bytes left, masked loads touch only the masked bytes) and every store writes within
         // `output`, which holds 4 characters per started 3-byte group.
@@ -534,7 +621,7 @@ mod x86 {
             while input.len() - read >= 64 {
                 let block = _mm512_loadu_si512(input.as_ptr().add(read).cast());
                 let chars = encode_block(block, shuffle, alphabet);
-                _mm512_storeu_si512(output.as_mut_ptr().add(written).cast(), chars);
+                _mm512_storeu_si512(output.add(written).cast(), chars);
                 read += 48;
                 written += 64;
             }
@@ -544,15 +631,71 @@ mod x86 {
                 let block =
                     _mm512_maskz_loadu_epi8(low_bits(3 * triples), input.as_ptr().add(read).cast());
                 let chars = encode_block(block, shuffle, alphabet);
-                _mm512_mask_storeu_epi8(
-                    output.as_mut_ptr().add(written).cast(),
-                    low_bits(4 * triples),
-                    chars,
-                );
+                _mm512_mask_storeu_epi8(output.add(written).cast(), low_bits(4 * triples), chars);
                 read += 3 * triples;
                 written += 4 * triples;
             }
-            encode_tail(&input[read..], &mut output[written..]);
+            encode_tail(&input[read..], output.add(written));
+        }
+    }
+
+    /// Looks up 64 codes at a time in the 256-entry table held in registers: its low and high
+    /// bytes as two 256-byte tables, each two 128-byte `permutex2var` lookups blended on the
+    /// code's top bit.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn decode_g711_vbmi(table: &SplitTable, codes: &[u8], output: &mut [i16]) {
+        let n = codes.len().min(output.len());
+        let (low, high) = (&table.low, &table.high);
+        // SAFETY (whole block): table loads read inside the 256-byte arrays; code loads and
+        // sample stores are full only with 64 elements left, masked to what exists otherwise.
+        unsafe {
+            let load =
+                |bytes: &[u8; 256], at: usize| _mm512_loadu_si512(bytes.as_ptr().add(at).cast());
+            let (low0, low1, low2, low3) =
+                (load(low, 0), load(low, 64), load(low, 128), load(low, 192));
+            let (high0, high1, high2, high3) = (
+                load(high, 0),
+                load(high, 64),
+                load(high, 128),
+                load(high, 192),
+            );
+            let first_half = _mm512_loadu_si512(INTERLEAVE_LOW.as_ptr().cast());
+            let second_half = _mm512_loadu_si512(INTERLEAVE_HIGH.as_ptr().cast());
+            let lookup = |codes: __m512i| {
+                let upper = _mm512_movepi8_mask(codes);
+                let lows = _mm512_mask_blend_epi8(
+                    upper,
+                    _mm512_permutex2var_epi8(low0, codes, low1),
+                    _mm512_permutex2var_epi8(low2, codes, low3),
+                );
+                let highs = _mm512_mask_blend_epi8(
+                    upper,
+                    _mm512_permutex2var_epi8(high0, codes, high1),
+                    _mm512_permutex2var_epi8(high2, codes, high3),
+                );
+                (
+                    _mm512_permutex2var_epi8(lows, first_half, highs),
+                    _mm512_permutex2var_epi8(lows, second_half, highs),
+                )
+            };
+            let mut at = 0;
+            while n - at >= 64 {
+                let (first, second) = lookup(_mm512_loadu_si512(codes.as_ptr().add(at).cast()));
+                _mm512_storeu_si512(output.as_mut_ptr().add(at).cast(), first);
+                _mm512_storeu_si512(output.as_mut_ptr().add(at + 32).cast(), second);
+                at += 64;
+            }
+            let left = n - at;
+            if left > 0 {
+                let (first, second) = lookup(_mm512_maskz_loadu_epi8(
+                    low_bits(left),
+                    codes.as_ptr().add(at).cast(),
+                ));
+                let first_mask = low_bits(left.min(32)) as u32;
+                let second_mask = low_bits(left.saturating_sub(32)) as u32;
+                _mm512_mask_storeu_epi16(output.as_mut_ptr().add(at), first_mask, first);
+                _mm512_mask_storeu_epi16(output.as_mut_ptr().add(at + 32), second_mask, second);
+            }
         }
     }
 
@@ -669,7 +812,7 @@ mod tests {
             assert_eq!(b64_encode(&raw).as_bytes(), text, "length {len}");
             assert_eq!(b64_decode(&text).unwrap(), raw, "length {len}");
             let mut scalar = vec![0; text.len()];
-            encode_scalar(&raw, &mut scalar);
+            unsafe { encode_scalar(&raw, scalar.as_mut_ptr()) };
             assert_eq!(scalar, text);
         }
     }
@@ -748,6 +891,23 @@ mod tests {
             alaw_encode(&[0, -1, i16::MAX, i16::MIN]),
             [0xD5, 0x55, 0xAA, 0x2A]
         );
+    }
+
+    #[test]
+    fn g711_simd_decode_matches_the_table_at_every_length() {
+        let codes: Vec<u8> = (0..300).map(|i| (i * 97 + 13) as u8).collect();
+        for (table, split) in [
+            (&ULAW_DECODE, &ULAW_DECODE_SPLIT),
+            (&ALAW_DECODE, &ALAW_DECODE_SPLIT),
+        ] {
+            for len in (0..=200).chain([255, 256, 299, 300]) {
+                let mut want = vec![0; len];
+                decode_g711_scalar(table, &codes[..len], &mut want);
+                let mut got = vec![7; len];
+                decode_g711(table, split, &codes[..len], &mut got).unwrap();
+                assert_eq!(got, want, "length {len}");
+            }
+        }
     }
 
     #[test]
