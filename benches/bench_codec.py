@@ -98,3 +98,27 @@ def test_g711(benchmark, name, operation, size) -> None:  # type: ignore[no-unty
     else:
         result = benchmark(theirs, raw)
     assert result == theirs(raw)
+
+
+OVERHEAD_CASES = {
+    "float_to_pcm16": np.zeros(0, np.float32),
+    "pcm16_to_float": np.zeros(0, np.int16),
+    "b64encode": b"",
+    "b64decode": "",
+    "pcm16_to_base64": np.zeros(0, np.int16),
+    "pcm16_from_base64": "",
+    "ulaw_encode": np.zeros(0, np.int16),
+    "ulaw_decode": np.zeros(0, np.uint8),
+    "alaw_encode": np.zeros(0, np.int16),
+    "alaw_decode": np.zeros(0, np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", OVERHEAD_CASES)
+def test_call_overhead(benchmark, name) -> None:  # type: ignore[no-untyped-def]
+    """The fixed cost of a call (argument checks, output allocation) on an empty input."""
+    import realtalk.audio
+
+    benchmark.group = "per-call overhead (empty input)"
+    function = getattr(realtalk.audio, name)
+    assert len(benchmark(function, OVERHEAD_CASES[name])) == 0

@@ -10,7 +10,7 @@
 //! The hot loops use AVX-512 VBMI when the CPU has it (48 bytes <-> 64 characters per step,
 //! after Muła and Lemire) and a table-driven scalar loop otherwise.
 //!
-//! G.711 is bit-exact with CPython's `audioop` (`lin2ulaw`, `ulaw2lin`, `lin2alaw`,
+//! G.711 is bit-exact with the `audioop` module of `CPython` (`lin2ulaw`, `ulaw2lin`, `lin2alaw`,
 //! `alaw2lin` at width 2). Encoding looks up a table indexed by the sample's top 14 (mu-law)
 //! or 13 (A-law) bits, which is all `audioop` looks at; decoding is a 256-entry table.
 
@@ -76,15 +76,15 @@ pub fn b64_encode_append(input: &[u8], output: &mut Vec<u8>) {
 pub fn b64_encode(input: &[u8]) -> String {
     let mut output = Vec::with_capacity(b64_encoded_len(input.len()));
     b64_encode_append(input, &mut output);
-    // The alphabet and the padding are ASCII.
-    String::from_utf8(output).expect("base64 is ASCII")
+    // SAFETY: the alphabet and the padding are ASCII.
+    unsafe { String::from_utf8_unchecked(output) }
 }
 
 /// Number of bytes `text` decodes to, after checking its length and trailing padding (the
 /// characters themselves are checked while decoding).
 pub fn b64_decoded_len(text: &[u8]) -> Result<usize, AudioError> {
     let n = text.len();
-    if n % 4 != 0 {
+    if !n.is_multiple_of(4) {
         return Err(describe_error(text));
     }
     if n == 0 {
@@ -172,7 +172,7 @@ unsafe fn encode_scalar(input: &[u8], output: *mut u8) {
             output
                 .add(4 * k)
                 .cast::<[[u8; 2]; 2]>()
-                .write_unaligned(quad)
+                .write_unaligned(quad);
         };
     }
     // SAFETY: the tail group, if any, is the last 4 bytes of the output.
@@ -253,7 +253,7 @@ fn decode_last_group(group: &[u8], output: &mut [u8]) -> bool {
     if bits & INVALID != 0 || group[data..].iter().any(|&c| c != PAD) {
         return false;
     }
-    output.copy_from_slice(&bits.to_be_bytes()[1..1 + output.len()]);
+    output.copy_from_slice(&bits.to_be_bytes()[1..=output.len()]);
     true
 }
 
@@ -431,19 +431,27 @@ fn check_lengths(input: usize, output: usize) -> Result<(), AudioError> {
 /// Encodes PCM16 samples to G.711 mu-law codes into `output` (same length).
 pub fn ulaw_encode_into(samples: &[i16], output: &mut [u8]) -> Result<(), AudioError> {
     check_lengths(samples.len(), output.len())?;
-    for (out, &sample) in output.iter_mut().zip(samples) {
-        *out = ULAW_ENCODE[usize::from(sample as u16 >> 2)];
-    }
+    encode_ulaw(samples, output);
     Ok(())
 }
 
 /// Encodes PCM16 samples to G.711 A-law codes into `output` (same length).
 pub fn alaw_encode_into(samples: &[i16], output: &mut [u8]) -> Result<(), AudioError> {
     check_lengths(samples.len(), output.len())?;
+    encode_alaw(samples, output);
+    Ok(())
+}
+
+fn encode_ulaw(samples: &[i16], output: &mut [u8]) {
+    for (out, &sample) in output.iter_mut().zip(samples) {
+        *out = ULAW_ENCODE[usize::from(sample as u16 >> 2)];
+    }
+}
+
+fn encode_alaw(samples: &[i16], output: &mut [u8]) {
     for (out, &sample) in output.iter_mut().zip(samples) {
         *out = ALAW_ENCODE[usize::from(sample as u16 >> 3)];
     }
-    Ok(())
 }
 
 /// Decodes G.711 mu-law codes to PCM16 samples into `output` (same length).
@@ -485,14 +493,20 @@ fn decode_g711(
     output: &mut [i16],
 ) -> Result<(), AudioError> {
     check_lengths(codes.len(), output.len())?;
+    decode_g711_unchecked(table, split, codes, output);
+    Ok(())
+}
+
+/// Decodes `min(codes.len(), output.len())` codes.
+fn decode_g711_unchecked(table: &[i16; 256], split: &SplitTable, codes: &[u8], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx512_vbmi() {
-        // SAFETY: the CPU has the features the function was compiled for; lengths match.
+        // SAFETY: the CPU has the features the function was compiled for.
         unsafe { x86::decode_g711_vbmi(split, codes, output) };
-        return Ok(());
+        return;
     }
+    let _ = split;
     decode_g711_scalar(table, codes, output);
-    Ok(())
 }
 
 fn decode_g711_scalar(table: &[i16; 256], codes: &[u8], output: &mut [i16]) {
@@ -504,32 +518,33 @@ fn decode_g711_scalar(table: &[i16; 256], codes: &[u8], output: &mut [i16]) {
 /// Encodes PCM16 samples to a new vector of mu-law codes.
 pub fn ulaw_encode(samples: &[i16]) -> Vec<u8> {
     let mut output = vec![0; samples.len()];
-    ulaw_encode_into(samples, &mut output).expect("lengths match by construction");
+    encode_ulaw(samples, &mut output);
     output
 }
 
 /// Encodes PCM16 samples to a new vector of A-law codes.
 pub fn alaw_encode(samples: &[i16]) -> Vec<u8> {
     let mut output = vec![0; samples.len()];
-    alaw_encode_into(samples, &mut output).expect("lengths match by construction");
+    encode_alaw(samples, &mut output);
     output
 }
 
 /// Decodes mu-law codes to a new vector of PCM16 samples.
 pub fn ulaw_decode(codes: &[u8]) -> Vec<i16> {
     let mut output = vec![0; codes.len()];
-    ulaw_decode_into(codes, &mut output).expect("lengths match by construction");
+    decode_g711_unchecked(&ULAW_DECODE, &ULAW_DECODE_SPLIT, codes, &mut output);
     output
 }
 
 /// Decodes A-law codes to a new vector of PCM16 samples.
 pub fn alaw_decode(codes: &[u8]) -> Vec<i16> {
     let mut output = vec![0; codes.len()];
-    alaw_decode_into(codes, &mut output).expect("lengths match by construction");
+    decode_g711_unchecked(&ALAW_DECODE, &ALAW_DECODE_SPLIT, codes, &mut output);
     output
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::wildcard_imports)] // the intrinsics, by the dozen
 mod x86 {
     use super::{encode_tail, SplitTable, ALPHABET};
     use std::arch::x86_64::*;
@@ -663,19 +678,19 @@ mod x86 {
             let second_half = _mm512_loadu_si512(INTERLEAVE_HIGH.as_ptr().cast());
             let lookup = |codes: __m512i| {
                 let upper = _mm512_movepi8_mask(codes);
-                let lows = _mm512_mask_blend_epi8(
+                let low_bytes = _mm512_mask_blend_epi8(
                     upper,
                     _mm512_permutex2var_epi8(low0, codes, low1),
                     _mm512_permutex2var_epi8(low2, codes, low3),
                 );
-                let highs = _mm512_mask_blend_epi8(
+                let high_bytes = _mm512_mask_blend_epi8(
                     upper,
                     _mm512_permutex2var_epi8(high0, codes, high1),
                     _mm512_permutex2var_epi8(high2, codes, high3),
                 );
                 (
-                    _mm512_permutex2var_epi8(lows, first_half, highs),
-                    _mm512_permutex2var_epi8(lows, second_half, highs),
+                    _mm512_permutex2var_epi8(low_bytes, first_half, high_bytes),
+                    _mm512_permutex2var_epi8(low_bytes, second_half, high_bytes),
                 )
             };
             let mut at = 0;

@@ -165,11 +165,11 @@ fn with_slice<T: Element + Sync, R: Send>(
 
 /// A new 1-D array of `len` elements filled by `fill` (numpy's own allocation, zeroed first so
 /// the kernel never sees uninitialised memory).
-fn new_array<'py, T: Element + Send>(
-    py: Python<'py>,
+fn new_array<T: Element + Send>(
+    py: Python<'_>,
     len: usize,
     fill: impl FnOnce(&mut [T]) + Send,
-) -> Bound<'py, PyArray1<T>> {
+) -> Bound<'_, PyArray1<T>> {
     let array = PyArray1::<T>::zeros(py, len, false);
     // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
     let slice = unsafe { array.as_slice_mut() }.expect("a fresh array is contiguous");
@@ -291,7 +291,7 @@ fn float_to_pcm16_py<'py>(
 /// Converts PCM16 to float32 samples in [-1, 1): each sample divided by 32768 (exact).
 ///
 /// `samples` is a 1-D contiguous int16 array or bytes-like little-endian PCM16 (an odd byte
-/// count raises ValueError). The input is borrowed; the result is one new float32 array.
+/// count raises `ValueError`). The input is borrowed; the result is one new float32 array.
 ///
 /// >>> import numpy as np
 /// >>> pcm16_to_float(np.array([0, 16384, -32768], dtype=np.int16))
@@ -337,11 +337,11 @@ unsafe extern "C" {
 ///
 /// # Safety
 /// `fill` must write all `len` bytes with ASCII characters through the pointer it gets.
-unsafe fn new_ascii_str<'py>(
-    py: Python<'py>,
+unsafe fn new_ascii_str(
+    py: Python<'_>,
     len: usize,
     fill: impl FnOnce(*mut u8) + Send,
-) -> PyResult<Bound<'py, PyString>> {
+) -> PyResult<Bound<'_, PyString>> {
     let size = pyo3::ffi::Py_ssize_t::try_from(len)
         .map_err(|_| PyValueError::new_err("output too large for a str"))?;
     // SAFETY: a fresh compact ASCII str (max char 127); nothing else references it yet. For
@@ -440,7 +440,7 @@ fn b64encode_py<'py>(py: Python<'py>, buffer: &Bound<'py, PyAny>) -> PyResult<Bo
 ///
 /// Strict: standard alphabet, whole 4-character groups, at most two `=` ending the text. On
 /// such input the result equals `base64.b64decode(text, validate=True)`. Anything else
-/// (whitespace, URL-safe characters, missing or misplaced padding) raises ValueError naming
+/// (whitespace, URL-safe characters, missing or misplaced padding) raises `ValueError` naming
 /// the offset of the first bad character; nothing is silently skipped.
 ///
 /// >>> b64decode("Zm9vYg==")
@@ -481,7 +481,7 @@ fn pcm16_to_base64_py<'py>(
 
 /// Decodes base64 of little-endian PCM16 (`str` or bytes-like) to a new int16 array.
 ///
-/// Same strict rules as `b64decode`; a decoded odd byte count raises ValueError.
+/// Same strict rules as `b64decode`; a decoded odd byte count raises `ValueError`.
 ///
 /// >>> pcm16_from_base64("AQD+/w==")
 /// array([ 1, -2], dtype=int16)
@@ -583,6 +583,18 @@ g711_pyfunctions!(
 // ---- ring ----
 
 /// A fixed-capacity FIFO of int16 samples, safe to share between threads.
+///
+/// `write` accepts as many samples as fit and returns that count: the buffer never grows and
+/// never drops or overwrites what it accepted. `read(n)` removes and returns up to `n` of the
+/// oldest samples, `peek(n)` returns them without removing; `len()`, `free` and `capacity`
+/// count samples. Inputs are int16 arrays or bytes-like PCM16; outputs are new arrays.
+///
+/// >>> import numpy as np
+/// >>> ring = RingBuffer(4)
+/// >>> ring.write(np.array([1, 2, 3], dtype=np.int16)), ring.write(b"\x04\x00\x05\x00")
+/// (3, 1)
+/// >>> ring.read(2), len(ring), ring.free
+/// (array([1, 2], dtype=int16), 2, 2)
 #[pyclass(name = "RingBuffer", module = "realtalk._audio", frozen)]
 pub struct PyRingBuffer {
     inner: Mutex<crate::ring::RingBuffer>,
@@ -638,7 +650,31 @@ impl PyRingBuffer {
     }
 }
 
-/// The speaker side of a conversation (see `realtalk.audio.PlaybackBuffer`).
+/// The speaker side of a conversation: the event loop pushes audio deltas as they arrive and
+/// the audio device callback pulls fixed-size blocks (from its own thread; every method
+/// takes an internal lock).
+///
+/// `push(item_id, content_index, samples)` queues samples of one content part and returns
+/// how many fit in `capacity_ms` of audio. `pull(n)` (or `pull_into(out)`) always yields `n`
+/// samples, zero-filled past what is queued; each dry spell after audio was pushed counts one
+/// `underruns`. `played(item_id)` is how many samples of the item were pulled so far.
+/// `interrupt()` drops everything queued and returns `(item_id, content_index,
+/// audio_end_ms)` for the part being heard (`audio_end_ms` = samples played of it, in whole
+/// milliseconds at this buffer's sample rate, rounded down: what
+/// `conversation.item.truncate` needs), or None if nothing was pushed since the last
+/// interrupt/clear. `current` names that part; `queued` counts samples not yet pulled.
+///
+/// >>> import numpy as np
+/// >>> speaker = PlaybackBuffer(24000, capacity_ms=1000)
+/// >>> speaker.push("item_1", 0, np.ones(4800, dtype=np.int16))  # 200 ms
+/// 4800
+/// >>> block = speaker.pull(2400)  # the device played 100 ms
+/// >>> speaker.current, speaker.queued, speaker.played("item_1")
+/// (('item_1', 0), 2400, 2400)
+/// >>> speaker.interrupt()  # the user barged in
+/// ('item_1', 0, 100)
+/// >>> speaker.queued, speaker.interrupt()
+/// (0, None)
 #[pyclass(name = "PlaybackBuffer", module = "realtalk._audio", frozen)]
 pub struct PyPlaybackBuffer {
     inner: Mutex<crate::ring::PlaybackBuffer>,
@@ -689,7 +725,7 @@ impl PyPlaybackBuffer {
         lock(&self.inner).played(item_id)
     }
 
-    /// Drops the queue; returns (item_id, content_index, audio_end_ms) of the part being
+    /// Drops the queue; returns `(item_id, content_index, audio_end_ms)` of the part being
     /// heard, or None.
     fn interrupt(&self) -> Option<(String, u32, u64)> {
         lock(&self.inner)
@@ -702,7 +738,7 @@ impl PyPlaybackBuffer {
         lock(&self.inner).clear();
     }
 
-    /// (item_id, content_index) of the part being heard, or None.
+    /// `(item_id, content_index)` of the part being heard, or None.
     #[getter]
     fn current(&self) -> Option<(String, u32)> {
         lock(&self.inner).current().map(|part| (part.item_id.clone(), part.content_index))
