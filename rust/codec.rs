@@ -967,7 +967,8 @@ mod tests {
             let mut encoded = vec![0; text.len()];
             unsafe { x86::encode_avx2(&raw, encoded.as_mut_ptr()) };
             assert_eq!(encoded, text, "length {len}");
-            let whole = &text[..text.len() / 4 * 4 - if raw.len() % 3 == 0 { 0 } else { 4 }];
+            let whole =
+                &text[..text.len() / 4 * 4 - if raw.len().is_multiple_of(3) { 0 } else { 4 }];
             let mut decoded = vec![0; whole.len() / 4 * 3];
             assert!(unsafe { x86::decode_avx2(whole, &mut decoded) });
             assert_eq!(decoded, raw[..decoded.len()]);
