@@ -48,8 +48,10 @@ enum Borrowed<'py> {
 }
 
 impl Borrowed<'_> {
-    /// The raw bytes. Valid while `self` lives; numpy inputs are additionally held by a
-    /// read-only borrow taken by the caller.
+    /// The raw bytes, valid while `self` lives. As with any extension that releases the
+    /// interpreter (zlib, hashlib), Python code in another thread could still write into a
+    /// mutable buffer while a large input is processed detached; that only makes the output
+    /// unspecified, since nothing here depends on the bytes for memory safety.
     fn bytes(&self) -> &[u8] {
         match self {
             Self::Array(array) => {
