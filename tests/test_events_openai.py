@@ -369,3 +369,42 @@ def test_every_client_event_class_is_covered_by_the_strategy() -> None:
         ResponseCancelEvent, OutputAudioBufferClearEvent,
     }  # fmt: skip
     assert set(CLIENT_EVENT_TYPES.values()) == covered
+
+
+def _sdk_union_members(union: Any) -> list[Any]:
+    members = union.__origin__.__args__ if hasattr(union, "__origin__") else union.__args__
+    return list(members)
+
+
+@pytest.mark.parametrize(
+    ("union", "registry", "protocol"),
+    [
+        (GAServerEvent, "server", "ga"),
+        (GAClientEvent, "client", "ga"),
+        (BetaServerEvent, "server", "beta"),
+        (BetaClientEvent, "client", "beta"),
+    ],
+)
+def test_models_know_every_sdk_event_and_field(union: Any, registry: str, protocol: str) -> None:
+    """Every event type of the SDK's unions has a model here, every SDK field is a field of
+    that model (so real traffic stays on the fast path), and nothing the SDK treats as
+    optional is required here."""
+    from realtalk.events import (
+        CLIENT_EVENT_TYPES,
+        SERVER_EVENT_TYPES,
+        client_event_from_beta,
+        server_event_from_beta,
+    )
+
+    models = SERVER_EVENT_TYPES if registry == "server" else CLIENT_EVENT_TYPES
+    to_ga = server_event_from_beta if registry == "server" else client_event_from_beta
+    for member in _sdk_union_members(union):
+        (wire_type,) = member.model_fields["type"].annotation.__args__
+        ga_type = to_ga({"type": wire_type})["type"] if protocol == "beta" else wire_type
+        cls = models[ga_type]
+        ours = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+        sdk_fields = {k: f for k, f in member.model_fields.items() if k != "type"}
+        assert set(sdk_fields) <= set(ours), wire_type
+        required_here = {name for name, f in ours.items() if f.required}
+        required_there = {name for name, f in sdk_fields.items() if f.is_required()}
+        assert required_here <= required_there, wire_type

@@ -191,6 +191,7 @@ class InputAudioTranscriptionCompletedEvent(
     # Absent in 2024-25 beta events although the SDK types require it.
     usage: JSONObject | UnsetType = UNSET
     logprobs: list[JSONObject] | None | UnsetType = UNSET
+    languages: list[Any] | None | UnsetType = UNSET
 
 
 class InputAudioTranscriptionFailedEvent(
