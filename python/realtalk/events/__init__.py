@@ -21,7 +21,7 @@ from ._beta import (
 )
 from ._codec import (
     InvalidEventError,
-    ProtocolVersion,
+    Protocol,
     new_event_id,
     parse_client_event,
     parse_server_event,
@@ -133,7 +133,7 @@ __all__ = [
     "OutputAudioBufferClearedEvent",
     "OutputAudioBufferStartedEvent",
     "OutputAudioBufferStoppedEvent",
-    "ProtocolVersion",
+    "Protocol",
     "RateLimitsUpdatedEvent",
     "ResponseCancelEvent",
     "ResponseContentPartAddedEvent",

@@ -27,7 +27,7 @@ from ._models import (
     UnknownEvent,
 )
 
-ProtocolVersion = Literal["ga", "beta"]
+Protocol = Literal["ga", "beta"]
 _E = TypeVar("_E", bound=Event)
 
 
@@ -93,7 +93,7 @@ def _event_from_object(raw: dict[str, Any], registry: Mapping[str, type[_E]]) ->
 
 def _parse(
     data: str | bytes,
-    protocol: ProtocolVersion,
+    protocol: Protocol,
     decoder: msgspec.json.Decoder[Any],
     registry: Mapping[str, type[_E]],
     from_beta: Any,
@@ -113,7 +113,7 @@ def _parse(
 
 
 def parse_server_event(
-    data: str | bytes, *, protocol: ProtocolVersion = "ga"
+    data: str | bytes, *, protocol: Protocol = "ga"
 ) -> ServerEvent | UnknownEvent:
     """Parse one server event from its wire JSON into its typed GA model.
 
@@ -126,7 +126,7 @@ def parse_server_event(
 
 
 def parse_client_event(
-    data: str | bytes, *, protocol: ProtocolVersion = "ga"
+    data: str | bytes, *, protocol: Protocol = "ga"
 ) -> ClientEvent | UnknownEvent:
     """Parse one client event (the server side's view); see :func:`parse_server_event`."""
     return _parse(data, protocol, _CLIENT_DECODER, CLIENT_EVENT_TYPES, client_event_from_beta)
@@ -134,7 +134,7 @@ def parse_client_event(
 
 def _serialize(
     event: Event | UnknownEvent | Mapping[str, Any],
-    protocol: ProtocolVersion,
+    protocol: Protocol,
     base: type[Event],
     registry: Mapping[str, type[Event]],
     to_beta: Any,
@@ -169,7 +169,7 @@ def _serialize(
 
 
 def serialize_client_event(
-    event: ClientEvent | UnknownEvent | Mapping[str, Any], protocol: ProtocolVersion = "ga"
+    event: ClientEvent | UnknownEvent | Mapping[str, Any], protocol: Protocol = "ga"
 ) -> bytes:
     """Wire JSON of a client event for ``protocol``. The event (a model or a mapping in GA
     names and shapes) is validated; an ``event_id`` is generated when it has none."""
@@ -177,7 +177,7 @@ def serialize_client_event(
 
 
 def serialize_server_event(
-    event: ServerEvent | UnknownEvent | Mapping[str, Any], protocol: ProtocolVersion = "ga"
+    event: ServerEvent | UnknownEvent | Mapping[str, Any], protocol: Protocol = "ga"
 ) -> bytes:
     """Wire JSON of a server event for ``protocol`` (the simulator's side); see
     :func:`serialize_client_event`."""
