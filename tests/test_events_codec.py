@@ -350,6 +350,16 @@ def _wire(event: Any) -> dict[str, Any]:
     return {**msgspec.to_builtins(event), **event.extra}
 
 
+def test_to_dict_is_the_ga_wire_object() -> None:
+    data = {**AUDIO_DELTA, "future": [1]}
+    event = parse_server_event(json.dumps(data))
+    assert event.to_dict() == data
+    unknown = parse_server_event(b'{"type": "x.y", "a": 1}')
+    assert unknown.to_dict() == {"type": "x.y", "a": 1}
+    beta = {**AUDIO_DELTA, "type": "response.audio.delta"}
+    assert parse_server_event(json.dumps(beta), protocol="beta").to_dict() == AUDIO_DELTA
+
+
 @given(_events(SERVER_EVENT_TYPES))
 def test_server_event_ga_round_trip(event: ServerEvent) -> None:
     parsed = parse_server_event(serialize_server_event(event))

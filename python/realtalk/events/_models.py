@@ -37,6 +37,14 @@ class Event(
         """Fields the server sent that this model does not know, kept for re-serialisation."""
         return self.__dict__.get("_extra") or {}
 
+    def to_dict(self) -> JSONObject:
+        """The event as a GA-shaped JSON object (``type`` included, unknown fields kept)."""
+        data: JSONObject = msgspec.to_builtins(self)
+        extra = self.__dict__.get("_extra")
+        if extra:
+            data.update(extra)
+        return data
+
 
 class ClientEvent(Event):
     """An event a client sends to the server."""
@@ -61,6 +69,10 @@ class UnknownEvent(msgspec.Struct, kw_only=True):
     @property
     def extra(self) -> JSONObject:
         return {}
+
+    def to_dict(self) -> JSONObject:
+        """A shallow copy of ``data``."""
+        return dict(self.data)
 
 
 # ---------------------------------------------------------------------------------------------
