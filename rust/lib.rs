@@ -12,11 +12,11 @@ pub mod error;
 // ---- ring ----
 
 // ---- resample ----
+pub mod resample;
 
 // ---- vad ----
 
 // ---- frame ----
-
 
 pub use error::AudioError;
 
