@@ -18,6 +18,7 @@ pub mod resample;
 
 // ---- frame ----
 
+
 pub use error::AudioError;
 
 #[cfg(feature = "python")]

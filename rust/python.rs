@@ -18,9 +18,12 @@ impl From<AudioError> for PyErr {
 
 // ---- pcm ----
 
+
 // ---- codec ----
 
+
 // ---- ring ----
+
 
 // ---- resample ----
 
@@ -338,7 +341,9 @@ pub use resample_bindings::{resample_py, Resampler};
 
 // ---- vad ----
 
+
 // ---- frame ----
+
 
 #[pymodule(gil_used = false)]
 mod _audio {
@@ -363,11 +368,7 @@ mod _audio {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add(
             "build_profile",
-            if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            },
+            if cfg!(debug_assertions) { "debug" } else { "release" },
         )?;
         Ok(())
     }
