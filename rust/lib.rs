@@ -14,6 +14,7 @@ pub mod error;
 // ---- resample ----
 
 // ---- vad ----
+pub mod vad;
 
 // ---- frame ----
 

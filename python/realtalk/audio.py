@@ -21,6 +21,9 @@ __all__: list[str] = []
 # ---- resample ----
 
 # ---- vad ----
+Vad = _audio.Vad
+VadEvent = _audio.VadEvent
+__all__ += ["Vad", "VadEvent"]
 
 # ---- frame ----
 
