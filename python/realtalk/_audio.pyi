@@ -13,7 +13,6 @@ _FloatArray: TypeAlias = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _BytesLike: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.generic]
 _Pcm16: TypeAlias = npt.NDArray[np.int16] | bytes | bytearray | memoryview
 _Codes: TypeAlias = npt.NDArray[np.uint8] | bytes | bytearray | memoryview
-from numpy.typing import NDArray
 
 __all__ = [
     "__version__",
