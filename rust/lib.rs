@@ -6,14 +6,19 @@
 
 pub mod error;
 // ---- pcm ----
+pub mod pcm;
 
 // ---- codec ----
+pub mod codec;
 
 // ---- ring ----
+pub mod ring;
 
 // ---- resample ----
+pub mod resample;
 
 // ---- vad ----
+pub mod vad;
 
 // ---- frame ----
 

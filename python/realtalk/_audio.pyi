@@ -1,19 +1,47 @@
 """Type stubs for realtalk's Rust extension module (checked by mypy.stubtest in the tests)."""
 
-from typing import Final
+from typing import Any, Final, Literal, TypeAlias, TypeVar, final
+
+import numpy as np
+import numpy.typing as npt
+from numpy.typing import DTypeLike, NDArray
+
+_Int16Array: TypeAlias = npt.NDArray[np.int16]
+_UInt8Array: TypeAlias = npt.NDArray[np.uint8]
+_Float32Array: TypeAlias = npt.NDArray[np.float32]
+_FloatArray: TypeAlias = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+_BytesLike: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.generic]
+_Pcm16: TypeAlias = npt.NDArray[np.int16] | bytes | bytearray | memoryview
+_Codes: TypeAlias = npt.NDArray[np.uint8] | bytes | bytearray | memoryview
 
 __all__ = [
     "__version__",
     "build_profile",
     # ---- pcm ----
+    "float_to_pcm16",
+    "pcm16_to_float",
 
     # ---- codec ----
+    "alaw_decode",
+    "alaw_encode",
+    "b64decode",
+    "b64encode",
+    "pcm16_from_base64",
+    "pcm16_to_base64",
+    "ulaw_decode",
+    "ulaw_encode",
 
     # ---- ring ----
+    "PlaybackBuffer",
+    "RingBuffer",
 
     # ---- resample ----
+    "Resampler",
+    "resample",
 
     # ---- vad ----
+    "Vad",
+    "VadEvent",
 
     # ---- frame ----
 
@@ -25,12 +53,203 @@ build_profile: Final[str]
 
 # ---- pcm ----
 
+def float_to_pcm16(samples: _FloatArray) -> _Int16Array:
+    """Converts float32/float64 samples to PCM16 (NaN -> 0, clip to [-1, 1], x 32767, rint)."""
+
+def pcm16_to_float(samples: _Pcm16) -> _Float32Array:
+    """Converts PCM16 (int16 array or bytes-like) to float32: each sample / 32768."""
+
 # ---- codec ----
+
+def b64encode(buffer: _BytesLike) -> str:
+    """Base64 (standard alphabet, padded) of a bytes-like object, as ``base64.b64encode``."""
+
+def b64decode(text: str | _BytesLike) -> bytes:
+    """Strict base64 decode; ValueError names the offset of the first bad character."""
+
+def pcm16_to_base64(samples: _Pcm16) -> str:
+    """Base64 of little-endian PCM16 (int16 array or bytes-like)."""
+
+def pcm16_from_base64(text: str | _BytesLike) -> _Int16Array:
+    """Decodes base64 of little-endian PCM16 to an int16 array."""
+
+def ulaw_encode(pcm16: _Pcm16) -> _UInt8Array:
+    """PCM16 to G.711 mu-law codes, bit-exact with ``audioop.lin2ulaw``."""
+
+def ulaw_decode(codes: _Codes) -> _Int16Array:
+    """G.711 mu-law codes to PCM16, bit-exact with ``audioop.ulaw2lin``."""
+
+def alaw_encode(pcm16: _Pcm16) -> _UInt8Array:
+    """PCM16 to G.711 A-law codes, bit-exact with ``audioop.lin2alaw``."""
+
+def alaw_decode(codes: _Codes) -> _Int16Array:
+    """G.711 A-law codes to PCM16, bit-exact with ``audioop.alaw2lin``."""
 
 # ---- ring ----
 
+@final
+class RingBuffer:
+    """A fixed-capacity FIFO of int16 samples, safe to share between threads."""
+
+    def __new__(cls, capacity: int) -> RingBuffer: ...
+    def write(self, samples: _Pcm16) -> int:
+        """Appends as many samples as fit; returns how many were accepted."""
+    def read(self, n: int) -> _Int16Array:
+        """Removes and returns up to ``n`` of the oldest samples."""
+    def peek(self, n: int) -> _Int16Array:
+        """Returns up to ``n`` of the oldest samples without removing them."""
+    def clear(self) -> None: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def free(self) -> int:
+        """Room left, in samples."""
+    def __len__(self) -> int: ...
+
+@final
+class PlaybackBuffer:
+    """The speaker side of a conversation: pushed by the event loop, pulled by the device."""
+
+    def __new__(cls, sample_rate: int, capacity_ms: int = 60000) -> PlaybackBuffer: ...
+    def push(self, item_id: str, content_index: int, samples: _Pcm16) -> int:
+        """Queues samples of one content part; returns how many fit."""
+    def pull(self, n: int) -> _Int16Array:
+        """The next ``n`` samples, zero-filled past what is queued."""
+    def pull_into(self, out: _Int16Array) -> int:
+        """Fills a writable int16 array in place; returns how many real samples it got."""
+    def played(self, item_id: str) -> int:
+        """Samples of ``item_id`` played so far (all its content parts); 0 if unknown."""
+    def interrupt(self) -> tuple[str, int, int] | None:
+        """Drops the queue; returns (item_id, content_index, audio_end_ms) or None."""
+    def clear(self) -> None:
+        """Drops the queue and forgets the current part."""
+    @property
+    def current(self) -> tuple[str, int] | None:
+        """(item_id, content_index) of the part being heard, or None."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def queued(self) -> int:
+        """Samples queued and not yet pulled."""
+    @property
+    def free(self) -> int: ...
+    @property
+    def underruns(self) -> int:
+        """How many times playback ran dry after audio was pushed."""
+
 # ---- resample ----
 
+_Samples = TypeVar("_Samples", NDArray[np.float32], NDArray[np.int16])
+
+@final
+class Resampler:
+    """Streaming polyphase resampler between two integer rates (8,000 to 192,000 Hz).
+
+    ``process`` takes float32 or int16 frames (1-D for mono, or 2-D frames x channels) of any
+    length, including empty, and returns every complete output frame in the same dtype and
+    dimensionality; the concatenated outputs do not depend on the chunking. Outputs are aligned
+    with the input: the stream lags by ``delay`` output samples, and ``flush`` returns the tail.
+    Thread-safe; large inputs are resampled with the interpreter released.
+    """
+
+    def __new__(
+        cls, in_rate: int, out_rate: int, *, channels: int = 1, quality: str = "high"
+    ) -> Resampler: ...
+    def process(self, samples: _Samples) -> _Samples:
+        """Resample one chunk; returns a fresh array (the input is borrowed, not copied)."""
+    def flush(self, dtype: DTypeLike | None = None) -> NDArray[Any]:
+        """Return the tail, making the total round(frames_in * out_rate / in_rate), then rewind.
+
+        float32 unless ``dtype`` is int16; 1-D for mono, 2-D (frames, channels) otherwise.
+        """
+    def reset(self) -> None:
+        """Forget all input; the next chunk starts a new stream."""
+    @property
+    def delay(self) -> float:
+        """How far the stream lags its input, in output samples."""
+    @property
+    def in_rate(self) -> int: ...
+    @property
+    def out_rate(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def quality(self) -> str: ...
+
+def resample(
+    samples: _Samples, in_rate: int, out_rate: int, *, quality: str = "high"
+) -> _Samples:
+    """One-shot, delay-compensated resampling: round(frames * out_rate / in_rate) frames.
+
+    Same dtype and shape convention as the input (2-D input keeps its channels); equal to
+    ``process`` + ``flush`` of a fresh ``Resampler``.
+    """
+
+
 # ---- vad ----
+
+@final
+class VadEvent:
+    """A turn boundary found by `Vad.process`, timed like the server's events."""
+
+    @property
+    def type(self) -> Literal["speech_started", "speech_stopped"]: ...
+    @property
+    def audio_start_ms(self) -> int | None:
+        """`speech_started`: the onset minus `prefix_padding_ms`, in ms from the first sample."""
+    @property
+    def audio_end_ms(self) -> int | None:
+        """`speech_stopped`: the speech end plus `silence_duration_ms`, in ms from the first sample."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Vad:
+    """Streaming voice activity detector with the Realtime API's `server_vad` semantics.
+
+    Energy-based: speech-band energies against adaptive per-band noise floors, with onset
+    confirmation and hangover. `threshold` (0..1) is how far above the noise speech must be;
+    `prefix_padding_ms` is included before the onset in `audio_start_ms`;
+    `silence_duration_ms` of non-speech ends a turn and is included in `audio_end_ms`.
+    Works at 8000, 16000, 24000 and 48000 Hz with 10, 20 or 30 ms frames.
+    """
+
+    def __new__(
+        cls,
+        sample_rate: int = 24000,
+        *,
+        threshold: float = 0.5,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 500,
+        frame_ms: int = 10,
+    ) -> Vad: ...
+    def process(self, samples: NDArray[np.float32] | NDArray[np.int16]) -> list[VadEvent]:
+        """Feed a chunk of any length; return the events it completes (the input is not copied)."""
+    def classify(self, samples: NDArray[np.float32] | NDArray[np.int16]) -> NDArray[np.bool_]:
+        """Feed a chunk; return one decision per `frame_ms` frame it completes (a new array).
+
+        The detector's own smoothing is included; padding and silence duration are not. Shares
+        its state with `process`: use one or the other on a stream.
+        """
+    def reset(self) -> None:
+        """Start a new stream: the clock restarts at 0 and the noise floor is learnt again."""
+    @property
+    def speaking(self) -> bool:
+        """True between `speech_started` and `speech_stopped`."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def prefix_padding_ms(self) -> int: ...
+    @property
+    def silence_duration_ms(self) -> int: ...
+    @property
+    def frame_ms(self) -> int: ...
+    @property
+    def processed_ms(self) -> int:
+        """Milliseconds of audio analysed so far (whole frames since the first sample or reset)."""
 
 # ---- frame ----
