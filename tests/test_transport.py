@@ -15,9 +15,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
-from websockets.frames import Close, Frame, Opcode
-from websockets.server import ServerProtocol
-
 from realtalk.errors import (
     AuthenticationError,
     ConnectError,
@@ -39,6 +36,8 @@ from realtalk.transport import (
     open_websocket,
     serve,
 )
+from websockets.frames import Close, Frame, Opcode
+from websockets.server import ServerProtocol
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -94,12 +93,24 @@ async def test_echo_text_binary_and_raw() -> None:
             assert await ws.receive() == "héllo"
             await ws.send(b"\x00\xffbinary")
             assert await ws.receive() == b"\x00\xffbinary"
-            await ws.send_text('{"type":"x"}'.encode())
+            await ws.send_text(b'{"type":"x"}')
             assert await ws.receive_raw() == RawMessage(b'{"type":"x"}', True)
             await ws.send_binary(b"\x01")
             assert await ws.receive_raw() == RawMessage(b"\x01", False)
         assert ws.close_code == 1000
         assert ws.closed
+
+
+async def test_send_texts_delivers_a_burst_in_order() -> None:
+    async def burst(ws: WebSocket) -> None:
+        await ws.send_texts(
+            [f"event {index}" if index % 2 else f"event {index}".encode() for index in range(500)]
+        )
+
+    async with WebSocketServer(burst) as server:
+        async with open_websocket(server.url) as ws:
+            received = [await ws.receive() for _ in range(500)]
+    assert received == [f"event {index}" for index in range(500)]
 
 
 async def test_request_and_response_visible_to_both_sides() -> None:
@@ -210,7 +221,11 @@ async def test_garbage_instead_of_handshake_is_protocol_error() -> None:
 
 
 def http_exchange(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -327,7 +342,7 @@ async def test_fragmented_messages_with_interleaved_ping_are_reassembled() -> No
     pongs: list[bytes] = []
 
     async def fragments(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
-        protocol.send_text("frag".encode(), fin=False)
+        protocol.send_text(b"frag", fin=False)
         protocol.send_ping(b"mid")
         protocol.send_continuation("mént".encode(), fin=False)
         protocol.send_continuation(b"ed", fin=True)
@@ -680,7 +695,9 @@ async def test_tls_server_close_code_reaches_client() -> None:
         await ws.close(3000, "invalid_request_error.invalid_api_key")
 
     async with WebSocketServer(handler, host="localhost", ssl_context=server_context) as server:
-        async with open_websocket(f"wss://localhost:{server.port}", ssl_context=client_context) as ws:
+        async with open_websocket(
+            f"wss://localhost:{server.port}", ssl_context=client_context
+        ) as ws:
             with anyio.fail_after(5):
                 with pytest.raises(AuthenticationError):
                     await ws.receive()

@@ -42,16 +42,24 @@ import logging
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, NoReturn
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, NoReturn, Self
 from urllib.parse import parse_qsl
 
 import anyio
 import anyio.abc
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
@@ -203,7 +211,9 @@ class HTTPResponse:
     def json(
         cls, obj: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()
     ) -> HTTPResponse:
-        return cls(status, [("Content-Type", "application/json"), *headers], msgspec.json.encode(obj))
+        return cls(
+            status, [("Content-Type", "application/json"), *headers], msgspec.json.encode(obj)
+        )
 
     @classmethod
     def text(
@@ -247,6 +257,79 @@ class RawMessage(NamedTuple):
     is_text: bool
 
 
+class _MessageQueue:
+    """The bounded hand-off from the reader task to the consumers.
+
+    Unlike a memory object stream it wakes a waiting consumer without an extra trip through the
+    event loop, which matters when messages trickle in one per TCP segment. ``put`` waits while
+    ``max_size`` messages are queued; ``get`` returns a queued message without yielding."""
+
+    __slots__ = ("_items", "_max_size", "_not_empty", "_not_full", "discarding", "ended")
+
+    def __init__(self, max_size: int) -> None:
+        self._items: deque[RawMessage] = deque()
+        self._max_size = max(1, max_size)
+        self._not_empty: anyio.Event | None = None
+        self._not_full: anyio.Event | None = None
+        self.ended = False
+        """No message will be added any more (the reader finished)."""
+        self.discarding = False
+        """Closed locally: queued and future messages are dropped."""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, message: RawMessage) -> None:
+        while len(self._items) >= self._max_size and not self.discarding:
+            self._not_full = space = anyio.Event()
+            await space.wait()
+        self.offer(message)
+
+    def offer(self, message: RawMessage) -> bool:
+        """Queue ``message`` if there is room (or drop it when discarding); False if full."""
+        if len(self._items) >= self._max_size and not self.discarding:
+            return False
+        if not self.discarding:
+            self._items.append(message)
+            waiter = self._not_empty
+            if waiter is not None:
+                self._not_empty = None
+                waiter.set()
+        return True
+
+    async def get(self) -> RawMessage | None:
+        """The next message, or None once the queue has ended (or discards) and is empty."""
+        items = self._items
+        while not items:
+            if self.ended or self.discarding:
+                return None
+            waiter = self._not_empty
+            if waiter is None:
+                self._not_empty = waiter = anyio.Event()
+            await waiter.wait()
+        message = items.popleft()
+        waiter = self._not_full
+        if waiter is not None:
+            self._not_full = None
+            waiter.set()
+        return message
+
+    def end(self) -> None:
+        self.ended = True
+        self._wake_all()
+
+    def discard(self) -> None:
+        self.discarding = True
+        self._items.clear()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for waiter in (self._not_empty, self._not_full):
+            if waiter is not None:
+                waiter.set()
+        self._not_empty = self._not_full = None
+
+
 class WebSocket:
     """One open WebSocket connection, client or server side. Obtain one from
     :func:`open_websocket` or as the argument of a :func:`serve` handler; never construct it.
@@ -288,11 +371,7 @@ class WebSocket:
         self._close_timeout = close_timeout
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._pending_writes: list[bytes] = []
-        self._incoming_send: MemoryObjectSendStream[RawMessage]
-        self._incoming: MemoryObjectReceiveStream[RawMessage]
-        self._incoming_send, self._incoming = anyio.create_memory_object_stream[RawMessage](
-            max_queue
-        )
+        self._incoming = _MessageQueue(max_queue)
         # Shielded: the reader must outlive a cancelled body long enough to finish the close
         # handshake; close() and _abort() end it, with a deadline.
         self._reader_scope = anyio.CancelScope(shield=True)
@@ -336,16 +415,10 @@ class WebSocket:
         Text payloads are returned exactly as received; they are not checked to be valid UTF-8
         (the JSON parser that consumes them checks). A message already queued is returned
         without yielding to the event loop."""
-        try:
-            return self._incoming.receive_nowait()
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise await self._closing_exception() from None
-        try:
-            return await self._incoming.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise await self._closing_exception() from None
+        message = await self._incoming.get()
+        if message is None:
+            raise await self._closing_exception()
+        return message
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for a text frame, ``bytes`` for a binary frame. A text frame
@@ -398,8 +471,20 @@ class WebSocket:
                     protocol.send_text(data)
                 else:
                     protocol.send_binary(data)
-                await self._drain()
-                return
+                if await self._drain():
+                    return
+        raise await self._closing_exception()
+
+    async def send_texts(self, messages: Iterable[str | bytes]) -> None:
+        """Send several text frames in one socket write (``bytes`` must already be UTF-8): a
+        burst of events costs one system call instead of one per event."""
+        protocol = self._protocol
+        async with self._send_lock:
+            if protocol.state is State.OPEN:
+                for message in messages:
+                    protocol.send_text(message.encode() if isinstance(message, str) else message)
+                if await self._drain():
+                    return
         raise await self._closing_exception()
 
     async def ping(self, data: bytes | None = None) -> float:
@@ -421,8 +506,7 @@ class WebSocket:
                 return False
             self._pings[payload] = waiter
             self._protocol.send_ping(payload)
-            await self._drain()
-            return True
+            return await self._drain()
 
     # -- closing --
 
@@ -434,7 +518,7 @@ class WebSocket:
             await self._close(code, reason)
 
     async def _close(self, code: int, reason: str) -> None:
-        self._incoming.close()
+        self._incoming.discard()
         deadline = anyio.current_time() + self._close_timeout
         with anyio.CancelScope(deadline=deadline):
             if self._protocol.state is State.OPEN:
@@ -450,7 +534,7 @@ class WebSocket:
 
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the connection after a local protocol violation check (bad UTF-8)."""
-        self._incoming.close()
+        self._incoming.discard()
         with anyio.CancelScope(shield=True):
             async with self._send_lock:
                 if self._protocol.state is State.OPEN:
@@ -493,9 +577,10 @@ class WebSocket:
 
     # -- I/O internals --
 
-    async def _drain(self) -> None:
-        """Write everything the protocol has queued. Call with the send lock held; loops until
-        nothing is left, so writes the reader queued while this ran go out too."""
+    async def _drain(self) -> bool:
+        """Write everything the protocol has queued; False if the stream broke (the reader is
+        then stopped). Call with the send lock held; loops until nothing is left, so writes the
+        reader queued meanwhile go out too. Consecutive frames go out in one write."""
         protocol = self._protocol
         stream = self._stream
         try:
@@ -507,18 +592,28 @@ class WebSocket:
                 else:
                     writes = protocol.data_to_send()
                     if not writes:
-                        return
+                        return True
+                if len(writes) == 1 and writes[0]:
+                    await stream.send(writes[0])
+                    continue
+                batch: list[bytes] = []
                 for chunk in writes:
                     if chunk:
-                        await stream.send(chunk)
-                    else:
-                        await self._send_eof()
+                        batch.append(chunk)
+                        continue
+                    if batch:
+                        await stream.send(b"".join(batch))
+                        batch = []
+                    await self._send_eof()
+                if batch:
+                    await stream.send(b"".join(batch))
         except anyio.get_cancelled_exc_class():
             # A frame may be half written: the stream cannot carry another one.
             self._abort(ConnectionClosed(1006, "", message="a send was cancelled mid-frame"))
             raise
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError):
             self._reader_scope.cancel()
+            return False
 
     async def _send_eof(self) -> None:
         if isinstance(self._stream, TLSStream):
@@ -572,13 +667,13 @@ class WebSocket:
                 protocol.receive_eof()
                 protocol.data_to_send()
                 await anyio.aclose_forcefully(stream)
-            self._incoming_send.close()
+            self._incoming.end()
             self._reader_done.set()
             for waiter in self._pings.values():
                 waiter.set()
 
     async def _process_events(self, events: Sequence[Any]) -> None:
-        deliver = self._incoming_send
+        incoming = self._incoming
         for frame in events:
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
@@ -597,18 +692,12 @@ class WebSocket:
                 if opcode is _PONG:
                     self._acknowledge_pong(bytes(frame.data))
                 continue  # PING and CLOSE: the protocol already queued the answer
-            try:
-                deliver.send_nowait(message)
-            except anyio.WouldBlock:
+            if not incoming.offer(message):
                 self._reader_blocked_by_consumer = True
                 try:
-                    await deliver.send(message)
-                except anyio.BrokenResourceError:
-                    pass  # closed locally: messages are discarded
+                    await incoming.put(message)
                 finally:
                     self._reader_blocked_by_consumer = False
-            except anyio.BrokenResourceError:
-                pass
 
     def _acknowledge_pong(self, payload: bytes) -> None:
         if payload not in self._pings:
@@ -661,7 +750,7 @@ async def _run_connection(
             tg.start_soon(ws._run_keepalive)
         try:
             yield ws
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001  # re-raised below, outside the task group
             body_exc = exc
         finally:
             if body_exc is None or isinstance(body_exc, ConnectionClosed):
@@ -953,11 +1042,9 @@ class WebSocketServer:
         scheme = "wss" if self._ssl_context is not None else "ws"
         return f"{scheme}://{self.host}:{self.port}"
 
-    async def __aenter__(self) -> WebSocketServer:
+    async def __aenter__(self) -> Self:
         with map_exceptions("listening"):
-            listener = await anyio.create_tcp_listener(
-                local_host=self.host, local_port=self.port
-            )
+            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
         self._listener = listener
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self._task_group = anyio.create_task_group()
@@ -1024,23 +1111,29 @@ class WebSocketServer:
             await stream.send(response.serialize())
             return
         if self._process_request is not None:
-            refusal = await self._process_request(request)
-            if refusal is not None:
-                await stream.send(refusal.serialize())
+            rejection = await self._process_request(request)
+            if rejection is not None:
+                await stream.send(rejection.serialize())
                 return
         await self._upgrade(stream, request, head + rest)
 
-    async def _upgrade(self, stream: anyio.abc.ByteStream, request: HTTPRequest, data: bytes) -> None:
+    async def _upgrade(
+        self, stream: anyio.abc.ByteStream, request: HTTPRequest, data: bytes
+    ) -> None:
         select = self._select_subprotocol
+
+        def select_subprotocol(
+            _protocol: ServerProtocol, offered: Sequence[Subprotocol]
+        ) -> Subprotocol | None:
+            assert select is not None
+            chosen = select(request, list(offered))
+            return None if chosen is None else Subprotocol(chosen)
+
         protocol = ServerProtocol(
             extensions=enable_server_permessage_deflate(None)
             if self._compression == "deflate"
             else None,
-            select_subprotocol=(
-                (lambda _protocol, offered: select(request, list(offered)))  # type: ignore[misc]
-                if select is not None
-                else None
-            ),
+            select_subprotocol=select_subprotocol if select is not None else None,
             max_size=self._max_size,
             logger=logger,
         )
