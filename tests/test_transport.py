@@ -272,6 +272,33 @@ async def test_plain_http_post_with_json_body() -> None:
     assert request.body == body
 
 
+async def test_failing_http_hooks_answer_400_or_500(caplog: pytest.LogCaptureFixture) -> None:
+    async def http_handler(request: HTTPRequest) -> HTTPResponse:
+        if request.path == "/json":
+            request.json()  # the body is not JSON: ProtocolError
+        raise RuntimeError("bug in the hook")
+
+    async def process_request(request: HTTPRequest) -> HTTPResponse | None:
+        raise RuntimeError("bug in the upgrade hook")
+
+    async with WebSocketServer(
+        echo, http_handler=http_handler, process_request=process_request
+    ) as server:
+        bad_json, _, message = await anyio.to_thread.run_sync(
+            lambda: http_exchange(server.port, "POST", "/json", b"{nope")
+        )
+        crashed, _, _ = await anyio.to_thread.run_sync(
+            lambda: http_exchange(server.port, "POST", "/other", b"{}")
+        )
+        with pytest.raises(HandshakeError) as caught:
+            async with open_websocket(server.url):
+                pass
+    assert bad_json == 400 and b"not JSON" in message
+    assert crashed == 500
+    assert caught.value.status == 500
+    assert "bug in the hook" in caplog.text
+
+
 async def test_plain_http_without_handler_gets_426_and_bad_requests_get_4xx() -> None:
     async with WebSocketServer(echo, max_size=1000) as server:
         status, headers, _ = await anyio.to_thread.run_sync(
@@ -625,7 +652,7 @@ async def test_slow_consumer_keeps_memory_bounded_and_survives_keepalive() -> No
         async with open_websocket(
             server.url, compression=None, max_queue=8, ping_interval=0.05, ping_timeout=0.2
         ) as ws:
-            await anyio.sleep(1.0)  # the consumer is busy; keepalive must not blame the peer
+            await anyio.sleep(0.6)  # the consumer is busy; keepalive must not blame the peer
             in_flight = progress["sent"]
             # What the producer got rid of sits in our queue and the kernels' socket buffers.
             assert in_flight < total
@@ -649,7 +676,7 @@ async def test_sender_is_held_back_by_a_peer_that_does_not_read() -> None:
         async with open_websocket(server.url, compression=None) as ws:
             chunk = os.urandom(64 * 1024)
             sent = 0
-            with anyio.move_on_after(1.0):
+            with anyio.move_on_after(0.5):
                 for _ in range(2000):  # 128 MiB if nothing pushed back
                     await ws.send(chunk)
                     sent += 1

@@ -336,8 +336,11 @@ class WebSocket:
 
     Sending: :meth:`send` (``str`` -> text frame, ``bytes`` -> binary frame), :meth:`send_text`
     (also takes already-encoded UTF-8 ``bytes``: no decode/encode round trip),
-    :meth:`send_binary`. Each send returns once the frame is written to the socket, so a slow peer
-    applies backpressure. Sends may be called from several tasks; frames never interleave.
+    :meth:`send_binary`, :meth:`send_texts` (a burst in one write). Each send returns once the
+    frame is handed to the socket, so a slow peer applies backpressure (nothing queues up in
+    memory). Sends may be called from several tasks; frames never interleave. Cancelling a send
+    that is half way through writing a frame drops the connection (the stream could not carry
+    another frame).
 
     Receiving: :meth:`receive` (text -> ``str``, binary -> ``bytes``), :meth:`receive_raw` (a
     :class:`RawMessage`, text left as UTF-8 ``bytes``, for the hot path), ``async for message in
@@ -345,7 +348,9 @@ class WebSocket:
     expiry, 1005) and raises otherwise). Once the connection is closed, every receive and send
     raises the closing exception (see the module's table).
 
-    Closing: :meth:`close`; :attr:`close_code` and :attr:`close_reason` once closed.
+    Closing: :meth:`close`; :attr:`close_code` and :attr:`close_reason` once closed. Also
+    :meth:`ping` (round-trip time), :attr:`subprotocol`, :attr:`request` (server side: the
+    upgrade request), :attr:`response` (client side: the 101 response and its headers).
     """
 
     def __init__(
@@ -978,6 +983,20 @@ def _is_upgrade(method: str, headers: Headers) -> bool:
     )
 
 
+async def _call_hook(
+    hook: Callable[[HTTPRequest], Awaitable[HTTPResponse | Any]], request: HTTPRequest
+) -> Any:
+    """Run an HTTP hook; a failing hook answers 400 (a ProtocolError: the request was bad) or
+    500, instead of dropping the connection without a word."""
+    try:
+        return await hook(request)
+    except ProtocolError as exc:
+        return HTTPResponse.text(f"{exc}\n", 400)
+    except Exception:
+        logger.exception("HTTP hook failed on %s %s", request.method, request.path)
+        return HTTPResponse.text("Internal server error.\n", 500)
+
+
 class WebSocketServer:
     """A WebSocket (and plain HTTP) server on ``host``:``port`` for the duration of an
     ``async with`` block::
@@ -1107,11 +1126,11 @@ class WebSocketServer:
                     [("Upgrade", "websocket")],
                 )
             else:
-                response = await self._http_handler(request)
+                response = await _call_hook(self._http_handler, request)
             await stream.send(response.serialize())
             return
         if self._process_request is not None:
-            rejection = await self._process_request(request)
+            rejection = await _call_hook(self._process_request, request)
             if rejection is not None:
                 await stream.send(rejection.serialize())
                 return
