@@ -464,6 +464,31 @@ async def test_keepalive_detects_a_peer_that_stops_answering() -> None:
     assert 0.3 <= elapsed < 3
 
 
+async def test_keepalive_detects_a_dead_peer_while_a_send_is_blocked() -> None:
+    async def mute(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        await anyio.sleep_forever()  # never reads: our writes back up into the socket buffers
+
+    outcome: list[BaseException] = []
+    async with raw_peer(mute) as url:
+        with anyio.fail_after(10):
+            async with open_websocket(
+                url, compression=None, ping_interval=0.2, ping_timeout=0.3, close_timeout=0.2
+            ) as ws:
+
+                async def flood() -> None:
+                    try:
+                        while True:
+                            await ws.send(b"x" * 2**20)
+                    except ConnectionClosed as exc:
+                        outcome.append(exc)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(flood)
+                    with pytest.raises(KeepaliveTimeout):
+                        await ws.receive()
+    assert len(outcome) == 1 and isinstance(outcome[0], KeepaliveTimeout)
+
+
 # ---- close codes ----
 
 EXPIRY = "Your session hit the maximum duration of 60 minutes."
@@ -639,7 +664,7 @@ async def test_body_exception_propagates_unwrapped() -> None:
 
 async def test_slow_consumer_keeps_memory_bounded_and_survives_keepalive() -> None:
     message = os.urandom(32 * 1024)
-    total = 1500  # 48 MiB offered
+    total = 1000  # 32 MiB offered
     progress = {"sent": 0}
 
     async def producer(ws: WebSocket) -> None:

@@ -382,6 +382,7 @@ class WebSocket:
         self._reader_scope = anyio.CancelScope(shield=True)
         self._reader_done = anyio.Event()
         self._reader_blocked_by_consumer = False
+        self._receive_count = 0  # reads from the socket, the keepalive's sign of life
         self._pings: dict[bytes, anyio.Event] = {}
         self._fragments: list[bytes] = []
         self._fragments_are_text = False
@@ -547,7 +548,7 @@ class WebSocket:
                     self._reader_scope.deadline = anyio.current_time() + self._close_timeout
                     await self._drain()
 
-    def _abort(self, failure: RealtalkError) -> None:
+    def _abort(self, failure: RealtalkError | None) -> None:
         """Drop the connection at once: the reader stops and closes the stream."""
         if self._failure is None:
             self._failure = failure
@@ -613,8 +614,12 @@ class WebSocket:
                 if batch:
                     await stream.send(b"".join(batch))
         except anyio.get_cancelled_exc_class():
-            # A frame may be half written: the stream cannot carry another one.
-            self._abort(ConnectionClosed(1006, "", message="a send was cancelled mid-frame"))
+            # A frame may be half written: the stream cannot carry another one. (While closing,
+            # this is the close deadline passing: the close's own outcome describes it.)
+            failure = None
+            if protocol.state is State.OPEN:
+                failure = ConnectionClosed(1006, "", message="a send was cancelled mid-frame")
+            self._abort(failure)
             raise
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError):
             self._reader_scope.cancel()
@@ -658,6 +663,7 @@ class WebSocket:
                         ssl.SSLError,
                     ):
                         break
+                    self._receive_count += 1
                     protocol.receive_data(data)
                     await self._flush_from_reader()
                     await self._process_events(protocol.events_received())
@@ -715,30 +721,40 @@ class WebSocket:
                 return
 
     async def _run_keepalive(self) -> None:
+        """Ping every ``ping_interval`` s. The peer is declared dead when ``ping_timeout`` s pass
+        with neither its pong nor any other byte from it: behind a large backlog (a slow
+        consumer here, or a peer streaming faster than we read) the pong is late but the data
+        in front of it proves the peer alive."""
         assert self._ping_interval is not None
+        timeout = self._ping_timeout
         while True:
             await anyio.sleep(self._ping_interval)
             payload = os.urandom(4)
             waiter = anyio.Event()
-            if not await self._send_ping(payload, waiter):
+            progress = self._receive_count
+            async with anyio.create_task_group() as tg:
+                # Sending may block too (a peer that stopped reading): it is watched alike.
+                tg.start_soon(self._send_ping, payload, waiter)
+                while True:
+                    with anyio.move_on_after(math.inf if timeout is None else timeout):
+                        await waiter.wait()
+                    if waiter.is_set() or self._protocol.state is not State.OPEN:
+                        break
+                    if self._receive_count != progress or self._reader_blocked_by_consumer:
+                        progress = self._receive_count
+                        continue
+                    self._declare_unresponsive()
+                    tg.cancel_scope.cancel()
+                    return
+            if self._protocol.state is not State.OPEN:
                 return
-            if self._ping_timeout is None:
-                continue
-            while not waiter.is_set():
-                with anyio.move_on_after(self._ping_timeout):
-                    await waiter.wait()
-                if waiter.is_set() or self._reader_blocked_by_consumer:
-                    continue  # a pong may wait behind messages the consumer has not taken
-                self._abort(
-                    KeepaliveTimeout(
-                        1006,
-                        "",
-                        message=f"no pong within {self._ping_timeout} s: the peer is unresponsive",
-                    )
-                )
-                return
-            if payload in self._pings:  # woken by the end of the connection
-                return
+
+    def _declare_unresponsive(self) -> None:
+        # Replaces a "send cancelled" failure the interrupted ping may have recorded.
+        self._failure = KeepaliveTimeout(
+            1006, "", message=f"no pong within {self._ping_timeout} s: the peer is unresponsive"
+        )
+        self._reader_scope.cancel()
 
 
 @asynccontextmanager
