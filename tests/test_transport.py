@@ -652,6 +652,21 @@ async def test_close_is_idempotent_and_sending_after_close_raises() -> None:
             assert caught.value.code == 1000
 
 
+async def test_bad_arguments_raise_clear_errors() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            with pytest.raises(ValueError, match="close code"):
+                await ws.close(1005)
+            with pytest.raises(ValueError, match="close code"):
+                await ws.close(5000)
+            with pytest.raises(ValueError, match="123 bytes"):
+                await ws.close(1000, "x" * 124)
+            with pytest.raises(TypeError, match="str or bytes"):
+                await ws.send({"type": "dict"})  # type: ignore[arg-type]
+            await ws.send("still open")
+            assert await ws.receive() == "still open"
+
+
 async def test_body_exception_propagates_unwrapped() -> None:
     async with WebSocketServer(echo) as server:
         with pytest.raises(ZeroDivisionError):

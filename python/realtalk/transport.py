@@ -113,6 +113,7 @@ DEFAULT_MAX_QUEUE = 32
 MAX_REQUEST_HEAD = 64 * 1024
 _RECEIVE_SIZE = 65536
 _SESSION_EXPIRED_MARKER = "maximum duration"
+_SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015)))
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
@@ -457,8 +458,10 @@ class WebSocket:
         """Send ``str`` as a text frame, ``bytes``/``bytearray``/``memoryview`` as binary."""
         if isinstance(message, str):
             await self._send_frame(_TEXT, message.encode())
-        else:
+        elif isinstance(message, bytes | bytearray | memoryview):
             await self._send_frame(_BINARY, message)
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
 
     async def send_text(self, data: str | bytes) -> None:
         """Send a text frame. ``bytes`` must already be UTF-8 (not re-checked): this is the
@@ -519,7 +522,14 @@ class WebSocket:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason`` and wait (at most ``close_timeout``)
         for the peer's close frame and the end of the TCP connection. Messages not yet received
-        are discarded. Idempotent; safe to call while other tasks send or receive."""
+        are discarded. Idempotent; safe to call while other tasks send or receive.
+
+        ``code`` is 1000-1003, 1007-1014 or an application code 3000-4999; ``reason`` at most
+        123 bytes of UTF-8 (a close frame's limit)."""
+        if not (code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
+            raise ValueError(f"{code} is not a close code that may be sent")
+        if len(reason.encode()) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
         with anyio.CancelScope(shield=True):
             await self._close(code, reason)
 
