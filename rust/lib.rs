@@ -15,8 +15,10 @@ pub mod codec;
 pub mod ring;
 
 // ---- resample ----
+pub mod resample;
 
 // ---- vad ----
+pub mod vad;
 
 // ---- frame ----
 

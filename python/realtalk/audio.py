@@ -49,7 +49,14 @@ __all__ += ["PlaybackBuffer", "RingBuffer"]
 
 # ---- resample ----
 
+Resampler = _audio.Resampler
+resample = _audio.resample
+__all__ += ["Resampler", "resample"]
+
 # ---- vad ----
+Vad = _audio.Vad
+VadEvent = _audio.VadEvent
+__all__ += ["Vad", "VadEvent"]
 
 # ---- frame ----
 
