@@ -61,10 +61,10 @@ impl Quality {
             // Kaiser length estimate is approximate and coefficients are rounded to f32.
             Self::Low => {
                 let attenuation = 88.0;
-                // Wide enough for 1 ms of delay, but never so wide that the pass band ends below
-                // half the Nyquist frequency.
+                // Wide enough for 0.95 ms of delay (1 ms after rounding up to whole taps), but
+                // never so wide that the pass band ends below half the Nyquist frequency.
                 let for_one_ms =
-                    (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * 0.002);
+                    (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * 0.0019);
                 (
                     attenuation,
                     for_one_ms.max(0.2 * lower_nyquist).min(0.5 * lower_nyquist),
