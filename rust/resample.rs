@@ -83,8 +83,6 @@ const MAX_TABLE_LEN: usize = 1 << 21;
 const BLOCK: usize = 16;
 /// Outputs computed together when they share a phase.
 const SHARED: usize = 8;
-/// Above this many phases a shared block no longer fits a 20 ms chunk; outputs go in order.
-const MAX_SHARED_PHASES: usize = 64;
 
 /// How the coefficients of a phase are obtained.
 #[derive(Debug)]
@@ -491,6 +489,13 @@ impl Resampler {
         }
     }
 
+    /// `(k * down / up, k * down % up)`: where output `k` falls in the input.
+    fn clock(&self, k: u64) -> (u64, u64) {
+        let position = u128::from(k) * u128::from(self.down);
+        let up = u128::from(self.up);
+        ((position / up) as u64, (position % up) as u64)
+    }
+
     fn window_start(&self, quotient: u64) -> i64 {
         quotient as i64 - (self.filter.half_width + self.filter.lead_pad) as i64 + 1
     }
@@ -508,34 +513,36 @@ impl Resampler {
         let filter = Arc::clone(&self.filter);
         let taps = filter.taps;
         let mut done = 0;
-        // Outputs `k` and `k + up` share a phase (their windows are `down` inputs apart), so a
-        // block of `SHARED * up` outputs runs as `up` groups that load each coefficient once.
-        if matches!(filter.table, PhaseTable::Exact) {
-            let up = self.up as usize;
-            let block = SHARED * up;
-            while count - done >= block && up <= MAX_SHARED_PHASES {
-                let stride = self.down as usize;
-                for j in 0..up {
-                    let first = (self.window_start(self.next_quotient) - self.history_start) as usize;
-                    let row = filter.row(self.next_phase as usize).as_ptr();
+        // Outputs `k` and `k + up` share a phase (their windows are `down` inputs apart): when
+        // every phase recurs in this call, outputs run phase by phase, up to SHARED at a time,
+        // loading each coefficient once per group. Per output the arithmetic is unchanged.
+        let up = self.up as usize;
+        if matches!(filter.table, PhaseTable::Exact) && count >= 2 * up {
+            let base = self.next_out;
+            let stride = self.down as usize;
+            for j in 0..up {
+                let (quotient, phase) = self.clock(base + j as u64);
+                let first = (self.window_start(quotient) - self.history_start) as usize;
+                let row = filter.row(phase as usize).as_ptr();
+                let per_phase = (count - j).div_ceil(up);
+                let mut i = 0;
+                while i < per_phase {
+                    let n = (per_phase - i).min(SHARED);
                     for (channel, history) in self.history.iter().enumerate() {
-                        debug_assert!(first + (SHARED - 1) * stride + taps <= history.len());
-                        let windows: [*const f32; SHARED] =
-                            std::array::from_fn(|i| history[first + i * stride..][..taps].as_ptr());
+                        let windows: [*const f32; SHARED] = std::array::from_fn(|slot| {
+                            history[first + (i + slot.min(n - 1)) * stride..][..taps].as_ptr()
+                        });
                         // SAFETY: each window and the row hold `taps` floats (sliced above).
-                        let sums = unsafe { self.kernel.dot_shared(windows, row, taps) };
-                        for (i, &sum) in sums.iter().enumerate() {
-                            out[(done + j + i * up) * channels + channel] = sum;
+                        let sums = unsafe { self.kernel.dot_shared(n, &windows, row, taps) };
+                        for (slot, &sum) in sums.iter().take(n).enumerate() {
+                            out[(j + (i + slot) * up) * channels + channel] = sum;
                         }
                     }
-                    self.next_phase += self.down;
-                    self.next_quotient += self.next_phase / self.up;
-                    self.next_phase %= self.up;
+                    i += n;
                 }
-                // `up` steps advanced by `down` inputs in total; the block spans SHARED of those.
-                self.next_quotient += (SHARED as u64 - 1) * self.down;
-                done += block;
             }
+            (self.next_quotient, self.next_phase) = self.clock(base + count as u64);
+            done = count;
         }
         while done < count {
             let group = (count - done).min(4);
@@ -697,30 +704,49 @@ impl Kernel {
     }
 }
 
-/// Dot products of `SHARED` windows with one coefficient row; per output the same operations, in
-/// the same order, as `dot4`.
+/// Dot products of the first `n` (1..=SHARED) windows with one coefficient row; per output the
+/// same operations, in the same order, as `dot4`.
 impl Kernel {
     /// # Safety
-    /// Each pointer must be valid for `taps` reads; `taps` must be a multiple of 16.
-    unsafe fn dot_shared(self, x: [*const f32; SHARED], c: *const f32, taps: usize) -> [f32; SHARED] {
-        // SAFETY: forwarded contract; the SIMD variants are only chosen when detected.
-        unsafe {
-            match self {
-                Self::Scalar => {
-                    let mut sums = [0.0f32; SHARED];
-                    for half in 0..SHARED / 4 {
-                        let quarter: [*const f32; 4] = std::array::from_fn(|i| x[half * 4 + i]);
-                        sums[half * 4..half * 4 + 4].copy_from_slice(&dot4_scalar(quarter, [c; 4], taps));
+    /// The first `n` window pointers and `c` must be valid for `taps` reads; `taps` must be a
+    /// multiple of 16.
+    unsafe fn dot_shared(self, n: usize, x: &[*const f32; SHARED], c: *const f32, taps: usize) -> [f32; SHARED] {
+        let mut sums = [0.0f32; SHARED];
+        macro_rules! run {
+            ($n:literal) => {{
+                let windows: [*const f32; $n] = std::array::from_fn(|slot| x[slot]);
+                // SAFETY: forwarded contract; SIMD variants are only chosen when detected.
+                let found: [f32; $n] = unsafe {
+                    match self {
+                        Self::Scalar => dot_shared_scalar(windows, c, taps),
+                        #[cfg(target_arch = "x86_64")]
+                        Self::Avx2 => x86::dot_shared_avx2(windows, c, taps),
+                        #[cfg(target_arch = "x86_64")]
+                        Self::Avx512 => x86::dot_shared_avx512(windows, c, taps),
                     }
-                    sums
-                }
-                #[cfg(target_arch = "x86_64")]
-                Self::Avx2 => x86::dot8_shared_avx2(x, c, taps),
-                #[cfg(target_arch = "x86_64")]
-                Self::Avx512 => x86::dot8_shared_avx512(x, c, taps),
-            }
+                };
+                sums[..$n].copy_from_slice(&found);
+            }};
         }
+        match n {
+            1 => run!(1),
+            2 => run!(2),
+            3 => run!(3),
+            4 => run!(4),
+            5 => run!(5),
+            6 => run!(6),
+            7 => run!(7),
+            _ => run!(8),
+        }
+        sums
     }
+}
+
+unsafe fn dot_shared_scalar<const N: usize>(x: [*const f32; N], c: *const f32, taps: usize) -> [f32; N] {
+    std::array::from_fn(|slot| {
+        // SAFETY: forwarded contract.
+        unsafe { dot4_scalar([x[slot]; 4], [c; 4], taps)[0] }
+    })
 }
 
 unsafe fn dot4_scalar(x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f32; 4] {
@@ -823,54 +849,73 @@ mod x86 {
         _mm256_add_ps(_mm512_castps512_ps256(v), high)
     }
 
-    /// `dot4_avx2` for eight windows sharing one coefficient row.
+    /// Reduces up to SHARED 8-lane vectors four at a time, exactly as `reduce4` does.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn reduce_all<const N: usize>(v: [__m256; N]) -> [f32; N] {
+        let mut sums = [0.0f32; N];
+        let mut start = 0;
+        while start < N {
+            let pick = |i: usize| if start + i < N { v[start + i] } else { _mm256_setzero_ps() };
+            let four = reduce4(pick(0), pick(1), pick(2), pick(3));
+            let take = (N - start).min(4);
+            sums[start..start + take].copy_from_slice(&four[..take]);
+            start += 4;
+        }
+        sums
+    }
+
+    /// `dot4_avx2` for N windows sharing one coefficient row.
     ///
     /// # Safety
     /// AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of 16) reads.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot8_shared_avx2(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
-        let mut lo = [_mm256_setzero_ps(); 8];
-        let mut hi = [_mm256_setzero_ps(); 8];
+    pub(super) unsafe fn dot_shared_avx2<const N: usize>(x: [*const f32; N], c: *const f32, taps: usize) -> [f32; N] {
+        let mut lo = [_mm256_setzero_ps(); N];
+        let mut hi = [_mm256_setzero_ps(); N];
         let mut i = 0;
         while i < taps {
             // SAFETY: i + 16 <= taps, within the caller's guarantee.
             unsafe {
                 let (c_lo, c_hi) = (_mm256_loadu_ps(c.add(i)), _mm256_loadu_ps(c.add(i + 8)));
-                for slot in 0..8 {
+                for slot in 0..N {
                     lo[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i)), c_lo, lo[slot]);
                     hi[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i + 8)), c_hi, hi[slot]);
                 }
             }
             i += 16;
         }
-        let s: [__m256; 8] = std::array::from_fn(|slot| _mm256_add_ps(lo[slot], hi[slot]));
-        let a = reduce4(s[0], s[1], s[2], s[3]);
-        let b = reduce4(s[4], s[5], s[6], s[7]);
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+        let mut folded = [_mm256_setzero_ps(); N];
+        for slot in 0..N {
+            folded[slot] = _mm256_add_ps(lo[slot], hi[slot]);
+        }
+        reduce_all(folded)
     }
 
-    /// `dot4_avx512` for eight windows sharing one coefficient row.
+    /// `dot4_avx512` for N windows sharing one coefficient row.
     ///
     /// # Safety
     /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
     /// 16) reads.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn dot8_shared_avx512(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
-        let mut acc = [_mm512_setzero_ps(); 8];
+    pub(super) unsafe fn dot_shared_avx512<const N: usize>(x: [*const f32; N], c: *const f32, taps: usize) -> [f32; N] {
+        let mut acc = [_mm512_setzero_ps(); N];
         let mut i = 0;
         while i < taps {
             // SAFETY: i + 16 <= taps, within the caller's guarantee.
             unsafe {
                 let coefs = _mm512_loadu_ps(c.add(i));
-                for slot in 0..8 {
+                for slot in 0..N {
                     acc[slot] = _mm512_fmadd_ps(_mm512_loadu_ps(x[slot].add(i)), coefs, acc[slot]);
                 }
             }
             i += 16;
         }
-        let a = reduce4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
-        let b = reduce4(fold(acc[4]), fold(acc[5]), fold(acc[6]), fold(acc[7]));
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+        let mut folded = [_mm256_setzero_ps(); N];
+        for slot in 0..N {
+            folded[slot] = fold(acc[slot]);
+        }
+        reduce_all(folded)
     }
 
     /// # Safety

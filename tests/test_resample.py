@@ -220,7 +220,8 @@ def test_one_shot_is_aligned_with_soxr(in_rate: int, out_rate: int) -> None:
 def chunked(
     resampler: Resampler, samples: NDArray[Any], sizes: list[int]
 ) -> tuple[NDArray[Any], list[int]]:
-    pieces, start, index = [], 0, 0
+    pieces = [resampler.process(samples[:0])]  # an empty chunk first: legal, and sets the dtype
+    start, index = 0, 0
     while start < len(samples):
         size = sizes[index % len(sizes)]
         pieces.append(resampler.process(samples[start : start + size]))
