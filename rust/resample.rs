@@ -520,11 +520,22 @@ impl Resampler {
         if matches!(filter.table, PhaseTable::Exact) && count >= 2 * up {
             let base = self.next_out;
             let stride = self.down as usize;
-            for j in 0..up {
+            let mut j = 0;
+            while j < up {
                 let (quotient, phase) = self.clock(base + j as u64);
                 let first = (self.window_start(quotient) - self.history_start) as usize;
-                let row = filter.row(phase as usize).as_ptr();
                 let per_phase = (count - j).div_ceil(up);
+                // When the ratio upsamples, neighbouring phases often start at the same input
+                // (and so share every window): a pair then loads each window once.
+                let partner = (j + 1 < up)
+                    .then(|| self.clock(base + j as u64 + 1))
+                    .filter(|&(next_quotient, _)| next_quotient == quotient)
+                    .filter(|_| (count - j - 1).div_ceil(up) == per_phase);
+                let rows = [
+                    filter.row(phase as usize).as_ptr(),
+                    filter.row(partner.map_or(phase, |(_, p)| p) as usize).as_ptr(),
+                ];
+                let phases_here = 1 + usize::from(partner.is_some());
                 let mut i = 0;
                 while i < per_phase {
                     let n = (per_phase - i).min(SHARED);
@@ -532,14 +543,17 @@ impl Resampler {
                         let windows: [*const f32; SHARED] = std::array::from_fn(|slot| {
                             history[first + (i + slot.min(n - 1)) * stride..][..taps].as_ptr()
                         });
-                        // SAFETY: each window and the row hold `taps` floats (sliced above).
-                        let sums = unsafe { self.kernel.dot_shared(n, &windows, row, taps) };
-                        for (slot, &sum) in sums.iter().take(n).enumerate() {
-                            out[(j + (i + slot) * up) * channels + channel] = sum;
+                        // SAFETY: each window and row hold `taps` floats (sliced above).
+                        let sums = unsafe { self.kernel.dot_grid(n, &windows, rows, phases_here, taps) };
+                        for (offset, row_sums) in sums.iter().take(phases_here).enumerate() {
+                            for (slot, &sum) in row_sums.iter().take(n).enumerate() {
+                                out[(j + offset + (i + slot) * up) * channels + channel] = sum;
+                            }
                         }
                     }
                     i += n;
                 }
+                j += phases_here;
             }
             (self.next_quotient, self.next_phase) = self.clock(base + count as u64);
             done = count;
@@ -704,78 +718,97 @@ impl Kernel {
     }
 }
 
-/// Dot products of the first `n` (1..=SHARED) windows with one coefficient row; per output the
-/// same operations, in the same order, as `dot4`.
+/// Dot products of the first `n` (1..=SHARED) windows with the first `phases` (1 or 2)
+/// coefficient rows, as `[row][window]`; per output the same operations, in the same order, as
+/// `dot4`.
 impl Kernel {
     /// # Safety
-    /// The first `n` window pointers and `c` must be valid for `taps` reads; `taps` must be a
-    /// multiple of 16.
-    unsafe fn dot_shared(self, n: usize, x: &[*const f32; SHARED], c: *const f32, taps: usize) -> [f32; SHARED] {
-        let mut sums = [0.0f32; SHARED];
+    /// The first `n` window pointers and the first `phases` rows must be valid for `taps` reads;
+    /// `taps` must be a multiple of 16.
+    unsafe fn dot_grid(
+        self,
+        n: usize,
+        x: &[*const f32; SHARED],
+        c: [*const f32; 2],
+        phases: usize,
+        taps: usize,
+    ) -> [[f32; SHARED]; 2] {
+        let mut sums = [[0.0f32; SHARED]; 2];
         macro_rules! run {
-            ($n:literal) => {{
+            ($n:literal, $p:literal) => {{
                 let windows: [*const f32; $n] = std::array::from_fn(|slot| x[slot]);
+                let rows: [*const f32; $p] = std::array::from_fn(|row| c[row]);
                 // SAFETY: forwarded contract; SIMD variants are only chosen when detected.
-                let found: [f32; $n] = unsafe {
+                let found: [[f32; $n]; $p] = unsafe {
                     match self {
-                        Self::Scalar => dot_shared_scalar(windows, c, taps),
+                        Self::Scalar => dot_grid_scalar(windows, rows, taps),
                         #[cfg(target_arch = "x86_64")]
-                        Self::Avx2 => x86::dot_shared_avx2(windows, c, taps),
+                        Self::Avx2 => x86::dot_grid_avx2(windows, rows, taps),
                         #[cfg(target_arch = "x86_64")]
-                        Self::Avx512 => x86::dot_shared_avx512(windows, c, taps),
+                        Self::Avx512 => x86::dot_grid_avx512(windows, rows, taps),
                     }
                 };
-                sums[..$n].copy_from_slice(&found);
+                for (row, row_sums) in found.iter().enumerate() {
+                    sums[row][..$n].copy_from_slice(row_sums);
+                }
             }};
         }
-        match n {
-            1 => run!(1),
-            2 => run!(2),
-            3 => run!(3),
-            4 => run!(4),
-            5 => run!(5),
-            6 => run!(6),
-            7 => run!(7),
-            _ => run!(8),
+        match (n, phases) {
+            (1, 1) => run!(1, 1),
+            (2, 1) => run!(2, 1),
+            (3, 1) => run!(3, 1),
+            (4, 1) => run!(4, 1),
+            (5, 1) => run!(5, 1),
+            (6, 1) => run!(6, 1),
+            (7, 1) => run!(7, 1),
+            (_, 1) => run!(8, 1),
+            (1, _) => run!(1, 2),
+            (2, _) => run!(2, 2),
+            (3, _) => run!(3, 2),
+            (4, _) => run!(4, 2),
+            (5, _) => run!(5, 2),
+            (6, _) => run!(6, 2),
+            (7, _) => run!(7, 2),
+            _ => run!(8, 2),
         }
         sums
     }
 }
 
-unsafe fn dot_shared_scalar<const N: usize>(x: [*const f32; N], c: *const f32, taps: usize) -> [f32; N] {
-    std::array::from_fn(|slot| {
-        // SAFETY: forwarded contract.
-        unsafe { dot4_scalar([x[slot]; 4], [c; 4], taps)[0] }
-    })
+unsafe fn dot_grid_scalar<const N: usize, const P: usize>(
+    x: [*const f32; N],
+    c: [*const f32; P],
+    taps: usize,
+) -> [[f32; N]; P] {
+    // SAFETY: forwarded contract.
+    std::array::from_fn(|row| std::array::from_fn(|slot| unsafe { dot1_scalar(x[slot], c[row], taps) }))
 }
 
 unsafe fn dot4_scalar(x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f32; 4] {
-    let mut sums = [0.0f32; 4];
-    for slot in 0..4 {
-        // SAFETY: the caller guarantees `taps` readable floats behind each pointer.
-        let (xs, cs) = unsafe {
-            (
-                std::slice::from_raw_parts(x[slot], taps),
-                std::slice::from_raw_parts(c[slot], taps),
-            )
-        };
-        // Sixteen separate lanes let the compiler vectorise without reassociating.
-        let mut lanes = [0.0f32; BLOCK];
-        for (xb, cb) in xs.chunks_exact(BLOCK).zip(cs.chunks_exact(BLOCK)) {
-            for lane in 0..BLOCK {
-                lanes[lane] += xb[lane] * cb[lane];
-            }
+    // SAFETY: forwarded contract.
+    std::array::from_fn(|slot| unsafe { dot1_scalar(x[slot], c[slot], taps) })
+}
+
+/// # Safety
+/// Both pointers must be valid for `taps` (a multiple of 16) reads.
+unsafe fn dot1_scalar(x: *const f32, c: *const f32, taps: usize) -> f32 {
+    // SAFETY: the caller guarantees `taps` readable floats behind each pointer.
+    let (xs, cs) = unsafe { (std::slice::from_raw_parts(x, taps), std::slice::from_raw_parts(c, taps)) };
+    // Sixteen separate lanes let the compiler vectorise without reassociating.
+    let mut lanes = [0.0f32; BLOCK];
+    for (xb, cb) in xs.chunks_exact(BLOCK).zip(cs.chunks_exact(BLOCK)) {
+        for lane in 0..BLOCK {
+            lanes[lane] += xb[lane] * cb[lane];
         }
-        let mut width = BLOCK / 2;
-        while width > 0 {
-            for lane in 0..width {
-                lanes[lane] += lanes[lane + width];
-            }
-            width /= 2;
-        }
-        sums[slot] = lanes[0];
     }
-    sums
+    let mut width = BLOCK / 2;
+    while width > 0 {
+        for lane in 0..width {
+            lanes[lane] += lanes[lane + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -865,57 +898,80 @@ mod x86 {
         sums
     }
 
-    /// `dot4_avx2` for N windows sharing one coefficient row.
+    /// `dot4_avx2` for N windows times P coefficient rows (each loaded once per block).
     ///
     /// # Safety
     /// AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of 16) reads.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_shared_avx2<const N: usize>(x: [*const f32; N], c: *const f32, taps: usize) -> [f32; N] {
-        let mut lo = [_mm256_setzero_ps(); N];
-        let mut hi = [_mm256_setzero_ps(); N];
+    pub(super) unsafe fn dot_grid_avx2<const N: usize, const P: usize>(
+        x: [*const f32; N],
+        c: [*const f32; P],
+        taps: usize,
+    ) -> [[f32; N]; P] {
+        let mut lo = [[_mm256_setzero_ps(); N]; P];
+        let mut hi = [[_mm256_setzero_ps(); N]; P];
         let mut i = 0;
         while i < taps {
             // SAFETY: i + 16 <= taps, within the caller's guarantee.
             unsafe {
-                let (c_lo, c_hi) = (_mm256_loadu_ps(c.add(i)), _mm256_loadu_ps(c.add(i + 8)));
+                let c_lo: [__m256; P] = std::array::from_fn(|row| _mm256_loadu_ps(c[row].add(i)));
+                let c_hi: [__m256; P] = std::array::from_fn(|row| _mm256_loadu_ps(c[row].add(i + 8)));
                 for slot in 0..N {
-                    lo[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i)), c_lo, lo[slot]);
-                    hi[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i + 8)), c_hi, hi[slot]);
+                    let (x_lo, x_hi) = (_mm256_loadu_ps(x[slot].add(i)), _mm256_loadu_ps(x[slot].add(i + 8)));
+                    for row in 0..P {
+                        lo[row][slot] = _mm256_fmadd_ps(x_lo, c_lo[row], lo[row][slot]);
+                        hi[row][slot] = _mm256_fmadd_ps(x_hi, c_hi[row], hi[row][slot]);
+                    }
                 }
             }
             i += 16;
         }
-        let mut folded = [_mm256_setzero_ps(); N];
-        for slot in 0..N {
-            folded[slot] = _mm256_add_ps(lo[slot], hi[slot]);
+        let mut sums = [[0.0f32; N]; P];
+        for row in 0..P {
+            let mut folded = [_mm256_setzero_ps(); N];
+            for slot in 0..N {
+                folded[slot] = _mm256_add_ps(lo[row][slot], hi[row][slot]);
+            }
+            sums[row] = reduce_all(folded);
         }
-        reduce_all(folded)
+        sums
     }
 
-    /// `dot4_avx512` for N windows sharing one coefficient row.
+    /// `dot4_avx512` for N windows times P coefficient rows (each loaded once per block).
     ///
     /// # Safety
     /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
     /// 16) reads.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn dot_shared_avx512<const N: usize>(x: [*const f32; N], c: *const f32, taps: usize) -> [f32; N] {
-        let mut acc = [_mm512_setzero_ps(); N];
+    pub(super) unsafe fn dot_grid_avx512<const N: usize, const P: usize>(
+        x: [*const f32; N],
+        c: [*const f32; P],
+        taps: usize,
+    ) -> [[f32; N]; P] {
+        let mut acc = [[_mm512_setzero_ps(); N]; P];
         let mut i = 0;
         while i < taps {
             // SAFETY: i + 16 <= taps, within the caller's guarantee.
             unsafe {
-                let coefs = _mm512_loadu_ps(c.add(i));
+                let coefs: [__m512; P] = std::array::from_fn(|row| _mm512_loadu_ps(c[row].add(i)));
                 for slot in 0..N {
-                    acc[slot] = _mm512_fmadd_ps(_mm512_loadu_ps(x[slot].add(i)), coefs, acc[slot]);
+                    let window = _mm512_loadu_ps(x[slot].add(i));
+                    for row in 0..P {
+                        acc[row][slot] = _mm512_fmadd_ps(window, coefs[row], acc[row][slot]);
+                    }
                 }
             }
             i += 16;
         }
-        let mut folded = [_mm256_setzero_ps(); N];
-        for slot in 0..N {
-            folded[slot] = fold(acc[slot]);
+        let mut sums = [[0.0f32; N]; P];
+        for row in 0..P {
+            let mut folded = [_mm256_setzero_ps(); N];
+            for slot in 0..N {
+                folded[slot] = fold(acc[row][slot]);
+            }
+            sums[row] = reduce_all(folded);
         }
-        reduce_all(folded)
+        sums
     }
 
     /// # Safety
