@@ -536,22 +536,21 @@ impl Resampler {
                     filter.row(partner.map_or(phase, |(_, p)| p) as usize).as_ptr(),
                 ];
                 let phases_here = 1 + usize::from(partner.is_some());
-                let mut i = 0;
-                while i < per_phase {
-                    let n = (per_phase - i).min(SHARED);
-                    for (channel, history) in self.history.iter().enumerate() {
-                        let windows: [*const f32; SHARED] = std::array::from_fn(|slot| {
-                            history[first + (i + slot.min(n - 1)) * stride..][..taps].as_ptr()
-                        });
-                        // SAFETY: each window and row hold `taps` floats (sliced above).
-                        let sums = unsafe { self.kernel.dot_grid(n, &windows, rows, phases_here, taps) };
-                        for (offset, row_sums) in sums.iter().take(phases_here).enumerate() {
-                            for (slot, &sum) in row_sums.iter().take(n).enumerate() {
-                                out[(j + offset + (i + slot) * up) * channels + channel] = sum;
-                            }
-                        }
+                let last_output = (j + phases_here - 1 + (per_phase - 1) * up) * channels + channels;
+                assert!(last_output <= out.len(), "phase group overruns its output");
+                for (channel, history) in self.history.iter().enumerate() {
+                    // One bounds check covers every window of the phase.
+                    let span = &history[first..first + (per_phase - 1) * stride + taps];
+                    let target = PhaseTarget {
+                        out: out[j * channels + channel..].as_mut_ptr(),
+                        step: up * channels,
+                        second_row: channels,
+                    };
+                    // SAFETY: the span holds every window, the rows hold `taps` floats, and
+                    // every write lands below `last_output` (checked above).
+                    unsafe {
+                        self.kernel.run_phase(span.as_ptr(), stride, per_phase, rows, phases_here, taps, &target);
                     }
-                    i += n;
                 }
                 j += phases_here;
             }
@@ -718,6 +717,65 @@ impl Kernel {
     }
 }
 
+/// Where a phase group writes: output `i` of row `r` goes to `out + i * step + r * second_row`.
+struct PhaseTarget {
+    out: *mut f32,
+    step: usize,
+    second_row: usize,
+}
+
+impl Kernel {
+    /// Runs `count` outputs of one phase (or a pair of phases sharing windows): output `i`
+    /// reads the window at `span + i * stride`.
+    ///
+    /// # Safety
+    /// Every window, the first `phases` rows, and every target write must be in bounds.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_phase(
+        self,
+        span: *const f32,
+        stride: usize,
+        count: usize,
+        rows: [*const f32; 2],
+        phases: usize,
+        taps: usize,
+        target: &PhaseTarget,
+    ) {
+        // SAFETY: forwarded contract; SIMD variants are only chosen when detected.
+        let full = unsafe {
+            match (self, phases) {
+                #[cfg(target_arch = "x86_64")]
+                (Self::Avx512, 1) => x86::run_full_groups_avx512::<1>(span, stride, count, [rows[0]], taps, target),
+                #[cfg(target_arch = "x86_64")]
+                (Self::Avx512, _) => x86::run_full_groups_avx512::<2>(span, stride, count, rows, taps, target),
+                #[cfg(target_arch = "x86_64")]
+                (Self::Avx2, 1) => x86::run_full_groups_avx2::<1>(span, stride, count, [rows[0]], taps, target),
+                #[cfg(target_arch = "x86_64")]
+                (Self::Avx2, _) => x86::run_full_groups_avx2::<2>(span, stride, count, rows, taps, target),
+                _ => 0,
+            }
+        };
+        // The remainder (and everything on the scalar kernel) goes through `dot_grid`, whose
+        // per-output arithmetic is the same.
+        let mut i = full;
+        while i < count {
+            let n = (count - i).min(SHARED);
+            // SAFETY: windows i..i+n are inside the span (clamped duplicates for unused slots).
+            let windows: [*const f32; SHARED] =
+                std::array::from_fn(|slot| unsafe { span.add((i + slot.min(n - 1)) * stride) });
+            // SAFETY: forwarded contract.
+            let sums = unsafe { self.dot_grid(n, &windows, rows, phases, taps) };
+            for (row, row_sums) in sums.iter().take(phases).enumerate() {
+                for (slot, &sum) in row_sums.iter().take(n).enumerate() {
+                    // SAFETY: the caller guarantees every target write is in bounds.
+                    unsafe { *target.out.add((i + slot) * target.step + row * target.second_row) = sum };
+                }
+            }
+            i += n;
+        }
+    }
+}
+
 /// Dot products of the first `n` (1..=SHARED) windows with the first `phases` (1 or 2)
 /// coefficient rows, as `[row][window]`; per output the same operations, in the same order, as
 /// `dot4`.
@@ -813,6 +871,7 @@ unsafe fn dot1_scalar(x: *const f32, c: *const f32, taps: usize) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::{PhaseTarget, SHARED};
     use std::arch::x86_64::{
         __m256, __m512, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps256_ps128,
         _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
@@ -896,6 +955,69 @@ mod x86 {
             start += 4;
         }
         sums
+    }
+
+    /// Writes the outputs of a `[row][slot]` grid into a phase target.
+    #[inline(always)]
+    unsafe fn store_grid<const P: usize>(sums: &[[f32; SHARED]; P], first: usize, target: &PhaseTarget) {
+        for (row, row_sums) in sums.iter().enumerate() {
+            for (slot, &sum) in row_sums.iter().enumerate() {
+                // SAFETY: the caller guarantees every target write is in bounds.
+                unsafe { *target.out.add((first + slot) * target.step + row * target.second_row) = sum };
+            }
+        }
+    }
+
+    /// Runs every full group of SHARED outputs of a phase; returns how many outputs it did.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; see `Kernel::run_phase`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn run_full_groups_avx512<const P: usize>(
+        span: *const f32,
+        stride: usize,
+        count: usize,
+        rows: [*const f32; P],
+        taps: usize,
+        target: &PhaseTarget,
+    ) -> usize {
+        let mut i = 0;
+        while i + SHARED <= count {
+            // SAFETY: windows i..i+SHARED are inside the span; the caller covers the writes.
+            unsafe {
+                let windows: [*const f32; SHARED] = std::array::from_fn(|slot| span.add((i + slot) * stride));
+                let sums = dot_grid_avx512::<SHARED, P>(windows, rows, taps);
+                store_grid(&sums, i, target);
+            }
+            i += SHARED;
+        }
+        i
+    }
+
+    /// `run_full_groups_avx512` on AVX2.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; see `Kernel::run_phase`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_full_groups_avx2<const P: usize>(
+        span: *const f32,
+        stride: usize,
+        count: usize,
+        rows: [*const f32; P],
+        taps: usize,
+        target: &PhaseTarget,
+    ) -> usize {
+        let mut i = 0;
+        while i + SHARED <= count {
+            // SAFETY: windows i..i+SHARED are inside the span; the caller covers the writes.
+            unsafe {
+                let windows: [*const f32; SHARED] = std::array::from_fn(|slot| span.add((i + slot) * stride));
+                let sums = dot_grid_avx2::<SHARED, P>(windows, rows, taps);
+                store_grid(&sums, i, target);
+            }
+            i += SHARED;
+        }
+        i
     }
 
     /// `dot4_avx2` for N windows times P coefficient rows (each loaded once per block).
