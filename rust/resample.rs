@@ -491,6 +491,9 @@ impl Resampler {
 
     /// `(k * down / up, k * down % up)`: where output `k` falls in the input.
     fn clock(&self, k: u64) -> (u64, u64) {
+        if let Some(position) = k.checked_mul(self.down) {
+            return (position / self.up, position % self.up);
+        }
         let position = u128::from(k) * u128::from(self.down);
         let up = u128::from(self.up);
         ((position / up) as u64, (position % up) as u64)
@@ -517,32 +520,37 @@ impl Resampler {
         // every phase recurs in this call, outputs run phase by phase, up to SHARED at a time,
         // loading each coefficient once per group. Per output the arithmetic is unchanged.
         let up = self.up as usize;
-        if matches!(filter.table, PhaseTable::Exact) && count >= 2 * up {
-            let base = self.next_out;
+        // Long runs go in blocks whose input span stays in cache (a phase-major sweep of a
+        // whole 10 s signal would re-read it from memory once per phase).
+        let block_len = (16 * up).max(2048);
+        while matches!(filter.table, PhaseTable::Exact) && count - done >= 2 * up {
+            let block = (count - done).min(block_len);
+            let base = self.next_out + done as u64;
+            let block_out = &mut out[done * channels..(done + block) * channels];
             let stride = self.down as usize;
             let mut j = 0;
             while j < up {
                 let (quotient, phase) = self.clock(base + j as u64);
                 let first = (self.window_start(quotient) - self.history_start) as usize;
-                let per_phase = (count - j).div_ceil(up);
+                let per_phase = (block - j).div_ceil(up);
                 // When the ratio upsamples, neighbouring phases often start at the same input
                 // (and so share every window): a pair then loads each window once.
                 let partner = (j + 1 < up)
                     .then(|| self.clock(base + j as u64 + 1))
                     .filter(|&(next_quotient, _)| next_quotient == quotient)
-                    .filter(|_| (count - j - 1).div_ceil(up) == per_phase);
+                    .filter(|_| (block - j - 1).div_ceil(up) == per_phase);
                 let rows = [
                     filter.row(phase as usize).as_ptr(),
                     filter.row(partner.map_or(phase, |(_, p)| p) as usize).as_ptr(),
                 ];
                 let phases_here = 1 + usize::from(partner.is_some());
                 let last_output = (j + phases_here - 1 + (per_phase - 1) * up) * channels + channels;
-                assert!(last_output <= out.len(), "phase group overruns its output");
+                assert!(last_output <= block_out.len(), "phase group overruns its output");
                 for (channel, history) in self.history.iter().enumerate() {
                     // One bounds check covers every window of the phase.
                     let span = &history[first..first + (per_phase - 1) * stride + taps];
                     let target = PhaseTarget {
-                        out: out[j * channels + channel..].as_mut_ptr(),
+                        out: block_out[j * channels + channel..].as_mut_ptr(),
                         step: up * channels,
                         second_row: channels,
                     };
@@ -554,8 +562,8 @@ impl Resampler {
                 }
                 j += phases_here;
             }
-            (self.next_quotient, self.next_phase) = self.clock(base + count as u64);
-            done = count;
+            done += block;
+            (self.next_quotient, self.next_phase) = self.clock(self.next_out + done as u64);
         }
         while done < count {
             let group = (count - done).min(4);
