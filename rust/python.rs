@@ -109,12 +109,12 @@ mod resample_bindings {
         PyValueError::new_err("samples must be a C-contiguous array (use numpy.ascontiguousarray)")
     }
 
-    fn shaped<'py, T: numpy::Element>(
-        py: Python<'py>,
+    fn shaped<T: numpy::Element>(
+        py: Python<'_>,
         data: Vec<T>,
         channels: usize,
         two_d: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Bound<'_, PyAny>> {
         if two_d {
             let frames = data.len() / channels;
             // The kernels emit whole frames, so the shape always fits.
@@ -218,7 +218,7 @@ mod resample_bindings {
         }
 
         /// Returns the tail (the input continued with silence) so the stream's total output is
-        /// round(frames_in * out_rate / in_rate) frames, then rewinds for a new stream. Same dtype
+        /// `round(frames_in * out_rate / in_rate)` frames, then rewinds for a new stream. Same dtype
         /// and dimensionality as the last chunk processed unless `dtype` (float32 or int16) says
         /// otherwise.
         #[pyo3(signature = (dtype = None))]
@@ -299,9 +299,9 @@ mod resample_bindings {
         }
     }
 
-    /// One-shot, delay-compensated resampling: round(frames * out_rate / in_rate) frames,
+    /// One-shot, delay-compensated resampling: `round(frames * out_rate / in_rate)` frames,
     /// aligned with the input, same dtype and shape convention as the input (2-D input keeps its
-    /// channel count). Equal to process() + flush() of a fresh Resampler.
+    /// channel count). Equal to `process()` + `flush()` of a fresh `Resampler`.
     #[pyfunction(name = "resample")]
     #[pyo3(signature = (samples, in_rate, out_rate, *, quality = "high"))]
     pub fn resample_py<'py>(

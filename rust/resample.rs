@@ -178,7 +178,11 @@ impl PolyphaseFilter {
         };
         let mut coefs = vec![0.0f32; row_count * taps + BLOCK];
         let first = coefs.as_ptr().align_offset(64).min(BLOCK);
-        for (row, chunk) in coefs[first..].chunks_exact_mut(taps).take(row_count).enumerate() {
+        for (row, chunk) in coefs[first..]
+            .chunks_exact_mut(taps)
+            .take(row_count)
+            .enumerate()
+        {
             let fraction = row as f64 / denominator;
             for (t, c) in chunk[lead_pad..].iter_mut().enumerate() {
                 // Window position t holds input q - W + 1 + t, which is (W - 1 - t) + fraction
@@ -393,7 +397,7 @@ impl Resampler {
     }
 
     fn check_shape(&self, samples: usize) -> Result<usize, AudioError> {
-        if samples % self.channels == 0 {
+        if samples.is_multiple_of(self.channels) {
             Ok(samples / self.channels)
         } else {
             Err(AudioError::invalid(format!(
@@ -541,11 +545,17 @@ impl Resampler {
                     .filter(|_| (block - j - 1).div_ceil(up) == per_phase);
                 let rows = [
                     filter.row(phase as usize).as_ptr(),
-                    filter.row(partner.map_or(phase, |(_, p)| p) as usize).as_ptr(),
+                    filter
+                        .row(partner.map_or(phase, |(_, p)| p) as usize)
+                        .as_ptr(),
                 ];
                 let phases_here = 1 + usize::from(partner.is_some());
-                let last_output = (j + phases_here - 1 + (per_phase - 1) * up) * channels + channels;
-                assert!(last_output <= block_out.len(), "phase group overruns its output");
+                let last_output =
+                    (j + phases_here - 1 + (per_phase - 1) * up) * channels + channels;
+                assert!(
+                    last_output <= block_out.len(),
+                    "phase group overruns its output"
+                );
                 for (channel, history) in self.history.iter().enumerate() {
                     // One bounds check covers every window of the phase.
                     let span = &history[first..first + (per_phase - 1) * stride + taps];
@@ -557,7 +567,15 @@ impl Resampler {
                     // SAFETY: the span holds every window, the rows hold `taps` floats, and
                     // every write lands below `last_output` (checked above).
                     unsafe {
-                        self.kernel.run_phase(span.as_ptr(), stride, per_phase, rows, phases_here, taps, &target);
+                        self.kernel.run_phase(
+                            span.as_ptr(),
+                            stride,
+                            per_phase,
+                            rows,
+                            phases_here,
+                            taps,
+                            &target,
+                        );
                     }
                 }
                 j += phases_here;
@@ -753,13 +771,21 @@ impl Kernel {
         let full = unsafe {
             match (self, phases) {
                 #[cfg(target_arch = "x86_64")]
-                (Self::Avx512, 1) => x86::run_full_groups_avx512::<1>(span, stride, count, [rows[0]], taps, target),
+                (Self::Avx512, 1) => {
+                    x86::run_full_groups_avx512::<1>(span, stride, count, [rows[0]], taps, target)
+                }
                 #[cfg(target_arch = "x86_64")]
-                (Self::Avx512, _) => x86::run_full_groups_avx512::<2>(span, stride, count, rows, taps, target),
+                (Self::Avx512, _) => {
+                    x86::run_full_groups_avx512::<2>(span, stride, count, rows, taps, target)
+                }
                 #[cfg(target_arch = "x86_64")]
-                (Self::Avx2, 1) => x86::run_full_groups_avx2::<1>(span, stride, count, [rows[0]], taps, target),
+                (Self::Avx2, 1) => {
+                    x86::run_full_groups_avx2::<1>(span, stride, count, [rows[0]], taps, target)
+                }
                 #[cfg(target_arch = "x86_64")]
-                (Self::Avx2, _) => x86::run_full_groups_avx2::<2>(span, stride, count, rows, taps, target),
+                (Self::Avx2, _) => {
+                    x86::run_full_groups_avx2::<2>(span, stride, count, rows, taps, target)
+                }
                 _ => 0,
             }
         };
@@ -776,7 +802,11 @@ impl Kernel {
             for (row, row_sums) in sums.iter().take(phases).enumerate() {
                 for (slot, &sum) in row_sums.iter().take(n).enumerate() {
                     // SAFETY: the caller guarantees every target write is in bounds.
-                    unsafe { *target.out.add((i + slot) * target.step + row * target.second_row) = sum };
+                    unsafe {
+                        *target
+                            .out
+                            .add((i + slot) * target.step + row * target.second_row) = sum
+                    };
                 }
             }
             i += n;
@@ -847,7 +877,9 @@ unsafe fn dot_grid_scalar<const N: usize, const P: usize>(
     taps: usize,
 ) -> [[f32; N]; P] {
     // SAFETY: forwarded contract.
-    std::array::from_fn(|row| std::array::from_fn(|slot| unsafe { dot1_scalar(x[slot], c[row], taps) }))
+    std::array::from_fn(|row| {
+        std::array::from_fn(|slot| unsafe { dot1_scalar(x[slot], c[row], taps) })
+    })
 }
 
 unsafe fn dot4_scalar(x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f32; 4] {
@@ -859,7 +891,12 @@ unsafe fn dot4_scalar(x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f
 /// Both pointers must be valid for `taps` (a multiple of 16) reads.
 unsafe fn dot1_scalar(x: *const f32, c: *const f32, taps: usize) -> f32 {
     // SAFETY: the caller guarantees `taps` readable floats behind each pointer.
-    let (xs, cs) = unsafe { (std::slice::from_raw_parts(x, taps), std::slice::from_raw_parts(c, taps)) };
+    let (xs, cs) = unsafe {
+        (
+            std::slice::from_raw_parts(x, taps),
+            std::slice::from_raw_parts(c, taps),
+        )
+    };
     // Sixteen separate lanes let the compiler vectorise without reassociating.
     let mut lanes = [0.0f32; BLOCK];
     for (xb, cb) in xs.chunks_exact(BLOCK).zip(cs.chunks_exact(BLOCK)) {
@@ -956,7 +993,13 @@ mod x86 {
         let mut sums = [0.0f32; N];
         let mut start = 0;
         while start < N {
-            let pick = |i: usize| if start + i < N { v[start + i] } else { _mm256_setzero_ps() };
+            let pick = |i: usize| {
+                if start + i < N {
+                    v[start + i]
+                } else {
+                    _mm256_setzero_ps()
+                }
+            };
             let four = reduce4(pick(0), pick(1), pick(2), pick(3));
             let take = (N - start).min(4);
             sums[start..start + take].copy_from_slice(&four[..take]);
@@ -966,12 +1009,20 @@ mod x86 {
     }
 
     /// Writes the outputs of a `[row][slot]` grid into a phase target.
-    #[inline(always)]
-    unsafe fn store_grid<const P: usize>(sums: &[[f32; SHARED]; P], first: usize, target: &PhaseTarget) {
+    #[inline]
+    unsafe fn store_grid<const P: usize>(
+        sums: &[[f32; SHARED]; P],
+        first: usize,
+        target: &PhaseTarget,
+    ) {
         for (row, row_sums) in sums.iter().enumerate() {
             for (slot, &sum) in row_sums.iter().enumerate() {
                 // SAFETY: the caller guarantees every target write is in bounds.
-                unsafe { *target.out.add((first + slot) * target.step + row * target.second_row) = sum };
+                unsafe {
+                    *target
+                        .out
+                        .add((first + slot) * target.step + row * target.second_row) = sum
+                };
             }
         }
     }
@@ -993,7 +1044,8 @@ mod x86 {
         while i + SHARED <= count {
             // SAFETY: windows i..i+SHARED are inside the span; the caller covers the writes.
             unsafe {
-                let windows: [*const f32; SHARED] = std::array::from_fn(|slot| span.add((i + slot) * stride));
+                let windows: [*const f32; SHARED] =
+                    std::array::from_fn(|slot| span.add((i + slot) * stride));
                 let sums = dot_grid_avx512::<SHARED, P>(windows, rows, taps);
                 store_grid(&sums, i, target);
             }
@@ -1019,7 +1071,8 @@ mod x86 {
         while i + SHARED <= count {
             // SAFETY: windows i..i+SHARED are inside the span; the caller covers the writes.
             unsafe {
-                let windows: [*const f32; SHARED] = std::array::from_fn(|slot| span.add((i + slot) * stride));
+                let windows: [*const f32; SHARED] =
+                    std::array::from_fn(|slot| span.add((i + slot) * stride));
                 let sums = dot_grid_avx2::<SHARED, P>(windows, rows, taps);
                 store_grid(&sums, i, target);
             }
@@ -1045,9 +1098,13 @@ mod x86 {
             // SAFETY: i + 16 <= taps, within the caller's guarantee.
             unsafe {
                 let c_lo: [__m256; P] = std::array::from_fn(|row| _mm256_loadu_ps(c[row].add(i)));
-                let c_hi: [__m256; P] = std::array::from_fn(|row| _mm256_loadu_ps(c[row].add(i + 8)));
+                let c_hi: [__m256; P] =
+                    std::array::from_fn(|row| _mm256_loadu_ps(c[row].add(i + 8)));
                 for slot in 0..N {
-                    let (x_lo, x_hi) = (_mm256_loadu_ps(x[slot].add(i)), _mm256_loadu_ps(x[slot].add(i + 8)));
+                    let (x_lo, x_hi) = (
+                        _mm256_loadu_ps(x[slot].add(i)),
+                        _mm256_loadu_ps(x[slot].add(i + 8)),
+                    );
                     for row in 0..P {
                         lo[row][slot] = _mm256_fmadd_ps(x_lo, c_lo[row], lo[row][slot]);
                         hi[row][slot] = _mm256_fmadd_ps(x_hi, c_hi[row], hi[row][slot]);
@@ -1162,7 +1219,9 @@ mod tests {
             let end = (start + size * channels).min(input.len());
             let expected = resampler.output_len_for((end - start) / channels);
             let before = out.len();
-            resampler.process_into(&input[start..end], &mut out).unwrap();
+            resampler
+                .process_into(&input[start..end], &mut out)
+                .unwrap();
             assert_eq!(out.len() - before, expected * channels, "output_len_for");
             start = end;
         }
@@ -1175,7 +1234,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_rates_channels_quality_and_shapes() {
-        for (in_rate, out_rate) in [(7_999, 24_000), (24_000, 192_001), (0, 24_000), (24_000, u32::MAX)] {
+        for (in_rate, out_rate) in [
+            (7_999, 24_000),
+            (24_000, 192_001),
+            (0, 24_000),
+            (24_000, u32::MAX),
+        ] {
             assert!(Resampler::new(in_rate, out_rate, 1, Quality::High).is_err());
         }
         assert!(Resampler::new(48_000, 24_000, 0, Quality::High).is_err());
@@ -1192,7 +1256,13 @@ mod tests {
 
     #[test]
     fn streaming_equals_one_shot_bit_for_bit_for_any_chunking() {
-        let chunkings: [&[usize]; 5] = [&[1], &[0, 1, 0, 2], &[7, 0, 160, 3], &[441, 1, 882], &[100_000]];
+        let chunkings: [&[usize]; 5] = [
+            &[1],
+            &[0, 1, 0, 2],
+            &[7, 0, 160, 3],
+            &[441, 1, 882],
+            &[100_000],
+        ];
         for (in_rate, out_rate, channels) in [
             (48_000, 24_000, 1),
             (44_100, 24_000, 1),
@@ -1205,12 +1275,24 @@ mod tests {
             for quality in [Quality::Low, Quality::High] {
                 let input = noise(channels * in_rate as usize / 40, in_rate);
                 let whole = resample(&input, in_rate, out_rate, channels, quality).unwrap();
-                assert_eq!(whole.len(), channels * rounded_ratio((input.len() / channels) as u64, u64::from(out_rate), u64::from(in_rate)) as usize);
+                assert_eq!(
+                    whole.len(),
+                    channels
+                        * rounded_ratio(
+                            (input.len() / channels) as u64,
+                            u64::from(out_rate),
+                            u64::from(in_rate)
+                        ) as usize
+                );
                 let mut resampler = Resampler::new(in_rate, out_rate, channels, quality).unwrap();
                 for sizes in chunkings {
                     // flush rewinds, so one resampler serves every chunking in turn.
                     let chunked = streamed(&mut resampler, &input, sizes);
-                    assert_eq!(bits(&chunked), bits(&whole), "{in_rate}->{out_rate} {quality:?} {sizes:?}");
+                    assert_eq!(
+                        bits(&chunked),
+                        bits(&whole),
+                        "{in_rate}->{out_rate} {quality:?} {sizes:?}"
+                    );
                 }
             }
         }
@@ -1240,7 +1322,10 @@ mod tests {
         assert_eq!(rounded_ratio(44_100 * 3_600, 80, 147), 24_000 * 3_600);
         for frames in [0usize, 1, 2, 3, 50, 441, 1_000] {
             let out = resample(&noise(frames, 3), 44_100, 24_000, 1, Quality::Low).unwrap();
-            assert_eq!(out.len() as f64, (frames as f64 * 24_000.0 / 44_100.0).round_ties_even());
+            assert_eq!(
+                out.len(),
+                (frames as f64 * 24_000.0 / 44_100.0).round_ties_even() as usize
+            );
         }
     }
 
@@ -1265,7 +1350,10 @@ mod tests {
             }
             emitted += count;
             let frames = index * chunk;
-            assert_eq!(resampler.next_out * 147, resampler.next_quotient * 80 + resampler.next_phase);
+            assert_eq!(
+                resampler.next_out * 147,
+                resampler.next_quotient * 80 + resampler.next_phase
+            );
             assert_eq!(emitted, ((frames - half_width) * 80).div_ceil(147));
         }
         assert_eq!(resampler.flush_len() as u64 + emitted, 3_600 * 24_000);
@@ -1273,10 +1361,21 @@ mod tests {
 
     #[test]
     fn passes_a_tone_in_phase_with_the_ideal_output() {
-        for (in_rate, out_rate) in [(44_100u32, 24_000u32), (16_000, 24_000), (44_100, 44_101), (191_999, 192_000)] {
+        for (in_rate, out_rate) in [
+            (44_100u32, 24_000u32),
+            (16_000, 24_000),
+            (44_100, 44_101),
+            (191_999, 192_000),
+        ] {
             let frequency = 997.0;
             let tone = |rate: u32, n: usize| -> Vec<f32> {
-                (0..n).map(|i| (0.5 * (2.0 * std::f64::consts::PI * frequency * i as f64 / f64::from(rate)).sin()) as f32).collect()
+                (0..n)
+                    .map(|i| {
+                        (0.5 * (2.0 * std::f64::consts::PI * frequency * i as f64
+                            / f64::from(rate))
+                        .sin()) as f32
+                    })
+                    .collect()
             };
             let input = tone(in_rate, in_rate as usize / 10);
             let out = resample(&input, in_rate, out_rate, 1, Quality::High).unwrap();
@@ -1294,7 +1393,10 @@ mod tests {
     #[test]
     fn large_ratios_use_an_interpolated_table_of_bounded_size() {
         let resampler = Resampler::new(191_999, 192_000, 1, Quality::Max).unwrap();
-        assert!(matches!(resampler.filter.table, PhaseTable::Interpolated { .. }));
+        assert!(matches!(
+            resampler.filter.table,
+            PhaseTable::Interpolated { .. }
+        ));
         assert!(resampler.filter.coefs.len() <= MAX_TABLE_LEN + BLOCK);
         let common = Resampler::new(44_100, 24_000, 1, Quality::Max).unwrap();
         assert!(matches!(common.filter.table, PhaseTable::Exact));
@@ -1303,15 +1405,25 @@ mod tests {
     #[test]
     fn pcm16_saturates_instead_of_wrapping() {
         // A full-scale square wave overshoots (Gibbs) once band-limited.
-        let square: Vec<i16> = (0..4_800).map(|i| if (i / 40) % 2 == 0 { i16::MAX } else { i16::MIN }).collect();
+        let square: Vec<i16> = (0..4_800)
+            .map(|i| {
+                if (i / 40) % 2 == 0 {
+                    i16::MAX
+                } else {
+                    i16::MIN
+                }
+            })
+            .collect();
         let as_f32: Vec<f32> = square.iter().map(|&x| f32::from(x) / 32768.0).collect();
         let floats = resample(&as_f32, 48_000, 44_100, 1, Quality::High).unwrap();
         let ints = resample_i16(&square, 48_000, 44_100, 1, Quality::High).unwrap();
         assert!(floats.iter().any(|&x| x * 32768.0 > 32767.5));
         assert!(floats.iter().any(|&x| x * 32768.0 < -32768.5));
         for (&f, &i) in floats.iter().zip(&ints) {
-            let expected = (f64::from(f) * 32768.0).round_ties_even().clamp(-32768.0, 32767.0);
-            assert_eq!(f64::from(i), expected);
+            let expected = (f64::from(f) * 32768.0)
+                .round_ties_even()
+                .clamp(-32768.0, 32767.0);
+            assert_eq!(i64::from(i), expected as i64);
         }
     }
 
@@ -1323,7 +1435,10 @@ mod tests {
         let mut out = Vec::new();
         resampler.process_into(&noise(999, 6), &mut out).unwrap();
         resampler.reset();
-        assert_eq!(bits(&streamed(&mut resampler, &input, &[300])), bits(&first));
+        assert_eq!(
+            bits(&streamed(&mut resampler, &input, &[300])),
+            bits(&first)
+        );
         assert!((resampler.delay() - resampler.delay_seconds() * 16_000.0).abs() < 1e-9);
     }
 }
