@@ -11,6 +11,14 @@
 //! Filters are Kaiser-windowed sincs designed at construction (and cached per rate pair and
 //! quality): the stop band starts at the lower Nyquist frequency, so nothing that would alias or
 //! image gets through, and each preset trades its pass band and attenuation against delay.
+//! Ratios whose reduced numerator would need a table over `MAX_TABLE_LEN` coefficients (44,100 ->
+//! 44,101, say) interpolate linearly between up to 8,192 finer rows instead; the clock stays exact.
+//!
+//! Speed: outputs `k` and `k + up` share a phase, so whenever a call has every phase at least
+//! twice, outputs run phase by phase, eight windows against one coefficient row (two rows when
+//! neighbouring phases also share windows, as in upsampling), in cache-sized blocks. The dot
+//! products dispatch at run time to AVX-512 or AVX2+FMA; each output's operation order is the
+//! same in every code path, which is what keeps chunked and one-shot output identical.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
