@@ -668,6 +668,11 @@ pub fn resample(
     let mut out = Vec::with_capacity(
         (rounded_ratio(frames as u64, resampler.up, resampler.down) as usize) * channels,
     );
+    // Room for the whole signal plus the flush's silence: no regrowth copies of a long input.
+    let headroom = 2 * resampler.filter.taps + resampler.down as usize;
+    for history in &mut resampler.history {
+        history.reserve(frames + headroom);
+    }
     resampler.process_into(input, &mut out)?;
     resampler.flush_into(&mut out);
     Ok(out)
@@ -1018,8 +1023,8 @@ mod x86 {
 
     /// Writes the outputs of a `[row][slot]` grid into a phase target.
     #[inline]
-    unsafe fn store_grid<const P: usize>(
-        sums: &[[f32; SHARED]; P],
+    unsafe fn store_grid<const N: usize, const P: usize>(
+        sums: &[[f32; N]; P],
         first: usize,
         target: &PhaseTarget,
     ) {
