@@ -33,6 +33,7 @@ impl From<AudioError> for PyErr {
 mod vad_bindings {
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
+    use numpy::npyffi::NPY_TYPES;
     use numpy::{
         PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
         PyUntypedArrayMethods,
@@ -100,15 +101,18 @@ mod vad_bindings {
         if array.ndim() != 1 {
             return Err(wrong_type());
         }
-        let py = samples.py();
         let dtype = array.dtype();
-        if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
-            // SAFETY: a 1-D array whose dtype is float32, checked above.
+        // Type numbers and byte order are plain fields: no numpy API call per frame.
+        let native = dtype.is_native_byteorder() != Some(false);
+        let float32 = NPY_TYPES::NPY_FLOAT as std::ffi::c_int;
+        let int16 = NPY_TYPES::NPY_SHORT as std::ffi::c_int;
+        if native && dtype.num() == float32 {
+            // SAFETY: a 1-D array of native float32, checked above.
             let array = unsafe { array.cast_unchecked::<PyArray1<f32>>() };
             return Ok(Samples::F32(array.try_readonly().map_err(busy)?));
         }
-        if dtype.is_equiv_to(&numpy::dtype::<i16>(py)) {
-            // SAFETY: a 1-D array whose dtype is int16, checked above.
+        if native && dtype.num() == int16 {
+            // SAFETY: a 1-D array of native int16, checked above.
             let array = unsafe { array.cast_unchecked::<PyArray1<i16>>() };
             return Ok(Samples::I16(array.try_readonly().map_err(busy)?));
         }
