@@ -1114,7 +1114,11 @@ pub use resample_bindings::{resample_py, Resampler};
 mod vad_bindings {
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
-    use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+    use numpy::npyffi::NPY_TYPES;
+    use numpy::{
+        PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
+        PyUntypedArrayMethods,
+    };
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
@@ -1169,16 +1173,31 @@ mod vad_bindings {
     }
 
     fn borrow_samples<'py>(samples: &Bound<'py, PyAny>) -> PyResult<Samples<'py>> {
+        let wrong_type =
+            || PyValueError::new_err("samples must be a 1-D numpy array of float32 or int16");
         let busy = |_| PyValueError::new_err("samples are being written elsewhere");
-        if let Ok(array) = samples.cast::<PyArray1<f32>>() {
+        // One dtype comparison, then an unchecked cast: a failed typed cast builds a costly
+        // error, which would tax every int16 frame.
+        let array = samples.cast::<PyUntypedArray>().map_err(|_| wrong_type())?;
+        if array.ndim() != 1 {
+            return Err(wrong_type());
+        }
+        let dtype = array.dtype();
+        // Type numbers and byte order are plain fields: no numpy API call per frame.
+        let native = dtype.is_native_byteorder() != Some(false);
+        let float32 = NPY_TYPES::NPY_FLOAT as std::ffi::c_int;
+        let int16 = NPY_TYPES::NPY_SHORT as std::ffi::c_int;
+        if native && dtype.num() == float32 {
+            // SAFETY: a 1-D array of native float32, checked above.
+            let array = unsafe { array.cast_unchecked::<PyArray1<f32>>() };
             return Ok(Samples::F32(array.try_readonly().map_err(busy)?));
         }
-        if let Ok(array) = samples.cast::<PyArray1<i16>>() {
+        if native && dtype.num() == int16 {
+            // SAFETY: a 1-D array of native int16, checked above.
+            let array = unsafe { array.cast_unchecked::<PyArray1<i16>>() };
             return Ok(Samples::I16(array.try_readonly().map_err(busy)?));
         }
-        Err(PyValueError::new_err(
-            "samples must be a 1-D numpy array of float32 or int16",
-        ))
+        Err(wrong_type())
     }
 
     fn contiguous<'a, T: numpy::Element>(array: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
