@@ -16,6 +16,7 @@ pub mod error;
 // ---- vad ----
 
 // ---- frame ----
+pub mod frame;
 
 
 pub use error::AudioError;
