@@ -8,6 +8,13 @@
 
 use std::borrow::Cow;
 
+use crate::codec::{
+    alaw_decode_into, alaw_encode_into, b64_decode_into, b64_decoded_len, b64_encode_into, b64_encoded_len,
+    ulaw_decode_into, ulaw_encode_into,
+};
+use crate::pcm::{f32_to_pcm16_into, pcm16_to_f32_into};
+use crate::resample::{Quality, Resampler};
+use crate::ring::PlaybackBuffer;
 use crate::AudioError;
 
 /// The audio format of the session on the wire, and with it the wire's sample rate.
@@ -153,23 +160,18 @@ fn write_json_string(out: &mut [u8], text: &str) -> usize {
     at
 }
 
-/// The length of the base64 text (standard alphabet, padded) of `payload_len` bytes.
-pub fn base64_len(payload_len: usize) -> usize {
-    payload_len.div_ceil(3) * 4
-}
-
 /// The exact length of the `input_audio_buffer.append` event that [`write_append_event`] writes.
 pub fn append_event_len(event_id: Option<&str>, payload_len: usize) -> usize {
     APPEND_TYPE.len()
         + event_id.map_or(0, |id| EVENT_ID_KEY.len() + json_string_len(id) + 1)
         + AUDIO_KEY.len()
-        + base64_len(payload_len)
+        + b64_encoded_len(payload_len)
         + EVENT_END.len()
 }
 
 /// Writes `{"type":"input_audio_buffer.append","event_id":…,"audio":"…"}` into `out`, which
 /// must be exactly [`append_event_len`] bytes long. `encode_base64` writes the base64 text of
-/// the payload into the slice it is given (exactly [`base64_len`] bytes), so the audio goes
+/// the payload into the slice it is given (exactly [`b64_encoded_len`] bytes), so the audio goes
 /// straight into the event's buffer with no intermediate copy.
 pub fn write_append_event(
     out: &mut [u8],
@@ -196,7 +198,7 @@ pub fn write_append_event(
     }
     out[at..at + AUDIO_KEY.len()].copy_from_slice(AUDIO_KEY);
     at += AUDIO_KEY.len();
-    let audio_len = base64_len(payload_len);
+    let audio_len = b64_encoded_len(payload_len);
     encode_base64(&mut out[at..at + audio_len]);
     at += audio_len;
     out[at..].copy_from_slice(EVENT_END);
@@ -626,6 +628,457 @@ fn hex_unit(hex: &[u8]) -> Option<u32> {
     u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
+// ---------------------------------------------------------------------------------------------
+// The fused paths
+// ---------------------------------------------------------------------------------------------
+
+/// Most interleaved channels an uplink frame may have.
+pub const MAX_CHANNELS: usize = 64;
+
+/// Reads `samples` as little-endian PCM16 bytes without copying them.
+fn pcm16_le_bytes(samples: &[i16]) -> Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: i16 has no padding and u8 has alignment 1; the view covers exactly the
+        // samples' memory, which on a little-endian target is their wire encoding.
+        Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(samples.as_ptr().cast::<u8>(), std::mem::size_of_val(samples))
+        })
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        Cow::Owned(samples.iter().flat_map(|sample| sample.to_le_bytes()).collect())
+    }
+}
+
+/// Down-mixes interleaved frames to their mean, summed channel by channel in order (as
+/// `x[:, 0] + x[:, 1] + ...` in float32), then divided by the channel count.
+fn downmix_f32(samples: &[f32], channels: usize, out: &mut Vec<f32>) {
+    let divisor = channels as f32;
+    out.extend(samples.chunks_exact(channels).map(|frame| {
+        let sum = frame[1..].iter().fold(frame[0], |sum, &x| sum + x);
+        sum / divisor
+    }));
+}
+
+/// Down-mixes interleaved PCM16 frames to their exact mean, rounded half to even.
+fn downmix_i16(samples: &[i16], channels: usize, out: &mut Vec<i16>) {
+    let count = channels as i32;
+    out.extend(samples.chunks_exact(channels).map(|frame| {
+        let sum: i32 = frame.iter().map(|&x| i32::from(x)).sum();
+        let (quotient, twice_remainder) = (sum.div_euclid(count), 2 * sum.rem_euclid(count));
+        let round_up = twice_remainder > count || (twice_remainder == count && quotient % 2 != 0);
+        (quotient + i32::from(round_up)) as i16
+    }));
+}
+
+/// A microphone (or any source) to `input_audio_buffer.append` events: down-mix, resample to
+/// the wire rate with state carried from frame to frame, convert to the wire format, base64,
+/// JSON, in one pass and without allocating once its buffers have grown to the frame size.
+///
+/// A frame is first staged ([`Uplink::stage_f32`] / [`Uplink::stage_i16`]), which advances the
+/// stream; the event is then written into a buffer of exactly [`Uplink::event_len`] bytes by
+/// [`Uplink::write_event`]. [`Uplink::encode_f32`] / [`Uplink::encode_i16`] do both.
+#[derive(Debug)]
+pub struct Uplink {
+    in_rate: u32,
+    channels: usize,
+    format: WireFormat,
+    /// `None` when the input is already at the wire rate.
+    resampler: Option<Resampler>,
+    mono_f32: Vec<f32>,
+    mono_i16: Vec<i16>,
+    wire_f32: Vec<f32>,
+    wire_i16: Vec<i16>,
+    codes: Vec<u8>,
+    appended: u64,
+}
+
+impl Uplink {
+    pub fn new(in_rate: u32, format: WireFormat, channels: usize, quality: Quality) -> Result<Self, AudioError> {
+        if !(1..=MAX_CHANNELS).contains(&channels) {
+            return Err(AudioError::invalid(format!(
+                "channels must be from 1 to {MAX_CHANNELS}, got {channels}"
+            )));
+        }
+        let resampler = if in_rate == format.wire_rate() {
+            None
+        } else {
+            Some(Resampler::new(in_rate, format.wire_rate(), 1, quality)?)
+        };
+        Ok(Self {
+            in_rate,
+            channels,
+            format,
+            resampler,
+            mono_f32: Vec::new(),
+            mono_i16: Vec::new(),
+            wire_f32: Vec::new(),
+            wire_i16: Vec::new(),
+            codes: Vec::new(),
+            appended: 0,
+        })
+    }
+
+    pub fn in_rate(&self) -> u32 {
+        self.in_rate
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn format(&self) -> WireFormat {
+        self.format
+    }
+
+    /// Samples at the wire rate staged so far (the audio clock of the input buffer).
+    pub fn appended_samples(&self) -> u64 {
+        self.appended
+    }
+
+    /// How far the wire lags behind the input, in wire samples (0 without resampling).
+    pub fn delay(&self) -> f64 {
+        self.resampler.as_ref().map_or(0.0, Resampler::delay)
+    }
+
+    /// Forgets the resampler's history and the audio clock: the next frame starts a new stream.
+    pub fn reset(&mut self) {
+        if let Some(resampler) = &mut self.resampler {
+            resampler.reset();
+        }
+        self.appended = 0;
+    }
+
+    fn frames(&self, samples: usize) -> Result<usize, AudioError> {
+        if samples % self.channels == 0 {
+            Ok(samples / self.channels)
+        } else {
+            Err(AudioError::invalid(format!(
+                "{samples} samples do not make whole frames of {} channels",
+                self.channels
+            )))
+        }
+    }
+
+    /// Stages one float frame (interleaved, `channels` per frame, at `in_rate`); returns the
+    /// number of wire samples it produced.
+    pub fn stage_f32(&mut self, samples: &[f32]) -> Result<usize, AudioError> {
+        self.frames(samples.len())?;
+        let mono: &[f32] = if self.channels == 1 {
+            samples
+        } else {
+            self.mono_f32.clear();
+            downmix_f32(samples, self.channels, &mut self.mono_f32);
+            &self.mono_f32
+        };
+        let wire: &[f32] = match &mut self.resampler {
+            Some(resampler) => {
+                self.wire_f32.clear();
+                resampler.process_into(mono, &mut self.wire_f32)?;
+                &self.wire_f32
+            }
+            None => mono,
+        };
+        self.wire_i16.resize(wire.len(), 0);
+        f32_to_pcm16_into(wire, &mut self.wire_i16)?;
+        self.finish_stage()
+    }
+
+    /// Stages one PCM16 frame; see [`Uplink::stage_f32`].
+    pub fn stage_i16(&mut self, samples: &[i16]) -> Result<usize, AudioError> {
+        self.frames(samples.len())?;
+        let mono: &[i16] = if self.channels == 1 {
+            samples
+        } else {
+            self.mono_i16.clear();
+            downmix_i16(samples, self.channels, &mut self.mono_i16);
+            &self.mono_i16
+        };
+        match &mut self.resampler {
+            Some(resampler) => {
+                self.wire_i16.clear();
+                resampler.process_i16_into(mono, &mut self.wire_i16)?;
+            }
+            None => {
+                self.wire_i16.clear();
+                self.wire_i16.extend_from_slice(mono);
+            }
+        }
+        self.finish_stage()
+    }
+
+    /// Stages the tail the resampler still holds (as if the input went on with silence), so
+    /// that the wire has received `round(frames_in * wire_rate / in_rate)` samples, and starts
+    /// a new stream; without resampling the tail is empty. The audio clock keeps counting.
+    pub fn stage_flush(&mut self) -> Result<usize, AudioError> {
+        self.wire_i16.clear();
+        if let Some(resampler) = &mut self.resampler {
+            self.wire_f32.clear();
+            resampler.flush_into(&mut self.wire_f32);
+            self.wire_i16.resize(self.wire_f32.len(), 0);
+            f32_to_pcm16_into(&self.wire_f32, &mut self.wire_i16)?;
+        }
+        self.finish_stage()
+    }
+
+    fn finish_stage(&mut self) -> Result<usize, AudioError> {
+        match self.format {
+            WireFormat::Pcm16 => {}
+            WireFormat::G711Ulaw => {
+                self.codes.resize(self.wire_i16.len(), 0);
+                ulaw_encode_into(&self.wire_i16, &mut self.codes)?;
+            }
+            WireFormat::G711Alaw => {
+                self.codes.resize(self.wire_i16.len(), 0);
+                alaw_encode_into(&self.wire_i16, &mut self.codes)?;
+            }
+        }
+        self.appended += self.wire_i16.len() as u64;
+        Ok(self.wire_i16.len())
+    }
+
+    /// Bytes of the staged frame on the wire, before base64.
+    fn payload(&self) -> Cow<'_, [u8]> {
+        match self.format {
+            WireFormat::Pcm16 => pcm16_le_bytes(&self.wire_i16),
+            WireFormat::G711Ulaw | WireFormat::G711Alaw => Cow::Borrowed(&self.codes),
+        }
+    }
+
+    /// The exact length of the event for the staged frame.
+    pub fn event_len(&self, event_id: Option<&str>) -> usize {
+        append_event_len(event_id, self.wire_i16.len() * self.format.bytes_per_sample())
+    }
+
+    /// Writes the `input_audio_buffer.append` event of the staged frame into `out`, which must
+    /// be exactly [`Uplink::event_len`] bytes long.
+    pub fn write_event(&self, event_id: Option<&str>, out: &mut [u8]) -> Result<(), AudioError> {
+        let payload = self.payload();
+        let mut encoded = Ok(0);
+        write_append_event(out, event_id, payload.len(), |text| {
+            encoded = b64_encode_into(&payload, text);
+        })?;
+        encoded.map(|_| ())
+    }
+
+    fn write_event_to_vec(&self, event_id: Option<&str>, out: &mut Vec<u8>) -> Result<(), AudioError> {
+        let start = out.len();
+        out.resize(start + self.event_len(event_id), 0);
+        self.write_event(event_id, &mut out[start..])
+    }
+
+    /// Stages a float frame and appends its event to `out`.
+    pub fn encode_f32(&mut self, samples: &[f32], event_id: Option<&str>, out: &mut Vec<u8>) -> Result<(), AudioError> {
+        self.stage_f32(samples)?;
+        self.write_event_to_vec(event_id, out)
+    }
+
+    /// Stages a PCM16 frame and appends its event to `out`.
+    pub fn encode_i16(&mut self, samples: &[i16], event_id: Option<&str>, out: &mut Vec<u8>) -> Result<(), AudioError> {
+        self.stage_i16(samples)?;
+        self.write_event_to_vec(event_id, out)
+    }
+}
+
+/// Audio delta events to speaker samples: scan the JSON, base64-decode the audio, decode
+/// G.711 if needed, resample from the wire rate to `out_rate` with state carried from delta to
+/// delta. Messages the scanner is unsure of are left to the caller (see [`Scan::Fallback`]),
+/// whose full parse then hands the audio text to [`Downlink::decode_f32`] and friends.
+#[derive(Debug)]
+pub struct Downlink {
+    out_rate: u32,
+    format: WireFormat,
+    protocol: Protocol,
+    /// `None` when the output is at the wire rate.
+    resampler: Option<Resampler>,
+    wire_bytes: Vec<u8>,
+    wire_i16: Vec<i16>,
+    wire_f32: Vec<f32>,
+    out_i16: Vec<i16>,
+}
+
+impl Downlink {
+    pub fn new(out_rate: u32, format: WireFormat, protocol: Protocol, quality: Quality) -> Result<Self, AudioError> {
+        let resampler = if out_rate == format.wire_rate() {
+            None
+        } else {
+            Some(Resampler::new(format.wire_rate(), out_rate, 1, quality)?)
+        };
+        Ok(Self {
+            out_rate,
+            format,
+            protocol,
+            resampler,
+            wire_bytes: Vec::new(),
+            wire_i16: Vec::new(),
+            wire_f32: Vec::new(),
+            out_i16: Vec::new(),
+        })
+    }
+
+    pub fn out_rate(&self) -> u32 {
+        self.out_rate
+    }
+
+    pub fn format(&self) -> WireFormat {
+        self.format
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// How far the output lags behind the wire, in output samples (0 without resampling).
+    pub fn delay(&self) -> f64 {
+        self.resampler.as_ref().map_or(0.0, Resampler::delay)
+    }
+
+    /// Forgets the resampler's history: the next delta starts a new stream.
+    pub fn reset(&mut self) {
+        if let Some(resampler) = &mut self.resampler {
+            resampler.reset();
+        }
+    }
+
+    /// Scans a message for an audio delta of this downlink's protocol.
+    pub fn scan<'m>(&self, message: &'m [u8], known_utf8: bool) -> Scan<'m> {
+        scan_audio_delta(message, self.protocol.audio_delta_type(), known_utf8)
+    }
+
+    /// Decodes the base64 audio of one delta to PCM16 at the wire rate (in `self.wire_i16`).
+    fn decode_wire(&mut self, audio: &[u8]) -> Result<(), AudioError> {
+        let byte_len = b64_decoded_len(audio)?;
+        match self.format {
+            WireFormat::Pcm16 => {
+                if byte_len % 2 != 0 {
+                    return Err(AudioError::invalid(format!(
+                        "pcm16 audio must be a whole number of 2-byte samples, got {byte_len} bytes"
+                    )));
+                }
+                self.wire_i16.resize(byte_len / 2, 0);
+                #[cfg(target_endian = "little")]
+                {
+                    // SAFETY: every bit pattern is a valid i16, u8 has alignment 1, and the
+                    // view covers exactly the samples' memory; on a little-endian target the
+                    // wire bytes land as the samples they encode.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts_mut(self.wire_i16.as_mut_ptr().cast::<u8>(), byte_len)
+                    };
+                    b64_decode_into(audio, bytes)?;
+                }
+                #[cfg(not(target_endian = "little"))]
+                {
+                    self.wire_bytes.resize(byte_len, 0);
+                    b64_decode_into(audio, &mut self.wire_bytes)?;
+                    for (sample, pair) in self.wire_i16.iter_mut().zip(self.wire_bytes.chunks_exact(2)) {
+                        *sample = i16::from_le_bytes([pair[0], pair[1]]);
+                    }
+                }
+            }
+            WireFormat::G711Ulaw | WireFormat::G711Alaw => {
+                self.wire_bytes.resize(byte_len, 0);
+                b64_decode_into(audio, &mut self.wire_bytes)?;
+                self.wire_i16.resize(byte_len, 0);
+                if self.format == WireFormat::G711Ulaw {
+                    ulaw_decode_into(&self.wire_bytes, &mut self.wire_i16)?;
+                } else {
+                    alaw_decode_into(&self.wire_bytes, &mut self.wire_i16)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Output samples the next delta of `wire_samples` samples will produce.
+    fn output_len_for(&self, wire_samples: usize) -> usize {
+        self.resampler.as_ref().map_or(wire_samples, |r| r.output_len_for(wire_samples))
+    }
+
+    /// Wire samples in `audio` (base64 text), or an error for text of an impossible length.
+    pub fn wire_samples(&self, audio: &[u8]) -> Result<usize, AudioError> {
+        Ok(b64_decoded_len(audio)? / self.format.bytes_per_sample())
+    }
+
+    /// Upper bound of the output samples for `audio` (exact unless the text is invalid).
+    pub fn output_len(&self, audio: &[u8]) -> Result<usize, AudioError> {
+        Ok(self.output_len_for(self.wire_samples(audio)?))
+    }
+
+    /// Decodes one delta's base64 audio and appends its float samples at `out_rate` to `out`.
+    /// On error nothing is appended and the stream is unchanged.
+    pub fn decode_f32(&mut self, audio: &[u8], out: &mut Vec<f32>) -> Result<(), AudioError> {
+        self.decode_wire(audio)?;
+        match &mut self.resampler {
+            Some(resampler) => {
+                self.wire_f32.resize(self.wire_i16.len(), 0.0);
+                pcm16_to_f32_into(&self.wire_i16, &mut self.wire_f32)?;
+                resampler.process_into(&self.wire_f32, out)
+            }
+            None => {
+                let start = out.len();
+                out.resize(start + self.wire_i16.len(), 0.0);
+                pcm16_to_f32_into(&self.wire_i16, &mut out[start..])
+            }
+        }
+    }
+
+    /// Decodes one delta's base64 audio and appends its PCM16 samples at `out_rate` to `out`.
+    pub fn decode_i16(&mut self, audio: &[u8], out: &mut Vec<i16>) -> Result<(), AudioError> {
+        self.decode_wire(audio)?;
+        match &mut self.resampler {
+            Some(resampler) => resampler.process_i16_into(&self.wire_i16, out),
+            None => {
+                out.extend_from_slice(&self.wire_i16);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the tail the resampler still holds (as if the wire went on with silence) and
+    /// starts a new stream; without resampling the tail is empty.
+    pub fn flush_f32(&mut self, out: &mut Vec<f32>) {
+        if let Some(resampler) = &mut self.resampler {
+            resampler.flush_into(out);
+        }
+    }
+
+    /// [`Downlink::flush_f32`] for PCM16.
+    pub fn flush_i16(&mut self, out: &mut Vec<i16>) {
+        if let Some(resampler) = &mut self.resampler {
+            resampler.flush_i16_into(out);
+        }
+    }
+
+    /// Decodes one delta straight into `playback` (which must run at `out_rate`), tagged with
+    /// its item and content part. Returns `(produced, queued)`: the samples the delta gave and
+    /// how many of them fit in the buffer (the rest was not queued).
+    pub fn decode_into_playback(
+        &mut self,
+        item_id: &str,
+        content_index: i64,
+        audio: &[u8],
+        playback: &mut PlaybackBuffer,
+    ) -> Result<(usize, usize), AudioError> {
+        if playback.sample_rate() != self.out_rate {
+            return Err(AudioError::invalid(format!(
+                "the playback buffer runs at {} Hz but this downlink decodes to {} Hz",
+                playback.sample_rate(),
+                self.out_rate
+            )));
+        }
+        let content_index = u32::try_from(content_index).map_err(|_| {
+            AudioError::invalid(format!("content_index {content_index} is out of range"))
+        })?;
+        let mut staged = std::mem::take(&mut self.out_i16);
+        staged.clear();
+        let decoded = self.decode_i16(audio, &mut staged);
+        let counts = decoded.map(|()| (staged.len(), playback.push(item_id, content_index, &staged)));
+        self.out_i16 = staged;
+        counts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -829,5 +1282,126 @@ mod tests {
         assert!(WireFormat::parse("opus").is_err());
         assert_eq!(Protocol::parse("beta").map(Protocol::audio_delta_type), Ok("response.audio.delta"));
         assert!(Protocol::parse("v2").is_err());
+    }
+
+    fn audio_of(event: &[u8]) -> Vec<u8> {
+        let (_, audio) = parse_append(event);
+        crate::codec::b64_decode(audio.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn uplink_at_the_wire_rate_writes_the_samples_themselves() {
+        let samples: Vec<i16> = (0..480).map(|i| (i * 137 - 30_000) as i16).collect();
+        let mut uplink = Uplink::new(24_000, WireFormat::Pcm16, 1, Quality::High).unwrap();
+        let mut event = Vec::new();
+        uplink.encode_i16(&samples, Some("e1"), &mut event).unwrap();
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        assert_eq!(audio_of(&event), bytes);
+        assert_eq!(uplink.appended_samples(), 480);
+
+        let floats: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32767.0).collect();
+        let mut event = Vec::new();
+        uplink.encode_f32(&floats, None, &mut event).unwrap();
+        assert_eq!(audio_of(&event), bytes);
+        assert_eq!(uplink.appended_samples(), 960);
+    }
+
+    #[test]
+    fn uplink_g711_writes_the_codecs_codes_at_8khz() {
+        let samples: Vec<i16> = (0..160).map(|i| (i * 409 - 32_768) as i16).collect();
+        for (format, encode) in [
+            (WireFormat::G711Ulaw, crate::codec::ulaw_encode as fn(&[i16]) -> Vec<u8>),
+            (WireFormat::G711Alaw, crate::codec::alaw_encode),
+        ] {
+            let mut uplink = Uplink::new(8_000, format, 1, Quality::High).unwrap();
+            let mut event = Vec::new();
+            uplink.encode_i16(&samples, None, &mut event).unwrap();
+            assert_eq!(audio_of(&event), encode(&samples));
+        }
+    }
+
+    #[test]
+    fn uplink_downmixes_pcm16_to_the_rounded_mean() {
+        let stereo = [1i16, 2, -1, -2, 3, 4, 32_767, 32_767, -32_768, -32_768, 5, 6, -3, -4];
+        let mut mono = Vec::new();
+        downmix_i16(&stereo, 2, &mut mono);
+        // 1.5 -> 2, -1.5 -> -2, 3.5 -> 4, 5.5 -> 6, -3.5 -> -4 (half to even)
+        assert_eq!(mono, [2, -2, 4, 32_767, -32_768, 6, -4]);
+        let mut mono = Vec::new();
+        downmix_i16(&[1, 1, 0, -1, -1, 1], 3, &mut mono);
+        assert_eq!(mono, [1, 0]); // 2/3 -> 1, -1/3 -> 0
+        let mut uplink = Uplink::new(24_000, WireFormat::Pcm16, 2, Quality::High).unwrap();
+        assert!(uplink.stage_i16(&[1, 2, 3]).is_err(), "half a frame");
+        assert!(Uplink::new(24_000, WireFormat::Pcm16, 0, Quality::High).is_err());
+    }
+
+    #[test]
+    fn uplink_resamples_with_state_carried_like_the_resampler() {
+        let signal: Vec<f32> = (0..4800).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+        let mut uplink = Uplink::new(48_000, WireFormat::Pcm16, 1, Quality::High).unwrap();
+        let mut reference = Resampler::new(48_000, 24_000, 1, Quality::High).unwrap();
+        let mut expected = Vec::new();
+        reference.process_into(&signal, &mut expected).unwrap();
+        let mut got = Vec::new();
+        for chunk in signal.chunks(333) {
+            let mut event = Vec::new();
+            uplink.encode_f32(chunk, None, &mut event).unwrap();
+            got.extend(audio_of(&event));
+        }
+        let expected: Vec<u8> =
+            crate::pcm::f32_to_pcm16(&expected).iter().flat_map(|s| s.to_le_bytes()).collect();
+        assert_eq!(got, expected);
+        assert_eq!(uplink.appended_samples() as usize, expected.len() / 2);
+    }
+
+    fn delta_message(audio: &str) -> String {
+        format!(r#"{{"type":"response.output_audio.delta","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":1,"delta":"{audio}","obfuscation":"xyz"}}"#)
+    }
+
+    #[test]
+    fn downlink_decodes_pcm16_and_g711_at_the_wire_rate() {
+        let samples: Vec<i16> = (0..480).map(|i| (i * 131 - 31_000) as i16).collect();
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut downlink = Downlink::new(24_000, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+        let message = delta_message(&crate::codec::b64_encode(&bytes));
+        let Scan::Delta(fields) = downlink.scan(message.as_bytes(), true) else { panic!() };
+        let mut out = Vec::new();
+        downlink.decode_i16(fields.delta, &mut out).unwrap();
+        assert_eq!(out, samples);
+        let mut floats = Vec::new();
+        downlink.decode_f32(fields.delta, &mut floats).unwrap();
+        assert_eq!(floats, crate::pcm::pcm16_to_f32(&samples));
+
+        let codes: Vec<u8> = (0..=255).collect();
+        let mut ulaw = Downlink::new(8_000, WireFormat::G711Ulaw, Protocol::Ga, Quality::High).unwrap();
+        let mut out = Vec::new();
+        ulaw.decode_i16(crate::codec::b64_encode(&codes).as_bytes(), &mut out).unwrap();
+        assert_eq!(out, crate::codec::ulaw_decode(&codes));
+    }
+
+    #[test]
+    fn downlink_refuses_bad_audio_without_touching_the_stream() {
+        let mut downlink = Downlink::new(48_000, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+        let mut out = Vec::new();
+        assert!(downlink.decode_f32(b"AA==", &mut out).is_err(), "odd byte count");
+        assert!(downlink.decode_f32(b"AA!A", &mut out).is_err(), "bad character");
+        assert!(downlink.decode_f32(b"AAA", &mut out).is_err(), "truncated");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn downlink_pushes_into_a_playback_buffer_at_its_rate() {
+        let samples: Vec<i16> = (0..480).map(|i| i as i16).collect();
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let audio = crate::codec::b64_encode(&bytes);
+        let mut downlink = Downlink::new(24_000, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+        let mut playback = PlaybackBuffer::new(24_000, 1000).unwrap();
+        assert_eq!(downlink.decode_into_playback("i", 0, audio.as_bytes(), &mut playback), Ok((480, 480)));
+        assert_eq!(playback.pull(480), samples);
+        let mut wrong_rate = PlaybackBuffer::new(48_000, 1000).unwrap();
+        assert!(downlink.decode_into_playback("i", 0, audio.as_bytes(), &mut wrong_rate).is_err());
+        assert!(downlink.decode_into_playback("i", -1, audio.as_bytes(), &mut playback).is_err());
+        let mut small = PlaybackBuffer::new(24_000, 10).unwrap();
+        assert_eq!(downlink.decode_into_playback("i", 0, audio.as_bytes(), &mut small), Ok((480, 240)));
     }
 }

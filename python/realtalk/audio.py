@@ -23,5 +23,9 @@ __all__: list[str] = []
 # ---- vad ----
 
 # ---- frame ----
+# The fused hot paths: one call per 20 ms frame each way (see the class docstrings).
+from realtalk._audio import AudioDelta, Downlink, QueuedDelta, Uplink
+
+__all__ += ["AudioDelta", "Downlink", "QueuedDelta", "Uplink"]
 
 del _audio
