@@ -1,6 +1,6 @@
 """Type stubs for realtalk's Rust extension module (checked by mypy.stubtest in the tests)."""
 
-from typing import Any, Final, TypeAlias, TypeVar, final
+from typing import Any, Final, Literal, TypeAlias, TypeVar, final
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,8 @@ __all__ = [
     "resample",
 
     # ---- vad ----
+    "Vad",
+    "VadEvent",
 
     # ---- frame ----
     "AudioDelta",
@@ -192,15 +194,71 @@ def resample(
 
 # ---- vad ----
 
+@final
+class VadEvent:
+    """A turn boundary found by `Vad.process`, timed like the server's events."""
+
+    @property
+    def type(self) -> Literal["speech_started", "speech_stopped"]: ...
+    @property
+    def audio_start_ms(self) -> int | None:
+        """`speech_started`: the onset minus `prefix_padding_ms`, in ms from the first sample."""
+    @property
+    def audio_end_ms(self) -> int | None:
+        """`speech_stopped`: the speech end plus `silence_duration_ms`, in ms from the first sample."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Vad:
+    """Streaming voice activity detector with the Realtime API's `server_vad` semantics.
+
+    Energy-based: speech-band energies against adaptive per-band noise floors, with onset
+    confirmation and hangover. `threshold` (0..1) is how far above the noise speech must be;
+    `prefix_padding_ms` is included before the onset in `audio_start_ms`;
+    `silence_duration_ms` of non-speech ends a turn and is included in `audio_end_ms`.
+    Works at 8000, 16000, 24000 and 48000 Hz with 10, 20 or 30 ms frames.
+    """
+
+    def __new__(
+        cls,
+        sample_rate: int = 24000,
+        *,
+        threshold: float = 0.5,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 500,
+        frame_ms: int = 10,
+    ) -> Vad: ...
+    def process(self, samples: NDArray[np.float32] | NDArray[np.int16]) -> list[VadEvent]:
+        """Feed a chunk of any length; return the events it completes (the input is not copied)."""
+    def classify(self, samples: NDArray[np.float32] | NDArray[np.int16]) -> NDArray[np.bool_]:
+        """Feed a chunk; return one decision per `frame_ms` frame it completes (a new array).
+
+        The detector's own smoothing is included; padding and silence duration are not. Shares
+        its state with `process`: use one or the other on a stream.
+        """
+    def reset(self) -> None:
+        """Start a new stream: the clock restarts at 0 and the noise floor is learnt again."""
+    @property
+    def speaking(self) -> bool:
+        """True between `speech_started` and `speech_stopped`."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def prefix_padding_ms(self) -> int: ...
+    @property
+    def silence_duration_ms(self) -> int: ...
+    @property
+    def frame_ms(self) -> int: ...
+    @property
+    def processed_ms(self) -> int:
+        """Milliseconds of audio analysed so far (whole frames since the first sample or reset)."""
+
 # ---- frame ----
 
-from typing import Any as _Any
-from typing import final as _final
-
-import numpy as _np
-import numpy.typing as _npt
-
-@_final
+@final
 class Uplink:
     """A microphone frame to the JSON text of an ``input_audio_buffer.append`` event.
 
@@ -221,7 +279,7 @@ class Uplink:
     ) -> None: ...
     def encode(
         self,
-        samples: _npt.NDArray[_np.float32] | _npt.NDArray[_np.int16],
+        samples: npt.NDArray[np.float32] | npt.NDArray[np.int16],
         *,
         event_id: str | None = None,
     ) -> bytes:
@@ -253,7 +311,7 @@ class Uplink:
     def delay(self) -> float:
         """How far the wire lags the input, in wire samples."""
 
-@_final
+@final
 class AudioDelta:
     """One audio delta event, its audio decoded to samples at the downlink's rate."""
 
@@ -266,10 +324,10 @@ class AudioDelta:
     @property
     def content_index(self) -> int: ...
     @property
-    def samples(self) -> _npt.NDArray[_Any]:
+    def samples(self) -> npt.NDArray[Any]:
         """float32 or int16, as the downlink was asked."""
 
-@_final
+@final
 class QueuedDelta:
     """One audio delta event, decoded straight into a ``PlaybackBuffer``."""
 
@@ -289,7 +347,7 @@ class QueuedDelta:
     def queued(self) -> int:
         """How many of them fit in the buffer (the rest was not queued)."""
 
-@_final
+@final
 class Downlink:
     """Audio delta events (``response.output_audio.delta``, beta ``response.audio.delta``)
     to samples at the speaker's rate.
@@ -309,7 +367,7 @@ class Downlink:
         *,
         format: str = "pcm16",
         protocol: str = "ga",
-        dtype: _npt.DTypeLike | None = None,
+        dtype: npt.DTypeLike | None = None,
         quality: str = "high",
     ) -> None: ...
     def decode(self, message: str | bytes) -> AudioDelta | None:
@@ -318,7 +376,7 @@ class Downlink:
     def decode_into(self, message: str | bytes, playback: PlaybackBuffer) -> QueuedDelta | None:
         """Decodes a delta straight into ``playback`` (int16, at ``out_rate``)."""
 
-    def flush(self) -> _npt.NDArray[_Any]:
+    def flush(self) -> npt.NDArray[Any]:
         """The tail the resampler still holds; then a new stream starts."""
 
     def reset(self) -> None:
@@ -333,7 +391,7 @@ class Downlink:
     @property
     def protocol(self) -> str: ...
     @property
-    def dtype(self) -> _np.dtype[_Any]: ...
+    def dtype(self) -> np.dtype[Any]: ...
     @property
     def delay(self) -> float:
         """How far the output lags the wire, in output samples."""

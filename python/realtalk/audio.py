@@ -54,6 +54,9 @@ resample = _audio.resample
 __all__ += ["Resampler", "resample"]
 
 # ---- vad ----
+Vad = _audio.Vad
+VadEvent = _audio.VadEvent
+__all__ += ["Vad", "VadEvent"]
 
 # ---- frame ----
 # The fused hot paths: one call per 20 ms frame each way (see the class docstrings).
