@@ -274,9 +274,9 @@ class Uplink:
     'input_audio_buffer.append'
     """
 
-    def __init__(
-        self, in_rate: int, *, format: str = "pcm16", channels: int = 1, quality: str = "high"
-    ) -> None: ...
+    def __new__(
+        cls, in_rate: int, *, format: str = "pcm16", channels: int = 1, quality: str = "high"
+    ) -> Uplink: ...
     def encode(
         self,
         samples: npt.NDArray[np.float32] | npt.NDArray[np.int16],
@@ -361,15 +361,15 @@ class Downlink:
     True
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         out_rate: int,
         *,
         format: str = "pcm16",
         protocol: str = "ga",
-        dtype: npt.DTypeLike | None = None,
+        dtype: DTypeLike | None = None,
         quality: str = "high",
-    ) -> None: ...
+    ) -> Downlink: ...
     def decode(self, message: str | bytes) -> AudioDelta | None:
         """The delta's fields and samples, or ``None`` if the message is not an audio delta."""
 
