@@ -256,6 +256,21 @@ struct RawString<'a> {
     escaped: bool,
 }
 
+/// A value of a field the scanner looks for: of the expected JSON type, or of another one.
+enum Value<T> {
+    Expected(T),
+    OtherType,
+}
+
+impl<T> Value<T> {
+    fn expected(self) -> Option<T> {
+        match self {
+            Self::Expected(value) => Some(value),
+            Self::OtherType => None,
+        }
+    }
+}
+
 /// One field the scanner looks for: absent, seen once with a usable value, or unusable (seen
 /// twice, or of an unexpected JSON type), which matters only if the message is a delta.
 #[derive(Debug, Clone, Copy)]
@@ -266,8 +281,8 @@ enum Field<T> {
 }
 
 impl<T> Field<T> {
-    fn set(&mut self, value: Option<T>) {
-        *self = match (&*self, value) {
+    fn set(&mut self, value: Value<T>) {
+        *self = match (&*self, value.expected()) {
             (Self::Absent, Some(value)) => Self::Found(value),
             _ => Self::Unusual,
         };
@@ -283,7 +298,7 @@ struct Scanner<'a> {
 /// Bytes that end the plain run inside a JSON string: a quote, a backslash, a control
 /// character or a non-ASCII byte.
 fn is_string_special(byte: u8) -> bool {
-    byte == b'"' || byte == b'\\' || byte < 0x20 || byte >= 0x80
+    byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte)
 }
 
 /// The index of the first special byte (see [`is_string_special`]) at or after `from`.
@@ -409,30 +424,30 @@ impl<'a> Scanner<'a> {
         }))
     }
 
-    /// A string value, or `Some(None)` (skipped) if the value is of another JSON type.
-    fn string_value(&mut self) -> Option<Option<RawString<'a>>> {
+    /// A string value (any other value is skipped).
+    fn string_value(&mut self) -> Option<Value<RawString<'a>>> {
         if self.peek()? == b'"' {
             self.at += 1;
-            Some(Some(self.scan_string()?))
+            Some(Value::Expected(self.scan_string()?))
         } else {
             self.skip_value(1)?;
-            Some(None)
+            Some(Value::OtherType)
         }
     }
 
-    /// An integer that fits `i64`, or `Some(None)` (skipped) for any other value.
-    fn integer_value(&mut self) -> Option<Option<i64>> {
+    /// An integer that fits `i64` (any other value is skipped).
+    fn integer_value(&mut self) -> Option<Value<i64>> {
         let start = self.at;
-        match self.peek()? {
-            b'-' | b'0'..=b'9' => {
-                let is_integer = self.scan_number()?;
-                let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
-                Some(if is_integer { text.parse().ok() } else { None })
-            }
-            _ => {
-                self.skip_value(1)?;
-                Some(None)
-            }
+        if let b'-' | b'0'..=b'9' = self.peek()? {
+            let is_integer = self.scan_number()?;
+            let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
+            Some(match text.parse() {
+                Ok(value) if is_integer => Value::Expected(value),
+                _ => Value::OtherType,
+            })
+        } else {
+            self.skip_value(1)?;
+            Some(Value::OtherType)
         }
     }
 
@@ -795,15 +810,11 @@ impl Uplink {
             downmix_i16(samples, self.channels, &mut self.mono_i16);
             &self.mono_i16
         };
-        match &mut self.resampler {
-            Some(resampler) => {
-                self.wire_i16.clear();
-                resampler.process_i16_into(mono, &mut self.wire_i16)?;
-            }
-            None => {
-                self.wire_i16.clear();
-                self.wire_i16.extend_from_slice(mono);
-            }
+        self.wire_i16.clear();
+        if let Some(resampler) = &mut self.resampler {
+            resampler.process_i16_into(mono, &mut self.wire_i16)?;
+        } else {
+            self.wire_i16.extend_from_slice(mono);
         }
         self.finish_stage()
     }
@@ -1009,29 +1020,25 @@ impl Downlink {
     /// On error nothing is appended and the stream is unchanged.
     pub fn decode_f32(&mut self, audio: &[u8], out: &mut Vec<f32>) -> Result<(), AudioError> {
         self.decode_wire(audio)?;
-        match &mut self.resampler {
-            Some(resampler) => {
-                self.wire_f32.resize(self.wire_i16.len(), 0.0);
-                pcm16_to_f32_into(&self.wire_i16, &mut self.wire_f32)?;
-                resampler.process_into(&self.wire_f32, out)
-            }
-            None => {
-                let start = out.len();
-                out.resize(start + self.wire_i16.len(), 0.0);
-                pcm16_to_f32_into(&self.wire_i16, &mut out[start..])
-            }
+        if let Some(resampler) = &mut self.resampler {
+            self.wire_f32.resize(self.wire_i16.len(), 0.0);
+            pcm16_to_f32_into(&self.wire_i16, &mut self.wire_f32)?;
+            resampler.process_into(&self.wire_f32, out)
+        } else {
+            let start = out.len();
+            out.resize(start + self.wire_i16.len(), 0.0);
+            pcm16_to_f32_into(&self.wire_i16, &mut out[start..])
         }
     }
 
     /// Decodes one delta's base64 audio and appends its PCM16 samples at `out_rate` to `out`.
     pub fn decode_i16(&mut self, audio: &[u8], out: &mut Vec<i16>) -> Result<(), AudioError> {
         self.decode_wire(audio)?;
-        match &mut self.resampler {
-            Some(resampler) => resampler.process_i16_into(&self.wire_i16, out),
-            None => {
-                out.extend_from_slice(&self.wire_i16);
-                Ok(())
-            }
+        if let Some(resampler) = &mut self.resampler {
+            resampler.process_i16_into(&self.wire_i16, out)
+        } else {
+            out.extend_from_slice(&self.wire_i16);
+            Ok(())
         }
     }
 
@@ -1180,7 +1187,7 @@ mod tests {
             r#"{"x":"\x"}"#,
             r#"{"x":"\u12g4"}"#,
             "{\"x\":\"a\tb\"}",
-            r#"{'type':'x'}"#,
+            r"{'type':'x'}",
             r#"{"x":tru}"#,
             r#"{"x":1.}"#,
             r#"{"x":1e}"#,
