@@ -142,3 +142,58 @@ def test_duplex(benchmark: Any, path: str) -> None:
     for _ in range(10):
         duplex()
     benchmark(duplex)
+
+
+# The same paths at the wire rate (24 kHz in and out): what the fused path itself costs, with
+# no resampler on either side.
+
+
+def typical_at_wire_rate() -> tuple[Callable[[np.ndarray], Any], Callable[[str], Any]]:
+    def uplink(frame: np.ndarray) -> str:
+        pcm = np.clip(np.rint(frame * 32767), -32768, 32767).astype(np.int16)
+        audio = base64.b64encode(pcm.tobytes()).decode()
+        return json.dumps({"type": "input_audio_buffer.append", "audio": audio})
+
+    def downlink(message: str) -> np.ndarray | None:
+        event = json.loads(message)
+        if event["type"] != "response.output_audio.delta":
+            return None
+        return np.frombuffer(base64.b64decode(event["delta"]), np.int16).astype(np.float32) / 32768
+
+    return uplink, downlink
+
+
+def tuned_at_wire_rate() -> tuple[Callable[[np.ndarray], Any], Callable[[str], Any]]:
+    def uplink(frame: np.ndarray) -> bytes:
+        pcm = np.clip(np.rint(frame * 32767), -32768, 32767).astype(np.int16)
+        audio = pybase64.b64encode_as_string(pcm.tobytes())
+        return orjson.dumps({"type": "input_audio_buffer.append", "audio": audio})
+
+    def downlink(message: str) -> np.ndarray | None:
+        event = orjson.loads(message)
+        if event["type"] != "response.output_audio.delta":
+            return None
+        pcm = np.frombuffer(pybase64.b64decode(event["delta"], validate=True), np.int16)
+        return pcm.astype(np.float32) * np.float32(1 / 32768)
+
+    return uplink, downlink
+
+
+WIRE_RATE_PATHS = {
+    "typical (json+base64+numpy)": typical_at_wire_rate,
+    "tuned (orjson+pybase64+numpy)": tuned_at_wire_rate,
+    "realtalk fused": lambda: (Uplink(WIRE_RATE).encode, Downlink(WIRE_RATE).decode),
+}
+
+
+@pytest.mark.parametrize("path", list(WIRE_RATE_PATHS))
+@pytest.mark.benchmark(group="frame duplex at 24 kHz (no resampling): 480-sample frame each way")
+def test_duplex_at_wire_rate(benchmark: Any, path: str) -> None:
+    uplink, downlink = WIRE_RATE_PATHS[path]()
+    frame, message = mic_frame()[:480].copy(), delta_message()
+
+    def duplex() -> None:
+        uplink(frame)
+        downlink(message)
+
+    benchmark(duplex)
