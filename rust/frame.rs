@@ -235,7 +235,7 @@ pub enum Scan<'a> {
 /// Python's `json` refuses integers longer than this (`sys.get_int_max_str_digits`).
 const MAX_INT_DIGITS: usize = 4300;
 /// Deeper nesting is left to the full parser (which has its own recursion limit).
-const MAX_DEPTH: usize = 128;
+const MAX_DEPTH: usize = 100;
 
 /// Scans `message` (UTF-8 JSON text) for an audio delta whose `type` is `delta_type`.
 ///
