@@ -198,17 +198,27 @@ class ServerSession:
         self.stats.errors += 1
         self.emit("error", error=exc.payload(event_id))
 
-    def created_events(self) -> list[Event]:
+    def start(self) -> None:
+        """Queue the first event of every connection."""
         if self.protocol == "beta" and self.transcription:
             self.emit("transcription_session.created", session=copy.deepcopy(self.session))
         else:
             self.emit("session.created", session=copy.deepcopy(self.session))
+
+    def created_events(self) -> list[Event]:
+        self.start()
         return self.drain()
 
     # ---- input ------------------------------------------------------------------------
 
     def receive(self, frame: str | bytes | dict[str, Any]) -> list[Event]:
-        """Handle one client frame (text, binary, or an already parsed event)."""
+        """Handle one client frame (text, binary, or an already parsed event) and return what
+        the server sends in reply."""
+        self.feed(frame)
+        return self.drain()
+
+    def feed(self, frame: str | bytes | dict[str, Any]) -> None:
+        """Handle one client frame; its replies stay queued for `drain`."""
         if isinstance(frame, (bytes, bytearray, memoryview)):
             self.error(
                 ClientError(
@@ -216,7 +226,7 @@ class ServerSession:
                     "Expected a text WebSocket message; binary frames are not supported.",
                 )
             )
-            return self.drain()
+            return
         if isinstance(frame, str):
             try:
                 event = _json_decoder.decode(frame)
@@ -227,11 +237,10 @@ class ServerSession:
                         f"Invalid event: failed to parse JSON value. {exc}",
                     )
                 )
-                return self.drain()
+                return
         else:
             event = frame
         self.handle(event)
-        return self.drain()
 
     def handle(self, event: Any) -> None:
         event_id = event.get("event_id") if isinstance(event, dict) else None
@@ -321,6 +330,18 @@ class ServerSession:
                 "invalid_value", "Tracing cannot be modified once enabled.", "session.tracing"
             )
         # Validation is complete: from here on the update applies whole.
+        self.preconfigure(update)
+        name = (
+            "transcription_session.updated"
+            if self.protocol == "beta" and self.transcription
+            else "session.updated"
+        )
+        self.emit(name, session=copy.deepcopy(self.session))
+
+    def preconfigure(self, update: dict[str, Any]) -> None:
+        """Apply an already validated update without announcing it (a REST-created token's
+        session config, or the tail of a `session.update`)."""
+        update = {k: v for k, v in update.items() if k not in ("type", "model", "client_secret")}
         turn = self._turn_detection_in(update)
         cfg.merge(self.session, update)
         if turn is not None:
@@ -332,12 +353,6 @@ class ServerSession:
             self._configure_vad()
         elif self._input_format_changed(update):
             self._configure_vad()
-        name = (
-            "transcription_session.updated"
-            if self.protocol == "beta" and self.transcription
-            else "session.updated"
-        )
-        self.emit(name, session=copy.deepcopy(self.session))
 
     def _voice_in(self, update: dict[str, Any]) -> tuple[str, Any]:
         if self.protocol == "ga":
