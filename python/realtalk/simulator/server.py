@@ -7,7 +7,6 @@ running response; nothing outlives the connection.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections import deque
@@ -54,6 +53,10 @@ class VirtualClock:
 
     def time(self) -> float:
         return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward (token expiry is judged by this clock)."""
+        self._now += max(0.0, seconds)
 
     async def sleep(self, seconds: float) -> None:
         self._now += max(0.0, seconds)
@@ -652,16 +655,11 @@ class _Connection:
         self._start_responses()
 
     async def _expiry(self) -> None:
+        # Always wall time: a virtual clock jumps ahead on every sleep, which would end every
+        # session at once.
         assert self.session is not None
-        await self.sim.clock.sleep(self.sim.max_session_s)
-        limit = self.sim.max_session_s
-        if limit % 60 == 0:
-            minutes = int(limit // 60)
-            span = f"{minutes} minute" + ("s" if minutes != 1 else "")
-        else:
-            seconds = math.ceil(limit)
-            span = f"{seconds} second" + ("s" if seconds != 1 else "")
-        reason = f"Your session hit the maximum duration of {span}."
+        await anyio.sleep(self.sim.max_session_s)
+        reason = expiry_reason(self.sim.max_session_s)
         if self.session.protocol == "beta":
             self.session.emit(
                 "error",
@@ -678,6 +676,17 @@ class _Connection:
                 return
             self.protocol.send_ping(os.urandom(4))
             self._take_output()
+
+
+def expiry_reason(max_session_s: float) -> str:
+    """The close reason (GA) and error message (beta) at the session limit:
+    "Your session hit the maximum duration of 60 minutes." for the default 3600 s."""
+    if max_session_s % 60 == 0:
+        minutes = int(max_session_s // 60)
+        span = f"{minutes} minute" + ("s" if minutes != 1 else "")
+    else:
+        span = f"{max_session_s:g} second" + ("s" if max_session_s != 1 else "")
+    return f"Your session hit the maximum duration of {span}."
 
 
 class _Dropped(Exception):

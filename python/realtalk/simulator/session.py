@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
 import msgspec
 
 from realtalk.simulator import _config as cfg
@@ -559,6 +560,9 @@ class ServerSession:
                      "detail": enum("auto", "low", "high")}
                 ),
                 "output_text": text,
+                # Not valid for any role in GA; accepted here so the role check below gives
+                # the live, role-specific refusal.
+                "text": text,
                 "output_audio": Obj(
                     {"type": anything(), "audio": string(), "transcript": nullable(string())}
                 ),
@@ -1203,8 +1207,9 @@ async def stream_response(
     response cancelled meanwhile (client cancel, barge-in) just stops producing."""
     responder = responder or default_responder
     chunk_ms = session.audio_chunk_ms
+    parts = iterate_parts(responder(response.context))
     try:
-        async for part in iterate_parts(responder(response.context)):
+        async for part in parts:
             if response.done:
                 break
             if isinstance(part, Delay):
@@ -1239,6 +1244,8 @@ async def stream_response(
             await flush()
         session.finish_response(response)
     finally:
+        with anyio.CancelScope(shield=True):
+            await parts.aclose()
         await flush()
 
 
