@@ -383,8 +383,8 @@ class _Connection:
             self._wake.set()
 
     def _drop(self) -> None:
+        # What is queued still goes out; nothing after it, and no close frame.
         self._dropped = True
-        self._queue.clear()
         self._wake.set()
 
     _closing_done = False
@@ -392,7 +392,7 @@ class _Connection:
     async def _writer(self) -> None:
         ws = self.ws
         while True:
-            while self._queue and not self._dropped:
+            while self._queue:
                 data = self._queue.popleft()
                 self._queued_bytes -= len(data)
                 await ws.send_text(data)
