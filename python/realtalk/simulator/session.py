@@ -354,6 +354,8 @@ class ServerSession:
             self._configure_vad()
         elif self._input_format_changed(update):
             self._configure_vad()
+        else:
+            self._view = cfg.session_view(self.protocol, self.session)
 
     def _voice_in(self, update: dict[str, Any]) -> tuple[str, Any]:
         if self.protocol == "ga":
@@ -382,14 +384,16 @@ class ServerSession:
 
     @property
     def input_format(self) -> str:
-        return str(cfg.session_view(self.protocol, self.session)["input_format"])
+        return str(self._view["input_format"])
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:
-        value = cfg.session_view(self.protocol, self.session)["turn_detection"]
+        value = self._view["turn_detection"]
         return value if isinstance(value, dict) else None
 
     def _configure_vad(self) -> None:
+        # Every config change passes here: refresh the input-side view the hot path reads.
+        self._view = cfg.session_view(self.protocol, self.session)
         turn = self.turn_detection
         self._speech_item_id = None
         if turn is None or self.vad_factory is None:
@@ -499,7 +503,7 @@ class ServerSession:
         self._audio[(item_id, 0)] = audio
         self._insert(item, previous)
         self._announce_item(item, previous)
-        if cfg.session_view(self.protocol, self.session)["transcription"]:
+        if self._view["transcription"]:
             self._transcribe(item_id, audio)
 
     def _transcribe(self, item_id: str, audio: bytes) -> None:
