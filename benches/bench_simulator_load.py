@@ -121,119 +121,107 @@ class SimulatorProcess:
 
 @dataclass
 class SessionResult:
-    sent_audio: int = 0
     received_audio: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
-    max_send_lag: float = 0.0
     turn_lags: list[float] = field(default_factory=list)
-    turns: int = 0
+    responses_open: int = 0
     failure: str | None = None
 
 
-async def run_session(
-    url: str, frames: list[bytes], start_at: float, result: SessionResult
+SLOTS = 4  # sessions are spread over 4 sub-ticks of the 20 ms frame period
+
+
+async def read_session(
+    ws: Any, result: SessionResult, slot_sent_at: list[float]
 ) -> None:
-    from realtalk.transport import open_websocket
-
     decoder = msgspec.json.Decoder()
-    sent_at: list[float] = []
-    streaming_done = anyio.Event()
-    pending_responses = 0
-
-    async with open_websocket(
-        url, headers={"Authorization": "Bearer sk-bench"}, compression=None, max_queue=4096
-    ) as ws:
-
-        async def reader() -> None:
-            nonlocal pending_responses
-            async for message in ws:
-                event = decoder.decode(message)
-                kind = event["type"]
-                if kind == "response.output_audio.delta":
-                    delta = event["delta"]
-                    result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
-                elif kind == "input_audio_buffer.speech_stopped":
-                    # The frame that carried audio_end_ms completed the turn.
-                    frame_index = min(len(sent_at) - 1, int(event["audio_end_ms"] // FRAME_MS) - 1)
-                    result.turn_lags.append(time.monotonic() - sent_at[max(0, frame_index)])
-                    result.turns += 1
-                elif kind == "response.created":
-                    pending_responses += 1
-                elif kind == "response.done":
-                    pending_responses -= 1
-                    if streaming_done.is_set() and pending_responses == 0:
-                        return
-                elif kind == "error":
-                    result.errors.append(event)
-                if streaming_done.is_set() and pending_responses == 0 and kind == "rate_limits.updated":
-                    return
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(reader)
-            await anyio.sleep(max(0.0, start_at - time.monotonic()))
-            t0 = time.monotonic()
-            for index, frame in enumerate(frames):
-                due = t0 + index * FRAME_MS / 1000
-                now = time.monotonic()
-                if due > now:
-                    await anyio.sleep(due - now)
-                else:
-                    result.max_send_lag = max(result.max_send_lag, now - due)
-                await ws.send_text(frame)
-                sent_at.append(time.monotonic())
-                result.sent_audio += FRAME_BYTES
-            streaming_done.set()
-            await anyio.sleep(1.0)  # let the last turn's response arrive
-            if pending_responses == 0:
-                tg.cancel_scope.cancel()
-            else:
-                with anyio.move_on_after(20):
-                    while pending_responses:
-                        await anyio.sleep(0.05)
-                tg.cancel_scope.cancel()
+    try:
+        async for message in ws:
+            event = decoder.decode(message)
+            kind = event["type"]
+            if kind == "response.output_audio.delta":
+                delta = event["delta"]
+                result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
+            elif kind == "input_audio_buffer.speech_stopped":
+                # The frame that carried audio_end_ms completed the turn.
+                index = min(len(slot_sent_at) - 1, max(0, int(event["audio_end_ms"] // FRAME_MS) - 1))
+                result.turn_lags.append(time.monotonic() - slot_sent_at[index])
+            elif kind == "response.created":
+                result.responses_open += 1
+            elif kind == "response.done":
+                result.responses_open -= 1
+            elif kind == "error":
+                result.errors.append(event)
+    except Exception as exc:
+        result.failure = repr(exc)
 
 
 async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
+    from contextlib import AsyncExitStack
+
+    from realtalk.transport import open_websocket
+
     patterns = [frames_for(speech_pattern(seconds, phase)) for phase in range(PHASES)]
+    frame_count = len(patterns[0])
     server = SimulatorProcess()
+    results = [SessionResult() for _ in range(sessions)]
+    sent_at = [[0.0] * frame_count for _ in range(SLOTS)]
+    max_lag = 0.0
     try:
         url = f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime"
         before = server.stats()
-        results = [SessionResult() for _ in range(sessions)]
-        wall0 = time.monotonic()
-        start = wall0 + 1.0
-        async with anyio.create_task_group() as tg:
-            for index, result in enumerate(results):
-                async def one(index: int = index, result: SessionResult = result) -> None:
-                    try:
-                        await run_session(url, patterns[index % PHASES],
-                                          start + index / sessions, result)
-                    except Exception as exc:  # report, do not hide
-                        result.failure = repr(exc)
-
-                tg.start_soon(one)
-        wall = time.monotonic() - wall0
+        async with AsyncExitStack() as stack:
+            sockets = []
+            for _ in range(sessions):
+                sockets.append(await stack.enter_async_context(open_websocket(
+                    url, headers={"Authorization": "Bearer sk-bench"}, compression=None,
+                    max_queue=4096,
+                )))
+            async with anyio.create_task_group() as tg:
+                for index, ws in enumerate(sockets):
+                    tg.start_soon(read_session, ws, results[index], sent_at[index % SLOTS])
+                wall0 = time.monotonic()
+                step = FRAME_MS / 1000 / SLOTS
+                for tick in range(frame_count * SLOTS):
+                    frame, slot = divmod(tick, SLOTS)
+                    due = wall0 + tick * step
+                    now = time.monotonic()
+                    if due > now:
+                        await anyio.sleep(due - now)
+                    else:
+                        max_lag = max(max_lag, now - due)
+                    for index in range(slot, sessions, SLOTS):
+                        await sockets[index].send_text(patterns[index % PHASES][frame])
+                    sent_at[slot][frame] = time.monotonic()
+                wall = time.monotonic() - wall0
+                # Let the last turns' responses finish.
+                with anyio.move_on_after(30):
+                    await anyio.sleep(1.0)
+                    while any(r.responses_open for r in results):
+                        await anyio.sleep(0.05)
+                await anyio.sleep(0.2)
+                tg.cancel_scope.cancel()
         await anyio.sleep(0.5)
         after = server.stats()
     finally:
         server.stop()
     lags = sorted(lag for r in results for lag in r.turn_lags)
-    sent = sum(r.sent_audio for r in results)
+    sent = sessions * frame_count * FRAME_BYTES
     received = sum(r.received_audio for r in results)
     cpu = after["cpu_s"] - before["cpu_s"]
     report = {
         "sessions": sessions,
         "seconds": seconds,
-        "wall_s": round(wall, 2),
+        "streaming_wall_s": round(wall, 2),
         "failures": [r.failure for r in results if r.failure],
         "error_events": sum(len(r.errors) for r in results),
         "audio_in_sent": sent,
         "audio_in_counted_by_simulator": after["input_audio_bytes"] - before["input_audio_bytes"],
         "audio_out_sent_by_simulator": after["output_audio_bytes"] - before["output_audio_bytes"],
         "audio_out_received": received,
-        "turns": sum(r.turns for r in results),
+        "turns": len(lags),
         "responses": after["responses"] - before["responses"],
-        "max_send_lag_ms": round(1000 * max(r.max_send_lag for r in results), 1),
+        "max_send_lag_ms": round(1000 * max_lag, 1),
         "turn_lag_p50_ms": round(1000 * lags[len(lags) // 2], 1) if lags else None,
         "turn_lag_p99_ms": round(1000 * lags[int(len(lags) * 0.99)], 1) if lags else None,
         "simulator_cpu_s": round(cpu, 2),

@@ -219,6 +219,12 @@ async def test_event_sequences_follow_section_9(protocol: str, turn: str, expect
         events = await driver.append_audio(speech_then_silence())
     assert collapse(events) == expected
     check_fields(events)
+    # The project's own event models (written independently) know every event and its shape.
+    from realtalk.events import UnknownEvent, parse_server_event
+
+    for event in driver.events:
+        parsed = parse_server_event(json.dumps(event), protocol=protocol)  # type: ignore[arg-type]
+        assert not isinstance(parsed, UnknownEvent), event["type"]
 
     response_id = next(e for e in events if e["type"] == "response.created")["response"]["id"]
     for event in events:
