@@ -12,6 +12,7 @@ pub mod error;
 // ---- ring ----
 
 // ---- resample ----
+pub mod resample;
 
 // ---- vad ----
 

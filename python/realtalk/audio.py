@@ -20,6 +20,10 @@ __all__: list[str] = []
 
 # ---- resample ----
 
+Resampler = _audio.Resampler
+resample = _audio.resample
+__all__ += ["Resampler", "resample"]
+
 # ---- vad ----
 
 # ---- frame ----
