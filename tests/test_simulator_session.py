@@ -642,3 +642,36 @@ async def test_responder_parts_become_one_response() -> None:
     assert [e["output_index"] for e in events if e["type"] == "response.output_item.added"] == [0, 1, 2]
     assert json.loads(done["output"][1]["arguments"]) == {"q": "x"}
     assert done["output"][2]["content"][0]["text"] == "then this."
+
+
+@pytest.mark.parametrize(("fmt", "ga_type", "decode"), [
+    ("g711_ulaw", "audio/pcmu", "ulaw2lin"), ("g711_alaw", "audio/pcma", "alaw2lin"),
+])
+async def test_g711_in_and_out(fmt: str, ga_type: str, decode: str) -> None:
+    import audioop  # the oracle for G.711
+
+    driver = Driver("ga")
+    await driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"format": {"type": ga_type}}, "output": {"format": {"type": ga_type}}}}})
+    # Speech at 8 kHz, G.711-encoded by the oracle: 0.5 s silence, 1 s voiced, 0.6 s silence.
+    t = np.arange(8000) / 8000
+    voiced = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 6)) * 0.3 / 2.3
+    pcm = np.concatenate([np.zeros(4000), voiced, np.zeros(4800)])
+    linear = np.round(pcm * 32767).astype("<i2").tobytes()
+    encode = audioop.lin2ulaw if fmt == "g711_ulaw" else audioop.lin2alaw
+    events = await driver.append_audio(encode(linear, 2), frame_ms=20 * 6)  # 160 bytes = 20 ms
+    started = next(e for e in events if e["type"] == "input_audio_buffer.speech_started")
+    stopped = next(e for e in events if e["type"] == "input_audio_buffer.speech_stopped")
+    assert started["audio_start_ms"] == pytest.approx(200, abs=20)  # 500 ms - 300 ms padding
+    assert stopped["audio_end_ms"] == pytest.approx(1700, abs=20)  # 1500 ms + 200 ms tail
+    done = next(e for e in events if e["type"] == "response.done")["response"]
+    assert done["audio"]["output"]["format"] == {"type": ga_type}
+    audio = b"".join(base64.b64decode(e["delta"]) for e in events
+                     if e["type"] == "response.output_audio.delta")
+    # 8 bytes per ms; decoded by the oracle it is voiced speech with pauses.
+    samples = np.frombuffer(getattr(audioop, decode)(audio, 2), dtype="<i2").astype(float)
+    frames = samples[: len(samples) // 160 * 160].reshape(-1, 160)
+    level = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) / 32768 + 1e-12)
+    assert (level > -30).mean() > 0.5 and (level < -60).any()
+    transcript = done["output"][0]["content"][0]["transcript"]
+    assert transcript == "I heard 1.50 s of speech."

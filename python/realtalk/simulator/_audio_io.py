@@ -29,10 +29,7 @@ def encode_output(fmt: str, pcm24k: bytes) -> bytes:
     if fmt == "pcm16":
         return pcm24k
     samples = np.frombuffer(pcm24k, dtype="<i2")
-    # 24 kHz -> 8 kHz: the synthetic voice has little energy above 3 kHz, and a 3-tap box
-    # average before decimation keeps what aliasing remains inaudible for a test signal.
-    usable = len(samples) - len(samples) % 3
-    down = samples[:usable].astype(np.int32).reshape(-1, 3).mean(axis=1).astype(np.int16)
+    down = _audio.resample(samples, 24000, 8000)
     encode = getattr(_audio, "ulaw_encode" if fmt == "g711_ulaw" else "alaw_encode", None)
     if encode is None:
         return _g711_encode(fmt, down)

@@ -1267,22 +1267,25 @@ async def _speak(
     from realtalk.simulator._audio_io import encode_output
 
     fmt = response.effective.output_format
-    chunk_bytes = 48 * chunk_ms
+    audio = encode_output(fmt, pcm)
+    bytes_per_ms = cfg.BYTES_PER_MS[fmt]
+    chunk_bytes = bytes_per_ms * chunk_ms
     next_word = 0
-    for start in range(0, len(pcm), chunk_bytes):
+    for start in range(0, len(audio), chunk_bytes):
         if response.done:
             return
-        end_ms = (start + chunk_bytes) / 48
+        chunk = audio[start : start + chunk_bytes]
+        end_ms = (start + len(chunk)) / bytes_per_ms
         pieces = []
         while next_word < len(words) and word_starts_ms[next_word] < end_ms:
             pieces.append(words[next_word] + (" " if next_word < len(words) - 1 else ""))
             next_word += 1
         if pieces:
             session.text_delta(response, "".join(pieces))
-        session.audio_delta(response, encode_output(fmt, pcm[start : start + chunk_bytes]))
+        session.audio_delta(response, chunk)
         await flush()
         if realtime:
-            await sleep(min(chunk_bytes, len(pcm) - start) / 48 / 1000)
+            await sleep(len(chunk) / bytes_per_ms / 1000)
     if next_word < len(words) and not response.done:
         session.text_delta(response, " ".join(words[next_word:]))
 
