@@ -10,7 +10,6 @@ back into the session and a clock).
 
 from __future__ import annotations
 
-import binascii
 import copy
 import math
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ import anyio
 import msgspec
 
 from realtalk.simulator import _config as cfg
+from realtalk.simulator._audio_io import b64decode, b64encode
 from realtalk.simulator._ids import IdFactory
 from realtalk.simulator._validate import (
     Check,
@@ -414,8 +414,8 @@ class ServerSession:
                 "audio",
             )
         try:
-            audio = binascii.a2b_base64(encoded, strict_mode=True)
-        except binascii.Error:
+            audio = b64decode(encoded)
+        except ValueError:
             raise ClientError(
                 "invalid_value", "Invalid 'audio'. Expected base64-encoded audio bytes.", "audio"
             ) from None
@@ -677,7 +677,14 @@ class ServerSession:
             for index, part in enumerate(item["content"]):
                 part = dict(part)
                 if part["type"] == "input_audio":
-                    audio = binascii.a2b_base64(part.pop("audio", "") or "")
+                    try:
+                        audio = b64decode(part.pop("audio", "") or "")
+                    except ValueError:
+                        raise ClientError(
+                            "invalid_value",
+                            "Invalid 'audio'. Expected base64-encoded audio bytes.",
+                            f"item.content[{index}].audio",
+                        ) from None
                     self._audio[(item["id"], index)] = audio
                     part.setdefault("transcript", None)
                 content.append(part)
@@ -721,9 +728,7 @@ class ServerSession:
                             part["type"], part["type"]
                         )
                     if with_audio and (item["id"], index) in self._audio:
-                        part["audio"] = binascii.b2a_base64(
-                            self._audio[(item["id"], index)], newline=False
-                        ).decode()
+                        part["audio"] = b64encode(self._audio[(item["id"], index)])
                     parts.append(part)
                 wire["content"] = parts
             else:
@@ -1082,7 +1087,7 @@ class ServerSession:
         self.emit(
             name,
             **self._part_ids(response),
-            delta=binascii.b2a_base64(audio, newline=False).decode(),
+            delta=b64encode(audio),
             **self._obfuscation(),
         )
 
