@@ -131,20 +131,82 @@ class SessionResult:
 SLOTS = 4  # sessions are spread over 4 sub-ticks of the 20 ms frame period
 
 
+class RawClient:
+    """A lean load-generating WebSocket client: websockets' Sans-I/O ClientProtocol for the
+    handshake and for parsing what the server sends, and frames pre-built once (masked) and
+    written straight to the socket, so the client process costs little per frame."""
+
+    def __init__(self, stream: Any, protocol: Any) -> None:
+        self.stream = stream
+        self.protocol = protocol
+
+    @classmethod
+    async def connect(cls, url: str) -> RawClient:
+        from websockets.client import ClientProtocol
+        from websockets.protocol import State
+        from websockets.uri import parse_uri
+
+        uri = parse_uri(url)
+        stream = await anyio.connect_tcp(uri.host, uri.port)
+        protocol = ClientProtocol(uri, max_size=None)
+        request = protocol.connect()
+        request.headers["Authorization"] = "Bearer sk-bench"
+        protocol.send_request(request)
+        for data in protocol.data_to_send():
+            await stream.send(data)
+        while protocol.state is State.CONNECTING:
+            protocol.receive_data(await stream.receive())
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+        client = cls(stream, protocol)
+        # The first event is the handshake response; frames may follow in the same read.
+        client.pending = [e for e in protocol.events_received() if hasattr(e, "opcode")]
+        return client
+
+    async def send_frame(self, frame: bytes) -> None:
+        await self.stream.send(frame)
+
+    async def messages(self) -> Any:
+        from websockets.frames import Opcode
+
+        protocol = self.protocol
+        events = self.pending
+        while True:
+            for frame in events:
+                if frame.opcode is Opcode.TEXT:
+                    yield frame.data
+                elif frame.opcode is Opcode.CLOSE:
+                    return
+            try:
+                data = await self.stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                raise ConnectionError("the simulator closed the connection") from None
+            protocol.receive_data(data)
+            events = protocol.events_received()
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    from websockets.frames import Frame, Opcode
+
+    return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
+
+
 async def read_session(
-    ws: Any, result: SessionResult, slot_sent_at: list[float]
+    client: RawClient, result: SessionResult, slot_sent_at: list[float]
 ) -> None:
     decoder = msgspec.json.Decoder()
     try:
-        async for message in ws:
+        async for message in client.messages():
             event = decoder.decode(message)
             kind = event["type"]
             if kind == "response.output_audio.delta":
                 delta = event["delta"]
                 result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
             elif kind == "input_audio_buffer.speech_stopped":
-                # The frame that carried audio_end_ms completed the turn.
-                index = min(len(slot_sent_at) - 1, max(0, int(event["audio_end_ms"] // FRAME_MS) - 1))
+                # The detector decides at the end of its 10 ms frame that ends at audio_end_ms +
+                # 10; the client frame holding that last sample completed the turn.
+                last_ms = event["audio_end_ms"] + 9
+                index = min(len(slot_sent_at) - 1, int(last_ms // FRAME_MS))
                 result.turn_lags.append(time.monotonic() - slot_sent_at[index])
             elif kind == "response.created":
                 result.responses_open += 1
@@ -157,11 +219,10 @@ async def read_session(
 
 
 async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
-    from contextlib import AsyncExitStack
-
-    from realtalk.transport import open_websocket
-
-    patterns = [frames_for(speech_pattern(seconds, phase)) for phase in range(PHASES)]
+    patterns = [
+        [masked_text_frame(f) for f in frames_for(speech_pattern(seconds, phase))]
+        for phase in range(PHASES)
+    ]
     frame_count = len(patterns[0])
     server = SimulatorProcess()
     results = [SessionResult() for _ in range(sessions)]
@@ -170,13 +231,9 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     try:
         url = f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime"
         before = server.stats()
-        async with AsyncExitStack() as stack:
-            sockets = []
-            for _ in range(sessions):
-                sockets.append(await stack.enter_async_context(open_websocket(
-                    url, headers={"Authorization": "Bearer sk-bench"}, compression=None,
-                    max_queue=4096,
-                )))
+        sockets = [await RawClient.connect(url) for _ in range(sessions)]
+        cpu0 = os.times()
+        if True:
             async with anyio.create_task_group() as tg:
                 for index, ws in enumerate(sockets):
                     tg.start_soon(read_session, ws, results[index], sent_at[index % SLOTS])
@@ -191,7 +248,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
                     else:
                         max_lag = max(max_lag, now - due)
                     for index in range(slot, sessions, SLOTS):
-                        await sockets[index].send_text(patterns[index % PHASES][frame])
+                        await sockets[index].send_frame(patterns[index % PHASES][frame])
                     sent_at[slot][frame] = time.monotonic()
                 wall = time.monotonic() - wall0
                 # Let the last turns' responses finish.
@@ -201,6 +258,9 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
                         await anyio.sleep(0.05)
                 await anyio.sleep(0.2)
                 tg.cancel_scope.cancel()
+        cpu1 = os.times()
+        for client in sockets:
+            await client.stream.aclose()
         await anyio.sleep(0.5)
         after = server.stats()
     finally:
@@ -226,6 +286,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         "turn_lag_p99_ms": round(1000 * lags[int(len(lags) * 0.99)], 1) if lags else None,
         "simulator_cpu_s": round(cpu, 2),
         "cpu_ms_per_session_second": round(1000 * cpu / (sessions * seconds), 3),
+        "client_cpu_s": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 2),
     }
     report["accounted"] = (
         report["audio_in_sent"] == report["audio_in_counted_by_simulator"]
