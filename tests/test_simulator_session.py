@@ -470,6 +470,8 @@ ERROR_CASES: list[tuple[str, str, Any, str | None, str | None, str]] = [
      f"Invalid value: 'ping'. Supported values are: {GA_TYPES}."),
     ("ga", "beta event name on GA", {"type": "transcription_session.update", "session": {}},
      "invalid_value", "type", "^Invalid value: 'transcription_session.update'. Supported values"),
+    ("ga", "translation endpoint type", {"type": "session.close"}, "invalid_value", "type",
+     "'session.close' is only supported by the /v1/realtime/translations endpoint."),
     ("ga", "missing type", {"event_id": "x"}, "invalid_event", None, "The 'type' field is missing."),
     ("ga", "not JSON", "{nope", "invalid_json", None, "^Invalid event: failed to parse JSON value. "),
     ("ga", "binary frame", b"\x00\x01", "invalid_event", None,

@@ -98,7 +98,28 @@ def _mask(key: str) -> str:
 class Simulator:
     """A local Realtime API server. ``async with Simulator() as sim:`` then connect to
     ``sim.url`` (``ws://127.0.0.1:PORT/v1/realtime``); REST token endpoints live under
-    ``sim.http_url`` (``http://127.0.0.1:PORT/v1``)."""
+    ``sim.http_url`` (``http://127.0.0.1:PORT/v1``); the `openai` package takes
+    ``websocket_base_url=sim.websocket_base_url``.
+
+    - ``responder``: what the model says (see `realtalk.simulator.responder`); default: the
+      deterministic `default_responder`.
+    - ``api_keys``: accepted keys (``None`` accepts any key; a missing key is always refused
+      with the `error` event and close 3000, as the real server does). ``ek_`` tokens from
+      the REST endpoints are accepted until they expire.
+    - ``beta``: ``"accept"`` speaks the beta protocol to ``OpenAI-Beta: realtime=v1``
+      clients; ``"retired"`` answers them as OpenAI does today (`beta_api_shape_disabled`,
+      close 4000).
+    - ``pace``: ``"fast"`` streams replies as fast as the client reads; ``"realtime"`` paces
+      audio deltas at playback speed. ``clock``: `VirtualClock` for tests (pacing, delays and
+      token expiry cost no wall time), or the default `WallClock`.
+    - ``max_session_s``: the session ends with close 1001 and the real reason (beta: a
+      `session_expired` error first). ``keepalive_s``: WebSocket ping interval (None: off).
+    - ``audio_chunk_ms``: the audio carried by one output delta.
+    - ``drop_after_events``: fault hook; cut every connection (no close frame) once it has
+      been sent this many events.
+    - ``seed``: ids are deterministic per seed and connection order. ``compression``:
+      offer permessage-deflate like the real server (``None``: off).
+    """
 
     def __init__(
         self,

@@ -547,7 +547,13 @@ class ServerSession:
         )
 
     def _on_session_close(self, event: dict[str, Any]) -> None:
-        raise invalid_value("type", event["type"], ("session.update",))
+        # Listed by the GA server as accepted types, but they belong to the translation
+        # endpoint (/v1/realtime/translations), which the simulator does not serve.
+        raise ClientError(
+            "invalid_value",
+            f"'{event['type']}' is only supported by the /v1/realtime/translations endpoint.",
+            "type",
+        )
 
     _on_session_input_audio_buffer_append = _on_session_close
 
