@@ -262,3 +262,17 @@ async def test_realtime_pace_on_a_virtual_clock_streams_audio_at_playback_speed(
 
     audio = sum(len(base64.b64decode(e["delta"])) for e in events if e["type"] == "response.output_audio.delta")
     assert elapsed == pytest.approx(2.0 + audio / 48000, abs=1e-4)
+
+
+async def test_run_simulator_serves_until_cancelled() -> None:
+    from realtalk.simulator import run_simulator
+
+    ready: list[Simulator] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: run_simulator("127.0.0.1", 0, ready=ready.append))
+        with anyio.fail_after(10):
+            while not ready:
+                await anyio.sleep(0.01)
+        async with open_websocket(f"{ready[0].url}?model=gpt-realtime", headers=KEY) as ws:
+            assert (await receive(ws))["type"] == "session.created"
+        tg.cancel_scope.cancel()
