@@ -91,7 +91,13 @@ def serve_main() -> None:
                     "events_received": stats.events_received,
                 }), flush=True)
 
-    anyio.run(main)
+    profile = os.environ.get("BENCH_SIMULATOR_PROFILE")
+    if profile:  # where the simulator's time goes: BENCH_SIMULATOR_PROFILE=out.prof
+        import cProfile
+
+        cProfile.runctx("anyio.run(main)", globals(), locals(), profile)
+    else:
+        anyio.run(main)
 
 
 class SimulatorProcess:

@@ -266,43 +266,54 @@ class Speech:
     words: tuple[str, ...]
 
 
+def _glottal_table(size: int = 4096) -> np.ndarray:
+    """One period of a voiced source: 12 harmonics with a falling spectrum."""
+    phase = 2 * np.pi * np.arange(size) / size
+    table = sum(np.sin(k * phase) / k**1.2 for k in range(1, 13))
+    return np.asarray(table / np.abs(table).max(), dtype=np.float32)
+
+
+_GLOTTAL = _glottal_table()
+
+
+@functools.lru_cache(maxsize=4096)
+def _spoken_word(word: str) -> np.ndarray:
+    """A word's waveform (pcm16 samples), cached: replies reuse most of their words."""
+    seed = zlib.crc32(word.encode())
+    letters = max(1, sum(ch.isalnum() for ch in word))
+    duration = min(0.75, 0.12 + 0.055 * letters)
+    n = int(duration * SAMPLE_RATE)
+    t = np.arange(n, dtype=np.float32) / SAMPLE_RATE
+    f0 = (120 + seed % 60) + 25 * np.sin(np.pi * t / duration) - 10 * t / duration
+    cycles = np.cumsum(f0) / SAMPLE_RATE  # periods elapsed at each sample
+    size = len(_GLOTTAL)
+    voiced = _GLOTTAL[(cycles * size).astype(np.int64) % size]
+    syllables = max(1, round(letters / 3))
+    envelope = 0.55 + 0.45 * np.sin(np.pi * syllables * t / duration) ** 2
+    edge = min(n // 2, int(0.02 * SAMPLE_RATE))
+    if edge:
+        ramp = np.linspace(0.0, 1.0, edge, dtype=np.float32)
+        envelope[:edge] *= ramp
+        envelope[n - edge :] *= ramp[::-1]
+    return np.round(0.3 * 32767 * voiced * envelope).astype("<i2")
+
+
 @functools.lru_cache(maxsize=256)
 def synthesize_speech(text: str) -> Speech:
-    """Voiced, speech-like sound: a glottal-pulse-like harmonic tone (110-190 Hz, gliding)
-    shaped into syllables at about 5 Hz, words separated by short pauses and sentences by longer
-    ones. Loud enough for any energy or voicing VAD to call it speech; deterministic."""
+    """Voiced, speech-like sound: a glottal-pulse-like harmonic tone (120-205 Hz, gliding)
+    shaped into syllables, words separated by short pauses and sentences by longer ones. Loud
+    enough for any energy or voicing VAD to call it speech; deterministic."""
     words = tuple(text.split()) or ("…",)
     chunks: list[np.ndarray] = []
     starts: list[float] = []
     position = 0
-    for index, word in enumerate(words):
-        seed = zlib.crc32(f"{index}:{word}".encode())
-        letters = max(1, sum(ch.isalnum() for ch in word))
-        duration = min(0.75, 0.12 + 0.055 * letters)
-        n = int(duration * SAMPLE_RATE)
-        t = np.arange(n) / SAMPLE_RATE
-        f0_start = 120 + seed % 60
-        f0 = f0_start + 25 * np.sin(np.pi * t / duration) - 10 * t / duration
-        phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-        voiced = np.zeros(n)
-        for harmonic in range(1, 13):
-            voiced += np.sin(harmonic * phase) / harmonic**1.2
-        syllables = max(1, round(letters / 3))
-        envelope = 0.55 + 0.45 * np.sin(np.pi * syllables * t / duration) ** 2
-        edge = min(n // 2, int(0.02 * SAMPLE_RATE))
-        ramp = np.linspace(0.0, 1.0, edge) if edge else np.ones(0)
-        envelope[:edge] *= ramp
-        envelope[n - edge :] *= ramp[::-1]
+    for word in words:
+        waveform = _spoken_word(word)
         starts.append(position * 1000 / SAMPLE_RATE)
-        chunks.append(0.28 * voiced / 2.2 * envelope)
-        position += n
-        pause = 0.32 if word[-1:] in ".!?;:," else 0.09
-        gap = int(pause * SAMPLE_RATE)
-        chunks.append(np.zeros(gap))
-        position += gap
-    samples = np.concatenate(chunks)
-    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
-    return Speech(pcm, tuple(starts), words)
+        gap = int((0.32 if word[-1:] in ".!?;:," else 0.09) * SAMPLE_RATE)
+        chunks += [waveform, np.zeros(gap, dtype="<i2")]
+        position += len(waveform) + gap
+    return Speech(np.concatenate(chunks).tobytes(), tuple(starts), words)
 
 
 __all__ = [

@@ -158,12 +158,26 @@ class Simulator:
         self.audio_chunk_ms = audio_chunk_ms
         self.drop_after_events = drop_after_events
         self.vad_factory = vad_factory or make_vad
-        self.stats = SimulatorStats()
+        self._stats = SimulatorStats()
+        self._live: set[_Connection] = set()
         self._seed = seed
         self._ids = IdFactory(f"{seed}:simulator")
         self._tokens: dict[str, _Token] = {}
         self.compression = compression
         self._server: WebSocketServer | None = None
+
+    @property
+    def stats(self) -> SimulatorStats:
+        """Totals so far, open sessions included."""
+        totals = SimulatorStats(**vars(self._stats))
+        for connection in self._live:
+            session = connection.session
+            if session is not None:
+                totals.input_audio_bytes += session.stats.input_audio_bytes
+                totals.output_audio_bytes += session.stats.output_audio_bytes
+                totals.responses += session.stats.responses
+                totals.errors += session.stats.errors
+        return totals
 
     @property
     def url(self) -> str:
@@ -331,8 +345,13 @@ class Simulator:
     # ---- WebSocket --------------------------------------------------------------------
 
     async def _handle_websocket(self, ws: WebSocket) -> None:
-        self.stats.connections += 1
-        await _Connection(self, ws).run()
+        self._stats.connections += 1
+        connection = _Connection(self, ws)
+        self._live.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._live.discard(connection)
 
 
 _anything: Any = lambda value, path: value  # noqa: E731
@@ -417,7 +436,7 @@ class _Connection:
                 data = self._queue.popleft()
                 self._queued_bytes -= len(data)
                 await ws.send_text(data)
-                self.sim.stats.events_sent += 1
+                self.sim._stats.events_sent += 1
             self._drained.set()
             if self._dropped:
                 # A fault hook: the TCP connection ends without a close frame (1006).
@@ -448,7 +467,7 @@ class _Connection:
             pass
         finally:
             if self.session is not None:
-                stats = self.sim.stats
+                stats = self.sim._stats
                 stats.input_audio_bytes += self.session.stats.input_audio_bytes
                 stats.output_audio_bytes += self.session.stats.output_audio_bytes
                 stats.responses += self.session.stats.responses
@@ -510,8 +529,8 @@ class _Connection:
                 4000,
             )
             return False
-        self.sim.stats.sessions += 1
-        index = self.sim.stats.sessions
+        self.sim._stats.sessions += 1
+        index = self.sim._stats.sessions
         session = ServerSession(
             protocol=protocol,
             model=model or "gpt-realtime",
@@ -542,7 +561,7 @@ class _Connection:
     async def _reader(self) -> None:
         assert self.session is not None
         session = self.session
-        stats = self.sim.stats
+        stats = self.sim._stats
         while True:
             message = await self.ws.receive_raw()
             stats.events_received += 1
