@@ -131,6 +131,7 @@ class SessionResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     turn_lags: list[float] = field(default_factory=list)
     responses_open: int = 0
+    last_event_at: float = 0.0
     failure: str | None = None
 
 
@@ -205,6 +206,7 @@ async def read_session(
         async for message in client.messages():
             event = decoder.decode(message)
             kind = event["type"]
+            result.last_event_at = time.monotonic()
             if kind == "response.output_audio.delta":
                 delta = event["delta"]
                 result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
@@ -258,9 +260,11 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
                     sent_at[slot][frame] = time.monotonic()
                 wall = time.monotonic() - wall0
                 # Let the last turns' responses finish.
-                with anyio.move_on_after(30):
-                    await anyio.sleep(1.0)
-                    while any(r.responses_open for r in results):
+                with anyio.move_on_after(60):
+                    # Done when every response has finished and nothing arrived for 1 s.
+                    while any(r.responses_open for r in results) or (
+                        time.monotonic() - max(r.last_event_at for r in results) < 1.0
+                    ):
                         await anyio.sleep(0.05)
                 await anyio.sleep(0.2)
                 tg.cancel_scope.cancel()
