@@ -490,10 +490,13 @@ def fill_turn_detection(value: dict[str, Any] | None, protocol: Protocol) -> dic
     return base
 
 
+_GA_FORMATS: dict[str, AudioFormat] = {
+    "audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw",
+}
+
+
 def format_from_ga(value: dict[str, Any]) -> AudioFormat:
-    return {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}[
-        value["type"]
-    ]
+    return _GA_FORMATS[value["type"]]
 
 
 def format_to_ga(value: AudioFormat) -> dict[str, Any]:

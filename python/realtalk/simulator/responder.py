@@ -25,7 +25,7 @@ import inspect
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, Union
 
@@ -131,7 +131,7 @@ class ResponseContext:
         return self.audio_ms.get(str(item.get("id")), 0.0)
 
 
-async def iterate_parts(result: Any) -> AsyncIterator[Part]:
+async def iterate_parts(result: Any) -> AsyncGenerator[Part, None]:
     """Normalise every responder return shape into one async stream of parts."""
     if inspect.isawaitable(result):
         result = await result

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -369,7 +369,7 @@ def _bearer(value: str) -> str | None:
     return token.strip() or None
 
 
-def _select_subprotocol(request: HTTPRequest, offered: list[str]) -> str | None:
+def _select_subprotocol(request: HTTPRequest, offered: Sequence[str]) -> str | None:
     # Browsers offer "realtime" plus the key as a subprotocol; answer "realtime" only then.
     return "realtime" if "realtime" in offered else None
 

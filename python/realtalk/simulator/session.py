@@ -15,6 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from typing import Protocol as TypingProtocol
 
 import anyio
 import msgspec
@@ -72,13 +73,12 @@ RATE_LIMIT_TOKENS = 40000
 _json_decoder = msgspec.json.Decoder()
 
 
-class VadLike:
-    """What the session needs from a voice activity detector: feed pcm16 samples at the
-    detector's rate, get ``("speech_started", ms)`` / ``("speech_stopped", ms)`` pairs with ms
-    counted from the detector's first sample."""
+class VadLike(TypingProtocol):
+    """What the session needs from a turn detector: feed the session's input bytes, get
+    ``("speech_started", ms)`` / ``("speech_stopped", ms)`` pairs with ms counted from the
+    detector's first sample."""
 
-    def process(self, pcm16: bytes) -> list[tuple[str, float]]:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def process(self, data: bytes) -> list[tuple[str, float]]: ...
 
 
 VadFactory = Callable[[dict[str, Any], str], VadLike]
@@ -273,7 +273,8 @@ class ServerSession:
         spec = dict(fields)
         spec["type"] = anything()
         spec["event_id"] = anything()
-        return Obj(spec, required)(event, "")
+        checked: dict[str, Any] = Obj(spec, required)(event, "")
+        return checked
 
     # ---- session.update ---------------------------------------------------------------
 
@@ -1239,9 +1240,10 @@ async def stream_response(
                     await _speak(session, response, speech.pcm, speech.words,
                                  speech.word_starts_ms, chunk_ms, flush, sleep, realtime)
                 else:
-                    words = part.text.split(" ")
-                    for index, word in enumerate(words):
-                        session.text_delta(response, word + (" " if index < len(words) - 1 else ""))
+                    written = part.text.split(" ")
+                    for index, word in enumerate(written):
+                        last = index == len(written) - 1
+                        session.text_delta(response, word + ("" if last else " "))
                     await flush()
             elif isinstance(part, Audio):
                 if response.effective.audio_output:
