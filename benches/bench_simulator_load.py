@@ -59,8 +59,12 @@ def speech_pattern(seconds: float, phase: int) -> bytes:
 def frames_for(pcm: bytes) -> list[bytes]:
     encoder = msgspec.json.Encoder()
     return [
-        encoder.encode({"type": "input_audio_buffer.append",
-                        "audio": base64.b64encode(pcm[i : i + FRAME_BYTES]).decode()})
+        encoder.encode(
+            {
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(pcm[i : i + FRAME_BYTES]).decode(),
+            }
+        )
         for i in range(0, len(pcm), FRAME_BYTES)
     ]
 
@@ -80,16 +84,21 @@ def serve_main() -> None:
                     return
                 times = os.times()
                 stats = sim.stats
-                print(json.dumps({
-                    "cpu_s": times.user + times.system,
-                    "input_audio_bytes": stats.input_audio_bytes,
-                    "output_audio_bytes": stats.output_audio_bytes,
-                    "sessions": stats.sessions,
-                    "responses": stats.responses,
-                    "errors": stats.errors,
-                    "events_sent": stats.events_sent,
-                    "events_received": stats.events_received,
-                }), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "cpu_s": times.user + times.system,
+                            "input_audio_bytes": stats.input_audio_bytes,
+                            "output_audio_bytes": stats.output_audio_bytes,
+                            "sessions": stats.sessions,
+                            "responses": stats.responses,
+                            "errors": stats.errors,
+                            "events_sent": stats.events_sent,
+                            "events_received": stats.events_received,
+                        }
+                    ),
+                    flush=True,
+                )
 
     profile = os.environ.get("BENCH_SIMULATOR_PROFILE")
     if profile:  # where the simulator's time goes: BENCH_SIMULATOR_PROFILE=out.prof
@@ -104,7 +113,9 @@ class SimulatorProcess:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--serve"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stdout is not None
         self.port = json.loads(self.process.stdout.readline())["port"]
@@ -198,9 +209,7 @@ def masked_text_frame(payload: bytes) -> bytes:
     return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
 
 
-async def read_session(
-    client: RawClient, result: SessionResult, slot_sent_at: list[float]
-) -> None:
+async def read_session(client: RawClient, result: SessionResult, slot_sent_at: list[float]) -> None:
     decoder = msgspec.json.Decoder()
     try:
         async for message in client.messages():

@@ -27,7 +27,7 @@ import re
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -89,9 +89,11 @@ class Drop:
     """Cut the TCP connection without a close frame (the client sees 1006)."""
 
 
-Part: TypeAlias = Union[Text, Audio, FunctionCall, Delay, ServerError, Close, Drop]
-ResponderResult: TypeAlias = Union[str, Part, Iterable[Part], AsyncIterator[Part], None]
-Responder: TypeAlias = Callable[["ResponseContext"], Union[ResponderResult, Awaitable[ResponderResult]]]
+Part: TypeAlias = Text | Audio | FunctionCall | Delay | ServerError | Close | Drop
+ResponderResult: TypeAlias = str | Part | Iterable[Part] | AsyncIterator[Part] | None
+Responder: TypeAlias = Callable[
+    ["ResponseContext"], ResponderResult | Awaitable[ResponderResult]
+]
 
 
 @dataclass
