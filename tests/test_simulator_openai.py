@@ -264,3 +264,79 @@ async def test_retired_beta_and_bad_key_close_like_the_real_server() -> None:
     assert auth["error"]["message"].startswith("Incorrect API key provided: ")
     assert "sk-wrong-key-123" not in auth["error"]["message"]
     assert (auth_code, auth_reason) == (3000, "invalid_request_error.invalid_api_key")
+
+
+async def test_beta_audio_turn_with_server_vad() -> None:
+    signal = np.concatenate(
+        [np.zeros(RATE // 2, dtype=np.int16), speech_like(1.0), np.zeros(RATE, dtype=np.int16)]
+    )
+    async with Simulator() as sim:
+
+        def turn() -> list[dict[str, Any]]:
+            client = client_for(sim)
+            with client.beta.realtime.connect(model="gpt-4o-realtime-preview") as conn:
+                events = collect(conn, BETA_ADAPTER, lambda e: True)
+                for start in range(0, len(signal), RATE // 50):
+                    chunk = signal[start : start + RATE // 50].tobytes()
+                    conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+                return events + collect(conn, BETA_ADAPTER, lambda e: e["type"] == "response.done")
+
+        events = await anyio.to_thread.run_sync(turn)
+    kinds = types_of(events)
+    assert kinds.index("input_audio_buffer.speech_stopped") < kinds.index("response.created")
+    assert "conversation.item.added" not in kinds and "conversation.item.created" in kinds
+    audio = b"".join(
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.audio.delta"
+    )
+    transcript = "".join(
+        e["delta"] for e in events if e["type"] == "response.audio_transcript.delta"
+    )
+    done = events[-1]["response"]
+    assert done["modalities"] == ["text", "audio"]
+    assert done["output"][0]["content"][0] == {"type": "audio", "transcript": transcript}
+    assert len(audio) > 48000  # more than half a second of reply
+
+
+async def test_ga_transcription_session() -> None:
+    signal = np.concatenate(
+        [np.zeros(RATE // 2, dtype=np.int16), speech_like(1.0), np.zeros(RATE, dtype=np.int16)]
+    )
+    async with Simulator() as sim:
+
+        def turn() -> list[dict[str, Any]]:
+            client = client_for(sim)
+            with client.realtime.connect(
+                model="gpt-realtime", extra_query={"intent": "transcription"}
+            ) as conn:
+                events = collect(conn, GA_ADAPTER, lambda e: True)
+                conn.session.update(
+                    session={
+                        "type": "transcription",
+                        "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
+                    }
+                )
+                for start in range(0, len(signal), RATE // 50):
+                    chunk = signal[start : start + RATE // 50].tobytes()
+                    conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+                return events + collect(
+                    conn,
+                    GA_ADAPTER,
+                    lambda e: e["type"]
+                    == "conversation.item.input_audio_transcription.completed",
+                )
+
+        events = await anyio.to_thread.run_sync(turn)
+    assert events[0]["session"]["type"] == "transcription"
+    assert events[0]["session"]["object"] == "realtime.transcription_session"
+    kinds = types_of(events)
+    assert kinds[1:] == [
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+    ]
+    assert not any(kind.startswith("response.") for kind in kinds)
