@@ -1183,3 +1183,23 @@ async def test_g711_in_and_out(fmt: str, ga_type: str, decode: str) -> None:
     # The committed item is the audio from speech start to speech end.
     heard = (stopped["audio_end_ms"] - started["audio_start_ms"]) / 1000
     assert transcript == f"I heard {heard:.2f} s of speech."
+
+
+@pytest.mark.parametrize("modality", ["text", "audio"])
+async def test_max_output_tokens_ends_the_response_incomplete(modality: str) -> None:
+    driver = Driver("ga")
+    driver.responder = lambda ctx: [Text("word " * 200)]
+    events = await driver.send(
+        {
+            "type": "response.create",
+            "response": {"output_modalities": [modality], "max_output_tokens": 5},
+        }
+    )
+    done = next(e for e in events if e["type"] == "response.done")["response"]
+    assert done["status"] == "incomplete"
+    assert done["status_details"] == {"type": "incomplete", "reason": "max_output_tokens"}
+    assert done["max_output_tokens"] == 5
+    assert done["output"][0]["status"] == "incomplete"
+    assert 5 <= done["usage"]["output_tokens"] <= 7
+    kinds = [e["type"] for e in events]
+    assert kinds.index("response.output_item.done") < kinds.index("response.done")

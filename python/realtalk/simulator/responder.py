@@ -91,9 +91,7 @@ class Drop:
 
 Part: TypeAlias = Text | Audio | FunctionCall | Delay | ServerError | Close | Drop
 ResponderResult: TypeAlias = str | Part | Iterable[Part] | AsyncIterator[Part] | None
-Responder: TypeAlias = Callable[
-    ["ResponseContext"], ResponderResult | Awaitable[ResponderResult]
-]
+Responder: TypeAlias = Callable[["ResponseContext"], ResponderResult | Awaitable[ResponderResult]]
 
 
 @dataclass

@@ -981,6 +981,22 @@ class ServerSession:
         obj["metadata"] = response.metadata
         return obj
 
+    def enforce_token_limit(self, response: ResponseState) -> bool:
+        """End the response as `incomplete` once it has produced `max_output_tokens`
+        (text: 4 characters a token; audio: 50 ms a token). True when it ended."""
+        limit = response.effective.max_output_tokens
+        if response.done or not isinstance(limit, int):
+            return response.done
+        produced = math.ceil(response.output_text_chars / 4) + math.ceil(
+            response.output_audio_ms / 50
+        )
+        if produced < limit:
+            return False
+        self.finish_response(
+            response, "incomplete", {"type": "incomplete", "reason": "max_output_tokens"}
+        )
+        return True
+
     def _usage(self, response: ResponseState) -> dict[str, Any]:
         text_out = math.ceil(response.output_text_chars / 4)
         audio_out = math.ceil(response.output_audio_ms / 50)
@@ -1316,6 +1332,8 @@ async def stream_response(
                     for index, word in enumerate(written):
                         last = index == len(written) - 1
                         session.text_delta(response, word + ("" if last else " "))
+                        if session.enforce_token_limit(response):
+                            break
                     await flush()
             elif isinstance(part, Audio):
                 if response.effective.audio_output:
@@ -1372,6 +1390,7 @@ async def _speak(
         if pieces:
             session.text_delta(response, "".join(pieces))
         session.audio_delta(response, chunk)
+        session.enforce_token_limit(response)
         await flush()
         if realtime:
             await sleep(len(chunk) / bytes_per_ms / 1000)
