@@ -264,9 +264,10 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
                         await anyio.sleep(due - now)
                     else:
                         max_lag = max(max_lag, now - due)
+                    # Stamped before the writes: a reply may arrive before the slot is done.
+                    sent_at[slot][frame] = time.monotonic()
                     for index in range(slot, sessions, SLOTS):
                         await sockets[index].send_frame(patterns[index % PHASES][frame])
-                    sent_at[slot][frame] = time.monotonic()
                 wall = time.monotonic() - wall0
                 # Let the last turns' responses finish.
                 with anyio.move_on_after(60):
