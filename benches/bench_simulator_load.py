@@ -220,10 +220,9 @@ async def read_session(client: RawClient, result: SessionResult, slot_sent_at: l
                 delta = event["delta"]
                 result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
             elif kind == "input_audio_buffer.speech_stopped":
-                # The detector decides at the end of its 10 ms frame that ends at audio_end_ms +
-                # 10; the client frame holding that last sample completed the turn.
-                last_ms = event["audio_end_ms"] + 9
-                index = min(len(slot_sent_at) - 1, int(last_ms // FRAME_MS))
+                # The detector has decided by the sample just before audio_end_ms: the client
+                # frame holding that sample completed the turn.
+                index = min(len(slot_sent_at) - 1, int((event["audio_end_ms"] - 1) // FRAME_MS))
                 result.turn_lags.append(time.monotonic() - slot_sent_at[index])
             elif kind == "response.created":
                 result.responses_open += 1
