@@ -412,8 +412,11 @@ class _Connection:
         """Serialise what the session queued and hand it to the writer, in order."""
         if self.session is None or self._dropped or self._close_with is not None:
             return
+        events = self.session.drain()
+        if not events:  # most appends answer nothing: leave the writer asleep
+            return
         limit = self.sim.drop_after_events
-        for event in self.session.drain():
+        for event in events:
             if limit is not None and self._events_sent >= limit:
                 self._drop()
                 return
