@@ -70,7 +70,7 @@ impl Quality {
                     for_one_ms.max(0.2 * lower_nyquist).min(0.5 * lower_nyquist),
                 )
             }
-            Self::High => (104.0, 0.15 * lower_nyquist),
+            Self::High => (101.0, 0.15 * lower_nyquist),
             Self::Max => (145.0, 0.12 * lower_nyquist),
         }
     }
@@ -81,6 +81,10 @@ impl Quality {
 const MAX_TABLE_LEN: usize = 1 << 21;
 /// Coefficients are padded to a multiple of the widest SIMD block.
 const BLOCK: usize = 16;
+/// Outputs computed together when they share a phase.
+const SHARED: usize = 8;
+/// Above this many phases a shared block no longer fits a 20 ms chunk; outputs go in order.
+const MAX_SHARED_PHASES: usize = 64;
 
 /// How the coefficients of a phase are obtained.
 #[derive(Debug)]
@@ -100,7 +104,9 @@ struct PolyphaseFilter {
     half_width: usize,
     lead_pad: usize,
     table: PhaseTable,
+    /// Rows start at `first` so that every row is 64-byte aligned (no split loads).
     coefs: Vec<f32>,
+    first: usize,
 }
 
 fn bessel_i0(x: f64) -> f64 {
@@ -172,8 +178,9 @@ impl PolyphaseFilter {
             };
             2.0 * cutoff * sinc * window
         };
-        let mut coefs = vec![0.0f32; row_count * taps];
-        for (row, chunk) in coefs.chunks_exact_mut(taps).enumerate() {
+        let mut coefs = vec![0.0f32; row_count * taps + BLOCK];
+        let first = coefs.as_ptr().align_offset(64).min(BLOCK);
+        for (row, chunk) in coefs[first..].chunks_exact_mut(taps).take(row_count).enumerate() {
             let fraction = row as f64 / denominator;
             for (t, c) in chunk[lead_pad..].iter_mut().enumerate() {
                 // Window position t holds input q - W + 1 + t, which is (W - 1 - t) + fraction
@@ -187,11 +194,13 @@ impl PolyphaseFilter {
             lead_pad,
             table,
             coefs,
+            first,
         }
     }
 
     fn row(&self, index: usize) -> &[f32] {
-        &self.coefs[index * self.taps..(index + 1) * self.taps]
+        let start = self.first + index * self.taps;
+        &self.coefs[start..start + self.taps]
     }
 }
 
@@ -504,6 +513,35 @@ impl Resampler {
         let filter = Arc::clone(&self.filter);
         let taps = filter.taps;
         let mut done = 0;
+        // Outputs `k` and `k + up` share a phase (their windows are `down` inputs apart), so a
+        // block of `SHARED * up` outputs runs as `up` groups that load each coefficient once.
+        if matches!(filter.table, PhaseTable::Exact) {
+            let up = self.up as usize;
+            let block = SHARED * up;
+            while count - done >= block && up <= MAX_SHARED_PHASES {
+                let stride = self.down as usize;
+                for j in 0..up {
+                    let first = (self.window_start(self.next_quotient) - self.history_start) as usize;
+                    let row = filter.row(self.next_phase as usize).as_ptr();
+                    for (channel, history) in self.history.iter().enumerate() {
+                        debug_assert!(first + (SHARED - 1) * stride + taps <= history.len());
+                        let windows: [*const f32; SHARED] =
+                            std::array::from_fn(|i| history[first + i * stride..][..taps].as_ptr());
+                        // SAFETY: each window and the row hold `taps` floats (sliced above).
+                        let sums = unsafe { self.kernel.dot_shared(windows, row, taps) };
+                        for (i, &sum) in sums.iter().enumerate() {
+                            out[(done + j + i * up) * channels + channel] = sum;
+                        }
+                    }
+                    self.next_phase += self.down;
+                    self.next_quotient += self.next_phase / self.up;
+                    self.next_phase %= self.up;
+                }
+                // `up` steps advanced by `down` inputs in total; the block spans SHARED of those.
+                self.next_quotient += (SHARED as u64 - 1) * self.down;
+                done += block;
+            }
+        }
         while done < count {
             let group = (count - done).min(4);
             let mut offsets = [0usize; 4];
@@ -618,19 +656,20 @@ enum Kernel {
 }
 
 impl Kernel {
+    /// The widest kernel the CPU supports, capped by `REALTALK_SIMD` ("scalar", "avx2") so
+    /// tests and benches can compare the variants on one machine.
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::env::var_os("REALTALK_NO_SIMD").is_some() {
+            let cap = std::env::var("REALTALK_SIMD").unwrap_or_default();
+            if cap == "scalar" {
                 return Self::Scalar;
             }
-            if is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-            {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2 && cap != "avx2" && is_x86_feature_detected!("avx512f") {
                 return Self::Avx512;
             }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if avx2 {
                 return Self::Avx2;
             }
         }
@@ -658,6 +697,32 @@ impl Kernel {
                 Self::Avx2 => x86::dot4_avx2(x, c, taps),
                 #[cfg(target_arch = "x86_64")]
                 Self::Avx512 => x86::dot4_avx512(x, c, taps),
+            }
+        }
+    }
+}
+
+/// Dot products of `SHARED` windows with one coefficient row; per output the same operations, in
+/// the same order, as `dot4`.
+impl Kernel {
+    /// # Safety
+    /// Each pointer must be valid for `taps` reads; `taps` must be a multiple of 16.
+    unsafe fn dot_shared(self, x: [*const f32; SHARED], c: *const f32, taps: usize) -> [f32; SHARED] {
+        // SAFETY: forwarded contract; the SIMD variants are only chosen when detected.
+        unsafe {
+            match self {
+                Self::Scalar => {
+                    let mut sums = [0.0f32; SHARED];
+                    for half in 0..SHARED / 4 {
+                        let quarter: [*const f32; 4] = std::array::from_fn(|i| x[half * 4 + i]);
+                        sums[half * 4..half * 4 + 4].copy_from_slice(&dot4_scalar(quarter, [c; 4], taps));
+                    }
+                    sums
+                }
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx2 => x86::dot8_shared_avx2(x, c, taps),
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx512 => x86::dot8_shared_avx512(x, c, taps),
             }
         }
     }
@@ -761,6 +826,56 @@ mod x86 {
     fn fold(v: __m512) -> __m256 {
         let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
         _mm256_add_ps(_mm512_castps512_ps256(v), high)
+    }
+
+    /// `dot4_avx2` for eight windows sharing one coefficient row.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of 16) reads.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot8_shared_avx2(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
+        let mut lo = [_mm256_setzero_ps(); 8];
+        let mut hi = [_mm256_setzero_ps(); 8];
+        let mut i = 0;
+        while i < taps {
+            // SAFETY: i + 16 <= taps, within the caller's guarantee.
+            unsafe {
+                let (c_lo, c_hi) = (_mm256_loadu_ps(c.add(i)), _mm256_loadu_ps(c.add(i + 8)));
+                for slot in 0..8 {
+                    lo[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i)), c_lo, lo[slot]);
+                    hi[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i + 8)), c_hi, hi[slot]);
+                }
+            }
+            i += 16;
+        }
+        let s: [__m256; 8] = std::array::from_fn(|slot| _mm256_add_ps(lo[slot], hi[slot]));
+        let a = reduce4(s[0], s[1], s[2], s[3]);
+        let b = reduce4(s[4], s[5], s[6], s[7]);
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+
+    /// `dot4_avx512` for eight windows sharing one coefficient row.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
+    /// 16) reads.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn dot8_shared_avx512(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        let mut i = 0;
+        while i < taps {
+            // SAFETY: i + 16 <= taps, within the caller's guarantee.
+            unsafe {
+                let coefs = _mm512_loadu_ps(c.add(i));
+                for slot in 0..8 {
+                    acc[slot] = _mm512_fmadd_ps(_mm512_loadu_ps(x[slot].add(i)), coefs, acc[slot]);
+                }
+            }
+            i += 16;
+        }
+        let a = reduce4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
+        let b = reduce4(fold(acc[4]), fold(acc[5]), fold(acc[6]), fold(acc[7]));
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
     }
 
     /// # Safety

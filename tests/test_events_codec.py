@@ -12,7 +12,6 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from realtalk.errors import ProtocolError
 from realtalk.events import (
     CLIENT_EVENT_TYPES,
@@ -223,7 +222,9 @@ def test_mapping_in_ga_shape_becomes_beta_wire() -> None:
         "audio": {"output": {"voice": "sage", "format": {"type": "audio/pcmu"}}},
         "max_output_tokens": 200,
     }
-    wire = json.loads(serialize_client_event({"type": "session.update", "session": session}, "beta"))
+    wire = json.loads(
+        serialize_client_event({"type": "session.update", "session": session}, "beta")
+    )
     assert wire["session"] == {
         "modalities": ["text"],
         "voice": "sage",
@@ -294,7 +295,9 @@ def test_error_event_is_an_event() -> None:
 _json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
 _json = st.recursive(
     _json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -305,7 +308,9 @@ def _field_strategy(annotation: Any) -> st.SearchStrategy[Any]:
     if "None" in text:
         options.append(st.none())
     if "list[" in text:
-        options.append(st.lists(st.dictionaries(st.text(max_size=6), _json, max_size=2), max_size=2))
+        options.append(
+            st.lists(st.dictionaries(st.text(max_size=6), _json, max_size=2), max_size=2)
+        )
     elif "dict[" in text:
         options.append(st.dictionaries(st.text(max_size=6), _json, max_size=3))
     elif "int" in text:
@@ -327,7 +332,9 @@ def _events(draw: st.DrawFn, registry: dict[str, type[Any]]) -> Any:
     event = cls(**values)
     extra = draw(
         st.dictionaries(
-            st.text(min_size=1, max_size=6).filter(lambda k: k not in msgspec.structs.fields(cls) and k != "type"),
+            st.text(min_size=1, max_size=6).filter(
+                lambda k: k not in msgspec.structs.fields(cls) and k != "type"
+            ),
             _json,
             max_size=2,
         )
@@ -341,6 +348,16 @@ def _events(draw: st.DrawFn, registry: dict[str, type[Any]]) -> Any:
 
 def _wire(event: Any) -> dict[str, Any]:
     return {**msgspec.to_builtins(event), **event.extra}
+
+
+def test_to_dict_is_the_ga_wire_object() -> None:
+    data = {**AUDIO_DELTA, "future": [1]}
+    event = parse_server_event(json.dumps(data))
+    assert event.to_dict() == data
+    unknown = parse_server_event(b'{"type": "x.y", "a": 1}')
+    assert unknown.to_dict() == {"type": "x.y", "a": 1}
+    beta = {**AUDIO_DELTA, "type": "response.audio.delta"}
+    assert parse_server_event(json.dumps(beta), protocol="beta").to_dict() == AUDIO_DELTA
 
 
 @given(_events(SERVER_EVENT_TYPES))
@@ -440,3 +457,24 @@ def test_server_event_beta_round_trip(event: ServerEvent) -> None:
     expected = _wire(event)
     expected.setdefault("event_id", parsed.event_id)
     assert _wire(parsed) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "conversation.item.input_audio_transcription.delta", "item_id": "i",
+         "content_index": None, "delta": None, "obfuscation": None},
+        {"type": "response.function_call_arguments.done", "response_id": "r", "item_id": "i",
+         "output_index": 0, "call_id": "c", "arguments": "{}", "name": None},
+        {"type": "input_audio_buffer.committed", "event_id": None, "item_id": None,
+         "previous_item_id": None},
+    ],
+)  # fmt: skip
+def test_null_optional_fields_are_kept(data: dict[str, Any]) -> None:
+    event = parse_server_event(json.dumps(data))
+    assert not isinstance(event, UnknownEvent)
+    assert event.extra == {}
+    out = json.loads(serialize_server_event(event))
+    if "event_id" not in data:
+        assert GENERATED_ID.fullmatch(out.pop("event_id"))
+    assert out == data
