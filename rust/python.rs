@@ -1103,7 +1103,10 @@ pub use resample_bindings::{resample_py, Resampler};
 mod vad_bindings {
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
-    use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+    use numpy::{
+        PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
+        PyUntypedArrayMethods,
+    };
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
@@ -1158,16 +1161,28 @@ mod vad_bindings {
     }
 
     fn borrow_samples<'py>(samples: &Bound<'py, PyAny>) -> PyResult<Samples<'py>> {
+        let wrong_type =
+            || PyValueError::new_err("samples must be a 1-D numpy array of float32 or int16");
         let busy = |_| PyValueError::new_err("samples are being written elsewhere");
-        if let Ok(array) = samples.cast::<PyArray1<f32>>() {
+        // One dtype comparison, then an unchecked cast: a failed typed cast builds a costly
+        // error, which would tax every int16 frame.
+        let array = samples.cast::<PyUntypedArray>().map_err(|_| wrong_type())?;
+        if array.ndim() != 1 {
+            return Err(wrong_type());
+        }
+        let py = samples.py();
+        let dtype = array.dtype();
+        if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+            // SAFETY: a 1-D array whose dtype is float32, checked above.
+            let array = unsafe { array.cast_unchecked::<PyArray1<f32>>() };
             return Ok(Samples::F32(array.try_readonly().map_err(busy)?));
         }
-        if let Ok(array) = samples.cast::<PyArray1<i16>>() {
+        if dtype.is_equiv_to(&numpy::dtype::<i16>(py)) {
+            // SAFETY: a 1-D array whose dtype is int16, checked above.
+            let array = unsafe { array.cast_unchecked::<PyArray1<i16>>() };
             return Ok(Samples::I16(array.try_readonly().map_err(busy)?));
         }
-        Err(PyValueError::new_err(
-            "samples must be a 1-D numpy array of float32 or int16",
-        ))
+        Err(wrong_type())
     }
 
     fn contiguous<'a, T: numpy::Element>(array: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
