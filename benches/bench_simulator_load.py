@@ -134,6 +134,9 @@ class SimulatorProcess:
         self.process.stdin.write("quit\n")
         self.process.stdin.flush()
         self.process.wait(timeout=30)
+        self.process.stdin.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 # ---- the clients ------------------------------------------------------------------------
