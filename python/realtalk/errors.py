@@ -17,6 +17,10 @@ class Timeout(RealtalkError, TimeoutError):
     """An operation did not finish within its deadline (open, close, keepalive, a tool)."""
 
 
+class ConnectError(RealtalkError):
+    """The server could not be reached: bad URL, DNS failure, connection refused, TLS failure."""
+
+
 class HandshakeError(RealtalkError):
     """The server refused the WebSocket upgrade with an HTTP status."""
 
@@ -36,6 +40,11 @@ class ConnectionClosed(RealtalkError):
         self.reason = reason
 
 
+class KeepaliveTimeout(ConnectionClosed, Timeout):
+    """The peer stopped answering keepalive pings within ``ping_timeout``: the connection was
+    dropped (code 1006). Both a ConnectionClosed and a Timeout."""
+
+
 class AuthenticationError(ConnectionClosed):
     """Close 3000: the API key or ephemeral token was missing, wrong or expired."""
 
@@ -50,9 +59,11 @@ class SessionExpired(ConnectionClosed):
 
 __all__ = [
     "AuthenticationError",
+    "ConnectError",
     "ConnectionClosed",
     "HandshakeError",
     "InvalidRequestError",
+    "KeepaliveTimeout",
     "ProtocolError",
     "RealtalkError",
     "SessionExpired",

@@ -1,0 +1,173 @@
+"""Parsing and serialisation of events for either protocol version."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union
+
+import msgspec
+
+from realtalk.errors import ProtocolError
+
+from ._beta import (
+    client_event_from_beta,
+    client_event_to_beta,
+    server_event_from_beta,
+    server_event_to_beta,
+)
+from ._models import (
+    CLIENT_EVENT_TYPES,
+    KNOWN_FIELDS,
+    SERVER_EVENT_TYPES,
+    ClientEvent,
+    Event,
+    ServerEvent,
+    UnknownEvent,
+)
+
+Protocol = Literal["ga", "beta"]
+_E = TypeVar("_E", bound=Event)
+
+
+class InvalidEventError(ProtocolError, ValueError):
+    """A known event type whose fields break its schema (a required field missing, a value
+    of the wrong type). ``data`` is the decoded JSON object, for callers that skip the event
+    and go on."""
+
+    def __init__(self, message: str, data: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+_SERVER_DECODER = msgspec.json.Decoder(Union[tuple(SERVER_EVENT_TYPES.values())])  # type: ignore[valid-type]  # noqa: UP007
+_CLIENT_DECODER = msgspec.json.Decoder(Union[tuple(CLIENT_EVENT_TYPES.values())])  # type: ignore[valid-type]  # noqa: UP007
+_RAW_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+def new_event_id() -> str:
+    """A fresh client-side id in the server's style: ``event_`` and 21 characters."""
+    return "event_" + os.urandom(11).hex()[:21]
+
+
+def _decode_object(data: str | bytes) -> dict[str, Any]:
+    try:
+        raw = _RAW_DECODER.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"event is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"event is not a JSON object but a JSON {type(raw).__name__}")
+    event_type = raw.get("type")
+    if event_type is None:
+        raise ProtocolError("event has no 'type' field")
+    if not isinstance(event_type, str):
+        raise ProtocolError(f"event 'type' is not a string: {event_type!r}")
+    return raw
+
+
+def _event_from_object(
+    raw: dict[str, Any], registry: Mapping[str, type[_E]]
+) -> _E | UnknownEvent:
+    event_type = raw["type"]
+    cls = registry.get(event_type)
+    if cls is None:
+        return UnknownEvent(type=event_type, data=raw)
+    known = KNOWN_FIELDS[cls]
+    extra = {key: value for key, value in raw.items() if key not in known}
+    fields = {key: value for key, value in raw.items() if key in known} if extra else raw
+    try:
+        event = msgspec.convert(fields, cls)
+    except msgspec.ValidationError as exc:
+        raise InvalidEventError(f"invalid {event_type!r} event: {exc}", raw) from None
+    if extra:
+        event.__dict__["_extra"] = extra
+    return event
+
+
+def _parse(
+    data: str | bytes,
+    protocol: Protocol,
+    decoder: msgspec.json.Decoder[Any],
+    registry: Mapping[str, type[_E]],
+    from_beta: Any,
+) -> _E | UnknownEvent:
+    if protocol == "ga":
+        try:
+            return decoder.decode(data)  # type: ignore[no-any-return]
+        except msgspec.ValidationError:
+            # An unknown type or field, or a schema violation: the slow path tells them apart.
+            pass
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"event is not valid JSON: {exc}") from None
+        return _event_from_object(_decode_object(data), registry)
+    if protocol == "beta":
+        return _event_from_object(from_beta(_decode_object(data)), registry)
+    raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
+
+
+def parse_server_event(
+    data: str | bytes, *, protocol: Protocol = "ga"
+) -> ServerEvent | UnknownEvent:
+    """Parse one server event from its wire JSON into its typed GA model.
+
+    Beta events (``protocol="beta"``) are translated to GA names and shapes. An unknown event
+    type gives an :class:`UnknownEvent`; unknown fields are kept (``event.extra``). Malformed
+    JSON, a non-object, a missing ``type`` or a known event that breaks its schema raise
+    :class:`~realtalk.errors.ProtocolError` (the last as :class:`InvalidEventError`).
+    """
+    return _parse(data, protocol, _SERVER_DECODER, SERVER_EVENT_TYPES, server_event_from_beta)
+
+
+def parse_client_event(
+    data: str | bytes, *, protocol: Protocol = "ga"
+) -> ClientEvent | UnknownEvent:
+    """Parse one client event (the server side's view); see :func:`parse_server_event`."""
+    return _parse(data, protocol, _CLIENT_DECODER, CLIENT_EVENT_TYPES, client_event_from_beta)
+
+
+def _serialize(
+    event: Event | UnknownEvent | Mapping[str, Any],
+    protocol: Protocol,
+    base: type[Event],
+    registry: Mapping[str, type[Event]],
+    to_beta: Any,
+) -> bytes:
+    if protocol not in ("ga", "beta"):
+        raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
+    if isinstance(event, Mapping):
+        if not isinstance(event.get("type"), str):
+            raise ProtocolError("event has no string 'type' field")
+        event = _event_from_object(dict(event), registry)
+    if isinstance(event, UnknownEvent):
+        data = dict(event.data)
+        if "event_id" not in data:
+            data["event_id"] = new_event_id()
+        return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
+    if not isinstance(event, base):
+        raise TypeError(f"expected a {base.__name__} or a mapping, not {type(event).__name__}")
+    extra = event.__dict__.get("_extra")
+    if event.event_id is msgspec.UNSET:
+        event = msgspec.structs.replace(event, event_id=new_event_id())
+    if protocol == "ga" and not extra:
+        return _ENCODER.encode(event)
+    data = msgspec.to_builtins(event)
+    if extra:
+        data.update(extra)
+    return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
+
+
+def serialize_client_event(
+    event: ClientEvent | UnknownEvent | Mapping[str, Any], protocol: Protocol = "ga"
+) -> bytes:
+    """Wire JSON of a client event for ``protocol``. The event (a model or a mapping in GA
+    names and shapes) is validated; an ``event_id`` is generated when it has none."""
+    return _serialize(event, protocol, ClientEvent, CLIENT_EVENT_TYPES, client_event_to_beta)  # type: ignore[arg-type]
+
+
+def serialize_server_event(
+    event: ServerEvent | UnknownEvent | Mapping[str, Any], protocol: Protocol = "ga"
+) -> bytes:
+    """Wire JSON of a server event for ``protocol`` (the simulator's side); see
+    :func:`serialize_client_event`."""
+    return _serialize(event, protocol, ServerEvent, SERVER_EVENT_TYPES, server_event_to_beta)  # type: ignore[arg-type]

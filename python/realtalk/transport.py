@@ -1,0 +1,1084 @@
+"""WebSocket client and server on anyio byte streams, driven by websockets' Sans-I/O protocol.
+
+Runs unchanged on asyncio and trio. The protocol objects of the ``websockets`` library
+(``ClientProtocol``, ``ServerProtocol``) do the framing, masking, permessage-deflate and the close
+handshake; this module does the I/O around them:
+
+- one reader task per connection (in the connection's own task group) feeds received bytes to the
+  protocol, answers pings and close frames, and delivers whole messages into a bounded queue
+  (``max_queue`` messages). A slow consumer fills the queue, the reader stops reading, TCP flow
+  control stops the peer: memory stays flat;
+- every send goes through one lock and awaits the socket write, so a slow peer slows the sender
+  down instead of growing a buffer;
+- keepalive pings every ``ping_interval`` seconds; a peer that does not answer within
+  ``ping_timeout`` seconds is declared dead and the connection ends with :class:`KeepaliveTimeout`
+  (a time during which the reader is blocked by a slow consumer does not count against the peer);
+- the close handshake is bounded by ``close_timeout``; after it the TCP connection is dropped.
+
+Errors reach the caller as :mod:`realtalk.errors` exceptions, translated in one place
+(:func:`map_exceptions` and :func:`close_error`):
+
+==========================================  ===========================================
+what happened                               exception
+==========================================  ===========================================
+close code 3000                             :class:`~realtalk.errors.AuthenticationError`
+close code 4000                             :class:`~realtalk.errors.InvalidRequestError`
+close 1001 "...maximum duration..."         :class:`~realtalk.errors.SessionExpired`
+any other close frame                       :class:`~realtalk.errors.ConnectionClosed`
+no close frame (peer vanished)              ``ConnectionClosed(1006)``
+keepalive pong missing                      :class:`~realtalk.errors.KeepaliveTimeout`
+HTTP status instead of 101                  ``HandshakeError(status, body)``
+peer broke the WebSocket protocol           :class:`~realtalk.errors.ProtocolError`
+DNS, refused, TLS failure while dialling    :class:`~realtalk.errors.ConnectError`
+open deadline passed                        :class:`~realtalk.errors.Timeout`
+==========================================  ===========================================
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+import logging
+import math
+import os
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, NoReturn
+from urllib.parse import parse_qsl
+
+import anyio
+import anyio.abc
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.tls import TLSStream
+from websockets.client import ClientProtocol
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidStatus, InvalidURI, PayloadTooBig
+from websockets.extensions.permessage_deflate import (
+    enable_client_permessage_deflate,
+    enable_server_permessage_deflate,
+)
+from websockets.frames import OK_CLOSE_CODES, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from realtalk.errors import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionClosed,
+    HandshakeError,
+    InvalidRequestError,
+    KeepaliveTimeout,
+    ProtocolError,
+    RealtalkError,
+    SessionExpired,
+    Timeout,
+)
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "HTTPRequest",
+    "HTTPResponse",
+    "RawMessage",
+    "WebSocket",
+    "WebSocketServer",
+    "close_error",
+    "map_exceptions",
+    "open_websocket",
+    "serve",
+]
+
+logger = logging.getLogger("realtalk.transport")
+
+DEFAULT_MAX_SIZE = 16 * 2**20
+"""Largest incoming message accepted (16 MiB): above the API's 15 MiB audio append limit."""
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_PING_TIMEOUT = 20.0
+DEFAULT_OPEN_TIMEOUT = 10.0
+DEFAULT_CLOSE_TIMEOUT = 10.0
+DEFAULT_MAX_QUEUE = 32
+MAX_REQUEST_HEAD = 64 * 1024
+_RECEIVE_SIZE = 65536
+_SESSION_EXPIRED_MARKER = "maximum duration"
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_PONG = Opcode.PONG
+
+Compression = Literal["deflate"] | None
+
+
+# ---- exception mapping (the one place where foreign errors become realtalk errors) ----
+
+
+def close_error(code: int, reason: str) -> ConnectionClosed:
+    """The exception that describes a connection closed with ``code`` and ``reason``."""
+    if code == 3000:
+        return AuthenticationError(code, reason)
+    if code == 4000:
+        return InvalidRequestError(code, reason)
+    if code == 1001 and _SESSION_EXPIRED_MARKER in reason.lower():
+        return SessionExpired(code, reason)
+    return ConnectionClosed(code, reason)
+
+
+def _translate(exc: BaseException, during: str) -> RealtalkError | None:
+    if isinstance(exc, RealtalkError):
+        return None
+    if isinstance(exc, TimeoutError):
+        return Timeout(f"{during} timed out")
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        return HandshakeError(response.status_code, bytes(response.body).decode(errors="replace"))
+    if isinstance(exc, InvalidURI):
+        return ConnectError(f"invalid WebSocket URL: {exc}")
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return ConnectError(f"TLS failed during {during}: {exc}")
+    if isinstance(exc, anyio.EndOfStream | anyio.BrokenResourceError | anyio.ClosedResourceError):
+        return ConnectionClosed(1006, "", message=f"connection lost during {during}")
+    if isinstance(exc, OSError):
+        return ConnectError(f"{during} failed: {exc.strerror or exc}")
+    if isinstance(exc, EOFError):
+        return ConnectionClosed(1006, "", message=f"connection lost during {during}")
+    return None
+
+
+@contextmanager
+def map_exceptions(during: str) -> Iterator[None]:
+    """Re-raise anyio, ssl, OS and websockets errors as realtalk errors, chained to the original.
+
+    ``during`` names the operation for the message (``"opening handshake"`` ...)."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = _translate(exc, during)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+# ---- HTTP request and response as the server's hooks see them ----
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRequest:
+    """An HTTP request received by the server: a WebSocket upgrade or a plain request.
+
+    ``path`` excludes the query; ``query`` maps each parameter to its last value; ``headers`` is
+    case-insensitive (``headers.get_all(name)`` lists repeated ones); ``body`` is empty for
+    upgrades."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Headers
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The body decoded as JSON; :class:`ProtocolError` if it is not JSON."""
+        try:
+            return msgspec.json.decode(self.body)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"request body is not JSON: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResponse:
+    """An HTTP response: what an ``http_handler`` or ``process_request`` hook returns, and the
+    handshake response a client sees in :attr:`WebSocket.response`."""
+
+    status: int
+    headers: Sequence[tuple[str, str]] = ()
+    body: bytes = b""
+
+    @classmethod
+    def json(
+        cls, obj: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()
+    ) -> HTTPResponse:
+        return cls(status, [("Content-Type", "application/json"), *headers], msgspec.json.encode(obj))
+
+    @classmethod
+    def text(
+        cls, text: str, status: int = 200, headers: Sequence[tuple[str, str]] = ()
+    ) -> HTTPResponse:
+        body = text.encode()
+        return cls(status, [("Content-Type", "text/plain; charset=utf-8"), *headers], body)
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+    def serialize(self) -> bytes:
+        try:
+            phrase = http.HTTPStatus(self.status).phrase
+        except ValueError:
+            phrase = "Status"
+        lines = [f"HTTP/1.1 {self.status} {phrase}"]
+        skipped = {"content-length", "connection", "transfer-encoding"}
+        lines += [f"{key}: {value}" for key, value in self.headers if key.lower() not in skipped]
+        if not any(key.lower() == "date" for key, _ in self.headers):
+            lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
+        lines += [f"Content-Length: {len(self.body)}", "Connection: close", "", ""]
+        return "\r\n".join(lines).encode("latin-1") + self.body
+
+
+def _split_target(target: str) -> tuple[str, dict[str, str]]:
+    path, _, query = target.partition("?")
+    return path, dict(parse_qsl(query, keep_blank_values=True))
+
+
+# ---- the connection ----
+
+
+class RawMessage(NamedTuple):
+    """A message as received, without decoding: ``data`` is the payload (UTF-8 for text) and
+    ``is_text`` tells a text frame (True) from a binary frame (False)."""
+
+    data: bytes
+    is_text: bool
+
+
+class WebSocket:
+    """One open WebSocket connection, client or server side. Obtain one from
+    :func:`open_websocket` or as the argument of a :func:`serve` handler; never construct it.
+
+    Sending: :meth:`send` (``str`` -> text frame, ``bytes`` -> binary frame), :meth:`send_text`
+    (also takes already-encoded UTF-8 ``bytes``: no decode/encode round trip),
+    :meth:`send_binary`. Each send returns once the frame is written to the socket, so a slow peer
+    applies backpressure. Sends may be called from several tasks; frames never interleave.
+
+    Receiving: :meth:`receive` (text -> ``str``, binary -> ``bytes``), :meth:`receive_raw` (a
+    :class:`RawMessage`, text left as UTF-8 ``bytes``, for the hot path), ``async for message in
+    ws`` (like :meth:`receive`; ends quietly after a normal close (1000, 1001 other than session
+    expiry, 1005) and raises otherwise). Once the connection is closed, every receive and send
+    raises the closing exception (see the module's table).
+
+    Closing: :meth:`close`; :attr:`close_code` and :attr:`close_reason` once closed.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        stream: anyio.abc.ByteStream,
+        *,
+        request: HTTPRequest | None,
+        response: HTTPResponse | None,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        close_timeout: float,
+        max_queue: int,
+    ) -> None:
+        self._protocol = protocol
+        self._stream = stream
+        self.request = request
+        """Server side: the upgrade request (path, query, headers). None on the client."""
+        self.response = response
+        """Client side: the server's handshake response (status 101 and its headers)."""
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._close_timeout = close_timeout
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._pending_writes: list[bytes] = []
+        self._incoming_send: MemoryObjectSendStream[RawMessage]
+        self._incoming: MemoryObjectReceiveStream[RawMessage]
+        self._incoming_send, self._incoming = anyio.create_memory_object_stream[RawMessage](
+            max_queue
+        )
+        self._reader_scope = anyio.CancelScope()
+        self._reader_done = anyio.Event()
+        self._reader_blocked_by_consumer = False
+        self._pings: dict[bytes, anyio.Event] = {}
+        self._fragments: list[bytes] = []
+        self._fragments_are_text = False
+        self._failure: RealtalkError | None = None
+
+    # -- public properties --
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, if any."""
+        return self._protocol.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code once the connection is closed (1006 if none came), else None."""
+        if not self._reader_done.is_set():
+            return None
+        return self._protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The peer's close reason once the connection is closed, else None."""
+        if not self._reader_done.is_set():
+            return None
+        return self._protocol.close_reason
+
+    @property
+    def closed(self) -> bool:
+        return self._reader_done.is_set()
+
+    # -- receiving --
+
+    async def receive_raw(self) -> RawMessage:
+        """The next message without decoding text: ``RawMessage(data, is_text)``.
+
+        Text payloads are returned exactly as received; they are not checked to be valid UTF-8
+        (the JSON parser that consumes them checks). A message already queued is returned
+        without yielding to the event loop."""
+        try:
+            return self._incoming.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise await self._closing_exception() from None
+        try:
+            return await self._incoming.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise await self._closing_exception() from None
+
+    async def receive(self) -> str | bytes:
+        """The next message: ``str`` for a text frame, ``bytes`` for a binary frame. A text frame
+        that is not valid UTF-8 fails the connection (close 1007) and raises ProtocolError."""
+        data, is_text = await self.receive_raw()
+        if not is_text:
+            return data
+        try:
+            return data.decode()
+        except UnicodeDecodeError as exc:
+            await self._fail(1007, "invalid UTF-8 in a text frame")
+            raise ProtocolError(f"text frame is not valid UTF-8: {exc.reason}") from exc
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str | bytes]:
+        while True:
+            try:
+                message = await self.receive()
+            except ConnectionClosed as exc:
+                if type(exc) is ConnectionClosed and exc.code in OK_CLOSE_CODES:
+                    return
+                raise
+            yield message
+
+    # -- sending --
+
+    async def send(self, message: str | bytes) -> None:
+        """Send ``str`` as a text frame, ``bytes``/``bytearray``/``memoryview`` as binary."""
+        if isinstance(message, str):
+            await self._send_frame(_TEXT, message.encode())
+        else:
+            await self._send_frame(_BINARY, message)
+
+    async def send_text(self, data: str | bytes) -> None:
+        """Send a text frame. ``bytes`` must already be UTF-8 (not re-checked): this is the
+        path for JSON that a serializer produced as bytes."""
+        await self._send_frame(_TEXT, data.encode() if isinstance(data, str) else data)
+
+    async def send_binary(self, data: bytes) -> None:
+        """Send a binary frame."""
+        await self._send_frame(_BINARY, data)
+
+    async def _send_frame(self, opcode: Opcode, data: bytes) -> None:
+        protocol = self._protocol
+        async with self._send_lock:
+            if protocol.state is State.OPEN:
+                if opcode is _TEXT:
+                    protocol.send_text(data)
+                else:
+                    protocol.send_binary(data)
+                await self._drain()
+                return
+        raise await self._closing_exception()
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a ping and wait for its pong; return the round trip in seconds. Wrap it in
+        ``anyio.fail_after`` to bound the wait."""
+        payload = os.urandom(4) if data is None else bytes(data)
+        waiter = anyio.Event()
+        sent_at = anyio.current_time()
+        if not await self._send_ping(payload, waiter):
+            raise await self._closing_exception()
+        await waiter.wait()
+        if payload in self._pings:  # woken by the end of the connection, not by a pong
+            raise await self._closing_exception()
+        return anyio.current_time() - sent_at
+
+    async def _send_ping(self, payload: bytes, waiter: anyio.Event) -> bool:
+        async with self._send_lock:
+            if self._protocol.state is not State.OPEN:
+                return False
+            self._pings[payload] = waiter
+            self._protocol.send_ping(payload)
+            await self._drain()
+            return True
+
+    # -- closing --
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason`` and wait (at most ``close_timeout``)
+        for the peer's close frame and the end of the TCP connection. Messages not yet received
+        are discarded. Idempotent; safe to call while other tasks send or receive."""
+        with anyio.CancelScope(shield=True):
+            await self._close(code, reason)
+
+    async def _close(self, code: int, reason: str) -> None:
+        self._incoming.close()
+        deadline = anyio.current_time() + self._close_timeout
+        with anyio.CancelScope(deadline=deadline):
+            if self._protocol.state is State.OPEN:
+                async with self._send_lock:
+                    if self._protocol.state is State.OPEN:
+                        self._protocol.send_close(code, reason)
+                        self._reader_scope.deadline = deadline
+                        await self._drain()
+            await self._reader_done.wait()
+        if not self._reader_done.is_set():
+            self._reader_scope.cancel()
+            await self._reader_done.wait()
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection after a local protocol violation check (bad UTF-8)."""
+        self._incoming.close()
+        with anyio.CancelScope(shield=True):
+            async with self._send_lock:
+                if self._protocol.state is State.OPEN:
+                    self._protocol.fail(code, reason)
+                    self._reader_scope.deadline = anyio.current_time() + self._close_timeout
+                    await self._drain()
+
+    def _abort(self, failure: RealtalkError) -> None:
+        """Drop the connection at once: the reader stops and closes the stream."""
+        if self._failure is None:
+            self._failure = failure
+        self._reader_scope.cancel()
+
+    async def _closing_exception(self) -> RealtalkError:
+        """Wait for the reader to finish (bounded by close_timeout, since a closing connection
+        gets a deadline) and return the exception that describes how the connection ended."""
+        if not self._reader_done.is_set():
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(self._close_timeout):
+                    await self._reader_done.wait()
+                if not self._reader_done.is_set():
+                    self._reader_scope.cancel()
+                    await self._reader_done.wait()
+        if self._failure is not None:
+            return self._failure
+        protocol = self._protocol
+        received = protocol.close_rcvd
+        if received is not None:
+            return close_error(received.code, received.reason)
+        parser_exc = protocol.parser_exc
+        sent = protocol.close_sent
+        if sent is not None and parser_exc is not None and not isinstance(parser_exc, EOFError):
+            what = "message too big" if isinstance(parser_exc, PayloadTooBig) else str(parser_exc)
+            error: RealtalkError = ProtocolError(
+                f"the peer broke the WebSocket protocol ({what}); closed with {sent.code}"
+            )
+            error.__cause__ = parser_exc
+            return error
+        return ConnectionClosed(1006, "", message="connection closed abnormally (no close frame)")
+
+    # -- I/O internals --
+
+    async def _drain(self) -> None:
+        """Write everything the protocol has queued. Call with the send lock held; loops until
+        nothing is left, so writes the reader queued while this ran go out too."""
+        protocol = self._protocol
+        stream = self._stream
+        try:
+            while True:
+                writes = self._pending_writes
+                if writes:
+                    self._pending_writes = []
+                    writes.extend(protocol.data_to_send())
+                else:
+                    writes = protocol.data_to_send()
+                    if not writes:
+                        return
+                for chunk in writes:
+                    if chunk:
+                        await stream.send(chunk)
+                    else:
+                        await self._send_eof()
+        except anyio.get_cancelled_exc_class():
+            # A frame may be half written: the stream cannot carry another one.
+            self._abort(ConnectionClosed(1006, "", message="a send was cancelled mid-frame"))
+            raise
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError):
+            self._reader_scope.cancel()
+
+    async def _send_eof(self) -> None:
+        if isinstance(self._stream, TLSStream):
+            # TLS has no half-close; the closing side drops the connection instead.
+            await self._stream.aclose()
+            return
+        try:
+            await self._stream.send_eof()
+        except (NotImplementedError, anyio.BrokenResourceError, OSError):
+            await self._stream.aclose()
+
+    async def _flush_from_reader(self) -> None:
+        writes = self._protocol.data_to_send()
+        if not writes:
+            return
+        self._pending_writes.extend(writes)
+        # A task holding the lock drains in a loop and will pick these writes up.
+        if not self._send_lock.locked():
+            async with self._send_lock:
+                await self._drain()
+
+    async def _run_reader(self, initial_events: Sequence[Any] = ()) -> None:
+        protocol = self._protocol
+        stream = self._stream
+        try:
+            with self._reader_scope:
+                if initial_events:
+                    await self._process_events(initial_events)
+                while True:
+                    try:
+                        data = await stream.receive(_RECEIVE_SIZE)
+                    except (
+                        anyio.EndOfStream,
+                        anyio.BrokenResourceError,
+                        anyio.ClosedResourceError,
+                        OSError,
+                        ssl.SSLError,
+                    ):
+                        break
+                    protocol.receive_data(data)
+                    await self._flush_from_reader()
+                    await self._process_events(protocol.events_received())
+                    if protocol.close_expected() and math.isinf(self._reader_scope.deadline):
+                        self._reader_scope.deadline = anyio.current_time() + self._close_timeout
+        except Exception as exc:  # a bug must not take the task group down with it
+            logger.exception("WebSocket reader failed")
+            if self._failure is None:
+                self._failure = ConnectionClosed(1006, "", message=f"reader failed: {exc!r}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                protocol.receive_eof()
+                protocol.data_to_send()
+                await anyio.aclose_forcefully(stream)
+            self._incoming_send.close()
+            self._reader_done.set()
+            for waiter in self._pings.values():
+                waiter.set()
+
+    async def _process_events(self, events: Sequence[Any]) -> None:
+        deliver = self._incoming_send
+        for frame in events:
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if not frame.fin:
+                    self._fragments = [frame.data]
+                    self._fragments_are_text = opcode is _TEXT
+                    continue
+                message = RawMessage(bytes(frame.data), opcode is _TEXT)
+            elif opcode is _CONT:
+                self._fragments.append(frame.data)
+                if not frame.fin:
+                    continue
+                message = RawMessage(b"".join(self._fragments), self._fragments_are_text)
+                self._fragments = []
+            else:
+                if opcode is _PONG:
+                    self._acknowledge_pong(bytes(frame.data))
+                continue  # PING and CLOSE: the protocol already queued the answer
+            try:
+                deliver.send_nowait(message)
+            except anyio.WouldBlock:
+                self._reader_blocked_by_consumer = True
+                try:
+                    await deliver.send(message)
+                except anyio.BrokenResourceError:
+                    pass  # closed locally: messages are discarded
+                finally:
+                    self._reader_blocked_by_consumer = False
+            except anyio.BrokenResourceError:
+                pass
+
+    def _acknowledge_pong(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return
+        # A pong acknowledges its ping and every ping sent before it.
+        while self._pings:
+            key = next(iter(self._pings))
+            self._pings.pop(key).set()
+            if key == payload:
+                return
+
+    async def _run_keepalive(self) -> None:
+        assert self._ping_interval is not None
+        while True:
+            await anyio.sleep(self._ping_interval)
+            payload = os.urandom(4)
+            waiter = anyio.Event()
+            if not await self._send_ping(payload, waiter):
+                return
+            if self._ping_timeout is None:
+                continue
+            while not waiter.is_set():
+                with anyio.move_on_after(self._ping_timeout):
+                    await waiter.wait()
+                if waiter.is_set() or self._reader_blocked_by_consumer:
+                    continue  # a pong may wait behind messages the consumer has not taken
+                self._abort(
+                    KeepaliveTimeout(
+                        1006,
+                        "",
+                        message=f"no pong within {self._ping_timeout} s: the peer is unresponsive",
+                    )
+                )
+                return
+            if payload in self._pings:  # woken by the end of the connection
+                return
+
+
+@asynccontextmanager
+async def _run_connection(
+    ws: WebSocket, initial_events: Sequence[Any], *, code_on_error: int, code_on_cancel: int
+) -> AsyncIterator[WebSocket]:
+    """Run the reader (and keepalive) of ``ws`` in its own task group around the caller's body,
+    then close with 1000 (``code_on_error`` if the body raised, ``code_on_cancel`` if it was
+    cancelled). The body's exception propagates unchanged, not wrapped in an ExceptionGroup."""
+    body_exc: BaseException | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ws._run_reader, initial_events)
+        if ws._ping_interval is not None:
+            tg.start_soon(ws._run_keepalive)
+        try:
+            yield ws
+        except BaseException as exc:
+            body_exc = exc
+        finally:
+            if body_exc is None or isinstance(body_exc, ConnectionClosed):
+                code = 1000
+            elif isinstance(body_exc, anyio.get_cancelled_exc_class()):
+                code = code_on_cancel
+            else:
+                code = code_on_error
+            await ws.close(code)
+            tg.cancel_scope.cancel()
+    if body_exc is not None:
+        try:
+            raise body_exc
+        finally:
+            body_exc = None
+
+
+# ---- client ----
+
+
+def _client_ssl_context(ssl_context: ssl.SSLContext | None) -> ssl.SSLContext:
+    return ssl_context if ssl_context is not None else ssl.create_default_context()
+
+
+async def _read_handshake(
+    stream: anyio.abc.ByteStream, protocol: ClientProtocol | ServerProtocol
+) -> list[Any]:
+    """Feed the stream to ``protocol`` until it yields its first event or fails the handshake."""
+    while True:
+        try:
+            data = await stream.receive(_RECEIVE_SIZE)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            protocol.receive_eof()
+        else:
+            protocol.receive_data(data)
+        for chunk in protocol.data_to_send():
+            if chunk:
+                await stream.send(chunk)
+        events = protocol.events_received()
+        if events or protocol.handshake_exc is not None or protocol.state is State.CLOSED:
+            return events
+
+
+@asynccontextmanager
+async def open_websocket(
+    url: str,
+    *,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    compression: Compression = "deflate",
+    max_queue: int = DEFAULT_MAX_QUEUE,
+) -> AsyncIterator[WebSocket]:
+    """Open a WebSocket client connection to ``url`` (``ws://`` or ``wss://``) for the duration
+    of the ``async with`` block, then close it (code 1000).
+
+    - ``headers`` are added to the upgrade request (``Authorization``, ``OpenAI-Beta`` ...).
+    - ``subprotocols`` are offered in order; :attr:`WebSocket.subprotocol` is the one chosen.
+    - ``ssl_context`` for ``wss://``; default: the system trust store.
+    - ``max_size``: largest incoming message in bytes (None: no limit); a larger one fails the
+      connection with close 1009.
+    - ``ping_interval``/``ping_timeout``: keepalive (None disables either).
+    - ``open_timeout`` bounds TCP + TLS + upgrade; ``close_timeout`` the close handshake.
+    - ``compression``: ``"deflate"`` offers permessage-deflate, None does not.
+    - ``max_queue``: messages buffered for a consumer that does not keep up.
+
+    Raises ConnectError (DNS, refused, TLS), Timeout, HandshakeError (an HTTP status instead of
+    101), ProtocolError (an invalid handshake answer).
+    """
+    with map_exceptions("opening handshake"):
+        uri = parse_uri(url)
+        with anyio.fail_after(open_timeout):
+            if uri.secure:
+                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                    uri.host,
+                    uri.port,
+                    tls=True,
+                    ssl_context=_client_ssl_context(ssl_context),
+                    tls_hostname=uri.host,
+                    tls_standard_compatible=False,
+                )
+            else:
+                stream = await anyio.connect_tcp(uri.host, uri.port)
+            try:
+                protocol = ClientProtocol(
+                    uri,
+                    subprotocols=[Subprotocol(name) for name in subprotocols or ()] or None,
+                    extensions=enable_client_permessage_deflate(None)
+                    if compression == "deflate"
+                    else None,
+                    max_size=max_size,
+                    logger=logger,
+                )
+                request = protocol.connect()
+                items = headers.items() if isinstance(headers, Mapping) else headers or ()
+                for name, value in items:
+                    if name in request.headers:
+                        del request.headers[name]
+                    request.headers[name] = value
+                protocol.send_request(request)
+                for chunk in protocol.data_to_send():
+                    await stream.send(chunk)
+                events = await _read_handshake(stream, protocol)
+                if protocol.handshake_exc is not None:
+                    raise protocol.handshake_exc
+                if not events or not isinstance(events[0], Response):
+                    raise ConnectionClosed(1006, "", message="connection lost during handshake")
+            except BaseException:
+                await anyio.aclose_forcefully(stream)
+                raise
+    raw_response: Response = events[0]
+    ws = WebSocket(
+        protocol,
+        stream,
+        request=None,
+        response=HTTPResponse(
+            raw_response.status_code, list(raw_response.headers.raw_items()), b""
+        ),
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_queue=max_queue,
+    )
+    # Frames that arrived in the same read as the 101 response are already parsed.
+    async with _run_connection(
+        ws, events[1:], code_on_error=1000, code_on_cancel=1000
+    ) as connection:
+        yield connection
+
+
+# ---- server ----
+
+Handler = Callable[[WebSocket], Awaitable[None]]
+"""``async def handler(ws: WebSocket) -> None``: runs for one accepted connection; when it
+returns, the connection is closed with 1000 (1011 if it raised, 1001 if the server shut down)."""
+HTTPHandler = Callable[[HTTPRequest], Awaitable[HTTPResponse]]
+"""``async def http_handler(request) -> HTTPResponse``: answers a request that is not an upgrade."""
+ProcessRequest = Callable[[HTTPRequest], Awaitable[HTTPResponse | None]]
+"""``async def process_request(request) -> HTTPResponse | None``: sees each upgrade request
+first; a response refuses the upgrade with it (401, 404 ...), None lets it proceed."""
+SelectSubprotocol = Callable[[HTTPRequest, Sequence[str]], str | None]
+"""``select_subprotocol(request, offered) -> chosen | None``: picks one of the client's
+subprotocols (None: answer without one)."""
+
+
+class _RefuseRequest(Exception):
+    def __init__(self, response: HTTPResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _refuse(status: int, text: str) -> _RefuseRequest:
+    return _RefuseRequest(HTTPResponse.text(text + "\n", status))
+
+
+async def _read_request_head(stream: anyio.abc.ByteStream) -> tuple[bytes, bytes]:
+    """Read up to the blank line ending the request head; return (head, bytes after it)."""
+    buffer = bytearray()
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            return bytes(buffer[: end + 4]), bytes(buffer[end + 4 :])
+        if len(buffer) > MAX_REQUEST_HEAD:
+            raise _refuse(431, "Request head too large.")
+        try:
+            buffer += await stream.receive(_RECEIVE_SIZE)
+        except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            raise _ClientGone from exc
+
+
+def _parse_request_head(head: bytes) -> tuple[str, str, Headers]:
+    request_line, *header_lines = head[:-4].split(b"\r\n")
+    try:
+        method, target, version = request_line.decode("ascii").split(" ")
+    except (UnicodeDecodeError, ValueError):
+        raise _refuse(400, "Invalid HTTP request line.") from None
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise _refuse(505, "Only HTTP/1.1 is supported.")
+    headers = Headers()
+    for line in header_lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip():
+            raise _refuse(400, "Invalid HTTP header line.")
+        try:
+            headers[name.decode("ascii")] = value.strip().decode("latin-1")
+        except UnicodeDecodeError:
+            raise _refuse(400, "Invalid HTTP header name.") from None
+    return method, target, headers
+
+
+async def _read_body(
+    stream: anyio.abc.ByteStream, headers: Headers, already: bytes, max_size: int | None
+) -> bytes:
+    if "Transfer-Encoding" in headers:
+        raise _refuse(501, "Chunked request bodies are not supported; send Content-Length.")
+    try:
+        length = int(headers.get("Content-Length", "0"))
+    except ValueError:
+        raise _refuse(400, "Invalid Content-Length.") from None
+    if length < 0:
+        raise _refuse(400, "Invalid Content-Length.")
+    if max_size is not None and length > max_size:
+        raise _refuse(413, f"Request body over {max_size} bytes.")
+    body = bytearray(already[:length])
+    while len(body) < length:
+        try:
+            body += await stream.receive(min(_RECEIVE_SIZE, length - len(body)))
+        except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            raise _ClientGone from exc
+    return bytes(body)
+
+
+def _is_upgrade(method: str, headers: Headers) -> bool:
+    return method == "GET" and any(
+        "websocket" in value.lower() for value in headers.get_all("Upgrade")
+    )
+
+
+class WebSocketServer:
+    """A WebSocket (and plain HTTP) server on ``host``:``port`` for the duration of an
+    ``async with`` block::
+
+        async with WebSocketServer(handler) as server:
+            url = f"ws://127.0.0.1:{server.port}/v1/realtime"
+
+    Each TCP connection runs in its own task with its own task group; leaving the block stops
+    listening and closes every connection (code 1001), so nothing outlives it.
+
+    - ``handler(ws)``: called for each accepted WebSocket; ``ws.request`` holds the upgrade
+      request. It may send an error event then ``await ws.close(3000, reason)``.
+    - ``http_handler(request) -> HTTPResponse``: answers requests that are not upgrades (any
+      method, with a ``Content-Length`` body up to ``max_size``). Without it they get 426.
+    - ``process_request(request) -> HTTPResponse | None``: refuse an upgrade with a status
+      before accepting it (None accepts).
+    - ``select_subprotocol(request, offered) -> str | None``.
+    - ``ssl_context``: serve TLS (``wss://``) with this server context.
+    - ``max_size``, ``ping_interval``, ``ping_timeout``, ``close_timeout``, ``compression``,
+      ``max_queue``: as for :func:`open_websocket`; ``open_timeout`` bounds TLS + request head.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        http_handler: HTTPHandler | None = None,
+        process_request: ProcessRequest | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        compression: Compression = "deflate",
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
+        self.host = host
+        self.port = port
+        """The listening port (the one the system chose when ``port=0``) once entered."""
+        self._handler = handler
+        self._http_handler = http_handler
+        self._process_request = process_request
+        self._select_subprotocol = select_subprotocol
+        self._ssl_context = ssl_context
+        self._max_size = max_size
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._open_timeout = open_timeout
+        self._close_timeout = close_timeout
+        self._compression = compression
+        self._max_queue = max_queue
+        self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` (``wss://`` with TLS) of this server."""
+        scheme = "wss" if self._ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    async def __aenter__(self) -> WebSocketServer:
+        with map_exceptions("listening"):
+            listener = await anyio.create_tcp_listener(
+                local_host=self.host, local_port=self.port
+            )
+        self._listener = listener
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(listener.serve, self._serve_connection, self._task_group)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task_group is not None and self._listener is not None
+        self._task_group.cancel_scope.cancel()
+        try:
+            # The body's exception is not handed to the task group: it propagates unwrapped.
+            await self._task_group.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._listener.aclose()
+
+    async def _serve_connection(self, stream: anyio.abc.ByteStream) -> None:
+        try:
+            await self._handle_connection(stream)
+        except ConnectionClosed as exc:
+            logger.debug("connection ended: %s", exc)
+        except (_ClientGone, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            logger.debug("client went away before the exchange completed")
+        except ssl.SSLError as exc:
+            logger.debug("TLS handshake failed: %s", exc)
+        except TimeoutError:
+            logger.debug("client too slow to send its request")
+        except Exception:
+            logger.exception("connection handler failed")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
+
+    async def _handle_connection(self, stream: anyio.abc.ByteStream) -> None:
+        upgrade = False
+        with anyio.fail_after(self._open_timeout):
+            if self._ssl_context is not None:
+                stream = await TLSStream.wrap(
+                    stream,
+                    server_side=True,
+                    ssl_context=self._ssl_context,
+                    standard_compatible=False,
+                )
+            try:
+                head, rest = await _read_request_head(stream)
+                method, target, headers = _parse_request_head(head)
+                path, query = _split_target(target)
+                upgrade = _is_upgrade(method, headers)
+                body = b"" if upgrade else await _read_body(stream, headers, rest, self._max_size)
+            except _RefuseRequest as refusal:
+                await stream.send(refusal.response.serialize())
+                return
+        request = HTTPRequest(method, path, query, headers, body)
+        if not upgrade:
+            if self._http_handler is None:
+                response = HTTPResponse.text(
+                    "This server speaks WebSocket: send an upgrade request.\n",
+                    426,
+                    [("Upgrade", "websocket")],
+                )
+            else:
+                response = await self._http_handler(request)
+            await stream.send(response.serialize())
+            return
+        if self._process_request is not None:
+            refusal = await self._process_request(request)
+            if refusal is not None:
+                await stream.send(refusal.serialize())
+                return
+        await self._upgrade(stream, request, head + rest)
+
+    async def _upgrade(self, stream: anyio.abc.ByteStream, request: HTTPRequest, data: bytes) -> None:
+        select = self._select_subprotocol
+        protocol = ServerProtocol(
+            extensions=enable_server_permessage_deflate(None)
+            if self._compression == "deflate"
+            else None,
+            select_subprotocol=(
+                (lambda _protocol, offered: select(request, list(offered)))  # type: ignore[misc]
+                if select is not None
+                else None
+            ),
+            max_size=self._max_size,
+            logger=logger,
+        )
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if not events or not isinstance(events[0], Request):
+            for chunk in protocol.data_to_send():
+                if chunk:
+                    await stream.send(chunk)
+            return
+        response = protocol.accept(events[0])
+        protocol.send_response(response)
+        for chunk in protocol.data_to_send():
+            if chunk:
+                await stream.send(chunk)
+        if response.status_code != 101:
+            return
+        ws = WebSocket(
+            protocol,
+            stream,
+            request=request,
+            response=None,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            close_timeout=self._close_timeout,
+            max_queue=self._max_queue,
+        )
+        async with _run_connection(ws, events[1:], code_on_error=1011, code_on_cancel=1001):
+            await self._handler(ws)
+
+
+async def serve(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> NoReturn:
+    """Run a :class:`WebSocketServer` until cancelled: ``port = await tg.start(serve, handler)``
+    reports the listening port once it accepts connections. ``options`` are those of
+    :class:`WebSocketServer`."""
+    async with WebSocketServer(handler, host, port, **options) as server:
+        task_status.started(server.port)
+        await anyio.sleep_forever()
+    raise AssertionError("unreachable")
