@@ -268,7 +268,9 @@ class RealtimeClient:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         try:
-            return await self._tg_cm.__aexit__(*exc_info)
+            # The body's own exception propagates as it is, not wrapped in a group.
+            await self._tg_cm.__aexit__(None, None, None)
+            return None
         finally:
             for stream in self._subscribers:
                 stream.close()
@@ -772,18 +774,24 @@ class RealtimeClient:
             previous = replay_id
 
     async def _run_connection(self, link: Link) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._writer, link)
-            tg.start_soon(self._expiry_watch, link)
-            tg.start_soon(self._audible_watcher)
-            await self._reader(link)
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._writer, link)
+                tg.start_soon(self._expiry_watch, link)
+                tg.start_soon(self._audible_watcher)
+                await self._reader(link)
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
 
     async def _expiry_watch(self, link: Link) -> None:
         expires_at = self._server_session.get("expires_at")
         if not isinstance(expires_at, int | float) or expires_at <= 0:
             return
-        await anyio.sleep(max(0.0, expires_at - time.time() - self.expiry_margin_s))
+        remaining = expires_at - time.time()
+        if remaining < 4 * self.expiry_margin_s:
+            return  # too short to rotate ahead (expires_at has 1 s resolution): the close does
+        await anyio.sleep(remaining - self.expiry_margin_s)
         # Rotate ahead of the server's own close so nothing is cut mid-turn.
         while self._response_state != "idle":
             await self._response_idle.wait()
@@ -805,7 +813,7 @@ class RealtimeClient:
         conversation = self.conversation
         while True:
             message = await link.receive()
-            if self._subscribers or "realtime.event" in self._handlers:
+            if self._listening("realtime.event"):
                 self._emit("realtime.event", {"source": "server", "time": time.time(),
                                               "event": _loads(message)})
             if downlink is not self._downlink:
@@ -983,6 +991,15 @@ async def _await_handler(result: Awaitable[Any], client: RealtimeClient, name: s
             client._emit("error", {"error": {"type": "handler_error",
                                              "message": f"{type(exc).__name__}: {exc}"},
                                    "local": True})
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that ended a connection's tasks (the others are its consequences)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_leaf(exc)
+        return exc
+    return group
 
 
 def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:

@@ -1,0 +1,428 @@
+"""RealtimeClient end to end against the simulator, on asyncio and trio."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from realtalk.client import ClientEvent, InputBackpressure, RealtimeClient, ResponseBusy
+from realtalk.simulator import Simulator
+from realtalk.simulator.responder import Audio, Drop, FunctionCall, ResponseContext, Text
+
+TEXT_ONLY = {"output_modalities": ["text"]}
+
+
+class Recorder:
+    """Every client event, and the wire events in each direction."""
+
+    def __init__(self, client: RealtimeClient) -> None:
+        self.events: list[ClientEvent] = []
+        client.on("*", self.events.append)
+
+    def names(self) -> list[str]:
+        return [e.type for e in self.events]
+
+    def wire(self, source: str, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e["event"] for e in self.events if e.type == "realtime.event"
+                and e["source"] == source and (kind is None or e["event"].get("type") == kind)]
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [dict(e.data) for e in self.events if e.type == "error"]
+
+
+def tone(ms: int, rate: int = 24000, freq: float = 440.0, level: float = 0.3) -> np.ndarray:
+    t = np.arange(rate * ms // 1000) / rate
+    return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+async def test_text_turn_builds_the_conversation_in_server_order() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        recorder = Recorder(client)
+        user_id = await client.send_user_message_content("hello there")
+        response_id = await client.create_response()
+        assert response_id is not None and response_id.startswith("resp_")
+        item = await client.wait_for_next_completed_item(timeout=5)
+        if item.role == "user":
+            item = await client.wait_for_next_completed_item(timeout=5)
+        await client.wait_for_response_done(5)
+        items = client.conversation.items
+        assert [i.id for i in items][0] == user_id
+        assert [i.role for i in items] == ["user", "assistant"]
+        assert items[0].text == "hello there"
+        assert item is items[1] and item.status == "completed"
+        # The text streamed as deltas equals the server's final text.
+        done = recorder.wire("server", "response.output_text.done")
+        assert item.text == done[-1]["text"] != ""
+        deltas = [e["delta"]["text"] for e in recorder.events
+                  if e.type == "conversation.updated" and e["delta"] and "text" in e["delta"]]
+        assert "".join(deltas) == item.text
+        assert recorder.names().count("conversation.item.appended") == 2
+        assert recorder.errors() == []
+
+
+async def test_single_flight_responses_never_collide() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("first")
+        results: list[str | None] = []
+
+        async def ask() -> None:
+            results.append(await client.create_response())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            tg.start_soon(ask)
+        await client.wait_for_response_done(5)
+        assert len(set(results)) == 2 and None not in results
+        assert recorder.errors() == []
+        # Each response.create went out only after the previous response was done.
+        order = [e["event"]["type"] for e in recorder.events if e.type == "realtime.event"
+                 and e["event"].get("type") in ("response.create", "response.done")]
+        assert order == ["response.create", "response.done", "response.create", "response.done"]
+        await client.create_response()
+        with pytest.raises(ResponseBusy):
+            await client.create_response(wait=False)
+        await client.wait_for_response_done(5)
+
+
+async def test_benign_server_errors_are_events_not_exceptions() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        recorder = Recorder(client)
+        await client.send({"type": "response.cancel"})
+        await client.send_user_message_content("hi")
+        # Raw creates bypass the single-flight rule: the server refuses the second.
+        await client.send({"type": "response.create"})
+        await client.send({"type": "response.create"})
+        with anyio.fail_after(5):
+            while len(recorder.errors()) < 2:
+                await anyio.sleep(0.01)
+        codes = {e["error"]["code"]: e["benign"] for e in recorder.errors()}
+        assert codes == {"response_cancel_not_active": True,
+                         "conversation_already_has_active_response": True}
+        # The session goes on.
+        await client.wait_for_response_done(5)
+        await client.send_user_message_content("still there?")
+        assert await client.create_response() is not None
+        await client.wait_for_response_done(5)
+
+
+def tool_responder(calls: list[FunctionCall]) -> Any:
+    """First response: the given calls; then a text that quotes the tool outputs."""
+
+    def responder(ctx: ResponseContext) -> Any:
+        outputs = [i for i in ctx.items if i.get("type") == "function_call_output"]
+        if not outputs:
+            return calls
+        return Text("results " + " | ".join(str(i.get("output")) for i in outputs))
+
+    return responder
+
+
+async def test_function_calls_sync_async_failing_and_timed_out() -> None:
+    calls = [FunctionCall("add", {"a": 2, "b": 3}), FunctionCall("shout", {"text": "hi"}),
+             FunctionCall("broken", {}), FunctionCall("slow", {}),
+             FunctionCall("add", {"a": "not a number", "b": 1})]
+    numbers = {"type": "object", "properties": {"a": {"type": "number"},
+                                                "b": {"type": "number"}},
+               "required": ["a", "b"]}
+    released = threading.Event()
+
+    async def shout(arguments: dict[str, Any]) -> dict[str, Any]:
+        await anyio.sleep(0.01)
+        return {"text": arguments["text"].upper()}
+
+    def broken(arguments: dict[str, Any]) -> None:
+        raise RuntimeError("no database")
+
+    def slow(arguments: dict[str, Any]) -> str:
+        released.wait(3)
+        return "late"
+
+    async with Simulator(responder=tool_responder(calls)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=TEXT_ONLY, tool_timeout=0.3
+    ) as client:
+        recorder = Recorder(client)
+        await client.add_tool({"name": "add", "parameters": numbers},
+                              lambda a: {"sum": a["a"] + a["b"]})
+        await client.add_tool({"name": "shout"}, shout)
+        await client.add_tool({"name": "broken"}, broken)
+        await client.add_tool({"name": "slow"}, slow)
+        await client.send_user_message_content("use the tools")
+        await client.create_response()
+        with anyio.fail_after(5):
+            while True:
+                item = await client.wait_for_next_completed_item()
+                if item.role == "assistant" and item.text.startswith("results"):
+                    break
+        released.set()
+        await client.wait_for_response_done(5)
+        outputs = {e["item"]["call_id"]: json.loads(e["item"]["output"])
+                   for e in recorder.wire("client", "conversation.item.create")
+                   if e["item"]["type"] == "function_call_output"}
+        by_name = {}
+        for item in client.conversation.items:
+            if item.type == "function_call":
+                by_name.setdefault(item.name, []).append(outputs[item.call_id])
+        assert by_name["add"][0] == {"sum": 5}
+        assert "invalid arguments for 'add' at a" in by_name["add"][1]["error"]
+        assert by_name["shout"] == [{"text": "HI"}]
+        assert by_name["broken"] == [{"error": "tool 'broken' failed: RuntimeError: no database"}]
+        assert by_name["slow"] == [{"error": "tool 'slow' timed out after 0.3 s"}]
+        # Exactly one response.create followed the five outputs.
+        sent = [e["type"] for e in recorder.wire("client")
+                if e["type"] in ("response.create", "conversation.item.create")]
+        assert sent == ["conversation.item.create", "response.create",
+                        *["conversation.item.create"] * 5, "response.create"]
+        assert all(len(t.tool_run_s) == 5 for t in list(client.metrics.turns)[:1])
+        # The final text quotes every output, the errors included.
+        assert "no database" in client.conversation.items[-1].text
+
+
+async def test_tools_are_pushed_to_the_session() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        await client.add_tool({"name": "a", "description": "first"}, lambda a: "ok")
+        await client.add_tool({"name": "b"}, lambda a: "ok")
+        await client.remove_tool("a")
+        with anyio.fail_after(5):
+            while [t["name"] for t in client.session.get("tools", [])] != ["b"]:
+                await anyio.sleep(0.01)
+        await client.update_session(instructions="Be brief.")
+        with anyio.fail_after(5):
+            while client.session.get("instructions") != "Be brief.":
+                await anyio.sleep(0.01)
+        assert client.config["instructions"] == "Be brief."
+
+
+def speech_responder(ms: int) -> Any:
+    samples = (3000 * np.sin(2 * np.pi * 220 * np.arange(24 * ms) / 24000)).astype(np.int16)
+
+    def responder(ctx: ResponseContext) -> Any:
+        return Audio(samples, "one two three four five six seven eight nine ten")
+
+    return responder
+
+
+@pytest.mark.parametrize(("output_format", "wire_rate"),
+                         [({"type": "audio/pcm", "rate": 24000}, 24000),
+                          ({"type": "audio/pcmu"}, 8000)])
+async def test_barge_in_truncates_at_the_audio_really_played(
+    output_format: dict[str, Any], wire_rate: int
+) -> None:
+    session = {"audio": {"output": {"format": output_format},
+                         "input": {"turn_detection": None}}}
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, playback_rate=wire_rate
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("talk to me")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        (assistant,) = [i for i in client.conversation.items if i.role == "assistant"]
+        assert client.conversation.audio_ms_received(assistant.id) >= 990
+        # The device has played 437 ms (a position that is no multiple of any chunk size).
+        played = client.playback.pull(wire_rate * 437 // 1000)
+        assert np.any(played != 0)
+        result = await client.interrupt()
+        assert result == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 437}
+        with anyio.fail_after(5):
+            while not recorder.wire("server", "conversation.item.truncated"):
+                await anyio.sleep(0.01)
+        (truncated,) = recorder.wire("server", "conversation.item.truncated")
+        assert truncated["audio_end_ms"] == 437
+        assert recorder.errors() == []
+        assert assistant.truncated_ms == 437
+        assert len(assistant.audio) == wire_rate * 437 // 1000
+        assert client.playback.pull(100).tolist() == [0] * 100
+
+
+async def test_interrupt_before_any_audio_played_sends_no_truncate() -> None:
+    session = {"audio": {"input": {"turn_detection": None}}}
+    async with Simulator(responder=speech_responder(500)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("talk")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        assert await client.interrupt() is None
+        await anyio.sleep(0.1)
+        assert recorder.wire("client", "conversation.item.truncate") == []
+        assert recorder.errors() == []
+        assert "conversation.interrupted" in recorder.names()
+
+
+async def test_truncation_is_capped_at_the_audio_received() -> None:
+    session = {"audio": {"input": {"turn_detection": None}}}
+    async with Simulator(responder=speech_responder(300)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("talk")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        (assistant,) = [i for i in client.conversation.items if i.role == "assistant"]
+        received = client.conversation.audio_ms_received(assistant.id)
+        # More audio for the item than the server sent (a device-side resampler overshoot).
+        client.playback.push(assistant.id, 0, np.ones(24000, dtype=np.int16))
+        client.playback.pull(24000 + 24 * received)
+        result = await client.interrupt()
+        assert result is not None and result["audio_end_ms"] == received
+        with anyio.fail_after(5):
+            while not recorder.wire("server", "conversation.item.truncated"):
+                await anyio.sleep(0.01)
+        assert recorder.errors() == []
+
+
+async def test_append_input_audio_from_a_foreign_thread_with_backpressure() -> None:
+    session = {"audio": {"input": {"turn_detection": None}}, **TEXT_ONLY}
+    async with Simulator() as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, uplink_queue_frames=4
+    ) as client:
+        recorder = Recorder(client)
+        frame = tone(20)
+        refused = 0
+        accepted = 0
+
+        def device_thread() -> None:
+            nonlocal refused, accepted
+            for _ in range(50):
+                try:
+                    client.append_input_audio(frame)
+                    accepted += 1
+                except InputBackpressure:
+                    refused += 1
+
+        await anyio.to_thread.run_sync(device_thread)
+        assert accepted + refused == 50 and accepted >= 4
+        assert client.metrics.input_frames_refused == refused
+        with anyio.fail_after(5):
+            while len(recorder.wire("client", "input_audio_buffer.append")) < accepted:
+                await anyio.sleep(0.01)
+        await client.commit_input_audio()
+        with anyio.fail_after(5):
+            while not recorder.wire("server", "input_audio_buffer.committed"):
+                await anyio.sleep(0.01)
+        assert recorder.errors() == []
+
+
+async def test_commit_under_100_ms_is_refused_locally_in_the_format_clock() -> None:
+    session = {"audio": {"input": {"turn_detection": None, "format": {"type": "audio/pcmu"}}}}
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=session) as client:
+        recorder = Recorder(client)
+        client.append_input_audio(tone(60))
+        await client.commit_input_audio()
+        (error,) = recorder.errors()
+        assert error["error"]["code"] == "input_audio_buffer_commit_empty" and error["benign"]
+        client.append_input_audio(tone(60))
+        await client.commit_input_audio()
+        with anyio.fail_after(5):
+            while not recorder.wire("server", "input_audio_buffer.committed"):
+                await anyio.sleep(0.01)
+        assert len(recorder.errors()) == 1
+
+
+def dropping_responder() -> Any:
+    state = {"calls": 0}
+
+    async def responder(ctx: ResponseContext) -> AsyncIterator[Any]:
+        state["calls"] += 1
+        if state["calls"] == 1:
+            yield Text("I was about to say something long")
+            yield Drop()
+            return
+        yield Text(f"history {len(ctx.items)}: " + " / ".join(
+            str((i.get("content") or [{}])[0].get("text")) for i in ctx.items
+            if i.get("type") == "message"))
+
+    return responder
+
+
+async def test_a_dropped_connection_mid_response_reconnects_and_keeps_the_conversation() -> None:
+    async with Simulator(responder=dropping_responder()) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=TEXT_ONLY, backoff_initial_s=0.01
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("remember the word banana")
+        await client.create_response()
+        with anyio.fail_after(5):
+            while "connection.restored" not in recorder.names():
+                await anyio.sleep(0.01)
+        assert recorder.names().index("connection.lost") < recorder.names().index(
+            "connection.restored")
+        assert client.metrics.reconnects == 1
+        assert any(e["error"].get("code") == "response_lost" for e in recorder.errors())
+        await client.send_user_message_content("what was the word?")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        reply = client.conversation.items[-1]
+        # The new session saw the history replayed, in order.
+        assert reply.role == "assistant"
+        assert "remember the word banana" in reply.text
+        assert reply.text.index("banana") < reply.text.index("what was the word?")
+        users = [i for i in client.conversation.items if i.role == "user"]
+        assert [u.text for u in users] == ["remember the word banana", "what was the word?"]
+
+
+async def test_session_expiry_reconnects_and_continues() -> None:
+    async with Simulator(max_session_s=0.5) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=TEXT_ONLY, backoff_initial_s=0.01
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("before expiry")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        with anyio.fail_after(5):
+            while "connection.restored" not in recorder.names():
+                await anyio.sleep(0.01)
+        lost = next(e for e in recorder.events if e.type == "connection.lost")
+        assert lost["code"] == 1001
+        await client.send_user_message_content("after expiry")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        assert [i.text for i in client.conversation.items if i.role == "user"] == [
+            "before expiry", "after expiry"]
+        assert client.conversation.items[-1].text == "You said: after expiry"
+
+
+async def test_events_iterator_and_handler_errors() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        def bad_handler(event: ClientEvent) -> None:
+            raise ValueError("user bug")
+
+        remove = client.on("conversation.item.appended", bad_handler)
+        seen: list[str] = []
+
+        async def consume() -> None:
+            async for event in client.events():
+                seen.append(event.type)
+                if event.type == "conversation.item.completed":
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(0.01)
+            await client.send_user_message_content("hello")
+        remove()
+        assert "conversation.item.appended" in seen
+        assert "error" in seen  # the handler's failure became an event, not a crash
+
+
+async def test_authentication_failure_is_final() -> None:
+    from realtalk.errors import AuthenticationError
+
+    async with Simulator(api_keys={"sk-right"}) as sim:
+        with pytest.raises(AuthenticationError):
+            async with RealtimeClient(sim.url, api_key="sk-wrong"):
+                pass
