@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +55,7 @@ from realtalk.tools import ToolHandler, ToolRegistry
 __all__ = [
     "ClientEvent",
     "ClientMetrics",
+    "EventStream",
     "InputBackpressure",
     "Link",
     "RealtimeClient",
@@ -136,8 +137,39 @@ class ClientMetrics:
     undelivered: int = 0
 
 
-class _Disconnected(Exception):
-    """The link went away while the writer held a message."""
+class EventStream:
+    """A subscription to a client's events (see :meth:`RealtimeClient.events`)."""
+
+    def __init__(
+        self,
+        client: RealtimeClient,
+        send: anyio.abc.ObjectSendStream[ClientEvent],
+        receive: anyio.abc.ObjectReceiveStream[ClientEvent],
+    ) -> None:
+        self._client = client
+        self._send = send
+        self._receive = receive
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ClientEvent:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._client._subscribers.remove(self._send)
+        self._send.close()
+        self._receive.close()
 
 
 class RealtimeClient:
@@ -258,8 +290,11 @@ class RealtimeClient:
             await self._tg.start(self._supervise)
         except BaseException:
             self._tg.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
+            try:
                 await self._tg_cm.__aexit__(None, None, None)
+            finally:
+                self._outbox_send.close()
+                self._outbox_receive.close()
             raise
         return self
 
@@ -305,19 +340,14 @@ class RealtimeClient:
 
         return remove
 
-    async def events(self) -> AsyncIterator[ClientEvent]:
-        """Every client event, in order, through a bounded queue (overflow is counted in
-        ``metrics.events_dropped``)."""
+    def events(self) -> EventStream:
+        """Every client event from now on, in order, through a bounded queue (overflow is
+        counted in ``metrics.events_dropped``). Use ``async for event in client.events()``;
+        ``async with client.events() as stream`` stops the subscription on exit (it also
+        stops when the client closes)."""
         send, receive = anyio.create_memory_object_stream[ClientEvent](self._event_queue_size)
         self._subscribers.append(send)
-        try:
-            async with receive:
-                async for event in receive:
-                    yield event
-        finally:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(send)
-            send.close()
+        return EventStream(self, send, receive)
 
     def _listening(self, name: str) -> bool:
         return bool(self._subscribers or self._handlers.get(name) or self._handlers.get("*"))
@@ -732,9 +762,14 @@ class RealtimeClient:
         self._requeue = keep
 
     async def _handshake(self, link: Link, *, reconnecting: bool) -> None:
-        first = self._parse(await link.receive())
-        if first.get("type") != "session.created":
-            raise ProtocolError(f"expected session.created first, got {first.get('type')!r}")
+        while True:
+            first = self._parse(await link.receive())
+            if first.get("type") == "session.created":
+                break
+            if first.get("type") != "error":
+                raise ProtocolError(f"expected session.created first, got {first.get('type')!r}")
+            # A refused connection says why in an error event, then closes (3000/4000).
+            self._on_error(first)
         self._on_session(first)
         await link.send_text(_events.serialize_client_event(
             {"type": "session.update", "session": self._full_session(),
