@@ -372,6 +372,10 @@ async def test_a_dropped_connection_mid_response_reconnects_and_keeps_the_conver
         assert reply.text.index("banana") < reply.text.index("what was the word?")
         users = [i for i in client.conversation.items if i.role == "user"]
         assert [u.text for u in users] == ["remember the word banana", "what was the word?"]
+        # The reply cut by the drop stays, marked incomplete, in its place.
+        roles = [(i.role, i.status) for i in client.conversation.items]
+        assert roles == [("user", "completed"), ("assistant", "incomplete"),
+                         ("user", "completed"), ("assistant", "completed")]
 
 
 async def test_session_expiry_reconnects_and_continues() -> None:

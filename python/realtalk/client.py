@@ -742,6 +742,8 @@ class RealtimeClient:
             self._local_error("response_lost",
                               f"the connection closed during response {self._response_id}")
             self._finish_response(None)
+        for change in self.conversation.abandon_in_progress():
+            self._publish(change)
         # Audio still queued for the old connection is kept for the new one.
         self._drain_outbox_into_outage()
 
@@ -807,6 +809,10 @@ class RealtimeClient:
                 event["previous_item_id"] = previous
             await link.send_text(_events.serialize_client_event(event, self.protocol))
             previous = replay_id
+        if previous is not None:
+            # What the new session appends after the replay follows our whole history, items
+            # that were not replayed (tool calls, audio without transcript) included.
+            self.conversation.alias(previous, self.conversation.items[-1].id)
 
     async def _run_connection(self, link: Link) -> None:
         try:

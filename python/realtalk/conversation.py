@@ -258,6 +258,16 @@ class Conversation:
         new id in a new session)."""
         self._aliases[server_id] = local_id
 
+    def abandon_in_progress(self) -> list[Change]:
+        """The connection died: items still in progress will never finish. They become
+        ``incomplete`` (and are reported completed, once)."""
+        changes: list[Change] = []
+        for item in self.items:
+            if not item.is_final:
+                item.status = "incomplete"
+                self._report_completion(item, changes)
+        return changes
+
     def start_new_session(self) -> None:
         """A new server session continues this conversation: its root is our last item."""
         self._root = self._order[-1] if self._order else None
@@ -325,6 +335,10 @@ class Conversation:
         raw = data.get("item")
         if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str):
             raise ValueError(f"{kind} needs an 'item' with a string 'id'")
+        if raw["id"] in self._aliases:
+            # History this client replayed into a new session: the cache already has it as
+            # the user knows it, so the echo changes nothing.
+            return []
         has_previous = "previous_item_id" in data
         previous = data.get("previous_item_id")
         changes = self._upsert(raw, has_previous, previous, response_id=None)
