@@ -6,10 +6,13 @@
 
 pub mod error;
 // ---- pcm ----
+pub mod pcm;
 
 // ---- codec ----
+pub mod codec;
 
 // ---- ring ----
+pub mod ring;
 
 // ---- resample ----
 

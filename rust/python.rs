@@ -18,11 +18,610 @@ impl From<AudioError> for PyErr {
 
 // ---- pcm ----
 
+use std::borrow::Cow;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use numpy::{
+    Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
+    PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::buffer::PyBuffer;
+use pyo3::types::{PyBytes, PyString};
+
+/// Inputs at least this many elements long are processed with the interpreter detached;
+/// below it the hand-off costs more than the kernel (a 20 ms frame is ~1000 elements).
+const DETACH_THRESHOLD: usize = 1 << 15;
+
+fn detach_if_large<T: Send>(py: Python<'_>, len: usize, work: impl FnOnce() -> T + Send) -> T {
+    if len >= DETACH_THRESHOLD {
+        py.detach(work)
+    } else {
+        work()
+    }
+}
+
+/// A borrowed input buffer: a numpy array, `bytes`, or another bytes-like object.
+enum Borrowed<'py> {
+    Array(Bound<'py, PyUntypedArray>),
+    Bytes(Bound<'py, PyBytes>),
+    Buffer(PyBuffer<u8>),
+}
+
+impl Borrowed<'_> {
+    /// The raw bytes. Valid while `self` lives; numpy inputs are additionally held by a
+    /// read-only borrow taken by the caller.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Array(array) => {
+                let len = array.len() * array.dtype().itemsize();
+                if len == 0 {
+                    return &[];
+                }
+                // SAFETY: the caller checked the array is contiguous; its data spans `len`
+                // bytes and outlives the borrow of `self`.
+                unsafe { std::slice::from_raw_parts((*array.as_array_ptr()).data.cast(), len) }
+            }
+            Self::Bytes(bytes) => bytes.as_bytes(),
+            Self::Buffer(buffer) => {
+                if buffer.len_bytes() == 0 {
+                    return &[];
+                }
+                // SAFETY: `get_buffer` checked the buffer is C-contiguous; the exporter keeps
+                // it alive while `buffer` holds its view.
+                unsafe {
+                    std::slice::from_raw_parts(buffer.buf_ptr().cast(), buffer.len_bytes())
+                }
+            }
+        }
+    }
+}
+
+fn describe_dtype(array: &Bound<'_, PyUntypedArray>) -> String {
+    array.dtype().to_string()
+}
+
+/// Checks that `array` is 1-D and contiguous; `what` names the expected input in messages.
+fn check_vector(array: &Bound<'_, PyUntypedArray>, what: &str) -> PyResult<()> {
+    if array.ndim() != 1 {
+        return Err(PyValueError::new_err(format!(
+            "expected {what}, got a {}-D array of shape ({})",
+            array.ndim(),
+            array.shape().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if !array.is_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "expected {what}, got a non-contiguous array (pass np.ascontiguousarray(x))"
+        )));
+    }
+    Ok(())
+}
+
+/// Borrows a bytes-like object, or a numpy array of any dtype as its raw bytes.
+fn get_buffer<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Borrowed<'py>> {
+    if let Ok(bytes) = obj.cast::<PyBytes>() {
+        return Ok(Borrowed::Bytes(bytes.clone()));
+    }
+    if let Ok(array) = obj.cast::<PyUntypedArray>() {
+        check_vector(array, what)?;
+        return Ok(Borrowed::Array(array.clone()));
+    }
+    let buffer = PyBuffer::<u8>::get(obj).map_err(|_| {
+        PyValueError::new_err(format!(
+            "expected {what}, got an object of type {}",
+            obj.get_type().name().map_or_else(|_| "?".to_owned(), |name| name.to_string())
+        ))
+    })?;
+    if !buffer.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "expected {what}, got a non-contiguous buffer"
+        )));
+    }
+    Ok(Borrowed::Buffer(buffer))
+}
+
+/// Borrows a 1-D contiguous numpy array of `T`, with a clear error for anything else.
+fn get_array<'py, T: Element>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    let Ok(array) = obj.cast::<PyUntypedArray>() else {
+        return Err(PyValueError::new_err(format!(
+            "expected {what}, got an object of type {}",
+            obj.get_type().name().map_or_else(|_| "?".to_owned(), |name| name.to_string())
+        )));
+    };
+    check_vector(array, what)?;
+    if !array.dtype().is_equiv_to(&numpy::dtype::<T>(obj.py())) {
+        return Err(PyValueError::new_err(format!(
+            "expected {what}, got an array of dtype {}",
+            describe_dtype(array)
+        )));
+    }
+    // SAFETY: dimensionality and dtype were checked just above.
+    let typed = unsafe { array.cast_unchecked::<PyArray1<T>>() };
+    Ok(typed.try_readonly().map_err(|err| PyValueError::new_err(err.to_string()))?)
+}
+
+/// PCM16 input: an int16 array, or little-endian bytes-like data.
+enum Pcm16<'py> {
+    Array(PyReadonlyArray1<'py, i16>),
+    Raw(Borrowed<'py>),
+}
+
+const PCM16_INPUT: &str = "a 1-D int16 array or bytes-like PCM16";
+
+fn get_pcm16<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Pcm16<'py>> {
+    if obj.cast::<PyUntypedArray>().is_ok() {
+        return Ok(Pcm16::Array(get_array::<i16>(obj, PCM16_INPUT)?));
+    }
+    let raw = get_buffer(obj, PCM16_INPUT)?;
+    let len = raw.bytes().len();
+    if len % 2 != 0 {
+        return Err(PyValueError::new_err(format!(
+            "PCM16 data must have an even number of bytes, got {len}"
+        )));
+    }
+    Ok(Pcm16::Raw(raw))
+}
+
+impl Pcm16<'_> {
+    /// The samples; bytes are reinterpreted in place when aligned, copied otherwise.
+    fn samples(&self) -> PyResult<Cow<'_, [i16]>> {
+        match self {
+            Self::Array(array) => Ok(Cow::Borrowed(array.as_slice()?)),
+            Self::Raw(raw) => Ok(pcm16_from_le_bytes(raw.bytes())),
+        }
+    }
+}
+
+fn pcm16_from_le_bytes(bytes: &[u8]) -> Cow<'_, [i16]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: any bit pattern is a valid i16; `align_to` only yields the aligned middle.
+        let (head, samples, tail) = unsafe { bytes.align_to::<i16>() };
+        if head.is_empty() && tail.is_empty() {
+            return Cow::Borrowed(samples);
+        }
+    }
+    Cow::Owned(bytes.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect())
+}
+
+fn pcm16_as_le_bytes(samples: &[i16]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: u8 has no alignment or validity requirement; the length is exact.
+        Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(samples.as_ptr().cast(), std::mem::size_of_val(samples))
+        })
+    } else {
+        Cow::Owned(samples.iter().flat_map(|s| s.to_le_bytes()).collect())
+    }
+}
+
+const FLOAT_INPUT: &str = "a 1-D float32 or float64 array";
+
+/// Converts float samples to PCM16.
+///
+/// `samples` is a 1-D contiguous float32 or float64 array, nominally in [-1, 1]. NaN becomes
+/// 0, values outside are clipped, the rest is scaled by 32767 and rounded half to even in the
+/// input's own precision (what `np.rint(np.clip(x, -1, 1) * 32767)` gives). The input is
+/// borrowed without a copy; the result is one new int16 array.
+///
+/// >>> import numpy as np
+/// >>> float_to_pcm16(np.array([0.0, 0.5, -1.0, 2.0, np.nan], dtype=np.float32))
+/// array([     0,  16384, -32767,  32767,      0], dtype=int16)
+#[pyfunction(name = "float_to_pcm16")]
+fn float_to_pcm16_py<'py>(
+    py: Python<'py>,
+    samples: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<i16>>> {
+    let Ok(array) = samples.cast::<PyUntypedArray>() else {
+        return Err(PyValueError::new_err(format!(
+            "expected {FLOAT_INPUT}, got an object of type {}",
+            samples.get_type().name().map_or_else(|_| "?".to_owned(), |name| name.to_string())
+        )));
+    };
+    let dtype = array.dtype();
+    let output = if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+        let input = get_array::<f32>(samples, FLOAT_INPUT)?;
+        let input = input.as_slice()?;
+        detach_if_large(py, input.len(), || crate::pcm::f32_to_pcm16(input))
+    } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
+        let input = get_array::<f64>(samples, FLOAT_INPUT)?;
+        let input = input.as_slice()?;
+        detach_if_large(py, input.len(), || crate::pcm::f64_to_pcm16(input))
+    } else {
+        check_vector(array, FLOAT_INPUT)?;
+        return Err(PyValueError::new_err(format!(
+            "expected {FLOAT_INPUT}, got an array of dtype {dtype}"
+        )));
+    };
+    Ok(PyArray1::from_vec(py, output))
+}
+
+/// Converts PCM16 to float32 samples in [-1, 1): each sample divided by 32768 (exact).
+///
+/// `samples` is a 1-D contiguous int16 array or bytes-like little-endian PCM16 (an odd byte
+/// count raises ValueError). The input is borrowed; the result is one new float32 array.
+///
+/// >>> import numpy as np
+/// >>> pcm16_to_float(np.array([0, 16384, -32768], dtype=np.int16))
+/// array([ 0. ,  0.5, -1. ], dtype=float32)
+/// >>> pcm16_to_float(b"\x00\x80")
+/// array([-1.], dtype=float32)
+#[pyfunction(name = "pcm16_to_float")]
+fn pcm16_to_float_py<'py>(
+    py: Python<'py>,
+    samples: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let input = get_pcm16(samples)?;
+    let input = input.samples()?;
+    let output = detach_if_large(py, input.len(), || crate::pcm::pcm16_to_f32(&input));
+    Ok(PyArray1::from_vec(py, output))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The kernels never panic while holding the lock, so a poisoned lock still holds
+    // consistent state.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 
 // ---- codec ----
 
+const BYTES_INPUT: &str = "a bytes-like object or a 1-D contiguous numpy array";
+const BASE64_INPUT: &str = "base64 text as str or bytes-like";
+
+/// Encodes bytes as base64 and returns it as an ASCII `str`.
+fn base64_to_str<'py>(py: Python<'py>, input: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let len = crate::codec::b64_encoded_len(input.len());
+    let mut text = Vec::with_capacity(len);
+    detach_if_large(py, input.len(), || crate::codec::b64_encode_append(input, &mut text));
+    // SAFETY: base64 output is ASCII, hence UTF-8.
+    Ok(PyString::new(py, unsafe { std::str::from_utf8_unchecked(&text) }))
+}
+
+/// Borrows base64 text: an ASCII `str` (read in place) or bytes-like.
+enum Base64Text<'py> {
+    Str(Bound<'py, PyString>),
+    Raw(Borrowed<'py>),
+}
+
+fn get_base64_text<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Base64Text<'py>> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        return Ok(Base64Text::Str(text.clone()));
+    }
+    Ok(Base64Text::Raw(get_buffer(obj, BASE64_INPUT)?))
+}
+
+impl Base64Text<'_> {
+    fn bytes(&self) -> PyResult<&[u8]> {
+        match self {
+            // For the first non-ASCII character, its UTF-8 byte offset equals its offset in
+            // the str, so decode errors report str offsets.
+            Self::Str(text) => Ok(text.to_str()?.as_bytes()),
+            Self::Raw(raw) => Ok(raw.bytes()),
+        }
+    }
+}
+
+/// Base64-encodes `buffer` (standard alphabet, padded) to a `str`.
+///
+/// Byte-identical to `base64.b64encode(buffer).decode()`. `buffer` is any C-contiguous
+/// bytes-like object, or a 1-D contiguous numpy array (its raw bytes).
+///
+/// >>> b64encode(b"foob")
+/// 'Zm9vYg=='
+#[pyfunction(name = "b64encode")]
+fn b64encode_py<'py>(py: Python<'py>, buffer: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    let input = get_buffer(buffer, BYTES_INPUT)?;
+    base64_to_str(py, input.bytes())
+}
+
+/// Decodes base64 `text` (`str` or bytes-like) to `bytes`.
+///
+/// Strict: standard alphabet, whole 4-character groups, at most two `=` ending the text. On
+/// such input the result equals `base64.b64decode(text, validate=True)`. Anything else
+/// (whitespace, URL-safe characters, missing or misplaced padding) raises ValueError naming
+/// the offset of the first bad character; nothing is silently skipped.
+///
+/// >>> b64decode("Zm9vYg==")
+/// b'foob'
+/// >>> b64decode("Zm9v!mFy")
+/// Traceback (most recent call last):
+///     ...
+/// ValueError: invalid base64: character '!' at offset 4
+#[pyfunction(name = "b64decode")]
+fn b64decode_py<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let text = get_base64_text(text)?;
+    let text = text.bytes()?;
+    let len = crate::codec::b64_decoded_len(text)?;
+    PyBytes::new_with(py, len, |output| {
+        detach_if_large(py, text.len(), || crate::codec::b64_decode_into(text, output))?;
+        Ok(())
+    })
+}
+
+/// Base64 of PCM16 audio (little-endian), as the Realtime API's audio fields carry it.
+///
+/// `samples` is a 1-D contiguous int16 array or bytes-like PCM16 (even length).
+///
+/// >>> import numpy as np
+/// >>> pcm16_to_base64(np.array([1, -2], dtype=np.int16))
+/// 'AQD+/w=='
+#[pyfunction(name = "pcm16_to_base64")]
+fn pcm16_to_base64_py<'py>(
+    py: Python<'py>,
+    samples: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyString>> {
+    let input = get_pcm16(samples)?;
+    match &input {
+        Pcm16::Raw(raw) => base64_to_str(py, raw.bytes()),
+        Pcm16::Array(array) => base64_to_str(py, &pcm16_as_le_bytes(array.as_slice()?)),
+    }
+}
+
+/// Decodes base64 of little-endian PCM16 (`str` or bytes-like) to a new int16 array.
+///
+/// Same strict rules as `b64decode`; a decoded odd byte count raises ValueError.
+///
+/// >>> pcm16_from_base64("AQD+/w==")
+/// array([ 1, -2], dtype=int16)
+#[pyfunction(name = "pcm16_from_base64")]
+fn pcm16_from_base64_py<'py>(
+    py: Python<'py>,
+    text: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<i16>>> {
+    let text = get_base64_text(text)?;
+    let text = text.bytes()?;
+    let len = crate::codec::b64_decoded_len(text)?;
+    if len % 2 != 0 {
+        // A bad character is the more useful report, if there is one.
+        crate::codec::b64_decode(text)?;
+        return Err(PyValueError::new_err(format!(
+            "PCM16 data must have an even number of bytes, the base64 text decodes to {len}"
+        )));
+    }
+    let mut samples = vec![0i16; len / 2];
+    detach_if_large(py, text.len(), || {
+        // SAFETY: the i16 buffer viewed as bytes; every byte pattern is a valid i16.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast(), len) };
+        crate::codec::b64_decode_into(text, bytes)
+    })?;
+    if cfg!(target_endian = "big") {
+        for sample in &mut samples {
+            *sample = i16::from_le(*sample);
+        }
+    }
+    Ok(PyArray1::from_vec(py, samples))
+}
+
+fn codes_input<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Borrowed<'py>> {
+    const WHAT: &str = "a 1-D uint8 array or bytes-like G.711 codes";
+    if obj.cast::<PyUntypedArray>().is_ok() {
+        let array = get_array::<u8>(obj, WHAT)?;
+        return Ok(Borrowed::Array(array.as_untyped().clone()));
+    }
+    get_buffer(obj, WHAT)
+}
+
+macro_rules! g711_pyfunctions {
+    ($encode:ident, $encode_name:literal, $encode_kernel:path,
+     $decode:ident, $decode_name:literal, $decode_kernel:path, $law:literal,
+     $audioop_encode:literal, $audioop_decode:literal, $encode_example:literal, $decode_example:literal) => {
+        #[doc = concat!("Encodes PCM16 to G.711 ", $law, " codes, bit-exact with `audioop.", $audioop_encode, "`.\n\n",
+            "`pcm16` is a 1-D contiguous int16 array or bytes-like PCM16 (even length); the result\n",
+            "is a new uint8 array, one code per sample.\n\n",
+            ">>> import numpy as np\n",
+            ">>> ", $encode_name, "(np.array([0, 1000, -1000], dtype=np.int16))\n",
+            $encode_example)]
+        #[pyfunction(name = $encode_name)]
+        fn $encode<'py>(
+            py: Python<'py>,
+            pcm16: &Bound<'py, PyAny>,
+        ) -> PyResult<Bound<'py, PyArray1<u8>>> {
+            let input = get_pcm16(pcm16)?;
+            let input = input.samples()?;
+            let output = detach_if_large(py, input.len(), || $encode_kernel(&input));
+            Ok(PyArray1::from_vec(py, output))
+        }
+
+        #[doc = concat!("Decodes G.711 ", $law, " codes to PCM16, bit-exact with `audioop.", $audioop_decode, "`.\n\n",
+            "`codes` is a 1-D contiguous uint8 array or bytes-like; the result is a new int16 array.\n\n",
+            ">>> ", $decode_name, "(bytes([0x00, 0x80]))\n",
+            $decode_example)]
+        #[pyfunction(name = $decode_name)]
+        fn $decode<'py>(
+            py: Python<'py>,
+            codes: &Bound<'py, PyAny>,
+        ) -> PyResult<Bound<'py, PyArray1<i16>>> {
+            let input = codes_input(codes)?;
+            let input = input.bytes();
+            let output = detach_if_large(py, input.len(), || $decode_kernel(input));
+            Ok(PyArray1::from_vec(py, output))
+        }
+    };
+}
+
+g711_pyfunctions!(
+    ulaw_encode_py, "ulaw_encode", crate::codec::ulaw_encode,
+    ulaw_decode_py, "ulaw_decode", crate::codec::ulaw_decode, "mu-law",
+    "lin2ulaw(pcm16, 2)", "ulaw2lin(codes, 2)",
+    "array([255, 206,  78], dtype=uint8)", "array([-32124,  32124], dtype=int16)"
+);
+g711_pyfunctions!(
+    alaw_encode_py, "alaw_encode", crate::codec::alaw_encode,
+    alaw_decode_py, "alaw_decode", crate::codec::alaw_decode, "A-law",
+    "lin2alaw(pcm16, 2)", "alaw2lin(codes, 2)",
+    "array([213, 250, 122], dtype=uint8)", "array([-5504,  5504], dtype=int16)"
+);
+
 
 // ---- ring ----
+
+/// A fixed-capacity FIFO of int16 samples, safe to share between threads.
+#[pyclass(name = "RingBuffer", module = "realtalk._audio", frozen)]
+pub struct PyRingBuffer {
+    inner: Mutex<crate::ring::RingBuffer>,
+}
+
+#[pymethods]
+impl PyRingBuffer {
+    #[new]
+    fn new(capacity: usize) -> PyResult<Self> {
+        Ok(Self { inner: Mutex::new(crate::ring::RingBuffer::new(capacity)?) })
+    }
+
+    /// Appends as many samples as fit; returns how many were accepted.
+    fn write(&self, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let input = get_pcm16(samples)?;
+        let input = input.samples()?;
+        Ok(lock(&self.inner).write(&input))
+    }
+
+    /// Removes and returns up to `n` of the oldest samples.
+    fn read<'py>(&self, py: Python<'py>, n: usize) -> Bound<'py, PyArray1<i16>> {
+        let output = lock(&self.inner).read(n);
+        PyArray1::from_vec(py, output)
+    }
+
+    /// Returns up to `n` of the oldest samples without removing them.
+    fn peek<'py>(&self, py: Python<'py>, n: usize) -> Bound<'py, PyArray1<i16>> {
+        let output = lock(&self.inner).peek(n);
+        PyArray1::from_vec(py, output)
+    }
+
+    fn clear(&self) {
+        lock(&self.inner).clear();
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        lock(&self.inner).capacity()
+    }
+
+    /// Room left, in samples.
+    #[getter]
+    fn free(&self) -> usize {
+        lock(&self.inner).free()
+    }
+
+    fn __len__(&self) -> usize {
+        lock(&self.inner).len()
+    }
+
+    fn __repr__(&self) -> String {
+        let ring = lock(&self.inner);
+        format!("RingBuffer(capacity={}, len={})", ring.capacity(), ring.len())
+    }
+}
+
+/// The speaker side of a conversation (see `realtalk.audio.PlaybackBuffer`).
+#[pyclass(name = "PlaybackBuffer", module = "realtalk._audio", frozen)]
+pub struct PyPlaybackBuffer {
+    inner: Mutex<crate::ring::PlaybackBuffer>,
+}
+
+#[pymethods]
+impl PyPlaybackBuffer {
+    #[new]
+    #[pyo3(signature = (sample_rate, capacity_ms = 60_000))]
+    fn new(sample_rate: u32, capacity_ms: u32) -> PyResult<Self> {
+        Ok(Self { inner: Mutex::new(crate::ring::PlaybackBuffer::new(sample_rate, capacity_ms)?) })
+    }
+
+    /// Queues samples of one content part; returns how many fit.
+    fn push(&self, item_id: &str, content_index: u32, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let input = get_pcm16(samples)?;
+        let input = input.samples()?;
+        Ok(lock(&self.inner).push(item_id, content_index, &input))
+    }
+
+    /// The next `n` samples, zero-filled past what is queued.
+    fn pull<'py>(&self, py: Python<'py>, n: usize) -> Bound<'py, PyArray1<i16>> {
+        let output = lock(&self.inner).pull(n);
+        PyArray1::from_vec(py, output)
+    }
+
+    /// Fills a writable int16 array in place; returns how many real samples it got.
+    fn pull_into(&self, out: &Bound<'_, PyAny>) -> PyResult<usize> {
+        const WHAT: &str = "a writable 1-D contiguous int16 array";
+        let Ok(array) = out.cast::<PyUntypedArray>() else {
+            return Err(PyValueError::new_err(format!("expected {WHAT}")));
+        };
+        check_vector(array, WHAT)?;
+        if !array.dtype().is_equiv_to(&numpy::dtype::<i16>(out.py())) {
+            return Err(PyValueError::new_err(format!(
+                "expected {WHAT}, got an array of dtype {}",
+                describe_dtype(array)
+            )));
+        }
+        // SAFETY: dimensionality and dtype were checked just above.
+        let typed = unsafe { array.cast_unchecked::<PyArray1<i16>>() };
+        let mut writable =
+            typed.try_readwrite().map_err(|err| PyValueError::new_err(format!("{WHAT}: {err}")))?;
+        Ok(lock(&self.inner).pull_into(writable.as_slice_mut()?))
+    }
+
+    /// Samples of `item_id` played so far (all its content parts); 0 if unknown.
+    fn played(&self, item_id: &str) -> u64 {
+        lock(&self.inner).played(item_id)
+    }
+
+    /// Drops the queue; returns (item_id, content_index, audio_end_ms) of the part being
+    /// heard, or None.
+    fn interrupt(&self) -> Option<(String, u32, u64)> {
+        lock(&self.inner)
+            .interrupt()
+            .map(|heard| (heard.item_id, heard.content_index, heard.audio_end_ms))
+    }
+
+    /// Drops the queue and forgets the current part.
+    fn clear(&self) {
+        lock(&self.inner).clear();
+    }
+
+    /// (item_id, content_index) of the part being heard, or None.
+    #[getter]
+    fn current(&self) -> Option<(String, u32)> {
+        lock(&self.inner).current().map(|part| (part.item_id.clone(), part.content_index))
+    }
+
+    #[getter]
+    fn sample_rate(&self) -> u32 {
+        lock(&self.inner).sample_rate()
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        lock(&self.inner).capacity()
+    }
+
+    #[getter]
+    fn queued(&self) -> usize {
+        lock(&self.inner).queued()
+    }
+
+    #[getter]
+    fn free(&self) -> usize {
+        lock(&self.inner).free()
+    }
+
+    #[getter]
+    fn underruns(&self) -> u64 {
+        lock(&self.inner).underruns()
+    }
+
+    fn __repr__(&self) -> String {
+        let buffer = lock(&self.inner);
+        format!(
+            "PlaybackBuffer(sample_rate={}, capacity={}, queued={}, underruns={})",
+            buffer.sample_rate(),
+            buffer.capacity(),
+            buffer.queued(),
+            buffer.underruns()
+        )
+    }
+}
 
 
 // ---- resample ----
@@ -39,10 +638,19 @@ mod _audio {
     use pyo3::prelude::*;
 
     // ---- pcm exports ----
+    #[pymodule_export]
+    use super::{float_to_pcm16_py, pcm16_to_float_py};
 
     // ---- codec exports ----
+    #[pymodule_export]
+    use super::{
+        alaw_decode_py, alaw_encode_py, b64decode_py, b64encode_py, pcm16_from_base64_py,
+        pcm16_to_base64_py, ulaw_decode_py, ulaw_encode_py,
+    };
 
     // ---- ring exports ----
+    #[pymodule_export]
+    use super::{PyPlaybackBuffer, PyRingBuffer};
 
     // ---- resample exports ----
 

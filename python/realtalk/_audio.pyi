@@ -1,15 +1,38 @@
 """Type stubs for realtalk's Rust extension module (checked by mypy.stubtest in the tests)."""
 
-from typing import Final
+from typing import Final, TypeAlias, final
+
+import numpy as np
+import numpy.typing as npt
+
+_Int16Array: TypeAlias = npt.NDArray[np.int16]
+_UInt8Array: TypeAlias = npt.NDArray[np.uint8]
+_Float32Array: TypeAlias = npt.NDArray[np.float32]
+_FloatArray: TypeAlias = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+_BytesLike: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.generic]
+_Pcm16: TypeAlias = npt.NDArray[np.int16] | bytes | bytearray | memoryview
+_Codes: TypeAlias = npt.NDArray[np.uint8] | bytes | bytearray | memoryview
 
 __all__ = [
     "__version__",
     "build_profile",
     # ---- pcm ----
+    "float_to_pcm16",
+    "pcm16_to_float",
 
     # ---- codec ----
+    "alaw_decode",
+    "alaw_encode",
+    "b64decode",
+    "b64encode",
+    "pcm16_from_base64",
+    "pcm16_to_base64",
+    "ulaw_decode",
+    "ulaw_encode",
 
     # ---- ring ----
+    "PlaybackBuffer",
+    "RingBuffer",
 
     # ---- resample ----
 
@@ -25,9 +48,91 @@ build_profile: Final[str]
 
 # ---- pcm ----
 
+def float_to_pcm16(samples: _FloatArray) -> _Int16Array:
+    """Converts float32/float64 samples to PCM16 (NaN -> 0, clip to [-1, 1], x 32767, rint)."""
+
+def pcm16_to_float(samples: _Pcm16) -> _Float32Array:
+    """Converts PCM16 (int16 array or bytes-like) to float32: each sample / 32768."""
+
 # ---- codec ----
 
+def b64encode(buffer: _BytesLike) -> str:
+    """Base64 (standard alphabet, padded) of a bytes-like object, as ``base64.b64encode``."""
+
+def b64decode(text: str | _BytesLike) -> bytes:
+    """Strict base64 decode; ValueError names the offset of the first bad character."""
+
+def pcm16_to_base64(samples: _Pcm16) -> str:
+    """Base64 of little-endian PCM16 (int16 array or bytes-like)."""
+
+def pcm16_from_base64(text: str | _BytesLike) -> _Int16Array:
+    """Decodes base64 of little-endian PCM16 to an int16 array."""
+
+def ulaw_encode(pcm16: _Pcm16) -> _UInt8Array:
+    """PCM16 to G.711 mu-law codes, bit-exact with ``audioop.lin2ulaw``."""
+
+def ulaw_decode(codes: _Codes) -> _Int16Array:
+    """G.711 mu-law codes to PCM16, bit-exact with ``audioop.ulaw2lin``."""
+
+def alaw_encode(pcm16: _Pcm16) -> _UInt8Array:
+    """PCM16 to G.711 A-law codes, bit-exact with ``audioop.lin2alaw``."""
+
+def alaw_decode(codes: _Codes) -> _Int16Array:
+    """G.711 A-law codes to PCM16, bit-exact with ``audioop.alaw2lin``."""
+
 # ---- ring ----
+
+@final
+class RingBuffer:
+    """A fixed-capacity FIFO of int16 samples, safe to share between threads."""
+
+    def __new__(cls, capacity: int) -> RingBuffer: ...
+    def write(self, samples: _Pcm16) -> int:
+        """Appends as many samples as fit; returns how many were accepted."""
+    def read(self, n: int) -> _Int16Array:
+        """Removes and returns up to ``n`` of the oldest samples."""
+    def peek(self, n: int) -> _Int16Array:
+        """Returns up to ``n`` of the oldest samples without removing them."""
+    def clear(self) -> None: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def free(self) -> int:
+        """Room left, in samples."""
+    def __len__(self) -> int: ...
+
+@final
+class PlaybackBuffer:
+    """The speaker side of a conversation: pushed by the event loop, pulled by the device."""
+
+    def __new__(cls, sample_rate: int, capacity_ms: int = 60000) -> PlaybackBuffer: ...
+    def push(self, item_id: str, content_index: int, samples: _Pcm16) -> int:
+        """Queues samples of one content part; returns how many fit."""
+    def pull(self, n: int) -> _Int16Array:
+        """The next ``n`` samples, zero-filled past what is queued."""
+    def pull_into(self, out: _Int16Array) -> int:
+        """Fills a writable int16 array in place; returns how many real samples it got."""
+    def played(self, item_id: str) -> int:
+        """Samples of ``item_id`` played so far (all its content parts); 0 if unknown."""
+    def interrupt(self) -> tuple[str, int, int] | None:
+        """Drops the queue; returns (item_id, content_index, audio_end_ms) or None."""
+    def clear(self) -> None:
+        """Drops the queue and forgets the current part."""
+    @property
+    def current(self) -> tuple[str, int] | None:
+        """(item_id, content_index) of the part being heard, or None."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def queued(self) -> int:
+        """Samples queued and not yet pulled."""
+    @property
+    def free(self) -> int: ...
+    @property
+    def underruns(self) -> int:
+        """How many times playback ran dry after audio was pushed."""
 
 # ---- resample ----
 

@@ -13,10 +13,39 @@ from realtalk import _audio
 __all__: list[str] = []
 
 # ---- pcm ----
+# The kernels are re-exported as they are (their docstrings, with examples, live on the
+# extension functions): a Python wrapper would add a call's worth of overhead per frame.
+from realtalk._audio import float_to_pcm16, pcm16_to_float
+
+__all__ += ["float_to_pcm16", "pcm16_to_float"]
 
 # ---- codec ----
+from realtalk._audio import (
+    alaw_decode,
+    alaw_encode,
+    b64decode,
+    b64encode,
+    pcm16_from_base64,
+    pcm16_to_base64,
+    ulaw_decode,
+    ulaw_encode,
+)
+
+__all__ += [
+    "alaw_decode",
+    "alaw_encode",
+    "b64decode",
+    "b64encode",
+    "pcm16_from_base64",
+    "pcm16_to_base64",
+    "ulaw_decode",
+    "ulaw_encode",
+]
 
 # ---- ring ----
+from realtalk._audio import PlaybackBuffer, RingBuffer
+
+__all__ += ["PlaybackBuffer", "RingBuffer"]
 
 # ---- resample ----
 

@@ -1,0 +1,462 @@
+//! Fixed-capacity sample queues: a plain PCM16 ring buffer and the speaker-side playback
+//! buffer, which remembers which conversation item each queued sample belongs to so that a
+//! barge-in can report exactly how much of the assistant's answer was heard.
+//!
+//! Neither structure ever reallocates after construction, so pulling from an audio callback
+//! costs a lock and two `memcpy`s at most. Both are plain (single-owner) Rust values; the
+//! bindings put each behind a mutex.
+
+use std::collections::VecDeque;
+
+use crate::AudioError;
+
+/// A first-in first-out queue of at most `capacity` PCM16 samples.
+///
+/// `write` accepts as many samples as fit and says how many; accepted samples are never
+/// dropped or overwritten until read or cleared.
+#[derive(Debug, Clone)]
+pub struct RingBuffer {
+    storage: Box<[i16]>,
+    /// Index of the oldest sample.
+    head: usize,
+    len: usize,
+}
+
+impl RingBuffer {
+    pub fn new(capacity: usize) -> Result<Self, AudioError> {
+        if capacity == 0 {
+            return Err(AudioError::invalid(
+                "ring buffer capacity must be at least 1 sample",
+            ));
+        }
+        Ok(Self {
+            storage: vec![0; capacity].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Room left, in samples.
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+
+    /// Appends as many leading samples of `samples` as fit; returns that count.
+    pub fn write(&mut self, samples: &[i16]) -> usize {
+        let accepted = samples.len().min(self.free());
+        let capacity = self.capacity();
+        let tail = (self.head + self.len) % capacity;
+        let first = accepted.min(capacity - tail);
+        self.storage[tail..tail + first].copy_from_slice(&samples[..first]);
+        self.storage[..accepted - first].copy_from_slice(&samples[first..accepted]);
+        self.len += accepted;
+        accepted
+    }
+
+    /// Copies up to `output.len()` of the oldest samples into `output` without consuming
+    /// them; returns how many were copied.
+    pub fn peek_into(&self, output: &mut [i16]) -> usize {
+        let count = output.len().min(self.len);
+        let first = count.min(self.capacity() - self.head);
+        output[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
+        output[first..count].copy_from_slice(&self.storage[..count - first]);
+        count
+    }
+
+    /// Moves up to `output.len()` of the oldest samples into `output`; returns how many.
+    pub fn read_into(&mut self, output: &mut [i16]) -> usize {
+        let count = self.peek_into(output);
+        self.consume(count);
+        count
+    }
+
+    /// Drops up to `count` of the oldest samples; returns how many were dropped.
+    pub fn consume(&mut self, count: usize) -> usize {
+        let count = count.min(self.len);
+        self.head = (self.head + count) % self.capacity();
+        self.len -= count;
+        if self.len == 0 {
+            self.head = 0;
+        }
+        count
+    }
+
+    /// The oldest `min(n, len)` samples, removed from the buffer.
+    pub fn read(&mut self, n: usize) -> Vec<i16> {
+        let mut output = vec![0; n.min(self.len)];
+        self.read_into(&mut output);
+        output
+    }
+
+    /// The oldest `min(n, len)` samples, left in the buffer.
+    pub fn peek(&self, n: usize) -> Vec<i16> {
+        let mut output = vec![0; n.min(self.len)];
+        self.peek_into(&mut output);
+        output
+    }
+}
+
+/// Which part of the conversation a run of queued samples belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentPart {
+    pub item_id: String,
+    pub content_index: u32,
+}
+
+/// What `interrupt` reports: the part that was playing and how much of it was heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    pub item_id: String,
+    pub content_index: u32,
+    /// Samples of this part that were pulled (played) before the interruption.
+    pub played_samples: u64,
+    /// `played_samples` in whole milliseconds at the buffer's sample rate (rounded down, so
+    /// it never claims audio that was not heard).
+    pub audio_end_ms: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    part: ContentPart,
+    /// Samples of this segment still queued.
+    queued: usize,
+}
+
+/// How many finished parts `played` still remembers.
+const PLAYED_HISTORY: usize = 64;
+
+/// The speaker side of a conversation: audio deltas are pushed as they arrive and the audio
+/// device pulls fixed-size blocks.
+#[derive(Debug)]
+pub struct PlaybackBuffer {
+    sample_rate: u32,
+    samples: RingBuffer,
+    /// Queued runs of samples in play order, one per consecutive (item, content part).
+    segments: VecDeque<Segment>,
+    /// The part being heard: the one at the head of the queue, or the last one that played
+    /// when the queue ran dry. `None` after `interrupt`/`clear` until the next push.
+    current: Option<ContentPart>,
+    /// Samples played per part, newest last, bounded by `PLAYED_HISTORY`.
+    played: VecDeque<(ContentPart, u64)>,
+    underruns: u64,
+    /// True once a pull came up short, until the next push: a dry spell counts only once.
+    dry: bool,
+}
+
+impl PlaybackBuffer {
+    pub fn new(sample_rate: u32, capacity_ms: u32) -> Result<Self, AudioError> {
+        if sample_rate == 0 {
+            return Err(AudioError::invalid("sample_rate must be positive"));
+        }
+        let capacity = u64::from(sample_rate) * u64::from(capacity_ms) / 1000;
+        if capacity == 0 {
+            return Err(AudioError::invalid(format!(
+                "capacity_ms={capacity_ms} holds no sample at {sample_rate} Hz"
+            )));
+        }
+        let capacity = usize::try_from(capacity)
+            .map_err(|_| AudioError::invalid("playback buffer capacity is too large"))?;
+        Ok(Self {
+            sample_rate,
+            samples: RingBuffer::new(capacity)?,
+            segments: VecDeque::new(),
+            current: None,
+            played: VecDeque::new(),
+            underruns: 0,
+            dry: true,
+        })
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// Capacity in samples.
+    pub fn capacity(&self) -> usize {
+        self.samples.capacity()
+    }
+
+    /// Samples queued and not yet pulled.
+    pub fn queued(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn free(&self) -> usize {
+        self.samples.free()
+    }
+
+    /// How many times playback ran dry: each run of short pulls after audio was pushed
+    /// counts once (the natural end of a response included).
+    pub fn underruns(&self) -> u64 {
+        self.underruns
+    }
+
+    /// The part currently being heard, if any (see `interrupt`).
+    pub fn current(&self) -> Option<&ContentPart> {
+        self.current.as_ref()
+    }
+
+    /// Queues samples of one content part; returns how many fit (the rest is not queued).
+    pub fn push(&mut self, item_id: &str, content_index: u32, samples: &[i16]) -> usize {
+        let accepted = self.samples.write(samples);
+        if accepted == 0 {
+            return 0;
+        }
+        self.dry = false;
+        match self.segments.back_mut() {
+            Some(last)
+                if last.part.item_id == item_id && last.part.content_index == content_index =>
+            {
+                last.queued += accepted;
+            }
+            _ => {
+                let part = ContentPart {
+                    item_id: item_id.to_owned(),
+                    content_index,
+                };
+                self.segments.push_back(Segment {
+                    part,
+                    queued: accepted,
+                });
+            }
+        }
+        if self.segments.len() == 1 {
+            // Nothing else queued: this part is the next one heard, whatever played before.
+            self.current = Some(self.segments[0].part.clone());
+        }
+        accepted
+    }
+
+    /// Fills `output` with the next samples, zero-filling what is missing; returns how many
+    /// real samples were delivered.
+    pub fn pull_into(&mut self, output: &mut [i16]) -> usize {
+        let delivered = self.samples.read_into(output);
+        output[delivered..].fill(0);
+        let mut left = delivered;
+        while left > 0 {
+            let Some(segment) = self.segments.front_mut() else {
+                break;
+            };
+            let taken = left.min(segment.queued);
+            segment.queued -= taken;
+            left -= taken;
+            let part = segment.part.clone();
+            if segment.queued == 0 {
+                self.segments.pop_front();
+            }
+            self.count_played(&part, taken as u64);
+            self.current = Some(part);
+        }
+        if let Some(next) = self.segments.front() {
+            // The part at the head of the queue is the one being heard from now on.
+            if self.current.as_ref() != Some(&next.part) {
+                self.current = Some(next.part.clone());
+            }
+        }
+        if delivered < output.len() {
+            if !self.dry {
+                self.underruns += 1;
+            }
+            self.dry = true;
+        }
+        delivered
+    }
+
+    /// The next `n` samples, zero-filled past what is queued.
+    pub fn pull(&mut self, n: usize) -> Vec<i16> {
+        let mut output = vec![0; n];
+        self.pull_into(&mut output);
+        output
+    }
+
+    fn count_played(&mut self, part: &ContentPart, samples: u64) {
+        if let Some((_, played)) = self.played.iter_mut().rev().find(|(p, _)| p == part) {
+            *played += samples;
+            return;
+        }
+        if self.played.len() == PLAYED_HISTORY {
+            self.played.pop_front();
+        }
+        self.played.push_back((part.clone(), samples));
+    }
+
+    /// Samples of `item_id` (all its content parts) played so far; 0 for unknown items.
+    pub fn played(&self, item_id: &str) -> u64 {
+        self.played
+            .iter()
+            .filter(|(part, _)| part.item_id == item_id)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn played_of(&self, part: &ContentPart) -> u64 {
+        self.played
+            .iter()
+            .rev()
+            .find(|(p, _)| p == part)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Drops everything queued and reports the part being heard with how much of it played,
+    /// or `None` if nothing was pushed since the last `interrupt`/`clear`.
+    pub fn interrupt(&mut self) -> Option<Interruption> {
+        let part = self.current.take()?;
+        self.drop_queue();
+        let played_samples = self.played_of(&part);
+        let audio_end_ms = played_samples * 1000 / u64::from(self.sample_rate);
+        Some(Interruption {
+            item_id: part.item_id,
+            content_index: part.content_index,
+            played_samples,
+            audio_end_ms,
+        })
+    }
+
+    /// Drops everything queued and forgets the current part (the played counts remain).
+    pub fn clear(&mut self) {
+        self.current = None;
+        self.drop_queue();
+    }
+
+    fn drop_queue(&mut self) {
+        self.samples.clear();
+        self.segments.clear();
+        self.dry = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_matches_a_deque_model_through_wraparound() {
+        let mut ring = RingBuffer::new(7).unwrap();
+        let mut model: VecDeque<i16> = VecDeque::new();
+        let mut next = 0i16;
+        // A fixed schedule of writes and reads that wraps the storage many times.
+        for step in 0..200usize {
+            let write_len = (step * 5) % 9;
+            let chunk: Vec<i16> = (0..write_len)
+                .map(|k| next.wrapping_add(k as i16))
+                .collect();
+            let accepted = ring.write(&chunk);
+            assert_eq!(accepted, write_len.min(7 - model.len()));
+            model.extend(&chunk[..accepted]);
+            next = next.wrapping_add(accepted as i16);
+            assert_eq!(
+                ring.peek(3),
+                model.iter().take(3).copied().collect::<Vec<_>>()
+            );
+            let read_len = (step * 3) % 8;
+            let got = ring.read(read_len);
+            let want: Vec<i16> = (0..read_len.min(model.len()))
+                .map(|_| model.pop_front().unwrap())
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(ring.len(), model.len());
+            assert_eq!(ring.free(), 7 - model.len());
+        }
+        ring.clear();
+        assert!(ring.is_empty());
+        assert!(RingBuffer::new(0).is_err());
+    }
+
+    fn ramp(start: i16, n: usize) -> Vec<i16> {
+        (0..n).map(|k| start + k as i16).collect()
+    }
+
+    #[test]
+    fn playback_tracks_items_and_reports_what_was_heard() {
+        let mut buffer = PlaybackBuffer::new(24_000, 1000).unwrap();
+        assert_eq!(buffer.capacity(), 24_000);
+        assert_eq!(buffer.interrupt(), None);
+        assert_eq!(buffer.push("a", 0, &ramp(1, 480)), 480);
+        assert_eq!(buffer.push("a", 0, &ramp(481, 480)), 480);
+        assert_eq!(buffer.push("b", 0, &ramp(961, 240)), 240);
+        assert_eq!(buffer.queued(), 1200);
+        assert_eq!(buffer.pull(700), ramp(1, 700));
+        assert_eq!(buffer.played("a"), 700);
+        assert_eq!(buffer.current().unwrap().item_id, "a");
+        // A pull that crosses from "a" into "b".
+        assert_eq!(buffer.pull(300), ramp(701, 300));
+        assert_eq!(buffer.played("a"), 960);
+        assert_eq!(buffer.played("b"), 40);
+        assert_eq!(buffer.current().unwrap().item_id, "b");
+        let heard = buffer.interrupt().unwrap();
+        assert_eq!(heard.item_id, "b");
+        assert_eq!(heard.played_samples, 40);
+        assert_eq!(heard.audio_end_ms, 1); // 40 samples at 24 kHz = 1.67 ms, rounded down
+        assert_eq!(buffer.queued(), 0);
+        assert_eq!(buffer.interrupt(), None);
+        assert_eq!(buffer.pull(4), [0; 4]);
+    }
+
+    #[test]
+    fn underruns_count_dry_spells_once() {
+        let mut buffer = PlaybackBuffer::new(16_000, 100).unwrap();
+        assert_eq!(buffer.pull(10), [0; 10]);
+        assert_eq!(
+            buffer.underruns(),
+            0,
+            "idle before any audio is not an underrun"
+        );
+        buffer.push("a", 0, &[5; 15]);
+        assert_eq!(buffer.pull(10), [5; 10]);
+        let mut out = [9i16; 10];
+        assert_eq!(buffer.pull_into(&mut out), 5);
+        assert_eq!(out, [5, 5, 5, 5, 5, 0, 0, 0, 0, 0]);
+        assert_eq!(buffer.underruns(), 1);
+        buffer.pull(10);
+        assert_eq!(buffer.underruns(), 1, "one dry spell");
+        buffer.push("a", 0, &[1; 3]);
+        buffer.pull(10);
+        assert_eq!(buffer.underruns(), 2);
+        // The item finished playing but was never interrupted: it is still the current one.
+        let heard = buffer.interrupt().unwrap();
+        assert_eq!(
+            (
+                heard.item_id.as_str(),
+                heard.played_samples,
+                heard.audio_end_ms
+            ),
+            ("a", 18, 1)
+        );
+    }
+
+    #[test]
+    fn push_beyond_capacity_keeps_what_fits() {
+        let mut buffer = PlaybackBuffer::new(1000, 10).unwrap();
+        assert_eq!(buffer.push("a", 1, &[7; 25]), 10);
+        assert_eq!(buffer.push("a", 1, &[7; 25]), 0);
+        assert_eq!(buffer.pull(12), [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0]);
+        let heard = buffer.interrupt().unwrap();
+        assert_eq!(
+            (
+                heard.content_index,
+                heard.played_samples,
+                heard.audio_end_ms
+            ),
+            (1, 10, 10)
+        );
+        assert!(PlaybackBuffer::new(0, 10).is_err());
+        assert!(PlaybackBuffer::new(100, 1).is_err());
+    }
+}
