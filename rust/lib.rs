@@ -15,6 +15,7 @@ pub mod codec;
 pub mod ring;
 
 // ---- resample ----
+pub mod resample;
 
 // ---- vad ----
 

@@ -49,6 +49,10 @@ __all__ += ["PlaybackBuffer", "RingBuffer"]
 
 # ---- resample ----
 
+Resampler = _audio.Resampler
+resample = _audio.resample
+__all__ += ["Resampler", "resample"]
+
 # ---- vad ----
 
 # ---- frame ----

@@ -1,0 +1,792 @@
+//! Streaming polyphase resampler with exact rational ratios.
+//!
+//! The ratio `out_rate / in_rate` is reduced to `up / down`; output sample `k` sits at input time
+//! `k * down / up`, which is tracked as an integer quotient and remainder, so hours of audio never
+//! drift. Every output is one dot product of a window of input history with the coefficients of
+//! its phase (the remainder), always in the same order with the same kernel: the result does not
+//! depend on how the input was chunked. Outputs are aligned with the input (output `k` is the
+//! band-limited value at time `k / out_rate`): a stream lags by [`Resampler::delay`] output
+//! samples, and `process` + `flush` of a whole signal is the delay-compensated one-shot result.
+//!
+//! Filters are Kaiser-windowed sincs designed at construction (and cached per rate pair and
+//! quality): the stop band starts at the lower Nyquist frequency, so nothing that would alias or
+//! image gets through, and each preset trades its pass band and attenuation against delay.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::AudioError;
+
+/// Lowest and highest sample rates accepted, in Hz.
+pub const MIN_RATE: u32 = 8_000;
+pub const MAX_RATE: u32 = 192_000;
+/// Interleaved channels accepted per stream.
+pub const MAX_CHANNELS: usize = 64;
+
+/// Filter presets. See [`Quality::design`] for what each one promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quality {
+    /// >= 80 dB, about 1 ms of delay: for voice activity work and monitoring.
+    Low,
+    /// >= 100 dB, flat within 0.01 dB to 0.85 x the lower Nyquist: transparent for 16-bit audio.
+    High,
+    /// >= 130 dB with a wider pass band, for archival-grade conversion.
+    Max,
+}
+
+impl Quality {
+    pub fn parse(name: &str) -> Result<Self, AudioError> {
+        match name {
+            "low" => Ok(Self::Low),
+            "high" => Ok(Self::High),
+            "max" => Ok(Self::Max),
+            other => Err(AudioError::invalid(format!(
+                "quality must be \"low\", \"high\" or \"max\", got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::High => "high",
+            Self::Max => "max",
+        }
+    }
+
+    /// Stop-band attenuation (dB) and transition width (Hz) for a given lower Nyquist frequency.
+    fn design(self, lower_nyquist: f64) -> (f64, f64) {
+        match self {
+            // The design attenuations carry a few dB of margin over the promised figures: the
+            // Kaiser length estimate is approximate and coefficients are rounded to f32.
+            Self::Low => {
+                let attenuation = 88.0;
+                // Wide enough for 1 ms of delay, but never so wide that the pass band ends below
+                // half the Nyquist frequency.
+                let for_one_ms =
+                    (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * 0.002);
+                (
+                    attenuation,
+                    for_one_ms.max(0.2 * lower_nyquist).min(0.5 * lower_nyquist),
+                )
+            }
+            Self::High => (104.0, 0.15 * lower_nyquist),
+            Self::Max => (145.0, 0.12 * lower_nyquist),
+        }
+    }
+}
+
+/// Largest coefficient table (in f32s) stored with one row per exact phase. Ratios whose reduced
+/// numerator would need more fall back to a finer-than-needed table interpolated per output.
+const MAX_TABLE_LEN: usize = 1 << 21;
+/// Coefficients are padded to a multiple of the widest SIMD block.
+const BLOCK: usize = 16;
+
+/// How the coefficients of a phase are obtained.
+#[derive(Debug)]
+enum PhaseTable {
+    /// One row per phase `r` in `0..up`.
+    Exact,
+    /// `rows` + 1 rows at fractional offsets `i / rows`; phase `r` interpolates linearly.
+    Interpolated { rows: u64 },
+}
+
+/// A Kaiser-windowed sinc split into polyphase rows, each `taps` long, reversed for a forward dot
+/// product with the input window and zero-padded at the front (where past input always exists,
+/// so the padding never makes an output wait).
+#[derive(Debug)]
+struct PolyphaseFilter {
+    taps: usize,
+    half_width: usize,
+    lead_pad: usize,
+    table: PhaseTable,
+    coefs: Vec<f32>,
+}
+
+fn bessel_i0(x: f64) -> f64 {
+    let quarter_x2 = x * x / 4.0;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    let mut k = 1.0;
+    while term > sum * 1e-17 {
+        term *= quarter_x2 / (k * k);
+        sum += term;
+        k += 1.0;
+    }
+    sum
+}
+
+fn kaiser_beta(attenuation: f64) -> f64 {
+    if attenuation > 50.0 {
+        0.1102 * (attenuation - 8.7)
+    } else {
+        0.5842 * (attenuation - 21.0).powf(0.4) + 0.07886 * (attenuation - 21.0)
+    }
+}
+
+impl PolyphaseFilter {
+    fn design(in_rate: u32, out_rate: u32, up: u64, quality: Quality) -> Self {
+        let fs_in = f64::from(in_rate);
+        let lower_nyquist = f64::from(in_rate.min(out_rate)) / 2.0;
+        let (attenuation, transition) = quality.design(lower_nyquist);
+        let cutoff = (lower_nyquist - transition / 2.0) / fs_in; // cycles per input sample
+        let beta = kaiser_beta(attenuation);
+        // Kaiser's length estimate, expressed in input samples on each side of the centre; at
+        // least 2 output samples of delay keep a stream from running ahead of the flushed total.
+        let length =
+            (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * transition / fs_in);
+        let min_half = (2.0 * fs_in / f64::from(out_rate)).ceil();
+        let half_width = (length / 2.0).ceil().max(min_half).max(2.0) as usize;
+        let used = 2 * half_width;
+        let taps = used.div_ceil(BLOCK) * BLOCK;
+        let lead_pad = taps - used;
+
+        let rows_needed = up as usize;
+        let table = if rows_needed.saturating_mul(taps) <= MAX_TABLE_LEN {
+            PhaseTable::Exact
+        } else {
+            let mut rows: u64 = 8192;
+            while rows > 256 && (rows as usize + 1) * taps > MAX_TABLE_LEN {
+                rows /= 2;
+            }
+            PhaseTable::Interpolated { rows }
+        };
+        let (row_count, denominator) = match table {
+            PhaseTable::Exact => (up as usize, up as f64),
+            PhaseTable::Interpolated { rows } => (rows as usize + 1, rows as f64),
+        };
+
+        let i0_beta = bessel_i0(beta);
+        let w = half_width as f64;
+        let impulse = |t: f64| -> f64 {
+            if t.abs() >= w {
+                return 0.0;
+            }
+            let ratio = t / w;
+            let window = bessel_i0(beta * (1.0 - ratio * ratio).sqrt()) / i0_beta;
+            let x = 2.0 * cutoff * t;
+            let sinc = if x == 0.0 {
+                1.0
+            } else {
+                (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+            };
+            2.0 * cutoff * sinc * window
+        };
+        let mut coefs = vec![0.0f32; row_count * taps];
+        for (row, chunk) in coefs.chunks_exact_mut(taps).enumerate() {
+            let fraction = row as f64 / denominator;
+            for (t, c) in chunk[lead_pad..].iter_mut().enumerate() {
+                // Window position t holds input q - W + 1 + t, which is (W - 1 - t) + fraction
+                // input samples before the output instant.
+                *c = impulse(w - 1.0 - t as f64 + fraction) as f32;
+            }
+        }
+        Self {
+            taps,
+            half_width,
+            lead_pad,
+            table,
+            coefs,
+        }
+    }
+
+    fn row(&self, index: usize) -> &[f32] {
+        &self.coefs[index * self.taps..(index + 1) * self.taps]
+    }
+}
+
+type FilterKey = (u32, u32, Quality);
+
+fn cached_filter(in_rate: u32, out_rate: u32, up: u64, quality: Quality) -> Arc<PolyphaseFilter> {
+    static CACHE: OnceLock<Mutex<HashMap<FilterKey, Arc<PolyphaseFilter>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (in_rate, out_rate, quality);
+    if let Some(found) = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return Arc::clone(found);
+    }
+    // Designed outside the lock: a large table takes milliseconds.
+    let filter = Arc::new(PolyphaseFilter::design(in_rate, out_rate, up, quality));
+    let mut guard = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if guard.len() >= 64 {
+        guard.clear();
+    }
+    Arc::clone(guard.entry(key).or_insert(filter))
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// `round(n * up / down)` with ties to even, like Python's `round`.
+fn rounded_ratio(n: u64, up: u64, down: u64) -> u64 {
+    let product = u128::from(n) * u128::from(up);
+    let quotient = product / u128::from(down);
+    let twice_rest = 2 * (product % u128::from(down));
+    let round_up =
+        twice_rest > u128::from(down) || (twice_rest == u128::from(down) && quotient % 2 == 1);
+    (quotient + u128::from(round_up)) as u64
+}
+
+fn check_rate(name: &str, rate: u32) -> Result<(), AudioError> {
+    if (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(AudioError::invalid(format!(
+            "{name} must be an integer from {MIN_RATE} to {MAX_RATE} Hz, got {rate}"
+        )))
+    }
+}
+
+/// A streaming resampler for interleaved `f32` or `i16` frames.
+#[derive(Debug)]
+pub struct Resampler {
+    in_rate: u32,
+    out_rate: u32,
+    channels: usize,
+    quality: Quality,
+    up: u64,
+    down: u64,
+    filter: Arc<PolyphaseFilter>,
+    kernel: Kernel,
+    /// Planar input history, one run per channel, starting at input index `history_start`.
+    history: Vec<Vec<f32>>,
+    history_start: i64,
+    frames_in: u64,
+    next_out: u64,
+    /// `next_out * down == next_quotient * up + next_phase`.
+    next_quotient: u64,
+    next_phase: u64,
+    /// Four interpolated coefficient rows (interpolated tables only).
+    scratch_coefs: Vec<f32>,
+    /// f32 staging for the i16 paths.
+    scratch_in: Vec<f32>,
+    scratch_out: Vec<f32>,
+}
+
+impl Resampler {
+    pub fn new(
+        in_rate: u32,
+        out_rate: u32,
+        channels: usize,
+        quality: Quality,
+    ) -> Result<Self, AudioError> {
+        check_rate("in_rate", in_rate)?;
+        check_rate("out_rate", out_rate)?;
+        if channels == 0 || channels > MAX_CHANNELS {
+            return Err(AudioError::invalid(format!(
+                "channels must be from 1 to {MAX_CHANNELS}, got {channels}"
+            )));
+        }
+        let divisor = gcd(u64::from(in_rate), u64::from(out_rate));
+        let up = u64::from(out_rate) / divisor;
+        let down = u64::from(in_rate) / divisor;
+        let filter = cached_filter(in_rate, out_rate, up, quality);
+        let scratch_len = match filter.table {
+            PhaseTable::Exact => 0,
+            PhaseTable::Interpolated { .. } => 4 * filter.taps,
+        };
+        let mut resampler = Self {
+            in_rate,
+            out_rate,
+            channels,
+            quality,
+            up,
+            down,
+            filter,
+            kernel: Kernel::detect(),
+            history: vec![Vec::new(); channels],
+            history_start: 0,
+            frames_in: 0,
+            next_out: 0,
+            next_quotient: 0,
+            next_phase: 0,
+            scratch_coefs: vec![0.0; scratch_len],
+            scratch_in: Vec::new(),
+            scratch_out: Vec::new(),
+        };
+        resampler.reset();
+        Ok(resampler)
+    }
+
+    pub fn in_rate(&self) -> u32 {
+        self.in_rate
+    }
+
+    pub fn out_rate(&self) -> u32 {
+        self.out_rate
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn quality(&self) -> Quality {
+        self.quality
+    }
+
+    /// How far a stream lags behind its input, in output samples: output `k` is available once
+    /// the input has reached `k + delay` output periods.
+    pub fn delay(&self) -> f64 {
+        self.filter.half_width as f64 * self.up as f64 / self.down as f64
+    }
+
+    /// The same lag in seconds.
+    pub fn delay_seconds(&self) -> f64 {
+        self.filter.half_width as f64 / f64::from(self.in_rate)
+    }
+
+    /// Taps per output sample (per channel): the cost of one output.
+    pub fn taps(&self) -> usize {
+        self.filter.taps
+    }
+
+    /// Which SIMD kernel runs the dot products ("avx512", "avx2" or "scalar").
+    pub fn kernel_name(&self) -> &'static str {
+        self.kernel.name()
+    }
+
+    /// Forgets all input: the next sample starts a new stream.
+    pub fn reset(&mut self) {
+        let lead = self.filter.half_width - 1 + self.filter.lead_pad;
+        for channel in &mut self.history {
+            channel.clear();
+            channel.resize(lead, 0.0);
+        }
+        self.history_start = -(lead as i64);
+        self.frames_in = 0;
+        self.next_out = 0;
+        self.next_quotient = 0;
+        self.next_phase = 0;
+    }
+
+    /// Frames (per channel) that `process` will return for `frames` more input frames.
+    pub fn output_len_for(&self, frames: usize) -> usize {
+        let total = self.frames_in + frames as u64;
+        let half_width = self.filter.half_width as u64;
+        let available = if total > half_width {
+            ((total - half_width) * self.up).div_ceil(self.down)
+        } else {
+            0
+        };
+        available.saturating_sub(self.next_out) as usize
+    }
+
+    /// Frames (per channel) that `flush` will return now.
+    pub fn flush_len(&self) -> usize {
+        rounded_ratio(self.frames_in, self.up, self.down).saturating_sub(self.next_out) as usize
+    }
+
+    fn check_shape(&self, samples: usize) -> Result<usize, AudioError> {
+        if samples % self.channels == 0 {
+            Ok(samples / self.channels)
+        } else {
+            Err(AudioError::invalid(format!(
+                "{samples} samples do not make whole frames of {} channels",
+                self.channels
+            )))
+        }
+    }
+
+    /// Resamples interleaved frames, appending every output that is complete to `out`.
+    pub fn process_into(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
+        let frames = self.check_shape(input.len())?;
+        self.append(input, frames, |x| x);
+        let until = self.next_out + self.output_len_for(0) as u64;
+        self.emit(until, out);
+        self.discard_consumed();
+        Ok(())
+    }
+
+    /// `process_into` for PCM16: scaled by 1/32768 in, rounded and saturated out.
+    pub fn process_i16_into(
+        &mut self,
+        input: &[i16],
+        out: &mut Vec<i16>,
+    ) -> Result<(), AudioError> {
+        let frames = self.check_shape(input.len())?;
+        self.append_i16(input, frames);
+        let until = self.next_out + self.output_len_for(0) as u64;
+        let mut staged = std::mem::take(&mut self.scratch_out);
+        staged.clear();
+        self.emit(until, &mut staged);
+        self.discard_consumed();
+        f32_to_i16_extend(&staged, out);
+        self.scratch_out = staged;
+        Ok(())
+    }
+
+    /// Emits the tail of the stream (as if the input continued with silence) so the total output
+    /// is `round(frames_in * out_rate / in_rate)` frames, then resets for a new stream.
+    pub fn flush_into(&mut self, out: &mut Vec<f32>) {
+        let total = rounded_ratio(self.frames_in, self.up, self.down);
+        if total > self.next_out {
+            let last_quotient = u128::from(total - 1) * u128::from(self.down) / u128::from(self.up);
+            let needed_end = last_quotient as i64 + self.filter.half_width as i64 + 1;
+            let have_end = self.history_start + self.history[0].len() as i64;
+            if needed_end > have_end {
+                let zeros = (needed_end - have_end) as usize;
+                for channel in &mut self.history {
+                    channel.resize(channel.len() + zeros, 0.0);
+                }
+            }
+            self.emit(total, out);
+        }
+        self.reset();
+    }
+
+    pub fn flush_i16_into(&mut self, out: &mut Vec<i16>) {
+        let mut staged = std::mem::take(&mut self.scratch_out);
+        staged.clear();
+        self.flush_into(&mut staged);
+        f32_to_i16_extend(&staged, out);
+        self.scratch_out = staged;
+    }
+
+    fn append(&mut self, input: &[f32], frames: usize, convert: impl Fn(f32) -> f32) {
+        if self.channels == 1 {
+            self.history[0].extend(input.iter().map(|&x| convert(x)));
+        } else {
+            for (channel, history) in self.history.iter_mut().enumerate() {
+                history.extend(
+                    input[channel..]
+                        .iter()
+                        .step_by(self.channels)
+                        .map(|&x| convert(x)),
+                );
+            }
+        }
+        self.frames_in += frames as u64;
+    }
+
+    fn append_i16(&mut self, input: &[i16], frames: usize) {
+        let mut staged = std::mem::take(&mut self.scratch_in);
+        staged.clear();
+        staged.extend(input.iter().map(|&x| f32::from(x) * (1.0 / 32768.0)));
+        self.append(&staged, frames, |x| x);
+        self.scratch_in = staged;
+    }
+
+    /// Drops history that no future output reads.
+    fn discard_consumed(&mut self) {
+        let first_needed = self.window_start(self.next_quotient);
+        let drop = (first_needed - self.history_start).max(0) as usize;
+        if drop > 0 {
+            for channel in &mut self.history {
+                channel.drain(..drop.min(channel.len()));
+            }
+            self.history_start += drop as i64;
+        }
+    }
+
+    fn window_start(&self, quotient: u64) -> i64 {
+        quotient as i64 - (self.filter.half_width + self.filter.lead_pad) as i64 + 1
+    }
+
+    /// Computes outputs `next_out..until` (all of whose windows are in the history).
+    fn emit(&mut self, until: u64, out: &mut Vec<f32>) {
+        if until <= self.next_out {
+            return;
+        }
+        let count = (until - self.next_out) as usize;
+        let channels = self.channels;
+        let base = out.len();
+        out.resize(base + count * channels, 0.0);
+        let out = &mut out[base..];
+        let filter = Arc::clone(&self.filter);
+        let taps = filter.taps;
+        let mut done = 0;
+        while done < count {
+            let group = (count - done).min(4);
+            let mut offsets = [0usize; 4];
+            let mut phases = [0u64; 4];
+            for slot in 0..group {
+                offsets[slot] =
+                    (self.window_start(self.next_quotient) - self.history_start) as usize;
+                phases[slot] = self.next_phase;
+                self.next_phase += self.down;
+                self.next_quotient += self.next_phase / self.up;
+                self.next_phase %= self.up;
+            }
+            let mut rows: [*const f32; 4] = [std::ptr::null(); 4];
+            for slot in 0..group {
+                rows[slot] = match filter.table {
+                    PhaseTable::Exact => filter.row(phases[slot] as usize).as_ptr(),
+                    PhaseTable::Interpolated { rows } => {
+                        let position = phases[slot] * rows;
+                        let index = (position / self.up) as usize;
+                        let fraction = (position % self.up) as f32 / self.up as f32;
+                        let scratch = &mut self.scratch_coefs[slot * taps..(slot + 1) * taps];
+                        let (a, b) = (filter.row(index), filter.row(index + 1));
+                        for ((c, &lo), &hi) in scratch.iter_mut().zip(a).zip(b) {
+                            *c = lo + fraction * (hi - lo);
+                        }
+                        scratch.as_ptr()
+                    }
+                };
+            }
+            // Unused lanes repeat the first output; their results are dropped.
+            for slot in group..4 {
+                offsets[slot] = offsets[0];
+                rows[slot] = rows[0];
+            }
+            for (channel, history) in self.history.iter().enumerate() {
+                let windows = offsets.map(|offset| {
+                    debug_assert!(offset + taps <= history.len());
+                    history[offset..offset + taps].as_ptr()
+                });
+                // SAFETY: every window and row holds `taps` floats (checked above for windows:
+                // `emit` is only called for outputs whose windows lie inside the history).
+                let sums = unsafe { self.kernel.dot4(windows, rows, taps) };
+                for (slot, &sum) in sums.iter().take(group).enumerate() {
+                    out[(done + slot) * channels + channel] = sum;
+                }
+            }
+            done += group;
+        }
+        self.next_out = until;
+    }
+}
+
+/// Appends `samples` scaled to PCM16, rounded to nearest (ties to even) and saturated.
+pub fn f32_to_i16_extend(samples: &[f32], out: &mut Vec<i16>) {
+    // Adding and removing 1.5 * 2^23 rounds to an integer in the f32 unit itself: no libm call
+    // on the baseline target, and it vectorises.
+    const MAGIC: f32 = 12_582_912.0;
+    out.extend(samples.iter().map(|&x| {
+        let scaled = (x * 32768.0).clamp(-32768.0, 32767.0);
+        ((scaled + MAGIC) - MAGIC) as i16
+    }));
+}
+
+/// One-shot, delay-compensated resampling of interleaved frames:
+/// `round(frames * out_rate / in_rate)` frames out, aligned with the input.
+pub fn resample(
+    input: &[f32],
+    in_rate: u32,
+    out_rate: u32,
+    channels: usize,
+    quality: Quality,
+) -> Result<Vec<f32>, AudioError> {
+    let mut resampler = Resampler::new(in_rate, out_rate, channels, quality)?;
+    let frames = resampler.check_shape(input.len())?;
+    let mut out = Vec::with_capacity(
+        (rounded_ratio(frames as u64, resampler.up, resampler.down) as usize) * channels,
+    );
+    resampler.process_into(input, &mut out)?;
+    resampler.flush_into(&mut out);
+    Ok(out)
+}
+
+/// `resample` for PCM16.
+pub fn resample_i16(
+    input: &[i16],
+    in_rate: u32,
+    out_rate: u32,
+    channels: usize,
+    quality: Quality,
+) -> Result<Vec<i16>, AudioError> {
+    let mut resampler = Resampler::new(in_rate, out_rate, channels, quality)?;
+    let mut out = Vec::new();
+    resampler.process_i16_into(input, &mut out)?;
+    resampler.flush_i16_into(&mut out);
+    Ok(out)
+}
+
+// ---- dot-product kernels ----
+//
+// Each kernel computes four independent dot products of `taps` (a multiple of 16) floats. Per
+// output the operation order is fixed, whichever of the four slots it lands in, so grouping never
+// changes a result. The wheel targets the baseline x86-64, so the AVX kernels are selected at run
+// time; FMA is only used inside them (without the target feature, `mul_add` is a libm call).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("REALTALK_NO_SIMD").is_some() {
+                return Self::Scalar;
+            }
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+            {
+                return Self::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Self::Avx2;
+            }
+        }
+        Self::Scalar
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => "avx512",
+        }
+    }
+
+    /// # Safety
+    /// Each pointer must be valid for `taps` reads; `taps` must be a multiple of 16.
+    unsafe fn dot4(self, x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f32; 4] {
+        // SAFETY: forwarded contract; the SIMD variants are only chosen when detected.
+        unsafe {
+            match self {
+                Self::Scalar => dot4_scalar(x, c, taps),
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx2 => x86::dot4_avx2(x, c, taps),
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx512 => x86::dot4_avx512(x, c, taps),
+            }
+        }
+    }
+}
+
+unsafe fn dot4_scalar(x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f32; 4] {
+    let mut sums = [0.0f32; 4];
+    for slot in 0..4 {
+        // SAFETY: the caller guarantees `taps` readable floats behind each pointer.
+        let (xs, cs) = unsafe {
+            (
+                std::slice::from_raw_parts(x[slot], taps),
+                std::slice::from_raw_parts(c[slot], taps),
+            )
+        };
+        // Sixteen separate lanes let the compiler vectorise without reassociating.
+        let mut lanes = [0.0f32; BLOCK];
+        for (xb, cb) in xs.chunks_exact(BLOCK).zip(cs.chunks_exact(BLOCK)) {
+            for lane in 0..BLOCK {
+                lanes[lane] += xb[lane] * cb[lane];
+            }
+        }
+        let mut width = BLOCK / 2;
+        while width > 0 {
+            for lane in 0..width {
+                lanes[lane] += lanes[lane + width];
+            }
+            width /= 2;
+        }
+        sums[slot] = lanes[0];
+    }
+    sums
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::{
+        __m256, __m512, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps256_ps128,
+        _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
+        _mm512_castps512_ps256, _mm512_castps_pd, _mm512_extractf64x4_pd, _mm512_fmadd_ps,
+        _mm512_loadu_ps, _mm512_setzero_ps, _mm_add_ps, _mm_storeu_ps,
+    };
+
+    /// Sums each of four 8-lane vectors: `[sum(a), sum(b), sum(c), sum(d)]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn reduce4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
+        let ab = _mm256_hadd_ps(a, b);
+        let cd = _mm256_hadd_ps(c, d);
+        let abcd = _mm256_hadd_ps(ab, cd);
+        let folded = _mm_add_ps(
+            _mm256_castps256_ps128(abcd),
+            _mm256_extractf128_ps::<1>(abcd),
+        );
+        let mut sums = [0.0f32; 4];
+        // SAFETY: `sums` has room for four floats.
+        unsafe { _mm_storeu_ps(sums.as_mut_ptr(), folded) };
+        sums
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of 16) reads.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot4_avx2(
+        x: [*const f32; 4],
+        c: [*const f32; 4],
+        taps: usize,
+    ) -> [f32; 4] {
+        let mut lo = [_mm256_setzero_ps(); 4];
+        let mut hi = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i < taps {
+            for slot in 0..4 {
+                // SAFETY: i + 16 <= taps, within the caller's guarantee.
+                unsafe {
+                    lo[slot] = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(x[slot].add(i)),
+                        _mm256_loadu_ps(c[slot].add(i)),
+                        lo[slot],
+                    );
+                    hi[slot] = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(x[slot].add(i + 8)),
+                        _mm256_loadu_ps(c[slot].add(i + 8)),
+                        hi[slot],
+                    );
+                }
+            }
+            i += 16;
+        }
+        reduce4(
+            _mm256_add_ps(lo[0], hi[0]),
+            _mm256_add_ps(lo[1], hi[1]),
+            _mm256_add_ps(lo[2], hi[2]),
+            _mm256_add_ps(lo[3], hi[3]),
+        )
+    }
+
+    /// Adds the two halves of a 16-lane vector.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn fold(v: __m512) -> __m256 {
+        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        _mm256_add_ps(_mm512_castps512_ps256(v), high)
+    }
+
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
+    /// 16) reads.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn dot4_avx512(
+        x: [*const f32; 4],
+        c: [*const f32; 4],
+        taps: usize,
+    ) -> [f32; 4] {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        while i < taps {
+            for slot in 0..4 {
+                // SAFETY: i + 16 <= taps, within the caller's guarantee.
+                unsafe {
+                    acc[slot] = _mm512_fmadd_ps(
+                        _mm512_loadu_ps(x[slot].add(i)),
+                        _mm512_loadu_ps(c[slot].add(i)),
+                        acc[slot],
+                    );
+                }
+            }
+            i += 16;
+        }
+        reduce4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]))
+    }
+}
