@@ -18,6 +18,7 @@ pub mod ring;
 pub mod resample;
 
 // ---- vad ----
+pub mod vad;
 
 // ---- frame ----
 

@@ -54,6 +54,9 @@ resample = _audio.resample
 __all__ += ["Resampler", "resample"]
 
 # ---- vad ----
+Vad = _audio.Vad
+VadEvent = _audio.VadEvent
+__all__ += ["Vad", "VadEvent"]
 
 # ---- frame ----
 
