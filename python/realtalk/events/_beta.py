@@ -132,13 +132,14 @@ def _flatten_audio(
     audio: Any, fields_by_ga: Mapping[tuple[str, str], str], out: JSONObject
 ) -> None:
     """Move GA ``audio.{input,output}.*`` fields that beta knows to flat keys of ``out``;
-    whatever beta cannot express stays under ``out["audio"]``."""
+    whatever beta cannot express stays under ``out["audio"]`` (an empty side says nothing and
+    is dropped, since a beta server refuses an ``audio`` field)."""
     if not isinstance(audio, Mapping):
         out["audio"] = audio
         return
     leftover: JSONObject = {}
     for direction, side in audio.items():
-        if direction not in ("input", "output") or not isinstance(side, Mapping) or not side:
+        if direction not in ("input", "output") or not isinstance(side, Mapping):
             leftover[direction] = side
             continue
         rest: JSONObject = {}
