@@ -55,7 +55,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidStatus, InvalidURI, PayloadTooBig
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, PayloadTooBig
 from websockets.extensions.permessage_deflate import (
     enable_client_permessage_deflate,
     enable_server_permessage_deflate,
@@ -135,6 +135,9 @@ def _translate(exc: BaseException, during: str) -> RealtalkError | None:
     if isinstance(exc, InvalidStatus):
         response = exc.response
         return HandshakeError(response.status_code, bytes(response.body).decode(errors="replace"))
+    if isinstance(exc, InvalidHandshake):
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        return ProtocolError(f"invalid handshake answer during {during}: {exc}{cause}")
     if isinstance(exc, InvalidURI):
         return ConnectError(f"invalid WebSocket URL: {exc}")
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
@@ -290,7 +293,9 @@ class WebSocket:
         self._incoming_send, self._incoming = anyio.create_memory_object_stream[RawMessage](
             max_queue
         )
-        self._reader_scope = anyio.CancelScope()
+        # Shielded: the reader must outlive a cancelled body long enough to finish the close
+        # handshake; close() and _abort() end it, with a deadline.
+        self._reader_scope = anyio.CancelScope(shield=True)
         self._reader_done = anyio.Event()
         self._reader_blocked_by_consumer = False
         self._pings: dict[bytes, anyio.Event] = {}

@@ -1,0 +1,686 @@
+"""Loopback tests of realtalk.transport: our client against our server, and against raw peers
+built from websockets' Sans-I/O ServerProtocol that misbehave on purpose. Every test runs on
+asyncio and trio."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from websockets.frames import Close, Frame, Opcode
+from websockets.server import ServerProtocol
+
+from realtalk.errors import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionClosed,
+    HandshakeError,
+    InvalidRequestError,
+    KeepaliveTimeout,
+    ProtocolError,
+    SessionExpired,
+    Timeout,
+)
+from realtalk.transport import (
+    DEFAULT_MAX_SIZE,
+    HTTPRequest,
+    HTTPResponse,
+    RawMessage,
+    WebSocket,
+    WebSocketServer,
+    open_websocket,
+    serve,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+# ---- a raw peer: websockets' Sans-I/O server driven by hand, to misbehave on purpose ----
+
+PeerBehaviour = Callable[[anyio.abc.SocketStream, ServerProtocol], Awaitable[None]]
+
+
+async def flush(stream: anyio.abc.ByteStream, protocol: ServerProtocol) -> None:
+    for chunk in protocol.data_to_send():
+        if chunk:
+            await stream.send(chunk)
+
+
+@asynccontextmanager
+async def raw_peer(behaviour: PeerBehaviour, *, handshake: bool = True) -> AsyncIterator[str]:
+    """A server on loopback that accepts the upgrade (unless ``handshake`` is False) and then
+    runs ``behaviour(stream, protocol)``. Yields its ws:// URL."""
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            protocol = ServerProtocol(max_size=None)
+            if handshake:
+                events: list[Any] = []
+                while not events:
+                    protocol.receive_data(await stream.receive())
+                    events = protocol.events_received()
+                protocol.send_response(protocol.accept(events[0]))
+                await flush(stream, protocol)
+            await behaviour(stream, protocol)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        yield f"ws://127.0.0.1:{port}/"
+        tg.cancel_scope.cancel()
+
+
+# ---- handshake ----
+
+
+async def test_echo_text_binary_and_raw() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            await ws.send("héllo")
+            assert await ws.receive() == "héllo"
+            await ws.send(b"\x00\xffbinary")
+            assert await ws.receive() == b"\x00\xffbinary"
+            await ws.send_text('{"type":"x"}'.encode())
+            assert await ws.receive_raw() == RawMessage(b'{"type":"x"}', True)
+            await ws.send_binary(b"\x01")
+            assert await ws.receive_raw() == RawMessage(b"\x01", False)
+        assert ws.close_code == 1000
+        assert ws.closed
+
+
+async def test_request_and_response_visible_to_both_sides() -> None:
+    seen: list[HTTPRequest | None] = []
+
+    async def handler(ws: WebSocket) -> None:
+        seen.append(ws.request)
+        await ws.send(ws.subprotocol or "none")
+
+    def pick(request: HTTPRequest, offered: list[str]) -> str | None:
+        return "realtime" if "realtime" in offered else None
+
+    async with WebSocketServer(handler, select_subprotocol=pick) as server:
+        async with open_websocket(
+            f"{server.url}/v1/realtime?model=gpt-realtime&x=1",
+            headers={"Authorization": "Bearer sk-test", "OpenAI-Beta": "realtime=v1"},
+            subprotocols=["realtime", "openai-insecure-api-key.ek_123"],
+        ) as ws:
+            assert await ws.receive() == "realtime"
+            assert ws.subprotocol == "realtime"
+            assert ws.response is not None and ws.response.status == 101
+            assert ws.response.header("upgrade") == "websocket"
+            assert "permessage-deflate" in (ws.response.header("Sec-WebSocket-Extensions") or "")
+    request = seen[0]
+    assert request is not None
+    assert (request.method, request.path) == ("GET", "/v1/realtime")
+    assert request.query == {"model": "gpt-realtime", "x": "1"}
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.headers["OpenAI-Beta"] == "realtime=v1"
+    offered = request.headers["Sec-WebSocket-Protocol"]
+    assert offered == "realtime, openai-insecure-api-key.ek_123"
+
+
+async def test_without_compression_no_extension_is_negotiated() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url, compression=None) as ws:
+            assert ws.response is not None
+            assert ws.response.header("Sec-WebSocket-Extensions") is None
+            await ws.send("x" * 100_000)
+            assert await ws.receive() == "x" * 100_000
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_upgrade_refused_with_status(status: int) -> None:
+    async def refuse(request: HTTPRequest) -> HTTPResponse | None:
+        if request.headers.get("Authorization") == "Bearer good":
+            return None
+        return HTTPResponse.json({"error": {"message": "nope"}}, status)
+
+    async with WebSocketServer(echo, process_request=refuse) as server:
+        with pytest.raises(HandshakeError) as caught:
+            async with open_websocket(server.url):
+                pass
+        assert caught.value.status == status
+        assert json.loads(caught.value.body) == {"error": {"message": "nope"}}
+        async with open_websocket(server.url, headers={"Authorization": "Bearer good"}) as ws:
+            await ws.send("ok")
+            assert await ws.receive() == "ok"
+
+
+async def test_serve_with_task_status_reports_port() -> None:
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, echo)
+        async with open_websocket(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send("x")
+            assert await ws.receive() == "x"
+        tg.cancel_scope.cancel()
+
+
+async def test_connection_refused_is_connect_error() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    with pytest.raises(ConnectError):
+        async with open_websocket(f"ws://127.0.0.1:{port}"):
+            pass
+
+
+async def test_bad_url_is_connect_error() -> None:
+    with pytest.raises(ConnectError):
+        async with open_websocket("http://127.0.0.1:1/"):
+            pass
+
+
+async def test_open_timeout_when_server_never_answers() -> None:
+    async def silent(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        await anyio.sleep_forever()
+
+    async with raw_peer(silent, handshake=False) as url:
+        with anyio.fail_after(5):
+            with pytest.raises(Timeout):
+                async with open_websocket(url, open_timeout=0.2):
+                    pass
+
+
+async def test_garbage_instead_of_handshake_is_protocol_error() -> None:
+    async def garbage(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        await stream.receive()
+        await stream.send(b"\x00\x01garbage that is not HTTP\r\n\r\n")
+
+    async with raw_peer(garbage, handshake=False) as url:
+        with pytest.raises(ProtocolError):
+            async with open_websocket(url):
+                pass
+
+
+# ---- plain HTTP on the same port ----
+
+
+def http_exchange(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+async def test_plain_http_post_with_json_body() -> None:
+    received: list[HTTPRequest] = []
+
+    async def http_handler(request: HTTPRequest) -> HTTPResponse:
+        received.append(request)
+        payload = request.json()
+        return HTTPResponse.json({"value": "ek_test", "echo": payload}, 200)
+
+    body = json.dumps({"session": {"type": "realtime", "model": "gpt-realtime"}}).encode()
+    async with WebSocketServer(echo, http_handler=http_handler) as server:
+        status, headers, answer = await anyio.to_thread.run_sync(
+            lambda: http_exchange(
+                server.port,
+                "POST",
+                "/v1/realtime/client_secrets?x=y",
+                body,
+                {"Content-Type": "application/json", "Authorization": "Bearer sk"},
+            )
+        )
+        # The WebSocket side still works on the same server.
+        async with open_websocket(server.url) as ws:
+            await ws.send("still here")
+            assert await ws.receive() == "still here"
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(answer) == {"value": "ek_test", "echo": json.loads(body)}
+    request = received[0]
+    assert (request.method, request.path, dict(request.query)) == (
+        "POST",
+        "/v1/realtime/client_secrets",
+        {"x": "y"},
+    )
+    assert request.headers["authorization"] == "Bearer sk"
+    assert request.body == body
+
+
+async def test_plain_http_without_handler_gets_426_and_bad_requests_get_4xx() -> None:
+    async with WebSocketServer(echo, max_size=1000) as server:
+        status, headers, _ = await anyio.to_thread.run_sync(
+            lambda: http_exchange(server.port, "GET", "/")
+        )
+        assert status == 426
+        assert headers["Upgrade"] == "websocket"
+        too_big, _, _ = await anyio.to_thread.run_sync(
+            lambda: http_exchange(server.port, "POST", "/", b"x" * 2000)
+        )
+        assert too_big == 413
+
+        async def raw_request(data: bytes) -> bytes:
+            async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+                await stream.send(data)
+                answer = b""
+                try:
+                    while True:
+                        answer += await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return answer
+
+        assert (await raw_request(b"GET / SPDY/3\r\n\r\n")).startswith(b"HTTP/1.1 505 ")
+        assert (await raw_request(b"garbage\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+        chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        assert (await raw_request(chunked)).startswith(b"HTTP/1.1 501 ")
+        # Garbage did not hurt the server.
+        async with open_websocket(server.url) as ws:
+            await ws.send("fine")
+            assert await ws.receive() == "fine"
+
+
+# ---- messages: large, fragmented, over the limit ----
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_large_messages_round_trip(compression: Any) -> None:
+    # zlib on incompressible data is slow: keep the deflate case smaller.
+    size = 10 * 2**20 if compression is None else 2 * 2**20
+    text = os.urandom(size // 2).hex()
+    blob = os.urandom(size)
+    async with WebSocketServer(echo, compression=compression) as server:
+        async with open_websocket(server.url, compression=compression) as ws:
+            await ws.send(text)
+            assert await ws.receive() == text
+            await ws.send(blob)
+            assert await ws.receive() == blob
+
+
+async def test_message_over_max_size_fails_the_connection_with_1009() -> None:
+    closed: list[int | None] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(b"x" * 2000)
+        with pytest.raises(ConnectionClosed):
+            await ws.receive()
+        closed.append(ws.close_code)
+
+    async with WebSocketServer(handler) as server:
+        async with open_websocket(server.url, max_size=1000) as ws:
+            with pytest.raises(ProtocolError, match="too big"):
+                await ws.receive()
+    assert closed == [1009]
+    assert DEFAULT_MAX_SIZE == 16 * 2**20
+
+
+async def test_fragmented_messages_with_interleaved_ping_are_reassembled() -> None:
+    pongs: list[bytes] = []
+
+    async def fragments(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        protocol.send_text("frag".encode(), fin=False)
+        protocol.send_ping(b"mid")
+        protocol.send_continuation("mént".encode(), fin=False)
+        protocol.send_continuation(b"ed", fin=True)
+        protocol.send_binary(b"\x00" * 70_000, fin=False)
+        protocol.send_continuation(b"\x01" * 70_000, fin=True)
+        await flush(stream, protocol)
+        while not pongs:
+            protocol.receive_data(await stream.receive())
+            pongs.extend(
+                bytes(e.data) for e in protocol.events_received() if e.opcode is Opcode.PONG
+            )
+        await anyio.sleep_forever()
+
+    async with raw_peer(fragments) as url:
+        async with open_websocket(url, close_timeout=0.1) as ws:
+            assert await ws.receive() == "fragménted"
+            assert await ws.receive() == b"\x00" * 70_000 + b"\x01" * 70_000
+    assert pongs == [b"mid"]
+
+
+async def test_invalid_utf8_text_frame() -> None:
+    async def bad_text(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        protocol.send_text(b"\xff\xfe not utf-8")
+        protocol.send_text(b"\xc3\x28")
+        await flush(stream, protocol)
+        with anyio.move_on_after(5):
+            while protocol.close_rcvd is None:
+                protocol.receive_data(await stream.receive())
+        assert protocol.close_rcvd is not None and protocol.close_rcvd.code == 1007
+
+    async with raw_peer(bad_text) as url:
+        async with open_websocket(url, close_timeout=1) as ws:
+            # The raw form hands the bytes over untouched; the decoding form refuses them.
+            assert await ws.receive_raw() == RawMessage(b"\xff\xfe not utf-8", True)
+            with pytest.raises(ProtocolError, match="UTF-8"):
+                await ws.receive()
+
+
+async def test_concurrent_senders_do_not_interleave_frames() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+
+            async def sender(tag: int) -> None:
+                for index in range(20):
+                    await ws.send(f"{tag}:{index}:" + "y" * 50_000)
+
+            async with anyio.create_task_group() as tg:
+                for tag in range(5):
+                    tg.start_soon(sender, tag)
+                received = [await ws.receive() for _ in range(100)]
+    seen: dict[str, list[int]] = {}
+    for message in received:
+        assert isinstance(message, str)
+        tag, index, filler = message.split(":")
+        assert filler == "y" * 50_000
+        seen.setdefault(tag, []).append(int(index))
+    assert seen == {str(tag): list(range(20)) for tag in range(5)}
+
+
+# ---- ping / pong and keepalive ----
+
+
+async def test_ping_measures_a_round_trip() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            rtt = await ws.ping()
+            assert 0 <= rtt < 5
+            assert 0 <= await ws.ping(b"custom") < 5
+
+
+async def test_server_answers_pings_and_keepalive_keeps_an_idle_link_open() -> None:
+    async with WebSocketServer(echo, ping_interval=0.05, ping_timeout=0.5) as server:
+        async with open_websocket(server.url, ping_interval=0.05, ping_timeout=0.5) as ws:
+            await anyio.sleep(0.5)
+            await ws.send("alive")
+            assert await ws.receive() == "alive"
+
+
+async def test_keepalive_detects_a_peer_that_stops_answering() -> None:
+    async def mute(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        await anyio.sleep_forever()  # reads nothing, answers nothing, keeps TCP open
+
+    async with raw_peer(mute) as url:
+        with anyio.fail_after(5):
+            async with open_websocket(url, ping_interval=0.1, ping_timeout=0.3) as ws:
+                start = anyio.current_time()
+                with pytest.raises(KeepaliveTimeout) as caught:
+                    await ws.receive()
+                elapsed = anyio.current_time() - start
+    assert caught.value.code == 1006
+    assert isinstance(caught.value, Timeout)
+    assert 0.3 <= elapsed < 3
+
+
+# ---- close codes ----
+
+EXPIRY = "Your session hit the maximum duration of 60 minutes."
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        (1000, "", ConnectionClosed),
+        (1001, EXPIRY, SessionExpired),
+        (1001, "server restart", ConnectionClosed),
+        (3000, "invalid_request_error.invalid_api_key", AuthenticationError),
+        (4000, "invalid_request_error.beta_api_shape_disabled", InvalidRequestError),
+        (1011, "internal error", ConnectionClosed),
+    ],
+)
+async def test_server_close_codes_map_to_exceptions(
+    code: int, reason: str, expected: type[ConnectionClosed]
+) -> None:
+    error_event = json.dumps({"type": "error", "error": {"code": "x", "message": "y"}})
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(error_event)
+        await ws.close(code, reason)
+
+    async with WebSocketServer(handler) as server:
+        async with open_websocket(server.url) as ws:
+            assert await ws.receive() == error_event  # the event before the close arrives
+            with pytest.raises(ConnectionClosed) as caught:
+                await ws.receive()
+            assert type(caught.value) is expected
+            assert (caught.value.code, caught.value.reason) == (code, reason)
+            assert (ws.close_code, ws.close_reason) == (code, reason)
+            with pytest.raises(expected):
+                await ws.send("too late")
+
+
+@pytest.mark.parametrize(("code", "reason"), [(1000, ""), (1001, "bye")])
+async def test_iteration_ends_quietly_on_normal_close(code: int, reason: str) -> None:
+    async def handler(ws: WebSocket) -> None:
+        for index in range(3):
+            await ws.send(str(index))
+        await ws.close(code, reason)
+
+    async with WebSocketServer(handler) as server:
+        async with open_websocket(server.url) as ws:
+            assert [message async for message in ws] == ["0", "1", "2"]
+
+
+async def test_iteration_raises_on_session_expiry() -> None:
+    async def handler(ws: WebSocket) -> None:
+        await ws.send("last")
+        await ws.close(1001, EXPIRY)
+
+    async with WebSocketServer(handler) as server:
+        async with open_websocket(server.url) as ws:
+            messages = []
+            with pytest.raises(SessionExpired):
+                async for message in ws:
+                    messages.append(message)
+            assert messages == ["last"]
+
+
+async def test_handler_exception_closes_with_1011() -> None:
+    async def handler(ws: WebSocket) -> None:
+        raise RuntimeError("handler bug")
+
+    async with WebSocketServer(handler) as server:
+        async with open_websocket(server.url) as ws:
+            with pytest.raises(ConnectionClosed) as caught:
+                await ws.receive()
+    assert caught.value.code == 1011
+
+
+async def test_server_shutdown_closes_connections_with_1001() -> None:
+    server_scope = anyio.CancelScope()
+
+    async def run_server(*, task_status: anyio.abc.TaskStatus[int]) -> None:
+        with server_scope:
+            await serve(echo, task_status=task_status)
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(run_server)
+        async with open_websocket(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send("x")
+            assert await ws.receive() == "x"
+            server_scope.cancel()
+            with pytest.raises(ConnectionClosed) as caught:
+                await ws.receive()
+    assert caught.value.code == 1001
+
+
+async def test_abnormal_closure_without_close_frame() -> None:
+    async def vanish(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        protocol.send_text(b"bye")
+        await flush(stream, protocol)
+        await stream.aclose()  # TCP closes with no close frame
+
+    async with raw_peer(vanish) as url:
+        async with open_websocket(url) as ws:
+            assert await ws.receive() == "bye"
+            with pytest.raises(ConnectionClosed) as caught:
+                await ws.receive()
+    assert type(caught.value) is ConnectionClosed
+    assert caught.value.code == 1006
+
+
+async def test_peer_sending_garbage_bytes() -> None:
+    async def garbage(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        await stream.send(b"\x8f\xff" + os.urandom(64))  # reserved opcode, bogus length
+        with anyio.move_on_after(5):
+            while True:
+                data = await stream.receive()
+                protocol.receive_data(data)
+                for frame in protocol.events_received():
+                    if frame.opcode is Opcode.CLOSE:
+                        assert Close.parse(frame.data).code == 1002
+                        return
+
+    async with raw_peer(garbage) as url:
+        async with open_websocket(url, close_timeout=1) as ws:
+            with pytest.raises(ProtocolError, match="1002"):
+                await ws.receive()
+
+
+async def test_client_sending_garbage_does_not_hurt_the_server() -> None:
+    async with WebSocketServer(echo) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            protocol = ServerProtocol()  # borrowed only to build a valid upgrade request
+            del protocol
+            key = "dGhlIHNhbXBsZSBub25jZQ=="
+            await stream.send(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            answer = await stream.receive()
+            assert answer.startswith(b"HTTP/1.1 101 ")
+            await stream.send(b"\x81\x05hello")  # unmasked client frame: a protocol error
+            rest = b""
+            with anyio.fail_after(5):
+                try:
+                    while True:
+                        rest += await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass
+            frame = Frame(Opcode.CLOSE, rest[2:])
+            assert rest[0] == 0x88 and Close.parse(frame.data).code == 1002
+        async with open_websocket(server.url) as ws:
+            await ws.send("ok")
+            assert await ws.receive() == "ok"
+
+
+async def test_close_is_idempotent_and_sending_after_close_raises() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            await ws.close()
+            await ws.close()
+            assert ws.close_code == 1000
+            with pytest.raises(ConnectionClosed) as caught:
+                await ws.send("x")
+            assert caught.value.code == 1000
+
+
+async def test_body_exception_propagates_unwrapped() -> None:
+    async with WebSocketServer(echo) as server:
+        with pytest.raises(ZeroDivisionError):
+            async with open_websocket(server.url):
+                1 / 0  # noqa: B018
+
+
+# ---- flow control ----
+
+
+async def test_slow_consumer_keeps_memory_bounded_and_survives_keepalive() -> None:
+    message = os.urandom(32 * 1024)
+    total = 1500  # 48 MiB offered
+    progress = {"sent": 0}
+
+    async def producer(ws: WebSocket) -> None:
+        for index in range(total):
+            await ws.send(index.to_bytes(4, "big") + message)
+            progress["sent"] = index + 1
+        await ws.close()
+
+    async with WebSocketServer(producer, compression=None) as server:
+        async with open_websocket(
+            server.url, compression=None, max_queue=8, ping_interval=0.05, ping_timeout=0.2
+        ) as ws:
+            await anyio.sleep(1.0)  # the consumer is busy; keepalive must not blame the peer
+            in_flight = progress["sent"]
+            # What the producer got rid of sits in our queue and the kernels' socket buffers.
+            assert in_flight < total
+            assert in_flight * len(message) < 24 * 2**20
+            indices = []
+            async for received in ws:
+                assert isinstance(received, bytes) and received[4:] == message
+                indices.append(int.from_bytes(received[:4], "big"))
+    assert indices == list(range(total))
+
+
+async def test_sender_is_held_back_by_a_peer_that_does_not_read() -> None:
+    release = anyio.Event()
+
+    async def lazy(ws: WebSocket) -> None:
+        await release.wait()
+        async for _ in ws:
+            pass
+
+    async with WebSocketServer(lazy, compression=None, max_queue=4) as server:
+        async with open_websocket(server.url, compression=None) as ws:
+            chunk = os.urandom(64 * 1024)
+            sent = 0
+            with anyio.move_on_after(1.0):
+                for _ in range(2000):  # 128 MiB if nothing pushed back
+                    await ws.send(chunk)
+                    sent += 1
+            assert sent * len(chunk) < 32 * 2**20
+            release.set()
+
+
+# ---- TLS ----
+
+
+async def test_tls_with_a_trusted_ca() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async with WebSocketServer(echo, ssl_context=server_context) as server:
+        assert server.url.startswith("wss://")
+        async with open_websocket(server.url, ssl_context=client_context) as ws:
+            await ws.send("secure")
+            assert await ws.receive() == "secure"
+            big = os.urandom(2 * 2**20)
+            await ws.send(big)
+            assert await ws.receive() == big
+        assert ws.close_code == 1000
+        # The system trust store does not know this CA.
+        with pytest.raises(ConnectError, match="(?i)certificate"):
+            async with open_websocket(server.url):
+                pass
+
+
+async def test_tls_server_close_code_reaches_client() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.close(3000, "invalid_request_error.invalid_api_key")
+
+    async with WebSocketServer(handler, host="localhost", ssl_context=server_context) as server:
+        async with open_websocket(f"wss://localhost:{server.port}", ssl_context=client_context) as ws:
+            with anyio.fail_after(5):
+                with pytest.raises(AuthenticationError):
+                    await ws.receive()
