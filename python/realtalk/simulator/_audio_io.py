@@ -79,39 +79,46 @@ class EnergyVad:
         self._frames = 0
         self._in_speech = False
         self._silent_frames = 0
+        self._silence_frames = max(1, round(self.silence_ms / 10))
+        # A frame is speech when its level, mapped from -60..-10 dBFS onto 0..1, exceeds the
+        # threshold: compare the frame's energy with the energy at that level instead.
+        threshold_db = self.threshold * 50 - 60
+        rms = 32768.0 * 10 ** (threshold_db / 20)
+        self._energy_threshold = float(self.frame * rms * rms)
 
     def process(self, data: bytes) -> list[tuple[str, float]]:
         if self.format == "pcm16":
-            data = self._pending_bytes + data
+            if self._pending_bytes:
+                data = self._pending_bytes + data
             usable = len(data) - len(data) % 2
             self._pending_bytes = data[usable:]
             samples, _ = input_samples(self.format, data[:usable])
         else:
             samples, _ = input_samples(self.format, data)
-        samples = np.concatenate([self._pending, samples])
+        if len(self._pending):
+            samples = np.concatenate([self._pending, samples])
         whole = len(samples) - len(samples) % self.frame
         self._pending = samples[whole:]
-        events: list[tuple[str, float]] = []
         if whole == 0:
-            return events
+            return []
         frames = samples[:whole].astype(np.float32).reshape(-1, self.frame)
-        rms = np.sqrt(np.mean(frames * frames, axis=1)) / 32768.0
-        level = np.clip((20 * np.log10(np.maximum(rms, 1e-9)) + 60) / 50, 0.0, 1.0)
-        silence_frames = max(1, round(self.silence_ms / 10))
-        for is_speech in level > self.threshold:
+        energy = np.einsum("ij,ij->i", frames, frames)
+        events: list[tuple[str, float]] = []
+        silence_frames = self._silence_frames
+        for is_speech in (energy > self._energy_threshold).tolist():
             self._frames += 1
-            now_ms = self._frames * 10.0
             if is_speech:
                 self._silent_frames = 0
                 if not self._in_speech:
                     self._in_speech = True
-                    events.append(("speech_started", max(0.0, now_ms - 10 - self.prefix_ms)))
+                    start_ms = self._frames * 10.0 - 10 - self.prefix_ms
+                    events.append(("speech_started", max(0.0, start_ms)))
             elif self._in_speech:
                 self._silent_frames += 1
                 if self._silent_frames >= silence_frames:
                     self._in_speech = False
                     self._silent_frames = 0
-                    events.append(("speech_stopped", now_ms))
+                    events.append(("speech_stopped", self._frames * 10.0))
         return events
 
 

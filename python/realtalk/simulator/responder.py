@@ -142,8 +142,15 @@ async def iterate_parts(result: Any) -> AsyncIterator[Part]:
     elif isinstance(result, (Text, Audio, FunctionCall, Delay, ServerError, Close, Drop)):
         yield result
     elif hasattr(result, "__aiter__"):
-        async for part in result:
-            yield _check_part(part)
+        try:
+            async for part in result:
+                yield _check_part(part)
+        finally:
+            # A response cancelled mid-stream stops here: close the user's generator now,
+            # inside its task, rather than leaving it to the garbage collector.
+            aclose = getattr(result, "aclose", None)
+            if aclose is not None:
+                await aclose()
     elif isinstance(result, Iterable):
         for part in result:
             yield _check_part(part)

@@ -7,8 +7,7 @@ running response; nothing outlives the connection.
 from __future__ import annotations
 
 import json
-import math
-import os
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,10 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import anyio.abc
 import msgspec
-from websockets.frames import Opcode
-from websockets.http11 import Request
-from websockets.protocol import State
-from websockets.server import ServerProtocol
+from realtalk.errors import ConnectionClosed
+from realtalk.transport import HTTPRequest, HTTPResponse, WebSocket, WebSocketServer
 
 from realtalk.simulator import _config as cfg
 from realtalk.simulator._audio_io import make_vad
@@ -37,9 +34,9 @@ from realtalk.simulator.session import (
     stream_response,
 )
 
+logger = logging.getLogger("realtalk.simulator")
 Pace = Literal["fast", "realtime"]
 _encoder = msgspec.json.Encoder()
-MAX_HEAD_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 24 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON
 WRITE_HIGH_WATER = 1 << 20
 PATH = "/v1/realtime"
@@ -54,6 +51,10 @@ class VirtualClock:
 
     def time(self) -> float:
         return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward (token expiry is judged by this clock)."""
+        self._now += max(0.0, seconds)
 
     async def sleep(self, seconds: float) -> None:
         self._now += max(0.0, seconds)
@@ -115,6 +116,7 @@ class Simulator:
         drop_after_events: int | None = None,
         seed: int = 0,
         vad_factory: VadFactory | None = None,
+        compression: Literal["deflate"] | None = "deflate",
     ) -> None:
         if pace not in ("fast", "realtime"):
             raise ValueError(f"pace must be 'fast' or 'realtime', not {pace!r}")
@@ -139,8 +141,8 @@ class Simulator:
         self._seed = seed
         self._ids = IdFactory(f"{seed}:simulator")
         self._tokens: dict[str, _Token] = {}
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._listener: anyio.abc.Listener[Any] | None = None
+        self.compression = compression
+        self._server: WebSocketServer | None = None
 
     @property
     def url(self) -> str:
@@ -160,78 +162,39 @@ class Simulator:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     async def __aenter__(self) -> Simulator:
-        listener = await anyio.create_tcp_listener(
-            local_host=self.host, local_port=self._requested_port
+        self._server = WebSocketServer(
+            self._handle_websocket,
+            self.host,
+            self._requested_port,
+            http_handler=self._handle_http,
+            process_request=self._process_request,
+            select_subprotocol=_select_subprotocol,
+            max_size=MAX_MESSAGE_BYTES,
+            ping_interval=self.keepalive_s,
+            compression=self.compression,
         )
-        self._listener = listener
-        self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._task_group.start_soon(self._serve, listener)
+        await self._server.__aenter__()
+        self.port = self._server.port
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        assert self._task_group is not None
-        self._task_group.cancel_scope.cancel()
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._server is not None
         try:
-            return await self._task_group.__aexit__(*exc_info)
+            await self._server.__aexit__(*exc_info)
         finally:
-            self._task_group = None
-            if self._listener is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._listener.aclose()
+            self._server = None
 
-    async def _serve(self, listener: anyio.abc.Listener[Any]) -> None:
-        assert self._task_group is not None
-        await listener.serve(self._handle_stream, task_group=self._task_group)
+    async def _process_request(self, request: HTTPRequest) -> HTTPResponse | None:
+        if request.path.rstrip("/") != PATH:
+            return HTTPResponse.json(
+                _api_error(f"Invalid URL (GET {request.path})", None, None), 404
+            )
+        return None
 
-    # ---- HTTP -------------------------------------------------------------------------
-
-    async def _handle_stream(self, stream: anyio.abc.ByteStream) -> None:
-        self.stats.connections += 1
-        async with stream:
-            try:
-                head = bytearray()
-                while b"\r\n\r\n" not in head:
-                    chunk = await stream.receive()
-                    head += chunk
-                    if len(head) > MAX_HEAD_BYTES:
-                        await self._http_reply(stream, 431, {"error": "request head too large"})
-                        return
-                end = head.index(b"\r\n\r\n") + 4
-                request_line, *header_lines = head[: end - 4].decode("latin-1").split("\r\n")
-                method, target, _ = (request_line.split(" ", 2) + ["", ""])[:3]
-                headers = {}
-                for line in header_lines:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                if method == "GET" and headers.get("upgrade", "").lower() == "websocket":
-                    await self._websocket(stream, bytes(head))
-                    return
-                body = bytes(head[end:])
-                length = int(headers.get("content-length", "0") or 0)
-                while len(body) < length:
-                    body += await stream.receive()
-                status, payload = self.http_request(method, target, headers, body[:length])
-                await self._http_reply(stream, status, payload)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return
-            except (ValueError, UnicodeDecodeError):
-                await self._http_reply(stream, 400, {"error": "malformed HTTP request"})
-
-    @staticmethod
-    async def _http_reply(stream: anyio.abc.ByteStream, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                  405: "Method Not Allowed", 431: "Request Header Fields Too Large"}.get(status, "")
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        )
-        try:
-            await stream.send(head.encode() + body)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+    async def _handle_http(self, request: HTTPRequest) -> HTTPResponse:
+        headers = {name.lower(): value for name, value in request.headers.raw_items()}
+        status, payload = self.http_request(request.method, request.path, headers, request.body)
+        return HTTPResponse.json(payload, status)
 
     def http_request(
         self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -346,29 +309,9 @@ class Simulator:
 
     # ---- WebSocket --------------------------------------------------------------------
 
-    async def _websocket(self, stream: anyio.abc.ByteStream, head: bytes) -> None:
-        protocol = ServerProtocol(
-            select_subprotocol=_select_subprotocol, max_size=MAX_MESSAGE_BYTES
-        )
-        protocol.receive_data(head)
-        events = protocol.events_received()
-        if not events or not isinstance(events[0], Request):
-            return
-        request = events[0]
-        url = urlsplit(request.path)
-        if url.path.rstrip("/") != PATH:
-            response = protocol.reject(404, f"Invalid URL (GET {url.path})\n")
-            protocol.send_response(response)
-            await _send_all(stream, protocol)
-            return
-        response = protocol.accept(request)
-        protocol.send_response(response)
-        await _send_all(stream, protocol)
-        if protocol.state is not State.OPEN:
-            return
-        connection = _Connection(self, stream, protocol)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        await connection.run(request, query)
+    async def _handle_websocket(self, ws: WebSocket) -> None:
+        self.stats.connections += 1
+        await _Connection(self, ws).run()
 
 
 _anything: Any = lambda value, path: value  # noqa: E731
@@ -386,121 +329,101 @@ def _bearer(value: str) -> str | None:
     return token.strip() or None
 
 
-def _select_subprotocol(protocol: ServerProtocol, offered: Any) -> Any:
+def _select_subprotocol(request: HTTPRequest, offered: list[str]) -> str | None:
     # Browsers offer "realtime" plus the key as a subprotocol; answer "realtime" only then.
     return "realtime" if "realtime" in offered else None
 
 
-async def _send_all(stream: anyio.abc.ByteStream, protocol: ServerProtocol) -> None:
-    for data in protocol.data_to_send():
-        if data:
-            await stream.send(data)
-
-
 class _Connection:
-    """One WebSocket: a reader feeding the session, a single writer (so frames never
-    interleave and events keep the order the session produced them in), response tasks."""
+    """One WebSocket: a reader feeding the session, a single writer (so events keep the order
+    the session produced them in), and one task per running response."""
 
-    def __init__(self, sim: Simulator, stream: anyio.abc.ByteStream, protocol: ServerProtocol) -> None:
+    def __init__(self, sim: Simulator, ws: WebSocket) -> None:
         self.sim = sim
-        self.stream = stream
-        self.protocol = protocol
+        self.ws = ws
         self.session: ServerSession | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wake = anyio.Event()
         self._drained = anyio.Event()
-        self._closing = False
+        self._close_with: tuple[int, str] | None = None
         self._dropped = False
         self._events_sent = 0
         self._task_group: anyio.abc.TaskGroup | None = None
 
     # -- output --
 
-    def _take_output(self) -> None:
-        for data in self.protocol.data_to_send():
-            if data:
-                self._queue.append(data)
-                self._queued_bytes += len(data)
-            else:
-                self._closing = True
-        self._wake.set()
-
     def push(self) -> None:
         """Serialise what the session queued and hand it to the writer, in order."""
-        if self.session is None or self._dropped:
+        if self.session is None or self._dropped or self._close_with is not None:
             return
         limit = self.sim.drop_after_events
         for event in self.session.drain():
             if limit is not None and self._events_sent >= limit:
                 self._drop()
                 return
-            if self.protocol.state is not State.OPEN:
-                return
-            self.protocol.send_text(_encoder.encode(event))
+            data = _encoder.encode(event)
+            self._queue.append(data)
+            self._queued_bytes += len(data)
             self._events_sent += 1
-            self.sim.stats.events_sent += 1
-        self._take_output()
-
-    def send_event(self, event: dict[str, Any]) -> None:
-        if self.protocol.state is State.OPEN:
-            self.protocol.send_text(_encoder.encode(event))
-            self._take_output()
+        self._wake.set()
 
     async def flush(self) -> None:
         self.push()
-        while self._queued_bytes > WRITE_HIGH_WATER and not self._dropped:
+        while self._queued_bytes > WRITE_HIGH_WATER and not (self._dropped or self._closing_done):
             self._drained = anyio.Event()
             await self._drained.wait()
         await anyio.lowlevel.checkpoint()
 
     def close(self, code: int, reason: str) -> None:
-        if self.protocol.state is State.OPEN:
-            self.push()
-            self.protocol.send_close(code, reason)
-            self._take_output()
+        """Send what is queued, then the close frame."""
+        self.push()
+        if self._close_with is None:
+            self._close_with = (code, reason)
+            self._wake.set()
 
     def _drop(self) -> None:
+        # What is queued still goes out; nothing after it, and no close frame.
         self._dropped = True
-        self._queue.clear()
         self._wake.set()
 
+    _closing_done = False
+
     async def _writer(self) -> None:
+        ws = self.ws
         while True:
             while self._queue:
                 data = self._queue.popleft()
                 self._queued_bytes -= len(data)
-                await self.stream.send(data)
-                if self._dropped:
-                    break
+                await ws.send_text(data)
+                self.sim.stats.events_sent += 1
             self._drained.set()
             if self._dropped:
-                raise _Dropped
-            if self._closing and not self._queue:
-                with anyio.move_on_after(2):
-                    await self._closed_by_peer.wait()
+                # A fault hook: the TCP connection ends without a close frame (1006).
+                ws._abort(ConnectionClosed(1006, "", message="dropped by a simulator fault hook"))
+                raise _Finished
+            if self._close_with is not None:
+                self._closing_done = True
+                await ws.close(*self._close_with)
                 raise _Finished
             self._wake = anyio.Event()
-            if self._queue or self._dropped or self._closing:
+            if self._queue:
                 continue
             await self._wake.wait()
 
     # -- lifecycle --
 
-    async def run(self, request: Request, query: dict[str, str]) -> None:
-        self._closed_by_peer = anyio.Event()
+    async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 tg.start_soon(self._writer)
-                if self._open_session(request, query):
+                if self._open_session():
                     tg.start_soon(self._expiry)
-                    if self.sim.keepalive_s:
-                        tg.start_soon(self._keepalive)
-                tg.start_soon(self._reader)
-        except* (_Dropped, _Finished):
+                    tg.start_soon(self._reader)
+        except* _Finished:
             pass
-        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
+        except* ConnectionClosed:
             pass
         finally:
             if self.session is not None:
@@ -510,13 +433,16 @@ class _Connection:
                 stats.responses += self.session.stats.responses
                 stats.errors += self.session.stats.errors
 
-    def _open_session(self, request: Request, query: dict[str, str]) -> bool:
+    def _open_session(self) -> bool:
+        request = self.ws.request
+        assert request is not None
         headers = request.headers
-        beta = headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1"
+        query = request.query
         subprotocols = [
             p.strip() for value in headers.get_all("Sec-WebSocket-Protocol")
             for p in value.split(",")
         ]
+        beta = headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1"
         beta = beta or "openai-beta.realtime-v1" in subprotocols
         key = _bearer(headers.get("Authorization", ""))
         if key is None:
@@ -540,7 +466,7 @@ class _Connection:
             )
             return False
         token = self.sim._tokens.get(key or "")
-        protocol = "beta" if beta else "ga"
+        protocol: Literal["ga", "beta"] = "beta" if beta else "ga"
         intent = query.get("intent", token.intent if token else "realtime")
         model = query.get("model") or (token.model if token else None)
         if intent not in ("realtime", "transcription"):
@@ -583,49 +509,25 @@ class _Connection:
         return True
 
     def _refuse(self, problem: ClientError, code: int) -> None:
-        ids = IdFactory(None)
-        self.send_event({"type": "error", "event_id": ids.new("event"),
-                         "error": problem.payload(None)})
+        event = {"type": "error", "event_id": IdFactory(None).new("event"),
+                 "error": problem.payload(None)}
+        data = _encoder.encode(event)
+        self._queue.append(data)
+        self._queued_bytes += len(data)
         suffix = f".{problem.code}" if problem.code else ""
-        self.close(code, f"invalid_request_error{suffix}")
+        self._close_with = (code, f"invalid_request_error{suffix}")
+        self._wake.set()
 
     async def _reader(self) -> None:
-        fragments: list[bytes] = []
-        fragment_kind: Opcode | None = None
+        assert self.session is not None
+        session = self.session
+        stats = self.sim.stats
         while True:
-            try:
-                data = await self.stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self.protocol.receive_eof()
-                raise _Finished from None
-            self.protocol.receive_data(data)
-            for frame in self.protocol.events_received():
-                opcode = frame.opcode
-                if opcode is Opcode.CONT:
-                    fragments.append(frame.data)
-                    if not frame.fin:
-                        continue
-                    opcode, payload = fragment_kind, b"".join(fragments)
-                    fragments, fragment_kind = [], None
-                elif opcode in (Opcode.TEXT, Opcode.BINARY) and not frame.fin:
-                    fragments, fragment_kind = [frame.data], opcode
-                    continue
-                else:
-                    payload = frame.data
-                if opcode is Opcode.CLOSE:
-                    self._closed_by_peer.set()
-                    self._closing = True
-                    continue
-                if opcode not in (Opcode.TEXT, Opcode.BINARY) or self.session is None:
-                    continue
-                self.sim.stats.events_received += 1
-                frame_in: str | bytes = payload.decode() if opcode is Opcode.TEXT else payload
-                self.session.feed(frame_in)
-                self._start_responses()
-                self.push()
-            self._take_output()
-            if self.protocol.state is State.CLOSED:
-                raise _Finished
+            message = await self.ws.receive_raw()
+            stats.events_received += 1
+            session.feed(message.data.decode() if message.is_text else message.data)
+            self._start_responses()
+            self.push()
 
     def _start_responses(self) -> None:
         assert self.session is not None and self._task_group is not None
@@ -645,23 +547,20 @@ class _Connection:
             if isinstance(fault.part, Close):
                 self.close(fault.part.code, fault.part.reason)
             elif isinstance(fault.part, Drop):
+                self.push()
                 self._drop()
         except Exception as exc:  # a responder bug fails the response, not the server
+            logger.exception("responder failed")
             session.fail_response(response, f"The responder raised {type(exc).__name__}: {exc}")
             self.push()
         self._start_responses()
 
     async def _expiry(self) -> None:
+        # Always wall time: a virtual clock jumps ahead on every sleep, which would end every
+        # session at once.
         assert self.session is not None
-        await self.sim.clock.sleep(self.sim.max_session_s)
-        limit = self.sim.max_session_s
-        if limit % 60 == 0:
-            minutes = int(limit // 60)
-            span = f"{minutes} minute" + ("s" if minutes != 1 else "")
-        else:
-            seconds = math.ceil(limit)
-            span = f"{seconds} second" + ("s" if seconds != 1 else "")
-        reason = f"Your session hit the maximum duration of {span}."
+        await anyio.sleep(self.sim.max_session_s)
+        reason = expiry_reason(self.sim.max_session_s)
         if self.session.protocol == "beta":
             self.session.emit(
                 "error",
@@ -670,18 +569,16 @@ class _Connection:
             )
         self.close(1001, reason)
 
-    async def _keepalive(self) -> None:
-        assert self.sim.keepalive_s
-        while True:
-            await anyio.sleep(self.sim.keepalive_s)
-            if self.protocol.state is not State.OPEN:
-                return
-            self.protocol.send_ping(os.urandom(4))
-            self._take_output()
 
-
-class _Dropped(Exception):
-    pass
+def expiry_reason(max_session_s: float) -> str:
+    """The close reason (GA) and error message (beta) at the session limit:
+    "Your session hit the maximum duration of 60 minutes." for the default 3600 s."""
+    if max_session_s % 60 == 0:
+        minutes = int(max_session_s // 60)
+        span = f"{minutes} minute" + ("s" if minutes != 1 else "")
+    else:
+        span = f"{max_session_s:g} second" + ("s" if max_session_s != 1 else "")
+    return f"Your session hit the maximum duration of {span}."
 
 
 class _Finished(Exception):

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
 import msgspec
 
 from realtalk.simulator import _config as cfg
@@ -353,6 +354,8 @@ class ServerSession:
             self._configure_vad()
         elif self._input_format_changed(update):
             self._configure_vad()
+        else:
+            self._view = cfg.session_view(self.protocol, self.session)
 
     def _voice_in(self, update: dict[str, Any]) -> tuple[str, Any]:
         if self.protocol == "ga":
@@ -381,14 +384,16 @@ class ServerSession:
 
     @property
     def input_format(self) -> str:
-        return str(cfg.session_view(self.protocol, self.session)["input_format"])
+        return str(self._view["input_format"])
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:
-        value = cfg.session_view(self.protocol, self.session)["turn_detection"]
+        value = self._view["turn_detection"]
         return value if isinstance(value, dict) else None
 
     def _configure_vad(self) -> None:
+        # Every config change passes here: refresh the input-side view the hot path reads.
+        self._view = cfg.session_view(self.protocol, self.session)
         turn = self.turn_detection
         self._speech_item_id = None
         if turn is None or self.vad_factory is None:
@@ -498,7 +503,7 @@ class ServerSession:
         self._audio[(item_id, 0)] = audio
         self._insert(item, previous)
         self._announce_item(item, previous)
-        if cfg.session_view(self.protocol, self.session)["transcription"]:
+        if self._view["transcription"]:
             self._transcribe(item_id, audio)
 
     def _transcribe(self, item_id: str, audio: bytes) -> None:
@@ -559,6 +564,9 @@ class ServerSession:
                      "detail": enum("auto", "low", "high")}
                 ),
                 "output_text": text,
+                # Not valid for any role in GA; accepted here so the role check below gives
+                # the live, role-specific refusal.
+                "text": text,
                 "output_audio": Obj(
                     {"type": anything(), "audio": string(), "transcript": nullable(string())}
                 ),
@@ -1203,8 +1211,9 @@ async def stream_response(
     response cancelled meanwhile (client cancel, barge-in) just stops producing."""
     responder = responder or default_responder
     chunk_ms = session.audio_chunk_ms
+    parts = iterate_parts(responder(response.context))
     try:
-        async for part in iterate_parts(responder(response.context)):
+        async for part in parts:
             if response.done:
                 break
             if isinstance(part, Delay):
@@ -1239,6 +1248,8 @@ async def stream_response(
             await flush()
         session.finish_response(response)
     finally:
+        with anyio.CancelScope(shield=True):
+            await parts.aclose()
         await flush()
 
 
