@@ -86,7 +86,9 @@ class Link(Protocol):
 
     async def send_text(self, message: str | bytes) -> None: ...
 
-    async def receive(self) -> str | bytes: ...
+    async def receive_raw(self) -> tuple[bytes, bool]:
+        """The next message's payload (UTF-8 for text) and whether it was a text frame."""
+        ...
 
 
 ConnectFactory = Callable[[], AbstractAsyncContextManager[Link]]
@@ -134,7 +136,89 @@ class ClientMetrics:
     input_frames_refused: int = 0
     outage_audio_dropped_ms: float = 0.0
     events_dropped: int = 0
-    undelivered: int = 0
+    playback_dropped_samples: int = 0
+
+
+class _AudioDelta(msgspec.Struct, dict=True):
+    type: str
+    item_id: str
+    delta: str
+    content_index: int = 0
+    response_id: str | None = None
+
+
+_DELTA_DECODER = msgspec.json.Decoder(_AudioDelta)
+_APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
+_APPEND_TAIL = b'"}'
+
+
+class _Uplink:
+    """A microphone frame at ``in_rate`` to the JSON of one ``input_audio_buffer.append`` in
+    the session's input format: down-mix, resample (state carried), convert, base64."""
+
+    def __init__(self, in_rate: int, format_: str) -> None:
+        self.format = format_
+        wire_rate = _WIRE_RATES[format_]
+        self._resampler = (_audio.Resampler(in_rate, wire_rate)
+                           if in_rate != wire_rate else None)
+
+    def encode_base64(self, samples: np.ndarray) -> str:
+        if samples.ndim == 2:
+            samples = samples.mean(axis=1, dtype=np.float32)
+        elif samples.ndim != 1:
+            raise ValueError(f"audio frames are 1-D or (frames, channels), got {samples.ndim}-D")
+        if self._resampler is not None:
+            samples = self._resampler.process(samples)
+        pcm = samples if samples.dtype == np.int16 else _audio.float_to_pcm16(samples)
+        if self.format == "pcm16":
+            return _audio.pcm16_to_base64(pcm)
+        codes = _audio.ulaw_encode(pcm) if self.format == "g711_ulaw" else _audio.alaw_encode(
+            pcm)
+        return _audio.b64encode(codes)
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        return b"".join((_APPEND_HEAD, self.encode_base64(samples).encode("ascii"),
+                         _APPEND_TAIL))
+
+
+class _Downlink:
+    """Recognises audio deltas without a full parse and decodes them to int16 samples at the
+    playback rate; any other message gives None."""
+
+    def __init__(self, out_rate: int, format_: str, protocol: str) -> None:
+        self.format = format_
+        self._type = ("response.output_audio.delta" if protocol == "ga"
+                      else "response.audio.delta")
+        self._marker = f'"{self._type}"'.encode()
+        wire_rate = _WIRE_RATES[format_]
+        self._resampler = (_audio.Resampler(wire_rate, out_rate)
+                           if out_rate != wire_rate else None)
+
+    def decode(self, message: str | bytes) -> _AudioDelta | None:
+        raw = message.encode() if isinstance(message, str) else message
+        # Audio deltas name their type near the start; a bounded look avoids scanning the
+        # base64 of every other message.
+        if self._marker not in raw[:160]:
+            return None
+        try:
+            delta = _DELTA_DECODER.decode(raw)
+        except msgspec.DecodeError:
+            return None  # the full parser will say what is wrong
+        if delta.type != self._type:
+            return None
+        delta.samples = self.decode_samples(delta.delta)  # type: ignore[attr-defined]
+        return delta
+
+    def decode_samples(self, payload: str) -> np.ndarray:
+        if self.format == "pcm16":
+            samples = _audio.pcm16_from_base64(payload)
+        else:
+            codes = _audio.b64decode(payload)
+            samples = (_audio.ulaw_decode(codes) if self.format == "g711_ulaw"
+                       else _audio.alaw_decode(codes))
+        if self._resampler is not None:
+            samples = self._resampler.process(samples)
+        return samples
 
 
 class EventStream:
@@ -229,6 +313,9 @@ class RealtimeClient:
             audio_rate=playback_rate,
             max_audio_samples=int(max_conversation_audio_s * playback_rate),
         )
+        if local_vad is not None and getattr(local_vad, "sample_rate", input_rate) != input_rate:
+            raise ValueError(f"local_vad runs at {local_vad.sample_rate} Hz but the input is "
+                             f"{input_rate} Hz; create it with sample_rate={input_rate}")
         self.local_vad = local_vad
         self.metrics = ClientMetrics()
         self.reconnect = reconnect
@@ -422,11 +509,10 @@ class RealtimeClient:
         if input_format != self._input_format or self._uplink is None:
             self._input_format = input_format
             with self._uplink_lock:
-                self._uplink = _audio.Uplink(self.input_rate, format=input_format)
+                self._uplink = _Uplink(self.input_rate, input_format)
         if output_format != self._output_format or self._downlink is None:
             self._output_format = output_format
-            self._downlink = _audio.Downlink(self.playback_rate, format=output_format,
-                                             protocol=self.protocol)
+            self._downlink = _Downlink(self.playback_rate, output_format, self.protocol)
 
     # ---- sending ----
 
@@ -468,9 +554,8 @@ class RealtimeClient:
             data = part.get("audio")
             if isinstance(data, np.ndarray):
                 rate = int(part.get("sample_rate", self.input_rate))
-                encoder = _audio.Uplink(rate, format=self._input_format)
-                event = json.loads(encoder.encode(data))
-                return {"type": "input_audio", "audio": event["audio"]}
+                return {"type": "input_audio",
+                        "audio": _Uplink(rate, self._input_format).encode_base64(data)}
             if isinstance(data, bytes | bytearray | memoryview):
                 return {"type": "input_audio", "audio": base64.b64encode(bytes(data)).decode()}
             if isinstance(data, str):
@@ -765,7 +850,8 @@ class RealtimeClient:
 
     async def _handshake(self, link: Link, *, reconnecting: bool) -> None:
         while True:
-            first = self._parse(await link.receive())
+            data, _ = await link.receive_raw()
+            first = self._parse(data)
             if first.get("type") == "session.created":
                 break
             if first.get("type") != "error":
@@ -850,10 +936,11 @@ class RealtimeClient:
 
     async def _reader(self, link: Link) -> None:
         downlink = self._downlink
-        playback = self.playback
-        conversation = self.conversation
         while True:
-            message = await link.receive()
+            message, is_text = await link.receive_raw()
+            if not is_text:
+                self._local_error("binary_frame", "the server sent a binary frame; ignored")
+                continue
             if self._listening("realtime.event"):
                 self._emit("realtime.event", {"source": "server", "time": time.time(),
                                               "event": _loads(message)})
@@ -861,15 +948,19 @@ class RealtimeClient:
                 downlink = self._downlink
             delta = downlink.decode(message)
             if delta is not None:
-                samples = delta.samples
-                playback.push(delta.item_id, delta.content_index, samples)
-                change = conversation.append_audio(delta.item_id, samples)
-                self._on_first_delta(delta.item_id)
-                if change is not None and self._listening("conversation.updated"):
-                    self._emit("conversation.updated", {"item": change.item,
-                                                        "delta": change.delta})
+                if delta.response_id not in self.conversation._out_of_band:
+                    self._on_audio(delta.item_id, delta.content_index, delta.samples)
                 continue
             self._dispatch(self._parse(message))
+
+    def _on_audio(self, item_id: str, content_index: int, samples: np.ndarray) -> None:
+        accepted = self.playback.push(item_id, content_index, samples)
+        if accepted < len(samples):
+            self.metrics.playback_dropped_samples += len(samples) - accepted
+        change = self.conversation.append_audio(item_id, samples)
+        self._on_first_delta(item_id)
+        if change is not None and self._listening("conversation.updated"):
+            self._emit("conversation.updated", {"item": change.item, "delta": change.delta})
 
     def _parse(self, message: str | bytes) -> dict[str, Any]:
         event = _events.parse_server_event(message, protocol=self.protocol)
@@ -879,6 +970,12 @@ class RealtimeClient:
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type", "")
+        if kind == "response.output_audio.delta":
+            # Only reached when the delta's type sits too far in to be spotted cheaply.
+            if event.get("response_id") not in self.conversation.out_of_band:
+                self._on_audio(str(event["item_id"]), int(event.get("content_index", 0)),
+                               self._downlink.decode_samples(str(event["delta"])))
+            return
         if kind == "error":
             self._on_error(event)
             return
@@ -924,8 +1021,7 @@ class RealtimeClient:
         output = _format_name((audio.get("output") or {}).get("format"))
         if output != self._output_format:
             self._output_format = output
-            self._downlink = _audio.Downlink(self.playback_rate, format=output,
-                                             protocol=self.protocol)
+            self._downlink = _Downlink(self.playback_rate, output, self.protocol)
         self._input_format = _format_name((audio.get("input") or {}).get("format"))
 
     def _on_error(self, event: dict[str, Any]) -> None:

@@ -241,6 +241,11 @@ class Conversation:
         return self._audio_held
 
     @property
+    def out_of_band(self) -> frozenset[str]:
+        """Ids of the running out-of-band responses (``conversation: "none"``)."""
+        return frozenset(self._out_of_band)
+
+    @property
     def parked_events(self) -> int:
         return self._parked_count
 
