@@ -431,3 +431,125 @@ async def test_authentication_failure_is_final() -> None:
         with pytest.raises(AuthenticationError):
             async with RealtimeClient(sim.url, api_key="sk-wrong"):
                 pass
+
+
+def speech_then_silence(speech_ms: int, silence_ms: int, rate: int = 24000) -> np.ndarray:
+    """A voiced, syllable-modulated signal (energy in the speech band), then silence."""
+    t = np.arange(rate * speech_ms // 1000) / rate
+    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 720, 1440), 1))
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
+    speech = (0.25 * voiced * envelope).astype(np.float32)
+    return np.concatenate([speech, np.zeros(rate * silence_ms // 1000, dtype=np.float32)])
+
+
+async def stream(client: RealtimeClient, samples: np.ndarray, frame_ms: int = 20) -> None:
+    step = client.input_rate * frame_ms // 1000
+    for start in range(0, len(samples), step):
+        client.append_input_audio(samples[start:start + step])
+        await anyio.sleep(0)
+
+
+async def test_audio_turn_with_server_vad() -> None:
+    session = {"audio": {"input": {"transcription": {"model": "whisper-1"},
+                                   "turn_detection": {"type": "server_vad",
+                                                      "silence_duration_ms": 300}}}}
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=session) as client:
+        recorder = Recorder(client)
+        await stream(client, speech_then_silence(800, 700))
+        with anyio.fail_after(10):
+            while not recorder.wire("server", "response.done"):
+                await anyio.sleep(0.01)
+        names = [e["type"] for e in recorder.wire("server")]
+        for expected in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                         "input_audio_buffer.committed", "response.created",
+                         "response.output_audio.delta", "response.done"):
+            assert expected in names, expected
+        user, assistant = client.conversation.items
+        assert user.role == "user" and assistant.role == "assistant"
+        completed = recorder.wire("server",
+                                  "conversation.item.input_audio_transcription.completed")
+        assert user.transcript == completed[0]["transcript"] != ""
+        # Every audio sample the server sent reached the playback buffer and the item.
+        sent = sum(len(b64decode_len(e["delta"])) // 2
+                   for e in recorder.wire("server", "response.output_audio.delta"))
+        assert assistant.audio_samples_received == sent
+        assert client.playback.queued == sent
+        turn = client.metrics.turns[-1]
+        assert turn.speech_end_to_first_delta_s is not None
+        assert 0 <= turn.speech_end_to_first_delta_s < 5
+        client.playback.pull(2400)
+        with anyio.fail_after(2):
+            while turn.first_delta_to_first_audible_s is None:
+                await anyio.sleep(0.005)
+        assert recorder.errors() == []
+
+
+def b64decode_len(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)
+
+
+async def test_server_speech_start_interrupts_playback_and_truncates() -> None:
+    session = {"audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                      "silence_duration_ms": 300,
+                                                      "create_response": False}}}}
+    async with Simulator(responder=speech_responder(2000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("say something long")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        client.playback.pull(24 * 250)  # 250 ms heard
+        await stream(client, speech_then_silence(400, 0))
+        with anyio.fail_after(5):
+            while not recorder.wire("client", "conversation.item.truncate"):
+                await anyio.sleep(0.01)
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert truncate["audio_end_ms"] == 250
+        assert client.playback.queued == 0
+        interrupted = [e for e in recorder.events if e.type == "conversation.interrupted"]
+        assert interrupted[0]["audio_end_ms"] == 250
+
+
+async def test_local_turn_detection_commits_and_asks_for_a_response() -> None:
+    from realtalk.audio import Vad
+
+    session = {"audio": {"input": {"turn_detection": None}}, **TEXT_ONLY}
+    vad = Vad(24000, silence_duration_ms=300)
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", session=session,
+                                                  local_vad=vad) as client:
+        recorder = Recorder(client)
+        await stream(client, speech_then_silence(800, 600))
+        with anyio.fail_after(10):
+            while not recorder.wire("server", "response.done"):
+                await anyio.sleep(0.01)
+        sent = [e["type"] for e in recorder.wire("client") if e["type"] != "input_audio_buffer.append"]
+        assert "input_audio_buffer.commit" in sent and "response.create" in sent
+        assert sent.index("input_audio_buffer.commit") < sent.index("response.create")
+        user, assistant = client.conversation.items
+        assert user.role == "user" and assistant.text != ""
+        assert recorder.errors() == []
+
+
+async def test_beta_protocol_text_turn_and_tools() -> None:
+    calls = [FunctionCall("add", {"a": 1, "b": 2})]
+    async with Simulator(responder=tool_responder(calls)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", protocol="beta", model="gpt-4o-realtime-preview",
+        session=TEXT_ONLY
+    ) as client:
+        recorder = Recorder(client)
+        await client.add_tool({"name": "add"}, lambda a: {"sum": a["a"] + a["b"]})
+        await client.send_user_message_content("add please")
+        await client.create_response()
+        with anyio.fail_after(5):
+            while not (client.conversation.items
+                       and client.conversation.items[-1].text.startswith("results")):
+                await anyio.sleep(0.01)
+        assert '{"sum": 3}' in client.conversation.items[-1].text
+        # The wire spoke beta: a flat session.update, beta event names from the server.
+        update = recorder.wire("client", "session.update")[0]
+        assert "modalities" in update["session"] or "output_modalities" not in update["session"]
+        assert recorder.errors() == []
