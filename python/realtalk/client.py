@@ -360,6 +360,7 @@ class RealtimeClient:
         self._turn: TurnMetrics | None = None
         self._speech_end: float | None = None
         self._audible_watch: tuple[str, float] | None = None
+        self._audible_pending = anyio.Event()
         self._local_speaking = False
         self._apply_formats()
 
@@ -1107,17 +1108,23 @@ class RealtimeClient:
         if turn._speech_end is not None:
             turn.speech_end_to_first_delta_s = now - turn._speech_end
         self._audible_watch = (item_id, now)
+        self._audible_pending.set()
 
     async def _audible_watcher(self) -> None:
+        # Polls the device's progress only between a turn's first delta and its first played
+        # sample (usually tens of ms); otherwise it sleeps on an event.
         while True:
-            await anyio.sleep(0.005)
-            watch = self._audible_watch
-            if watch is None or self._turn is None:
-                continue
-            item_id, since = watch
-            if self.playback.played(item_id) > 0:
-                self._turn.first_delta_to_first_audible_s = time.perf_counter() - since
-                self._audible_watch = None
+            await self._audible_pending.wait()
+            self._audible_pending = anyio.Event()
+            deadline = time.perf_counter() + 30.0
+            while self._audible_watch is not None and time.perf_counter() < deadline:
+                item_id, since = self._audible_watch
+                if self.playback.played(item_id) > 0:
+                    if self._turn is not None:
+                        self._turn.first_delta_to_first_audible_s = time.perf_counter() - since
+                    self._audible_watch = None
+                    break
+                await anyio.sleep(0.002)
 
 
 async def _await_handler(result: Awaitable[Any], client: RealtimeClient, name: str) -> None:
