@@ -70,7 +70,7 @@ impl Quality {
                     for_one_ms.max(0.2 * lower_nyquist).min(0.5 * lower_nyquist),
                 )
             }
-            Self::High => (104.0, 0.15 * lower_nyquist),
+            Self::High => (101.0, 0.15 * lower_nyquist),
             Self::Max => (145.0, 0.12 * lower_nyquist),
         }
     }
@@ -81,6 +81,10 @@ impl Quality {
 const MAX_TABLE_LEN: usize = 1 << 21;
 /// Coefficients are padded to a multiple of the widest SIMD block.
 const BLOCK: usize = 16;
+/// Outputs computed together when they share a phase.
+const SHARED: usize = 8;
+/// Above this many phases a shared block no longer fits a 20 ms chunk; outputs go in order.
+const MAX_SHARED_PHASES: usize = 64;
 
 /// How the coefficients of a phase are obtained.
 #[derive(Debug)]
@@ -100,7 +104,9 @@ struct PolyphaseFilter {
     half_width: usize,
     lead_pad: usize,
     table: PhaseTable,
+    /// Rows start at `first` so that every row is 64-byte aligned (no split loads).
     coefs: Vec<f32>,
+    first: usize,
 }
 
 fn bessel_i0(x: f64) -> f64 {
@@ -172,8 +178,9 @@ impl PolyphaseFilter {
             };
             2.0 * cutoff * sinc * window
         };
-        let mut coefs = vec![0.0f32; row_count * taps];
-        for (row, chunk) in coefs.chunks_exact_mut(taps).enumerate() {
+        let mut coefs = vec![0.0f32; row_count * taps + BLOCK];
+        let first = coefs.as_ptr().align_offset(64).min(BLOCK);
+        for (row, chunk) in coefs[first..].chunks_exact_mut(taps).take(row_count).enumerate() {
             let fraction = row as f64 / denominator;
             for (t, c) in chunk[lead_pad..].iter_mut().enumerate() {
                 // Window position t holds input q - W + 1 + t, which is (W - 1 - t) + fraction
@@ -187,11 +194,13 @@ impl PolyphaseFilter {
             lead_pad,
             table,
             coefs,
+            first,
         }
     }
 
     fn row(&self, index: usize) -> &[f32] {
-        &self.coefs[index * self.taps..(index + 1) * self.taps]
+        let start = self.first + index * self.taps;
+        &self.coefs[start..start + self.taps]
     }
 }
 
@@ -399,7 +408,7 @@ impl Resampler {
     /// Resamples interleaved frames, appending every output that is complete to `out`.
     pub fn process_into(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
         let frames = self.check_shape(input.len())?;
-        self.append(input, frames, |x| x);
+        self.append(input, frames);
         let until = self.next_out + self.output_len_for(0) as u64;
         self.emit(until, out);
         self.discard_consumed();
@@ -451,17 +460,12 @@ impl Resampler {
         self.scratch_out = staged;
     }
 
-    fn append(&mut self, input: &[f32], frames: usize, convert: impl Fn(f32) -> f32) {
+    fn append(&mut self, input: &[f32], frames: usize) {
         if self.channels == 1 {
-            self.history[0].extend(input.iter().map(|&x| convert(x)));
+            self.history[0].extend_from_slice(input);
         } else {
             for (channel, history) in self.history.iter_mut().enumerate() {
-                history.extend(
-                    input[channel..]
-                        .iter()
-                        .step_by(self.channels)
-                        .map(|&x| convert(x)),
-                );
+                history.extend(input.iter().skip(channel).step_by(self.channels));
             }
         }
         self.frames_in += frames as u64;
@@ -471,7 +475,7 @@ impl Resampler {
         let mut staged = std::mem::take(&mut self.scratch_in);
         staged.clear();
         staged.extend(input.iter().map(|&x| f32::from(x) * (1.0 / 32768.0)));
-        self.append(&staged, frames, |x| x);
+        self.append(&staged, frames);
         self.scratch_in = staged;
     }
 
@@ -504,6 +508,35 @@ impl Resampler {
         let filter = Arc::clone(&self.filter);
         let taps = filter.taps;
         let mut done = 0;
+        // Outputs `k` and `k + up` share a phase (their windows are `down` inputs apart), so a
+        // block of `SHARED * up` outputs runs as `up` groups that load each coefficient once.
+        if matches!(filter.table, PhaseTable::Exact) {
+            let up = self.up as usize;
+            let block = SHARED * up;
+            while count - done >= block && up <= MAX_SHARED_PHASES {
+                let stride = self.down as usize;
+                for j in 0..up {
+                    let first = (self.window_start(self.next_quotient) - self.history_start) as usize;
+                    let row = filter.row(self.next_phase as usize).as_ptr();
+                    for (channel, history) in self.history.iter().enumerate() {
+                        debug_assert!(first + (SHARED - 1) * stride + taps <= history.len());
+                        let windows: [*const f32; SHARED] =
+                            std::array::from_fn(|i| history[first + i * stride..][..taps].as_ptr());
+                        // SAFETY: each window and the row hold `taps` floats (sliced above).
+                        let sums = unsafe { self.kernel.dot_shared(windows, row, taps) };
+                        for (i, &sum) in sums.iter().enumerate() {
+                            out[(done + j + i * up) * channels + channel] = sum;
+                        }
+                    }
+                    self.next_phase += self.down;
+                    self.next_quotient += self.next_phase / self.up;
+                    self.next_phase %= self.up;
+                }
+                // `up` steps advanced by `down` inputs in total; the block spans SHARED of those.
+                self.next_quotient += (SHARED as u64 - 1) * self.down;
+                done += block;
+            }
+        }
         while done < count {
             let group = (count - done).min(4);
             let mut offsets = [0usize; 4];
@@ -618,19 +651,20 @@ enum Kernel {
 }
 
 impl Kernel {
+    /// The widest kernel the CPU supports, capped by `REALTALK_SIMD` ("scalar", "avx2") so
+    /// tests and benches can compare the variants on one machine.
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::env::var_os("REALTALK_NO_SIMD").is_some() {
+            let cap = std::env::var("REALTALK_SIMD").unwrap_or_default();
+            if cap == "scalar" {
                 return Self::Scalar;
             }
-            if is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-            {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2 && cap != "avx2" && is_x86_feature_detected!("avx512f") {
                 return Self::Avx512;
             }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if avx2 {
                 return Self::Avx2;
             }
         }
@@ -658,6 +692,32 @@ impl Kernel {
                 Self::Avx2 => x86::dot4_avx2(x, c, taps),
                 #[cfg(target_arch = "x86_64")]
                 Self::Avx512 => x86::dot4_avx512(x, c, taps),
+            }
+        }
+    }
+}
+
+/// Dot products of `SHARED` windows with one coefficient row; per output the same operations, in
+/// the same order, as `dot4`.
+impl Kernel {
+    /// # Safety
+    /// Each pointer must be valid for `taps` reads; `taps` must be a multiple of 16.
+    unsafe fn dot_shared(self, x: [*const f32; SHARED], c: *const f32, taps: usize) -> [f32; SHARED] {
+        // SAFETY: forwarded contract; the SIMD variants are only chosen when detected.
+        unsafe {
+            match self {
+                Self::Scalar => {
+                    let mut sums = [0.0f32; SHARED];
+                    for half in 0..SHARED / 4 {
+                        let quarter: [*const f32; 4] = std::array::from_fn(|i| x[half * 4 + i]);
+                        sums[half * 4..half * 4 + 4].copy_from_slice(&dot4_scalar(quarter, [c; 4], taps));
+                    }
+                    sums
+                }
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx2 => x86::dot8_shared_avx2(x, c, taps),
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx512 => x86::dot8_shared_avx512(x, c, taps),
             }
         }
     }
@@ -763,6 +823,56 @@ mod x86 {
         _mm256_add_ps(_mm512_castps512_ps256(v), high)
     }
 
+    /// `dot4_avx2` for eight windows sharing one coefficient row.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of 16) reads.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot8_shared_avx2(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
+        let mut lo = [_mm256_setzero_ps(); 8];
+        let mut hi = [_mm256_setzero_ps(); 8];
+        let mut i = 0;
+        while i < taps {
+            // SAFETY: i + 16 <= taps, within the caller's guarantee.
+            unsafe {
+                let (c_lo, c_hi) = (_mm256_loadu_ps(c.add(i)), _mm256_loadu_ps(c.add(i + 8)));
+                for slot in 0..8 {
+                    lo[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i)), c_lo, lo[slot]);
+                    hi[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i + 8)), c_hi, hi[slot]);
+                }
+            }
+            i += 16;
+        }
+        let s: [__m256; 8] = std::array::from_fn(|slot| _mm256_add_ps(lo[slot], hi[slot]));
+        let a = reduce4(s[0], s[1], s[2], s[3]);
+        let b = reduce4(s[4], s[5], s[6], s[7]);
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+
+    /// `dot4_avx512` for eight windows sharing one coefficient row.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
+    /// 16) reads.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn dot8_shared_avx512(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        let mut i = 0;
+        while i < taps {
+            // SAFETY: i + 16 <= taps, within the caller's guarantee.
+            unsafe {
+                let coefs = _mm512_loadu_ps(c.add(i));
+                for slot in 0..8 {
+                    acc[slot] = _mm512_fmadd_ps(_mm512_loadu_ps(x[slot].add(i)), coefs, acc[slot]);
+                }
+            }
+            i += 16;
+        }
+        let a = reduce4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
+        let b = reduce4(fold(acc[4]), fold(acc[5]), fold(acc[6]), fold(acc[7]));
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+
     /// # Safety
     /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
     /// 16) reads.
@@ -788,5 +898,201 @@ mod x86 {
             i += 16;
         }
         reduce4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn bits(samples: &[f32]) -> Vec<u32> {
+        samples.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Streams `input` in chunks cycling through `sizes` (frames), then flushes.
+    fn streamed(resampler: &mut Resampler, input: &[f32], sizes: &[usize]) -> Vec<f32> {
+        let channels = resampler.channels();
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &size in sizes.iter().cycle() {
+            if start >= input.len() {
+                break;
+            }
+            let end = (start + size * channels).min(input.len());
+            let expected = resampler.output_len_for((end - start) / channels);
+            let before = out.len();
+            resampler.process_into(&input[start..end], &mut out).unwrap();
+            assert_eq!(out.len() - before, expected * channels, "output_len_for");
+            start = end;
+        }
+        let expected = resampler.flush_len();
+        let before = out.len();
+        resampler.flush_into(&mut out);
+        assert_eq!(out.len() - before, expected * channels, "flush_len");
+        out
+    }
+
+    #[test]
+    fn rejects_bad_rates_channels_quality_and_shapes() {
+        for (in_rate, out_rate) in [(7_999, 24_000), (24_000, 192_001), (0, 24_000), (24_000, u32::MAX)] {
+            assert!(Resampler::new(in_rate, out_rate, 1, Quality::High).is_err());
+        }
+        assert!(Resampler::new(48_000, 24_000, 0, Quality::High).is_err());
+        assert!(Resampler::new(48_000, 24_000, MAX_CHANNELS + 1, Quality::High).is_err());
+        assert!(Quality::parse("medium").is_err());
+        assert_eq!(Quality::parse("max"), Ok(Quality::Max));
+        let mut stereo = Resampler::new(48_000, 24_000, 2, Quality::High).unwrap();
+        let mut out = Vec::new();
+        assert!(stereo.process_into(&[0.0; 3], &mut out).is_err());
+        assert!(stereo.process_i16_into(&[0; 5], &mut Vec::new()).is_err());
+        assert!(out.is_empty());
+        assert!(resample(&[0.0; 3], 48_000, 24_000, 2, Quality::Low).is_err());
+    }
+
+    #[test]
+    fn streaming_equals_one_shot_bit_for_bit_for_any_chunking() {
+        let chunkings: [&[usize]; 5] = [&[1], &[0, 1, 0, 2], &[7, 0, 160, 3], &[441, 1, 882], &[100_000]];
+        for (in_rate, out_rate, channels) in [
+            (48_000, 24_000, 1),
+            (44_100, 24_000, 1),
+            (16_000, 24_000, 2),
+            (24_000, 48_000, 1),
+            (24_000, 8_000, 1),
+            (22_050, 48_000, 3),
+            (44_100, 44_101, 1),
+        ] {
+            for quality in [Quality::Low, Quality::High] {
+                let input = noise(channels * in_rate as usize / 40, in_rate);
+                let whole = resample(&input, in_rate, out_rate, channels, quality).unwrap();
+                assert_eq!(whole.len(), channels * rounded_ratio((input.len() / channels) as u64, u64::from(out_rate), u64::from(in_rate)) as usize);
+                let mut resampler = Resampler::new(in_rate, out_rate, channels, quality).unwrap();
+                for sizes in chunkings {
+                    // flush rewinds, so one resampler serves every chunking in turn.
+                    let chunked = streamed(&mut resampler, &input, sizes);
+                    assert_eq!(bits(&chunked), bits(&whole), "{in_rate}->{out_rate} {quality:?} {sizes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_nearly_the_same_output() {
+        let input = noise(4_800, 9);
+        let mut outputs = Vec::new();
+        for kernel in [Kernel::Scalar, Kernel::detect()] {
+            let mut resampler = Resampler::new(44_100, 24_000, 1, Quality::High).unwrap();
+            resampler.kernel = kernel;
+            outputs.push(streamed(&mut resampler, &input, &[441]));
+        }
+        for (a, b) in outputs[0].iter().zip(&outputs[1]) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn totals_round_half_to_even_like_python() {
+        assert_eq!(rounded_ratio(1, 1, 2), 0); // 0.5 -> 0
+        assert_eq!(rounded_ratio(3, 1, 2), 2); // 1.5 -> 2
+        assert_eq!(rounded_ratio(5, 1, 2), 2); // 2.5 -> 2
+        assert_eq!(rounded_ratio(147, 80, 147), 80);
+        // An hour of 44.1 kHz at 24 kHz; the ratio is exact, so the count is too.
+        assert_eq!(rounded_ratio(44_100 * 3_600, 80, 147), 24_000 * 3_600);
+        for frames in [0usize, 1, 2, 3, 50, 441, 1_000] {
+            let out = resample(&noise(frames, 3), 44_100, 24_000, 1, Quality::Low).unwrap();
+            assert_eq!(out.len() as f64, (frames as f64 * 24_000.0 / 44_100.0).round_ties_even());
+        }
+    }
+
+    #[test]
+    fn phase_accounting_stays_exact_after_an_hour_of_chunks() {
+        // Drive the integer clock directly (the dot products are tested above): an hour of
+        // 20 ms chunks, comparing the emitted count with the closed form after every chunk.
+        let mut resampler = Resampler::new(44_100, 24_000, 1, Quality::Low).unwrap();
+        let chunk = 882u64;
+        let half_width = resampler.filter.half_width as u64;
+        let mut emitted = 0u64;
+        for index in 1..=3_600 * 50u64 {
+            let count = resampler.output_len_for(chunk as usize) as u64;
+            resampler.frames_in += chunk;
+            let until = resampler.next_out + count;
+            // Advance exactly as `emit` does, one output at a time.
+            while resampler.next_out < until {
+                resampler.next_phase += resampler.down;
+                resampler.next_quotient += resampler.next_phase / resampler.up;
+                resampler.next_phase %= resampler.up;
+                resampler.next_out += 1;
+            }
+            emitted += count;
+            let frames = index * chunk;
+            assert_eq!(resampler.next_out * 147, resampler.next_quotient * 80 + resampler.next_phase);
+            assert_eq!(emitted, ((frames - half_width) * 80).div_ceil(147));
+        }
+        assert_eq!(resampler.flush_len() as u64 + emitted, 3_600 * 24_000);
+    }
+
+    #[test]
+    fn passes_a_tone_in_phase_with_the_ideal_output() {
+        for (in_rate, out_rate) in [(44_100u32, 24_000u32), (16_000, 24_000), (44_100, 44_101), (191_999, 192_000)] {
+            let frequency = 997.0;
+            let tone = |rate: u32, n: usize| -> Vec<f32> {
+                (0..n).map(|i| (0.5 * (2.0 * std::f64::consts::PI * frequency * i as f64 / f64::from(rate)).sin()) as f32).collect()
+            };
+            let input = tone(in_rate, in_rate as usize / 10);
+            let out = resample(&input, in_rate, out_rate, 1, Quality::High).unwrap();
+            let ideal = tone(out_rate, out.len());
+            let margin = out.len() / 5;
+            let worst = out[margin..out.len() - margin]
+                .iter()
+                .zip(&ideal[margin..])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{in_rate}->{out_rate}: {worst}");
+        }
+    }
+
+    #[test]
+    fn large_ratios_use_an_interpolated_table_of_bounded_size() {
+        let resampler = Resampler::new(191_999, 192_000, 1, Quality::Max).unwrap();
+        assert!(matches!(resampler.filter.table, PhaseTable::Interpolated { .. }));
+        assert!(resampler.filter.coefs.len() <= MAX_TABLE_LEN + BLOCK);
+        let common = Resampler::new(44_100, 24_000, 1, Quality::Max).unwrap();
+        assert!(matches!(common.filter.table, PhaseTable::Exact));
+    }
+
+    #[test]
+    fn pcm16_saturates_instead_of_wrapping() {
+        // A full-scale square wave overshoots (Gibbs) once band-limited.
+        let square: Vec<i16> = (0..4_800).map(|i| if (i / 40) % 2 == 0 { i16::MAX } else { i16::MIN }).collect();
+        let as_f32: Vec<f32> = square.iter().map(|&x| f32::from(x) / 32768.0).collect();
+        let floats = resample(&as_f32, 48_000, 44_100, 1, Quality::High).unwrap();
+        let ints = resample_i16(&square, 48_000, 44_100, 1, Quality::High).unwrap();
+        assert!(floats.iter().any(|&x| x * 32768.0 > 32767.5));
+        assert!(floats.iter().any(|&x| x * 32768.0 < -32768.5));
+        for (&f, &i) in floats.iter().zip(&ints) {
+            let expected = (f64::from(f) * 32768.0).round_ties_even().clamp(-32768.0, 32767.0);
+            assert_eq!(f64::from(i), expected);
+        }
+    }
+
+    #[test]
+    fn reset_and_flush_start_a_new_stream() {
+        let input = noise(2_000, 5);
+        let mut resampler = Resampler::new(48_000, 16_000, 1, Quality::Max).unwrap();
+        let first = streamed(&mut resampler, &input, &[300]);
+        let mut out = Vec::new();
+        resampler.process_into(&noise(999, 6), &mut out).unwrap();
+        resampler.reset();
+        assert_eq!(bits(&streamed(&mut resampler, &input, &[300])), bits(&first));
+        assert!((resampler.delay() - resampler.delay_seconds() * 16_000.0).abs() < 1e-9);
     }
 }

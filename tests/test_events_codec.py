@@ -12,7 +12,6 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from realtalk.errors import ProtocolError
 from realtalk.events import (
     CLIENT_EVENT_TYPES,
@@ -223,7 +222,9 @@ def test_mapping_in_ga_shape_becomes_beta_wire() -> None:
         "audio": {"output": {"voice": "sage", "format": {"type": "audio/pcmu"}}},
         "max_output_tokens": 200,
     }
-    wire = json.loads(serialize_client_event({"type": "session.update", "session": session}, "beta"))
+    wire = json.loads(
+        serialize_client_event({"type": "session.update", "session": session}, "beta")
+    )
     assert wire["session"] == {
         "modalities": ["text"],
         "voice": "sage",
@@ -294,7 +295,9 @@ def test_error_event_is_an_event() -> None:
 _json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
 _json = st.recursive(
     _json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -305,7 +308,9 @@ def _field_strategy(annotation: Any) -> st.SearchStrategy[Any]:
     if "None" in text:
         options.append(st.none())
     if "list[" in text:
-        options.append(st.lists(st.dictionaries(st.text(max_size=6), _json, max_size=2), max_size=2))
+        options.append(
+            st.lists(st.dictionaries(st.text(max_size=6), _json, max_size=2), max_size=2)
+        )
     elif "dict[" in text:
         options.append(st.dictionaries(st.text(max_size=6), _json, max_size=3))
     elif "int" in text:
@@ -327,7 +332,9 @@ def _events(draw: st.DrawFn, registry: dict[str, type[Any]]) -> Any:
     event = cls(**values)
     extra = draw(
         st.dictionaries(
-            st.text(min_size=1, max_size=6).filter(lambda k: k not in msgspec.structs.fields(cls) and k != "type"),
+            st.text(min_size=1, max_size=6).filter(
+                lambda k: k not in msgspec.structs.fields(cls) and k != "type"
+            ),
             _json,
             max_size=2,
         )

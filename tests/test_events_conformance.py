@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from realtalk.events import (
     CLIENT_EVENT_TYPES,
     SERVER_EVENT_TYPES,
@@ -75,10 +74,12 @@ def _beta_max_tokens_typo(original: dict[str, Any]) -> dict[str, Any] | None:
     beta doc examples write ``max_output_tokens`` (protocol.md section 11). The translation
     maps both to GA ``max_output_tokens`` and writes the real beta name on the way back, so
     the expected re-serialisation is the example with that one key renamed."""
-    container = "session" if original["type"].startswith("session") else "response"
-    if original["type"] not in ("session.update", "session.created", "session.updated"):
-        if original["type"] != "response.create":
-            return None
+    if original["type"] in ("session.update", "session.created", "session.updated"):
+        container = "session"
+    elif original["type"] == "response.create":
+        container = "response"
+    else:
+        return None
     payload = original.get(container)
     if not isinstance(payload, dict) or "max_output_tokens" not in payload:
         return None
@@ -157,7 +158,7 @@ def test_beta_conversation_item_created_becomes_added() -> None:
 
 def test_ga_examples_with_beta_content_spellings_parse() -> None:
     # Caveats: GA examples (one a live capture) use assistant content "audio" / "text".
-    raw, original = _load("ga__conversation.item.retrieved.json")
+    raw, _ = _load("ga__conversation.item.retrieved.json")
     event = parse_server_event(raw)
     assert isinstance(event, ConversationItemRetrievedEvent)
     assert event.item["content"][0]["type"] == "audio"
@@ -234,7 +235,7 @@ def test_beta_transcription_session_update_becomes_session_update() -> None:
 
 def test_beta_oct_2024_turn_detection_none_is_accepted() -> None:
     # Caveat: turn_detection.type "none" (later docs use null); kept as received.
-    raw, original = _load("beta__session.updated__5.json")
+    raw, _ = _load("beta__session.updated__5.json")
     event = parse_server_event(raw, protocol="beta")
     assert isinstance(event, SessionUpdatedEvent)
     assert event.session["audio"]["input"]["turn_detection"] == {"type": "none"}

@@ -19,7 +19,6 @@ from openai.types.beta.realtime import RealtimeClientEvent as BetaClientEvent
 from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeClientEvent as GAClientEvent
 from openai.types.realtime import RealtimeServerEvent as GAServerEvent
-
 from realtalk.events import (
     GA_ONLY_SERVER_EVENT_TYPES,
     ClientEvent,
@@ -308,13 +307,19 @@ GA_RESPONSE_PARAMS = st.fixed_dictionaries(
         "output_modalities": st.sampled_from([["audio"], ["text"]]),
         "instructions": _text,
         "audio": st.fixed_dictionaries(
-            {"output": st.fixed_dictionaries({"voice": _beta_voices}, optional={"format": _formats})}
+            {
+                "output": st.fixed_dictionaries(
+                    {"voice": _beta_voices}, optional={"format": _formats}
+                )
+            }
         ),
         "tools": st.lists(_function_tool, max_size=2),
         "tool_choice": _tool_choice,
         "max_output_tokens": _max_tokens,
         "conversation": st.sampled_from(["auto", "none"]),
-        "metadata": st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), _text, max_size=3),
+        "metadata": st.dictionaries(
+            st.from_regex(r"[a-z]{1,8}", fullmatch=True), _text, max_size=3
+        ),
         "input": st.lists(ITEM, max_size=2),
     },
 )

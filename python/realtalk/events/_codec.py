@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
@@ -40,15 +41,22 @@ class InvalidEventError(ProtocolError, ValueError):
         self.data = data
 
 
-_SERVER_DECODER = msgspec.json.Decoder(Union[tuple(SERVER_EVENT_TYPES.values())])  # type: ignore[valid-type]  # noqa: UP007
-_CLIENT_DECODER = msgspec.json.Decoder(Union[tuple(CLIENT_EVENT_TYPES.values())])  # type: ignore[valid-type]  # noqa: UP007
+# A tagged union: msgspec picks the class by "type" in one pass.
+_SERVER_DECODER = msgspec.json.Decoder(Union[tuple(SERVER_EVENT_TYPES.values())])  # noqa: UP007
+_CLIENT_DECODER = msgspec.json.Decoder(Union[tuple(CLIENT_EVENT_TYPES.values())])  # noqa: UP007
 _RAW_DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
 
 
+# A random per-process prefix and a counter: unique without a system call per event.
+_ID_PREFIX = "event_" + os.urandom(6).hex()
+_ID_COUNTER = itertools.count()
+
+
 def new_event_id() -> str:
-    """A fresh client-side id in the server's style: ``event_`` and 21 characters."""
-    return "event_" + os.urandom(11).hex()[:21]
+    """A fresh id in the server's style: ``event_`` and 21 hex characters (a random
+    per-process prefix and a counter)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):09x}"
 
 
 def _decode_object(data: str | bytes) -> dict[str, Any]:
@@ -66,9 +74,7 @@ def _decode_object(data: str | bytes) -> dict[str, Any]:
     return raw
 
 
-def _event_from_object(
-    raw: dict[str, Any], registry: Mapping[str, type[_E]]
-) -> _E | UnknownEvent:
+def _event_from_object(raw: dict[str, Any], registry: Mapping[str, type[_E]]) -> _E | UnknownEvent:
     event_type = raw["type"]
     cls = registry.get(event_type)
     if cls is None:
@@ -133,28 +139,33 @@ def _serialize(
     registry: Mapping[str, type[Event]],
     to_beta: Any,
 ) -> bytes:
+    if isinstance(event, base):
+        extra = event.__dict__.get("_extra")
+        if protocol == "ga" and not extra:
+            encoded = _ENCODER.encode(event)
+            if event.event_id is msgspec.UNSET:
+                # The encoding always ends with the object's closing brace: splice the id in.
+                return b'%s,"event_id":"%s"}' % (encoded[:-1], new_event_id().encode())
+            return encoded
+        if protocol not in ("ga", "beta"):
+            raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
+        data = msgspec.to_builtins(event)
+        if extra:
+            data.update(extra)
+        data.setdefault("event_id", new_event_id())
+        return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
     if protocol not in ("ga", "beta"):
         raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
+    if isinstance(event, UnknownEvent):
+        data = dict(event.data)
+        data.setdefault("event_id", new_event_id())
+        return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
     if isinstance(event, Mapping):
         if not isinstance(event.get("type"), str):
             raise ProtocolError("event has no string 'type' field")
-        event = _event_from_object(dict(event), registry)
-    if isinstance(event, UnknownEvent):
-        data = dict(event.data)
-        if "event_id" not in data:
-            data["event_id"] = new_event_id()
-        return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
-    if not isinstance(event, base):
-        raise TypeError(f"expected a {base.__name__} or a mapping, not {type(event).__name__}")
-    extra = event.__dict__.get("_extra")
-    if event.event_id is msgspec.UNSET:
-        event = msgspec.structs.replace(event, event_id=new_event_id())
-    if protocol == "ga" and not extra:
-        return _ENCODER.encode(event)
-    data = msgspec.to_builtins(event)
-    if extra:
-        data.update(extra)
-    return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
+        typed = _event_from_object(dict(event), registry)
+        return _serialize(typed, protocol, base, registry, to_beta)
+    raise TypeError(f"expected a {base.__name__} or a mapping, not {type(event).__name__}")
 
 
 def serialize_client_event(
@@ -162,7 +173,7 @@ def serialize_client_event(
 ) -> bytes:
     """Wire JSON of a client event for ``protocol``. The event (a model or a mapping in GA
     names and shapes) is validated; an ``event_id`` is generated when it has none."""
-    return _serialize(event, protocol, ClientEvent, CLIENT_EVENT_TYPES, client_event_to_beta)  # type: ignore[arg-type]
+    return _serialize(event, protocol, ClientEvent, CLIENT_EVENT_TYPES, client_event_to_beta)
 
 
 def serialize_server_event(
@@ -170,4 +181,4 @@ def serialize_server_event(
 ) -> bytes:
     """Wire JSON of a server event for ``protocol`` (the simulator's side); see
     :func:`serialize_client_event`."""
-    return _serialize(event, protocol, ServerEvent, SERVER_EVENT_TYPES, server_event_to_beta)  # type: ignore[arg-type]
+    return _serialize(event, protocol, ServerEvent, SERVER_EVENT_TYPES, server_event_to_beta)

@@ -441,10 +441,10 @@ def _concrete_subclasses(base: type[Event]) -> list[type[Event]]:
 CLIENT_EVENT_TYPES: dict[str, type[ClientEvent]] = {}
 SERVER_EVENT_TYPES: dict[str, type[ServerEvent]] = {}
 for _cls in _concrete_subclasses(ClientEvent):
-    _cls.type = _cls.__struct_config__.tag  # type: ignore[misc, assignment]
+    _cls.type = _cls.__struct_config__.tag  # type: ignore[assignment]
     CLIENT_EVENT_TYPES[_cls.type] = _cls  # type: ignore[assignment]
 for _cls in _concrete_subclasses(ServerEvent):
-    _cls.type = _cls.__struct_config__.tag  # type: ignore[misc, assignment]
+    _cls.type = _cls.__struct_config__.tag  # type: ignore[assignment]
     SERVER_EVENT_TYPES[_cls.type] = _cls  # type: ignore[assignment]
 del _cls
 

@@ -1,0 +1,56 @@
+//! Criterion benches of the pure resampling core: one 20 ms chunk per iteration, as the frame
+//! path drives it, and a 10 s one-shot conversion.
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use _audio::resample::{resample, Quality, Resampler};
+
+const PAIRS: [(u32, u32); 4] = [(48_000, 24_000), (44_100, 24_000), (16_000, 24_000), (24_000, 48_000)];
+
+fn noise(len: usize) -> Vec<f32> {
+    // A fixed LCG: reproducible without a rand dependency.
+    let mut state: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn stream_20ms(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resample 20 ms chunk");
+    for quality in [Quality::Low, Quality::High, Quality::Max] {
+        for (in_rate, out_rate) in PAIRS {
+            let chunk = noise(in_rate as usize / 50);
+            let mut resampler = Resampler::new(in_rate, out_rate, 1, quality).expect("valid rates");
+            let mut out = Vec::with_capacity(out_rate as usize / 25);
+            group.throughput(Throughput::Elements(chunk.len() as u64));
+            let id = format!("{}/{in_rate}->{out_rate}", quality.name());
+            group.bench_function(BenchmarkId::from_parameter(id), |b| {
+                b.iter(|| {
+                    out.clear();
+                    resampler.process_into(black_box(&chunk), &mut out).expect("mono chunk");
+                    black_box(out.len())
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+fn one_shot_10s(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resample one-shot 10 s");
+    group.sample_size(20);
+    for (in_rate, out_rate) in PAIRS {
+        let signal = noise(in_rate as usize * 10);
+        group.throughput(Throughput::Elements(signal.len() as u64));
+        group.bench_function(BenchmarkId::from_parameter(format!("high/{in_rate}->{out_rate}")), |b| {
+            b.iter(|| resample(black_box(&signal), in_rate, out_rate, 1, Quality::High).expect("valid"));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, stream_20ms, one_shot_10s);
+criterion_main!(benches);
