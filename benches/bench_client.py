@@ -17,6 +17,8 @@ frames)::
         --benchmark-timer=time.process_time --benchmark-columns=median,iqr
 
 or standalone for the per-frame table: ``.venv/bin/python benches/bench_client.py``.
+``.venv/bin/python benches/bench_client.py soak 60`` runs an hour of simulated conversation at
+fast pace and prints the client's resident memory at the first turn and at its peak.
 """
 
 from __future__ import annotations
@@ -235,7 +237,86 @@ def test_duplex_20ms_frames(benchmark: Any, echo_server: EchoServer, way: str) -
     benchmark.extra_info["system_cpu_us_per_frame"] = system / FRAMES * 1e6
 
 
+# ---- soak: a long session at fast pace, client memory measured ----
+
+SOAK_TURN_AUDIO_S = 5.0
+
+
+def _soak_responder(ctx: Any) -> Any:
+    from realtalk.simulator.responder import Audio
+
+    n = int(24000 * SOAK_TURN_AUDIO_S)
+    samples = (6000 * np.sin(2 * np.pi * 330 * np.arange(n) / 24000)).astype(np.int16)
+    return Audio(samples, "a five second answer")
+
+
+def _serve_simulator(port_out: Any) -> None:
+    import anyio
+
+    from realtalk.simulator import Simulator
+
+    async def main() -> None:
+        async with Simulator(responder=_soak_responder, pace="fast") as simulator:
+            port_out.send(simulator.port)
+            await anyio.sleep_forever()
+
+    anyio.run(main)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+async def soak(minutes: float) -> dict[str, float]:
+    """Simulated minutes of assistant speech (5 s per turn, with user audio appended each
+    turn), pulled by a device at 48 kHz; returns the client's RSS at the first turn and its
+    peak after. The simulator runs in another process so only the client is measured."""
+    from realtalk.client import RealtimeClient
+
+    receive, send = multiprocessing.Pipe(duplex=False)
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_simulator, args=(send,), daemon=True)
+    process.start()
+    port = receive.recv()
+    turns = int(minutes * 60 / SOAK_TURN_AUDIO_S)
+    mic = mic_frames()
+    try:
+        async with RealtimeClient(f"ws://127.0.0.1:{port}/v1/realtime", api_key="sk-soak",
+                                  input_rate=IN_RATE, playback_rate=DEVICE_RATE,
+                                  session={"audio": {"input": {"turn_detection": None}}},
+                                  max_conversation_audio_s=60) as client:
+            first = peak = 0.0
+            for turn in range(turns):
+                for frame in range(10):
+                    client.append_input_audio(mic[frame % len(mic)])
+                await client.commit_input_audio()
+                await client.create_response()
+                await client.wait_for_response_done(60)
+                while client.playback.queued:
+                    client.playback.pull(DEVICE_RATE)
+                if turn == 0:
+                    first = rss_mb()
+                peak = max(peak, rss_mb())
+            return {"turns": turns, "rss_first_turn_mb": first, "rss_peak_mb": peak,
+                    "conversation_audio_mb": client.conversation.audio_samples_held * 2 / 2**20,
+                    "audio_dropped_s": client.conversation.audio_samples_dropped / DEVICE_RATE,
+                    "items": len(client.conversation)}
+    finally:
+        process.terminate()
+        process.join(5)
+
+
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["soak"]:
+        minutes = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+        started = time.perf_counter()
+        result = asyncio.run(soak(minutes))
+        print(f"soak: {minutes:g} simulated minutes in {time.perf_counter() - started:.0f} s: "
+              + ", ".join(f"{k}={v:.1f}" for k, v in result.items()))
+        return
     with EchoServer() as server:
         results = {}
         for way in ("usual", "realtalk"):

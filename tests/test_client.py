@@ -12,7 +12,14 @@ import pytest
 
 from realtalk.client import ClientEvent, InputBackpressure, RealtimeClient, ResponseBusy
 from realtalk.simulator import Simulator
-from realtalk.simulator.responder import Audio, Drop, FunctionCall, ResponseContext, Text
+from realtalk.simulator.responder import (
+    Audio,
+    Delay,
+    Drop,
+    FunctionCall,
+    ResponseContext,
+    Text,
+)
 
 TEXT_ONLY = {"output_modalities": ["text"]}
 
@@ -92,8 +99,12 @@ async def test_single_flight_responses_never_collide() -> None:
         await client.wait_for_response_done(5)
 
 
+def slow_responder(ctx: ResponseContext) -> Any:
+    return [Delay(0.5), Text("after a pause")]
+
+
 async def test_benign_server_errors_are_events_not_exceptions() -> None:
-    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+    async with Simulator(responder=slow_responder) as sim, RealtimeClient(sim.url, api_key="sk-test",
                                                   session=TEXT_ONLY) as client:
         recorder = Recorder(client)
         await client.send({"type": "response.cancel"})

@@ -139,86 +139,20 @@ class ClientMetrics:
     playback_dropped_samples: int = 0
 
 
-class _AudioDelta(msgspec.Struct, dict=True):
-    type: str
-    item_id: str
-    delta: str
-    content_index: int = 0
-    response_id: str | None = None
-
-
-_DELTA_DECODER = msgspec.json.Decoder(_AudioDelta)
-_APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
-_APPEND_TAIL = b'"}'
-
-
-class _Uplink:
-    """A microphone frame at ``in_rate`` to the JSON of one ``input_audio_buffer.append`` in
-    the session's input format: down-mix, resample (state carried), convert, base64."""
-
-    def __init__(self, in_rate: int, format_: str) -> None:
-        self.format = format_
-        wire_rate = _WIRE_RATES[format_]
-        self._resampler = (_audio.Resampler(in_rate, wire_rate)
-                           if in_rate != wire_rate else None)
-
-    def encode_base64(self, samples: np.ndarray) -> str:
-        if samples.ndim == 2:
-            samples = samples.mean(axis=1, dtype=np.float32)
-        elif samples.ndim != 1:
-            raise ValueError(f"audio frames are 1-D or (frames, channels), got {samples.ndim}-D")
-        if self._resampler is not None:
-            samples = self._resampler.process(samples)
-        pcm = samples if samples.dtype == np.int16 else _audio.float_to_pcm16(samples)
-        if self.format == "pcm16":
-            return _audio.pcm16_to_base64(pcm)
-        codes = _audio.ulaw_encode(pcm) if self.format == "g711_ulaw" else _audio.alaw_encode(
-            pcm)
-        return _audio.b64encode(codes)
-
-    def encode(self, samples: np.ndarray) -> bytes:
-        return b"".join((_APPEND_HEAD, self.encode_base64(samples).encode("ascii"),
-                         _APPEND_TAIL))
-
-
-class _Downlink:
-    """Recognises audio deltas without a full parse and decodes them to int16 samples at the
-    playback rate; any other message gives None."""
-
-    def __init__(self, out_rate: int, format_: str, protocol: str) -> None:
-        self.format = format_
-        self._type = ("response.output_audio.delta" if protocol == "ga"
-                      else "response.audio.delta")
-        self._marker = f'"{self._type}"'.encode()
-        wire_rate = _WIRE_RATES[format_]
-        self._resampler = (_audio.Resampler(wire_rate, out_rate)
-                           if out_rate != wire_rate else None)
-
-    def decode(self, message: str | bytes) -> _AudioDelta | None:
-        raw = message.encode() if isinstance(message, str) else message
-        # Audio deltas name their type near the start; a bounded look avoids scanning the
-        # base64 of every other message.
-        if self._marker not in raw[:160]:
-            return None
-        try:
-            delta = _DELTA_DECODER.decode(raw)
-        except msgspec.DecodeError:
-            return None  # the full parser will say what is wrong
-        if delta.type != self._type:
-            return None
-        delta.samples = self.decode_samples(delta.delta)  # type: ignore[attr-defined]
-        return delta
-
-    def decode_samples(self, payload: str) -> np.ndarray:
-        if self.format == "pcm16":
-            samples = _audio.pcm16_from_base64(payload)
-        else:
-            codes = _audio.b64decode(payload)
-            samples = (_audio.ulaw_decode(codes) if self.format == "g711_ulaw"
-                       else _audio.alaw_decode(codes))
-        if self._resampler is not None:
-            samples = self._resampler.process(samples)
-        return samples
+def _encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
+    """A whole clip (not a stream) as base64 in a session input format."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
+    if samples.dtype not in (np.float32, np.int16):
+        samples = samples.astype(np.float32)
+    wire_rate = _WIRE_RATES[format_]
+    if rate != wire_rate:
+        samples = _audio.resample(np.ascontiguousarray(samples), rate, wire_rate)
+    pcm = samples if samples.dtype == np.int16 else _audio.float_to_pcm16(samples)
+    if format_ == "pcm16":
+        return _audio.pcm16_to_base64(pcm)
+    codes = _audio.ulaw_encode(pcm) if format_ == "g711_ulaw" else _audio.alaw_encode(pcm)
+    return _audio.b64encode(codes)
 
 
 class EventStream:
@@ -510,10 +444,14 @@ class RealtimeClient:
         if input_format != self._input_format or self._uplink is None:
             self._input_format = input_format
             with self._uplink_lock:
-                self._uplink = _Uplink(self.input_rate, input_format)
+                self._uplink = _audio.Uplink(self.input_rate, format=input_format)
         if output_format != self._output_format or self._downlink is None:
             self._output_format = output_format
-            self._downlink = _Downlink(self.playback_rate, output_format, self.protocol)
+            self._downlink = self._new_downlink(output_format)
+
+    def _new_downlink(self, format_: str) -> Any:
+        return _audio.Downlink(self.playback_rate, format=format_, protocol=self.protocol,
+                               dtype=np.int16)
 
     # ---- sending ----
 
@@ -556,7 +494,7 @@ class RealtimeClient:
             if isinstance(data, np.ndarray):
                 rate = int(part.get("sample_rate", self.input_rate))
                 return {"type": "input_audio",
-                        "audio": _Uplink(rate, self._input_format).encode_base64(data)}
+                        "audio": _encode_clip(data, rate, self._input_format)}
             if isinstance(data, bytes | bytearray | memoryview):
                 return {"type": "input_audio", "audio": base64.b64encode(bytes(data)).decode()}
             if isinstance(data, str):
@@ -709,6 +647,8 @@ class RealtimeClient:
         truncate the playing item to what was really heard (capped at what was received).
         Returns ``{"item_id", "content_index", "audio_end_ms"}`` or None if nothing played."""
         cut = self.playback.interrupt()
+        # The next audio starts a new stream: no resampler tail from the cut one.
+        self._downlink.reset()
         server_cancels = not self._local_vad_active() and bool(
             (self._turn_detection() or {}).get("interrupt_response", True))
         if self._response_state == "active" and not server_cancels:
@@ -949,7 +889,7 @@ class RealtimeClient:
                 downlink = self._downlink
             delta = downlink.decode(message)
             if delta is not None:
-                if delta.response_id not in self.conversation._out_of_band:
+                if not self.conversation.is_out_of_band(delta.response_id):
                     self._on_audio(delta.item_id, delta.content_index, delta.samples)
                 continue
             self._dispatch(self._parse(message))
@@ -971,12 +911,6 @@ class RealtimeClient:
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type", "")
-        if kind == "response.output_audio.delta":
-            # Only reached when the delta's type sits too far in to be spotted cheaply.
-            if event.get("response_id") not in self.conversation.out_of_band:
-                self._on_audio(str(event["item_id"]), int(event.get("content_index", 0)),
-                               self._downlink.decode_samples(str(event["delta"])))
-            return
         if kind == "error":
             self._on_error(event)
             return
@@ -1022,7 +956,7 @@ class RealtimeClient:
         output = _format_name((audio.get("output") or {}).get("format"))
         if output != self._output_format:
             self._output_format = output
-            self._downlink = _Downlink(self.playback_rate, output, self.protocol)
+            self._downlink = self._new_downlink(output)
         self._input_format = _format_name((audio.get("input") or {}).get("format"))
 
     def _on_error(self, event: dict[str, Any]) -> None:

@@ -240,10 +240,10 @@ class Conversation:
     def audio_samples_held(self) -> int:
         return self._audio_held
 
-    @property
-    def out_of_band(self) -> frozenset[str]:
-        """Ids of the running out-of-band responses (``conversation: "none"``)."""
-        return frozenset(self._out_of_band)
+    def is_out_of_band(self, response_id: str | None) -> bool:
+        """Whether ``response_id`` is a running out-of-band response (``conversation: "none"``),
+        whose output stays out of the conversation."""
+        return response_id in self._out_of_band
 
     @property
     def parked_events(self) -> int:
