@@ -564,3 +564,92 @@ async def test_beta_protocol_text_turn_and_tools() -> None:
         update = recorder.wire("client", "session.update")[0]
         assert "modalities" in update["session"] or "output_modalities" not in update["session"]
         assert recorder.errors() == []
+
+
+async def test_local_vad_barge_in_cancels_and_truncates() -> None:
+    from realtalk.audio import Vad
+
+    session = {"audio": {"input": {"turn_detection": None}}}
+    async with Simulator(responder=speech_responder(3000), pace="realtime") as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, local_vad=Vad(24000)
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("talk for a while")
+        await client.create_response()
+        with anyio.fail_after(5):
+            while client.playback.queued < 24 * 400:
+                await anyio.sleep(0.005)
+        client.playback.pull(24 * 300)
+        await stream(client, speech_then_silence(500, 0))
+        with anyio.fail_after(5):
+            while not recorder.wire("client", "conversation.item.truncate"):
+                await anyio.sleep(0.01)
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert truncate["audio_end_ms"] == 300
+        # The server does not cancel on its own with local turn detection: the client did,
+        # unless the response had already finished (then the cancel is benign).
+        if recorder.wire("client", "response.cancel"):
+            assert all(e["benign"] for e in recorder.errors())
+        else:
+            assert recorder.wire("server", "response.done")
+
+
+async def test_audio_appended_during_an_outage_is_sent_after_reconnect() -> None:
+    session = {"audio": {"input": {"turn_detection": None}}, **TEXT_ONLY}
+    async with Simulator(responder=dropping_responder()) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, backoff_initial_s=0.4,
+        outage_audio_ms=200
+    ) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("hello")
+        await client.create_response()
+        with anyio.fail_after(5):
+            while "connection.lost" not in recorder.names():
+                await anyio.sleep(0.005)
+        assert not client.connected
+        for _ in range(15):  # 300 ms: 100 ms more than the outage buffer holds
+            client.append_input_audio(tone(20))
+        assert client.metrics.outage_audio_dropped_ms == pytest.approx(100)
+        with anyio.fail_after(5):
+            while "connection.restored" not in recorder.names():
+                await anyio.sleep(0.005)
+        with anyio.fail_after(5):
+            while len(recorder.wire("client", "input_audio_buffer.append")) < 10:
+                await anyio.sleep(0.005)
+        await anyio.sleep(0.05)
+        assert len(recorder.wire("client", "input_audio_buffer.append")) == 10
+        await client.commit_input_audio()
+        with anyio.fail_after(5):
+            while not recorder.wire("server", "input_audio_buffer.committed"):
+                await anyio.sleep(0.01)
+        assert not [e for e in recorder.errors()
+                    if e["error"].get("code") not in ("response_lost",)]
+
+
+async def test_user_content_audio_and_image() -> None:
+    import base64 as b64
+
+    png = (b"\x89PNG\r\n\x1a\n" + bytes(24))
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        recorder = Recorder(client)
+        clip = tone(250, rate=16000)
+        item_id = await client.send_user_message_content([
+            {"type": "input_text", "text": "what is this?"},
+            {"type": "input_audio", "audio": clip, "sample_rate": 16000},
+            {"type": "input_image", "image": png, "detail": "low"},
+        ])
+        with anyio.fail_after(5):
+            while item_id not in client.conversation:
+                await anyio.sleep(0.01)
+        (create,) = recorder.wire("client", "conversation.item.create")
+        text, audio, image = create["item"]["content"]
+        pcm = np.frombuffer(b64.b64decode(audio["audio"]), dtype="<i2")
+        assert len(pcm) == 24000 // 4  # 250 ms at the wire's 24 kHz
+        assert image == {"type": "input_image", "detail": "low",
+                         "image_url": "data:image/png;base64," + b64.b64encode(png).decode()}
+        assert recorder.errors() == []
+        with pytest.raises(ValueError, match="not a PNG"):
+            await client.send_user_message_content([{"type": "input_image", "image": b"xx"}])
+        with pytest.raises(ValueError, match="unsupported"):
+            await client.send_user_message_content([{"type": "text", "text": "x"}])

@@ -800,18 +800,18 @@ class RealtimeClient:
             # A refused connection says why in an error event, then closes (3000/4000).
             self._on_error(first)
         self._on_session(first)
-        await link.send_text(_events.serialize_client_event(
+        await self._send_on(link, _events.serialize_client_event(
             {"type": "session.update", "session": self._full_session(),
              "event_id": "event_" + uuid.uuid4().hex[:20]}, self.protocol))
         if reconnecting:
             await self._replay_history(link)
         requeue, self._requeue = self._requeue, []
         for message in requeue:
-            await link.send_text(message)
+            await self._send_on(link, message)
         while self._outage:
             message, duration = self._outage.popleft()
             self._outage_ms -= duration
-            await link.send_text(message)
+            await self._send_on(link, message)
         self._link = link
 
     async def _replay_history(self, link: Link) -> None:
@@ -834,7 +834,7 @@ class RealtimeClient:
                                               "content": [{"type": kind, "text": text}]}}
             if previous is not None:
                 event["previous_item_id"] = previous
-            await link.send_text(_events.serialize_client_event(event, self.protocol))
+            await self._send_on(link, _events.serialize_client_event(event, self.protocol))
             previous = replay_id
         if previous is not None:
             # What the new session appends after the replay follows our whole history, items
@@ -866,14 +866,16 @@ class RealtimeClient:
         raise ConnectionClosed(1001, "session close to expires_at: rotating")
 
     async def _writer(self, link: Link) -> None:
-        listening = self._listening("realtime.event")
         async for message in self._outbox_receive:
             self._pending = message
-            await link.send_text(message)
+            await self._send_on(link, message)
             self._pending = None
-            if listening or self._listening("realtime.event"):
-                self._emit("realtime.event", {"source": "client", "time": time.time(),
-                                              "event": _loads(message)})
+
+    async def _send_on(self, link: Link, message: bytes) -> None:
+        await link.send_text(message)
+        if self._listening("realtime.event"):
+            self._emit("realtime.event", {"source": "client", "time": time.time(),
+                                          "event": _loads(message)})
 
     async def _reader(self, link: Link) -> None:
         downlink = self._downlink
