@@ -653,3 +653,107 @@ async def test_user_content_audio_and_image() -> None:
             await client.send_user_message_content([{"type": "input_image", "image": b"xx"}])
         with pytest.raises(ValueError, match="unsupported"):
             await client.send_user_message_content([{"type": "text", "text": "x"}])
+
+
+class ScriptedLink:
+    """A connection whose server side the test writes event by event."""
+
+    def __init__(self) -> None:
+        self.send_stream, self.receive_stream = anyio.create_memory_object_stream[bytes](100)
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_text(self, message: str | bytes) -> None:
+        self.sent.append(json.loads(message))
+
+    async def receive_raw(self) -> tuple[bytes, bool]:
+        try:
+            return await self.receive_stream.receive(), True
+        except anyio.EndOfStream:
+            from realtalk.errors import ConnectionClosed
+
+            raise ConnectionClosed(1000, "done") from None
+
+    def server(self, event: dict[str, Any]) -> None:
+        self.send_stream.send_nowait(json.dumps(event).encode())
+
+
+def scripted(link: ScriptedLink) -> Any:
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def connect() -> Any:
+        try:
+            yield link
+        finally:
+            link.send_stream.close()
+            link.receive_stream.close()
+
+    link.server({"type": "session.created", "event_id": "event_1",
+                 "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+    return connect
+
+
+async def test_interleaved_transcripts_go_to_their_items_and_failures_surface() -> None:
+    link = ScriptedLink()
+    async with RealtimeClient(connect=scripted(link), reconnect=False) as client:
+        recorder = Recorder(client)
+
+        def user_audio_item(item_id: str, previous: str | None) -> dict[str, Any]:
+            return {"type": "conversation.item.added", "event_id": f"e_{item_id}",
+                    "previous_item_id": previous,
+                    "item": {"id": item_id, "type": "message", "role": "user",
+                             "status": "completed",
+                             "content": [{"type": "input_audio", "transcript": None}]}}
+
+        prefix = "conversation.item.input_audio_transcription"
+        # Transcription of B streams before B is announced, interleaved with A's.
+        link.server(user_audio_item("A", None))
+        link.server({"type": f"{prefix}.delta", "event_id": "t1", "item_id": "B",
+                     "content_index": 0, "delta": "bee "})
+        link.server({"type": f"{prefix}.delta", "event_id": "t2", "item_id": "A",
+                     "content_index": 0, "delta": "ay "})
+        link.server(user_audio_item("B", "A"))
+        link.server({"type": f"{prefix}.completed", "event_id": "t3", "item_id": "B",
+                     "content_index": 0, "transcript": "bee done"})
+        link.server({"type": f"{prefix}.failed", "event_id": "t4", "item_id": "A",
+                     "content_index": 0,
+                     "error": {"type": "transcription_error", "code": "audio_unintelligible",
+                               "message": "The audio could not be transcribed.",
+                               "param": None}})
+        with anyio.fail_after(5):
+            while not recorder.errors():
+                await anyio.sleep(0.005)
+        a, b = client.conversation.items
+        assert (a.id, a.transcript) == ("A", "ay ")
+        assert (b.id, b.transcript) == ("B", "bee done")
+        (error,) = recorder.errors()
+        assert error["item_id"] == "A"
+        assert error["error"]["code"] == "audio_unintelligible" and not error["benign"]
+        assert a.transcription_error is not None and b.transcription_error is None
+        updates = [(e["item"].id, e["delta"]) for e in recorder.events
+                   if e.type == "conversation.updated" and e["delta"]]
+        assert ("B", {"transcript": "bee "}) in updates and ("A", {"transcript": "ay "}) in updates
+
+
+async def test_cancelled_responses_run_no_tools() -> None:
+    link = ScriptedLink()
+    ran: list[Any] = []
+    async with RealtimeClient(connect=scripted(link), reconnect=False) as client:
+        await client.add_tool({"name": "act"}, ran.append)
+        call = {"id": "fc", "type": "function_call", "status": "completed", "call_id": "c1",
+                "name": "act", "arguments": "{}"}
+        link.server({"type": "response.created", "event_id": "r1",
+                     "response": {"id": "resp_1", "status": "in_progress", "output": []}})
+        link.server({"type": "response.done", "event_id": "r2",
+                     "response": {"id": "resp_1", "status": "cancelled", "output": [call]}})
+        link.server({"type": "response.created", "event_id": "r3",
+                     "response": {"id": "resp_2", "status": "in_progress", "output": []}})
+        link.server({"type": "response.done", "event_id": "r4",
+                     "response": {"id": "resp_2", "status": "completed",
+                                  "output": [dict(call, call_id="c2")]}})
+        with anyio.fail_after(5):
+            while not any(e["type"] == "response.create" for e in link.sent):
+                await anyio.sleep(0.005)
+        outputs = [e["item"]["call_id"] for e in link.sent
+                   if e["type"] == "conversation.item.create"]
+        assert outputs == ["c2"] and ran == [{}]

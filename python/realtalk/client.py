@@ -937,9 +937,13 @@ class RealtimeClient:
             return
         for change in changes:
             self._publish(change)
-        if kind.startswith("conversation.item.input_audio_transcription.failed"):
-            self._emit("conversation.item.transcription_failed",
-                       {"item_id": event.get("item_id"), "error": event.get("error")})
+        if kind == "conversation.item.input_audio_transcription.failed":
+            # Not a session failure, but the user's words are missing from the transcript:
+            # surfaced, attributed to its item, never dropped.
+            error = dict(event.get("error") or {})
+            error.setdefault("type", "transcription_error")
+            self._emit("error", {"error": error, "item_id": event.get("item_id"),
+                                 "local": False, "benign": False})
 
     def _publish(self, change: Change) -> None:
         if change.appended:
