@@ -757,3 +757,58 @@ async def test_cancelled_responses_run_no_tools() -> None:
         outputs = [e["item"]["call_id"] for e in link.sent
                    if e["type"] == "conversation.item.create"]
         assert outputs == ["c2"] and ran == [{}]
+
+
+async def test_a_refused_response_create_raises_and_the_session_goes_on() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        from realtalk.errors import RealtalkError
+
+        await client.send_user_message_content("hi")
+        with anyio.fail_after(5), pytest.raises(RealtalkError, match="refused"):
+            await client.create_response(bogus_field=1)
+        assert not client.response_active
+        assert await client.create_response() is not None
+        await client.wait_for_response_done(5)
+
+
+async def test_late_audio_of_an_interrupted_response_is_not_played() -> None:
+    import base64 as b64
+
+    link = ScriptedLink()
+    async with RealtimeClient(connect=scripted(link), reconnect=False) as client:
+        chunk = b64.b64encode((np.ones(2400, dtype="<i2") * 1000).tobytes()).decode()
+
+        def delta(index: int) -> dict[str, Any]:
+            return {"type": "response.output_audio.delta", "event_id": f"d{index}",
+                    "response_id": "resp_1", "item_id": "item_a", "output_index": 0,
+                    "content_index": 0, "delta": chunk}
+
+        link.server({"type": "response.created", "event_id": "r1",
+                     "response": {"id": "resp_1", "status": "in_progress", "output": []}})
+        link.server({"type": "conversation.item.added", "event_id": "a1",
+                     "previous_item_id": None,
+                     "item": {"id": "item_a", "type": "message", "role": "assistant",
+                              "status": "in_progress", "content": []}})
+        link.server(delta(0))
+        link.server(delta(1))
+        with anyio.fail_after(5):
+            while client.playback.queued < 4800:
+                await anyio.sleep(0.005)
+        client.playback.pull(2400)
+        result = await client.interrupt()
+        assert result == {"item_id": "item_a", "content_index": 0, "audio_end_ms": 100}
+        with anyio.fail_after(5):
+            while len(link.sent) < 3:
+                await anyio.sleep(0.005)
+        assert [e["type"] for e in link.sent if e["type"] != "session.update"] == [
+            "response.cancel", "conversation.item.truncate"]
+        link.server(delta(2))
+        link.server(delta(3))
+        link.server({"type": "response.done", "event_id": "r2",
+                     "response": {"id": "resp_1", "status": "cancelled", "output": []}})
+        with anyio.fail_after(5):
+            while client.response_active:
+                await anyio.sleep(0.005)
+        assert client.playback.queued == 0
+        assert client.conversation.get("item_a").audio_samples_received == 4800

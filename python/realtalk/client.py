@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -295,6 +296,10 @@ class RealtimeClient:
         self._speech_end: float | None = None
         self._audible_watch: tuple[str, float] | None = None
         self._audible_pending = anyio.Event()
+        # Responses and items cut by a barge-in: their late audio is not played.
+        self._muted_responses: deque[str] = deque(maxlen=16)
+        self._muted_items: deque[str] = deque(maxlen=16)
+        self._response_error: dict[str, Any] | None = None
         self._local_speaking = False
         self._apply_formats()
 
@@ -522,6 +527,8 @@ class RealtimeClient:
         thread: from a foreign thread the frame crosses into the event loop through a bounded
         channel. Raises :class:`InputBackpressure` when that channel is full (the frame is not
         queued; the caller decides whether to retry or drop)."""
+        if self._token is None or self._closed:
+            raise RuntimeError("the client is not running (use it inside 'async with')")
         rate = sample_rate or self.input_rate
         frame = np.asarray(samples)
         if frame.dtype not in (np.float32, np.int16):
@@ -540,8 +547,6 @@ class RealtimeClient:
         with self._uplink_lock:
             message = self._uplink.encode(frame)
         vad_events = self.local_vad.process(frame) if self._local_vad_active() else ()
-        if self._token is None:
-            raise RuntimeError("the client is not running (use it inside 'async with')")
         if threading.get_ident() == self._loop_thread:
             self._queue_audio(message, duration_ms, vad_events)
         else:
@@ -629,8 +634,13 @@ class RealtimeClient:
             event = {"type": "response.create"}
             if params:
                 event["response"] = params
+            self._response_error = None
             self._request_event_id = await self._send_event(event)
             await self._response_started.wait()
+            if self._response_error is not None:
+                error, self._response_error = self._response_error, None
+                raise RealtalkError(f"response.create was refused: {error.get('message')} "
+                                    f"(code={error.get('code')}, param={error.get('param')})")
             return self._response_outcome
 
     async def cancel_response(self) -> None:
@@ -643,14 +653,20 @@ class RealtimeClient:
             await self._response_idle.wait()
 
     async def interrupt(self) -> dict[str, Any] | None:
-        """Barge-in: stop playback, cancel the active response if the server will not, and
-        truncate the playing item to what was really heard (capped at what was received).
-        Returns ``{"item_id", "content_index", "audio_end_ms"}`` or None if nothing played."""
+        """Barge-in: stop playback, cancel the active response, and truncate the playing item
+        to what was really heard (capped at what was received). Audio still arriving for the
+        cut response is dropped. Returns ``{"item_id", "content_index", "audio_end_ms"}`` or
+        None if nothing was played."""
+        return await self._interrupt(server_cancels=False)
+
+    async def _interrupt(self, *, server_cancels: bool) -> dict[str, Any] | None:
         cut = self.playback.interrupt()
         # The next audio starts a new stream: no resampler tail from the cut one.
         self._downlink.reset()
-        server_cancels = not self._local_vad_active() and bool(
-            (self._turn_detection() or {}).get("interrupt_response", True))
+        if self._response_id is not None:
+            self._muted_responses.append(self._response_id)
+        if cut is not None:
+            self._muted_items.append(cut[0])
         if self._response_state == "active" and not server_cancels:
             await self._send_event({"type": "response.cancel"})
         result: dict[str, Any] | None = None
@@ -891,7 +907,9 @@ class RealtimeClient:
                 downlink = self._downlink
             delta = downlink.decode(message)
             if delta is not None:
-                if not self.conversation.is_out_of_band(delta.response_id):
+                if not (self.conversation.is_out_of_band(delta.response_id)
+                        or delta.response_id in self._muted_responses
+                        or delta.item_id in self._muted_items):
                     self._on_audio(delta.item_id, delta.content_index, delta.samples)
                 continue
             self._dispatch(self._parse(message))
@@ -925,7 +943,10 @@ class RealtimeClient:
         elif kind == "input_audio_buffer.speech_started":
             self._turn = None
             if self._tg is not None:
-                self._tg.start_soon(self.interrupt)
+                server_cancels = bool((self._turn_detection() or {}).get(
+                    "interrupt_response", True))
+                self._tg.start_soon(functools.partial(self._interrupt,
+                                                      server_cancels=server_cancels))
         elif kind == "input_audio_buffer.speech_stopped":
             self._speech_end = time.perf_counter()
         elif kind == "input_audio_buffer.committed":
@@ -977,6 +998,11 @@ class RealtimeClient:
             self._response_outcome = None
             self._response_state = "active"
             self._response_started.set()
+        elif (self._response_state == "requested" and error.get("event_id") is not None
+              and error.get("event_id") == self._request_event_id):
+            # Our response.create was refused (bad parameters): nothing will start.
+            self._response_error = dict(error)
+            self._finish_response(None)
         self._emit("error", {"error": error, "local": False, "benign": benign})
 
     def _on_response_created(self, event: dict[str, Any]) -> None:
