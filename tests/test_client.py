@@ -622,8 +622,8 @@ async def test_audio_appended_during_an_outage_is_sent_after_reconnect() -> None
         with anyio.fail_after(5):
             while not recorder.wire("server", "input_audio_buffer.committed"):
                 await anyio.sleep(0.01)
-        assert not [e for e in recorder.errors()
-                    if e["error"].get("code") not in ("response_lost",)]
+        codes = [e["error"].get("code") for e in recorder.errors()]
+        assert sorted(codes) == ["outage_audio_dropped", "response_lost"]
 
 
 async def test_user_content_audio_and_image() -> None:
@@ -812,3 +812,34 @@ async def test_late_audio_of_an_interrupted_response_is_not_played() -> None:
                 await anyio.sleep(0.005)
         assert client.playback.queued == 0
         assert client.conversation.get("item_a").audio_samples_received == 4800
+
+
+async def test_giving_up_reports_what_was_not_delivered() -> None:
+    session = {"audio": {"input": {"turn_detection": None}}, **TEXT_ONLY}
+    stop = anyio.Event()
+
+    async def serve(*, task_status: Any) -> None:
+        async with Simulator() as simulator:
+            task_status.started(simulator.url)
+            await stop.wait()
+
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(serve)
+        async with RealtimeClient(url, api_key="sk-test", session=session,
+                                  backoff_initial_s=0.01, max_reconnect_attempts=2) as client:
+            recorder = Recorder(client)
+            stop.set()  # the server goes away for good
+            with anyio.fail_after(5):
+                while not any(e["error"].get("final") for e in recorder.errors()):
+                    await anyio.sleep(0.01)
+            final = next(e for e in recorder.errors() if e["error"].get("final"))
+            assert final["error"]["code"] == "connection_failed"
+            assert recorder.names().count("connection.lost") == 1
+            assert "connection.restored" not in recorder.names()
+            assert not client.connected
+            from realtalk.errors import ConnectionClosed
+
+            with pytest.raises(ConnectionClosed, match="gone for good"):
+                await client.send_user_message_content("anyone?")
+            with pytest.raises(ConnectionClosed, match="gone for good"):
+                client.append_input_audio(tone(20))

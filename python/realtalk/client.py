@@ -35,6 +35,7 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 import msgspec
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,7 @@ from realtalk import events as _events
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
     AuthenticationError,
+    ConnectError,
     ConnectionClosed,
     HandshakeError,
     InvalidRequestError,
@@ -162,8 +164,8 @@ class EventStream:
     def __init__(
         self,
         client: RealtimeClient,
-        send: anyio.abc.ObjectSendStream[ClientEvent],
-        receive: anyio.abc.ObjectReceiveStream[ClientEvent],
+        send: MemoryObjectSendStream[ClientEvent],
+        receive: MemoryObjectReceiveStream[ClientEvent],
     ) -> None:
         self._client = client
         self._send = send
@@ -233,7 +235,7 @@ class RealtimeClient:
             raise ValueError("playback_rate and input_rate must be positive")
         self.url = url
         self.model = model
-        self.protocol = protocol
+        self.protocol: _events.Protocol = "ga" if protocol == "ga" else "beta"
         self._api_key = api_key
         self._headers = dict(headers or {})
         self._connect_factory = connect
@@ -263,7 +265,7 @@ class RealtimeClient:
         self._uplink_queue_frames = uplink_queue_frames
         self._event_queue_size = event_queue_size
         self._handlers: dict[str, list[Callable[[ClientEvent], Any]]] = {}
-        self._subscribers: list[anyio.abc.ObjectSendStream[ClientEvent]] = []
+        self._subscribers: list[MemoryObjectSendStream[ClientEvent]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._token: Any = None
         self._loop_thread: int | None = None
@@ -429,10 +431,10 @@ class RealtimeClient:
         if self.connected:
             await self._send_event({"type": "session.update",
                                     "session": {"type": "realtime",
-                                                "tools": self.tools.definitions()}})
+                                                "tools": self._full_session()["tools"]}})
 
     def _full_session(self) -> dict[str, Any]:
-        session = json.loads(json.dumps(self._config))
+        session: dict[str, Any] = json.loads(json.dumps(self._config))
         if len(self.tools) or "tools" in session:
             session["tools"] = [*session.get("tools", []), *self.tools.definitions()]
         return session
@@ -464,7 +466,15 @@ class RealtimeClient:
         """Send a raw client event (GA names; translated for beta)."""
         await self._send_event(event)
 
+    def _check_usable(self) -> None:
+        if self._final_error is not None:
+            code = getattr(self._final_error, "code", 1006)
+            raise ConnectionClosed(code, str(self._final_error),
+                                   message=f"the connection is gone for good: "
+                                   f"{self._final_error}") from self._final_error
+
     async def _send_event(self, event: Mapping[str, Any]) -> str | None:
+        self._check_usable()
         data = dict(event)
         if "event_id" not in data:
             data["event_id"] = "event_" + uuid.uuid4().hex[:20]
@@ -529,6 +539,7 @@ class RealtimeClient:
         queued; the caller decides whether to retry or drop)."""
         if self._token is None or self._closed:
             raise RuntimeError("the client is not running (use it inside 'async with')")
+        self._check_usable()
         rate = sample_rate or self.input_rate
         frame = np.asarray(samples)
         if frame.dtype not in (np.float32, np.int16):
@@ -734,6 +745,7 @@ class RealtimeClient:
         attempt = 0
         started = False
         restored_after_loss = False
+        dropped_before = 0.0
         while True:
             error: BaseException | None = None
             try:
@@ -745,13 +757,21 @@ class RealtimeClient:
                         task_status.started()
                     elif restored_after_loss:
                         self.metrics.reconnects += 1
+                        dropped = self.metrics.outage_audio_dropped_ms - dropped_before
+                        if dropped > 0:
+                            self._local_error(
+                                "outage_audio_dropped",
+                                f"{dropped:.0f} ms of microphone audio appended during the "
+                                f"outage did not fit the {self.outage_audio_ms} ms buffer "
+                                "and was not sent (the oldest went first)")
                         self._emit("connection.restored", {"attempts": attempt})
                     attempt = 0
                     restored_after_loss = False
                     await self._run_connection(link)
             except ConnectionClosed as exc:
                 error = exc
-            except (HandshakeError, OSError, Timeout, TimeoutError, ProtocolError) as exc:
+            except (ConnectError, HandshakeError, OSError, Timeout, TimeoutError,
+                    ProtocolError) as exc:
                 error = exc
             finally:
                 self._link = None
@@ -767,11 +787,16 @@ class RealtimeClient:
             if not restored_after_loss:
                 self._on_connection_lost(error)
                 restored_after_loss = True
+                dropped_before = self.metrics.outage_audio_dropped_ms
             attempt += 1
             if final or attempt > self.max_reconnect_attempts:
                 self._final_error = error
+                self._drain_outbox_into_outage()
+                undelivered = len(self._requeue) + len(self._outage)
                 self._local_error("connection_failed",
-                                  f"giving up on the connection: {error}", final=True)
+                                  f"giving up on the connection: {error}; {undelivered} "
+                                  "queued client events were not delivered", final=True,
+                                  undelivered=undelivered)
                 self._fail_waiters()
                 return
             delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))

@@ -20,9 +20,9 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import jsonschema
-import jsonschema.exceptions
-import jsonschema.validators
+import jsonschema  # type: ignore[import-untyped]
+import jsonschema.exceptions  # type: ignore[import-untyped]
+import jsonschema.validators  # type: ignore[import-untyped]
 
 __all__ = ["Tool", "ToolRegistry", "ToolResult"]
 
@@ -163,7 +163,7 @@ class ToolRegistry:
         if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)
         ):
-            return await handler(arguments)  # type: ignore[misc]
+            return await handler(arguments)
         # A thread cannot be interrupted: on timeout it is abandoned and finishes on its own.
         result = await anyio.to_thread.run_sync(handler, arguments, abandon_on_cancel=True)
         if inspect.isawaitable(result):
