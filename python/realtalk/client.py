@@ -907,7 +907,18 @@ class RealtimeClient:
         raise ConnectionClosed(1001, "session close to expires_at: rotating")
 
     async def _writer(self, link: Link) -> None:
-        async for message in self._outbox_receive:
+        outbox = self._outbox_receive
+        while True:
+            try:
+                # A message already queued goes out without a trip through the event loop.
+                message = outbox.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    message = await outbox.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
             self._pending = message
             await self._send_on(link, message)
             self._pending = None
