@@ -843,3 +843,40 @@ async def test_giving_up_reports_what_was_not_delivered() -> None:
                 await client.send_user_message_content("anyone?")
             with pytest.raises(ConnectionClosed, match="gone for good"):
                 client.append_input_audio(tone(20))
+
+
+def test_any_numeric_audio_becomes_float32_or_int16_at_full_scale() -> None:
+    from realtalk.client import _as_audio
+
+    assert _as_audio(np.array([0, 2**31 - 1, -2**31], dtype=np.int32)).tolist() == pytest.approx(
+        [0.0, 1.0, -1.0], abs=1e-9)
+    assert _as_audio(np.array([128, 255, 0], dtype=np.uint8)).tolist() == pytest.approx(
+        [0.0, 127 / 128, -1.0])
+    assert _as_audio(np.array([0.5], dtype=np.float64)).dtype == np.float32
+    pcm = np.array([1, -2], dtype=np.int16)
+    assert _as_audio(pcm) is pcm
+    with pytest.raises(TypeError, match="numeric"):
+        _as_audio(np.array(["a"]))
+
+
+async def test_append_input_audio_at_any_rate_and_dtype() -> None:
+    import base64 as b64
+
+    session = {"audio": {"input": {"turn_detection": None}}, **TEXT_ONLY}
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=session) as client:
+        recorder = Recorder(client)
+        t = np.arange(16000 * 300 // 1000) / 16000
+        clip = (0.4 * np.sin(2 * np.pi * 300 * t) * 2**31).astype(np.int32)
+        for start in range(0, len(clip), 320):  # 20 ms frames at 16 kHz
+            client.append_input_audio(clip[start:start + 320], sample_rate=16000)
+        await client.commit_input_audio()
+        with anyio.fail_after(5):
+            while not recorder.wire("server", "input_audio_buffer.committed"):
+                await anyio.sleep(0.01)
+        sent = np.concatenate([np.frombuffer(b64.b64decode(e["audio"]), dtype="<i2")
+                               for e in recorder.wire("client", "input_audio_buffer.append")])
+        # 300 ms at the wire's 24 kHz, less the resampler's delay still held back.
+        assert 24 * 280 <= len(sent) <= 24 * 300
+        assert 0.3 < np.abs(sent).max() / 32767 < 0.45
+        assert recorder.errors() == []

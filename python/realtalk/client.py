@@ -276,7 +276,7 @@ class RealtimeClient:
         self._server_session: dict[str, Any] = {}
         self._input_format = "pcm16"
         self._output_format = "pcm16"
-        self._uplink: Any = None
+        self._uplinks: dict[int, Any] = {}
         self._downlink: Any = None
         self._uplink_lock = threading.Lock()
         self._outage: deque[tuple[bytes, float]] = deque()
@@ -448,10 +448,10 @@ class RealtimeClient:
         audio_config = self._config.get("audio") or {}
         input_format = _format_name((audio_config.get("input") or {}).get("format"))
         output_format = _format_name((audio_config.get("output") or {}).get("format"))
-        if input_format != self._input_format or self._uplink is None:
+        if input_format != self._input_format:
             self._input_format = input_format
             with self._uplink_lock:
-                self._uplink = _audio.Uplink(self.input_rate, format=input_format)
+                self._uplinks.clear()  # one Uplink per input rate, for the current format
         if output_format != self._output_format or self._downlink is None:
             self._output_format = output_format
             self._downlink = self._new_downlink(output_format)
@@ -533,31 +533,36 @@ class RealtimeClient:
         raise ValueError(f"unsupported user content type {kind!r}")
 
     def append_input_audio(self, samples: npt.ArrayLike, sample_rate: int | None = None) -> None:
-        """Queue microphone audio (float32 or int16, mono or (frames, channels)). Safe from any
-        thread: from a foreign thread the frame crosses into the event loop through a bounded
-        channel. Raises :class:`InputBackpressure` when that channel is full (the frame is not
-        queued; the caller decides whether to retry or drop)."""
+        """Queue microphone audio: any numeric dtype (floats in [-1, 1], integer PCM at its
+        full scale), mono or ``(frames, channels)``, at ``sample_rate`` (default: the client's
+        ``input_rate``). It is resampled and encoded for the session's input format by the
+        Rust core, with the resampler's state carried from frame to frame.
+
+        Safe from any thread: from a foreign thread (an audio device callback) the frame
+        crosses into the event loop through a bounded channel. Raises
+        :class:`InputBackpressure` when that channel is full (the frame is not queued; the
+        caller decides whether to retry or drop)."""
         if self._token is None or self._closed:
             raise RuntimeError("the client is not running (use it inside 'async with')")
         self._check_usable()
-        rate = sample_rate or self.input_rate
-        frame = np.asarray(samples)
-        if frame.dtype not in (np.float32, np.int16):
-            if np.issubdtype(frame.dtype, np.floating):
-                frame = frame.astype(np.float32)
-            elif np.issubdtype(frame.dtype, np.integer):
-                frame = np.clip(frame, -32768, 32767).astype(np.int16)
-            else:
-                raise TypeError(f"audio samples must be numeric, got dtype {frame.dtype}")
-        frame = np.ascontiguousarray(frame)
-        if rate != self.input_rate:
-            raise ValueError(
-                f"this client's uplink runs at {self.input_rate} Hz; got {rate} Hz "
-                "(set input_rate= when creating the client)")
+        rate = int(sample_rate or self.input_rate)
+        frame = _as_audio(samples)
         duration_ms = (frame.shape[0] * 1000.0) / rate
         with self._uplink_lock:
-            message = self._uplink.encode(frame)
-        vad_events = self.local_vad.process(frame) if self._local_vad_active() else ()
+            uplink = self._uplinks.get(rate)
+            if uplink is None:
+                if rate <= 0:
+                    raise ValueError(f"sample_rate must be positive, got {rate}")
+                uplink = _audio.Uplink(rate, format=self._input_format)
+                self._uplinks[rate] = uplink
+            message = uplink.encode(frame)
+        vad_events: Any = ()
+        if self._local_vad_active():
+            if rate != self.local_vad.sample_rate:
+                raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
+                                 f"this frame is at {rate} Hz")
+            vad_events = self.local_vad.process(frame if frame.ndim == 1 else
+                                                frame.mean(axis=1, dtype=np.float32))
         if threading.get_ident() == self._loop_thread:
             self._queue_audio(message, duration_ms, vad_events)
         else:
@@ -660,8 +665,12 @@ class RealtimeClient:
             await self._send_event({"type": "response.cancel"})
 
     async def wait_for_response_done(self, timeout: float | None = None) -> None:
-        with anyio.fail_after(timeout):
-            await self._response_idle.wait()
+        """Wait until no response is running in the default conversation."""
+        try:
+            with anyio.fail_after(timeout):
+                await self._response_idle.wait()
+        except TimeoutError:
+            raise Timeout(f"the response did not finish within {timeout} s") from None
 
     async def interrupt(self) -> dict[str, Any] | None:
         """Barge-in: stop playback, cancel the active response, and truncate the playing item
@@ -1020,7 +1029,11 @@ class RealtimeClient:
         if output != self._output_format:
             self._output_format = output
             self._downlink = self._new_downlink(output)
-        self._input_format = _format_name((audio.get("input") or {}).get("format"))
+        input_format = _format_name((audio.get("input") or {}).get("format"))
+        if input_format != self._input_format:
+            self._input_format = input_format
+            with self._uplink_lock:
+                self._uplinks.clear()
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
@@ -1137,6 +1150,22 @@ async def _await_handler(result: Awaitable[Any], client: RealtimeClient, name: s
             client._emit("error", {"error": {"type": "handler_error",
                                              "message": f"{type(exc).__name__}: {exc}"},
                                    "local": True})
+
+
+def _as_audio(samples: npt.ArrayLike) -> np.ndarray:
+    """float32 or int16 samples, contiguous, from any numeric audio."""
+    frame = np.asarray(samples)
+    if frame.dtype == np.float32 or frame.dtype == np.int16:
+        return np.ascontiguousarray(frame)
+    if np.issubdtype(frame.dtype, np.floating):
+        return np.ascontiguousarray(frame, dtype=np.float32)
+    if np.issubdtype(frame.dtype, np.signedinteger):
+        scale = float(np.iinfo(frame.dtype).max) + 1.0
+        return (frame.astype(np.float64) / scale).astype(np.float32)
+    if np.issubdtype(frame.dtype, np.unsignedinteger):
+        middle = (float(np.iinfo(frame.dtype).max) + 1.0) / 2
+        return ((frame.astype(np.float64) - middle) / middle).astype(np.float32)
+    raise TypeError(f"audio samples must be numeric, got dtype {frame.dtype}")
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
