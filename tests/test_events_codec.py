@@ -350,6 +350,16 @@ def _wire(event: Any) -> dict[str, Any]:
     return {**msgspec.to_builtins(event), **event.extra}
 
 
+def test_to_dict_is_the_ga_wire_object() -> None:
+    data = {**AUDIO_DELTA, "future": [1]}
+    event = parse_server_event(json.dumps(data))
+    assert event.to_dict() == data
+    unknown = parse_server_event(b'{"type": "x.y", "a": 1}')
+    assert unknown.to_dict() == {"type": "x.y", "a": 1}
+    beta = {**AUDIO_DELTA, "type": "response.audio.delta"}
+    assert parse_server_event(json.dumps(beta), protocol="beta").to_dict() == AUDIO_DELTA
+
+
 @given(_events(SERVER_EVENT_TYPES))
 def test_server_event_ga_round_trip(event: ServerEvent) -> None:
     parsed = parse_server_event(serialize_server_event(event))
@@ -447,3 +457,24 @@ def test_server_event_beta_round_trip(event: ServerEvent) -> None:
     expected = _wire(event)
     expected.setdefault("event_id", parsed.event_id)
     assert _wire(parsed) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "conversation.item.input_audio_transcription.delta", "item_id": "i",
+         "content_index": None, "delta": None, "obfuscation": None},
+        {"type": "response.function_call_arguments.done", "response_id": "r", "item_id": "i",
+         "output_index": 0, "call_id": "c", "arguments": "{}", "name": None},
+        {"type": "input_audio_buffer.committed", "event_id": None, "item_id": None,
+         "previous_item_id": None},
+    ],
+)  # fmt: skip
+def test_null_optional_fields_are_kept(data: dict[str, Any]) -> None:
+    event = parse_server_event(json.dumps(data))
+    assert not isinstance(event, UnknownEvent)
+    assert event.extra == {}
+    out = json.loads(serialize_server_event(event))
+    if "event_id" not in data:
+        assert GENERATED_ID.fullmatch(out.pop("event_id"))
+    assert out == data

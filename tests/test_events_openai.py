@@ -22,6 +22,7 @@ from openai.types.realtime import RealtimeServerEvent as GAServerEvent
 from realtalk.events import (
     GA_ONLY_SERVER_EVENT_TYPES,
     ClientEvent,
+    ConversationItemAddedEvent,
     ConversationItemCreateEvent,
     ConversationItemDeleteEvent,
     ConversationItemRetrieveEvent,
@@ -31,7 +32,12 @@ from realtalk.events import (
     InputAudioBufferCommitEvent,
     OutputAudioBufferClearEvent,
     ResponseCancelEvent,
+    ResponseCreatedEvent,
     ResponseCreateEvent,
+    ResponseDoneEvent,
+    ResponseOutputItemDoneEvent,
+    SessionCreatedEvent,
+    SessionUpdatedEvent,
     SessionUpdateEvent,
     parse_client_event,
     parse_server_event,
@@ -80,7 +86,7 @@ def _check_client_event(event: ClientEvent) -> None:
         assert parse_client_event(wire, protocol=protocol) == expected  # type: ignore[arg-type]
 
 
-def _without_empty_audio_sides(event: ClientEvent) -> ClientEvent:
+def _without_empty_audio_sides(event: Any) -> Any:
     """The beta translation drops an empty ``audio.input``/``audio.output`` (and an ``audio``
     left empty): they say nothing, and a beta server refuses an ``audio`` field."""
     for field in ("session", "response"):
@@ -369,3 +375,122 @@ def test_every_client_event_class_is_covered_by_the_strategy() -> None:
         ResponseCancelEvent, OutputAudioBufferClearEvent,
     }  # fmt: skip
     assert set(CLIENT_EVENT_TYPES.values()) == covered
+
+
+def _sdk_union_members(union: Any) -> list[Any]:
+    members = union.__origin__.__args__ if hasattr(union, "__origin__") else union.__args__
+    return list(members)
+
+
+@pytest.mark.parametrize(
+    ("union", "registry", "protocol"),
+    [
+        (GAServerEvent, "server", "ga"),
+        (GAClientEvent, "client", "ga"),
+        (BetaServerEvent, "server", "beta"),
+        (BetaClientEvent, "client", "beta"),
+    ],
+)
+def test_models_know_every_sdk_event_and_field(union: Any, registry: str, protocol: str) -> None:
+    """Every event type of the SDK's unions has a model here, every SDK field is a field of
+    that model (so real traffic stays on the fast path), and nothing the SDK treats as
+    optional is required here."""
+    from realtalk.events import (
+        CLIENT_EVENT_TYPES,
+        SERVER_EVENT_TYPES,
+        client_event_from_beta,
+        server_event_from_beta,
+    )
+
+    models = SERVER_EVENT_TYPES if registry == "server" else CLIENT_EVENT_TYPES
+    to_ga = server_event_from_beta if registry == "server" else client_event_from_beta
+    for member in _sdk_union_members(union):
+        (wire_type,) = member.model_fields["type"].annotation.__args__
+        ga_type = to_ga({"type": wire_type})["type"] if protocol == "beta" else wire_type
+        cls = models[ga_type]
+        ours = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+        sdk_fields = {k: f for k, f in member.model_fields.items() if k != "type"}
+        assert set(sdk_fields) <= set(ours), wire_type
+        required_here = {name for name, f in ours.items() if f.required}
+        required_there = {name for name, f in sdk_fields.items() if f.is_required()}
+        assert required_here <= required_there, wire_type
+
+
+# ---- hypothesis: server events a simulator writes, in both protocols ----
+
+_assistant_output = st.fixed_dictionaries(
+    {
+        "id": _ids,
+        "type": st.just("message"),
+        "role": st.just("assistant"),
+        "status": st.sampled_from(["completed", "incomplete", "in_progress"]),
+        "content": st.lists(
+            st.fixed_dictionaries({"type": st.just("output_text"), "text": _text})
+            | st.fixed_dictionaries({"type": st.just("output_audio"), "transcript": _text}),
+            max_size=2,
+        ),
+    },
+    optional={"object": st.just("realtime.item")},
+)
+_function_call = st.fixed_dictionaries(
+    {
+        "id": _ids,
+        "type": st.just("function_call"),
+        "status": st.sampled_from(["completed", "in_progress"]),
+        "call_id": _ids,
+        "name": st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+        "arguments": st.just('{"x": "1"}'),
+    }
+)
+OUTPUT_ITEM = _assistant_output | _function_call
+GA_RESPONSE_OBJECT = st.fixed_dictionaries(
+    {
+        "object": st.just("realtime.response"),
+        "id": _ids,
+        "status": st.sampled_from(["in_progress", "completed", "cancelled", "incomplete"]),
+        "status_details": st.none(),
+        "output": st.lists(OUTPUT_ITEM, max_size=2),
+        "conversation_id": st.none() | _ids,
+        "output_modalities": st.sampled_from([["audio"], ["text"]]),
+        "max_output_tokens": _max_tokens,
+        "audio": st.fixed_dictionaries(
+            {"output": st.fixed_dictionaries({"format": _formats, "voice": _beta_voices})}
+        ),
+        "usage": st.none(),
+        "metadata": st.none() | st.just({"purpose": "test"}),
+    }
+)
+GA_SESSION_OBJECT = GA_SESSION.flatmap(
+    lambda session: st.fixed_dictionaries(
+        {"id": _ids, "object": st.just("realtime.session"), "model": st.just("gpt-realtime")}
+    ).map(lambda server_fields: {**session, **server_fields})
+)
+
+SERVER_EVENTS_WITH_PAYLOADS = st.one_of(
+    st.builds(SessionCreatedEvent, session=GA_SESSION_OBJECT, event_id=_ids),
+    st.builds(SessionUpdatedEvent, session=GA_SESSION_OBJECT, event_id=_ids),
+    st.builds(ResponseCreatedEvent, response=GA_RESPONSE_OBJECT, event_id=_ids),
+    st.builds(ResponseDoneEvent, response=GA_RESPONSE_OBJECT, event_id=_ids),
+    st.builds(
+        ConversationItemAddedEvent,
+        item=OUTPUT_ITEM | ITEM,
+        previous_item_id=st.none() | _ids,
+        event_id=_ids,
+    ),
+    st.builds(
+        ResponseOutputItemDoneEvent,
+        item=OUTPUT_ITEM,
+        response_id=_ids,
+        output_index=st.integers(0, 3),
+        event_id=_ids,
+    ),
+)
+
+
+@given(SERVER_EVENTS_WITH_PAYLOADS)
+def test_built_server_events_validate_against_sdk_and_round_trip(event: Any) -> None:
+    for protocol in ("ga", "beta"):
+        wire = serialize_server_event(event, protocol)
+        _sdk_validate("server", protocol, wire)
+        expected = _without_empty_audio_sides(event) if protocol == "beta" else event
+        assert parse_server_event(wire, protocol=protocol) == expected

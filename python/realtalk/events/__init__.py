@@ -1,7 +1,20 @@
 """Typed events of the OpenAI Realtime API, GA and beta, behind one GA-shaped view.
 
-Pure data: no I/O. ``parse_*`` turn wire JSON into typed models, ``serialize_*`` turn models
-(or mappings in GA names and shapes) into wire JSON for either protocol version.
+Pure data, no I/O::
+
+    event = parse_server_event(text)                    # GA wire -> typed GA event
+    event = parse_server_event(text, protocol="beta")   # beta wire -> the same GA event
+    wire = serialize_client_event(InputAudioBufferAppendEvent(audio=b64), "beta")
+    wire = serialize_client_event({"type": "session.update", "session": {...}})  # GA shape
+
+- Each event class (``ResponseOutputAudioDeltaEvent`` ...) has its GA name as ``type``. Top-level
+  fields are typed; nested payloads (session, item, response, part, error) are JSON objects in
+  the GA shape. Beta names and shapes are translated both ways (``session_from_beta`` ...).
+- Forward compatible: an unknown ``type`` parses to :class:`UnknownEvent`; unknown fields are
+  kept in ``event.extra`` and written back by ``serialize_*`` and ``to_dict()``.
+- Malformed JSON, a non-object or a missing ``type`` raise :class:`realtalk.errors.ProtocolError`;
+  a known event that breaks its schema raises its subclass :class:`InvalidEventError`.
+- Equality of two events compares their fields, not their ``extra``.
 """
 
 from ._beta import (

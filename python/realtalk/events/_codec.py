@@ -149,15 +149,13 @@ def _serialize(
             return encoded
         if protocol not in ("ga", "beta"):
             raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
-        data = msgspec.to_builtins(event)
-        if extra:
-            data.update(extra)
+        data = event.to_dict()
         data.setdefault("event_id", new_event_id())
         return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
     if protocol not in ("ga", "beta"):
         raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
     if isinstance(event, UnknownEvent):
-        data = dict(event.data)
+        data = event.to_dict()
         data.setdefault("event_id", new_event_id())
         return _ENCODER.encode(to_beta(data) if protocol == "beta" else data)
     if isinstance(event, Mapping):

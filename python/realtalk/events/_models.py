@@ -4,7 +4,8 @@ Every event is a msgspec Struct tagged by its GA ``type``. Top-level fields are 
 validated; nested payloads whose schema keeps growing (session, item, response, part, error,
 usage) are plain JSON objects, so nothing a server adds deep inside them is ever lost.
 Optional fields default to ``UNSET`` (absent on the wire) so that an explicit ``null`` and a
-missing field stay distinguishable and re-serialise exactly as received.
+missing field stay distinguishable and re-serialise exactly as received; every optional field
+also takes ``null``, which servers send where the docs promise a value.
 """
 
 from __future__ import annotations
@@ -30,12 +31,20 @@ class Event(
     """Base of every typed event. ``type`` is the GA event name (a class attribute)."""
 
     type: ClassVar[str]
-    event_id: str | UnsetType = UNSET
+    event_id: str | None | UnsetType = UNSET
 
     @property
     def extra(self) -> JSONObject:
         """Fields the server sent that this model does not know, kept for re-serialisation."""
         return self.__dict__.get("_extra") or {}
+
+    def to_dict(self) -> JSONObject:
+        """The event as a GA-shaped JSON object (``type`` included, unknown fields kept)."""
+        data: JSONObject = msgspec.to_builtins(self)
+        extra = self.__dict__.get("_extra")
+        if extra:
+            data.update(extra)
+        return data
 
 
 class ClientEvent(Event):
@@ -61,6 +70,10 @@ class UnknownEvent(msgspec.Struct, kw_only=True):
     @property
     def extra(self) -> JSONObject:
         return {}
+
+    def to_dict(self) -> JSONObject:
+        """A shallow copy of ``data``."""
+        return dict(self.data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,11 +121,11 @@ class ConversationItemDeleteEvent(ClientEvent, tag="conversation.item.delete"):
 
 
 class ResponseCreateEvent(ClientEvent, tag="response.create"):
-    response: JSONObject | UnsetType = UNSET
+    response: JSONObject | None | UnsetType = UNSET
 
 
 class ResponseCancelEvent(ClientEvent, tag="response.cancel"):
-    response_id: str | UnsetType = UNSET
+    response_id: str | None | UnsetType = UNSET
 
 
 class OutputAudioBufferClearEvent(ClientEvent, tag="output_audio_buffer.clear"):
@@ -176,10 +189,10 @@ class InputAudioTranscriptionDeltaEvent(
     ServerEvent, tag="conversation.item.input_audio_transcription.delta"
 ):
     item_id: str | None
-    content_index: int | UnsetType = UNSET
-    delta: str | UnsetType = UNSET
+    content_index: int | None | UnsetType = UNSET
+    delta: str | None | UnsetType = UNSET
     logprobs: list[JSONObject] | None | UnsetType = UNSET
-    obfuscation: str | UnsetType = UNSET
+    obfuscation: str | None | UnsetType = UNSET
 
 
 class InputAudioTranscriptionCompletedEvent(
@@ -189,8 +202,9 @@ class InputAudioTranscriptionCompletedEvent(
     content_index: int
     transcript: str
     # Absent in 2024-25 beta events although the SDK types require it.
-    usage: JSONObject | UnsetType = UNSET
+    usage: JSONObject | None | UnsetType = UNSET
     logprobs: list[JSONObject] | None | UnsetType = UNSET
+    languages: list[Any] | None | UnsetType = UNSET
 
 
 class InputAudioTranscriptionFailedEvent(
@@ -307,7 +321,7 @@ class ResponseOutputTextDeltaEvent(ServerEvent, tag="response.output_text.delta"
     output_index: int
     content_index: int
     delta: str
-    obfuscation: str | UnsetType = UNSET
+    obfuscation: str | None | UnsetType = UNSET
 
 
 class ResponseOutputTextDoneEvent(ServerEvent, tag="response.output_text.done"):
@@ -326,7 +340,7 @@ class ResponseOutputAudioDeltaEvent(ServerEvent, tag="response.output_audio.delt
     output_index: int
     content_index: int
     delta: str
-    obfuscation: str | UnsetType = UNSET
+    obfuscation: str | None | UnsetType = UNSET
 
 
 class ResponseOutputAudioDoneEvent(ServerEvent, tag="response.output_audio.done"):
@@ -344,7 +358,7 @@ class ResponseOutputAudioTranscriptDeltaEvent(
     output_index: int
     content_index: int
     delta: str
-    obfuscation: str | UnsetType = UNSET
+    obfuscation: str | None | UnsetType = UNSET
 
 
 class ResponseOutputAudioTranscriptDoneEvent(
@@ -365,7 +379,7 @@ class ResponseFunctionCallArgumentsDeltaEvent(
     output_index: int
     call_id: str | None
     delta: str
-    obfuscation: str | UnsetType = UNSET
+    obfuscation: str | None | UnsetType = UNSET
 
 
 class ResponseFunctionCallArgumentsDoneEvent(
@@ -377,7 +391,7 @@ class ResponseFunctionCallArgumentsDoneEvent(
     call_id: str | None
     arguments: str
     # GA always sends it; beta events lack it.
-    name: str | UnsetType = UNSET
+    name: str | None | UnsetType = UNSET
 
 
 class ResponseMcpCallArgumentsDeltaEvent(ServerEvent, tag="response.mcp_call_arguments.delta"):
