@@ -24,6 +24,8 @@ fn check_lengths(input: usize, output: usize) -> Result<(), AudioError> {
     }
 }
 
+// Always inlined so the loops around it are compiled with their caller's target features.
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn f32_sample_to_pcm16(x: f32) -> i16 {
     // `max`/`min` return the other operand for NaN, so NaN would clip to -1: zero it first.
@@ -31,6 +33,7 @@ fn f32_sample_to_pcm16(x: f32) -> i16 {
     (x.clamp(-1.0, 1.0) * SCALE).round_ties_even() as i16
 }
 
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn f64_sample_to_pcm16(x: f64) -> i16 {
     let x = if x.is_nan() { 0.0 } else { x };
@@ -40,28 +43,28 @@ fn f64_sample_to_pcm16(x: f64) -> i16 {
 /// Converts float32 samples to PCM16 into `output` (same length as `input`).
 pub fn f32_to_pcm16_into(input: &[f32], output: &mut [i16]) -> Result<(), AudioError> {
     check_lengths(input.len(), output.len())?;
+    convert_f32(input, output);
+    Ok(())
+}
+
+/// Converts `min(input.len(), output.len())` samples with the best kernel for this CPU.
+fn convert_f32(input: &[f32], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::f32_to_pcm16_avx512(input, output) };
-            return Ok(());
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        } else if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
             unsafe { x86::f32_to_pcm16_avx2(input, output) };
-            return Ok(());
+        } else {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe { x86::f32_to_pcm16_sse2(input, output) };
         }
-        // SAFETY: SSE2 is part of the x86-64 baseline.
-        unsafe { x86::f32_to_pcm16_sse2(input, output) };
-        Ok(())
     }
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        for (out, &x) in output.iter_mut().zip(input) {
-            *out = f32_sample_to_pcm16(x);
-        }
-        Ok(())
+    for (out, &x) in output.iter_mut().zip(input) {
+        *out = f32_sample_to_pcm16(x);
     }
 }
 
@@ -69,46 +72,52 @@ pub fn f32_to_pcm16_into(input: &[f32], output: &mut [i16]) -> Result<(), AudioE
 /// rounding happen in f64, like numpy on a float64 array.
 pub fn f64_to_pcm16_into(input: &[f64], output: &mut [i16]) -> Result<(), AudioError> {
     check_lengths(input.len(), output.len())?;
+    convert_f64(input, output);
+    Ok(())
+}
+
+fn convert_f64(input: &[f64], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::f64_to_pcm16_avx2(input, output) };
-            return Ok(());
+        } else {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe { x86::f64_to_pcm16_sse2(input, output) };
         }
-        // SAFETY: SSE2 is part of the x86-64 baseline.
-        unsafe { x86::f64_to_pcm16_sse2(input, output) };
-        Ok(())
     }
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        for (out, &x) in output.iter_mut().zip(input) {
-            *out = f64_sample_to_pcm16(x);
-        }
-        Ok(())
+    for (out, &x) in output.iter_mut().zip(input) {
+        *out = f64_sample_to_pcm16(x);
     }
 }
 
 /// Converts PCM16 samples to float32 (divided by 32768) into `output` (same length).
 pub fn pcm16_to_f32_into(input: &[i16], output: &mut [f32]) -> Result<(), AudioError> {
     check_lengths(input.len(), output.len())?;
+    convert_pcm16(input, output);
+    Ok(())
+}
+
+fn convert_pcm16(input: &[i16], output: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::pcm16_to_f32_avx512(input, output) };
-            return Ok(());
+            return;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
             unsafe { x86::pcm16_to_f32_avx2(input, output) };
-            return Ok(());
+            return;
         }
     }
     pcm16_to_f32_portable(input, output);
-    Ok(())
 }
 
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn pcm16_to_f32_portable(input: &[i16], output: &mut [f32]) {
     // Multiplying by 2^-15 is exact, so this vectorises without changing a single bit.
@@ -120,25 +129,26 @@ fn pcm16_to_f32_portable(input: &[i16], output: &mut [f32]) {
 /// Converts float32 samples to a new PCM16 vector.
 pub fn f32_to_pcm16(input: &[f32]) -> Vec<i16> {
     let mut output = vec![0; input.len()];
-    f32_to_pcm16_into(input, &mut output).expect("lengths match by construction");
+    convert_f32(input, &mut output);
     output
 }
 
 /// Converts float64 samples to a new PCM16 vector.
 pub fn f64_to_pcm16(input: &[f64]) -> Vec<i16> {
     let mut output = vec![0; input.len()];
-    f64_to_pcm16_into(input, &mut output).expect("lengths match by construction");
+    convert_f64(input, &mut output);
     output
 }
 
 /// Converts PCM16 samples to a new float32 vector.
 pub fn pcm16_to_f32(input: &[i16]) -> Vec<f32> {
     let mut output = vec![0.0; input.len()];
-    pcm16_to_f32_into(input, &mut output).expect("lengths match by construction");
+    convert_pcm16(input, &mut output);
     output
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::wildcard_imports)] // the intrinsics, by the dozen
 mod x86 {
     use super::{f32_sample_to_pcm16, f64_sample_to_pcm16, pcm16_to_f32_portable, SCALE};
     use std::arch::x86_64::*;
@@ -384,6 +394,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // exactness is the point
     fn pcm16_to_f32_is_exact_division() {
         let input: Vec<i16> = (i16::MIN..=i16::MAX).collect();
         let got = pcm16_to_f32(&input);

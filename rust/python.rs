@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use numpy::{
-    Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
+    Element, PyArray1, PyArrayDescrMethods, PyArrayMethods,
     PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::buffer::PyBuffer;
@@ -48,8 +48,10 @@ enum Borrowed<'py> {
 }
 
 impl Borrowed<'_> {
-    /// The raw bytes. Valid while `self` lives; numpy inputs are additionally held by a
-    /// read-only borrow taken by the caller.
+    /// The raw bytes, valid while `self` lives. As with any extension that releases the
+    /// interpreter (zlib, hashlib), Python code in another thread could still write into a
+    /// mutable buffer while a large input is processed detached; that only makes the output
+    /// unspecified, since nothing here depends on the bytes for memory safety.
     fn bytes(&self) -> &[u8] {
         match self {
             Self::Array(array) => {
@@ -120,11 +122,11 @@ fn get_buffer<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Borrowed<'py
     Ok(Borrowed::Buffer(buffer))
 }
 
-/// Borrows a 1-D contiguous numpy array of `T`, with a clear error for anything else.
+/// Checks that `obj` is a 1-D contiguous numpy array of `T`, with a clear error otherwise.
 fn get_array<'py, T: Element>(
     obj: &Bound<'py, PyAny>,
     what: &str,
-) -> PyResult<PyReadonlyArray1<'py, T>> {
+) -> PyResult<Bound<'py, PyArray1<T>>> {
     let Ok(array) = obj.cast::<PyUntypedArray>() else {
         return Err(PyValueError::new_err(format!(
             "expected {what}, got an object of type {}",
@@ -139,13 +141,47 @@ fn get_array<'py, T: Element>(
         )));
     }
     // SAFETY: dimensionality and dtype were checked just above.
-    let typed = unsafe { array.cast_unchecked::<PyArray1<T>>() };
-    Ok(typed.try_readonly().map_err(|err| PyValueError::new_err(err.to_string()))?)
+    Ok(unsafe { array.cast_unchecked::<PyArray1<T>>() }.clone())
+}
+
+/// Runs `work` on the contents of a checked array.
+///
+/// Small inputs are read while attached to the interpreter, which already keeps Python code
+/// (the only thing rust-numpy's borrow tracking guards against) from touching the array; the
+/// tracking would cost more than the kernel on a 20 ms frame. Large inputs take the tracked
+/// read-only borrow and run detached.
+fn with_slice<T: Element + Sync, R: Send>(
+    array: &Bound<'_, PyArray1<T>>,
+    work: impl FnOnce(&[T]) -> R + Send,
+) -> PyResult<R> {
+    let py = array.py();
+    if array.len() < DETACH_THRESHOLD {
+        // SAFETY: checked contiguous; attached for the whole call (see above).
+        let slice = unsafe { array.as_slice() }?;
+        return Ok(work(slice));
+    }
+    let borrowed = array.try_readonly().map_err(|err| PyValueError::new_err(err.to_string()))?;
+    let slice = borrowed.as_slice()?;
+    Ok(py.detach(|| work(slice)))
+}
+
+/// A new 1-D array of `len` elements filled by `fill` (numpy's own allocation, zeroed first so
+/// the kernel never sees uninitialised memory).
+fn new_array<T: Element + Send>(
+    py: Python<'_>,
+    len: usize,
+    fill: impl FnOnce(&mut [T]) + Send,
+) -> Bound<'_, PyArray1<T>> {
+    let array = PyArray1::<T>::zeros(py, len, false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let slice = unsafe { array.as_slice_mut() }.expect("a fresh array is contiguous");
+    detach_if_large(py, len, || fill(slice));
+    array
 }
 
 /// PCM16 input: an int16 array, or little-endian bytes-like data.
 enum Pcm16<'py> {
-    Array(PyReadonlyArray1<'py, i16>),
+    Array(Bound<'py, PyArray1<i16>>),
     Raw(Borrowed<'py>),
 }
 
@@ -166,11 +202,26 @@ fn get_pcm16<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Pcm16<'py>> {
 }
 
 impl Pcm16<'_> {
-    /// The samples; bytes are reinterpreted in place when aligned, copied otherwise.
-    fn samples(&self) -> PyResult<Cow<'_, [i16]>> {
+    fn len(&self) -> usize {
         match self {
-            Self::Array(array) => Ok(Cow::Borrowed(array.as_slice()?)),
-            Self::Raw(raw) => Ok(pcm16_from_le_bytes(raw.bytes())),
+            Self::Array(array) => array.len(),
+            Self::Raw(raw) => raw.bytes().len() / 2,
+        }
+    }
+
+    /// Runs `work` on the samples (see `with_slice`); bytes are reinterpreted in place when
+    /// aligned, copied otherwise.
+    fn with_samples<R: Send>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&[i16]) -> R + Send,
+    ) -> PyResult<R> {
+        match self {
+            Self::Array(array) => with_slice(array, work),
+            Self::Raw(raw) => {
+                let samples = pcm16_from_le_bytes(raw.bytes());
+                Ok(detach_if_large(py, samples.len(), || work(&samples)))
+            }
         }
     }
 }
@@ -221,27 +272,28 @@ fn float_to_pcm16_py<'py>(
         )));
     };
     let dtype = array.dtype();
-    let output = if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+    let output = PyArray1::<i16>::zeros(py, array.len(), false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+    if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
         let input = get_array::<f32>(samples, FLOAT_INPUT)?;
-        let input = input.as_slice()?;
-        detach_if_large(py, input.len(), || crate::pcm::f32_to_pcm16(input))
+        with_slice(&input, |input| crate::pcm::f32_to_pcm16_into(input, out))??;
     } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
         let input = get_array::<f64>(samples, FLOAT_INPUT)?;
-        let input = input.as_slice()?;
-        detach_if_large(py, input.len(), || crate::pcm::f64_to_pcm16(input))
+        with_slice(&input, |input| crate::pcm::f64_to_pcm16_into(input, out))??;
     } else {
         check_vector(array, FLOAT_INPUT)?;
         return Err(PyValueError::new_err(format!(
             "expected {FLOAT_INPUT}, got an array of dtype {dtype}"
         )));
-    };
-    Ok(PyArray1::from_vec(py, output))
+    }
+    Ok(output)
 }
 
 /// Converts PCM16 to float32 samples in [-1, 1): each sample divided by 32768 (exact).
 ///
 /// `samples` is a 1-D contiguous int16 array or bytes-like little-endian PCM16 (an odd byte
-/// count raises ValueError). The input is borrowed; the result is one new float32 array.
+/// count raises `ValueError`). The input is borrowed; the result is one new float32 array.
 ///
 /// >>> import numpy as np
 /// >>> pcm16_to_float(np.array([0, 16384, -32768], dtype=np.int16))
@@ -254,9 +306,11 @@ fn pcm16_to_float_py<'py>(
     samples: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let input = get_pcm16(samples)?;
-    let input = input.samples()?;
-    let output = detach_if_large(py, input.len(), || crate::pcm::pcm16_to_f32(&input));
-    Ok(PyArray1::from_vec(py, output))
+    let output = PyArray1::<f32>::zeros(py, input.len(), false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+    input.with_samples(py, |input| crate::pcm::pcm16_to_f32_into(input, out))??;
+    Ok(output)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,9 +325,76 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 const BYTES_INPUT: &str = "a bytes-like object or a 1-D contiguous numpy array";
 const BASE64_INPUT: &str = "base64 text as str or bytes-like";
 
+unsafe extern "C" {
+    // Not in the limited API, but exported with this signature by every CPython since 3.3.
+    // The limited API's only ways to build a str copy and re-validate the text, which costs
+    // more than encoding it; `ascii_str_is_writable` checks at run time that writing in place
+    // works before it is used.
+    fn PyUnicode_New(size: pyo3::ffi::Py_ssize_t, maxchar: pyo3::ffi::Py_UCS4)
+        -> *mut pyo3::ffi::PyObject;
+}
+
+/// A new ASCII `str` of `len` characters, written once by `fill` (which must write only ASCII
+/// and every byte; it may see uninitialised memory, so it must not read it).
+///
+/// # Safety
+/// `fill` must write all `len` bytes with ASCII characters through the pointer it gets.
+unsafe fn new_ascii_str(
+    py: Python<'_>,
+    len: usize,
+    fill: impl FnOnce(*mut u8) + Send,
+) -> PyResult<Bound<'_, PyString>> {
+    let size = pyo3::ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| PyValueError::new_err("output too large for a str"))?;
+    // SAFETY: a fresh compact ASCII str (max char 127); nothing else references it yet. For
+    // such strings CPython's UTF-8 view is the character data itself (checked once by
+    // `ascii_str_is_writable`), so writing through it fills the str.
+    unsafe {
+        let text = Bound::from_owned_ptr_or_err(py, PyUnicode_New(size, 127))?;
+        let mut utf8_len: pyo3::ffi::Py_ssize_t = 0;
+        let data = pyo3::ffi::PyUnicode_AsUTF8AndSize(text.as_ptr(), &raw mut utf8_len);
+        if data.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        debug_assert_eq!(utf8_len, size);
+        let data = SendPtr(data.cast_mut().cast::<u8>());
+        detach_if_large(py, len, || {
+            let data = data;
+            fill(data.0);
+        });
+        Ok(text.cast_into_unchecked())
+    }
+}
+
+/// A raw pointer that may cross into a detached closure (the pointee outlives it).
+struct SendPtr(*mut u8);
+// SAFETY: only used to hand a buffer to a closure that runs while the caller waits.
+unsafe impl Send for SendPtr {}
+
+/// Whether `new_ascii_str` can write a str in place on this interpreter (checked once).
+fn ascii_str_is_writable(py: Python<'_>) -> bool {
+    static WRITABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WRITABLE.get_or_init(|| {
+        // SAFETY: writes the 2 characters asked for.
+        let probe = unsafe {
+            new_ascii_str(py, 2, |data| {
+                data.write(b'o');
+                data.add(1).write(b'k');
+            })
+        };
+        probe.is_ok_and(|text| text.to_str().is_ok_and(|text| text == "ok"))
+    })
+}
+
 /// Encodes bytes as base64 and returns it as an ASCII `str`.
 fn base64_to_str<'py>(py: Python<'py>, input: &[u8]) -> PyResult<Bound<'py, PyString>> {
     let len = crate::codec::b64_encoded_len(input.len());
+    if ascii_str_is_writable(py) {
+        // SAFETY: `b64_encode_raw` writes exactly `len` base64 (ASCII) bytes.
+        return unsafe {
+            new_ascii_str(py, len, |data| crate::codec::b64_encode_raw(input, data))
+        };
+    }
     let mut text = Vec::with_capacity(len);
     detach_if_large(py, input.len(), || crate::codec::b64_encode_append(input, &mut text));
     // SAFETY: base64 output is ASCII, hence UTF-8.
@@ -321,7 +442,7 @@ fn b64encode_py<'py>(py: Python<'py>, buffer: &Bound<'py, PyAny>) -> PyResult<Bo
 ///
 /// Strict: standard alphabet, whole 4-character groups, at most two `=` ending the text. On
 /// such input the result equals `base64.b64decode(text, validate=True)`. Anything else
-/// (whitespace, URL-safe characters, missing or misplaced padding) raises ValueError naming
+/// (whitespace, URL-safe characters, missing or misplaced padding) raises `ValueError` naming
 /// the offset of the first bad character; nothing is silently skipped.
 ///
 /// >>> b64decode("Zm9vYg==")
@@ -353,16 +474,16 @@ fn pcm16_to_base64_py<'py>(
     py: Python<'py>,
     samples: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyString>> {
-    let input = get_pcm16(samples)?;
-    match &input {
+    match get_pcm16(samples)? {
         Pcm16::Raw(raw) => base64_to_str(py, raw.bytes()),
-        Pcm16::Array(array) => base64_to_str(py, &pcm16_as_le_bytes(array.as_slice()?)),
+        // SAFETY: checked contiguous; attached while reading (see `with_slice`).
+        Pcm16::Array(array) => base64_to_str(py, &pcm16_as_le_bytes(unsafe { array.as_slice() }?)),
     }
 }
 
 /// Decodes base64 of little-endian PCM16 (`str` or bytes-like) to a new int16 array.
 ///
-/// Same strict rules as `b64decode`; a decoded odd byte count raises ValueError.
+/// Same strict rules as `b64decode`; a decoded odd byte count raises `ValueError`.
 ///
 /// >>> pcm16_from_base64("AQD+/w==")
 /// array([ 1, -2], dtype=int16)
@@ -381,18 +502,20 @@ fn pcm16_from_base64_py<'py>(
             "PCM16 data must have an even number of bytes, the base64 text decodes to {len}"
         )));
     }
-    let mut samples = vec![0i16; len / 2];
+    let output = PyArray1::<i16>::zeros(py, len / 2, false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let samples = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
     detach_if_large(py, text.len(), || {
         // SAFETY: the i16 buffer viewed as bytes; every byte pattern is a valid i16.
         let bytes = unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast(), len) };
         crate::codec::b64_decode_into(text, bytes)
     })?;
     if cfg!(target_endian = "big") {
-        for sample in &mut samples {
+        for sample in samples.iter_mut() {
             *sample = i16::from_le(*sample);
         }
     }
-    Ok(PyArray1::from_vec(py, samples))
+    Ok(output)
 }
 
 fn codes_input<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Borrowed<'py>> {
@@ -420,9 +543,11 @@ macro_rules! g711_pyfunctions {
             pcm16: &Bound<'py, PyAny>,
         ) -> PyResult<Bound<'py, PyArray1<u8>>> {
             let input = get_pcm16(pcm16)?;
-            let input = input.samples()?;
-            let output = detach_if_large(py, input.len(), || $encode_kernel(&input));
-            Ok(PyArray1::from_vec(py, output))
+            let output = PyArray1::<u8>::zeros(py, input.len(), false);
+            // SAFETY: the array was just created and is referenced nowhere else.
+            let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+            input.with_samples(py, |input| $encode_kernel(input, out))??;
+            Ok(output)
         }
 
         #[doc = concat!("Decodes G.711 ", $law, " codes to PCM16, bit-exact with `audioop.", $audioop_decode, "`.\n\n",
@@ -436,21 +561,22 @@ macro_rules! g711_pyfunctions {
         ) -> PyResult<Bound<'py, PyArray1<i16>>> {
             let input = codes_input(codes)?;
             let input = input.bytes();
-            let output = detach_if_large(py, input.len(), || $decode_kernel(input));
-            Ok(PyArray1::from_vec(py, output))
+            Ok(new_array(py, input.len(), |out| {
+                $decode_kernel(input, out).expect("the output has the input's length");
+            }))
         }
     };
 }
 
 g711_pyfunctions!(
-    ulaw_encode_py, "ulaw_encode", crate::codec::ulaw_encode,
-    ulaw_decode_py, "ulaw_decode", crate::codec::ulaw_decode, "mu-law",
+    ulaw_encode_py, "ulaw_encode", crate::codec::ulaw_encode_into,
+    ulaw_decode_py, "ulaw_decode", crate::codec::ulaw_decode_into, "mu-law",
     "lin2ulaw(pcm16, 2)", "ulaw2lin(codes, 2)",
     "array([255, 206,  78], dtype=uint8)", "array([-32124,  32124], dtype=int16)"
 );
 g711_pyfunctions!(
-    alaw_encode_py, "alaw_encode", crate::codec::alaw_encode,
-    alaw_decode_py, "alaw_decode", crate::codec::alaw_decode, "A-law",
+    alaw_encode_py, "alaw_encode", crate::codec::alaw_encode_into,
+    alaw_decode_py, "alaw_decode", crate::codec::alaw_decode_into, "A-law",
     "lin2alaw(pcm16, 2)", "alaw2lin(codes, 2)",
     "array([213, 250, 122], dtype=uint8)", "array([-5504,  5504], dtype=int16)"
 );
@@ -459,6 +585,18 @@ g711_pyfunctions!(
 // ---- ring ----
 
 /// A fixed-capacity FIFO of int16 samples, safe to share between threads.
+///
+/// `write` accepts as many samples as fit and returns that count: the buffer never grows and
+/// never drops or overwrites what it accepted. `read(n)` removes and returns up to `n` of the
+/// oldest samples, `peek(n)` returns them without removing; `len()`, `free` and `capacity`
+/// count samples. Inputs are int16 arrays or bytes-like PCM16; outputs are new arrays.
+///
+/// >>> import numpy as np
+/// >>> ring = RingBuffer(4)
+/// >>> ring.write(np.array([1, 2, 3], dtype=np.int16)), ring.write(b"\x04\x00\x05\x00")
+/// (3, 1)
+/// >>> ring.read(2), len(ring), ring.free
+/// (array([1, 2], dtype=int16), 2, 2)
 #[pyclass(name = "RingBuffer", module = "realtalk._audio", frozen)]
 pub struct PyRingBuffer {
     inner: Mutex<crate::ring::RingBuffer>,
@@ -474,8 +612,7 @@ impl PyRingBuffer {
     /// Appends as many samples as fit; returns how many were accepted.
     fn write(&self, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
         let input = get_pcm16(samples)?;
-        let input = input.samples()?;
-        Ok(lock(&self.inner).write(&input))
+        input.with_samples(samples.py(), |input| lock(&self.inner).write(input))
     }
 
     /// Removes and returns up to `n` of the oldest samples.
@@ -515,7 +652,31 @@ impl PyRingBuffer {
     }
 }
 
-/// The speaker side of a conversation (see `realtalk.audio.PlaybackBuffer`).
+/// The speaker side of a conversation: the event loop pushes audio deltas as they arrive and
+/// the audio device callback pulls fixed-size blocks (from its own thread; every method
+/// takes an internal lock).
+///
+/// `push(item_id, content_index, samples)` queues samples of one content part and returns
+/// how many fit in `capacity_ms` of audio. `pull(n)` (or `pull_into(out)`) always yields `n`
+/// samples, zero-filled past what is queued; each dry spell after audio was pushed counts one
+/// `underruns`. `played(item_id)` is how many samples of the item were pulled so far.
+/// `interrupt()` drops everything queued and returns `(item_id, content_index,
+/// audio_end_ms)` for the part being heard (`audio_end_ms` = samples played of it, in whole
+/// milliseconds at this buffer's sample rate, rounded down: what
+/// `conversation.item.truncate` needs), or None if nothing was pushed since the last
+/// interrupt/clear. `current` names that part; `queued` counts samples not yet pulled.
+///
+/// >>> import numpy as np
+/// >>> speaker = PlaybackBuffer(24000, capacity_ms=1000)
+/// >>> speaker.push("item_1", 0, np.ones(4800, dtype=np.int16))  # 200 ms
+/// 4800
+/// >>> block = speaker.pull(2400)  # the device played 100 ms
+/// >>> speaker.current, speaker.queued, speaker.played("item_1")
+/// (('item_1', 0), 2400, 2400)
+/// >>> speaker.interrupt()  # the user barged in
+/// ('item_1', 0, 100)
+/// >>> speaker.queued, speaker.interrupt()
+/// (0, None)
 #[pyclass(name = "PlaybackBuffer", module = "realtalk._audio", frozen)]
 pub struct PyPlaybackBuffer {
     inner: Mutex<crate::ring::PlaybackBuffer>,
@@ -532,8 +693,7 @@ impl PyPlaybackBuffer {
     /// Queues samples of one content part; returns how many fit.
     fn push(&self, item_id: &str, content_index: u32, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
         let input = get_pcm16(samples)?;
-        let input = input.samples()?;
-        Ok(lock(&self.inner).push(item_id, content_index, &input))
+        input.with_samples(samples.py(), |input| lock(&self.inner).push(item_id, content_index, input))
     }
 
     /// The next `n` samples, zero-filled past what is queued.
@@ -567,7 +727,7 @@ impl PyPlaybackBuffer {
         lock(&self.inner).played(item_id)
     }
 
-    /// Drops the queue; returns (item_id, content_index, audio_end_ms) of the part being
+    /// Drops the queue; returns `(item_id, content_index, audio_end_ms)` of the part being
     /// heard, or None.
     fn interrupt(&self) -> Option<(String, u32, u64)> {
         lock(&self.inner)
@@ -580,7 +740,7 @@ impl PyPlaybackBuffer {
         lock(&self.inner).clear();
     }
 
-    /// (item_id, content_index) of the part being heard, or None.
+    /// `(item_id, content_index)` of the part being heard, or None.
     #[getter]
     fn current(&self) -> Option<(String, u32)> {
         lock(&self.inner).current().map(|part| (part.item_id.clone(), part.content_index))
