@@ -787,10 +787,14 @@ impl PyPlaybackBuffer {
 // ---- resample ----
 
 mod resample_bindings {
+    use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
     use numpy::ndarray::Array2;
-    use numpy::{IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+    use numpy::{
+        IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+        PyUntypedArrayMethods,
+    };
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
@@ -824,43 +828,38 @@ mod resample_bindings {
         samples: &Bound<'py, PyAny>,
         channels: usize,
     ) -> PyResult<(Samples<'py>, bool)> {
-        let (borrowed, shape): (Samples<'py>, Vec<usize>) =
-            if let Ok(array) = samples.cast::<PyArrayDyn<f32>>() {
-                (
-                    Samples::F32(
-                        array
-                            .try_readonly()
-                            .map_err(|e| PyValueError::new_err(e.to_string()))?,
-                    ),
-                    array.shape().to_vec(),
-                )
-            } else if let Ok(array) = samples.cast::<PyArrayDyn<i16>>() {
-                (
-                    Samples::I16(
-                        array
-                            .try_readonly()
-                            .map_err(|e| PyValueError::new_err(e.to_string()))?,
-                    ),
-                    array.shape().to_vec(),
-                )
-            } else {
-                let described = samples.getattr("dtype").map_or_else(
-                    |_| samples.get_type().to_string(),
-                    |dtype| format!("dtype {dtype}"),
-                );
-                return Err(PyValueError::new_err(format!(
-                    "samples must be a float32 or int16 numpy array, got {described}"
-                )));
-            };
-        let two_d = match shape.as_slice() {
+        let Ok(untyped) = samples.cast::<PyUntypedArray>() else {
+            return Err(PyValueError::new_err(format!(
+                "samples must be a float32 or int16 numpy array, got {}",
+                samples.get_type()
+            )));
+        };
+        let two_d = match untyped.shape() {
             [_] if channels == 1 => false,
             [_, columns] if *columns == channels => true,
-            _ => {
+            shape => {
                 return Err(PyValueError::new_err(format!(
                     "samples must have shape (frames,{}) for {channels} channel(s), got {shape:?}",
                     if channels == 1 { " or (frames, 1)" } else { "" }
                 )))
             }
+        };
+        // Fortran-ordered 2-D arrays are contiguous too, but not frame-interleaved.
+        if !untyped.is_c_contiguous() {
+            return Err(PyValueError::new_err(
+                "samples must be a C-contiguous array (use numpy.ascontiguousarray)",
+            ));
+        }
+        let borrow_error = |error: numpy::BorrowError| PyValueError::new_err(error.to_string());
+        let borrowed = if let Ok(array) = samples.cast::<PyArrayDyn<f32>>() {
+            Samples::F32(array.try_readonly().map_err(borrow_error)?)
+        } else if let Ok(array) = samples.cast::<PyArrayDyn<i16>>() {
+            Samples::I16(array.try_readonly().map_err(borrow_error)?)
+        } else {
+            return Err(PyValueError::new_err(format!(
+                "samples must be float32 or int16, got dtype {}",
+                untyped.dtype()
+            )));
         };
         Ok((borrowed, two_d))
     }
@@ -869,12 +868,12 @@ mod resample_bindings {
         PyValueError::new_err("samples must be a C-contiguous array (use numpy.ascontiguousarray)")
     }
 
-    fn shaped<'py, T: numpy::Element>(
-        py: Python<'py>,
+    fn shaped<T: numpy::Element>(
+        py: Python<'_>,
         data: Vec<T>,
         channels: usize,
         two_d: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Bound<'_, PyAny>> {
         if two_d {
             let frames = data.len() / channels;
             // The kernels emit whole frames, so the shape always fits.
@@ -892,7 +891,12 @@ mod resample_bindings {
         inner: Mutex<resample::Resampler>,
         channels: usize,
         delay: f64,
+        /// The dtype and dimensionality of the last chunk (`LAST_*` bits): `flush` mirrors it.
+        last_input: AtomicU8,
     }
+
+    const LAST_I16: u8 = 1;
+    const LAST_2D: u8 = 2;
 
     impl Resampler {
         fn lock(&self) -> MutexGuard<'_, resample::Resampler> {
@@ -925,6 +929,7 @@ mod resample_bindings {
                 inner: Mutex::new(inner),
                 channels,
                 delay,
+                last_input: AtomicU8::new(0),
             })
         }
 
@@ -936,6 +941,11 @@ mod resample_bindings {
             samples: &Bound<'py, PyAny>,
         ) -> PyResult<Bound<'py, PyAny>> {
             let (borrowed, two_d) = borrow_samples(samples, self.channels)?;
+            let is_i16 = matches!(borrowed, Samples::I16(_));
+            self.last_input.store(
+                u8::from(is_i16) * LAST_I16 + u8::from(two_d) * LAST_2D,
+                Ordering::Relaxed,
+            );
             let mut guard = self.lock();
             let resampler = &mut *guard;
             match borrowed {
@@ -967,17 +977,18 @@ mod resample_bindings {
         }
 
         /// Returns the tail (the input continued with silence) so the stream's total output is
-        /// round(frames_in * out_rate / in_rate) frames, then rewinds for a new stream. 1-D
-        /// float32 for mono, 2-D (frames, channels) float32 otherwise; `dtype=numpy.int16` (or
-        /// "int16") gives PCM16.
+        /// `round(frames_in * out_rate / in_rate)` frames, then rewinds for a new stream. Same dtype
+        /// and dimensionality as the last chunk processed unless `dtype` (float32 or int16) says
+        /// otherwise.
         #[pyo3(signature = (dtype = None))]
         fn flush<'py>(
             &self,
             py: Python<'py>,
             dtype: Option<&Bound<'py, PyAny>>,
         ) -> PyResult<Bound<'py, PyAny>> {
+            let last = self.last_input.load(Ordering::Relaxed);
             let as_i16 = match dtype {
-                None => false,
+                None => last & LAST_I16 != 0,
                 Some(dtype) => {
                     let name = numpy::PyArrayDescr::new(py, dtype)?.str()?.to_string();
                     match name.as_str() {
@@ -992,7 +1003,7 @@ mod resample_bindings {
                 }
             };
             let mut resampler = self.lock();
-            let two_d = self.channels > 1;
+            let two_d = self.channels > 1 || last & LAST_2D != 0;
             if as_i16 {
                 let mut out = Vec::with_capacity(resampler.flush_len() * self.channels);
                 resampler.flush_i16_into(&mut out);
@@ -1047,9 +1058,9 @@ mod resample_bindings {
         }
     }
 
-    /// One-shot, delay-compensated resampling: round(frames * out_rate / in_rate) frames,
+    /// One-shot, delay-compensated resampling: `round(frames * out_rate / in_rate)` frames,
     /// aligned with the input, same dtype and shape convention as the input (2-D input keeps its
-    /// channel count). Equal to process() + flush() of a fresh Resampler.
+    /// channel count). Equal to `process()` + `flush()` of a fresh `Resampler`.
     #[pyfunction(name = "resample")]
     #[pyo3(signature = (samples, in_rate, out_rate, *, quality = "high"))]
     pub fn resample_py<'py>(

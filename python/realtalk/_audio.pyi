@@ -166,7 +166,8 @@ class Resampler:
     def flush(self, dtype: DTypeLike | None = None) -> NDArray[Any]:
         """Return the tail, making the total round(frames_in * out_rate / in_rate), then rewind.
 
-        float32 unless ``dtype`` is int16; 1-D for mono, 2-D (frames, channels) otherwise.
+        Same dtype and dimensionality as the last chunk processed (float32, 1-D for mono, before
+        any), unless ``dtype`` (float32 or int16) says otherwise.
         """
     def reset(self) -> None:
         """Forget all input; the next chunk starts a new stream."""
