@@ -557,7 +557,8 @@ async def test_beta_protocol_text_turn_and_tools() -> None:
         await client.create_response()
         with anyio.fail_after(5):
             while not (client.conversation.items
-                       and client.conversation.items[-1].text.startswith("results")):
+                       and client.conversation.items[-1].text.startswith("results")
+                       and client.conversation.items[-1].status == "completed"):
                 await anyio.sleep(0.01)
         assert '{"sum": 3}' in client.conversation.items[-1].text
         # The wire spoke beta: a flat session.update, beta event names from the server.
