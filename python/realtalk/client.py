@@ -446,15 +446,10 @@ class RealtimeClient:
 
     def _apply_formats(self) -> None:
         audio_config = self._config.get("audio") or {}
-        input_format = _format_name((audio_config.get("input") or {}).get("format"))
-        output_format = _format_name((audio_config.get("output") or {}).get("format"))
-        if input_format != self._input_format:
-            self._input_format = input_format
-            with self._uplink_lock:
-                self._uplinks.clear()  # one Uplink per input rate, for the current format
-        if output_format != self._output_format or self._downlink is None:
-            self._output_format = output_format
-            self._downlink = self._new_downlink(output_format)
+        for direction in ("input", "output"):
+            self._set_format(direction, (audio_config.get(direction) or {}).get("format"))
+        if self._downlink is None:
+            self._downlink = self._new_downlink(self._output_format)
 
     def _new_downlink(self, format_: str) -> Any:
         return _audio.Downlink(self.playback_rate, format=format_, protocol=self.protocol,
@@ -1024,16 +1019,25 @@ class RealtimeClient:
     def _on_session(self, event: dict[str, Any]) -> None:
         session = event.get("session") or {}
         self._server_session = dict(session)
+        # The formats this client asked for win: session.created carries the server's defaults
+        # and arrives after our session.update was already sent, so audio appended meanwhile
+        # is in the format the server will apply first. The server's word fills in only what
+        # the config leaves unsaid.
         audio = session.get("audio") or {}
-        output = _format_name((audio.get("output") or {}).get("format"))
-        if output != self._output_format:
-            self._output_format = output
-            self._downlink = self._new_downlink(output)
-        input_format = _format_name((audio.get("input") or {}).get("format"))
-        if input_format != self._input_format:
-            self._input_format = input_format
+        asked = self._config.get("audio") or {}
+        for direction in ("input", "output"):
+            if (asked.get(direction) or {}).get("format") is None:
+                self._set_format(direction, (audio.get(direction) or {}).get("format"))
+
+    def _set_format(self, direction: str, format_: Any) -> None:
+        name = _format_name(format_)
+        if direction == "output" and name != self._output_format:
+            self._output_format = name
+            self._downlink = self._new_downlink(name)
+        elif direction == "input" and name != self._input_format:
+            self._input_format = name
             with self._uplink_lock:
-                self._uplinks.clear()
+                self._uplinks.clear()  # one Uplink per input rate, for the current format
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
