@@ -107,6 +107,19 @@ def _session_config(args: argparse.Namespace) -> dict[str, Any]:
     return session
 
 
+def _is_loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _format_object(name: str) -> dict[str, Any]:
     if name == "pcm16":
         return {"type": "audio/pcm", "rate": 24000}
@@ -133,6 +146,11 @@ async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
             _say(out, args, f"realtalk: talking to OpenAI ({args.model})")
         else:
             _say(out, args, f"realtalk: talking to {url}")
+            if api_key is None:
+                if not _is_loopback(url):
+                    raise CliError("no API key: set OPENAI_API_KEY for a server that is not "
+                                   "on this machine")
+                api_key = "sk-local"  # a local simulator or relay takes any key
         local_vad = Vad(INPUT_RATE) if args.vad == "local" else None
         client = RealtimeClient(
             url,

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import inspect
 import json
-import os
 import random
 import threading
 import time
@@ -29,7 +28,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
 import anyio
 import anyio.abc
@@ -74,7 +72,6 @@ BENIGN_ERROR_CODES = frozenset(
         "input_audio_buffer_commit_empty",
     }
 )
-DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 # Close codes after which the same request may succeed again (design.md, supervision).
 RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 
@@ -733,16 +730,11 @@ class RealtimeClient:
         if self._connect_factory is not None:
             return self._connect_factory()
         from realtalk import transport
+        from realtalk.connection import realtime_request
 
-        url = self.url or DEFAULT_URL
-        if "model=" not in url and "call_id=" not in url and "intent=" not in url:
-            url += ("&" if "?" in url else "?") + urlencode({"model": self.model})
-        headers = dict(self._headers)
-        api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
-        if api_key and not any(name.lower() in ("authorization", "api-key") for name in headers):
-            headers["Authorization"] = f"Bearer {api_key}"
-        if self.protocol == "beta":
-            headers.setdefault("OpenAI-Beta", "realtime=v1")
+        # One place builds the URL and the auth headers (OpenAI, beta, Azure, ek_ tokens).
+        url, headers = realtime_request(self.url, model=self.model, api_key=self._api_key,
+                                        protocol=self.protocol, headers=self._headers)
         return transport.open_websocket(url, headers=headers)
 
     async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
