@@ -93,6 +93,13 @@ async def test_single_flight_responses_never_collide() -> None:
         order = [e["event"]["type"] for e in recorder.events if e.type == "realtime.event"
                  and e["event"].get("type") in ("response.create", "response.done")]
         assert order == ["response.create", "response.done", "response.create", "response.done"]
+
+
+async def test_create_response_without_waiting_refuses_while_one_runs() -> None:
+    # The responder pauses, so the first response is surely still running at the second call.
+    async with Simulator(responder=slow_responder) as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session=TEXT_ONLY) as client:
+        await client.send_user_message_content("first")
         await client.create_response()
         with pytest.raises(ResponseBusy):
             await client.create_response(wait=False)
