@@ -1402,6 +1402,16 @@ mod frame_bindings {
                 "samples must be a float32 or int16 numpy array, got {described}"
             )));
         };
+        let c_contiguous = match &frame {
+            Frame::F32(array) => array.is_c_contiguous(),
+            Frame::I16(array) => array.is_c_contiguous(),
+        };
+        if !c_contiguous {
+            // A Fortran-ordered 2-D array is contiguous too, but its channels are not interleaved.
+            return Err(PyValueError::new_err(
+                "samples must be a C-contiguous array (use numpy.ascontiguousarray)",
+            ));
+        }
         match shape.as_slice() {
             [_] if channels == 1 => Ok(frame),
             [_, columns] if *columns == channels => Ok(frame),

@@ -512,6 +512,7 @@ def test_uplink_refuses_bad_frames_and_arguments() -> None:
         np.zeros(10, np.float32),  # 1-D is mono only
         np.zeros((10, 2, 1), np.int16),
         np.zeros((10, 4), np.float32)[:, ::2],  # not contiguous
+        np.asfortranarray(np.zeros((10, 2), np.float32)),  # channels not interleaved
         [0.0, 0.0],
     ]:
         with pytest.raises(ValueError):
