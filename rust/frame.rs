@@ -766,7 +766,7 @@ impl Uplink {
     }
 
     fn frames(&self, samples: usize) -> Result<usize, AudioError> {
-        if samples % self.channels == 0 {
+        if samples.is_multiple_of(self.channels) {
             Ok(samples / self.channels)
         } else {
             Err(AudioError::invalid(format!(

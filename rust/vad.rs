@@ -510,7 +510,7 @@ fn decimate<S: Sample, const M: usize>(input: &[S], out: &mut [f32], scale: f32)
 /// agree bit for bit and the result does not depend on how the input was chunked.
 #[inline]
 fn autocorrelation(buffer: &[f32], n: usize) -> [f32; LAGS] {
-    assert!(n % 8 == 0 && buffer.len() >= HISTORY + n);
+    assert!(n.is_multiple_of(8) && buffer.len() >= HISTORY + n);
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx") {
