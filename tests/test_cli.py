@@ -142,7 +142,7 @@ def test_errors_are_one_line_and_a_non_zero_exit(tmp_path: Path, case: str) -> N
         expected = "cannot reach"
     else:
         result = run("talk")
-        expected = "give TEXT or --audio"
+        expected = "give one of TEXT, --audio IN.wav or --mic"
     assert result.returncode == 1
     assert result.stderr.startswith("realtalk: ") and expected in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
@@ -156,6 +156,26 @@ def test_devices_need_the_extra() -> None:
         assert result.returncode == 1 and "realtalk[devices]" in result.stderr
     else:  # pragma: no cover - only where the extra is installed
         pytest.skip("sounddevice is installed here")
+
+
+def test_mic_and_speaker_loop_through_the_sound_devices(tmp_path: Path) -> None:
+    # tests/fake_devices/sounddevice.py stands in for the package (no sound card here): its
+    # microphone speaks at real-time pace, its speaker records what the callback was given.
+    speech = np.frombuffer(synthesize_speech("Hello, are you there?").pcm, dtype=np.int16)
+    np.save(tmp_path / "mic.npy", speech)
+    fake = Path(__file__).with_name("fake_devices")
+    result = run("talk", "--mic", "--speaker", "--turns", "1", "--out", str(tmp_path / "r.wav"),
+                 env={"PYTHONPATH": str(fake), "FAKE_MIC": str(tmp_path / "mic.npy"),
+                      "FAKE_SPEAKER": str(tmp_path / "speaker.npy")})
+    assert result.returncode == 0, result.stderr
+    assert "listening" in result.stdout
+    heard = float(result.stdout.split("I heard ")[1].split(" s")[0])
+    assert abs(heard - speech.shape[0] / 24000) < 0.6, result.stdout
+    reply, _ = read_wav(tmp_path / "r.wav")
+    played = np.load(tmp_path / "speaker.npy")
+    # The speaker was given the reply, sample for sample, between silences.
+    start = int(np.flatnonzero(played)[0]) - int(np.flatnonzero(reply)[0])
+    np.testing.assert_array_equal(played[start : start + reply.shape[0]], reply)
 
 
 def test_python_dash_m_is_the_same_command() -> None:

@@ -59,6 +59,12 @@ class TurnLog:
     connected: bool = False
     last_server_error: str | None = None
 
+    def next_turn(self) -> None:
+        self.speech_end = None
+        self.reply_id = None
+        self.done = anyio.Event()
+        self.usage = {}
+
     @property
     def reply(self) -> ResponseLog | None:
         return self.responses.get(self.reply_id) if self.reply_id else None
@@ -68,15 +74,14 @@ def run_talk(args: argparse.Namespace) -> int:
     if args.mic or args.speaker:
         try:
             import sounddevice  # noqa: F401
-        except ImportError:
+        except (ImportError, OSError):  # OSError: the extra is there but PortAudio is not
             raise CliError(
                 "--mic and --speaker need the optional extra: pip install 'realtalk[devices]'"
             ) from None
-        raise CliError("--mic and --speaker are not supported yet in this version")
-    if not args.text and not args.audio:
-        raise CliError("say something: give TEXT or --audio IN.wav")
-    if args.text and args.audio:
-        raise CliError("give either TEXT or --audio, not both")
+    if sum(map(bool, (args.text, args.audio, args.mic))) != 1:
+        raise CliError("say something: give one of TEXT, --audio IN.wav or --mic")
+    if args.mic and args.vad == "none":
+        raise CliError("--mic needs a turn detector: --vad server or --vad local")
     if not 8000 <= args.out_rate <= 192000:
         raise CliError(f"--out-rate must be between 8000 and 192000 Hz, not {args.out_rate}")
     wav: WavAudio | None = None
@@ -177,28 +182,101 @@ async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
             raise CliError(f"cannot reach {url}: {exc}") from None
         log.connected = True
 
-        try:
-            with anyio.fail_after(args.timeout):
-                if wav is None:
-                    await client.send_user_message_content(args.text)
-                    log.speech_end = time.perf_counter()
-                    await client.create_response()
-                else:
-                    await _stream_audio(client, wav, args, log)
-                await log.done.wait()
-        except TimeoutError:
-            raise CliError(f"no complete reply within {args.timeout:g} s") from None
-        except ConnectionClosed as exc:
-            raise CliError(f"the connection closed during the turn: {exc}") from None
-        if log.failure:
-            raise CliError(log.failure)
-
-        reply = _reply_audio(client, log)
-    if args.out:
-        write_wav(args.out, reply, args.out_rate)
-    if not args.json:
-        _summary(out, log, reply, args)
+        if args.speaker:
+            await stack.enter_async_context(_Speaker(client, args.out_rate))
+        if args.mic:
+            await stack.enter_async_context(_Microphone(client))
+            _say(out, args, "realtalk: listening (Ctrl-C stops)")
+        turns = 0
+        while True:
+            try:
+                await _one_turn(client, wav, args, log)
+            except ConnectionClosed as exc:
+                raise CliError(f"the connection closed during the turn: {exc}") from None
+            reply = _reply_audio(client, log)
+            if args.out:
+                write_wav(args.out, reply, args.out_rate)
+            if not args.json:
+                _summary(out, log, reply, args)
+            turns += 1
+            if not args.mic or turns == args.turns:
+                break
+            log.next_turn()
+        if args.speaker:
+            with anyio.move_on_after(reply.shape[0] / args.out_rate + 1):
+                while client.playback.queued:  # let the speaker finish the reply
+                    await anyio.sleep(0.05)
     return 0
+
+
+async def _one_turn(
+    client: Any, wav: WavAudio | None, args: argparse.Namespace, log: TurnLog
+) -> None:
+    try:
+        with anyio.fail_after(None if args.mic else args.timeout):
+            if args.text:
+                await client.send_user_message_content(args.text)
+                log.speech_end = time.perf_counter()
+                await client.create_response()
+            elif wav is not None:
+                await _stream_audio(client, wav, args, log)
+            await log.done.wait()
+    except TimeoutError:
+        raise CliError(f"no complete reply within {args.timeout:g} s") from None
+    if log.failure:
+        raise CliError(log.failure)
+
+
+class _Microphone:
+    """The default input device, 20 ms blocks at the session's rate, straight into the
+    client's uplink from the audio thread (append_input_audio is thread-safe)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.refused = 0
+
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        try:
+            self.client.append_input_audio(np.ascontiguousarray(indata[:, 0]))
+        except RealtalkError:  # backpressure: this block is lost, and counted
+            self.refused += 1
+
+    async def __aenter__(self) -> _Microphone:
+        import sounddevice
+
+        self.stream = sounddevice.InputStream(
+            samplerate=INPUT_RATE, channels=1, dtype="float32",
+            blocksize=INPUT_RATE * FRAME_MS // 1000, callback=self._callback)
+        self.stream.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stream.stop()
+        self.stream.close()
+
+
+class _Speaker:
+    """The default output device, pulling from the client's PlaybackBuffer in its callback
+    (what it pulls is what barge-in truncation counts as heard)."""
+
+    def __init__(self, client: Any, rate: int) -> None:
+        self.client = client
+        self.rate = rate
+
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        self.client.playback.pull_into(outdata[:, 0])
+
+    async def __aenter__(self) -> _Speaker:
+        import sounddevice
+
+        self.stream = sounddevice.OutputStream(
+            samplerate=self.rate, channels=1, dtype="int16", callback=self._callback)
+        self.stream.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stream.stop()
+        self.stream.close()
 
 
 async def _stream_audio(
@@ -253,6 +331,8 @@ def _watch(client: Any, log: TurnLog, args: argparse.Namespace, out: TextIO) -> 
             if response is not None:
                 response.first_audio = response.first_audio or now
                 response.last_audio = now
+        elif kind == "input_audio_buffer.speech_stopped" and args.mic:
+            log.speech_end = now  # a live speaker: the server's word for when speech ended
         elif kind == "response.created":
             response_id = (message.get("response") or {}).get("id", "")
             log.responses[response_id] = ResponseLog(created=now)

@@ -49,6 +49,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="send --audio as fast as possible instead of at real-time pace")
     talk.add_argument("--timeout", type=float, default=60.0, metavar="S",
                       help="give up on the turn after this many seconds")
+    talk.add_argument("--turns", type=int, default=0, metavar="N",
+                      help="with --mic, stop after N turns (default: until Ctrl-C)")
     talk.add_argument("--json", action="store_true",
                       help="print the event log as JSON lines instead of the transcript")
 
