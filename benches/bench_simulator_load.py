@@ -1,0 +1,338 @@
+"""Load benchmark for the simulator (a benchmark, not a test).
+
+N concurrent sessions each stream 20 ms pcm16 frames at real-time pace for S seconds over
+loopback: speech bursts and pauses, so the simulator's server_vad detects turns, commits them
+and streams audio replies back. The simulator runs alone in its own process (one process: the
+figure asked for is what one simulator process sustains); the clients run in this process.
+
+Accounting: every audio byte the clients append must be counted by the simulator, and every
+audio byte the simulator sends must arrive at the clients; any `error` event or lost connection
+fails the run. "Sustained in real time" means: every session kept its 20 ms send schedule
+(worst lag under 100 ms) and the simulator answered each turn promptly (p99 lag between the
+frame that completes a turn and its `speech_stopped` under 100 ms).
+
+    python benches/bench_simulator_load.py --sessions 200 --seconds 30
+    python benches/bench_simulator_load.py --sweep 50,100,150,200,250 --seconds 30
+    pytest benches/bench_simulator_load.py --benchmark-only      # a short 20-session run
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+
+RATE = 24000
+FRAME_MS = 20
+FRAME_BYTES = RATE * 2 * FRAME_MS // 1000
+PHASES = 8
+
+
+def speech_pattern(seconds: float, phase: int) -> bytes:
+    """Alternating voiced bursts (1.2-2.0 s) and pauses (1.5-2.5 s), pcm16 at 24 kHz."""
+    rng = np.random.default_rng(phase)
+    chunks = [np.zeros(int(RATE * (0.2 + 0.4 * phase / PHASES)))]
+    total = len(chunks[0])
+    while total < seconds * RATE:
+        burst = int(RATE * rng.uniform(1.2, 2.0))
+        t = np.arange(burst) / RATE
+        f0 = rng.uniform(110, 190)
+        voiced = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 7)) / 2.45
+        voiced *= 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2
+        pause = np.zeros(int(RATE * rng.uniform(1.5, 2.5)))
+        chunks += [0.3 * voiced, pause]
+        total += burst + len(pause)
+    pcm = np.concatenate(chunks)[: int(seconds * RATE)]
+    return np.round(pcm * 32767).astype("<i2").tobytes()
+
+
+def frames_for(pcm: bytes) -> list[bytes]:
+    encoder = msgspec.json.Encoder()
+    return [
+        encoder.encode({"type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(pcm[i : i + FRAME_BYTES]).decode()})
+        for i in range(0, len(pcm), FRAME_BYTES)
+    ]
+
+
+# ---- the simulator process ----------------------------------------------------------------
+
+
+def serve_main() -> None:
+    from realtalk.simulator import Simulator
+
+    async def main() -> None:
+        async with Simulator(port=0, compression=None, keepalive_s=None) as sim:
+            print(json.dumps({"port": sim.port}), flush=True)
+            while True:
+                line = await anyio.to_thread.run_sync(sys.stdin.readline)
+                if not line or line.strip() == "quit":
+                    return
+                times = os.times()
+                stats = sim.stats
+                print(json.dumps({
+                    "cpu_s": times.user + times.system,
+                    "input_audio_bytes": stats.input_audio_bytes,
+                    "output_audio_bytes": stats.output_audio_bytes,
+                    "sessions": stats.sessions,
+                    "responses": stats.responses,
+                    "errors": stats.errors,
+                    "events_sent": stats.events_sent,
+                    "events_received": stats.events_received,
+                }), flush=True)
+
+    profile = os.environ.get("BENCH_SIMULATOR_PROFILE")
+    if profile:  # where the simulator's time goes: BENCH_SIMULATOR_PROFILE=out.prof
+        import cProfile
+
+        cProfile.runctx("anyio.run(main)", globals(), locals(), profile)
+    else:
+        anyio.run(main)
+
+
+class SimulatorProcess:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = json.loads(self.process.stdout.readline())["port"]
+
+    def stats(self) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("stats\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("quit\n")
+        self.process.stdin.flush()
+        self.process.wait(timeout=30)
+
+
+# ---- the clients ------------------------------------------------------------------------
+
+
+@dataclass
+class SessionResult:
+    received_audio: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    turn_lags: list[float] = field(default_factory=list)
+    responses_open: int = 0
+    last_event_at: float = 0.0
+    failure: str | None = None
+
+
+SLOTS = 4  # sessions are spread over 4 sub-ticks of the 20 ms frame period
+
+
+class RawClient:
+    """A lean load-generating WebSocket client: websockets' Sans-I/O ClientProtocol for the
+    handshake and for parsing what the server sends, and frames pre-built once (masked) and
+    written straight to the socket, so the client process costs little per frame."""
+
+    def __init__(self, stream: Any, protocol: Any) -> None:
+        self.stream = stream
+        self.protocol = protocol
+
+    @classmethod
+    async def connect(cls, url: str) -> RawClient:
+        from websockets.client import ClientProtocol
+        from websockets.protocol import State
+        from websockets.uri import parse_uri
+
+        uri = parse_uri(url)
+        stream = await anyio.connect_tcp(uri.host, uri.port)
+        protocol = ClientProtocol(uri, max_size=None)
+        request = protocol.connect()
+        request.headers["Authorization"] = "Bearer sk-bench"
+        protocol.send_request(request)
+        for data in protocol.data_to_send():
+            await stream.send(data)
+        while protocol.state is State.CONNECTING:
+            protocol.receive_data(await stream.receive())
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+        client = cls(stream, protocol)
+        # The first event is the handshake response; frames may follow in the same read.
+        client.pending = [e for e in protocol.events_received() if hasattr(e, "opcode")]
+        return client
+
+    async def send_frame(self, frame: bytes) -> None:
+        await self.stream.send(frame)
+
+    async def messages(self) -> Any:
+        from websockets.frames import Opcode
+
+        protocol = self.protocol
+        events = self.pending
+        while True:
+            for frame in events:
+                if frame.opcode is Opcode.TEXT:
+                    yield frame.data
+                elif frame.opcode is Opcode.CLOSE:
+                    return
+            try:
+                data = await self.stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                raise ConnectionError("the simulator closed the connection") from None
+            protocol.receive_data(data)
+            events = protocol.events_received()
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    from websockets.frames import Frame, Opcode
+
+    return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
+
+
+async def read_session(
+    client: RawClient, result: SessionResult, slot_sent_at: list[float]
+) -> None:
+    decoder = msgspec.json.Decoder()
+    try:
+        async for message in client.messages():
+            event = decoder.decode(message)
+            kind = event["type"]
+            result.last_event_at = time.monotonic()
+            if kind == "response.output_audio.delta":
+                delta = event["delta"]
+                result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
+            elif kind == "input_audio_buffer.speech_stopped":
+                # The detector decides at the end of its 10 ms frame that ends at audio_end_ms +
+                # 10; the client frame holding that last sample completed the turn.
+                last_ms = event["audio_end_ms"] + 9
+                index = min(len(slot_sent_at) - 1, int(last_ms // FRAME_MS))
+                result.turn_lags.append(time.monotonic() - slot_sent_at[index])
+            elif kind == "response.created":
+                result.responses_open += 1
+            elif kind == "response.done":
+                result.responses_open -= 1
+            elif kind == "error":
+                result.errors.append(event)
+    except Exception as exc:
+        result.failure = repr(exc)
+
+
+async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
+    patterns = [
+        [masked_text_frame(f) for f in frames_for(speech_pattern(seconds, phase))]
+        for phase in range(PHASES)
+    ]
+    frame_count = len(patterns[0])
+    server = SimulatorProcess()
+    results = [SessionResult() for _ in range(sessions)]
+    sent_at = [[0.0] * frame_count for _ in range(SLOTS)]
+    max_lag = 0.0
+    try:
+        url = f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime"
+        before = server.stats()
+        sockets = [await RawClient.connect(url) for _ in range(sessions)]
+        cpu0 = os.times()
+        if True:
+            async with anyio.create_task_group() as tg:
+                for index, ws in enumerate(sockets):
+                    tg.start_soon(read_session, ws, results[index], sent_at[index % SLOTS])
+                wall0 = time.monotonic()
+                step = FRAME_MS / 1000 / SLOTS
+                for tick in range(frame_count * SLOTS):
+                    frame, slot = divmod(tick, SLOTS)
+                    due = wall0 + tick * step
+                    now = time.monotonic()
+                    if due > now:
+                        await anyio.sleep(due - now)
+                    else:
+                        max_lag = max(max_lag, now - due)
+                    for index in range(slot, sessions, SLOTS):
+                        await sockets[index].send_frame(patterns[index % PHASES][frame])
+                    sent_at[slot][frame] = time.monotonic()
+                wall = time.monotonic() - wall0
+                # Let the last turns' responses finish.
+                with anyio.move_on_after(60):
+                    # Done when every response has finished and nothing arrived for 1 s.
+                    while any(r.responses_open for r in results) or (
+                        time.monotonic() - max(r.last_event_at for r in results) < 1.0
+                    ):
+                        await anyio.sleep(0.05)
+                await anyio.sleep(0.2)
+                tg.cancel_scope.cancel()
+        cpu1 = os.times()
+        for client in sockets:
+            await client.stream.aclose()
+        await anyio.sleep(0.5)
+        after = server.stats()
+    finally:
+        server.stop()
+    lags = sorted(lag for r in results for lag in r.turn_lags)
+    sent = sessions * frame_count * FRAME_BYTES
+    received = sum(r.received_audio for r in results)
+    cpu = after["cpu_s"] - before["cpu_s"]
+    report = {
+        "sessions": sessions,
+        "seconds": seconds,
+        "streaming_wall_s": round(wall, 2),
+        "failures": [r.failure for r in results if r.failure],
+        "error_events": sum(len(r.errors) for r in results),
+        "audio_in_sent": sent,
+        "audio_in_counted_by_simulator": after["input_audio_bytes"] - before["input_audio_bytes"],
+        "audio_out_sent_by_simulator": after["output_audio_bytes"] - before["output_audio_bytes"],
+        "audio_out_received": received,
+        "turns": len(lags),
+        "responses": after["responses"] - before["responses"],
+        "max_send_lag_ms": round(1000 * max_lag, 1),
+        "turn_lag_p50_ms": round(1000 * lags[len(lags) // 2], 1) if lags else None,
+        "turn_lag_p99_ms": round(1000 * lags[int(len(lags) * 0.99)], 1) if lags else None,
+        "simulator_cpu_s": round(cpu, 2),
+        "cpu_ms_per_session_second": round(1000 * cpu / (sessions * seconds), 3),
+        "client_cpu_s": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 2),
+    }
+    report["accounted"] = (
+        report["audio_in_sent"] == report["audio_in_counted_by_simulator"]
+        and report["audio_out_sent_by_simulator"] == report["audio_out_received"]
+    )
+    report["real_time"] = (
+        report["accounted"]
+        and not report["failures"]
+        and report["error_events"] == 0
+        and report["max_send_lag_ms"] < 100
+        and (report["turn_lag_p99_ms"] or 0) < 100
+    )
+    return report
+
+
+def test_simulator_load_20_sessions(benchmark: Any) -> None:
+    """A short smoke-sized run under pytest-benchmark; the sweep is the CLI's job."""
+    report = benchmark.pedantic(lambda: anyio.run(run_load, 20, 5.0), rounds=1, iterations=1)
+    benchmark.extra_info.update(report)
+    assert report["accounted"] and not report["failures"] and report["error_events"] == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--sweep", help="comma-separated session counts, run in turn")
+    args = parser.parse_args()
+    if args.serve:
+        serve_main()
+        return
+    counts = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.sessions]
+    for count in counts:
+        print(json.dumps(anyio.run(run_load, count, args.seconds)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

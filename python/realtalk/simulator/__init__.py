@@ -1,0 +1,52 @@
+"""A protocol-faithful local OpenAI Realtime server: the embedded default and the test bed.
+
+    async with Simulator() as sim:          # ws://127.0.0.1:PORT/v1/realtime
+        client = AsyncOpenAI(api_key="sk-local", websocket_base_url=sim.websocket_base_url)
+
+`ServerSession` is the I/O-free protocol engine behind each connection; `responder` holds the
+plug-in API for scripting what the simulated model says (and the fault hooks).
+"""
+
+from realtalk.simulator.responder import (
+    Audio,
+    Close,
+    Delay,
+    Drop,
+    FunctionCall,
+    Part,
+    Responder,
+    ResponseContext,
+    ServerError,
+    Text,
+    default_responder,
+    synthesize_speech,
+)
+from realtalk.simulator.server import (
+    Simulator,
+    SimulatorStats,
+    VirtualClock,
+    WallClock,
+    run_simulator,
+)
+from realtalk.simulator.session import ServerSession
+
+__all__ = [
+    "Audio",
+    "Close",
+    "Delay",
+    "Drop",
+    "FunctionCall",
+    "Part",
+    "Responder",
+    "ResponseContext",
+    "ServerError",
+    "ServerSession",
+    "Simulator",
+    "SimulatorStats",
+    "Text",
+    "VirtualClock",
+    "WallClock",
+    "default_responder",
+    "run_simulator",
+    "synthesize_speech",
+]
