@@ -41,7 +41,7 @@ FRAME_MS = 20
 FRAME_BYTES = RATE * 2 * FRAME_MS // 1000
 PATTERNS = 8
 SLOTS = 4  # clients are spread over 4 sub-ticks of the 20 ms frame period
-DIRECT_PROBES = 8
+DIRECT_MIN = 4
 KEY = "sk-bench-relay-key"
 SECRET = "bench-relay-secret-0123456789"
 
@@ -234,7 +234,8 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         token = issue_token(SECRET, 3600)
         relayed = [await connect(relay_url, token) for _ in range(sessions)]
         direct = [await connect(f"{upstream}?model=gpt-realtime", KEY)
-                  for _ in range(DIRECT_PROBES)]
+                  for _ in range(max(DIRECT_MIN, sessions // 10))]
+        everyone = [*relayed, *direct]
         sim_before, relay_before = simulator.stats(), relay.stats()
         async with anyio.create_task_group() as tg:
             for session in (*relayed, *direct):
@@ -250,21 +251,17 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
                     await anyio.sleep(due - now)
                 else:
                     max_lag = max(max_lag, now - due)
-                for index in range(slot, sessions, SLOTS):
-                    session = relayed[index]
+                for index in range(slot, len(everyone), SLOTS):
+                    session = everyone[index]
                     await session.stream.send(patterns[index % PATTERNS][frame])
                     # One probe per client per second, spread over the second.
                     if (frame + index) % (1000 // FRAME_MS) == 0:
                         probe_number += 1
                         await session.stream.send(probe(session, probe_number))
-                if slot == 0 and frame % 10 == 0:
-                    for session in direct:
-                        probe_number += 1
-                        await session.stream.send(probe(session, probe_number))
             wall = time.monotonic() - start
             with anyio.move_on_after(60):  # the last turns' replies
-                while any(s.responses_open for s in relayed) or (
-                    time.monotonic() - max(s.last_event_at for s in relayed) < 1.0
+                while any(s.responses_open for s in everyone) or (
+                    time.monotonic() - max(s.last_event_at for s in everyone) < 1.0
                 ):
                     await anyio.sleep(0.05)
             await anyio.sleep(0.2)
@@ -280,23 +277,24 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
 
     relayed_rtt = [t for s in relayed for t in s.round_trips]
     direct_rtt = [t for s in direct for t in s.round_trips]
-    sent = sessions * frame_count * FRAME_BYTES
+    sent = len(everyone) * frame_count * FRAME_BYTES
     relay_cpu = relay_after["cpu_s"] - relay_before["cpu_s"]
     report: dict[str, Any] = {
         "sessions": sessions,
         "seconds": seconds,
         "streaming_wall_s": round(wall, 2),
-        "failures": sorted({s.failure for s in relayed if s.failure}),
-        "unexpected_error_events": sum(len(s.errors) for s in relayed),
+        "direct_sessions": len(direct),
+        "failures": sorted({s.failure for s in everyone if s.failure}),
+        "unexpected_error_events": sum(len(s.errors) for s in everyone),
         "audio_in_sent": sent,
         "audio_in_counted_by_simulator": (sim_after["input_audio_bytes"]
                                           - sim_before["input_audio_bytes"]),
         "audio_out_sent_by_simulator": (sim_after["output_audio_bytes"]
                                         - sim_before["output_audio_bytes"]),
-        "audio_out_received": sum(s.received_audio for s in relayed),
+        "audio_out_received": sum(s.received_audio for s in everyone),
         "responses": sim_after["responses"] - sim_before["responses"],
         "probes_answered": len(relayed_rtt),
-        "probes_lost": sum(len(s.probes_sent) for s in relayed),
+        "probes_lost": sum(len(s.probes_sent) for s in everyone),
         "relayed_rtt_p50_ms": percentile(relayed_rtt, 0.5),
         "relayed_rtt_p99_ms": percentile(relayed_rtt, 0.99),
         "direct_rtt_p50_ms": percentile(direct_rtt, 0.5),

@@ -25,7 +25,6 @@ import anyio
 import httpx
 import numpy as np
 import pytest
-
 import realtalk
 from realtalk.errors import (
     AuthenticationError,

@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import openai
 import pytest
-
 import realtalk
 from realtalk.errors import APIError, AuthenticationError, ConnectError, Timeout
 from realtalk.events import ErrorEvent, SessionCreatedEvent

@@ -47,7 +47,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import count
 from typing import Any, Literal, NoReturn
@@ -335,7 +335,7 @@ def _offered_subprotocols(request: HTTPRequest) -> list[str]:
             for p in value.split(",")]
 
 
-def _select_subprotocol(request: HTTPRequest, offered: list[str]) -> str | None:
+def _select_subprotocol(request: HTTPRequest, offered: Sequence[str]) -> str | None:
     # Browsers fail a handshake that answers none of the offered subprotocols; never echo the
     # one that carries the token.
     return "realtime" if "realtime" in offered else None
