@@ -263,6 +263,49 @@ async def test_beta_client_goes_through_as_beta() -> None:
         stack.assert_no_leak(token)
 
 
+@pytest.mark.filterwarnings(
+    "ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"
+)
+async def test_the_openai_sdk_talks_through_the_relay_and_reads_its_refusals() -> None:
+    """An independent client: openai's synchronous Realtime client (in a worker thread) with
+    the relay token as its key; every event, the relay's own errors included, validates
+    against the SDK's pydantic types."""
+    from openai import OpenAI
+    from openai.types.realtime import RealtimeServerEvent
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
+    policy = RelayPolicy(allowed_events=DOCUMENTED_CLIENT_EVENTS - {"conversation.item.delete"})
+    async with relay_stack(policy) as stack:
+        token = stack.token()
+        base_url = stack.relay.url.removesuffix("/realtime")
+
+        def session() -> list[Any]:
+            client = OpenAI(api_key=token, websocket_base_url=base_url, max_retries=0)
+            with client.realtime.connect(model="gpt-realtime") as conn:
+                events = [adapter.validate_json(conn.recv_bytes())]
+                conn.conversation.item.delete(item_id="item_x", event_id="evt_del")
+                events.append(adapter.validate_json(conn.recv_bytes()))
+                conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+                conn.conversation.item.create(item={
+                    "type": "message", "role": "user",
+                    "content": [{"type": "input_text", "text": "through the relay"}]})
+                conn.response.create()
+                while events[-1].type != "response.done":
+                    events.append(adapter.validate_json(conn.recv_bytes()))
+            return events
+
+        with anyio.fail_after(30):
+            events = await anyio.to_thread.run_sync(session)
+        assert events[0].type == "session.created"
+        refusal = events[1]
+        assert refusal.type == "error"
+        assert (refusal.error.code, refusal.error.event_id) == ("event_not_allowed", "evt_del")
+        assert events[-1].response.status == "completed"
+        assert events[-1].response.output[0].content[0].text == "You said: through the relay"
+        stack.assert_no_leak(token)
+
+
 # ---- authentication -------------------------------------------------------------------------
 
 
@@ -655,3 +698,28 @@ async def test_many_sequential_connections_leak_nothing() -> None:
         assert not [o for o in gc.get_objects() if isinstance(o, _Connection)]
         stats = stack.relay.stats
         assert stats.connections_total == 156 and stats.sessions_open == 0
+
+
+async def test_run_relay_serves_until_cancelled_and_shutdown_closes_both_sides() -> None:
+    from realtalk.relay import run_relay
+
+    async with Simulator(api_keys={KEY}, keepalive_s=None) as sim:
+        started: list[Relay] = []
+        relay_scope = anyio.CancelScope()
+
+        async def serve() -> None:
+            with relay_scope:
+                await run_relay("127.0.0.1", 0, upstream=sim.url, api_key=KEY, secret=SECRET,
+                                ready=started.append)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            await wait_for(lambda: started)
+            async with realtalk.connect(started[0].url, api_key=issue_token(SECRET, 60)) as conn:
+                assert (await conn.recv()).type == "session.created"
+                relay_scope.cancel()  # the relay shuts down under the open session
+                with pytest.raises(ConnectionClosed) as closed, anyio.fail_after(10):
+                    while True:
+                        await conn.recv()
+        assert closed.value.code == 1001
+        await wait_for(lambda: sim.stats.sessions == 1 and not sim._live)
