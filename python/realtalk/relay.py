@@ -255,7 +255,9 @@ class RelayPolicy:
         return self._pinned_paths  # type: ignore[attr-defined, no-any-return]
 
 
-def _leaf_paths(config: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+def _leaf_paths(
+    config: Mapping[str, Any], prefix: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], Any]:
     leaves: dict[tuple[str, ...], Any] = {}
     for key, value in config.items():
         path = (*prefix, key)
