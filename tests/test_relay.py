@@ -723,3 +723,19 @@ async def test_run_relay_serves_until_cancelled_and_shutdown_closes_both_sides()
                         await conn.recv()
         assert closed.value.code == 1001
         await wait_for(lambda: sim.stats.sessions == 1 and not sim._live)
+
+
+async def test_browser_origins_can_be_restricted() -> None:
+    from realtalk.errors import HandshakeError
+
+    async with relay_stack(RelayPolicy(allowed_origins={"https://app.example"})) as stack:
+        token = stack.token()
+        with pytest.raises(HandshakeError) as refused:
+            async with open_websocket(stack.relay.url, headers={
+                    "Origin": "https://evil.example", "Authorization": f"Bearer {token}"}):
+                pass
+        assert refused.value.status == 403
+        async with open_websocket(stack.relay.url, headers={
+                "Origin": "https://app.example", "Authorization": f"Bearer {token}"}) as ws:
+            assert json.loads(await ws.receive())["type"] == "session.created"
+        assert len(stack.tap.requests) == 1
