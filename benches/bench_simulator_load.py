@@ -59,8 +59,12 @@ def speech_pattern(seconds: float, phase: int) -> bytes:
 def frames_for(pcm: bytes) -> list[bytes]:
     encoder = msgspec.json.Encoder()
     return [
-        encoder.encode({"type": "input_audio_buffer.append",
-                        "audio": base64.b64encode(pcm[i : i + FRAME_BYTES]).decode()})
+        encoder.encode(
+            {
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(pcm[i : i + FRAME_BYTES]).decode(),
+            }
+        )
         for i in range(0, len(pcm), FRAME_BYTES)
     ]
 
@@ -80,16 +84,21 @@ def serve_main() -> None:
                     return
                 times = os.times()
                 stats = sim.stats
-                print(json.dumps({
-                    "cpu_s": times.user + times.system,
-                    "input_audio_bytes": stats.input_audio_bytes,
-                    "output_audio_bytes": stats.output_audio_bytes,
-                    "sessions": stats.sessions,
-                    "responses": stats.responses,
-                    "errors": stats.errors,
-                    "events_sent": stats.events_sent,
-                    "events_received": stats.events_received,
-                }), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "cpu_s": times.user + times.system,
+                            "input_audio_bytes": stats.input_audio_bytes,
+                            "output_audio_bytes": stats.output_audio_bytes,
+                            "sessions": stats.sessions,
+                            "responses": stats.responses,
+                            "errors": stats.errors,
+                            "events_sent": stats.events_sent,
+                            "events_received": stats.events_received,
+                        }
+                    ),
+                    flush=True,
+                )
 
     profile = os.environ.get("BENCH_SIMULATOR_PROFILE")
     if profile:  # where the simulator's time goes: BENCH_SIMULATOR_PROFILE=out.prof
@@ -104,7 +113,9 @@ class SimulatorProcess:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--serve"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stdout is not None
         self.port = json.loads(self.process.stdout.readline())["port"]
@@ -198,9 +209,7 @@ def masked_text_frame(payload: bytes) -> bytes:
     return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
 
 
-async def read_session(
-    client: RawClient, result: SessionResult, slot_sent_at: list[float]
-) -> None:
+async def read_session(client: RawClient, result: SessionResult, slot_sent_at: list[float]) -> None:
     decoder = msgspec.json.Decoder()
     try:
         async for message in client.messages():
@@ -211,10 +220,9 @@ async def read_session(
                 delta = event["delta"]
                 result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
             elif kind == "input_audio_buffer.speech_stopped":
-                # The detector decides at the end of its 10 ms frame that ends at audio_end_ms +
-                # 10; the client frame holding that last sample completed the turn.
-                last_ms = event["audio_end_ms"] + 9
-                index = min(len(slot_sent_at) - 1, int(last_ms // FRAME_MS))
+                # The detector has decided by the sample just before audio_end_ms: the client
+                # frame holding that sample completed the turn.
+                index = min(len(slot_sent_at) - 1, int((event["audio_end_ms"] - 1) // FRAME_MS))
                 result.turn_lags.append(time.monotonic() - slot_sent_at[index])
             elif kind == "response.created":
                 result.responses_open += 1
@@ -255,9 +263,10 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
                         await anyio.sleep(due - now)
                     else:
                         max_lag = max(max_lag, now - due)
+                    # Stamped before the writes: a reply may arrive before the slot is done.
+                    sent_at[slot][frame] = time.monotonic()
                     for index in range(slot, sessions, SLOTS):
                         await sockets[index].send_frame(patterns[index % PHASES][frame])
-                    sent_at[slot][frame] = time.monotonic()
                 wall = time.monotonic() - wall0
                 # Let the last turns' responses finish.
                 with anyio.move_on_after(60):

@@ -20,7 +20,6 @@ from openai import OpenAI
 from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeServerEvent as GAServerEvent
 from pydantic import TypeAdapter
-
 from realtalk.simulator import Simulator
 
 # openai's synchronous Realtime client calls websockets' connect() the pre-17.1 way; that is the
@@ -74,11 +73,16 @@ async def test_ga_text_turn() -> None:
                 first = collect(conn, GA_ADAPTER, lambda e: True)
                 conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
                 conn.conversation.item.create(
-                    item={"type": "message", "role": "user",
-                          "content": [{"type": "input_text", "text": "hello simulator"}]}
+                    item={
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "hello simulator"}],
+                    }
                 )
                 conn.response.create()
-                return first + collect(conn, GA_ADAPTER, lambda e: e["type"] == "rate_limits.updated")
+                return first + collect(
+                    conn, GA_ADAPTER, lambda e: e["type"] == "rate_limits.updated"
+                )
 
         events = await anyio.to_thread.run_sync(turn)
     assert events[0]["type"] == "session.created"
@@ -155,19 +159,31 @@ async def test_ga_function_call_turn() -> None:
         def turn() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             with client_for(sim).realtime.connect(model="gpt-realtime") as conn:
                 conn.session.update(
-                    session={"type": "realtime", "output_modalities": ["text"],
-                             "tools": [WEATHER_TOOL], "tool_choice": "auto"}
+                    session={
+                        "type": "realtime",
+                        "output_modalities": ["text"],
+                        "tools": [WEATHER_TOOL],
+                        "tool_choice": "auto",
+                    }
                 )
                 conn.conversation.item.create(
-                    item={"type": "message", "role": "user",
-                          "content": [{"type": "input_text", "text": "Use get_weather for Oslo"}]}
+                    item={
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "Use get_weather for Oslo"}],
+                    }
                 )
                 conn.response.create()
                 first = collect(conn, GA_ADAPTER, lambda e: e["type"] == "rate_limits.updated")
-                call = next(e for e in first if e["type"] == "response.function_call_arguments.done")
+                call = next(
+                    e for e in first if e["type"] == "response.function_call_arguments.done"
+                )
                 conn.conversation.item.create(
-                    item={"type": "function_call_output", "call_id": call["call_id"],
-                          "output": json.dumps({"temp": 22})}
+                    item={
+                        "type": "function_call_output",
+                        "call_id": call["call_id"],
+                        "output": json.dumps({"temp": 22}),
+                    }
                 )
                 conn.response.create()
                 second = collect(conn, GA_ADAPTER, lambda e: e["type"] == "rate_limits.updated")
@@ -196,8 +212,11 @@ async def test_beta_text_turn() -> None:
             with client.beta.realtime.connect(model="gpt-4o-realtime-preview-2024-12-17") as conn:
                 conn.session.update(session={"modalities": ["text"]})
                 conn.conversation.item.create(
-                    item={"type": "message", "role": "user",
-                          "content": [{"type": "input_text", "text": "beta hello"}]}
+                    item={
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "beta hello"}],
+                    }
                 )
                 conn.response.create()
                 return collect(conn, BETA_ADAPTER, lambda e: e["type"] == "response.done")
@@ -232,9 +251,10 @@ async def test_retired_beta_and_bad_key_close_like_the_real_server() -> None:
                     results.append((event, closed.value.rcvd.code, closed.value.rcvd.reason))
             return results
 
-        (beta, beta_code, beta_reason), (auth, auth_code, auth_reason) = (
-            await anyio.to_thread.run_sync(attempts)
-        )
+        (
+            (beta, beta_code, beta_reason),
+            (auth, auth_code, auth_reason),
+        ) = await anyio.to_thread.run_sync(attempts)
     assert beta["error"]["code"] == "beta_api_shape_disabled"
     assert beta["error"]["message"] == (
         "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
@@ -244,3 +264,79 @@ async def test_retired_beta_and_bad_key_close_like_the_real_server() -> None:
     assert auth["error"]["message"].startswith("Incorrect API key provided: ")
     assert "sk-wrong-key-123" not in auth["error"]["message"]
     assert (auth_code, auth_reason) == (3000, "invalid_request_error.invalid_api_key")
+
+
+async def test_beta_audio_turn_with_server_vad() -> None:
+    signal = np.concatenate(
+        [np.zeros(RATE // 2, dtype=np.int16), speech_like(1.0), np.zeros(RATE, dtype=np.int16)]
+    )
+    async with Simulator() as sim:
+
+        def turn() -> list[dict[str, Any]]:
+            client = client_for(sim)
+            with client.beta.realtime.connect(model="gpt-4o-realtime-preview") as conn:
+                events = collect(conn, BETA_ADAPTER, lambda e: True)
+                for start in range(0, len(signal), RATE // 50):
+                    chunk = signal[start : start + RATE // 50].tobytes()
+                    conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+                return events + collect(conn, BETA_ADAPTER, lambda e: e["type"] == "response.done")
+
+        events = await anyio.to_thread.run_sync(turn)
+    kinds = types_of(events)
+    assert kinds.index("input_audio_buffer.speech_stopped") < kinds.index("response.created")
+    assert "conversation.item.added" not in kinds and "conversation.item.created" in kinds
+    audio = b"".join(
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.audio.delta"
+    )
+    transcript = "".join(
+        e["delta"] for e in events if e["type"] == "response.audio_transcript.delta"
+    )
+    done = events[-1]["response"]
+    assert done["modalities"] == ["text", "audio"]
+    assert done["output"][0]["content"][0] == {"type": "audio", "transcript": transcript}
+    assert len(audio) > 48000  # more than half a second of reply
+
+
+async def test_ga_transcription_session() -> None:
+    signal = np.concatenate(
+        [np.zeros(RATE // 2, dtype=np.int16), speech_like(1.0), np.zeros(RATE, dtype=np.int16)]
+    )
+    async with Simulator() as sim:
+
+        def turn() -> list[dict[str, Any]]:
+            client = client_for(sim)
+            with client.realtime.connect(
+                model="gpt-realtime", extra_query={"intent": "transcription"}
+            ) as conn:
+                events = collect(conn, GA_ADAPTER, lambda e: True)
+                conn.session.update(
+                    session={
+                        "type": "transcription",
+                        "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
+                    }
+                )
+                for start in range(0, len(signal), RATE // 50):
+                    chunk = signal[start : start + RATE // 50].tobytes()
+                    conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+                return events + collect(
+                    conn,
+                    GA_ADAPTER,
+                    lambda e: e["type"]
+                    == "conversation.item.input_audio_transcription.completed",
+                )
+
+        events = await anyio.to_thread.run_sync(turn)
+    assert events[0]["session"]["type"] == "transcription"
+    assert events[0]["session"]["object"] == "realtime.transcription_session"
+    kinds = types_of(events)
+    assert kinds[1:] == [
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+    ]
+    assert not any(kind.startswith("response.") for kind in kinds)

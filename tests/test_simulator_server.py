@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import openai
 import pytest
-
 from realtalk.errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -26,9 +25,14 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 KEY = {"Authorization": "Bearer sk-test"}
-TEXT_SESSION = {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
-USER_TEXT = {"type": "conversation.item.create", "item": {
-    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}}
+TEXT_SESSION = {
+    "type": "session.update",
+    "session": {"type": "realtime", "output_modalities": ["text"]},
+}
+USER_TEXT = {
+    "type": "conversation.item.create",
+    "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+}
 
 
 async def receive(ws: WebSocket) -> dict[str, Any]:
@@ -56,16 +60,20 @@ async def test_missing_key_wrong_model_and_missing_model_are_refused_after_the_u
     async with Simulator(api_keys={"sk-test"}) as sim:
         event, closed = await refused(f"{sim.url}?model=gpt-realtime")
         assert event["error"] == {
-            "type": "invalid_request_error", "code": None,
+            "type": "invalid_request_error",
+            "code": None,
             "message": "Missing bearer or basic authentication in header",
-            "param": None, "event_id": None,
+            "param": None,
+            "event_id": None,
         }
         assert isinstance(closed, AuthenticationError)
         assert (closed.code, closed.reason) == (3000, "invalid_request_error")
 
         event, closed = await refused(f"{sim.url}?model=gpt-4-turbo", headers=KEY)
         assert event["error"]["code"] == "invalid_model"
-        assert event["error"]["message"].startswith('Model "gpt-4-turbo" is not supported in realtime mode')
+        assert event["error"]["message"].startswith(
+            'Model "gpt-4-turbo" is not supported in realtime mode'
+        )
         assert isinstance(closed, InvalidRequestError)
         assert (closed.code, closed.reason) == (4000, "invalid_request_error.invalid_model")
 
@@ -75,16 +83,16 @@ async def test_missing_key_wrong_model_and_missing_model_are_refused_after_the_u
 
 
 async def test_browser_subprotocol_key_and_any_key_without_a_key_list() -> None:
-    async with Simulator(api_keys={"sk-browser"}) as sim:
-        async with open_websocket(
-            f"{sim.url}?model=gpt-realtime",
-            subprotocols=["realtime", "openai-insecure-api-key.sk-browser"],
-        ) as ws:
-            assert ws.subprotocol == "realtime"
-            assert (await receive(ws))["type"] == "session.created"
-    async with Simulator() as sim:
-        async with open_websocket(f"{sim.url}?model=gpt-realtime", headers={"Authorization": "Bearer anything"}) as ws:
-            assert (await receive(ws))["type"] == "session.created"
+    async with Simulator(api_keys={"sk-browser"}) as sim, open_websocket(
+        f"{sim.url}?model=gpt-realtime",
+        subprotocols=["realtime", "openai-insecure-api-key.sk-browser"],
+    ) as ws:
+        assert ws.subprotocol == "realtime"
+        assert (await receive(ws))["type"] == "session.created"
+    async with Simulator() as sim, open_websocket(
+        f"{sim.url}?model=gpt-realtime", headers={"Authorization": "Bearer anything"}
+    ) as ws:
+        assert (await receive(ws))["type"] == "session.created"
 
 
 async def test_wrong_path_is_a_404_handshake() -> None:
@@ -115,8 +123,12 @@ async def test_ga_ephemeral_token_carries_its_session_and_expires() -> None:
         def create() -> Any:
             return client.realtime.client_secrets.create(
                 expires_after={"anchor": "created_at", "seconds": 120},
-                session={"type": "realtime", "model": "gpt-realtime", "instructions": "Be brief.",
-                         "output_modalities": ["text"]},
+                session={
+                    "type": "realtime",
+                    "model": "gpt-realtime",
+                    "instructions": "Be brief.",
+                    "output_modalities": ["text"],
+                },
             )
 
         secret = await anyio.to_thread.run_sync(create)
@@ -169,8 +181,13 @@ async def test_beta_rest_session_token() -> None:
         assert session.client_secret.value.startswith("ek_")
         assert session.client_secret.expires_at == int(clock.time()) + 60  # beta default TTL
         assert session.modalities == ["text"] and session.instructions == "Hi."
-        headers = {"Authorization": f"Bearer {session.client_secret.value}", "OpenAI-Beta": "realtime=v1"}
-        async with open_websocket(f"{sim.url}?model=gpt-4o-realtime-preview", headers=headers) as ws:
+        headers = {
+            "Authorization": f"Bearer {session.client_secret.value}",
+            "OpenAI-Beta": "realtime=v1",
+        }
+        async with open_websocket(
+            f"{sim.url}?model=gpt-4o-realtime-preview", headers=headers
+        ) as ws:
             created = await receive(ws)
             assert created["session"]["modalities"] == ["text"]
             assert "output_modalities" not in created["session"]
@@ -239,8 +256,11 @@ async def test_fault_drop_after_n_events() -> None:
                     received.append(await receive(ws))
     assert closed.value.code == 1006
     assert [e["type"] for e in received] == [
-        "session.created", "session.updated", "conversation.item.added",
-        "conversation.item.done", "response.created",
+        "session.created",
+        "session.updated",
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.created",
     ]
 
 
@@ -260,7 +280,11 @@ async def test_realtime_pace_on_a_virtual_clock_streams_audio_at_playback_speed(
             elapsed = clock.time() - start
     import base64
 
-    audio = sum(len(base64.b64decode(e["delta"])) for e in events if e["type"] == "response.output_audio.delta")
+    audio = sum(
+        len(base64.b64decode(e["delta"]))
+        for e in events
+        if e["type"] == "response.output_audio.delta"
+    )
     assert elapsed == pytest.approx(2.0 + audio / 48000, abs=1e-4)
 
 

@@ -10,9 +10,9 @@ import re
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
-
 from realtalk.simulator import Delay, FunctionCall, ServerSession, Text
 from realtalk.simulator._audio_io import make_vad
 from realtalk.simulator.session import stream_response
@@ -39,22 +39,88 @@ REQUIRED: dict[str, set[str]] = {
     "response.done": {"response"},
     "response.output_item.added": {"response_id", "output_index", "item"},
     "response.output_item.done": {"response_id", "output_index", "item"},
-    "response.content_part.added": {"response_id", "item_id", "output_index", "content_index", "part"},
-    "response.content_part.done": {"response_id", "item_id", "output_index", "content_index", "part"},
-    "response.output_text.delta": {"response_id", "item_id", "output_index", "content_index", "delta"},
+    "response.content_part.added": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "part",
+    },
+    "response.content_part.done": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "part",
+    },
+    "response.output_text.delta": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "delta",
+    },
     "response.text.delta": {"response_id", "item_id", "output_index", "content_index", "delta"},
-    "response.output_text.done": {"response_id", "item_id", "output_index", "content_index", "text"},
+    "response.output_text.done": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "text",
+    },
     "response.text.done": {"response_id", "item_id", "output_index", "content_index", "text"},
-    "response.output_audio.delta": {"response_id", "item_id", "output_index", "content_index", "delta"},
+    "response.output_audio.delta": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "delta",
+    },
     "response.audio.delta": {"response_id", "item_id", "output_index", "content_index", "delta"},
     "response.output_audio.done": {"response_id", "item_id", "output_index", "content_index"},
     "response.audio.done": {"response_id", "item_id", "output_index", "content_index"},
-    "response.output_audio_transcript.delta": {"response_id", "item_id", "output_index", "content_index", "delta"},
-    "response.audio_transcript.delta": {"response_id", "item_id", "output_index", "content_index", "delta"},
-    "response.output_audio_transcript.done": {"response_id", "item_id", "output_index", "content_index", "transcript"},
-    "response.audio_transcript.done": {"response_id", "item_id", "output_index", "content_index", "transcript"},
-    "response.function_call_arguments.delta": {"response_id", "item_id", "output_index", "call_id", "delta"},
-    "response.function_call_arguments.done": {"response_id", "item_id", "output_index", "call_id", "arguments"},
+    "response.output_audio_transcript.delta": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "delta",
+    },
+    "response.audio_transcript.delta": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "delta",
+    },
+    "response.output_audio_transcript.done": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "transcript",
+    },
+    "response.audio_transcript.done": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "transcript",
+    },
+    "response.function_call_arguments.delta": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "call_id",
+        "delta",
+    },
+    "response.function_call_arguments.done": {
+        "response_id",
+        "item_id",
+        "output_index",
+        "call_id",
+        "arguments",
+    },
     "rate_limits.updated": {"rate_limits"},
 }
 
@@ -62,9 +128,7 @@ REQUIRED: dict[str, set[str]] = {
 def speech_then_silence(speech_s: float = 1.0, lead_s: float = 0.4, tail_s: float = 0.6) -> bytes:
     t = np.arange(int(speech_s * RATE)) / RATE
     voiced = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 6)) * 0.3 / 2.3
-    pcm = np.concatenate(
-        [np.zeros(int(lead_s * RATE)), voiced, np.zeros(int(tail_s * RATE))]
-    )
+    pcm = np.concatenate([np.zeros(int(lead_s * RATE)), voiced, np.zeros(int(tail_s * RATE))])
     return np.round(pcm * 32767).astype("<i2").tobytes()
 
 
@@ -87,12 +151,17 @@ class Driver:
 
     async def _run_responses(self) -> None:
         for response in self.session.take_new_responses():
+
             async def flush() -> None:
                 self.events.extend(self.session.drain())
 
             await stream_response(
-                self.session, response, self.responder, flush=flush,
-                sleep=lambda s: anyio.sleep(0), realtime=False,
+                self.session,
+                response,
+                self.responder,
+                flush=flush,
+                sleep=lambda s: anyio.lowlevel.checkpoint(),
+                realtime=False,
             )
 
     async def append_audio(self, pcm: bytes, frame_ms: int = 20) -> list[dict[str, Any]]:
@@ -134,56 +203,108 @@ USER_TEXT = {
     "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
 }
 TOOL = {
-    "type": "function", "name": "lookup", "description": "d",
+    "type": "function",
+    "name": "lookup",
+    "description": "d",
     "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
 }
 
 GA_TEXT = [
-    "conversation.item.added", "conversation.item.done", "response.created",
-    "response.output_item.added", "conversation.item.added", "response.content_part.added",
-    "response.output_text.delta*", "response.output_text.done", "response.content_part.done",
-    "conversation.item.done", "response.output_item.done", "response.done", "rate_limits.updated",
+    "conversation.item.added",
+    "conversation.item.done",
+    "response.created",
+    "response.output_item.added",
+    "conversation.item.added",
+    "response.content_part.added",
+    "response.output_text.delta*",
+    "response.output_text.done",
+    "response.content_part.done",
+    "conversation.item.done",
+    "response.output_item.done",
+    "response.done",
+    "rate_limits.updated",
 ]
 BETA_TEXT = [
-    "conversation.item.created", "response.created", "response.output_item.added",
-    "conversation.item.created", "response.content_part.added", "response.text.delta*",
-    "rate_limits.updated", "response.text.done", "response.content_part.done",
-    "response.output_item.done", "response.done",
+    "conversation.item.created",
+    "response.created",
+    "response.output_item.added",
+    "conversation.item.created",
+    "response.content_part.added",
+    "response.text.delta*",
+    "rate_limits.updated",
+    "response.text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.done",
 ]
 GA_AUDIO_VAD = [
-    "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-    "input_audio_buffer.committed", "conversation.item.added", "conversation.item.done",
-    "response.created", "response.output_item.added", "conversation.item.added",
-    "response.content_part.added", "audio+transcript*", "response.output_audio.done",
-    "response.output_audio_transcript.done", "response.content_part.done",
-    "conversation.item.done", "response.output_item.done", "response.done",
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "input_audio_buffer.committed",
+    "conversation.item.added",
+    "conversation.item.done",
+    "response.created",
+    "response.output_item.added",
+    "conversation.item.added",
+    "response.content_part.added",
+    "audio+transcript*",
+    "response.output_audio.done",
+    "response.output_audio_transcript.done",
+    "response.content_part.done",
+    "conversation.item.done",
+    "response.output_item.done",
+    "response.done",
     "rate_limits.updated",
 ]
 BETA_AUDIO_VAD = [
-    "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-    "input_audio_buffer.committed", "conversation.item.created", "response.created",
-    "response.output_item.added", "conversation.item.created", "response.content_part.added",
-    "audio+transcript*", "rate_limits.updated", "response.audio.done",
-    "response.audio_transcript.done", "response.content_part.done",
-    "response.output_item.done", "response.done",
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "input_audio_buffer.committed",
+    "conversation.item.created",
+    "response.created",
+    "response.output_item.added",
+    "conversation.item.created",
+    "response.content_part.added",
+    "audio+transcript*",
+    "rate_limits.updated",
+    "response.audio.done",
+    "response.audio_transcript.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.done",
 ]
 GA_FUNCTION = [
-    "conversation.item.added", "conversation.item.done", "response.created",
-    "response.output_item.added", "conversation.item.added",
-    "response.function_call_arguments.delta*", "response.function_call_arguments.done",
-    "conversation.item.done", "response.output_item.done", "response.done", "rate_limits.updated",
+    "conversation.item.added",
+    "conversation.item.done",
+    "response.created",
+    "response.output_item.added",
+    "conversation.item.added",
+    "response.function_call_arguments.delta*",
+    "response.function_call_arguments.done",
+    "conversation.item.done",
+    "response.output_item.done",
+    "response.done",
+    "rate_limits.updated",
 ]
 BETA_FUNCTION = [
-    "conversation.item.created", "response.created", "response.output_item.added",
-    "conversation.item.created", "response.function_call_arguments.delta*",
-    "rate_limits.updated", "response.function_call_arguments.done",
-    "response.output_item.done", "response.done",
+    "conversation.item.created",
+    "response.created",
+    "response.output_item.added",
+    "conversation.item.created",
+    "response.function_call_arguments.delta*",
+    "rate_limits.updated",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.done",
 ]
 
 
 def text_session(protocol: str) -> dict[str, Any]:
     if protocol == "ga":
-        return {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
+        return {
+            "type": "session.update",
+            "session": {"type": "realtime", "output_modalities": ["text"]},
+        }
     return {"type": "session.update", "session": {"modalities": ["text"]}}
 
 
@@ -204,7 +325,9 @@ def tools_session(protocol: str) -> dict[str, Any]:
         ("beta", "function", BETA_FUNCTION),
     ],
 )
-async def test_event_sequences_follow_section_9(protocol: str, turn: str, expected: list[str]) -> None:
+async def test_event_sequences_follow_section_9(
+    protocol: str, turn: str, expected: list[str]
+) -> None:
     driver = Driver(protocol)
     assert driver.events[0]["type"] == "session.created"
     if turn == "text":
@@ -231,10 +354,15 @@ async def test_event_sequences_follow_section_9(protocol: str, turn: str, expect
         if "response_id" in event:
             assert event["response_id"] == response_id
     created = next(e for e in events if e["type"] == "response.created")["response"]
-    assert created["status"] == "in_progress" and created["output"] == [] and created["usage"] is None
+    assert (
+        created["status"] == "in_progress" and created["output"] == [] and created["usage"] is None
+    )
     done = next(e for e in events if e["type"] == "response.done")["response"]
     assert done["status"] == "completed" and done["status_details"] is None
-    assert done["usage"]["total_tokens"] == done["usage"]["input_tokens"] + done["usage"]["output_tokens"]
+    assert (
+        done["usage"]["total_tokens"]
+        == done["usage"]["input_tokens"] + done["usage"]["output_tokens"]
+    )
     assert done["conversation_id"].startswith("conv_")
     if protocol == "ga":
         assert done["output_modalities"] == (["audio"] if turn == "audio" else ["text"])
@@ -243,10 +371,18 @@ async def test_event_sequences_follow_section_9(protocol: str, turn: str, expect
         limits = events[-1]["rate_limits"]
         assert [entry["name"] for entry in limits] == ["tokens"]
     else:
-        assert set(done) >= {"modalities", "voice", "output_audio_format", "temperature", "max_output_tokens"}
+        assert set(done) >= {
+            "modalities",
+            "voice",
+            "output_audio_format",
+            "temperature",
+            "max_output_tokens",
+        }
 
     # The user item, then the assistant item chained to it by previous_item_id.
-    item_events = [e for e in events if e["type"] in ("conversation.item.added", "conversation.item.created")]
+    item_events = [
+        e for e in events if e["type"] in ("conversation.item.added", "conversation.item.created")
+    ]
     user_item, assistant_item = item_events[0]["item"], item_events[1]["item"]
     assert item_events[1]["previous_item_id"] == user_item["id"]
     assert user_item["status"] == "completed"
@@ -263,7 +399,9 @@ async def test_event_sequences_follow_section_9(protocol: str, turn: str, expect
         args_done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
         assert ("name" in args_done) == (protocol == "ga")
         assert json.loads(args_done["arguments"]) == {"q": "example q"}
-        deltas = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
+        deltas = "".join(
+            e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
+        )
         assert deltas == args_done["arguments"]
         assert done["output"][0]["type"] == "function_call"
         return
@@ -282,19 +420,42 @@ async def test_event_sequences_follow_section_9(protocol: str, turn: str, expect
         assert content["type"] == ("output_audio" if protocol == "ga" else "audio")
         assert "audio" not in content  # response.done carries no audio bytes
         prefix = "response.output_audio" if protocol == "ga" else "response.audio"
-        transcript = "".join(e["delta"] for e in events if e["type"] == f"{prefix}_transcript.delta")
+        transcript = "".join(
+            e["delta"] for e in events if e["type"] == f"{prefix}_transcript.delta"
+        )
         assert transcript == content["transcript"]
-        assert all(("obfuscation" in e) == (protocol == "ga") for e in events if e["type"].endswith(".delta"))
+        assert all(
+            ("obfuscation" in e) == (protocol == "ga")
+            for e in events
+            if e["type"].endswith(".delta")
+        )
 
 
 async def test_audio_clock_counts_from_the_first_appended_sample() -> None:
     driver = Driver("ga")
-    await driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {
-        "input": {"turn_detection": {"type": "server_vad", "create_response": False}}}}})
+    await driver.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {
+                    "input": {"turn_detection": {"type": "server_vad", "create_response": False}}
+                },
+            },
+        }
+    )
     first = await driver.append_audio(speech_then_silence(lead_s=2.0))
     second = await driver.append_audio(speech_then_silence(lead_s=1.0))
-    starts = [e["audio_start_ms"] for e in first + second if e["type"] == "input_audio_buffer.speech_started"]
-    stops = [e["audio_end_ms"] for e in first + second if e["type"] == "input_audio_buffer.speech_stopped"]
+    starts = [
+        e["audio_start_ms"]
+        for e in first + second
+        if e["type"] == "input_audio_buffer.speech_started"
+    ]
+    stops = [
+        e["audio_end_ms"]
+        for e in first + second
+        if e["type"] == "input_audio_buffer.speech_stopped"
+    ]
     # Turn 1: speech 2000-3000 ms; turn 2 starts after 3600 ms of audio: speech 4600-5600 ms.
     assert starts == [pytest.approx(1700, abs=20), pytest.approx(4300, abs=20)]
     # The end includes the 200 ms silence, plus the detector's short hangover.
@@ -304,15 +465,26 @@ async def test_audio_clock_counts_from_the_first_appended_sample() -> None:
 
 async def test_manual_commit_then_response_and_transcription() -> None:
     driver = Driver("ga")
-    await driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-        "turn_detection": None, "transcription": {"model": "whisper-1"}}}}})
+    await driver.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {
+                    "input": {"turn_detection": None, "transcription": {"model": "whisper-1"}}
+                },
+            },
+        }
+    )
     assert driver.session.turn_detection is None
     events = await driver.append_audio(speech_then_silence())
     assert events == []
     events = await driver.send({"type": "input_audio_buffer.commit"})
     kinds = [e["type"] for e in events]
     assert kinds == [
-        "input_audio_buffer.committed", "conversation.item.added", "conversation.item.done",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
         "conversation.item.input_audio_transcription.delta",
         "conversation.item.input_audio_transcription.completed",
     ]
@@ -333,7 +505,9 @@ async def _cancel_scenario(protocol: str, cancel: Any) -> list[dict[str, Any]]:
         yield Text("never said")
 
     driver.responder = responder
-    await driver.send(text_session(protocol) if cancel == "client" else {"type": "input_audio_buffer.clear"})
+    await driver.send(
+        text_session(protocol) if cancel == "client" else {"type": "input_audio_buffer.clear"}
+    )
     start = len(driver.events)
     async with anyio.create_task_group() as tg:
         driver.session.feed(json.dumps(USER_TEXT))
@@ -344,8 +518,16 @@ async def _cancel_scenario(protocol: str, cancel: Any) -> list[dict[str, Any]]:
         async def flush() -> None:
             driver.events.extend(driver.session.drain())
 
-        tg.start_soon(lambda: stream_response(driver.session, response, responder, flush=flush,
-                                              sleep=lambda s: anyio.sleep(0), realtime=False))
+        tg.start_soon(
+            lambda: stream_response(
+                driver.session,
+                response,
+                responder,
+                flush=flush,
+                sleep=lambda s: anyio.lowlevel.checkpoint(),
+                realtime=False,
+            )
+        )
         await anyio.wait_all_tasks_blocked()
         if cancel == "client":
             driver.events += driver.session.receive(json.dumps({"type": "response.cancel"}))
@@ -392,10 +574,24 @@ async def test_out_of_band_responses_run_beside_the_default_conversation() -> No
     driver = Driver("ga")
     await driver.send(text_session("ga"), USER_TEXT)
     driver.session.feed(json.dumps({"type": "response.create"}))
-    driver.session.feed(json.dumps({"type": "response.create", "response": {
-        "conversation": "none", "metadata": {"purpose": "summary"},
-        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "sum"}]}],
-    }}))
+    driver.session.feed(
+        json.dumps(
+            {
+                "type": "response.create",
+                "response": {
+                    "conversation": "none",
+                    "metadata": {"purpose": "summary"},
+                    "input": [
+                        {
+                            "type": "message",
+                            "role": "user",
+                            "content": [{"type": "input_text", "text": "sum"}],
+                        }
+                    ],
+                },
+            }
+        )
+    )
     events = driver.session.drain()
     assert [e["type"] for e in events] == ["response.created", "response.created"]
     oob = events[1]["response"]
@@ -403,7 +599,8 @@ async def test_out_of_band_responses_run_beside_the_default_conversation() -> No
     await driver._run_responses()
     oob_events = [e for e in driver.events if e.get("response_id") == oob["id"]]
     assert oob_events and not any(
-        e["type"].startswith("conversation.item") for e in driver.events[-len(oob_events):]
+        e["type"].startswith("conversation.item")
+        for e in driver.events[-len(oob_events) :]
         if e.get("item", {}).get("id") in {x.get("item_id") for x in oob_events}
     )
     done = [e for e in driver.events if e["type"] == "response.done"]
@@ -411,8 +608,12 @@ async def test_out_of_band_responses_run_beside_the_default_conversation() -> No
     assert texts[oob["id"]] == "You said: sum"
     # Out-of-band output never enters the conversation.
     item_ids = driver.session._order
-    assert all(item["id"] not in item_ids for d in done if d["response"]["id"] == oob["id"]
-               for item in d["response"]["output"])
+    assert all(
+        item["id"] not in item_ids
+        for d in done
+        if d["response"]["id"] == oob["id"]
+        for item in d["response"]["output"]
+    )
 
 
 async def test_truncate_cuts_audio_and_deletes_the_transcript() -> None:
@@ -420,10 +621,23 @@ async def test_truncate_cuts_audio_and_deletes_the_transcript() -> None:
     await driver.send(USER_TEXT, {"type": "response.create"})
     done = next(e for e in driver.events if e["type"] == "response.done")["response"]
     item_id = done["output"][0]["id"]
-    events = await driver.send({"type": "conversation.item.truncate", "item_id": item_id,
-                                "content_index": 0, "audio_end_ms": 500})
-    assert events == [{"type": "conversation.item.truncated", "event_id": events[0]["event_id"],
-                       "item_id": item_id, "content_index": 0, "audio_end_ms": 500}]
+    events = await driver.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": 500,
+        }
+    )
+    assert events == [
+        {
+            "type": "conversation.item.truncated",
+            "event_id": events[0]["event_id"],
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": 500,
+        }
+    ]
     retrieved = (await driver.send({"type": "conversation.item.retrieve", "item_id": item_id}))[0]
     content = retrieved["item"]["content"][0]
     assert content["transcript"] == ""
@@ -434,13 +648,25 @@ async def test_items_ordering_with_previous_item_id_and_root() -> None:
     driver = Driver("ga")
 
     def item(text: str, **extra: Any) -> dict[str, Any]:
-        return {"type": "conversation.item.create", **extra, "item": {
-            "id": f"msg_{text}", "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": text}]}}
+        return {
+            "type": "conversation.item.create",
+            **extra,
+            "item": {
+                "id": f"msg_{text}",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
 
     await driver.send(item("a"), item("b"))
-    events = await driver.send(item("c", previous_item_id="msg_a"), item("z", previous_item_id="root"))
-    assert [e["previous_item_id"] for e in events if e["type"] == "conversation.item.added"] == ["msg_a", None]
+    events = await driver.send(
+        item("c", previous_item_id="msg_a"), item("z", previous_item_id="root")
+    )
+    assert [e["previous_item_id"] for e in events if e["type"] == "conversation.item.added"] == [
+        "msg_a",
+        None,
+    ]
     assert driver.session._order == ["msg_z", "msg_a", "msg_c", "msg_b"]
     deleted = await driver.send({"type": "conversation.item.delete", "item_id": "msg_c"})
     assert deleted[0]["type"] == "conversation.item.deleted" and deleted[0]["item_id"] == "msg_c"
@@ -458,89 +684,310 @@ GA_TYPES = (
 
 
 def user_item(content: list[dict[str, Any]], role: str = "user") -> dict[str, Any]:
-    return {"type": "conversation.item.create", "event_id": "evt_client_1",
-            "item": {"type": "message", "role": role, "content": content}}
+    return {
+        "type": "conversation.item.create",
+        "event_id": "evt_client_1",
+        "item": {"type": "message", "role": role, "content": content},
+    }
 
 
 ERROR_CASES: list[tuple[str, str, Any, str | None, str | None, str]] = [
     # (protocol, name, client frame, code, param, message: exact, or a regex when it starts with ^)
-    ("ga", "unknown type", {"type": "nope"}, "invalid_value", "type",
-     f"Invalid value: 'nope'. Supported values are: {GA_TYPES}."),
-    ("ga", "ping is not an event", {"type": "ping"}, "invalid_value", "type",
-     f"Invalid value: 'ping'. Supported values are: {GA_TYPES}."),
-    ("ga", "beta event name on GA", {"type": "transcription_session.update", "session": {}},
-     "invalid_value", "type", "^Invalid value: 'transcription_session.update'. Supported values"),
-    ("ga", "translation endpoint type", {"type": "session.close"}, "invalid_value", "type",
-     "'session.close' is only supported by the /v1/realtime/translations endpoint."),
-    ("ga", "missing type", {"event_id": "x"}, "invalid_event", None, "The 'type' field is missing."),
-    ("ga", "not JSON", "{nope", "invalid_json", None, "^Invalid event: failed to parse JSON value. "),
-    ("ga", "binary frame", b"\x00\x01", "invalid_event", None,
-     "Expected a text WebSocket message; binary frames are not supported."),
-    ("ga", "unknown session field",
-     {"type": "session.update", "session": {"type": "realtime", "instructions": "x", "bogus_field": 1}},
-     "unknown_parameter", "session.bogus_field", "Unknown parameter: 'session.bogus_field'."),
-    ("ga", "beta-flat field on GA", {"type": "session.update", "session": {"type": "realtime", "voice": "ash"}},
-     "unknown_parameter", "session.voice", "Unknown parameter: 'session.voice'."),
-    ("ga", "missing session.type", {"type": "session.update", "session": {"modalities": ["text"]}},
-     "missing_required_parameter", "session.type", "Missing required parameter: 'session.type'."),
-    ("ga", "16 kHz input", {"type": "session.update", "session": {"type": "realtime", "audio": {
-        "input": {"format": {"type": "audio/pcm", "rate": 16000}}}}},
-     "integer_below_min_value", "session.audio.input.format.rate",
-     "Invalid 'session.audio.input.format.rate': integer below minimum value. "
-     "Expected a value >= 24000, but got 16000 instead."),
-    ("ga", "string format", {"type": "session.update", "session": {"type": "realtime", "audio": {
-        "input": {"format": "pcm16"}}}},
-     "invalid_type", "session.audio.input.format",
-     "Invalid type for 'session.audio.input.format': expected an object, but got a string instead."),
-    ("ga", "both modalities", {"type": "session.update", "session": {
-        "type": "realtime", "output_modalities": ["audio", "text"]}},
-     "array_above_max_length", "session.output_modalities", "^Invalid 'session.output_modalities': array too long"),
-    ("ga", "unknown voice", {"type": "session.update", "session": {"type": "realtime", "audio": {
-        "output": {"voice": "robot"}}}}, "invalid_value", "session.audio.output.voice",
-     "^Invalid value: 'robot'. Supported values are: 'alloy', 'ash', "),
-    ("ga", "threshold above 1", {"type": "session.update", "session": {"type": "realtime", "audio": {
-        "input": {"turn_detection": {"type": "server_vad", "threshold": 1.5}}}}},
-     "decimal_above_max_value", "session.audio.input.turn_detection.threshold",
-     "^Invalid 'session.audio.input.turn_detection.threshold': decimal above maximum value."),
-    ("beta", "temperature below range", {"type": "session.update", "session": {"temperature": 0.1}},
-     "decimal_below_min_value", "session.temperature", "^Invalid 'session.temperature': decimal below"),
-    ("beta", "GA field on beta", {"type": "session.update", "session": {"output_modalities": ["text"]}},
-     "unknown_parameter", "session.output_modalities", "Unknown parameter: 'session.output_modalities'."),
-    ("ga", "missing item.type", {"type": "conversation.item.create", "item": {"role": "user"}},
-     "missing_required_parameter", "item.type", "Missing required parameter: 'item.type'."),
-    ("ga", "user content 'text'", user_item([{"type": "text", "text": "hi"}]), "invalid_value",
-     "item.content[0].type", "Invalid value: 'text'. Supported values are: 'input_text' and 'input_audio'."),
-    ("ga", "system content 'text'", user_item([{"type": "text", "text": "hi"}], "system"),
-     "invalid_value", "item.content[0].type", "Invalid value: 'text'. Value must be 'input_text'."),
-    ("ga", "assistant content 'text'", user_item([{"type": "text", "text": "hi"}], "assistant"),
-     "invalid_value", "item.content[0].type", "Invalid value: 'text'. Value must be 'output_text'."),
-    ("ga", "assistant audio", user_item([{"type": "output_audio", "audio": ""}], "assistant"),
-     "invalid_value", "item.content[0].type", "Invalid value: 'output_audio'. Value must be 'output_text'."),
-    ("beta", "beta user content 'text'", user_item([{"type": "text", "text": "hi"}]), "invalid_value",
-     "item.content[0].type", "Invalid value: 'text'. Supported values are: 'input_text' and 'input_audio'."),
-    ("ga", "empty commit", {"type": "input_audio_buffer.commit"}, "input_audio_buffer_commit_empty", None,
-     "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but "
-     "buffer only has 0.00ms of audio."),
-    ("ga", "cancel with nothing active", {"type": "response.cancel"}, "response_cancel_not_active", None,
-     "Cancellation failed: no active response found"),
-    ("ga", "unknown previous_item_id", {**user_item([{"type": "input_text", "text": "x"}]),
-                                        "previous_item_id": "msg_missing"},
-     "invalid_value", "previous_item_id", "^Error adding item: .*'msg_missing' does not exist"),
-    ("ga", "output for an unknown call", {"type": "conversation.item.create", "item": {
-        "type": "function_call_output", "call_id": "call_nope", "output": "{}"}},
-     "invalid_value", "item.call_id", "^No tool call found for function call output with call_id call_nope"),
-    ("ga", "retrieve unknown", {"type": "conversation.item.retrieve", "item_id": "msg_x"},
-     "invalid_value", "item_id", "^Error retrieving item: .*'msg_x' does not exist"),
-    ("ga", "delete unknown", {"type": "conversation.item.delete", "item_id": "msg_x"},
-     "invalid_value", "item_id", "^Error deleting item: .*'msg_x' does not exist"),
-    ("ga", "truncate unknown", {"type": "conversation.item.truncate", "item_id": "msg_x",
-                                "content_index": 0, "audio_end_ms": 10},
-     "invalid_value", "item_id", "^Error truncating item: .*'msg_x' does not exist"),
-    ("ga", "negative audio_end_ms", {"type": "conversation.item.truncate", "item_id": "msg_x",
-                                     "content_index": 0, "audio_end_ms": -1},
-     "integer_below_min_value", "audio_end_ms", "^Invalid 'audio_end_ms': integer below minimum value"),
-    ("ga", "unknown top-level field", {"type": "response.cancel", "bogus": True},
-     "unknown_parameter", "bogus", "Unknown parameter: 'bogus'."),
+    (
+        "ga",
+        "unknown type",
+        {"type": "nope"},
+        "invalid_value",
+        "type",
+        f"Invalid value: 'nope'. Supported values are: {GA_TYPES}.",
+    ),
+    (
+        "ga",
+        "ping is not an event",
+        {"type": "ping"},
+        "invalid_value",
+        "type",
+        f"Invalid value: 'ping'. Supported values are: {GA_TYPES}.",
+    ),
+    (
+        "ga",
+        "beta event name on GA",
+        {"type": "transcription_session.update", "session": {}},
+        "invalid_value",
+        "type",
+        "^Invalid value: 'transcription_session.update'. Supported values",
+    ),
+    (
+        "ga",
+        "translation endpoint type",
+        {"type": "session.close"},
+        "invalid_value",
+        "type",
+        "'session.close' is only supported by the /v1/realtime/translations endpoint.",
+    ),
+    (
+        "ga",
+        "missing type",
+        {"event_id": "x"},
+        "invalid_event",
+        None,
+        "The 'type' field is missing.",
+    ),
+    (
+        "ga",
+        "not JSON",
+        "{nope",
+        "invalid_json",
+        None,
+        "^Invalid event: failed to parse JSON value. ",
+    ),
+    (
+        "ga",
+        "binary frame",
+        b"\x00\x01",
+        "invalid_event",
+        None,
+        "Expected a text WebSocket message; binary frames are not supported.",
+    ),
+    (
+        "ga",
+        "unknown session field",
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "instructions": "x", "bogus_field": 1},
+        },
+        "unknown_parameter",
+        "session.bogus_field",
+        "Unknown parameter: 'session.bogus_field'.",
+    ),
+    (
+        "ga",
+        "beta-flat field on GA",
+        {"type": "session.update", "session": {"type": "realtime", "voice": "ash"}},
+        "unknown_parameter",
+        "session.voice",
+        "Unknown parameter: 'session.voice'.",
+    ),
+    (
+        "ga",
+        "missing session.type",
+        {"type": "session.update", "session": {"modalities": ["text"]}},
+        "missing_required_parameter",
+        "session.type",
+        "Missing required parameter: 'session.type'.",
+    ),
+    (
+        "ga",
+        "16 kHz input",
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}},
+            },
+        },
+        "integer_below_min_value",
+        "session.audio.input.format.rate",
+        "Invalid 'session.audio.input.format.rate': integer below minimum value. "
+        "Expected a value >= 24000, but got 16000 instead.",
+    ),
+    (
+        "ga",
+        "string format",
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"format": "pcm16"}}},
+        },
+        "invalid_type",
+        "session.audio.input.format",
+        "Invalid type for 'session.audio.input.format': expected an object, but got a string instead.",
+    ),
+    (
+        "ga",
+        "both modalities",
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "output_modalities": ["audio", "text"]},
+        },
+        "array_above_max_length",
+        "session.output_modalities",
+        "^Invalid 'session.output_modalities': array too long",
+    ),
+    (
+        "ga",
+        "unknown voice",
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"output": {"voice": "robot"}}},
+        },
+        "invalid_value",
+        "session.audio.output.voice",
+        "^Invalid value: 'robot'. Supported values are: 'alloy', 'ash', ",
+    ),
+    (
+        "ga",
+        "threshold above 1",
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 1.5}}},
+            },
+        },
+        "decimal_above_max_value",
+        "session.audio.input.turn_detection.threshold",
+        "^Invalid 'session.audio.input.turn_detection.threshold': decimal above maximum value.",
+    ),
+    (
+        "beta",
+        "temperature below range",
+        {"type": "session.update", "session": {"temperature": 0.1}},
+        "decimal_below_min_value",
+        "session.temperature",
+        "^Invalid 'session.temperature': decimal below",
+    ),
+    (
+        "beta",
+        "GA field on beta",
+        {"type": "session.update", "session": {"output_modalities": ["text"]}},
+        "unknown_parameter",
+        "session.output_modalities",
+        "Unknown parameter: 'session.output_modalities'.",
+    ),
+    (
+        "ga",
+        "missing item.type",
+        {"type": "conversation.item.create", "item": {"role": "user"}},
+        "missing_required_parameter",
+        "item.type",
+        "Missing required parameter: 'item.type'.",
+    ),
+    (
+        "ga",
+        "user content 'text'",
+        user_item([{"type": "text", "text": "hi"}]),
+        "invalid_value",
+        "item.content[0].type",
+        "Invalid value: 'text'. Supported values are: 'input_text' and 'input_audio'.",
+    ),
+    (
+        "ga",
+        "system content 'text'",
+        user_item([{"type": "text", "text": "hi"}], "system"),
+        "invalid_value",
+        "item.content[0].type",
+        "Invalid value: 'text'. Value must be 'input_text'.",
+    ),
+    (
+        "ga",
+        "assistant content 'text'",
+        user_item([{"type": "text", "text": "hi"}], "assistant"),
+        "invalid_value",
+        "item.content[0].type",
+        "Invalid value: 'text'. Value must be 'output_text'.",
+    ),
+    (
+        "ga",
+        "assistant audio",
+        user_item([{"type": "output_audio", "audio": ""}], "assistant"),
+        "invalid_value",
+        "item.content[0].type",
+        "Invalid value: 'output_audio'. Value must be 'output_text'.",
+    ),
+    (
+        "beta",
+        "beta user content 'text'",
+        user_item([{"type": "text", "text": "hi"}]),
+        "invalid_value",
+        "item.content[0].type",
+        "Invalid value: 'text'. Supported values are: 'input_text' and 'input_audio'.",
+    ),
+    (
+        "ga",
+        "empty commit",
+        {"type": "input_audio_buffer.commit"},
+        "input_audio_buffer_commit_empty",
+        None,
+        "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but "
+        "buffer only has 0.00ms of audio.",
+    ),
+    (
+        "ga",
+        "cancel with nothing active",
+        {"type": "response.cancel"},
+        "response_cancel_not_active",
+        None,
+        "Cancellation failed: no active response found",
+    ),
+    (
+        "ga",
+        "unknown previous_item_id",
+        {**user_item([{"type": "input_text", "text": "x"}]), "previous_item_id": "msg_missing"},
+        "invalid_value",
+        "previous_item_id",
+        "^Error adding item: .*'msg_missing' does not exist",
+    ),
+    (
+        "ga",
+        "output for an unknown call",
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "call_nope", "output": "{}"},
+        },
+        "invalid_value",
+        "item.call_id",
+        "^No tool call found for function call output with call_id call_nope",
+    ),
+    (
+        "ga",
+        "retrieve unknown",
+        {"type": "conversation.item.retrieve", "item_id": "msg_x"},
+        "invalid_value",
+        "item_id",
+        "^Error retrieving item: .*'msg_x' does not exist",
+    ),
+    (
+        "ga",
+        "delete unknown",
+        {"type": "conversation.item.delete", "item_id": "msg_x"},
+        "invalid_value",
+        "item_id",
+        "^Error deleting item: .*'msg_x' does not exist",
+    ),
+    (
+        "ga",
+        "truncate unknown",
+        {
+            "type": "conversation.item.truncate",
+            "item_id": "msg_x",
+            "content_index": 0,
+            "audio_end_ms": 10,
+        },
+        "invalid_value",
+        "item_id",
+        "^Error truncating item: .*'msg_x' does not exist",
+    ),
+    (
+        "ga",
+        "negative audio_end_ms",
+        {
+            "type": "conversation.item.truncate",
+            "item_id": "msg_x",
+            "content_index": 0,
+            "audio_end_ms": -1,
+        },
+        "integer_below_min_value",
+        "audio_end_ms",
+        "^Invalid 'audio_end_ms': integer below minimum value",
+    ),
+    (
+        "ga",
+        "unknown top-level field",
+        {"type": "response.cancel", "bogus": True},
+        "unknown_parameter",
+        "bogus",
+        "Unknown parameter: 'bogus'.",
+    ),
 ]
 
 
@@ -549,8 +996,9 @@ ERROR_CASES: list[tuple[str, str, Any, str | None, str | None, str]] = [
     [case[:1] + case[2:] for case in ERROR_CASES],
     ids=[case[1] for case in ERROR_CASES],
 )
-def test_error_cases_of_section_8(protocol: str, frame: Any, code: str | None, param: str | None,
-                                  message: str) -> None:
+def test_error_cases_of_section_8(
+    protocol: str, frame: Any, code: str | None, param: str | None, message: str
+) -> None:
     session = ServerSession(protocol=protocol, vad_factory=make_vad)  # type: ignore[arg-type]
     session.created_events()
     before = json.dumps(session.session, sort_keys=True)
@@ -576,15 +1024,25 @@ def test_error_cases_of_section_8(protocol: str, frame: Any, code: str | None, p
 async def test_errors_that_need_state() -> None:
     driver = Driver("ga")
     # Commit of less than 100 ms reports what the buffer holds.
-    await driver.send(text_session("ga"), {"type": "session.update", "session": {
-        "type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+    await driver.send(
+        text_session("ga"),
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+        },
+    )
     await driver.append_audio(b"\x00\x00" * 1200)  # 50 ms
     error = (await driver.send({"type": "input_audio_buffer.commit"}))[0]["error"]
     assert error["code"] == "input_audio_buffer_commit_empty"
     assert "buffer only has 50.00ms of audio." in error["message"]
     # G.711: 100 ms is 800 bytes.
-    await driver.send({"type": "input_audio_buffer.clear"}, {"type": "session.update", "session": {
-        "type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}})
+    await driver.send(
+        {"type": "input_audio_buffer.clear"},
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+        },
+    )
     await driver.append_audio(b"\xff" * 800, frame_ms=100)
     committed = await driver.send({"type": "input_audio_buffer.commit"})
     assert committed[0]["type"] == "input_audio_buffer.committed"
@@ -607,24 +1065,50 @@ async def test_errors_that_need_state() -> None:
     assert sum(e["type"] == "response.done" for e in driver.events) == 1
 
     # Truncate: a text item is not audio; an audio item cannot be cut past its length.
-    text_item = next(e for e in driver.events if e["type"] == "response.done")["response"]["output"][0]["id"]
-    error = (await driver.send({"type": "conversation.item.truncate", "item_id": text_item,
-                                "content_index": 0, "audio_end_ms": 0}))[0]["error"]
+    text_item = next(e for e in driver.events if e["type"] == "response.done")["response"][
+        "output"
+    ][0]["id"]
+    error = (
+        await driver.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": text_item,
+                "content_index": 0,
+                "audio_end_ms": 0,
+            }
+        )
+    )[0]["error"]
     assert error["message"] == "Only assistant messages with audio content can be truncated."
-    await driver.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["audio"]}})
+    await driver.send(
+        {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["audio"]}}
+    )
     await driver.send(USER_TEXT, {"type": "response.create"})
     done = [e for e in driver.events if e["type"] == "response.done"][-1]["response"]
     audio_item = done["output"][0]["id"]
     length_ms = driver.session.stats.output_audio_bytes // 48
-    error = (await driver.send({"type": "conversation.item.truncate", "item_id": audio_item,
-                                "content_index": 0, "audio_end_ms": length_ms + 500}))[0]["error"]
+    error = (
+        await driver.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": audio_item,
+                "content_index": 0,
+                "audio_end_ms": length_ms + 500,
+            }
+        )
+    )[0]["error"]
     assert error["message"] == (
         f"Audio content of {length_ms}ms is already shorter than {length_ms + 500}ms"
     )
     assert error["param"] == "audio_end_ms"
     # The voice is locked once the model produced audio.
-    error = (await driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {
-        "output": {"voice": "ash"}}}}))[0]["error"]
+    error = (
+        await driver.send(
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "audio": {"output": {"voice": "ash"}}},
+            }
+        )
+    )[0]["error"]
     assert error["code"] == "cannot_update_voice"
 
 
@@ -642,20 +1126,38 @@ async def test_responder_parts_become_one_response() -> None:
     events = await driver.send(text_session("ga"), USER_TEXT, {"type": "response.create"})
     done = next(e for e in events if e["type"] == "response.done")["response"]
     assert [item["type"] for item in done["output"]] == ["message", "function_call", "message"]
-    assert [e["output_index"] for e in events if e["type"] == "response.output_item.added"] == [0, 1, 2]
+    assert [e["output_index"] for e in events if e["type"] == "response.output_item.added"] == [
+        0,
+        1,
+        2,
+    ]
     assert json.loads(done["output"][1]["arguments"]) == {"q": "x"}
     assert done["output"][2]["content"][0]["text"] == "then this."
 
 
-@pytest.mark.parametrize(("fmt", "ga_type", "decode"), [
-    ("g711_ulaw", "audio/pcmu", "ulaw2lin"), ("g711_alaw", "audio/pcma", "alaw2lin"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "ga_type", "decode"),
+    [
+        ("g711_ulaw", "audio/pcmu", "ulaw2lin"),
+        ("g711_alaw", "audio/pcma", "alaw2lin"),
+    ],
+)
 async def test_g711_in_and_out(fmt: str, ga_type: str, decode: str) -> None:
     import audioop  # the oracle for G.711
 
     driver = Driver("ga")
-    await driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {
-        "input": {"format": {"type": ga_type}}, "output": {"format": {"type": ga_type}}}}})
+    await driver.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {
+                    "input": {"format": {"type": ga_type}},
+                    "output": {"format": {"type": ga_type}},
+                },
+            },
+        }
+    )
     # Speech at 8 kHz, G.711-encoded by the oracle: 0.5 s silence, 1 s voiced, 0.6 s silence.
     t = np.arange(8000) / 8000
     voiced = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 6)) * 0.3 / 2.3
@@ -669,8 +1171,9 @@ async def test_g711_in_and_out(fmt: str, ga_type: str, decode: str) -> None:
     assert 1700 <= stopped["audio_end_ms"] <= 1900  # 1500 ms + 200 ms tail (+ hangover)
     done = next(e for e in events if e["type"] == "response.done")["response"]
     assert done["audio"]["output"]["format"] == {"type": ga_type}
-    audio = b"".join(base64.b64decode(e["delta"]) for e in events
-                     if e["type"] == "response.output_audio.delta")
+    audio = b"".join(
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta"
+    )
     # 8 bytes per ms; decoded by the oracle it is voiced speech with pauses.
     samples = np.frombuffer(getattr(audioop, decode)(audio, 2), dtype="<i2").astype(float)
     frames = samples[: len(samples) // 160 * 160].reshape(-1, 160)
@@ -680,3 +1183,23 @@ async def test_g711_in_and_out(fmt: str, ga_type: str, decode: str) -> None:
     # The committed item is the audio from speech start to speech end.
     heard = (stopped["audio_end_ms"] - started["audio_start_ms"]) / 1000
     assert transcript == f"I heard {heard:.2f} s of speech."
+
+
+@pytest.mark.parametrize("modality", ["text", "audio"])
+async def test_max_output_tokens_ends_the_response_incomplete(modality: str) -> None:
+    driver = Driver("ga")
+    driver.responder = lambda ctx: [Text("word " * 200)]
+    events = await driver.send(
+        {
+            "type": "response.create",
+            "response": {"output_modalities": [modality], "max_output_tokens": 5},
+        }
+    )
+    done = next(e for e in events if e["type"] == "response.done")["response"]
+    assert done["status"] == "incomplete"
+    assert done["status_details"] == {"type": "incomplete", "reason": "max_output_tokens"}
+    assert done["max_output_tokens"] == 5
+    assert done["output"][0]["status"] == "incomplete"
+    assert 5 <= done["usage"]["output_tokens"] <= 7
+    kinds = [e["type"] for e in events]
+    assert kinds.index("response.output_item.done") < kinds.index("response.done")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from realtalk import audio
 
@@ -21,7 +22,8 @@ def encode_output(fmt: str, pcm24k: bytes) -> bytes:
     """Synthesised pcm16 at 24 kHz into the output format (G.711 is 8 kHz)."""
     if fmt == "pcm16":
         return pcm24k
-    down = audio.resample(np.frombuffer(pcm24k, dtype="<i2"), 24000, 8000)
+    samples: NDArray[np.int16] = np.frombuffer(pcm24k, dtype="<i2")
+    down = audio.resample(samples, 24000, 8000)
     encode = audio.ulaw_encode if fmt == "g711_ulaw" else audio.alaw_encode
     return encode(down).tobytes()
 

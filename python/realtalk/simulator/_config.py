@@ -44,13 +44,29 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 VOICES = (
-    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
-    "fable", "onyx", "nova",
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+    "fable",
+    "onyx",
+    "nova",
 )
 TRANSCRIPTION_MODELS_GA = (
-    "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe",
-    "gpt-4o-mini-transcribe-2025-12-15", "gpt-4o-transcribe-diarize", "gpt-transcribe",
-    "gpt-live-transcribe", "gpt-realtime-whisper",
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe-diarize",
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+    "gpt-realtime-whisper",
 )
 TRANSCRIPTION_MODELS_BETA = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 # Dated snapshots the aliases resolve to, as `session.created.session.model` shows them.
@@ -61,7 +77,10 @@ MODEL_SNAPSHOTS = {
     "gpt-4o-mini-realtime-preview": "gpt-4o-mini-realtime-preview-2024-12-17",
 }
 MODEL_PREFIXES = (
-    "gpt-realtime", "gpt-4o-realtime-preview", "gpt-4o-mini-realtime-preview", "gpt-audio",
+    "gpt-realtime",
+    "gpt-4o-realtime-preview",
+    "gpt-4o-mini-realtime-preview",
+    "gpt-audio",
 )
 INCLUDE_VALUES = ("item.input_audio_transcription.logprobs",)
 
@@ -138,8 +157,11 @@ def _tool_choice(protocol: Protocol) -> Check:
             {"type": enum("mcp"), "server_label": string(), "name": nullable(string())},
             required=("type", "server_label"),
         )
-        return either(mode, tagged("type", {"function": function_ga, "mcp": mcp}),
-                      expected="a string or an object")
+        return either(
+            mode,
+            tagged("type", {"function": function_ga, "mcp": mcp}),
+            expected="a string or an object",
+        )
     function_beta = Obj(
         {"type": enum("function"), "name": string(), "function": Obj({"name": string()})},
         required=("type",),
@@ -241,8 +263,10 @@ def ga_session_schema() -> Obj:
             "truncation": _truncation(),
             "include": nullable(array(enum(*INCLUDE_VALUES))),
             "prompt": nullable(
-                Obj({"id": string(), "version": nullable(string()), "variables": anything()},
-                    required=("id",))
+                Obj(
+                    {"id": string(), "version": nullable(string()), "variables": anything()},
+                    required=("id",),
+                )
             ),
             "reasoning": Obj({"effort": enum("minimal", "low", "medium", "high", "xhigh")}),
             "parallel_tool_calls": boolean(),
@@ -326,9 +350,7 @@ def response_schema(protocol: Protocol, item_check: Check) -> Obj:
             common
             | {
                 "output_modalities": array(enum("audio", "text"), min_length=1, max_length=1),
-                "audio": Obj(
-                    {"output": Obj({"format": _format_ga(), "voice": _voice("ga")})}
-                ),
+                "audio": Obj({"output": Obj({"format": _format_ga(), "voice": _voice("ga")})}),
                 "max_output_tokens": _max_tokens(),
                 "prompt": anything(),
                 "reasoning": Obj({"effort": enum("minimal", "low", "medium", "high", "xhigh")}),
@@ -462,10 +484,23 @@ def merge(target: dict[str, Any], update: dict[str, Any]) -> None:
     a feature off, `[]` clears tools)."""
     for key, value in update.items():
         current = target.get(key)
-        if isinstance(value, dict) and isinstance(current, dict) and key not in (
-            "format", "turn_detection", "transcription", "noise_reduction", "tool_choice",
-            "input_audio_transcription", "input_audio_noise_reduction", "tracing", "prompt",
-            "truncation", "voice",
+        if (
+            isinstance(value, dict)
+            and isinstance(current, dict)
+            and key
+            not in (
+                "format",
+                "turn_detection",
+                "transcription",
+                "noise_reduction",
+                "tool_choice",
+                "input_audio_transcription",
+                "input_audio_noise_reduction",
+                "tracing",
+                "prompt",
+                "truncation",
+                "voice",
+            )
         ):
             merge(current, value)
         else:
@@ -478,8 +513,10 @@ def fill_turn_detection(value: dict[str, Any] | None, protocol: Protocol) -> dic
         return None
     if value["type"] == "semantic_vad":
         base: dict[str, Any] = {
-            "type": "semantic_vad", "eagerness": "auto",
-            "create_response": True, "interrupt_response": True,
+            "type": "semantic_vad",
+            "eagerness": "auto",
+            "create_response": True,
+            "interrupt_response": True,
         }
         base |= {k: v for k, v in value.items() if k in base}
         return base
@@ -490,10 +527,15 @@ def fill_turn_detection(value: dict[str, Any] | None, protocol: Protocol) -> dic
     return base
 
 
+_GA_FORMATS: dict[str, AudioFormat] = {
+    "audio/pcm": "pcm16",
+    "audio/pcmu": "g711_ulaw",
+    "audio/pcma": "g711_alaw",
+}
+
+
 def format_from_ga(value: dict[str, Any]) -> AudioFormat:
-    return {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}[
-        value["type"]
-    ]
+    return _GA_FORMATS[value["type"]]
 
 
 def format_to_ga(value: AudioFormat) -> dict[str, Any]:
@@ -541,7 +583,9 @@ def effective(
         modalities = o.get("output_modalities", session.get("output_modalities", ["audio"]))
         return Effective(
             audio_output="audio" in modalities,
-            output_format=format_from_ga(o_out.get("format", out.get("format", {"type": "audio/pcm"}))),
+            output_format=format_from_ga(
+                o_out.get("format", out.get("format", {"type": "audio/pcm"}))
+            ),
             voice=o_out.get("voice", out.get("voice", "alloy")),
             instructions=o.get("instructions", session.get("instructions", "")),
             tools=o.get("tools", session.get("tools", [])),

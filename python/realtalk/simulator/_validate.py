@@ -87,9 +87,7 @@ def invalid_value(path: str, value: object, supported: Sequence[str]) -> ClientE
 
 
 def missing(path: str) -> ClientError:
-    return ClientError(
-        "missing_required_parameter", f"Missing required parameter: '{path}'.", path
-    )
+    return ClientError("missing_required_parameter", f"Missing required parameter: '{path}'.", path)
 
 
 def unknown(path: str) -> ClientError:

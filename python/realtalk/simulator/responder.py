@@ -25,9 +25,9 @@ import inspect
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -89,9 +89,9 @@ class Drop:
     """Cut the TCP connection without a close frame (the client sees 1006)."""
 
 
-Part: TypeAlias = Union[Text, Audio, FunctionCall, Delay, ServerError, Close, Drop]
-ResponderResult: TypeAlias = Union[str, Part, Iterable[Part], AsyncIterator[Part], None]
-Responder: TypeAlias = Callable[["ResponseContext"], Union[ResponderResult, Awaitable[ResponderResult]]]
+Part: TypeAlias = Text | Audio | FunctionCall | Delay | ServerError | Close | Drop
+ResponderResult: TypeAlias = str | Part | Iterable[Part] | AsyncIterator[Part] | None
+Responder: TypeAlias = Callable[["ResponseContext"], ResponderResult | Awaitable[ResponderResult]]
 
 
 @dataclass
@@ -131,7 +131,7 @@ class ResponseContext:
         return self.audio_ms.get(str(item.get("id")), 0.0)
 
 
-async def iterate_parts(result: Any) -> AsyncIterator[Part]:
+async def iterate_parts(result: Any) -> AsyncGenerator[Part, None]:
     """Normalise every responder return shape into one async stream of parts."""
     if inspect.isawaitable(result):
         result = await result

@@ -10,17 +10,16 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import msgspec
-from realtalk.errors import ConnectionClosed
-from realtalk.transport import HTTPRequest, HTTPResponse, WebSocket, WebSocketServer
 
+from realtalk.errors import ConnectionClosed
 from realtalk.simulator import _config as cfg
 from realtalk.simulator._audio_io import make_vad
 from realtalk.simulator._ids import IdFactory
@@ -33,6 +32,7 @@ from realtalk.simulator.session import (
     VadFactory,
     stream_response,
 )
+from realtalk.transport import HTTPRequest, HTTPResponse, WebSocket, WebSocketServer
 
 logger = logging.getLogger("realtalk.simulator")
 Pace = Literal["fast", "realtime"]
@@ -212,7 +212,7 @@ class Simulator:
         self.port = self._server.port
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         try:
             await self._server.__aexit__(*exc_info)
@@ -259,8 +259,14 @@ class Simulator:
         try:
             return 200, handler(payload)
         except ClientError as exc:
-            return 400, {"error": {"message": exc.message, "type": exc.error_type,
-                                   "param": exc.param, "code": exc.code}}
+            return 400, {
+                "error": {
+                    "message": exc.message,
+                    "type": exc.error_type,
+                    "param": exc.param,
+                    "code": exc.code,
+                }
+            }
 
     def _expiry(self, spec: Any, default: int, path: str) -> int:
         checker = Obj({"anchor": enum("created_at"), "seconds": integer(10, 7200)})
@@ -273,7 +279,8 @@ class Simulator:
         session = body.get("session") or {"type": "realtime"}
         kind = session.get("type") if isinstance(session, dict) else None
         schema = (
-            cfg.ga_transcription_session_schema() if kind == "transcription"
+            cfg.ga_transcription_session_schema()
+            if kind == "transcription"
             else cfg.ga_session_schema()
         )
         update = schema(session, "session")
@@ -281,9 +288,11 @@ class Simulator:
         if model is not None and not cfg.model_supported(model):
             raise ClientError("invalid_value", f"Invalid value: '{model}'.", "session.model")
         probe = ServerSession(
-            protocol="ga", model=model or "gpt-realtime",
+            protocol="ga",
+            model=model or "gpt-realtime",
             intent="transcription" if kind == "transcription" else "realtime",
-            ids=IdFactory(self._ids.token()), now=self.clock.time,
+            ids=IdFactory(self._ids.token()),
+            now=self.clock.time,
         )
         probe.preconfigure(update)
         token = self._issue("ga", probe.intent, model, update, ttl)
@@ -302,15 +311,19 @@ class Simulator:
             secret = Obj({"expires_after": _anything})(secret, "client_secret")
             ttl = self._expiry(secret.get("expires_after"), 60, "client_secret.expires_after")
         schema = (
-            cfg.beta_transcription_session_schema() if intent == "transcription"
+            cfg.beta_transcription_session_schema()
+            if intent == "transcription"
             else cfg.beta_session_schema()
         )
         update = schema(payload, "")
         update.pop("client_secret", None)
         model = update.pop("model", None)
         probe = ServerSession(
-            protocol="beta", model=model or "gpt-4o-realtime-preview", intent=intent,
-            ids=IdFactory(self._ids.token()), now=self.clock.time,
+            protocol="beta",
+            model=model or "gpt-4o-realtime-preview",
+            intent=intent,
+            ids=IdFactory(self._ids.token()),
+            now=self.clock.time,
         )
         probe.preconfigure(update)
         token = self._issue("beta", intent, model, update, ttl)
@@ -320,8 +333,9 @@ class Simulator:
     def _beta_transcription_sessions(self, payload: Any) -> dict[str, Any]:
         return self._beta_sessions(payload, intent="transcription")
 
-    def _issue(self, protocol: str, intent: str, model: str | None, config: dict[str, Any],
-               ttl: int) -> _Token:
+    def _issue(
+        self, protocol: str, intent: str, model: str | None, config: dict[str, Any], ttl: int
+    ) -> _Token:
         value = "ek_" + self._ids.token(32)
         token = _Token(value, self.clock.time() + ttl, protocol, intent, model, config)
         self._tokens[value] = token
@@ -354,12 +368,13 @@ class Simulator:
             self._live.discard(connection)
 
 
-_anything: Any = lambda value, path: value  # noqa: E731
+_anything: Any = lambda value, path: value
 
 
 def _api_error(message: str, param: str | None, code: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": param,
-                      "code": code}}
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
 
 
 def _bearer(value: str) -> str | None:
@@ -369,7 +384,7 @@ def _bearer(value: str) -> str | None:
     return token.strip() or None
 
 
-def _select_subprotocol(request: HTTPRequest, offered: list[str]) -> str | None:
+def _select_subprotocol(request: HTTPRequest, offered: Sequence[str]) -> str | None:
     # Browsers offer "realtime" plus the key as a subprotocol; answer "realtime" only then.
     return "realtime" if "realtime" in offered else None
 
@@ -479,7 +494,8 @@ class _Connection:
         headers = request.headers
         query = request.query
         subprotocols = [
-            p.strip() for value in headers.get_all("Sec-WebSocket-Protocol")
+            p.strip()
+            for value in headers.get_all("Sec-WebSocket-Protocol")
             for p in value.split(",")
         ]
         beta = headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1"
@@ -487,8 +503,11 @@ class _Connection:
         key = _bearer(headers.get("Authorization", ""))
         if key is None:
             key = next(
-                (p[len("openai-insecure-api-key."):] for p in subprotocols
-                 if p.startswith("openai-insecure-api-key.")),
+                (
+                    p[len("openai-insecure-api-key.") :]
+                    for p in subprotocols
+                    if p.startswith("openai-insecure-api-key.")
+                ),
                 None,
             )
         problem = self.sim._check_key(key, allow_ephemeral=True)
@@ -510,8 +529,15 @@ class _Connection:
         intent = query.get("intent", token.intent if token else "realtime")
         model = query.get("model") or (token.model if token else None)
         if intent not in ("realtime", "transcription"):
-            self._refuse(ClientError("invalid_value", f"Invalid value: '{intent}'. Supported "
-                                     "values are: 'realtime' and 'transcription'.", "intent"), 4000)
+            self._refuse(
+                ClientError(
+                    "invalid_value",
+                    f"Invalid value: '{intent}'. Supported "
+                    "values are: 'realtime' and 'transcription'.",
+                    "intent",
+                ),
+                4000,
+            )
             return False
         if model is None and intent != "transcription":
             self._refuse(
@@ -549,8 +575,11 @@ class _Connection:
         return True
 
     def _refuse(self, problem: ClientError, code: int) -> None:
-        event = {"type": "error", "event_id": IdFactory(None).new("event"),
-                 "error": problem.payload(None)}
+        event = {
+            "type": "error",
+            "event_id": IdFactory(None).new("event"),
+            "error": problem.payload(None),
+        }
         data = _encoder.encode(event)
         self._queue.append(data)
         self._queued_bytes += len(data)
@@ -580,8 +609,12 @@ class _Connection:
         sim = self.sim
         try:
             await stream_response(
-                session, response, sim.responder, flush=self.flush,
-                sleep=sim.clock.sleep, realtime=sim.pace == "realtime",
+                session,
+                response,
+                sim.responder,
+                flush=self.flush,
+                sleep=sim.clock.sleep,
+                realtime=sim.pace == "realtime",
             )
         except ConnectionFault as fault:
             if isinstance(fault.part, Close):
@@ -604,8 +637,13 @@ class _Connection:
         if self.session.protocol == "beta":
             self.session.emit(
                 "error",
-                error={"type": "invalid_request_error", "code": "session_expired",
-                       "message": reason, "param": None, "event_id": None},
+                error={
+                    "type": "invalid_request_error",
+                    "code": "session_expired",
+                    "message": reason,
+                    "param": None,
+                    "event_id": None,
+                },
             )
         self.close(1001, reason)
 

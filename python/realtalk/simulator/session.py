@@ -15,6 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from typing import Protocol as TypingProtocol
 
 import anyio
 import msgspec
@@ -55,16 +56,32 @@ Protocol = Literal["ga", "beta"]
 Event = dict[str, Any]
 
 GA_CLIENT_TYPES = (
-    "session.update", "session.close", "input_audio_buffer.append",
-    "session.input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
-    "conversation.item.create", "conversation.item.truncate", "conversation.item.delete",
-    "conversation.item.retrieve", "response.create", "response.cancel",
+    "session.update",
+    "session.close",
+    "input_audio_buffer.append",
+    "session.input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "response.create",
+    "response.cancel",
 )
 BETA_CLIENT_TYPES = (
-    "session.update", "transcription_session.update", "input_audio_buffer.append",
-    "input_audio_buffer.commit", "input_audio_buffer.clear", "conversation.item.create",
-    "conversation.item.truncate", "conversation.item.delete", "conversation.item.retrieve",
-    "response.create", "response.cancel", "output_audio_buffer.clear",
+    "session.update",
+    "transcription_session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "response.create",
+    "response.cancel",
+    "output_audio_buffer.clear",
 )
 MAX_APPEND_BYTES = 15 * 1024 * 1024
 MIN_COMMIT_MS = 100.0
@@ -72,13 +89,12 @@ RATE_LIMIT_TOKENS = 40000
 _json_decoder = msgspec.json.Decoder()
 
 
-class VadLike:
-    """What the session needs from a voice activity detector: feed pcm16 samples at the
-    detector's rate, get ``("speech_started", ms)`` / ``("speech_stopped", ms)`` pairs with ms
-    counted from the detector's first sample."""
+class VadLike(TypingProtocol):
+    """What the session needs from a turn detector: feed the session's input bytes, get
+    ``("speech_started", ms)`` / ``("speech_stopped", ms)`` pairs with ms counted from the
+    detector's first sample."""
 
-    def process(self, pcm16: bytes) -> list[tuple[str, float]]:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def process(self, data: bytes) -> list[tuple[str, float]]: ...
 
 
 VadFactory = Callable[[dict[str, Any], str], VadLike]
@@ -269,11 +285,14 @@ class ServerSession:
         handler(event)
 
     @staticmethod
-    def _fields(event: dict[str, Any], fields: dict[str, Check], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    def _fields(
+        event: dict[str, Any], fields: dict[str, Check], required: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         spec = dict(fields)
         spec["type"] = anything()
         spec["event_id"] = anything()
-        return Obj(spec, required)(event, "")
+        checked: dict[str, Any] = Obj(spec, required)(event, "")
+        return checked
 
     # ---- session.update ---------------------------------------------------------------
 
@@ -315,7 +334,9 @@ class ServerSession:
                     "session.type",
                 )
         if "model" in update:
-            cfg.model_check(self.session.get("model", self.model))(update.pop("model"), "session.model")
+            cfg.model_check(self.session.get("model", self.model))(
+                update.pop("model"), "session.model"
+            )
         update.pop("client_secret", None)
         voice_path, voice = self._voice_in(update)
         if voice is not None and self._voice_locked and voice != self._current_voice():
@@ -324,8 +345,10 @@ class ServerSession:
                 "Cannot update a conversation's voice if assistant audio is present.",
                 voice_path,
             )
-        if self.session.get("tracing") not in (None,) and "tracing" in update and (
-            update["tracing"] != self.session["tracing"]
+        if (
+            self.session.get("tracing") not in (None,)
+            and "tracing" in update
+            and (update["tracing"] != self.session["tracing"])
         ):
             raise ClientError(
                 "invalid_value", "Tracing cannot be modified once enabled.", "session.tracing"
@@ -359,7 +382,9 @@ class ServerSession:
 
     def _voice_in(self, update: dict[str, Any]) -> tuple[str, Any]:
         if self.protocol == "ga":
-            return "session.audio.output.voice", update.get("audio", {}).get("output", {}).get("voice")
+            return "session.audio.output.voice", update.get("audio", {}).get("output", {}).get(
+                "voice"
+            )
         return "session.voice", update.get("voice")
 
     def _current_voice(self) -> Any:
@@ -406,9 +431,11 @@ class ServerSession:
 
     def _on_input_audio_buffer_append(self, event: dict[str, Any]) -> None:
         encoded = event.get("audio")
-        if not (isinstance(encoded, str) and len(event) <= 3 and (
-            len(event) == 2 or "event_id" in event
-        )):  # the common shape skips the general validator, which reports the rest
+        if not (
+            isinstance(encoded, str)
+            and len(event) <= 3
+            and (len(event) == 2 or "event_id" in event)
+        ):  # the common shape skips the general validator, which reports the rest
             encoded = self._fields(event, {"audio": string()}, ("audio",))["audio"]
         if len(encoded) * 3 // 4 > MAX_APPEND_BYTES:
             raise ClientError(
@@ -462,7 +489,9 @@ class ServerSession:
         item_id = self._speech_item_id
         if item_id is None:
             return
-        self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(round(at_ms)), item_id=item_id)
+        self.emit(
+            "input_audio_buffer.speech_stopped", audio_end_ms=int(round(at_ms)), item_id=item_id
+        )
         bytes_per_ms = cfg.BYTES_PER_MS[self.input_format]
         start = int((self._speech_start_ms - self._buffer_start_ms) * bytes_per_ms)
         end = int((at_ms - self._buffer_start_ms) * bytes_per_ms)
@@ -514,7 +543,9 @@ class ServerSession:
         transcript = f"({seconds:.2f} s of speech)"
         self.emit(
             "conversation.item.input_audio_transcription.delta",
-            item_id=item_id, content_index=0, delta=transcript,
+            item_id=item_id,
+            content_index=0,
+            delta=transcript,
         )
         audio_tokens = max(1, math.ceil(seconds * 10))
         text_tokens = max(1, math.ceil(len(transcript) / 4))
@@ -569,8 +600,11 @@ class ServerSession:
         if self.protocol == "ga":
             variants |= {
                 "input_image": Obj(
-                    {"type": anything(), "image_url": string(),
-                     "detail": enum("auto", "low", "high")}
+                    {
+                        "type": anything(),
+                        "image_url": string(),
+                        "detail": enum("auto", "low", "high"),
+                    }
                 ),
                 "output_text": text,
                 # Not valid for any role in GA; accepted here so the role check below gives
@@ -583,7 +617,9 @@ class ServerSession:
         else:
             variants |= {
                 "text": text,
-                "audio": Obj({"type": anything(), "audio": string(), "transcript": nullable(string())}),
+                "audio": Obj(
+                    {"type": anything(), "audio": string(), "transcript": nullable(string())}
+                ),
                 "item_reference": Obj({"type": anything(), "id": string()}, ("id",)),
             }
         return tagged("type", variants)
@@ -609,7 +645,9 @@ class ServerSession:
         )
         output = Obj(common | {"call_id": string(), "output": string()}, ("call_id", "output"))
         variants: dict[str, Check] = {
-            "message": message, "function_call": function_call, "function_call_output": output,
+            "message": message,
+            "function_call": function_call,
+            "function_call_output": output,
         }
         if references:
             variants["item_reference"] = Obj({"type": anything(), "id": string()}, ("id",))
@@ -628,7 +666,12 @@ class ServerSession:
         for index, part in enumerate(item["content"]):
             kind = part["type"]
             where = f"{path}.content[{index}].type"
-            if role == "user" and kind not in ("input_text", "input_audio", "input_image", "item_reference"):
+            if role == "user" and kind not in (
+                "input_text",
+                "input_audio",
+                "input_image",
+                "item_reference",
+            ):
                 raise ClientError(
                     "invalid_value",
                     f"Invalid value: '{kind}'. Supported values are: 'input_text' and 'input_audio'.",
@@ -719,7 +762,9 @@ class ServerSession:
         else:
             self.emit("conversation.item.created", previous_item_id=previous, item=wire)
 
-    def wire_item(self, item: dict[str, Any], *, in_conversation: bool, with_audio: bool = False) -> dict[str, Any]:
+    def wire_item(
+        self, item: dict[str, Any], *, in_conversation: bool, with_audio: bool = False
+    ) -> dict[str, Any]:
         """An item as this protocol shows it: GA omits `object` in conversation events; beta
         names assistant content `text` / `audio`."""
         wire: dict[str, Any] = {"id": item["id"]}
@@ -779,8 +824,10 @@ class ServerSession:
         )
         item_id, index, end_ms = fields["item_id"], fields["content_index"], fields["audio_end_ms"]
         item = self._item_or_error(item_id, "truncating")
-        if item.get("type") != "message" or item.get("role") != "assistant" or not any(
-            part.get("type") == "output_audio" for part in item.get("content", [])
+        if (
+            item.get("type") != "message"
+            or item.get("role") != "assistant"
+            or not any(part.get("type") == "output_audio" for part in item.get("content", []))
         ):
             raise ClientError(
                 "invalid_value",
@@ -882,7 +929,8 @@ class ServerSession:
         )
         text_chars = sum(
             len(part.get("text") or part.get("transcript") or "")
-            for item in items for part in item.get("content", [])
+            for item in items
+            for part in item.get("content", [])
         ) + len(effective.instructions)
         input_tokens = math.ceil(text_chars / 4) + math.ceil(sum(audio_ms.values()) / 100)
         response = ResponseState(
@@ -933,6 +981,22 @@ class ServerSession:
         obj["metadata"] = response.metadata
         return obj
 
+    def enforce_token_limit(self, response: ResponseState) -> bool:
+        """End the response as `incomplete` once it has produced `max_output_tokens`
+        (text: 4 characters a token; audio: 50 ms a token). True when it ended."""
+        limit = response.effective.max_output_tokens
+        if response.done or not isinstance(limit, int):
+            return response.done
+        produced = math.ceil(response.output_text_chars / 4) + math.ceil(
+            response.output_audio_ms / 50
+        )
+        if produced < limit:
+            return False
+        self.finish_response(
+            response, "incomplete", {"type": "incomplete", "reason": "max_output_tokens"}
+        )
+        return True
+
     def _usage(self, response: ResponseState) -> dict[str, Any]:
         text_out = math.ceil(response.output_text_chars / 4)
         audio_out = math.ceil(response.output_audio_ms / 50)
@@ -964,7 +1028,12 @@ class ServerSession:
         if self.protocol == "ga":
             self.emit("rate_limits.updated", rate_limits=[tokens])
         else:
-            requests = {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012}
+            requests = {
+                "name": "requests",
+                "limit": 5000,
+                "remaining": 4999,
+                "reset_seconds": 0.012,
+            }
             self.emit("rate_limits.updated", rate_limits=[requests, tokens])
 
     def _beta_rate_limits_once(self, response: ResponseState) -> None:
@@ -976,9 +1045,7 @@ class ServerSession:
     def _on_response_cancel(self, event: dict[str, Any]) -> None:
         fields = self._fields(event, {"response_id": string()})
         wanted = fields.get("response_id")
-        if wanted is None:
-            target = self.active
-        elif self.active is not None and self.active.id == wanted:
+        if wanted is None or self.active is not None and self.active.id == wanted:
             target = self.active
         else:
             target = self.out_of_band.get(wanted)
@@ -1009,8 +1076,12 @@ class ServerSession:
         if response.conversation == "auto":
             previous = self._order[-1] if self._order else None
             self._insert(item, previous)
-            name = "conversation.item.added" if self.protocol == "ga" else "conversation.item.created"
-            self.emit(name, previous_item_id=previous, item=self.wire_item(item, in_conversation=True))
+            name = (
+                "conversation.item.added" if self.protocol == "ga" else "conversation.item.created"
+            )
+            self.emit(
+                name, previous_item_id=previous, item=self.wire_item(item, in_conversation=True)
+            )
             item["_previous"] = previous
 
     def _item_done(self, response: ResponseState, item: dict[str, Any]) -> None:
@@ -1052,7 +1123,9 @@ class ServerSession:
         response.open_item, response.open_kind = item, kind
         response.open_text, response.open_audio_ms = [], 0.0
         self._item_added(response, item)
-        part = {"type": "audio", "transcript": ""} if kind == "audio" else {"type": "text", "text": ""}
+        part = (
+            {"type": "audio", "transcript": ""} if kind == "audio" else {"type": "text", "text": ""}
+        )
         self.emit("response.content_part.added", **self._part_ids(response), part=part)
 
     def _obfuscation(self) -> dict[str, str]:
@@ -1113,7 +1186,9 @@ class ServerSession:
             part: dict[str, Any] = {"type": "text", "text": text}
             item["content"] = [{"type": "output_text", "text": text}]
         else:
-            audio_done = "response.output_audio.done" if self.protocol == "ga" else "response.audio.done"
+            audio_done = (
+                "response.output_audio.done" if self.protocol == "ga" else "response.audio.done"
+            )
             transcript_done = (
                 "response.output_audio_transcript.done"
                 if self.protocol == "ga"
@@ -1174,7 +1249,9 @@ class ServerSession:
         if response.done:
             return
         if response.open_item is not None:
-            self.close_message(response, status="completed" if status == "completed" else "incomplete")
+            self.close_message(
+                response, status="completed" if status == "completed" else "incomplete"
+            )
         self._beta_rate_limits_once(response)
         response.status, response.status_details = status, details
         if self.active is response:
@@ -1188,8 +1265,11 @@ class ServerSession:
         self.emit(
             "error",
             error={
-                "type": "server_error", "code": None, "message": message,
-                "param": None, "event_id": None,
+                "type": "server_error",
+                "code": None,
+                "message": message,
+                "param": None,
+                "event_id": None,
             },
         )
         self.finish_response(
@@ -1236,20 +1316,33 @@ async def stream_response(
             elif isinstance(part, Text):
                 if response.effective.audio_output:
                     speech = synthesize_speech(part.text)
-                    await _speak(session, response, speech.pcm, speech.words,
-                                 speech.word_starts_ms, chunk_ms, flush, sleep, realtime)
+                    await _speak(
+                        session,
+                        response,
+                        speech.pcm,
+                        speech.words,
+                        speech.word_starts_ms,
+                        chunk_ms,
+                        flush,
+                        sleep,
+                        realtime,
+                    )
                 else:
-                    words = part.text.split(" ")
-                    for index, word in enumerate(words):
-                        session.text_delta(response, word + (" " if index < len(words) - 1 else ""))
+                    written = part.text.split(" ")
+                    for index, word in enumerate(written):
+                        last = index == len(written) - 1
+                        session.text_delta(response, word + ("" if last else " "))
+                        if session.enforce_token_limit(response):
+                            break
                     await flush()
             elif isinstance(part, Audio):
                 if response.effective.audio_output:
                     words = tuple(part.transcript.split())
                     total_ms = len(part.pcm) / 48
                     starts = tuple(total_ms * i / max(1, len(words)) for i in range(len(words)))
-                    await _speak(session, response, part.pcm, words, starts, chunk_ms,
-                                 flush, sleep, realtime)
+                    await _speak(
+                        session, response, part.pcm, words, starts, chunk_ms, flush, sleep, realtime
+                    )
                 elif part.transcript:
                     session.text_delta(response, part.transcript)
             elif isinstance(part, FunctionCall):
@@ -1297,9 +1390,9 @@ async def _speak(
         if pieces:
             session.text_delta(response, "".join(pieces))
         session.audio_delta(response, chunk)
+        session.enforce_token_limit(response)
         await flush()
         if realtime:
             await sleep(len(chunk) / bytes_per_ms / 1000)
     if next_word < len(words) and not response.done:
         session.text_delta(response, " ".join(words[next_word:]))
-
