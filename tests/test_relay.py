@@ -622,6 +622,14 @@ async def test_model_choice_follows_the_policy() -> None:
         async with stack.browser(stack.token(), query="?model=gpt-4o-anything") as browser:
             await browser.recv()
         assert stack.tap.requests[0].query["model"] == "gpt-realtime"
+    # A refusal by the upstream that concerns the client's request reaches it unchanged.
+    async with relay_stack(RelayPolicy(allowed_models={"gpt-4-turbo"})) as stack:
+        async with stack.browser(stack.token(), query="?model=gpt-4-turbo") as browser:
+            error = (await browser.recv())["error"]
+            closed = await browser.closed()
+        assert error["code"] == "invalid_model"
+        assert (closed.code, closed.reason) == (4000, "invalid_request_error.invalid_model")
+        assert browser.received == stack.tap.frames_down
 
 
 # ---- observability and leaks ---------------------------------------------------------------
