@@ -497,7 +497,7 @@ async def test_floods_are_refused_then_closed() -> None:
     async with relay_stack(policy) as stack:
         async with stack.browser(stack.token()) as browser:
             await browser.recv()
-            for n in range(10):
+            for _ in range(10):
                 try:
                     await browser.send({"type": "input_audio_buffer.clear"})
                 except ConnectionClosed:

@@ -59,8 +59,9 @@ class SessionExpired(ConnectionClosed):
 
 class APIError(RealtalkError):
     """An HTTP API call (an ephemeral token request ...) was refused: ``status`` is the HTTP
-    status; ``code``, ``message``, ``param`` and ``type`` come from the server's OpenAI error
-    body (``{"error": {...}}``), or are None when the body had none."""
+    status; ``message``, ``code``, ``param`` and ``type`` come from the server's OpenAI error
+    body (``{"error": {...}}``). Without one, ``message`` is the body's text and the others
+    are None."""
 
     def __init__(
         self,
