@@ -116,6 +116,9 @@ class SimulatorProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            # Its own session, as a separately started server would be (with Linux's autogroup
+            # scheduling that also gives it its own share of the CPU, not a part of ours).
+            start_new_session=True,
         )
         assert self.process.stdout is not None
         self.port = json.loads(self.process.stdout.readline())["port"]
@@ -131,6 +134,9 @@ class SimulatorProcess:
         self.process.stdin.write("quit\n")
         self.process.stdin.flush()
         self.process.wait(timeout=30)
+        self.process.stdin.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 # ---- the clients ------------------------------------------------------------------------

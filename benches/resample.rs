@@ -2,10 +2,15 @@
 //! path drives it, and a 10 s one-shot conversion.
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use _audio::resample::{resample, Quality, Resampler};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-const PAIRS: [(u32, u32); 4] = [(48_000, 24_000), (44_100, 24_000), (16_000, 24_000), (24_000, 48_000)];
+const PAIRS: [(u32, u32); 4] = [
+    (48_000, 24_000),
+    (44_100, 24_000),
+    (16_000, 24_000),
+    (24_000, 48_000),
+];
 
 fn noise(len: usize) -> Vec<f32> {
     // A fixed LCG: reproducible without a rand dependency.
@@ -30,7 +35,9 @@ fn stream_20ms(c: &mut Criterion) {
             group.bench_function(BenchmarkId::from_parameter(id), |b| {
                 b.iter(|| {
                     out.clear();
-                    resampler.process_into(black_box(&chunk), &mut out).expect("mono chunk");
+                    resampler
+                        .process_into(black_box(&chunk), &mut out)
+                        .expect("mono chunk");
                     black_box(out.len())
                 });
             });
@@ -45,9 +52,15 @@ fn one_shot_10s(c: &mut Criterion) {
     for (in_rate, out_rate) in PAIRS {
         let signal = noise(in_rate as usize * 10);
         group.throughput(Throughput::Elements(signal.len() as u64));
-        group.bench_function(BenchmarkId::from_parameter(format!("high/{in_rate}->{out_rate}")), |b| {
-            b.iter(|| resample(black_box(&signal), in_rate, out_rate, 1, Quality::High).expect("valid"));
-        });
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("high/{in_rate}->{out_rate}")),
+            |b| {
+                b.iter(|| {
+                    resample(black_box(&signal), in_rate, out_rate, 1, Quality::High)
+                        .expect("valid")
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -10,7 +10,7 @@
 //! The hot loops use AVX-512 VBMI when the CPU has it (48 bytes <-> 64 characters per step,
 //! after Muła and Lemire) and a table-driven scalar loop otherwise.
 //!
-//! G.711 is bit-exact with CPython's `audioop` (`lin2ulaw`, `ulaw2lin`, `lin2alaw`,
+//! G.711 is bit-exact with the `audioop` module of `CPython` (`lin2ulaw`, `ulaw2lin`, `lin2alaw`,
 //! `alaw2lin` at width 2). Encoding looks up a table indexed by the sample's top 14 (mu-law)
 //! or 13 (A-law) bits, which is all `audioop` looks at; decoding is a 256-entry table.
 
@@ -35,39 +35,62 @@ pub fn b64_encode_into(input: &[u8], output: &mut [u8]) -> Result<usize, AudioEr
             output.len()
         )));
     }
-    let output = &mut output[..needed];
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512_vbmi() {
-        // SAFETY: the CPU has the features the function was compiled for; `output` has the
-        // exact encoded length.
-        unsafe { x86::encode_vbmi(input, output) };
-        return Ok(needed);
-    }
-    encode_scalar(input, output);
+    // SAFETY: `output` holds at least `needed` bytes.
+    unsafe { b64_encode_raw(input, output.as_mut_ptr()) };
     Ok(needed)
 }
 
-/// Appends the base64 encoding of `input` to `output` (one reservation, no intermediate).
+/// Encodes `input` to `output`, which may be uninitialised memory (a `Vec`'s spare capacity,
+/// a freshly allocated Python string): only writes, never reads, `output`.
+///
+/// # Safety
+/// `output` must be valid for writes of [`b64_encoded_len`]`(input.len())` bytes and must not
+/// overlap `input`.
+pub unsafe fn b64_encode_raw(input: &[u8], output: *mut u8) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_vbmi() {
+        // SAFETY: the CPU has the features the function was compiled for; the caller
+        // guarantees the output length.
+        unsafe { x86::encode_vbmi(input, output) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: as above.
+        unsafe { x86::encode_avx2(input, output) };
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { encode_scalar(input, output) };
+}
+
+/// Appends the base64 encoding of `input` to `output` (one reservation, no intermediate, no
+/// zero-filling).
 pub fn b64_encode_append(input: &[u8], output: &mut Vec<u8>) {
     let start = output.len();
     let needed = b64_encoded_len(input.len());
-    output.resize(start + needed, 0);
-    b64_encode_into(input, &mut output[start..]).expect("the buffer was sized for the output");
+    output.reserve(needed);
+    // SAFETY: `reserve` made room for `needed` bytes after `start`; all of them are written
+    // before the length covers them.
+    unsafe {
+        b64_encode_raw(input, output.as_mut_ptr().add(start));
+        output.set_len(start + needed);
+    }
 }
 
 /// Encodes `input` as a new base64 string.
 pub fn b64_encode(input: &[u8]) -> String {
     let mut output = Vec::with_capacity(b64_encoded_len(input.len()));
     b64_encode_append(input, &mut output);
-    // The alphabet and the padding are ASCII.
-    String::from_utf8(output).expect("base64 is ASCII")
+    // SAFETY: the alphabet and the padding are ASCII.
+    unsafe { String::from_utf8_unchecked(output) }
 }
 
 /// Number of bytes `text` decodes to, after checking its length and trailing padding (the
 /// characters themselves are checked while decoding).
 pub fn b64_decoded_len(text: &[u8]) -> Result<usize, AudioError> {
     let n = text.len();
-    if n % 4 != 0 {
+    if !n.is_multiple_of(4) {
         return Err(describe_error(text));
     }
     if n == 0 {
@@ -104,6 +127,9 @@ pub fn b64_decode_into(text: &[u8], output: &mut [u8]) -> Result<usize, AudioErr
         // SAFETY: the CPU has the features; `body` is whole groups and `body_output` holds
         // exactly three bytes per group.
         unsafe { x86::decode_vbmi(body, body_output) }
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: as above.
+        unsafe { x86::decode_avx2(body, body_output) }
     } else {
         decode_groups_scalar(body, body_output)
     };
@@ -139,40 +165,57 @@ static ENCODE_PAIRS: [[u8; 2]; 4096] = {
     table
 };
 
-fn encode_scalar(input: &[u8], output: &mut [u8]) {
+/// # Safety
+/// `output` must be valid for writes of `b64_encoded_len(input.len())` bytes.
+unsafe fn encode_scalar(input: &[u8], output: *mut u8) {
     let whole = input.len() / 3;
-    for (triple, quad) in input.chunks_exact(3).zip(output.chunks_exact_mut(4)) {
+    for (k, triple) in input.chunks_exact(3).enumerate() {
         let bits =
             (u32::from(triple[0]) << 16) | (u32::from(triple[1]) << 8) | u32::from(triple[2]);
-        quad[..2].copy_from_slice(&ENCODE_PAIRS[(bits >> 12) as usize]);
-        quad[2..].copy_from_slice(&ENCODE_PAIRS[(bits & 0xfff) as usize]);
+        let quad = [
+            ENCODE_PAIRS[(bits >> 12) as usize],
+            ENCODE_PAIRS[(bits & 0xfff) as usize],
+        ];
+        // SAFETY: group `k < whole` ends at `4 * k + 4 <= 4 * whole` bytes.
+        unsafe {
+            output
+                .add(4 * k)
+                .cast::<[[u8; 2]; 2]>()
+                .write_unaligned(quad);
+        };
     }
-    encode_tail(&input[3 * whole..], &mut output[4 * whole..]);
+    // SAFETY: the tail group, if any, is the last 4 bytes of the output.
+    unsafe { encode_tail(&input[3 * whole..], output.add(4 * whole)) };
 }
 
 /// Encodes the final 1 or 2 bytes (if any) with padding.
-fn encode_tail(rest: &[u8], output: &mut [u8]) {
-    match *rest {
+///
+/// # Safety
+/// `output` must be valid for 4 bytes of writes when `rest` is not empty.
+unsafe fn encode_tail(rest: &[u8], output: *mut u8) {
+    let group = match *rest {
         [a] => {
             let bits = u32::from(a) << 16;
-            output[..4].copy_from_slice(&[
+            [
                 ALPHABET[(bits >> 18) as usize],
                 ALPHABET[(bits >> 12 & 63) as usize],
                 PAD,
                 PAD,
-            ]);
+            ]
         }
         [a, b] => {
             let bits = (u32::from(a) << 16) | (u32::from(b) << 8);
-            output[..4].copy_from_slice(&[
+            [
                 ALPHABET[(bits >> 18) as usize],
                 ALPHABET[(bits >> 12 & 63) as usize],
                 ALPHABET[(bits >> 6 & 63) as usize],
                 PAD,
-            ]);
+            ]
         }
-        _ => {}
-    }
+        _ => return,
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { output.cast::<[u8; 4]>().write_unaligned(group) };
 }
 
 const INVALID: u32 = 1 << 24;
@@ -219,7 +262,7 @@ fn decode_last_group(group: &[u8], output: &mut [u8]) -> bool {
     if bits & INVALID != 0 || group[data..].iter().any(|&c| c != PAD) {
         return false;
     }
-    output.copy_from_slice(&bits.to_be_bytes()[1..1 + output.len()]);
+    output.copy_from_slice(&bits.to_be_bytes()[1..=output.len()]);
     true
 }
 
@@ -397,70 +440,122 @@ fn check_lengths(input: usize, output: usize) -> Result<(), AudioError> {
 /// Encodes PCM16 samples to G.711 mu-law codes into `output` (same length).
 pub fn ulaw_encode_into(samples: &[i16], output: &mut [u8]) -> Result<(), AudioError> {
     check_lengths(samples.len(), output.len())?;
-    for (out, &sample) in output.iter_mut().zip(samples) {
-        *out = ULAW_ENCODE[usize::from(sample as u16 >> 2)];
-    }
+    encode_ulaw(samples, output);
     Ok(())
 }
 
 /// Encodes PCM16 samples to G.711 A-law codes into `output` (same length).
 pub fn alaw_encode_into(samples: &[i16], output: &mut [u8]) -> Result<(), AudioError> {
     check_lengths(samples.len(), output.len())?;
+    encode_alaw(samples, output);
+    Ok(())
+}
+
+fn encode_ulaw(samples: &[i16], output: &mut [u8]) {
+    for (out, &sample) in output.iter_mut().zip(samples) {
+        *out = ULAW_ENCODE[usize::from(sample as u16 >> 2)];
+    }
+}
+
+fn encode_alaw(samples: &[i16], output: &mut [u8]) {
     for (out, &sample) in output.iter_mut().zip(samples) {
         *out = ALAW_ENCODE[usize::from(sample as u16 >> 3)];
     }
-    Ok(())
 }
 
 /// Decodes G.711 mu-law codes to PCM16 samples into `output` (same length).
 pub fn ulaw_decode_into(codes: &[u8], output: &mut [i16]) -> Result<(), AudioError> {
-    check_lengths(codes.len(), output.len())?;
-    for (out, &code) in output.iter_mut().zip(codes) {
-        *out = ULAW_DECODE[usize::from(code)];
-    }
-    Ok(())
+    decode_g711(&ULAW_DECODE, &ULAW_DECODE_SPLIT, codes, output)
 }
 
 /// Decodes G.711 A-law codes to PCM16 samples into `output` (same length).
 pub fn alaw_decode_into(codes: &[u8], output: &mut [i16]) -> Result<(), AudioError> {
-    check_lengths(codes.len(), output.len())?;
-    for (out, &code) in output.iter_mut().zip(codes) {
-        *out = ALAW_DECODE[usize::from(code)];
+    decode_g711(&ALAW_DECODE, &ALAW_DECODE_SPLIT, codes, output)
+}
+
+/// A decode table split into its little-endian low and high bytes, for byte shuffles.
+struct SplitTable {
+    low: [u8; 256],
+    high: [u8; 256],
+}
+
+const fn split(table: &[i16; 256]) -> SplitTable {
+    let mut low = [0u8; 256];
+    let mut high = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let bytes = table[i].to_le_bytes();
+        low[i] = bytes[0];
+        high[i] = bytes[1];
+        i += 1;
     }
+    SplitTable { low, high }
+}
+
+static ULAW_DECODE_SPLIT: SplitTable = split(&ULAW_DECODE);
+static ALAW_DECODE_SPLIT: SplitTable = split(&ALAW_DECODE);
+
+fn decode_g711(
+    table: &[i16; 256],
+    split: &SplitTable,
+    codes: &[u8],
+    output: &mut [i16],
+) -> Result<(), AudioError> {
+    check_lengths(codes.len(), output.len())?;
+    decode_g711_unchecked(table, split, codes, output);
     Ok(())
+}
+
+/// Decodes `min(codes.len(), output.len())` codes.
+fn decode_g711_unchecked(table: &[i16; 256], split: &SplitTable, codes: &[u8], output: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_vbmi() {
+        // SAFETY: the CPU has the features the function was compiled for.
+        unsafe { x86::decode_g711_vbmi(split, codes, output) };
+        return;
+    }
+    let _ = split;
+    decode_g711_scalar(table, codes, output);
+}
+
+fn decode_g711_scalar(table: &[i16; 256], codes: &[u8], output: &mut [i16]) {
+    for (out, &code) in output.iter_mut().zip(codes) {
+        *out = table[usize::from(code)];
+    }
 }
 
 /// Encodes PCM16 samples to a new vector of mu-law codes.
 pub fn ulaw_encode(samples: &[i16]) -> Vec<u8> {
     let mut output = vec![0; samples.len()];
-    ulaw_encode_into(samples, &mut output).expect("lengths match by construction");
+    encode_ulaw(samples, &mut output);
     output
 }
 
 /// Encodes PCM16 samples to a new vector of A-law codes.
 pub fn alaw_encode(samples: &[i16]) -> Vec<u8> {
     let mut output = vec![0; samples.len()];
-    alaw_encode_into(samples, &mut output).expect("lengths match by construction");
+    encode_alaw(samples, &mut output);
     output
 }
 
 /// Decodes mu-law codes to a new vector of PCM16 samples.
 pub fn ulaw_decode(codes: &[u8]) -> Vec<i16> {
     let mut output = vec![0; codes.len()];
-    ulaw_decode_into(codes, &mut output).expect("lengths match by construction");
+    decode_g711_unchecked(&ULAW_DECODE, &ULAW_DECODE_SPLIT, codes, &mut output);
     output
 }
 
 /// Decodes A-law codes to a new vector of PCM16 samples.
 pub fn alaw_decode(codes: &[u8]) -> Vec<i16> {
     let mut output = vec![0; codes.len()];
-    alaw_decode_into(codes, &mut output).expect("lengths match by construction");
+    decode_g711_unchecked(&ALAW_DECODE, &ALAW_DECODE_SPLIT, codes, &mut output);
     output
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::wildcard_imports)] // the intrinsics, by the dozen
 mod x86 {
-    use super::{encode_tail, ALPHABET};
+    use super::{decode_groups_scalar, encode_scalar, encode_tail, SplitTable, ALPHABET};
     use std::arch::x86_64::*;
 
     const fn encode_shuffle() -> [u8; 64] {
@@ -500,7 +595,22 @@ mod x86 {
         table
     }
 
+    const fn interleave(first: u8) -> [u8; 64] {
+        // Bytes k of two vectors a, b (indices k and 64 + k of `permutex2var`) side by side:
+        // the low and high bytes of 32 little-endian i16, starting at element `first`.
+        let mut table = [0u8; 64];
+        let mut k = 0;
+        while k < 32 {
+            table[2 * k] = first + k as u8;
+            table[2 * k + 1] = 64 + first + k as u8;
+            k += 1;
+        }
+        table
+    }
+
     static ENCODE_SHUFFLE: [u8; 64] = encode_shuffle();
+    static INTERLEAVE_LOW: [u8; 64] = interleave(0);
+    static INTERLEAVE_HIGH: [u8; 64] = interleave(32);
     static DECODE_PACK: [u8; 64] = decode_pack();
     static DECODE_LOOKUP: [u8; 128] = decode_lookup();
 
@@ -512,6 +622,7 @@ mod x86 {
         }
     }
 
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     fn encode_block(input: __m512i, shuffle: __m512i, alphabet: __m512i) -> __m512i {
         let spread = _mm512_permutexvar_epi8(shuffle, input);
@@ -522,8 +633,8 @@ mod x86 {
 
     /// `output.len()` must be the exact encoded length of `input`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    pub(super) unsafe fn encode_vbmi(input: &[u8], output: &mut [u8]) {
-        debug_assert_eq!(output.len(), super::b64_encoded_len(input.len()));
+    /// `output` must be valid for writes of the encoded length of `input`.
+    pub(super) unsafe fn encode_vbmi(input: &[u8], output: *mut u8) {
         // SAFETY (whole function): every load reads below `input.len()` (full loads need 64
         // bytes left, masked loads touch only the masked bytes) and every store writes within
         // `output`, which holds 4 characters per started 3-byte group.
@@ -534,7 +645,7 @@ mod x86 {
             while input.len() - read >= 64 {
                 let block = _mm512_loadu_si512(input.as_ptr().add(read).cast());
                 let chars = encode_block(block, shuffle, alphabet);
-                _mm512_storeu_si512(output.as_mut_ptr().add(written).cast(), chars);
+                _mm512_storeu_si512(output.add(written).cast(), chars);
                 read += 48;
                 written += 64;
             }
@@ -544,15 +655,185 @@ mod x86 {
                 let block =
                     _mm512_maskz_loadu_epi8(low_bits(3 * triples), input.as_ptr().add(read).cast());
                 let chars = encode_block(block, shuffle, alphabet);
-                _mm512_mask_storeu_epi8(
-                    output.as_mut_ptr().add(written).cast(),
-                    low_bits(4 * triples),
-                    chars,
-                );
+                _mm512_mask_storeu_epi8(output.add(written).cast(), low_bits(4 * triples), chars);
                 read += 3 * triples;
                 written += 4 * triples;
             }
-            encode_tail(&input[read..], &mut output[written..]);
+            encode_tail(&input[read..], output.add(written));
+        }
+    }
+
+    /// Maps 6-bit values to the alphabet: a per-range offset picked by a nibble shuffle.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn alphabet_avx2(indices: __m256i) -> __m256i {
+        // 0..=25 -> 13, 26..=51 -> 0, 52..=61 -> 1..=10, 62 -> 11, 63 -> 12.
+        let reduced = _mm256_subs_epu8(indices, _mm256_set1_epi8(51));
+        let upper_case = _mm256_cmpgt_epi8(_mm256_set1_epi8(26), indices);
+        let range = _mm256_or_si256(reduced, _mm256_and_si256(upper_case, _mm256_set1_epi8(13)));
+        let offsets = _mm256_setr_epi8(
+            71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 65, 0, 0, //
+            71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 65, 0, 0,
+        );
+        _mm256_add_epi8(indices, _mm256_shuffle_epi8(offsets, range))
+    }
+
+    /// AVX2 encoder (Muła's multiply-shift): 24 bytes to 32 characters per step.
+    ///
+    /// `output` must be valid for writes of the encoded length of `input`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn encode_avx2(input: &[u8], output: *mut u8) {
+        // Per 128-bit lane, 12 input bytes as [b, a, c, b] per 3-byte group.
+        let spread = _mm256_setr_epi8(
+            1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10, //
+            1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10,
+        );
+        let (mut read, mut written) = (0, 0);
+        // SAFETY (whole loop): the two 16-byte loads end at `read + 28 <= input.len()`; the
+        // 32-byte store covers the 8 groups these 24 bytes encode.
+        unsafe {
+            while input.len() - read >= 28 {
+                let low = _mm_loadu_si128(input.as_ptr().add(read).cast());
+                let high = _mm_loadu_si128(input.as_ptr().add(read + 12).cast());
+                let bytes = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(low), high);
+                let bytes = _mm256_shuffle_epi8(bytes, spread);
+                // In each 32-bit lane, 16-bit words "ab" and "bc": move each 6-bit field to
+                // the bottom of its own byte with one high and one low multiply.
+                let first_third = _mm256_mulhi_epu16(
+                    _mm256_and_si256(bytes, _mm256_set1_epi32(0x0fc0_fc00)),
+                    _mm256_set1_epi32(0x0400_0040),
+                );
+                let second_fourth = _mm256_mullo_epi16(
+                    _mm256_and_si256(bytes, _mm256_set1_epi32(0x003f_03f0)),
+                    _mm256_set1_epi32(0x0100_0010),
+                );
+                let chars = alphabet_avx2(_mm256_or_si256(first_third, second_fourth));
+                _mm256_storeu_si256(output.add(written).cast(), chars);
+                read += 24;
+                written += 32;
+            }
+            encode_scalar(&input[read..], output.add(written));
+        }
+    }
+
+    /// AVX2 decoder (Muła and Lemire's nibble lookups): 32 characters to 24 bytes per step,
+    /// whole groups only, no padding. Returns false if any character is outside the alphabet.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn decode_avx2(text: &[u8], output: &mut [u8]) -> bool {
+        // Each table entry is a set of character classes; a character is valid when the
+        // classes of its low and high nibble do not intersect.
+        let low_classes = _mm256_setr_epi8(
+            0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A, 0x1B, 0x1B,
+            0x1B, 0x1A, 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A,
+            0x1B, 0x1B, 0x1B, 0x1A,
+        );
+        let high_classes = _mm256_setr_epi8(
+            0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10,
+            0x10, 0x10, 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10,
+            0x10, 0x10, 0x10, 0x10,
+        );
+        // What to add to a character, by high nibble ('/' shares '+'s nibble: index 1).
+        let offsets = _mm256_setr_epi8(
+            0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0, //
+            0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0,
+        );
+        let mask_2f = _mm256_set1_epi8(0x2f);
+        let pack_lanes = _mm256_setr_epi8(
+            2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1, //
+            2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1,
+        );
+        let pack_words = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 3, 7);
+        let (mut read, mut written) = (0, 0);
+        // SAFETY (whole loop): the 32-byte load ends at `read + 32 <= text.len()`; the 16- and
+        // 8-byte stores end at `written + 24`, the 3 bytes per group of those 32 characters.
+        unsafe {
+            while text.len() - read >= 32 {
+                let chars = _mm256_loadu_si256(text.as_ptr().add(read).cast());
+                let high_nibbles = _mm256_and_si256(_mm256_srli_epi32::<4>(chars), mask_2f);
+                let low_nibbles = _mm256_and_si256(chars, mask_2f);
+                let low = _mm256_shuffle_epi8(low_classes, low_nibbles);
+                let high = _mm256_shuffle_epi8(high_classes, high_nibbles);
+                if _mm256_testz_si256(low, high) == 0 {
+                    return false;
+                }
+                let is_slash = _mm256_cmpeq_epi8(chars, mask_2f);
+                let offset = _mm256_shuffle_epi8(offsets, _mm256_add_epi8(is_slash, high_nibbles));
+                let values = _mm256_add_epi8(chars, offset);
+                let merged = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(values, _mm256_set1_epi32(0x0140_0140)),
+                    _mm256_set1_epi32(0x0001_1000),
+                );
+                let packed = _mm256_permutevar8x32_epi32(
+                    _mm256_shuffle_epi8(merged, pack_lanes),
+                    pack_words,
+                );
+                let out = output.as_mut_ptr().add(written);
+                _mm_storeu_si128(out.cast(), _mm256_castsi256_si128(packed));
+                _mm_storel_epi64(out.add(16).cast(), _mm256_extracti128_si256::<1>(packed));
+                read += 32;
+                written += 24;
+            }
+        }
+        decode_groups_scalar(&text[read..], &mut output[written..])
+    }
+
+    /// Looks up 64 codes at a time in the 256-entry table held in registers: its low and high
+    /// bytes as two 256-byte tables, each two 128-byte `permutex2var` lookups blended on the
+    /// code's top bit.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn decode_g711_vbmi(table: &SplitTable, codes: &[u8], output: &mut [i16]) {
+        let n = codes.len().min(output.len());
+        let (low, high) = (&table.low, &table.high);
+        // SAFETY (whole block): table loads read inside the 256-byte arrays; code loads and
+        // sample stores are full only with 64 elements left, masked to what exists otherwise.
+        unsafe {
+            let load =
+                |bytes: &[u8; 256], at: usize| _mm512_loadu_si512(bytes.as_ptr().add(at).cast());
+            let (low0, low1, low2, low3) =
+                (load(low, 0), load(low, 64), load(low, 128), load(low, 192));
+            let (high0, high1, high2, high3) = (
+                load(high, 0),
+                load(high, 64),
+                load(high, 128),
+                load(high, 192),
+            );
+            let first_half = _mm512_loadu_si512(INTERLEAVE_LOW.as_ptr().cast());
+            let second_half = _mm512_loadu_si512(INTERLEAVE_HIGH.as_ptr().cast());
+            let lookup = |codes: __m512i| {
+                let upper = _mm512_movepi8_mask(codes);
+                let low_bytes = _mm512_mask_blend_epi8(
+                    upper,
+                    _mm512_permutex2var_epi8(low0, codes, low1),
+                    _mm512_permutex2var_epi8(low2, codes, low3),
+                );
+                let high_bytes = _mm512_mask_blend_epi8(
+                    upper,
+                    _mm512_permutex2var_epi8(high0, codes, high1),
+                    _mm512_permutex2var_epi8(high2, codes, high3),
+                );
+                (
+                    _mm512_permutex2var_epi8(low_bytes, first_half, high_bytes),
+                    _mm512_permutex2var_epi8(low_bytes, second_half, high_bytes),
+                )
+            };
+            let mut at = 0;
+            while n - at >= 64 {
+                let (first, second) = lookup(_mm512_loadu_si512(codes.as_ptr().add(at).cast()));
+                _mm512_storeu_si512(output.as_mut_ptr().add(at).cast(), first);
+                _mm512_storeu_si512(output.as_mut_ptr().add(at + 32).cast(), second);
+                at += 64;
+            }
+            let left = n - at;
+            if left > 0 {
+                let (first, second) = lookup(_mm512_maskz_loadu_epi8(
+                    low_bits(left),
+                    codes.as_ptr().add(at).cast(),
+                ));
+                let first_mask = low_bits(left.min(32)) as u32;
+                let second_mask = low_bits(left.saturating_sub(32)) as u32;
+                _mm512_mask_storeu_epi16(output.as_mut_ptr().add(at), first_mask, first);
+                _mm512_mask_storeu_epi16(output.as_mut_ptr().add(at + 32), second_mask, second);
+            }
         }
     }
 
@@ -669,8 +950,44 @@ mod tests {
             assert_eq!(b64_encode(&raw).as_bytes(), text, "length {len}");
             assert_eq!(b64_decode(&text).unwrap(), raw, "length {len}");
             let mut scalar = vec![0; text.len()];
-            encode_scalar(&raw, &mut scalar);
+            unsafe { encode_scalar(&raw, scalar.as_mut_ptr()) };
             assert_eq!(scalar, text);
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_paths_match_scalar() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for len in (0..200).chain([480, 960, 4800]) {
+            let raw = pseudo_random_bytes(len, len as u64 + 1);
+            let text = naive_encode(&raw);
+            let mut encoded = vec![0; text.len()];
+            unsafe { x86::encode_avx2(&raw, encoded.as_mut_ptr()) };
+            assert_eq!(encoded, text, "length {len}");
+            let whole =
+                &text[..text.len() / 4 * 4 - if raw.len().is_multiple_of(3) { 0 } else { 4 }];
+            let mut decoded = vec![0; whole.len() / 4 * 3];
+            assert!(unsafe { x86::decode_avx2(whole, &mut decoded) });
+            assert_eq!(decoded, raw[..decoded.len()]);
+        }
+        // Every byte value in every position of a 32-character block and the scalar tail.
+        let valid = naive_encode(&pseudo_random_bytes(48, 3));
+        for position in [0, 1, 7, 15, 16, 17, 30, 31, 32, 33, 63] {
+            for byte in 0..=255u8 {
+                let mut text = valid.clone();
+                text[position] = byte;
+                let mut want = vec![0; 48];
+                let mut got = vec![0; 48];
+                let ok_scalar = decode_groups_scalar(&text, &mut want);
+                let ok_avx2 = unsafe { x86::decode_avx2(&text, &mut got) };
+                assert_eq!(ok_avx2, ok_scalar, "byte {byte:#x} at {position}");
+                if ok_scalar {
+                    assert_eq!(got, want);
+                }
+            }
         }
     }
 
@@ -748,6 +1065,23 @@ mod tests {
             alaw_encode(&[0, -1, i16::MAX, i16::MIN]),
             [0xD5, 0x55, 0xAA, 0x2A]
         );
+    }
+
+    #[test]
+    fn g711_simd_decode_matches_the_table_at_every_length() {
+        let codes: Vec<u8> = (0..300).map(|i| (i * 97 + 13) as u8).collect();
+        for (table, split) in [
+            (&ULAW_DECODE, &ULAW_DECODE_SPLIT),
+            (&ALAW_DECODE, &ALAW_DECODE_SPLIT),
+        ] {
+            for len in (0..=200).chain([255, 256, 299, 300]) {
+                let mut want = vec![0; len];
+                decode_g711_scalar(table, &codes[..len], &mut want);
+                let mut got = vec![7; len];
+                decode_g711(table, split, &codes[..len], &mut got).unwrap();
+                assert_eq!(got, want, "length {len}");
+            }
+        }
     }
 
     #[test]

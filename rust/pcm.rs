@@ -24,6 +24,8 @@ fn check_lengths(input: usize, output: usize) -> Result<(), AudioError> {
     }
 }
 
+// Always inlined so the loops around it are compiled with their caller's target features.
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn f32_sample_to_pcm16(x: f32) -> i16 {
     // `max`/`min` return the other operand for NaN, so NaN would clip to -1: zero it first.
@@ -31,6 +33,7 @@ fn f32_sample_to_pcm16(x: f32) -> i16 {
     (x.clamp(-1.0, 1.0) * SCALE).round_ties_even() as i16
 }
 
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn f64_sample_to_pcm16(x: f64) -> i16 {
     let x = if x.is_nan() { 0.0 } else { x };
@@ -40,28 +43,28 @@ fn f64_sample_to_pcm16(x: f64) -> i16 {
 /// Converts float32 samples to PCM16 into `output` (same length as `input`).
 pub fn f32_to_pcm16_into(input: &[f32], output: &mut [i16]) -> Result<(), AudioError> {
     check_lengths(input.len(), output.len())?;
+    convert_f32(input, output);
+    Ok(())
+}
+
+/// Converts `min(input.len(), output.len())` samples with the best kernel for this CPU.
+fn convert_f32(input: &[f32], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if has_avx512() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::f32_to_pcm16_avx512(input, output) };
-            return Ok(());
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        } else if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
             unsafe { x86::f32_to_pcm16_avx2(input, output) };
-            return Ok(());
+        } else {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe { x86::f32_to_pcm16_sse2(input, output) };
         }
-        // SAFETY: SSE2 is part of the x86-64 baseline.
-        unsafe { x86::f32_to_pcm16_sse2(input, output) };
-        Ok(())
     }
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        for (out, &x) in output.iter_mut().zip(input) {
-            *out = f32_sample_to_pcm16(x);
-        }
-        Ok(())
+    for (out, &x) in output.iter_mut().zip(input) {
+        *out = f32_sample_to_pcm16(x);
     }
 }
 
@@ -69,46 +72,60 @@ pub fn f32_to_pcm16_into(input: &[f32], output: &mut [i16]) -> Result<(), AudioE
 /// rounding happen in f64, like numpy on a float64 array.
 pub fn f64_to_pcm16_into(input: &[f64], output: &mut [i16]) -> Result<(), AudioError> {
     check_lengths(input.len(), output.len())?;
+    convert_f64(input, output);
+    Ok(())
+}
+
+fn convert_f64(input: &[f64], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::f64_to_pcm16_avx2(input, output) };
-            return Ok(());
+        } else {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe { x86::f64_to_pcm16_sse2(input, output) };
         }
-        // SAFETY: SSE2 is part of the x86-64 baseline.
-        unsafe { x86::f64_to_pcm16_sse2(input, output) };
-        Ok(())
     }
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        for (out, &x) in output.iter_mut().zip(input) {
-            *out = f64_sample_to_pcm16(x);
-        }
-        Ok(())
+    for (out, &x) in output.iter_mut().zip(input) {
+        *out = f64_sample_to_pcm16(x);
     }
 }
 
 /// Converts PCM16 samples to float32 (divided by 32768) into `output` (same length).
 pub fn pcm16_to_f32_into(input: &[i16], output: &mut [f32]) -> Result<(), AudioError> {
     check_lengths(input.len(), output.len())?;
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            unsafe { x86::pcm16_to_f32_avx512(input, output) };
-            return Ok(());
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            unsafe { x86::pcm16_to_f32_avx2(input, output) };
-            return Ok(());
-        }
-    }
-    pcm16_to_f32_portable(input, output);
+    convert_pcm16(input, output);
     Ok(())
 }
 
+fn convert_pcm16(input: &[i16], output: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            unsafe { x86::pcm16_to_f32_avx512(input, output) };
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            unsafe { x86::pcm16_to_f32_avx2(input, output) };
+        } else {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe { x86::pcm16_to_f32_sse2(input, output) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    pcm16_to_f32_portable(input, output);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn pcm16_to_f32_portable(input: &[i16], output: &mut [f32]) {
     // Multiplying by 2^-15 is exact, so this vectorises without changing a single bit.
@@ -120,27 +137,30 @@ fn pcm16_to_f32_portable(input: &[i16], output: &mut [f32]) {
 /// Converts float32 samples to a new PCM16 vector.
 pub fn f32_to_pcm16(input: &[f32]) -> Vec<i16> {
     let mut output = vec![0; input.len()];
-    f32_to_pcm16_into(input, &mut output).expect("lengths match by construction");
+    convert_f32(input, &mut output);
     output
 }
 
 /// Converts float64 samples to a new PCM16 vector.
 pub fn f64_to_pcm16(input: &[f64]) -> Vec<i16> {
     let mut output = vec![0; input.len()];
-    f64_to_pcm16_into(input, &mut output).expect("lengths match by construction");
+    convert_f64(input, &mut output);
     output
 }
 
 /// Converts PCM16 samples to a new float32 vector.
 pub fn pcm16_to_f32(input: &[i16]) -> Vec<f32> {
     let mut output = vec![0.0; input.len()];
-    pcm16_to_f32_into(input, &mut output).expect("lengths match by construction");
+    convert_pcm16(input, &mut output);
     output
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::wildcard_imports)] // the intrinsics, by the dozen
 mod x86 {
-    use super::{f32_sample_to_pcm16, f64_sample_to_pcm16, pcm16_to_f32_portable, SCALE};
+    use super::{
+        f32_sample_to_pcm16, f64_sample_to_pcm16, pcm16_to_f32_portable, INV_SCALE_TO_FLOAT, SCALE,
+    };
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "sse2")]
@@ -198,7 +218,7 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn f32_to_pcm16_avx512(input: &[f32], output: &mut [i16]) {
         let n = input.len().min(output.len());
         let lo = _mm512_set1_ps(-1.0);
@@ -284,14 +304,70 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pcm16_to_f32_avx2(input: &[i16], output: &mut [f32]) {
-        pcm16_to_f32_portable(input, output);
+    // The compiler does not vectorise the plain loop (int16 -> f32 widening), hence these.
+
+    #[target_feature(enable = "sse2")]
+    pub(super) unsafe fn pcm16_to_f32_sse2(input: &[i16], output: &mut [f32]) {
+        let n = input.len().min(output.len());
+        let scale = _mm_set1_ps(INV_SCALE_TO_FLOAT);
+        let mut at = 0;
+        while at + 8 <= n {
+            // SAFETY: `at + 8 <= n`; unaligned loads and stores.
+            unsafe {
+                let samples = _mm_loadu_si128(input.as_ptr().add(at).cast());
+                // Each i16 into the top half of an i32, then an arithmetic shift sign-extends.
+                let low = _mm_srai_epi32::<16>(_mm_unpacklo_epi16(samples, samples));
+                let high = _mm_srai_epi32::<16>(_mm_unpackhi_epi16(samples, samples));
+                let out = output.as_mut_ptr().add(at);
+                _mm_storeu_ps(out, _mm_mul_ps(_mm_cvtepi32_ps(low), scale));
+                _mm_storeu_ps(out.add(4), _mm_mul_ps(_mm_cvtepi32_ps(high), scale));
+            }
+            at += 8;
+        }
+        pcm16_to_f32_portable(&input[at..n], &mut output[at..n]);
     }
 
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pcm16_to_f32_avx2(input: &[i16], output: &mut [f32]) {
+        let n = input.len().min(output.len());
+        let scale = _mm256_set1_ps(INV_SCALE_TO_FLOAT);
+        let mut at = 0;
+        while at + 8 <= n {
+            // SAFETY: `at + 8 <= n`; unaligned loads and stores.
+            unsafe {
+                let samples = _mm256_cvtepi16_epi32(_mm_loadu_si128(input.as_ptr().add(at).cast()));
+                let floats = _mm256_mul_ps(_mm256_cvtepi32_ps(samples), scale);
+                _mm256_storeu_ps(output.as_mut_ptr().add(at), floats);
+            }
+            at += 8;
+        }
+        pcm16_to_f32_portable(&input[at..n], &mut output[at..n]);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn pcm16_to_f32_avx512(input: &[i16], output: &mut [f32]) {
-        pcm16_to_f32_portable(input, output);
+        let n = input.len().min(output.len());
+        let scale = _mm512_set1_ps(INV_SCALE_TO_FLOAT);
+        let convert = |samples: __m256i| {
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(samples)), scale)
+        };
+        let mut at = 0;
+        while at + 16 <= n {
+            // SAFETY: `at + 16 <= n`; unaligned loads and stores.
+            unsafe {
+                let samples = _mm256_loadu_si256(input.as_ptr().add(at).cast());
+                _mm512_storeu_ps(output.as_mut_ptr().add(at), convert(samples));
+            }
+            at += 16;
+        }
+        if at < n {
+            let mask: u16 = (1u32 << (n - at)).wrapping_sub(1) as u16;
+            // SAFETY: the masks cover only the `n - at` elements that exist.
+            unsafe {
+                let samples = _mm256_maskz_loadu_epi16(mask, input.as_ptr().add(at));
+                _mm512_mask_storeu_ps(output.as_mut_ptr().add(at), mask, convert(samples));
+            }
+        }
     }
 }
 
@@ -360,7 +436,7 @@ mod tests {
             unsafe { x86::f32_to_pcm16_avx2(&values, &mut got) };
             assert_eq!(got, want);
         }
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if has_avx512() {
             got.fill(0);
             unsafe { x86::f32_to_pcm16_avx512(&values, &mut got) };
             assert_eq!(got, want);
@@ -384,11 +460,37 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // exactness is the point
     fn pcm16_to_f32_is_exact_division() {
         let input: Vec<i16> = (i16::MIN..=i16::MAX).collect();
         let got = pcm16_to_f32(&input);
         for (&x, &y) in input.iter().zip(&got) {
             assert_eq!(y, f32::from(x) / 32768.0);
+        }
+    }
+
+    #[test]
+    #[allow(clippy::float_cmp)] // exactness is the point
+    fn pcm16_to_f32_every_dispatch_level_at_every_tail_length() {
+        let input: Vec<i16> = (0..100).map(|k| (k * 661 - 32768) as i16).collect();
+        for len in 0..input.len() {
+            let want: Vec<f32> = input[..len]
+                .iter()
+                .map(|&x| f32::from(x) / 32768.0)
+                .collect();
+            let mut got = vec![f32::NAN; len];
+            unsafe { x86::pcm16_to_f32_sse2(&input[..len], &mut got) };
+            assert_eq!(got, want);
+            if std::arch::is_x86_feature_detected!("avx2") {
+                got.fill(f32::NAN);
+                unsafe { x86::pcm16_to_f32_avx2(&input[..len], &mut got) };
+                assert_eq!(got, want);
+            }
+            if has_avx512() {
+                got.fill(f32::NAN);
+                unsafe { x86::pcm16_to_f32_avx512(&input[..len], &mut got) };
+                assert_eq!(got, want);
+            }
         }
     }
 

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use numpy::{
-    Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
+    Element, PyArray1, PyArrayDescrMethods, PyArrayMethods,
     PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::buffer::PyBuffer;
@@ -48,8 +48,10 @@ enum Borrowed<'py> {
 }
 
 impl Borrowed<'_> {
-    /// The raw bytes. Valid while `self` lives; numpy inputs are additionally held by a
-    /// read-only borrow taken by the caller.
+    /// The raw bytes, valid while `self` lives. As with any extension that releases the
+    /// interpreter (zlib, hashlib), Python code in another thread could still write into a
+    /// mutable buffer while a large input is processed detached; that only makes the output
+    /// unspecified, since nothing here depends on the bytes for memory safety.
     fn bytes(&self) -> &[u8] {
         match self {
             Self::Array(array) => {
@@ -120,11 +122,11 @@ fn get_buffer<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Borrowed<'py
     Ok(Borrowed::Buffer(buffer))
 }
 
-/// Borrows a 1-D contiguous numpy array of `T`, with a clear error for anything else.
+/// Checks that `obj` is a 1-D contiguous numpy array of `T`, with a clear error otherwise.
 fn get_array<'py, T: Element>(
     obj: &Bound<'py, PyAny>,
     what: &str,
-) -> PyResult<PyReadonlyArray1<'py, T>> {
+) -> PyResult<Bound<'py, PyArray1<T>>> {
     let Ok(array) = obj.cast::<PyUntypedArray>() else {
         return Err(PyValueError::new_err(format!(
             "expected {what}, got an object of type {}",
@@ -139,13 +141,47 @@ fn get_array<'py, T: Element>(
         )));
     }
     // SAFETY: dimensionality and dtype were checked just above.
-    let typed = unsafe { array.cast_unchecked::<PyArray1<T>>() };
-    Ok(typed.try_readonly().map_err(|err| PyValueError::new_err(err.to_string()))?)
+    Ok(unsafe { array.cast_unchecked::<PyArray1<T>>() }.clone())
+}
+
+/// Runs `work` on the contents of a checked array.
+///
+/// Small inputs are read while attached to the interpreter, which already keeps Python code
+/// (the only thing rust-numpy's borrow tracking guards against) from touching the array; the
+/// tracking would cost more than the kernel on a 20 ms frame. Large inputs take the tracked
+/// read-only borrow and run detached.
+fn with_slice<T: Element + Sync, R: Send>(
+    array: &Bound<'_, PyArray1<T>>,
+    work: impl FnOnce(&[T]) -> R + Send,
+) -> PyResult<R> {
+    let py = array.py();
+    if array.len() < DETACH_THRESHOLD {
+        // SAFETY: checked contiguous; attached for the whole call (see above).
+        let slice = unsafe { array.as_slice() }?;
+        return Ok(work(slice));
+    }
+    let borrowed = array.try_readonly().map_err(|err| PyValueError::new_err(err.to_string()))?;
+    let slice = borrowed.as_slice()?;
+    Ok(py.detach(|| work(slice)))
+}
+
+/// A new 1-D array of `len` elements filled by `fill` (numpy's own allocation, zeroed first so
+/// the kernel never sees uninitialised memory).
+fn new_array<T: Element + Send>(
+    py: Python<'_>,
+    len: usize,
+    fill: impl FnOnce(&mut [T]) + Send,
+) -> Bound<'_, PyArray1<T>> {
+    let array = PyArray1::<T>::zeros(py, len, false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let slice = unsafe { array.as_slice_mut() }.expect("a fresh array is contiguous");
+    detach_if_large(py, len, || fill(slice));
+    array
 }
 
 /// PCM16 input: an int16 array, or little-endian bytes-like data.
 enum Pcm16<'py> {
-    Array(PyReadonlyArray1<'py, i16>),
+    Array(Bound<'py, PyArray1<i16>>),
     Raw(Borrowed<'py>),
 }
 
@@ -166,11 +202,26 @@ fn get_pcm16<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Pcm16<'py>> {
 }
 
 impl Pcm16<'_> {
-    /// The samples; bytes are reinterpreted in place when aligned, copied otherwise.
-    fn samples(&self) -> PyResult<Cow<'_, [i16]>> {
+    fn len(&self) -> usize {
         match self {
-            Self::Array(array) => Ok(Cow::Borrowed(array.as_slice()?)),
-            Self::Raw(raw) => Ok(pcm16_from_le_bytes(raw.bytes())),
+            Self::Array(array) => array.len(),
+            Self::Raw(raw) => raw.bytes().len() / 2,
+        }
+    }
+
+    /// Runs `work` on the samples (see `with_slice`); bytes are reinterpreted in place when
+    /// aligned, copied otherwise.
+    fn with_samples<R: Send>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&[i16]) -> R + Send,
+    ) -> PyResult<R> {
+        match self {
+            Self::Array(array) => with_slice(array, work),
+            Self::Raw(raw) => {
+                let samples = pcm16_from_le_bytes(raw.bytes());
+                Ok(detach_if_large(py, samples.len(), || work(&samples)))
+            }
         }
     }
 }
@@ -221,27 +272,28 @@ fn float_to_pcm16_py<'py>(
         )));
     };
     let dtype = array.dtype();
-    let output = if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+    let output = PyArray1::<i16>::zeros(py, array.len(), false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+    if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
         let input = get_array::<f32>(samples, FLOAT_INPUT)?;
-        let input = input.as_slice()?;
-        detach_if_large(py, input.len(), || crate::pcm::f32_to_pcm16(input))
+        with_slice(&input, |input| crate::pcm::f32_to_pcm16_into(input, out))??;
     } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
         let input = get_array::<f64>(samples, FLOAT_INPUT)?;
-        let input = input.as_slice()?;
-        detach_if_large(py, input.len(), || crate::pcm::f64_to_pcm16(input))
+        with_slice(&input, |input| crate::pcm::f64_to_pcm16_into(input, out))??;
     } else {
         check_vector(array, FLOAT_INPUT)?;
         return Err(PyValueError::new_err(format!(
             "expected {FLOAT_INPUT}, got an array of dtype {dtype}"
         )));
-    };
-    Ok(PyArray1::from_vec(py, output))
+    }
+    Ok(output)
 }
 
 /// Converts PCM16 to float32 samples in [-1, 1): each sample divided by 32768 (exact).
 ///
 /// `samples` is a 1-D contiguous int16 array or bytes-like little-endian PCM16 (an odd byte
-/// count raises ValueError). The input is borrowed; the result is one new float32 array.
+/// count raises `ValueError`). The input is borrowed; the result is one new float32 array.
 ///
 /// >>> import numpy as np
 /// >>> pcm16_to_float(np.array([0, 16384, -32768], dtype=np.int16))
@@ -254,9 +306,11 @@ fn pcm16_to_float_py<'py>(
     samples: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let input = get_pcm16(samples)?;
-    let input = input.samples()?;
-    let output = detach_if_large(py, input.len(), || crate::pcm::pcm16_to_f32(&input));
-    Ok(PyArray1::from_vec(py, output))
+    let output = PyArray1::<f32>::zeros(py, input.len(), false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+    input.with_samples(py, |input| crate::pcm::pcm16_to_f32_into(input, out))??;
+    Ok(output)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,9 +325,76 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 const BYTES_INPUT: &str = "a bytes-like object or a 1-D contiguous numpy array";
 const BASE64_INPUT: &str = "base64 text as str or bytes-like";
 
+unsafe extern "C" {
+    // Not in the limited API, but exported with this signature by every CPython since 3.3.
+    // The limited API's only ways to build a str copy and re-validate the text, which costs
+    // more than encoding it; `ascii_str_is_writable` checks at run time that writing in place
+    // works before it is used.
+    fn PyUnicode_New(size: pyo3::ffi::Py_ssize_t, maxchar: pyo3::ffi::Py_UCS4)
+        -> *mut pyo3::ffi::PyObject;
+}
+
+/// A new ASCII `str` of `len` characters, written once by `fill` (which must write only ASCII
+/// and every byte; it may see uninitialised memory, so it must not read it).
+///
+/// # Safety
+/// `fill` must write all `len` bytes with ASCII characters through the pointer it gets.
+unsafe fn new_ascii_str(
+    py: Python<'_>,
+    len: usize,
+    fill: impl FnOnce(*mut u8) + Send,
+) -> PyResult<Bound<'_, PyString>> {
+    let size = pyo3::ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| PyValueError::new_err("output too large for a str"))?;
+    // SAFETY: a fresh compact ASCII str (max char 127); nothing else references it yet. For
+    // such strings CPython's UTF-8 view is the character data itself (checked once by
+    // `ascii_str_is_writable`), so writing through it fills the str.
+    unsafe {
+        let text = Bound::from_owned_ptr_or_err(py, PyUnicode_New(size, 127))?;
+        let mut utf8_len: pyo3::ffi::Py_ssize_t = 0;
+        let data = pyo3::ffi::PyUnicode_AsUTF8AndSize(text.as_ptr(), &raw mut utf8_len);
+        if data.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        debug_assert_eq!(utf8_len, size);
+        let data = SendPtr(data.cast_mut().cast::<u8>());
+        detach_if_large(py, len, || {
+            let data = data;
+            fill(data.0);
+        });
+        Ok(text.cast_into_unchecked())
+    }
+}
+
+/// A raw pointer that may cross into a detached closure (the pointee outlives it).
+struct SendPtr(*mut u8);
+// SAFETY: only used to hand a buffer to a closure that runs while the caller waits.
+unsafe impl Send for SendPtr {}
+
+/// Whether `new_ascii_str` can write a str in place on this interpreter (checked once).
+fn ascii_str_is_writable(py: Python<'_>) -> bool {
+    static WRITABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WRITABLE.get_or_init(|| {
+        // SAFETY: writes the 2 characters asked for.
+        let probe = unsafe {
+            new_ascii_str(py, 2, |data| {
+                data.write(b'o');
+                data.add(1).write(b'k');
+            })
+        };
+        probe.is_ok_and(|text| text.to_str().is_ok_and(|text| text == "ok"))
+    })
+}
+
 /// Encodes bytes as base64 and returns it as an ASCII `str`.
 fn base64_to_str<'py>(py: Python<'py>, input: &[u8]) -> PyResult<Bound<'py, PyString>> {
     let len = crate::codec::b64_encoded_len(input.len());
+    if ascii_str_is_writable(py) {
+        // SAFETY: `b64_encode_raw` writes exactly `len` base64 (ASCII) bytes.
+        return unsafe {
+            new_ascii_str(py, len, |data| crate::codec::b64_encode_raw(input, data))
+        };
+    }
     let mut text = Vec::with_capacity(len);
     detach_if_large(py, input.len(), || crate::codec::b64_encode_append(input, &mut text));
     // SAFETY: base64 output is ASCII, hence UTF-8.
@@ -321,7 +442,7 @@ fn b64encode_py<'py>(py: Python<'py>, buffer: &Bound<'py, PyAny>) -> PyResult<Bo
 ///
 /// Strict: standard alphabet, whole 4-character groups, at most two `=` ending the text. On
 /// such input the result equals `base64.b64decode(text, validate=True)`. Anything else
-/// (whitespace, URL-safe characters, missing or misplaced padding) raises ValueError naming
+/// (whitespace, URL-safe characters, missing or misplaced padding) raises `ValueError` naming
 /// the offset of the first bad character; nothing is silently skipped.
 ///
 /// >>> b64decode("Zm9vYg==")
@@ -353,16 +474,16 @@ fn pcm16_to_base64_py<'py>(
     py: Python<'py>,
     samples: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyString>> {
-    let input = get_pcm16(samples)?;
-    match &input {
+    match get_pcm16(samples)? {
         Pcm16::Raw(raw) => base64_to_str(py, raw.bytes()),
-        Pcm16::Array(array) => base64_to_str(py, &pcm16_as_le_bytes(array.as_slice()?)),
+        // SAFETY: checked contiguous; attached while reading (see `with_slice`).
+        Pcm16::Array(array) => base64_to_str(py, &pcm16_as_le_bytes(unsafe { array.as_slice() }?)),
     }
 }
 
 /// Decodes base64 of little-endian PCM16 (`str` or bytes-like) to a new int16 array.
 ///
-/// Same strict rules as `b64decode`; a decoded odd byte count raises ValueError.
+/// Same strict rules as `b64decode`; a decoded odd byte count raises `ValueError`.
 ///
 /// >>> pcm16_from_base64("AQD+/w==")
 /// array([ 1, -2], dtype=int16)
@@ -381,18 +502,20 @@ fn pcm16_from_base64_py<'py>(
             "PCM16 data must have an even number of bytes, the base64 text decodes to {len}"
         )));
     }
-    let mut samples = vec![0i16; len / 2];
+    let output = PyArray1::<i16>::zeros(py, len / 2, false);
+    // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+    let samples = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
     detach_if_large(py, text.len(), || {
         // SAFETY: the i16 buffer viewed as bytes; every byte pattern is a valid i16.
         let bytes = unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast(), len) };
         crate::codec::b64_decode_into(text, bytes)
     })?;
     if cfg!(target_endian = "big") {
-        for sample in &mut samples {
+        for sample in samples.iter_mut() {
             *sample = i16::from_le(*sample);
         }
     }
-    Ok(PyArray1::from_vec(py, samples))
+    Ok(output)
 }
 
 fn codes_input<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Borrowed<'py>> {
@@ -420,9 +543,11 @@ macro_rules! g711_pyfunctions {
             pcm16: &Bound<'py, PyAny>,
         ) -> PyResult<Bound<'py, PyArray1<u8>>> {
             let input = get_pcm16(pcm16)?;
-            let input = input.samples()?;
-            let output = detach_if_large(py, input.len(), || $encode_kernel(&input));
-            Ok(PyArray1::from_vec(py, output))
+            let output = PyArray1::<u8>::zeros(py, input.len(), false);
+            // SAFETY: the array was just created and is referenced nowhere else.
+            let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+            input.with_samples(py, |input| $encode_kernel(input, out))??;
+            Ok(output)
         }
 
         #[doc = concat!("Decodes G.711 ", $law, " codes to PCM16, bit-exact with `audioop.", $audioop_decode, "`.\n\n",
@@ -436,21 +561,22 @@ macro_rules! g711_pyfunctions {
         ) -> PyResult<Bound<'py, PyArray1<i16>>> {
             let input = codes_input(codes)?;
             let input = input.bytes();
-            let output = detach_if_large(py, input.len(), || $decode_kernel(input));
-            Ok(PyArray1::from_vec(py, output))
+            Ok(new_array(py, input.len(), |out| {
+                $decode_kernel(input, out).expect("the output has the input's length");
+            }))
         }
     };
 }
 
 g711_pyfunctions!(
-    ulaw_encode_py, "ulaw_encode", crate::codec::ulaw_encode,
-    ulaw_decode_py, "ulaw_decode", crate::codec::ulaw_decode, "mu-law",
+    ulaw_encode_py, "ulaw_encode", crate::codec::ulaw_encode_into,
+    ulaw_decode_py, "ulaw_decode", crate::codec::ulaw_decode_into, "mu-law",
     "lin2ulaw(pcm16, 2)", "ulaw2lin(codes, 2)",
     "array([255, 206,  78], dtype=uint8)", "array([-32124,  32124], dtype=int16)"
 );
 g711_pyfunctions!(
-    alaw_encode_py, "alaw_encode", crate::codec::alaw_encode,
-    alaw_decode_py, "alaw_decode", crate::codec::alaw_decode, "A-law",
+    alaw_encode_py, "alaw_encode", crate::codec::alaw_encode_into,
+    alaw_decode_py, "alaw_decode", crate::codec::alaw_decode_into, "A-law",
     "lin2alaw(pcm16, 2)", "alaw2lin(codes, 2)",
     "array([213, 250, 122], dtype=uint8)", "array([-5504,  5504], dtype=int16)"
 );
@@ -459,6 +585,18 @@ g711_pyfunctions!(
 // ---- ring ----
 
 /// A fixed-capacity FIFO of int16 samples, safe to share between threads.
+///
+/// `write` accepts as many samples as fit and returns that count: the buffer never grows and
+/// never drops or overwrites what it accepted. `read(n)` removes and returns up to `n` of the
+/// oldest samples, `peek(n)` returns them without removing; `len()`, `free` and `capacity`
+/// count samples. Inputs are int16 arrays or bytes-like PCM16; outputs are new arrays.
+///
+/// >>> import numpy as np
+/// >>> ring = RingBuffer(4)
+/// >>> ring.write(np.array([1, 2, 3], dtype=np.int16)), ring.write(b"\x04\x00\x05\x00")
+/// (3, 1)
+/// >>> ring.read(2), len(ring), ring.free
+/// (array([1, 2], dtype=int16), 2, 2)
 #[pyclass(name = "RingBuffer", module = "realtalk._audio", frozen)]
 pub struct PyRingBuffer {
     inner: Mutex<crate::ring::RingBuffer>,
@@ -474,8 +612,7 @@ impl PyRingBuffer {
     /// Appends as many samples as fit; returns how many were accepted.
     fn write(&self, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
         let input = get_pcm16(samples)?;
-        let input = input.samples()?;
-        Ok(lock(&self.inner).write(&input))
+        input.with_samples(samples.py(), |input| lock(&self.inner).write(input))
     }
 
     /// Removes and returns up to `n` of the oldest samples.
@@ -515,7 +652,31 @@ impl PyRingBuffer {
     }
 }
 
-/// The speaker side of a conversation (see `realtalk.audio.PlaybackBuffer`).
+/// The speaker side of a conversation: the event loop pushes audio deltas as they arrive and
+/// the audio device callback pulls fixed-size blocks (from its own thread; every method
+/// takes an internal lock).
+///
+/// `push(item_id, content_index, samples)` queues samples of one content part and returns
+/// how many fit in `capacity_ms` of audio. `pull(n)` (or `pull_into(out)`) always yields `n`
+/// samples, zero-filled past what is queued; each dry spell after audio was pushed counts one
+/// `underruns`. `played(item_id)` is how many samples of the item were pulled so far.
+/// `interrupt()` drops everything queued and returns `(item_id, content_index,
+/// audio_end_ms)` for the part being heard (`audio_end_ms` = samples played of it, in whole
+/// milliseconds at this buffer's sample rate, rounded down: what
+/// `conversation.item.truncate` needs), or None if nothing was pushed since the last
+/// interrupt/clear. `current` names that part; `queued` counts samples not yet pulled.
+///
+/// >>> import numpy as np
+/// >>> speaker = PlaybackBuffer(24000, capacity_ms=1000)
+/// >>> speaker.push("item_1", 0, np.ones(4800, dtype=np.int16))  # 200 ms
+/// 4800
+/// >>> block = speaker.pull(2400)  # the device played 100 ms
+/// >>> speaker.current, speaker.queued, speaker.played("item_1")
+/// (('item_1', 0), 2400, 2400)
+/// >>> speaker.interrupt()  # the user barged in
+/// ('item_1', 0, 100)
+/// >>> speaker.queued, speaker.interrupt()
+/// (0, None)
 #[pyclass(name = "PlaybackBuffer", module = "realtalk._audio", frozen)]
 pub struct PyPlaybackBuffer {
     inner: Mutex<crate::ring::PlaybackBuffer>,
@@ -532,8 +693,7 @@ impl PyPlaybackBuffer {
     /// Queues samples of one content part; returns how many fit.
     fn push(&self, item_id: &str, content_index: u32, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
         let input = get_pcm16(samples)?;
-        let input = input.samples()?;
-        Ok(lock(&self.inner).push(item_id, content_index, &input))
+        input.with_samples(samples.py(), |input| lock(&self.inner).push(item_id, content_index, input))
     }
 
     /// The next `n` samples, zero-filled past what is queued.
@@ -567,7 +727,7 @@ impl PyPlaybackBuffer {
         lock(&self.inner).played(item_id)
     }
 
-    /// Drops the queue; returns (item_id, content_index, audio_end_ms) of the part being
+    /// Drops the queue; returns `(item_id, content_index, audio_end_ms)` of the part being
     /// heard, or None.
     fn interrupt(&self) -> Option<(String, u32, u64)> {
         lock(&self.inner)
@@ -580,7 +740,7 @@ impl PyPlaybackBuffer {
         lock(&self.inner).clear();
     }
 
-    /// (item_id, content_index) of the part being heard, or None.
+    /// `(item_id, content_index)` of the part being heard, or None.
     #[getter]
     fn current(&self) -> Option<(String, u32)> {
         lock(&self.inner).current().map(|part| (part.item_id.clone(), part.content_index))
@@ -627,10 +787,14 @@ impl PyPlaybackBuffer {
 // ---- resample ----
 
 mod resample_bindings {
+    use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
     use numpy::ndarray::Array2;
-    use numpy::{IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+    use numpy::{
+        IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+        PyUntypedArrayMethods,
+    };
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
@@ -664,43 +828,38 @@ mod resample_bindings {
         samples: &Bound<'py, PyAny>,
         channels: usize,
     ) -> PyResult<(Samples<'py>, bool)> {
-        let (borrowed, shape): (Samples<'py>, Vec<usize>) =
-            if let Ok(array) = samples.cast::<PyArrayDyn<f32>>() {
-                (
-                    Samples::F32(
-                        array
-                            .try_readonly()
-                            .map_err(|e| PyValueError::new_err(e.to_string()))?,
-                    ),
-                    array.shape().to_vec(),
-                )
-            } else if let Ok(array) = samples.cast::<PyArrayDyn<i16>>() {
-                (
-                    Samples::I16(
-                        array
-                            .try_readonly()
-                            .map_err(|e| PyValueError::new_err(e.to_string()))?,
-                    ),
-                    array.shape().to_vec(),
-                )
-            } else {
-                let described = samples.getattr("dtype").map_or_else(
-                    |_| samples.get_type().to_string(),
-                    |dtype| format!("dtype {dtype}"),
-                );
-                return Err(PyValueError::new_err(format!(
-                    "samples must be a float32 or int16 numpy array, got {described}"
-                )));
-            };
-        let two_d = match shape.as_slice() {
+        let Ok(untyped) = samples.cast::<PyUntypedArray>() else {
+            return Err(PyValueError::new_err(format!(
+                "samples must be a float32 or int16 numpy array, got {}",
+                samples.get_type()
+            )));
+        };
+        let two_d = match untyped.shape() {
             [_] if channels == 1 => false,
             [_, columns] if *columns == channels => true,
-            _ => {
+            shape => {
                 return Err(PyValueError::new_err(format!(
                     "samples must have shape (frames,{}) for {channels} channel(s), got {shape:?}",
                     if channels == 1 { " or (frames, 1)" } else { "" }
                 )))
             }
+        };
+        // Fortran-ordered 2-D arrays are contiguous too, but not frame-interleaved.
+        if !untyped.is_c_contiguous() {
+            return Err(PyValueError::new_err(
+                "samples must be a C-contiguous array (use numpy.ascontiguousarray)",
+            ));
+        }
+        let borrow_error = |error: numpy::BorrowError| PyValueError::new_err(error.to_string());
+        let borrowed = if let Ok(array) = samples.cast::<PyArrayDyn<f32>>() {
+            Samples::F32(array.try_readonly().map_err(borrow_error)?)
+        } else if let Ok(array) = samples.cast::<PyArrayDyn<i16>>() {
+            Samples::I16(array.try_readonly().map_err(borrow_error)?)
+        } else {
+            return Err(PyValueError::new_err(format!(
+                "samples must be float32 or int16, got dtype {}",
+                untyped.dtype()
+            )));
         };
         Ok((borrowed, two_d))
     }
@@ -709,12 +868,12 @@ mod resample_bindings {
         PyValueError::new_err("samples must be a C-contiguous array (use numpy.ascontiguousarray)")
     }
 
-    fn shaped<'py, T: numpy::Element>(
-        py: Python<'py>,
+    fn shaped<T: numpy::Element>(
+        py: Python<'_>,
         data: Vec<T>,
         channels: usize,
         two_d: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Bound<'_, PyAny>> {
         if two_d {
             let frames = data.len() / channels;
             // The kernels emit whole frames, so the shape always fits.
@@ -732,7 +891,12 @@ mod resample_bindings {
         inner: Mutex<resample::Resampler>,
         channels: usize,
         delay: f64,
+        /// The dtype and dimensionality of the last chunk (`LAST_*` bits): `flush` mirrors it.
+        last_input: AtomicU8,
     }
+
+    const LAST_I16: u8 = 1;
+    const LAST_2D: u8 = 2;
 
     impl Resampler {
         fn lock(&self) -> MutexGuard<'_, resample::Resampler> {
@@ -765,6 +929,7 @@ mod resample_bindings {
                 inner: Mutex::new(inner),
                 channels,
                 delay,
+                last_input: AtomicU8::new(0),
             })
         }
 
@@ -776,6 +941,11 @@ mod resample_bindings {
             samples: &Bound<'py, PyAny>,
         ) -> PyResult<Bound<'py, PyAny>> {
             let (borrowed, two_d) = borrow_samples(samples, self.channels)?;
+            let is_i16 = matches!(borrowed, Samples::I16(_));
+            self.last_input.store(
+                u8::from(is_i16) * LAST_I16 + u8::from(two_d) * LAST_2D,
+                Ordering::Relaxed,
+            );
             let mut guard = self.lock();
             let resampler = &mut *guard;
             match borrowed {
@@ -807,17 +977,18 @@ mod resample_bindings {
         }
 
         /// Returns the tail (the input continued with silence) so the stream's total output is
-        /// round(frames_in * out_rate / in_rate) frames, then rewinds for a new stream. 1-D
-        /// float32 for mono, 2-D (frames, channels) float32 otherwise; `dtype=numpy.int16` (or
-        /// "int16") gives PCM16.
+        /// `round(frames_in * out_rate / in_rate)` frames, then rewinds for a new stream. Same dtype
+        /// and dimensionality as the last chunk processed unless `dtype` (float32 or int16) says
+        /// otherwise.
         #[pyo3(signature = (dtype = None))]
         fn flush<'py>(
             &self,
             py: Python<'py>,
             dtype: Option<&Bound<'py, PyAny>>,
         ) -> PyResult<Bound<'py, PyAny>> {
+            let last = self.last_input.load(Ordering::Relaxed);
             let as_i16 = match dtype {
-                None => false,
+                None => last & LAST_I16 != 0,
                 Some(dtype) => {
                     let name = numpy::PyArrayDescr::new(py, dtype)?.str()?.to_string();
                     match name.as_str() {
@@ -832,7 +1003,7 @@ mod resample_bindings {
                 }
             };
             let mut resampler = self.lock();
-            let two_d = self.channels > 1;
+            let two_d = self.channels > 1 || last & LAST_2D != 0;
             if as_i16 {
                 let mut out = Vec::with_capacity(resampler.flush_len() * self.channels);
                 resampler.flush_i16_into(&mut out);
@@ -887,9 +1058,9 @@ mod resample_bindings {
         }
     }
 
-    /// One-shot, delay-compensated resampling: round(frames * out_rate / in_rate) frames,
+    /// One-shot, delay-compensated resampling: `round(frames * out_rate / in_rate)` frames,
     /// aligned with the input, same dtype and shape convention as the input (2-D input keeps its
-    /// channel count). Equal to process() + flush() of a fresh Resampler.
+    /// channel count). Equal to `process()` + `flush()` of a fresh `Resampler`.
     #[pyfunction(name = "resample")]
     #[pyo3(signature = (samples, in_rate, out_rate, *, quality = "high"))]
     pub fn resample_py<'py>(
@@ -943,7 +1114,11 @@ pub use resample_bindings::{resample_py, Resampler};
 mod vad_bindings {
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
-    use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+    use numpy::npyffi::NPY_TYPES;
+    use numpy::{
+        PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
+        PyUntypedArrayMethods,
+    };
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
@@ -998,16 +1173,31 @@ mod vad_bindings {
     }
 
     fn borrow_samples<'py>(samples: &Bound<'py, PyAny>) -> PyResult<Samples<'py>> {
+        let wrong_type =
+            || PyValueError::new_err("samples must be a 1-D numpy array of float32 or int16");
         let busy = |_| PyValueError::new_err("samples are being written elsewhere");
-        if let Ok(array) = samples.cast::<PyArray1<f32>>() {
+        // One dtype comparison, then an unchecked cast: a failed typed cast builds a costly
+        // error, which would tax every int16 frame.
+        let array = samples.cast::<PyUntypedArray>().map_err(|_| wrong_type())?;
+        if array.ndim() != 1 {
+            return Err(wrong_type());
+        }
+        let dtype = array.dtype();
+        // Type numbers and byte order are plain fields: no numpy API call per frame.
+        let native = dtype.is_native_byteorder() != Some(false);
+        let float32 = NPY_TYPES::NPY_FLOAT as std::ffi::c_int;
+        let int16 = NPY_TYPES::NPY_SHORT as std::ffi::c_int;
+        if native && dtype.num() == float32 {
+            // SAFETY: a 1-D array of native float32, checked above.
+            let array = unsafe { array.cast_unchecked::<PyArray1<f32>>() };
             return Ok(Samples::F32(array.try_readonly().map_err(busy)?));
         }
-        if let Ok(array) = samples.cast::<PyArray1<i16>>() {
+        if native && dtype.num() == int16 {
+            // SAFETY: a 1-D array of native int16, checked above.
+            let array = unsafe { array.cast_unchecked::<PyArray1<i16>>() };
             return Ok(Samples::I16(array.try_readonly().map_err(busy)?));
         }
-        Err(PyValueError::new_err(
-            "samples must be a 1-D numpy array of float32 or int16",
-        ))
+        Err(wrong_type())
     }
 
     fn contiguous<'a, T: numpy::Element>(array: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
@@ -1159,6 +1349,562 @@ mod vad_bindings {
 
 // ---- frame ----
 
+mod frame_bindings {
+    //! `Uplink`, `Downlink` and the two results of a decoded delta.
+
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use numpy::{PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+    use pyo3::exceptions::{PyRecursionError, PyTypeError, PyValueError};
+    use pyo3::prelude::*;
+    use pyo3::sync::PyOnceLock;
+    use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
+
+    use crate::frame::{self, Protocol, Scan, WireFormat};
+    use crate::resample::{self, Quality};
+    use crate::AudioError;
+
+    fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        // The kernels return errors instead of panicking, so a poisoned lock still holds a
+        // consistent state; it must not turn into a crash.
+        mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sample_rate(name: &str, value: i64) -> Result<u32, AudioError> {
+        u32::try_from(value)
+            .ok()
+            .filter(|rate| (resample::MIN_RATE..=resample::MAX_RATE).contains(rate))
+            .ok_or_else(|| {
+                AudioError::invalid(format!(
+                    "{name} must be an integer from {} to {} Hz, got {value}",
+                    resample::MIN_RATE,
+                    resample::MAX_RATE
+                ))
+            })
+    }
+
+    /// A borrowed frame: float32 or int16, 1-D (mono) or (frames, channels), C-contiguous.
+    enum Frame<'py> {
+        F32(PyReadonlyArrayDyn<'py, f32>),
+        I16(PyReadonlyArrayDyn<'py, i16>),
+    }
+
+    fn borrow_frame<'py>(samples: &Bound<'py, PyAny>, channels: usize) -> PyResult<Frame<'py>> {
+        let (frame, shape) = if let Ok(array) = samples.cast::<PyArrayDyn<f32>>() {
+            (Frame::F32(array.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?), array.shape().to_vec())
+        } else if let Ok(array) = samples.cast::<PyArrayDyn<i16>>() {
+            (Frame::I16(array.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?), array.shape().to_vec())
+        } else {
+            let described = samples
+                .getattr("dtype")
+                .map_or_else(|_| samples.get_type().to_string(), |dtype| format!("dtype {dtype}"));
+            return Err(PyValueError::new_err(format!(
+                "samples must be a float32 or int16 numpy array, got {described}"
+            )));
+        };
+        match shape.as_slice() {
+            [_] if channels == 1 => Ok(frame),
+            [_, columns] if *columns == channels => Ok(frame),
+            _ => Err(PyValueError::new_err(format!(
+                "samples must have shape (frames, {channels}){} for {channels} channel(s), got {shape:?}",
+                if channels == 1 { " or (frames,)" } else { "" }
+            ))),
+        }
+    }
+
+    fn not_contiguous(_: numpy::AsSliceError) -> PyErr {
+        PyValueError::new_err("samples must be a C-contiguous array (use numpy.ascontiguousarray)")
+    }
+
+    /// A microphone frame to the JSON text of an `input_audio_buffer.append` event.
+    #[pyclass(module = "realtalk._audio", frozen, name = "Uplink")]
+    pub struct Uplink {
+        inner: Mutex<frame::Uplink>,
+        channels: usize,
+    }
+
+    impl Uplink {
+        /// Writes the staged frame's event into a new `bytes`, in place.
+        fn event<'py>(
+            py: Python<'py>,
+            uplink: &frame::Uplink,
+            event_id: Option<&str>,
+        ) -> PyResult<Bound<'py, PyBytes>> {
+            let mut written = Ok(());
+            let event = PyBytes::new_with(py, uplink.event_len(event_id), |out| {
+                written = uplink.write_event(event_id, out);
+                Ok(())
+            })?;
+            written?;
+            Ok(event)
+        }
+    }
+
+    #[pymethods]
+    impl Uplink {
+        #[new]
+        #[pyo3(signature = (in_rate, *, format = "pcm16", channels = 1, quality = "high"))]
+        fn new(in_rate: i64, format: &str, channels: i64, quality: &str) -> PyResult<Self> {
+            let in_rate = sample_rate("in_rate", in_rate)?;
+            let channels = usize::try_from(channels)
+                .ok()
+                .filter(|c| (1..=frame::MAX_CHANNELS).contains(c))
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "channels must be from 1 to {}, got {channels}",
+                        frame::MAX_CHANNELS
+                    ))
+                })?;
+            let uplink = frame::Uplink::new(in_rate, WireFormat::parse(format)?, channels, Quality::parse(quality)?)?;
+            Ok(Self { inner: Mutex::new(uplink), channels })
+        }
+
+        /// The complete `input_audio_buffer.append` event for one frame, as UTF-8 JSON
+        /// `bytes` written in place (no intermediate copies).
+        #[pyo3(signature = (samples, *, event_id = None))]
+        fn encode<'py>(
+            &self,
+            py: Python<'py>,
+            samples: &Bound<'py, PyAny>,
+            event_id: Option<&str>,
+        ) -> PyResult<Bound<'py, PyBytes>> {
+            let frame = borrow_frame(samples, self.channels)?;
+            let mut uplink = lock(&self.inner);
+            match frame {
+                Frame::F32(array) => uplink.stage_f32(array.as_slice().map_err(not_contiguous)?)?,
+                Frame::I16(array) => uplink.stage_i16(array.as_slice().map_err(not_contiguous)?)?,
+            };
+            Self::event(py, &uplink, event_id)
+        }
+
+        /// The event for the tail the resampler still holds; the next frame starts a new
+        /// stream.
+        #[pyo3(signature = (*, event_id = None))]
+        fn flush<'py>(&self, py: Python<'py>, event_id: Option<&str>) -> PyResult<Bound<'py, PyBytes>> {
+            let mut uplink = lock(&self.inner);
+            uplink.stage_flush()?;
+            Self::event(py, &uplink, event_id)
+        }
+
+        /// Forgets the resampler's history and zeroes the audio clock.
+        fn reset(&self) {
+            lock(&self.inner).reset();
+        }
+
+        #[getter]
+        fn appended_samples(&self) -> u64 {
+            lock(&self.inner).appended_samples()
+        }
+
+        #[getter]
+        fn appended_ms(&self) -> f64 {
+            let uplink = lock(&self.inner);
+            uplink.appended_samples() as f64 * 1000.0 / f64::from(uplink.format().wire_rate())
+        }
+
+        #[getter]
+        fn in_rate(&self) -> u32 {
+            lock(&self.inner).in_rate()
+        }
+
+        #[getter]
+        fn wire_rate(&self) -> u32 {
+            lock(&self.inner).format().wire_rate()
+        }
+
+        #[getter]
+        fn format(&self) -> &'static str {
+            lock(&self.inner).format().name()
+        }
+
+        #[getter]
+        fn channels(&self) -> usize {
+            self.channels
+        }
+
+        #[getter]
+        fn delay(&self) -> f64 {
+            lock(&self.inner).delay()
+        }
+
+        fn __repr__(&self) -> String {
+            let uplink = lock(&self.inner);
+            format!(
+                "Uplink({}, format={:?}, channels={}, appended_samples={})",
+                uplink.in_rate(),
+                uplink.format().name(),
+                uplink.channels(),
+                uplink.appended_samples()
+            )
+        }
+    }
+
+    /// One audio delta decoded to samples at the downlink's rate.
+    #[pyclass(module = "realtalk._audio", frozen, name = "AudioDelta", get_all)]
+    pub struct AudioDelta {
+        response_id: Py<PyString>,
+        item_id: Py<PyString>,
+        output_index: i64,
+        content_index: i64,
+        samples: Py<PyAny>,
+    }
+
+    #[pymethods]
+    impl AudioDelta {
+        fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+            Ok(format!(
+                "AudioDelta(response_id={}, item_id={}, output_index={}, content_index={}, samples=<{} samples>)",
+                self.response_id.bind(py).repr()?,
+                self.item_id.bind(py).repr()?,
+                self.output_index,
+                self.content_index,
+                self.samples.bind(py).len()?
+            ))
+        }
+    }
+
+    /// One audio delta decoded straight into a `PlaybackBuffer`.
+    #[pyclass(module = "realtalk._audio", frozen, name = "QueuedDelta", get_all)]
+    pub struct QueuedDelta {
+        response_id: Py<PyString>,
+        item_id: Py<PyString>,
+        output_index: i64,
+        content_index: i64,
+        /// Samples the delta decoded to, at the buffer's rate.
+        decoded: usize,
+        /// How many of them fit in the buffer (the rest was not queued).
+        queued: usize,
+    }
+
+    #[pymethods]
+    impl QueuedDelta {
+        fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+            Ok(format!(
+                "QueuedDelta(response_id={}, item_id={}, output_index={}, content_index={}, decoded={}, queued={})",
+                self.response_id.bind(py).repr()?,
+                self.item_id.bind(py).repr()?,
+                self.output_index,
+                self.content_index,
+                self.decoded,
+                self.queued
+            ))
+        }
+    }
+
+    /// The last id seen, kept as a Python string: deltas of one item repeat their ids, so
+    /// most deltas build no new string.
+    #[derive(Default)]
+    struct IdCache(Option<(String, Py<PyString>)>);
+
+    impl IdCache {
+        fn get(&mut self, py: Python<'_>, id: &str) -> Py<PyString> {
+            match &self.0 {
+                Some((text, object)) if text == id => object.clone_ref(py),
+                _ => {
+                    let object = PyString::new(py, id).unbind();
+                    self.0 = Some((id.to_owned(), object.clone_ref(py)));
+                    object
+                }
+            }
+        }
+    }
+
+    struct DownlinkState {
+        kernel: frame::Downlink,
+        response_ids: IdCache,
+        item_ids: IdCache,
+    }
+
+    /// The fields of a delta, with Python strings for the ids.
+    struct Fields {
+        response_id: Py<PyString>,
+        item_id: Py<PyString>,
+        output_index: i64,
+        content_index: i64,
+    }
+
+    /// What `json.loads` makes of a message the scanner left alone: `None` if it is not an
+    /// audio delta of `protocol`, its fields and audio text otherwise.
+    fn full_parse<'py>(
+        message: &Bound<'py, PyAny>,
+        protocol: Protocol,
+    ) -> PyResult<Option<(Fields, Bound<'py, PyString>)>> {
+        static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let py = message.py();
+        let loads = LOADS.get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("json")?.getattr("loads")?.unbind())
+        })?;
+        let event = loads.bind(py).call1((message,)).map_err(|err| {
+            if err.is_instance_of::<PyRecursionError>(py) {
+                PyValueError::new_err("message is nested too deeply to parse")
+            } else {
+                err
+            }
+        })?;
+        let Ok(event) = event.cast::<PyDict>() else { return Ok(None) };
+        let Some(event_type) = event.get_item("type")? else { return Ok(None) };
+        let is_delta = event_type
+            .cast::<PyString>()
+            .is_ok_and(|name| name.to_str().is_ok_and(|name| name == protocol.audio_delta_type()));
+        if !is_delta {
+            return Ok(None);
+        }
+        let field = |name: &str| -> PyResult<Bound<'py, PyAny>> {
+            event.get_item(name)?.ok_or_else(|| {
+                PyValueError::new_err(format!("{} event has no {name:?}", protocol.audio_delta_type()))
+            })
+        };
+        let text = |name: &str| -> PyResult<Bound<'py, PyString>> {
+            field(name)?.cast_into::<PyString>().map_err(|_| {
+                PyValueError::new_err(format!("{} field {name:?} must be a string", protocol.audio_delta_type()))
+            })
+        };
+        let index = |name: &str| -> PyResult<i64> {
+            let value = field(name)?;
+            if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+                return Err(PyValueError::new_err(format!(
+                    "{} field {name:?} must be an integer",
+                    protocol.audio_delta_type()
+                )));
+            }
+            value.extract().map_err(|_| {
+                PyValueError::new_err(format!("{} field {name:?} is out of range", protocol.audio_delta_type()))
+            })
+        };
+        let fields = Fields {
+            response_id: text("response_id")?.unbind(),
+            item_id: text("item_id")?.unbind(),
+            output_index: index("output_index")?,
+            content_index: index("content_index")?,
+        };
+        Ok(Some((fields, text("delta")?)))
+    }
+
+    fn audio_text<'a>(delta: &'a Bound<'_, PyString>) -> PyResult<&'a [u8]> {
+        delta
+            .to_str()
+            .map(str::as_bytes)
+            .map_err(|_| PyValueError::new_err("audio delta is not valid base64 text"))
+    }
+
+    /// Audio delta events to samples at the speaker's rate.
+    #[pyclass(module = "realtalk._audio", frozen, name = "Downlink")]
+    pub struct Downlink {
+        inner: Mutex<DownlinkState>,
+        int16: bool,
+    }
+
+    /// The samples of one delta, in the downlink's dtype.
+    enum Samples {
+        F32(Vec<f32>),
+        I16(Vec<i16>),
+    }
+
+    impl Downlink {
+        /// Scans (or fully parses) `message` and runs `decode` on the delta's fields and
+        /// audio text; `None` for any message that is not an audio delta.
+        fn with_delta<T>(
+            &self,
+            message: &Bound<'_, PyAny>,
+            decode: impl FnOnce(&mut frame::Downlink, &Fields, &[u8]) -> PyResult<T>,
+        ) -> PyResult<Option<(Fields, T)>> {
+            let py = message.py();
+            let (bytes, known_utf8) = if let Ok(text) = message.cast::<PyString>() {
+                // A str holding lone surrogates has no UTF-8 form: the full parse handles it.
+                (text.to_str().ok().map(str::as_bytes), true)
+            } else if let Ok(bytes) = message.cast::<PyBytes>() {
+                (Some(bytes.as_bytes()), false)
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "message must be str or bytes, got {}",
+                    message.get_type()
+                )));
+            };
+            let mut state = lock(&self.inner);
+            let state = &mut *state;
+            let scan = bytes.map_or(Scan::Fallback, |bytes| state.kernel.scan(bytes, known_utf8));
+            match scan {
+                Scan::Other => Ok(None),
+                Scan::Delta(found) => {
+                    let fields = Fields {
+                        response_id: state.response_ids.get(py, &found.response_id),
+                        item_id: state.item_ids.get(py, &found.item_id),
+                        output_index: found.output_index,
+                        content_index: found.content_index,
+                    };
+                    let decoded = decode(&mut state.kernel, &fields, found.delta)?;
+                    Ok(Some((fields, decoded)))
+                }
+                Scan::Fallback => {
+                    let Some((fields, audio)) = full_parse(message, state.kernel.protocol())? else {
+                        return Ok(None);
+                    };
+                    let decoded = decode(&mut state.kernel, &fields, audio_text(&audio)?)?;
+                    Ok(Some((fields, decoded)))
+                }
+            }
+        }
+    }
+
+    #[pymethods]
+    impl Downlink {
+        #[new]
+        #[pyo3(signature = (out_rate, *, format = "pcm16", protocol = "ga", dtype = None, quality = "high"))]
+        fn new(
+            py: Python<'_>,
+            out_rate: i64,
+            format: &str,
+            protocol: &str,
+            dtype: Option<&Bound<'_, PyAny>>,
+            quality: &str,
+        ) -> PyResult<Self> {
+            let out_rate = sample_rate("out_rate", out_rate)?;
+            let int16 = match dtype {
+                None => false,
+                Some(dtype) => {
+                    let dtype = numpy::PyArrayDescr::new(py, dtype)?;
+                    if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+                        false
+                    } else if dtype.is_equiv_to(&numpy::dtype::<i16>(py)) {
+                        true
+                    } else {
+                        return Err(PyValueError::new_err(format!(
+                            "dtype must be float32 or int16, got {dtype}"
+                        )));
+                    }
+                }
+            };
+            let kernel = frame::Downlink::new(
+                out_rate,
+                WireFormat::parse(format)?,
+                Protocol::parse(protocol)?,
+                Quality::parse(quality)?,
+            )?;
+            let state = DownlinkState { kernel, response_ids: IdCache::default(), item_ids: IdCache::default() };
+            Ok(Self { inner: Mutex::new(state), int16 })
+        }
+
+        /// The audio delta in `message` (str or bytes) decoded to samples at `out_rate`, or
+        /// `None` if the message is not an audio delta of this protocol. Malformed deltas
+        /// raise `ValueError`. The samples are a fresh array; the message is not copied.
+        fn decode(&self, message: &Bound<'_, PyAny>) -> PyResult<Option<AudioDelta>> {
+            let py = message.py();
+            let int16 = self.int16;
+            let decoded = self.with_delta(message, |kernel, _, audio| {
+                let wire = kernel.output_len(audio)?;
+                Ok(if int16 {
+                    let mut out = Vec::with_capacity(wire);
+                    kernel.decode_i16(audio, &mut out)?;
+                    Samples::I16(out)
+                } else {
+                    let mut out = Vec::with_capacity(wire);
+                    kernel.decode_f32(audio, &mut out)?;
+                    Samples::F32(out)
+                })
+            })?;
+            Ok(decoded.map(|(fields, samples)| AudioDelta {
+                response_id: fields.response_id,
+                item_id: fields.item_id,
+                output_index: fields.output_index,
+                content_index: fields.content_index,
+                samples: match samples {
+                    Samples::F32(out) => PyArray1::from_vec(py, out).into_any().unbind(),
+                    Samples::I16(out) => PyArray1::from_vec(py, out).into_any().unbind(),
+                },
+            }))
+        }
+
+        /// Decodes the audio delta in `message` straight into `playback` (int16 at
+        /// `out_rate`), tagged with its item and content part; `None` for other messages.
+        fn decode_into(
+            &self,
+            message: &Bound<'_, PyAny>,
+            playback: &Bound<'_, super::PyPlaybackBuffer>,
+        ) -> PyResult<Option<QueuedDelta>> {
+            let py = message.py();
+            let playback = playback.get();
+            let decoded = self.with_delta(message, |kernel, fields, audio| {
+                let item_id = fields.item_id.bind(py).to_str()?;
+                let mut buffer = lock(&playback.inner);
+                Ok(kernel.decode_into_playback(item_id, fields.content_index, audio, &mut buffer)?)
+            })?;
+            Ok(decoded.map(|(fields, (decoded, queued))| QueuedDelta {
+                response_id: fields.response_id,
+                item_id: fields.item_id,
+                output_index: fields.output_index,
+                content_index: fields.content_index,
+                decoded,
+                queued,
+            }))
+        }
+
+        /// The tail the resampler still holds (as if the wire went on with silence); the next
+        /// delta starts a new stream.
+        fn flush<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+            let mut state = lock(&self.inner);
+            if self.int16 {
+                let mut out = Vec::new();
+                state.kernel.flush_i16(&mut out);
+                PyArray1::from_vec(py, out).into_any()
+            } else {
+                let mut out = Vec::new();
+                state.kernel.flush_f32(&mut out);
+                PyArray1::from_vec(py, out).into_any()
+            }
+        }
+
+        /// Forgets the resampler's history (after a barge-in, say).
+        fn reset(&self) {
+            lock(&self.inner).kernel.reset();
+        }
+
+        #[getter]
+        fn out_rate(&self) -> u32 {
+            lock(&self.inner).kernel.out_rate()
+        }
+
+        #[getter]
+        fn wire_rate(&self) -> u32 {
+            lock(&self.inner).kernel.format().wire_rate()
+        }
+
+        #[getter]
+        fn format(&self) -> &'static str {
+            lock(&self.inner).kernel.format().name()
+        }
+
+        #[getter]
+        fn protocol(&self) -> &'static str {
+            lock(&self.inner).kernel.protocol().name()
+        }
+
+        #[getter]
+        fn dtype<'py>(&self, py: Python<'py>) -> Bound<'py, numpy::PyArrayDescr> {
+            if self.int16 {
+                numpy::dtype::<i16>(py)
+            } else {
+                numpy::dtype::<f32>(py)
+            }
+        }
+
+        #[getter]
+        fn delay(&self) -> f64 {
+            lock(&self.inner).kernel.delay()
+        }
+
+        fn __repr__(&self) -> String {
+            let state = lock(&self.inner);
+            format!(
+                "Downlink({}, format={:?}, protocol={:?}, dtype={})",
+                state.kernel.out_rate(),
+                state.kernel.format().name(),
+                state.kernel.protocol().name(),
+                if self.int16 { "int16" } else { "float32" }
+            )
+        }
+    }
+}
+
 
 #[pymodule(gil_used = false)]
 mod _audio {
@@ -1188,6 +1934,8 @@ mod _audio {
     use super::vad_bindings::{Vad, VadEvent};
 
     // ---- frame exports ----
+    #[pymodule_export]
+    use super::frame_bindings::{AudioDelta, Downlink, QueuedDelta, Uplink};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

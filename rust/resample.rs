@@ -11,6 +11,14 @@
 //! Filters are Kaiser-windowed sincs designed at construction (and cached per rate pair and
 //! quality): the stop band starts at the lower Nyquist frequency, so nothing that would alias or
 //! image gets through, and each preset trades its pass band and attenuation against delay.
+//! Ratios whose reduced numerator would need a table over `MAX_TABLE_LEN` coefficients (44,100 ->
+//! 44,101, say) interpolate linearly between up to 8,192 finer rows instead; the clock stays exact.
+//!
+//! Speed: outputs `k` and `k + up` share a phase, so whenever a call has every phase at least
+//! twice, outputs run phase by phase, eight windows against one coefficient row (two rows when
+//! neighbouring phases also share windows, as in upsampling), in cache-sized blocks. The dot
+//! products dispatch at run time to AVX-512 or AVX2+FMA; each output's operation order is the
+//! same in every code path, which is what keeps chunked and one-shot output identical.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -61,10 +69,10 @@ impl Quality {
             // Kaiser length estimate is approximate and coefficients are rounded to f32.
             Self::Low => {
                 let attenuation = 88.0;
-                // Wide enough for 1 ms of delay, but never so wide that the pass band ends below
-                // half the Nyquist frequency.
+                // Wide enough for 0.95 ms of delay (1 ms after rounding up to whole taps), but
+                // never so wide that the pass band ends below half the Nyquist frequency.
                 let for_one_ms =
-                    (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * 0.002);
+                    (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * 0.0019);
                 (
                     attenuation,
                     for_one_ms.max(0.2 * lower_nyquist).min(0.5 * lower_nyquist),
@@ -83,8 +91,6 @@ const MAX_TABLE_LEN: usize = 1 << 21;
 const BLOCK: usize = 16;
 /// Outputs computed together when they share a phase.
 const SHARED: usize = 8;
-/// Above this many phases a shared block no longer fits a 20 ms chunk; outputs go in order.
-const MAX_SHARED_PHASES: usize = 64;
 
 /// How the coefficients of a phase are obtained.
 #[derive(Debug)]
@@ -180,7 +186,11 @@ impl PolyphaseFilter {
         };
         let mut coefs = vec![0.0f32; row_count * taps + BLOCK];
         let first = coefs.as_ptr().align_offset(64).min(BLOCK);
-        for (row, chunk) in coefs[first..].chunks_exact_mut(taps).take(row_count).enumerate() {
+        for (row, chunk) in coefs[first..]
+            .chunks_exact_mut(taps)
+            .take(row_count)
+            .enumerate()
+        {
             let fraction = row as f64 / denominator;
             for (t, c) in chunk[lead_pad..].iter_mut().enumerate() {
                 // Window position t holds input q - W + 1 + t, which is (W - 1 - t) + fraction
@@ -395,7 +405,7 @@ impl Resampler {
     }
 
     fn check_shape(&self, samples: usize) -> Result<usize, AudioError> {
-        if samples % self.channels == 0 {
+        if samples.is_multiple_of(self.channels) {
             Ok(samples / self.channels)
         } else {
             Err(AudioError::invalid(format!(
@@ -408,7 +418,7 @@ impl Resampler {
     /// Resamples interleaved frames, appending every output that is complete to `out`.
     pub fn process_into(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
         let frames = self.check_shape(input.len())?;
-        self.append(input, frames, |x| x);
+        self.append(input, frames);
         let until = self.next_out + self.output_len_for(0) as u64;
         self.emit(until, out);
         self.discard_consumed();
@@ -460,17 +470,12 @@ impl Resampler {
         self.scratch_out = staged;
     }
 
-    fn append(&mut self, input: &[f32], frames: usize, convert: impl Fn(f32) -> f32) {
+    fn append(&mut self, input: &[f32], frames: usize) {
         if self.channels == 1 {
-            self.history[0].extend(input.iter().map(|&x| convert(x)));
+            self.history[0].extend_from_slice(input);
         } else {
             for (channel, history) in self.history.iter_mut().enumerate() {
-                history.extend(
-                    input[channel..]
-                        .iter()
-                        .step_by(self.channels)
-                        .map(|&x| convert(x)),
-                );
+                history.extend(input.iter().skip(channel).step_by(self.channels));
             }
         }
         self.frames_in += frames as u64;
@@ -480,7 +485,7 @@ impl Resampler {
         let mut staged = std::mem::take(&mut self.scratch_in);
         staged.clear();
         staged.extend(input.iter().map(|&x| f32::from(x) * (1.0 / 32768.0)));
-        self.append(&staged, frames, |x| x);
+        self.append(&staged, frames);
         self.scratch_in = staged;
     }
 
@@ -496,8 +501,95 @@ impl Resampler {
         }
     }
 
+    /// `(k * down / up, k * down % up)`: where output `k` falls in the input.
+    fn clock(&self, k: u64) -> (u64, u64) {
+        if let Some(position) = k.checked_mul(self.down) {
+            return (position / self.up, position % self.up);
+        }
+        let position = u128::from(k) * u128::from(self.down);
+        let up = u128::from(self.up);
+        ((position / up) as u64, (position % up) as u64)
+    }
+
     fn window_start(&self, quotient: u64) -> i64 {
         quotient as i64 - (self.filter.half_width + self.filter.lead_pad) as i64 + 1
+    }
+
+    /// Runs the leading outputs of `out` (`count` frames) phase by phase while every phase
+    /// recurs at least twice; returns how many it did and leaves the clock after them.
+    fn emit_phase_blocks(
+        &mut self,
+        out: &mut [f32],
+        count: usize,
+        filter: &PolyphaseFilter,
+    ) -> usize {
+        let channels = self.channels;
+        let taps = filter.taps;
+        let mut done = 0;
+        // Outputs `k` and `k + up` share a phase (their windows are `down` inputs apart): when
+        // every phase recurs in this call, outputs run phase by phase, up to SHARED at a time,
+        // loading each coefficient once per group. Per output the arithmetic is unchanged.
+        let up = self.up as usize;
+        // Long runs go in blocks whose input span stays in cache (a phase-major sweep of a
+        // whole 10 s signal would re-read it from memory once per phase).
+        let block_len = (16 * up).max(2048);
+        while matches!(filter.table, PhaseTable::Exact) && count - done >= 2 * up {
+            let block = (count - done).min(block_len);
+            let base = self.next_out + done as u64;
+            let block_out = &mut out[done * channels..(done + block) * channels];
+            let stride = self.down as usize;
+            let mut j = 0;
+            while j < up {
+                let (quotient, phase) = self.clock(base + j as u64);
+                let first = (self.window_start(quotient) - self.history_start) as usize;
+                let per_phase = (block - j).div_ceil(up);
+                // When the ratio upsamples, neighbouring phases often start at the same input
+                // (and so share every window): a pair then loads each window once.
+                let partner = (j + 1 < up)
+                    .then(|| self.clock(base + j as u64 + 1))
+                    .filter(|&(next_quotient, _)| next_quotient == quotient)
+                    .filter(|_| (block - j - 1).div_ceil(up) == per_phase);
+                let rows = [
+                    filter.row(phase as usize).as_ptr(),
+                    filter
+                        .row(partner.map_or(phase, |(_, p)| p) as usize)
+                        .as_ptr(),
+                ];
+                let phases_here = 1 + usize::from(partner.is_some());
+                let last_output =
+                    (j + phases_here - 1 + (per_phase - 1) * up) * channels + channels;
+                assert!(
+                    last_output <= block_out.len(),
+                    "phase group overruns its output"
+                );
+                for (channel, history) in self.history.iter().enumerate() {
+                    // One bounds check covers every window of the phase.
+                    let span = &history[first..first + (per_phase - 1) * stride + taps];
+                    let target = PhaseTarget {
+                        out: block_out[j * channels + channel..].as_mut_ptr(),
+                        step: up * channels,
+                        second_row: channels,
+                    };
+                    // SAFETY: the span holds every window, the rows hold `taps` floats, and
+                    // every write lands below `last_output` (checked above).
+                    unsafe {
+                        self.kernel.run_phase(
+                            span.as_ptr(),
+                            stride,
+                            per_phase,
+                            rows,
+                            phases_here,
+                            taps,
+                            &target,
+                        );
+                    }
+                }
+                j += phases_here;
+            }
+            done += block;
+            (self.next_quotient, self.next_phase) = self.clock(self.next_out + done as u64);
+        }
+        done
     }
 
     /// Computes outputs `next_out..until` (all of whose windows are in the history).
@@ -512,36 +604,7 @@ impl Resampler {
         let out = &mut out[base..];
         let filter = Arc::clone(&self.filter);
         let taps = filter.taps;
-        let mut done = 0;
-        // Outputs `k` and `k + up` share a phase (their windows are `down` inputs apart), so a
-        // block of `SHARED * up` outputs runs as `up` groups that load each coefficient once.
-        if matches!(filter.table, PhaseTable::Exact) {
-            let up = self.up as usize;
-            let block = SHARED * up;
-            while count - done >= block && up <= MAX_SHARED_PHASES {
-                let stride = self.down as usize;
-                for j in 0..up {
-                    let first = (self.window_start(self.next_quotient) - self.history_start) as usize;
-                    let row = filter.row(self.next_phase as usize).as_ptr();
-                    for (channel, history) in self.history.iter().enumerate() {
-                        debug_assert!(first + (SHARED - 1) * stride + taps <= history.len());
-                        let windows: [*const f32; SHARED] =
-                            std::array::from_fn(|i| history[first + i * stride..][..taps].as_ptr());
-                        // SAFETY: each window and the row hold `taps` floats (sliced above).
-                        let sums = unsafe { self.kernel.dot_shared(windows, row, taps) };
-                        for (i, &sum) in sums.iter().enumerate() {
-                            out[(done + j + i * up) * channels + channel] = sum;
-                        }
-                    }
-                    self.next_phase += self.down;
-                    self.next_quotient += self.next_phase / self.up;
-                    self.next_phase %= self.up;
-                }
-                // `up` steps advanced by `down` inputs in total; the block spans SHARED of those.
-                self.next_quotient += (SHARED as u64 - 1) * self.down;
-                done += block;
-            }
-        }
+        let mut done = self.emit_phase_blocks(out, count, &filter);
         while done < count {
             let group = (count - done).min(4);
             let mut offsets = [0usize; 4];
@@ -619,6 +682,11 @@ pub fn resample(
     let mut out = Vec::with_capacity(
         (rounded_ratio(frames as u64, resampler.up, resampler.down) as usize) * channels,
     );
+    // Room for the whole signal plus the flush's silence: no regrowth copies of a long input.
+    let headroom = 2 * resampler.filter.taps + resampler.down as usize;
+    for history in &mut resampler.history {
+        history.reserve(frames + headroom);
+    }
     resampler.process_into(input, &mut out)?;
     resampler.flush_into(&mut out);
     Ok(out)
@@ -702,63 +770,180 @@ impl Kernel {
     }
 }
 
-/// Dot products of `SHARED` windows with one coefficient row; per output the same operations, in
-/// the same order, as `dot4`.
+/// Where a phase group writes: output `i` of row `r` goes to `out + i * step + r * second_row`.
+struct PhaseTarget {
+    out: *mut f32,
+    step: usize,
+    second_row: usize,
+}
+
 impl Kernel {
+    /// Runs `count` outputs of one phase (or a pair of phases sharing windows): output `i`
+    /// reads the window at `span + i * stride`.
+    ///
     /// # Safety
-    /// Each pointer must be valid for `taps` reads; `taps` must be a multiple of 16.
-    unsafe fn dot_shared(self, x: [*const f32; SHARED], c: *const f32, taps: usize) -> [f32; SHARED] {
-        // SAFETY: forwarded contract; the SIMD variants are only chosen when detected.
-        unsafe {
-            match self {
-                Self::Scalar => {
-                    let mut sums = [0.0f32; SHARED];
-                    for half in 0..SHARED / 4 {
-                        let quarter: [*const f32; 4] = std::array::from_fn(|i| x[half * 4 + i]);
-                        sums[half * 4..half * 4 + 4].copy_from_slice(&dot4_scalar(quarter, [c; 4], taps));
-                    }
-                    sums
+    /// Every window, the first `phases` rows, and every target write must be in bounds.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_phase(
+        self,
+        span: *const f32,
+        stride: usize,
+        count: usize,
+        rows: [*const f32; 2],
+        phases: usize,
+        taps: usize,
+        target: &PhaseTarget,
+    ) {
+        // SAFETY: forwarded contract; SIMD variants are only chosen when detected.
+        let full = unsafe {
+            match (self, phases) {
+                #[cfg(target_arch = "x86_64")]
+                (Self::Avx512, 1) => {
+                    x86::run_full_groups_avx512::<1>(span, stride, count, [rows[0]], taps, target)
                 }
                 #[cfg(target_arch = "x86_64")]
-                Self::Avx2 => x86::dot8_shared_avx2(x, c, taps),
+                (Self::Avx512, _) => {
+                    x86::run_full_groups_avx512::<2>(span, stride, count, rows, taps, target)
+                }
                 #[cfg(target_arch = "x86_64")]
-                Self::Avx512 => x86::dot8_shared_avx512(x, c, taps),
+                (Self::Avx2, 1) => {
+                    x86::run_full_groups_avx2::<1>(span, stride, count, [rows[0]], taps, target)
+                }
+                #[cfg(target_arch = "x86_64")]
+                (Self::Avx2, _) => {
+                    x86::run_full_groups_avx2::<2>(span, stride, count, rows, taps, target)
+                }
+                _ => 0,
             }
+        };
+        // The remainder (and everything on the scalar kernel) goes through `dot_grid`, whose
+        // per-output arithmetic is the same.
+        let mut i = full;
+        while i < count {
+            let n = (count - i).min(SHARED);
+            // SAFETY: windows i..i+n are inside the span (clamped duplicates for unused slots).
+            let windows: [*const f32; SHARED] =
+                std::array::from_fn(|slot| unsafe { span.add((i + slot.min(n - 1)) * stride) });
+            // SAFETY: forwarded contract.
+            let sums = unsafe { self.dot_grid(n, &windows, rows, phases, taps) };
+            for (row, row_sums) in sums.iter().take(phases).enumerate() {
+                for (slot, &sum) in row_sums.iter().take(n).enumerate() {
+                    // SAFETY: the caller guarantees every target write is in bounds.
+                    unsafe {
+                        *target
+                            .out
+                            .add((i + slot) * target.step + row * target.second_row) = sum;
+                    }
+                }
+            }
+            i += n;
         }
     }
 }
 
-unsafe fn dot4_scalar(x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f32; 4] {
-    let mut sums = [0.0f32; 4];
-    for slot in 0..4 {
-        // SAFETY: the caller guarantees `taps` readable floats behind each pointer.
-        let (xs, cs) = unsafe {
-            (
-                std::slice::from_raw_parts(x[slot], taps),
-                std::slice::from_raw_parts(c[slot], taps),
-            )
-        };
-        // Sixteen separate lanes let the compiler vectorise without reassociating.
-        let mut lanes = [0.0f32; BLOCK];
-        for (xb, cb) in xs.chunks_exact(BLOCK).zip(cs.chunks_exact(BLOCK)) {
-            for lane in 0..BLOCK {
-                lanes[lane] += xb[lane] * cb[lane];
-            }
+/// Dot products of the first `n` (1..=SHARED) windows with the first `phases` (1 or 2)
+/// coefficient rows, as `[row][window]`; per output the same operations, in the same order, as
+/// `dot4`.
+impl Kernel {
+    /// # Safety
+    /// The first `n` window pointers and the first `phases` rows must be valid for `taps` reads;
+    /// `taps` must be a multiple of 16.
+    unsafe fn dot_grid(
+        self,
+        n: usize,
+        x: &[*const f32; SHARED],
+        c: [*const f32; 2],
+        phases: usize,
+        taps: usize,
+    ) -> [[f32; SHARED]; 2] {
+        let mut sums = [[0.0f32; SHARED]; 2];
+        macro_rules! run {
+            ($n:literal, $p:literal) => {{
+                let windows: [*const f32; $n] = std::array::from_fn(|slot| x[slot]);
+                let rows: [*const f32; $p] = std::array::from_fn(|row| c[row]);
+                // SAFETY: forwarded contract; SIMD variants are only chosen when detected.
+                let found: [[f32; $n]; $p] = unsafe {
+                    match self {
+                        Self::Scalar => dot_grid_scalar(windows, rows, taps),
+                        #[cfg(target_arch = "x86_64")]
+                        Self::Avx2 => x86::dot_grid_avx2(windows, rows, taps),
+                        #[cfg(target_arch = "x86_64")]
+                        Self::Avx512 => x86::dot_grid_avx512(windows, rows, taps),
+                    }
+                };
+                for (row, row_sums) in found.iter().enumerate() {
+                    sums[row][..$n].copy_from_slice(row_sums);
+                }
+            }};
         }
-        let mut width = BLOCK / 2;
-        while width > 0 {
-            for lane in 0..width {
-                lanes[lane] += lanes[lane + width];
-            }
-            width /= 2;
+        match (n, phases) {
+            (1, 1) => run!(1, 1),
+            (2, 1) => run!(2, 1),
+            (3, 1) => run!(3, 1),
+            (4, 1) => run!(4, 1),
+            (5, 1) => run!(5, 1),
+            (6, 1) => run!(6, 1),
+            (7, 1) => run!(7, 1),
+            (_, 1) => run!(8, 1),
+            (1, _) => run!(1, 2),
+            (2, _) => run!(2, 2),
+            (3, _) => run!(3, 2),
+            (4, _) => run!(4, 2),
+            (5, _) => run!(5, 2),
+            (6, _) => run!(6, 2),
+            (7, _) => run!(7, 2),
+            _ => run!(8, 2),
         }
-        sums[slot] = lanes[0];
+        sums
     }
-    sums
+}
+
+unsafe fn dot_grid_scalar<const N: usize, const P: usize>(
+    x: [*const f32; N],
+    c: [*const f32; P],
+    taps: usize,
+) -> [[f32; N]; P] {
+    // SAFETY: forwarded contract.
+    std::array::from_fn(|row| {
+        std::array::from_fn(|slot| unsafe { dot1_scalar(x[slot], c[row], taps) })
+    })
+}
+
+unsafe fn dot4_scalar(x: [*const f32; 4], c: [*const f32; 4], taps: usize) -> [f32; 4] {
+    // SAFETY: forwarded contract.
+    std::array::from_fn(|slot| unsafe { dot1_scalar(x[slot], c[slot], taps) })
+}
+
+/// # Safety
+/// Both pointers must be valid for `taps` (a multiple of 16) reads.
+unsafe fn dot1_scalar(x: *const f32, c: *const f32, taps: usize) -> f32 {
+    // SAFETY: the caller guarantees `taps` readable floats behind each pointer.
+    let (xs, cs) = unsafe {
+        (
+            std::slice::from_raw_parts(x, taps),
+            std::slice::from_raw_parts(c, taps),
+        )
+    };
+    // Sixteen separate lanes let the compiler vectorise without reassociating.
+    let mut lanes = [0.0f32; BLOCK];
+    for (xb, cb) in xs.chunks_exact(BLOCK).zip(cs.chunks_exact(BLOCK)) {
+        for lane in 0..BLOCK {
+            lanes[lane] += xb[lane] * cb[lane];
+        }
+    }
+    let mut width = BLOCK / 2;
+    while width > 0 {
+        for lane in 0..width {
+            lanes[lane] += lanes[lane + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::{PhaseTarget, SHARED};
     use std::arch::x86_64::{
         __m256, __m512, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps256_ps128,
         _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
@@ -828,54 +1013,179 @@ mod x86 {
         _mm256_add_ps(_mm512_castps512_ps256(v), high)
     }
 
-    /// `dot4_avx2` for eight windows sharing one coefficient row.
+    /// Reduces up to SHARED 8-lane vectors four at a time, exactly as `reduce4` does.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn reduce_all<const N: usize>(v: [__m256; N]) -> [f32; N] {
+        let mut sums = [0.0f32; N];
+        let mut start = 0;
+        while start < N {
+            let pick = |i: usize| {
+                if start + i < N {
+                    v[start + i]
+                } else {
+                    _mm256_setzero_ps()
+                }
+            };
+            let four = reduce4(pick(0), pick(1), pick(2), pick(3));
+            let take = (N - start).min(4);
+            sums[start..start + take].copy_from_slice(&four[..take]);
+            start += 4;
+        }
+        sums
+    }
+
+    /// Writes the outputs of a `[row][slot]` grid into a phase target.
+    #[inline]
+    unsafe fn store_grid<const N: usize, const P: usize>(
+        sums: &[[f32; N]; P],
+        first: usize,
+        target: &PhaseTarget,
+    ) {
+        for (row, row_sums) in sums.iter().enumerate() {
+            for (slot, &sum) in row_sums.iter().enumerate() {
+                // SAFETY: the caller guarantees every target write is in bounds.
+                unsafe {
+                    *target
+                        .out
+                        .add((first + slot) * target.step + row * target.second_row) = sum;
+                }
+            }
+        }
+    }
+
+    /// Runs every full group of SHARED outputs of a phase; returns how many outputs it did.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; see `Kernel::run_phase`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn run_full_groups_avx512<const P: usize>(
+        span: *const f32,
+        stride: usize,
+        count: usize,
+        rows: [*const f32; P],
+        taps: usize,
+        target: &PhaseTarget,
+    ) -> usize {
+        let mut i = 0;
+        while i + SHARED <= count {
+            // SAFETY: windows i..i+SHARED are inside the span; the caller covers the writes.
+            unsafe {
+                let windows: [*const f32; SHARED] =
+                    std::array::from_fn(|slot| span.add((i + slot) * stride));
+                let sums = dot_grid_avx512::<SHARED, P>(windows, rows, taps);
+                store_grid(&sums, i, target);
+            }
+            i += SHARED;
+        }
+        i
+    }
+
+    /// `run_full_groups_avx512` on AVX2.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; see `Kernel::run_phase`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_full_groups_avx2<const P: usize>(
+        span: *const f32,
+        stride: usize,
+        count: usize,
+        rows: [*const f32; P],
+        taps: usize,
+        target: &PhaseTarget,
+    ) -> usize {
+        let mut i = 0;
+        while i + SHARED <= count {
+            // SAFETY: windows i..i+SHARED are inside the span; the caller covers the writes.
+            unsafe {
+                let windows: [*const f32; SHARED] =
+                    std::array::from_fn(|slot| span.add((i + slot) * stride));
+                let sums = dot_grid_avx2::<SHARED, P>(windows, rows, taps);
+                store_grid(&sums, i, target);
+            }
+            i += SHARED;
+        }
+        i
+    }
+
+    /// `dot4_avx2` for N windows times P coefficient rows (each loaded once per block).
     ///
     /// # Safety
     /// AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of 16) reads.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot8_shared_avx2(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
-        let mut lo = [_mm256_setzero_ps(); 8];
-        let mut hi = [_mm256_setzero_ps(); 8];
+    pub(super) unsafe fn dot_grid_avx2<const N: usize, const P: usize>(
+        x: [*const f32; N],
+        c: [*const f32; P],
+        taps: usize,
+    ) -> [[f32; N]; P] {
+        let mut lo = [[_mm256_setzero_ps(); N]; P];
+        let mut hi = [[_mm256_setzero_ps(); N]; P];
         let mut i = 0;
         while i < taps {
             // SAFETY: i + 16 <= taps, within the caller's guarantee.
             unsafe {
-                let (c_lo, c_hi) = (_mm256_loadu_ps(c.add(i)), _mm256_loadu_ps(c.add(i + 8)));
-                for slot in 0..8 {
-                    lo[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i)), c_lo, lo[slot]);
-                    hi[slot] = _mm256_fmadd_ps(_mm256_loadu_ps(x[slot].add(i + 8)), c_hi, hi[slot]);
+                let c_lo: [__m256; P] = std::array::from_fn(|row| _mm256_loadu_ps(c[row].add(i)));
+                let c_hi: [__m256; P] =
+                    std::array::from_fn(|row| _mm256_loadu_ps(c[row].add(i + 8)));
+                for slot in 0..N {
+                    let (x_lo, x_hi) = (
+                        _mm256_loadu_ps(x[slot].add(i)),
+                        _mm256_loadu_ps(x[slot].add(i + 8)),
+                    );
+                    for row in 0..P {
+                        lo[row][slot] = _mm256_fmadd_ps(x_lo, c_lo[row], lo[row][slot]);
+                        hi[row][slot] = _mm256_fmadd_ps(x_hi, c_hi[row], hi[row][slot]);
+                    }
                 }
             }
             i += 16;
         }
-        let s: [__m256; 8] = std::array::from_fn(|slot| _mm256_add_ps(lo[slot], hi[slot]));
-        let a = reduce4(s[0], s[1], s[2], s[3]);
-        let b = reduce4(s[4], s[5], s[6], s[7]);
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+        let mut sums = [[0.0f32; N]; P];
+        for row in 0..P {
+            let mut folded = [_mm256_setzero_ps(); N];
+            for slot in 0..N {
+                folded[slot] = _mm256_add_ps(lo[row][slot], hi[row][slot]);
+            }
+            sums[row] = reduce_all(folded);
+        }
+        sums
     }
 
-    /// `dot4_avx512` for eight windows sharing one coefficient row.
+    /// `dot4_avx512` for N windows times P coefficient rows (each loaded once per block).
     ///
     /// # Safety
     /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
     /// 16) reads.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn dot8_shared_avx512(x: [*const f32; 8], c: *const f32, taps: usize) -> [f32; 8] {
-        let mut acc = [_mm512_setzero_ps(); 8];
+    pub(super) unsafe fn dot_grid_avx512<const N: usize, const P: usize>(
+        x: [*const f32; N],
+        c: [*const f32; P],
+        taps: usize,
+    ) -> [[f32; N]; P] {
+        let mut acc = [[_mm512_setzero_ps(); N]; P];
         let mut i = 0;
         while i < taps {
             // SAFETY: i + 16 <= taps, within the caller's guarantee.
             unsafe {
-                let coefs = _mm512_loadu_ps(c.add(i));
-                for slot in 0..8 {
-                    acc[slot] = _mm512_fmadd_ps(_mm512_loadu_ps(x[slot].add(i)), coefs, acc[slot]);
+                let coefs: [__m512; P] = std::array::from_fn(|row| _mm512_loadu_ps(c[row].add(i)));
+                for slot in 0..N {
+                    let window = _mm512_loadu_ps(x[slot].add(i));
+                    for row in 0..P {
+                        acc[row][slot] = _mm512_fmadd_ps(window, coefs[row], acc[row][slot]);
+                    }
                 }
             }
             i += 16;
         }
-        let a = reduce4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
-        let b = reduce4(fold(acc[4]), fold(acc[5]), fold(acc[6]), fold(acc[7]));
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+        let mut sums = [[0.0f32; N]; P];
+        for row in 0..P {
+            let mut folded = [_mm256_setzero_ps(); N];
+            for slot in 0..N {
+                folded[slot] = fold(acc[row][slot]);
+            }
+            sums[row] = reduce_all(folded);
+        }
+        sums
     }
 
     /// # Safety
@@ -903,5 +1213,259 @@ mod x86 {
             i += 16;
         }
         reduce4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn bits(samples: &[f32]) -> Vec<u32> {
+        samples.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Streams `input` in chunks cycling through `sizes` (frames), then flushes.
+    fn streamed(resampler: &mut Resampler, input: &[f32], sizes: &[usize]) -> Vec<f32> {
+        let channels = resampler.channels();
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &size in sizes.iter().cycle() {
+            if start >= input.len() {
+                break;
+            }
+            let end = (start + size * channels).min(input.len());
+            let expected = resampler.output_len_for((end - start) / channels);
+            let before = out.len();
+            resampler
+                .process_into(&input[start..end], &mut out)
+                .unwrap();
+            assert_eq!(out.len() - before, expected * channels, "output_len_for");
+            start = end;
+        }
+        let expected = resampler.flush_len();
+        let before = out.len();
+        resampler.flush_into(&mut out);
+        assert_eq!(out.len() - before, expected * channels, "flush_len");
+        out
+    }
+
+    #[test]
+    fn rejects_bad_rates_channels_quality_and_shapes() {
+        for (in_rate, out_rate) in [
+            (7_999, 24_000),
+            (24_000, 192_001),
+            (0, 24_000),
+            (24_000, u32::MAX),
+        ] {
+            assert!(Resampler::new(in_rate, out_rate, 1, Quality::High).is_err());
+        }
+        assert!(Resampler::new(48_000, 24_000, 0, Quality::High).is_err());
+        assert!(Resampler::new(48_000, 24_000, MAX_CHANNELS + 1, Quality::High).is_err());
+        assert!(Quality::parse("medium").is_err());
+        assert_eq!(Quality::parse("max"), Ok(Quality::Max));
+        let mut stereo = Resampler::new(48_000, 24_000, 2, Quality::High).unwrap();
+        let mut out = Vec::new();
+        assert!(stereo.process_into(&[0.0; 3], &mut out).is_err());
+        assert!(stereo.process_i16_into(&[0; 5], &mut Vec::new()).is_err());
+        assert!(out.is_empty());
+        assert!(resample(&[0.0; 3], 48_000, 24_000, 2, Quality::Low).is_err());
+    }
+
+    #[test]
+    fn streaming_equals_one_shot_bit_for_bit_for_any_chunking() {
+        let chunkings: [&[usize]; 5] = [
+            &[1],
+            &[0, 1, 0, 2],
+            &[7, 0, 160, 3],
+            &[441, 1, 882],
+            &[100_000],
+        ];
+        for (in_rate, out_rate, channels) in [
+            (48_000, 24_000, 1),
+            (44_100, 24_000, 1),
+            (16_000, 24_000, 2),
+            (24_000, 48_000, 1),
+            (24_000, 8_000, 1),
+            (22_050, 48_000, 3),
+            (44_100, 44_101, 1),
+        ] {
+            for quality in [Quality::Low, Quality::High] {
+                let input = noise(channels * in_rate as usize / 40, in_rate);
+                let whole = resample(&input, in_rate, out_rate, channels, quality).unwrap();
+                assert_eq!(
+                    whole.len(),
+                    channels
+                        * rounded_ratio(
+                            (input.len() / channels) as u64,
+                            u64::from(out_rate),
+                            u64::from(in_rate)
+                        ) as usize
+                );
+                let mut resampler = Resampler::new(in_rate, out_rate, channels, quality).unwrap();
+                for sizes in chunkings {
+                    // flush rewinds, so one resampler serves every chunking in turn.
+                    let chunked = streamed(&mut resampler, &input, sizes);
+                    assert_eq!(
+                        bits(&chunked),
+                        bits(&whole),
+                        "{in_rate}->{out_rate} {quality:?} {sizes:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_nearly_the_same_output() {
+        let input = noise(4_800, 9);
+        let mut outputs = Vec::new();
+        for kernel in [Kernel::Scalar, Kernel::detect()] {
+            let mut resampler = Resampler::new(44_100, 24_000, 1, Quality::High).unwrap();
+            resampler.kernel = kernel;
+            outputs.push(streamed(&mut resampler, &input, &[441]));
+        }
+        for (a, b) in outputs[0].iter().zip(&outputs[1]) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn totals_round_half_to_even_like_python() {
+        assert_eq!(rounded_ratio(1, 1, 2), 0); // 0.5 -> 0
+        assert_eq!(rounded_ratio(3, 1, 2), 2); // 1.5 -> 2
+        assert_eq!(rounded_ratio(5, 1, 2), 2); // 2.5 -> 2
+        assert_eq!(rounded_ratio(147, 80, 147), 80);
+        // An hour of 44.1 kHz at 24 kHz; the ratio is exact, so the count is too.
+        assert_eq!(rounded_ratio(44_100 * 3_600, 80, 147), 24_000 * 3_600);
+        for frames in [0usize, 1, 2, 3, 50, 441, 1_000] {
+            let out = resample(&noise(frames, 3), 44_100, 24_000, 1, Quality::Low).unwrap();
+            assert_eq!(
+                out.len(),
+                (frames as f64 * 24_000.0 / 44_100.0).round_ties_even() as usize
+            );
+        }
+    }
+
+    #[test]
+    fn phase_accounting_stays_exact_after_an_hour_of_chunks() {
+        // Drive the integer clock directly (the dot products are tested above): an hour of
+        // 20 ms chunks, comparing the emitted count with the closed form after every chunk.
+        let mut resampler = Resampler::new(44_100, 24_000, 1, Quality::Low).unwrap();
+        let chunk = 882u64;
+        let half_width = resampler.filter.half_width as u64;
+        let mut emitted = 0u64;
+        for index in 1..=3_600 * 50u64 {
+            let count = resampler.output_len_for(chunk as usize) as u64;
+            resampler.frames_in += chunk;
+            let until = resampler.next_out + count;
+            // Advance exactly as `emit` does, one output at a time.
+            while resampler.next_out < until {
+                resampler.next_phase += resampler.down;
+                resampler.next_quotient += resampler.next_phase / resampler.up;
+                resampler.next_phase %= resampler.up;
+                resampler.next_out += 1;
+            }
+            emitted += count;
+            let frames = index * chunk;
+            assert_eq!(
+                resampler.next_out * 147,
+                resampler.next_quotient * 80 + resampler.next_phase
+            );
+            assert_eq!(emitted, ((frames - half_width) * 80).div_ceil(147));
+        }
+        assert_eq!(resampler.flush_len() as u64 + emitted, 3_600 * 24_000);
+    }
+
+    #[test]
+    fn passes_a_tone_in_phase_with_the_ideal_output() {
+        for (in_rate, out_rate) in [
+            (44_100u32, 24_000u32),
+            (16_000, 24_000),
+            (44_100, 44_101),
+            (191_999, 192_000),
+        ] {
+            let frequency = 997.0;
+            let tone = |rate: u32, n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|i| {
+                        (0.5 * (2.0 * std::f64::consts::PI * frequency * i as f64
+                            / f64::from(rate))
+                        .sin()) as f32
+                    })
+                    .collect()
+            };
+            let input = tone(in_rate, in_rate as usize / 10);
+            let out = resample(&input, in_rate, out_rate, 1, Quality::High).unwrap();
+            let ideal = tone(out_rate, out.len());
+            let margin = out.len() / 5;
+            let worst = out[margin..out.len() - margin]
+                .iter()
+                .zip(&ideal[margin..])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{in_rate}->{out_rate}: {worst}");
+        }
+    }
+
+    #[test]
+    fn large_ratios_use_an_interpolated_table_of_bounded_size() {
+        let resampler = Resampler::new(191_999, 192_000, 1, Quality::Max).unwrap();
+        assert!(matches!(
+            resampler.filter.table,
+            PhaseTable::Interpolated { .. }
+        ));
+        assert!(resampler.filter.coefs.len() <= MAX_TABLE_LEN + BLOCK);
+        let common = Resampler::new(44_100, 24_000, 1, Quality::Max).unwrap();
+        assert!(matches!(common.filter.table, PhaseTable::Exact));
+    }
+
+    #[test]
+    fn pcm16_saturates_instead_of_wrapping() {
+        // A full-scale square wave overshoots (Gibbs) once band-limited.
+        let square: Vec<i16> = (0..4_800)
+            .map(|i| {
+                if (i / 40) % 2 == 0 {
+                    i16::MAX
+                } else {
+                    i16::MIN
+                }
+            })
+            .collect();
+        let as_f32: Vec<f32> = square.iter().map(|&x| f32::from(x) / 32768.0).collect();
+        let floats = resample(&as_f32, 48_000, 44_100, 1, Quality::High).unwrap();
+        let ints = resample_i16(&square, 48_000, 44_100, 1, Quality::High).unwrap();
+        assert!(floats.iter().any(|&x| x * 32768.0 > 32767.5));
+        assert!(floats.iter().any(|&x| x * 32768.0 < -32768.5));
+        for (&f, &i) in floats.iter().zip(&ints) {
+            let expected = (f64::from(f) * 32768.0)
+                .round_ties_even()
+                .clamp(-32768.0, 32767.0);
+            assert_eq!(i64::from(i), expected as i64);
+        }
+    }
+
+    #[test]
+    fn reset_and_flush_start_a_new_stream() {
+        let input = noise(2_000, 5);
+        let mut resampler = Resampler::new(48_000, 16_000, 1, Quality::Max).unwrap();
+        let first = streamed(&mut resampler, &input, &[300]);
+        let mut out = Vec::new();
+        resampler.process_into(&noise(999, 6), &mut out).unwrap();
+        resampler.reset();
+        assert_eq!(
+            bits(&streamed(&mut resampler, &input, &[300])),
+            bits(&first)
+        );
+        assert!((resampler.delay() - resampler.delay_seconds() * 16_000.0).abs() < 1e-9);
     }
 }

@@ -142,6 +142,17 @@ struct Segment {
 /// How many finished parts `played` still remembers.
 const PLAYED_HISTORY: usize = 64;
 
+fn count_played(played: &mut VecDeque<(ContentPart, u64)>, part: &ContentPart, samples: u64) {
+    if let Some((_, count)) = played.iter_mut().rev().find(|(p, _)| p == part) {
+        *count += samples;
+        return;
+    }
+    if played.len() == PLAYED_HISTORY {
+        played.pop_front();
+    }
+    played.push_back((part.clone(), samples));
+}
+
 /// The speaker side of a conversation: audio deltas are pushed as they arrive and the audio
 /// device pulls fixed-size blocks.
 #[derive(Debug)]
@@ -178,7 +189,7 @@ impl PlaybackBuffer {
             samples: RingBuffer::new(capacity)?,
             segments: VecDeque::new(),
             current: None,
-            played: VecDeque::new(),
+            played: VecDeque::with_capacity(PLAYED_HISTORY),
             underruns: 0,
             dry: true,
         })
@@ -245,7 +256,8 @@ impl PlaybackBuffer {
     }
 
     /// Fills `output` with the next samples, zero-filling what is missing; returns how many
-    /// real samples were delivered.
+    /// real samples were delivered. Allocates nothing once a part has started playing (this
+    /// runs in the audio callback).
     pub fn pull_into(&mut self, output: &mut [i16]) -> usize {
         let delivered = self.samples.read_into(output);
         output[delivered..].fill(0);
@@ -257,15 +269,15 @@ impl PlaybackBuffer {
             let taken = left.min(segment.queued);
             segment.queued -= taken;
             left -= taken;
-            let part = segment.part.clone();
+            count_played(&mut self.played, &segment.part, taken as u64);
             if segment.queued == 0 {
-                self.segments.pop_front();
+                if let Some(finished) = self.segments.pop_front() {
+                    self.current = Some(finished.part);
+                }
             }
-            self.count_played(&part, taken as u64);
-            self.current = Some(part);
         }
+        // The part at the head of the queue is the one being heard from now on.
         if let Some(next) = self.segments.front() {
-            // The part at the head of the queue is the one being heard from now on.
             if self.current.as_ref() != Some(&next.part) {
                 self.current = Some(next.part.clone());
             }
@@ -284,17 +296,6 @@ impl PlaybackBuffer {
         let mut output = vec![0; n];
         self.pull_into(&mut output);
         output
-    }
-
-    fn count_played(&mut self, part: &ContentPart, samples: u64) {
-        if let Some((_, played)) = self.played.iter_mut().rev().find(|(p, _)| p == part) {
-            *played += samples;
-            return;
-        }
-        if self.played.len() == PLAYED_HISTORY {
-            self.played.pop_front();
-        }
-        self.played.push_back((part.clone(), samples));
     }
 
     /// Samples of `item_id` (all its content parts) played so far; 0 for unknown items.

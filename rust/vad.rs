@@ -25,33 +25,46 @@ pub const FRAME_DURATIONS_MS: [u32; 3] = [10, 20, 30];
 
 const ANALYSIS_RATE: u32 = 8000;
 /// Autocorrelation lags 0..LAGS-1 of the analysis signal: about 1 kHz of spectral resolution.
-const LAGS: usize = 9;
+const LAGS: usize = 17;
+const PRE_EMPHASIS: f32 = 0.9;
+const PARZEN: bool = true;
 const HISTORY: usize = LAGS - 1;
 const MAX_FRAME_LEN: usize = (ANALYSIS_RATE as usize / 1000) * 30;
 /// Centres of the analysis bands, in Hz: the formant region where voiced speech lives.
-const BAND_CENTRES_HZ: [f64; BANDS] = [500.0, 1100.0, 1700.0, 2400.0, 3200.0];
-const BANDS: usize = 5;
+const BAND_CENTRES_HZ: [f64; BANDS] = [
+    250.0, 500.0, 750.0, 1000.0, 1300.0, 1600.0, 2000.0, 2400.0, 2900.0, 3400.0,
+];
+const BANDS: usize = 10;
 /// Shortest analysis window, in ms.
 const MIN_WINDOW_MS: u32 = 20;
 /// Energy per band (per analysis sample) below which everything counts as silence, so digital
 /// silence or faint dither cannot make a whisper look like a loud SNR.
-const ABSOLUTE_FLOOR: f32 = 1e-9;
+const ABSOLUTE_FLOOR: f32 = 1e-7;
 
 /// Mean band power SNR (dB) a frame needs at `threshold` 0, 0.5 (the tuned default) and 1,
 /// linear in between: the lower half fine-tunes sensitivity, the upper half asks for speech
 /// well above the noise.
 const SNR_DB_AT_THRESHOLD_0: f32 = 0.5;
-const SNR_DB_AT_THRESHOLD_HALF: f32 = 2.0;
+const SNR_DB_AT_THRESHOLD_HALF: f32 = 2.2;
 const SNR_DB_AT_THRESHOLD_1: f32 = 20.0;
 /// Once speaking, a frame keeps the speech going at this many dB less.
 const HYSTERESIS_DB: f32 = 3.0;
+const EXCESS_KNEE: f32 = 1.0;
 const MIN_THRESHOLD_OFF_DB: f32 = 1.5;
 /// Consecutive speech-like frames (in ms) that confirm an onset.
 const ONSET_MS: u32 = 20;
 /// Hangover after a speech run: short runs (clicks) get little, real words get more.
 const HANGOVER_SHORT_MS: u32 = 80;
-const HANGOVER_LONG_MS: u32 = 150;
 const LONG_RUN_MS: u32 = 150;
+/// After a word-length run the hangover depends on how far speech stands above the noise: in
+/// clean audio the detector sees every syllable and needs little; near 0 dB the weak
+/// consonants between vowels are lost in the noise and a longer hangover bridges them.
+const HANGOVER_CLEAN_MS: f32 = 60.0;
+const HANGOVER_NOISY_MS: f32 = 300.0;
+const CLEAN_SNR_DB: f32 = 14.0;
+const NOISY_SNR_DB: f32 = 4.0;
+/// Smoothing of the speech SNR estimate, per speech frame.
+const SPEECH_SNR_SMOOTHING: f32 = 0.05;
 /// Noise floor tracking, per band, in power: falls fast toward quieter frames,
 /// rises only in non-speech frames, and is never below the minimum of the last couple of
 /// seconds, so that a step up in the noise is absorbed even while it reads as speech.
@@ -78,10 +91,24 @@ impl Sample for f32 {
         self
     }
     fn check(samples: &[Self]) -> Result<(), AudioError> {
-        if samples.iter().all(|x| x.is_finite()) {
+        // x - x is 0 for finite x and NaN otherwise; eight lanes let this vectorise.
+        let mut lanes = [0.0f32; 8];
+        let mut chunks = samples.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (lane, &x) in lanes.iter_mut().zip(chunk) {
+                *lane += x - x;
+            }
+        }
+        let finite = lanes
+            .iter()
+            .chain(chunks.remainder())
+            .all(|x| x.is_finite());
+        if finite {
             Ok(())
         } else {
-            Err(AudioError::invalid("samples must be finite (found NaN or infinity)"))
+            Err(AudioError::invalid(
+                "samples must be finite (found NaN or infinity)",
+            ))
         }
     }
 }
@@ -137,12 +164,18 @@ struct FrameDetector {
     decimation_scale: f32,
     partial_sum: f32,
     partial_count: usize,
-    previous_analysis_sample: f32,
+    /// Analysis samples (input averaged down to 8 kHz): the previous frame's last, then this frame's.
+    raw: [f32; 1 + MAX_FRAME_LEN],
     frame_len: usize,
-    /// Pre-emphasised analysis samples: `HISTORY` from the previous frame, then this frame.
+    frame_ms: u32,
+    /// Pre-emphasised analysis samples: `HISTORY` zeros, then this frame. The zeros make the lag
+    /// sums the frame's own (biased) autocorrelation, which is positive definite: with a
+    /// non-negative lag window every band energy is then non-negative, even next to a strong
+    /// tone, so weak bands cannot fake a jump.
     buffer: [f32; HISTORY + MAX_FRAME_LEN],
     filled: usize,
-    band_weights: [[f32; LAGS]; BANDS],
+    /// `band_weights[lag][band]`: lags outermost, so each band accumulates independently.
+    band_weights: [[f32; BANDS]; LAGS],
     two_frame_window: bool,
     previous_lags: [f32; LAGS],
     floor: [f32; BANDS],
@@ -159,7 +192,8 @@ struct FrameDetector {
     floor_creep: f32,
     onset_frames: u32,
     hangover_short: u32,
-    hangover_long: u32,
+    /// Speech frames' mean band SNR, smoothed, in dB.
+    speech_snr_db: f32,
     long_run_frames: u32,
     speech_run: u32,
     candidate_run: u32,
@@ -171,21 +205,26 @@ impl FrameDetector {
     fn new(config: &VadConfig) -> Self {
         let decimation = (config.sample_rate / ANALYSIS_RATE) as usize;
         let frames = |ms: u32| ms.div_ceil(config.frame_ms);
-        let mut band_weights = [[0.0f32; LAGS]; BANDS];
-        for (weights, centre) in band_weights.iter_mut().zip(BAND_CENTRES_HZ) {
-            for (lag, weight) in weights.iter_mut().enumerate() {
+        let mut band_weights = [[0.0f32; BANDS]; LAGS];
+        for (band, centre) in BAND_CENTRES_HZ.into_iter().enumerate() {
+            for (lag, weights) in band_weights.iter_mut().enumerate() {
+                let weight = &mut weights[band];
                 // Bartlett lag window: its transform is non-negative, so band energies are too.
-                let window = 1.0 - lag as f64 / LAGS as f64;
-                let phase = 2.0 * std::f64::consts::PI * centre * lag as f64 / f64::from(ANALYSIS_RATE);
+                let window = lag_window(lag as f64 / LAGS as f64);
+                let phase =
+                    2.0 * std::f64::consts::PI * centre * lag as f64 / f64::from(ANALYSIS_RATE);
                 let symmetric = if lag == 0 { 1.0 } else { 2.0 };
                 *weight = (window * symmetric * phase.cos()) as f32;
             }
         }
         let threshold_db = if config.threshold <= 0.5 {
-            SNR_DB_AT_THRESHOLD_0 + (SNR_DB_AT_THRESHOLD_HALF - SNR_DB_AT_THRESHOLD_0) * 2.0 * config.threshold
+            SNR_DB_AT_THRESHOLD_0
+                + (SNR_DB_AT_THRESHOLD_HALF - SNR_DB_AT_THRESHOLD_0) * 2.0 * config.threshold
         } else {
             SNR_DB_AT_THRESHOLD_HALF
-                + (SNR_DB_AT_THRESHOLD_1 - SNR_DB_AT_THRESHOLD_HALF) * 2.0 * (config.threshold - 0.5)
+                + (SNR_DB_AT_THRESHOLD_1 - SNR_DB_AT_THRESHOLD_HALF)
+                    * 2.0
+                    * (config.threshold - 0.5)
         };
         let power_ratio = |db: f32| 10f32.powf(db / 10.0);
         let per_frame = |rate: f32| 1.0 - (1.0 - rate).powf(config.frame_ms as f32 / 10.0);
@@ -194,8 +233,9 @@ impl FrameDetector {
             decimation_scale: 1.0 / decimation as f32,
             partial_sum: 0.0,
             partial_count: 0,
-            previous_analysis_sample: 0.0,
+            raw: [0.0; 1 + MAX_FRAME_LEN],
             frame_len: (ANALYSIS_RATE / 1000 * config.frame_ms) as usize,
+            frame_ms: config.frame_ms,
             buffer: [0.0; HISTORY + MAX_FRAME_LEN],
             filled: 0,
             band_weights,
@@ -215,7 +255,7 @@ impl FrameDetector {
             floor_creep: power_ratio(FLOOR_CREEP_DB_PER_S * config.frame_ms as f32 / 1000.0),
             onset_frames: frames(ONSET_MS).max(1),
             hangover_short: frames(HANGOVER_SHORT_MS),
-            hangover_long: frames(HANGOVER_LONG_MS),
+            speech_snr_db: CLEAN_SNR_DB,
             long_run_frames: frames(LONG_RUN_MS),
             speech_run: 0,
             candidate_run: 0,
@@ -227,7 +267,7 @@ impl FrameDetector {
     fn reset(&mut self) {
         self.partial_sum = 0.0;
         self.partial_count = 0;
-        self.previous_analysis_sample = 0.0;
+        self.raw = [0.0; 1 + MAX_FRAME_LEN];
         self.buffer = [0.0; HISTORY + MAX_FRAME_LEN];
         self.filled = 0;
         self.floor = [0.0; BANDS];
@@ -239,6 +279,7 @@ impl FrameDetector {
         self.speech_run = 0;
         self.candidate_run = 0;
         self.hangover_left = 0;
+        self.speech_snr_db = CLEAN_SNR_DB;
         self.in_speech = false;
     }
 
@@ -254,55 +295,53 @@ impl FrameDetector {
             self.partial_count += 1;
             rest = &rest[1..];
             if self.partial_count == self.decimation {
-                let sum = self.partial_sum;
+                self.raw[1 + self.filled] = self.partial_sum * self.decimation_scale;
                 self.partial_sum = 0.0;
                 self.partial_count = 0;
-                if let Some(frame) = self.push_analysis_sample(sum) {
-                    on_frame(frame.0, frame.1);
+                self.filled += 1;
+                if self.filled == self.frame_len {
+                    let (speech, run) = self.analyse_frame();
+                    on_frame(speech, run);
                 }
             }
         }
-        let mut groups = rest.chunks_exact(self.decimation);
         loop {
-            // Fill the frame from whole groups in a tight loop, then analyse it.
-            let room = self.frame_len - self.filled;
-            let mut pushed = 0;
-            for group in groups.by_ref().take(room) {
-                let mut sum = 0.0f32;
-                for &x in group {
-                    sum += x.to_f32();
-                }
-                let x = sum * self.decimation_scale;
-                self.buffer[HISTORY + self.filled + pushed] = x - self.previous_analysis_sample;
-                self.previous_analysis_sample = x;
-                pushed += 1;
+            // Whole groups straight into the frame, then analyse it.
+            let whole = (rest.len() / self.decimation).min(self.frame_len - self.filled);
+            let out = &mut self.raw[1 + self.filled..1 + self.filled + whole];
+            let (head, tail) = rest.split_at(whole * self.decimation);
+            match self.decimation {
+                1 => decimate::<S, 1>(head, out, self.decimation_scale),
+                2 => decimate::<S, 2>(head, out, self.decimation_scale),
+                3 => decimate::<S, 3>(head, out, self.decimation_scale),
+                _ => decimate::<S, 6>(head, out, self.decimation_scale),
             }
-            self.filled += pushed;
+            rest = tail;
+            self.filled += whole;
             if self.filled < self.frame_len {
                 break;
             }
             let (speech, run) = self.analyse_frame();
             on_frame(speech, run);
         }
-        for &x in groups.remainder() {
+        for &x in rest {
             self.partial_sum += x.to_f32();
             self.partial_count += 1;
         }
     }
 
-    #[inline]
-    fn push_analysis_sample(&mut self, sum: f32) -> Option<(bool, u32)> {
-        let x = sum * self.decimation_scale;
-        self.buffer[HISTORY + self.filled] = x - self.previous_analysis_sample;
-        self.previous_analysis_sample = x;
-        self.filled += 1;
-        (self.filled == self.frame_len).then(|| self.analyse_frame())
-    }
-
     fn analyse_frame(&mut self) -> (bool, u32) {
         let n = self.frame_len;
+        // Pre-emphasis from the raw analysis samples (raw[0] ends the previous frame).
+        for ((out, &x), &previous) in self.buffer[HISTORY..HISTORY + n]
+            .iter_mut()
+            .zip(&self.raw[1..=n])
+            .zip(&self.raw[..n])
+        {
+            *out = x - PRE_EMPHASIS * previous;
+        }
+        self.raw[0] = self.raw[n];
         let frame_lags = autocorrelation(&self.buffer[..HISTORY + n], n);
-        self.buffer.copy_within(n..n + HISTORY, 0);
         self.filled = 0;
         // Short frames are analysed over a window of two frames: twice the degrees of freedom
         // in each band's energy, so steady noise varies less from frame to frame.
@@ -319,9 +358,13 @@ impl FrameDetector {
 
         let scale = 1.0 / window_len as f32;
         let mut energy = [0.0f32; BANDS];
-        for (band_energy, weights) in energy.iter_mut().zip(&self.band_weights) {
-            let band: f32 = weights.iter().zip(&lags).map(|(w, r)| w * r).sum();
-            *band_energy = band.max(0.0) * scale + ABSOLUTE_FLOOR;
+        for (lag, weights) in lags.iter().zip(&self.band_weights) {
+            for (band, weight) in energy.iter_mut().zip(weights) {
+                *band += weight * lag;
+            }
+        }
+        for band in &mut energy {
+            *band = band.max(0.0) * scale + ABSOLUTE_FLOOR;
         }
 
         if self.frames_seen == 0 {
@@ -332,12 +375,20 @@ impl FrameDetector {
 
         // Mean posterior SNR over the bands, in power: one band far above its floor (a
         // formant) weighs as much as several bands a little above theirs.
-        let mut snr_sum = 0.0f32;
-        for (band_energy, floor) in energy.iter().zip(&self.floor) {
-            snr_sum += band_energy / floor;
+        let mut excess_per_band = [0.0f32; BANDS];
+        for ((excess, band_energy), floor) in
+            excess_per_band.iter_mut().zip(&energy).zip(&self.floor)
+        {
+            *excess = (band_energy / floor - EXCESS_KNEE).max(0.0);
         }
-        let snr = snr_sum * (1.0 / BANDS as f32);
-        let needed = if self.in_speech { self.threshold_off } else { self.threshold_on };
+        let snr_sum: f32 = excess_per_band.iter().sum();
+        let excess = snr_sum * (1.0 / BANDS as f32);
+        let snr = excess + EXCESS_KNEE;
+        let needed = if self.in_speech {
+            self.threshold_off
+        } else {
+            self.threshold_on
+        };
         let speech_like = !warming_up && snr > needed;
 
         let mut confirmed_run = 0;
@@ -345,8 +396,10 @@ impl FrameDetector {
             self.candidate_run += 1;
             if self.in_speech {
                 self.speech_run += 1;
+                self.speech_snr_db +=
+                    SPEECH_SNR_SMOOTHING * (10.0 * snr.log10() - self.speech_snr_db);
                 self.hangover_left = if self.speech_run >= self.long_run_frames {
-                    self.hangover_long
+                    self.long_hangover()
                 } else {
                     self.hangover_short
                 };
@@ -372,6 +425,13 @@ impl FrameDetector {
         (self.in_speech, confirmed_run)
     }
 
+    fn long_hangover(&self) -> u32 {
+        let noisiness =
+            ((CLEAN_SNR_DB - self.speech_snr_db) / (CLEAN_SNR_DB - NOISY_SNR_DB)).clamp(0.0, 1.0);
+        let ms = HANGOVER_CLEAN_MS + (HANGOVER_NOISY_MS - HANGOVER_CLEAN_MS) * noisiness;
+        (ms / self.frame_ms as f32).ceil() as u32
+    }
+
     fn track_floor(&mut self, energy: &[f32; BANDS], speech_like: bool) {
         let warming_up = self.frames_seen <= self.warmup_frames;
         let slot = &mut self.slot_minimum[self.slot_index];
@@ -381,7 +441,7 @@ impl FrameDetector {
             let floor = &mut self.floor[band];
             if warming_up {
                 *floor += 0.5 * (energy - *floor);
-            } else if energy < FLOOR_DROP * *floor {
+            } else if energy < FLOOR_DROP * *floor && !speech_like {
                 *floor += self.floor_fall * (energy - *floor);
             } else if !speech_like {
                 *floor += self.floor_follow * (energy - *floor);
@@ -394,10 +454,15 @@ impl FrameDetector {
             self.slot_frames = 0;
             // The window is full once every slot has seen frames: then its minimum bounds the
             // floor from below.
-            let window_full = self.frames_seen >= u64::from(self.frames_per_slot) * MIN_WINDOW_SLOTS as u64;
+            let window_full =
+                self.frames_seen >= u64::from(self.frames_per_slot) * MIN_WINDOW_SLOTS as u64;
             if window_full {
                 for band in 0..BANDS {
-                    let minimum = self.slot_minimum.iter().map(|s| s[band]).fold(f32::INFINITY, f32::min);
+                    let minimum = self
+                        .slot_minimum
+                        .iter()
+                        .map(|s| s[band])
+                        .fold(f32::INFINITY, f32::min);
                     if minimum > self.floor[band] {
                         self.floor[band] = minimum;
                     }
@@ -409,11 +474,65 @@ impl FrameDetector {
     }
 }
 
-/// `r[k] = sum over the frame of x[n] * x[n - k]`, reaching `HISTORY` samples into the
-/// previous frame. Eight independent accumulators let the compiler vectorise the sums while
-/// keeping the result independent of how the input was chunked.
+/// Parzen lag window at `u` = lag / LAGS in [0, 1): its transform is non-negative (so band
+/// energies are too) and its side lobes fall as 1/f^4, so the strong low end of pink noise or
+/// hum barely leaks into the speech bands.
+fn lag_window(u: f64) -> f64 {
+    if PARZEN {
+        if u <= 0.5 {
+            1.0 - 6.0 * u * u + 6.0 * u * u * u
+        } else {
+            2.0 * (1.0 - u).powi(3)
+        }
+    } else {
+        1.0 - u
+    }
+}
+
+/// Averages each group of `M` input samples into one analysis sample, summing each group in
+/// order exactly as the streaming path does when a group straddles two chunks.
+#[inline]
+fn decimate<S: Sample, const M: usize>(input: &[S], out: &mut [f32], scale: f32) {
+    let input = &input[..out.len() * M];
+    for (index, analysis) in out.iter_mut().enumerate() {
+        let group: &[S; M] = input[index * M..index * M + M]
+            .try_into()
+            .expect("M samples");
+        let mut sum = 0.0f32;
+        for &x in group {
+            sum += x.to_f32();
+        }
+        *analysis = sum * scale;
+    }
+}
+
+/// `r[k] = sum over the frame of x[n] * x[n - k]`, reading `HISTORY` samples before it (zeros
+/// in the detector). Every build sums in eight lanes (`lane j` takes samples `j, j + 8, ...`)
+/// and reduces them in the same order, without FMA, so the SSE2, AVX and portable versions
+/// agree bit for bit and the result does not depend on how the input was chunked.
 #[inline]
 fn autocorrelation(buffer: &[f32], n: usize) -> [f32; LAGS] {
+    assert!(n % 8 == 0 && buffer.len() >= HISTORY + n);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is available (checked above) and the assert bounds every load.
+            return unsafe { autocorrelation_avx(buffer, n) };
+        }
+        // SAFETY: SSE2 is part of x86_64; the assert bounds every load.
+        unsafe { autocorrelation_sse2(buffer, n) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    autocorrelation_portable(buffer, n)
+}
+
+#[inline]
+fn reduce_lanes(acc: [f32; 8]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn autocorrelation_portable(buffer: &[f32], n: usize) -> [f32; LAGS] {
     let current = &buffer[HISTORY..HISTORY + n];
     let mut lags = [0.0f32; LAGS];
     for (lag, out) in lags.iter_mut().enumerate() {
@@ -424,7 +543,68 @@ fn autocorrelation(buffer: &[f32], n: usize) -> [f32; LAGS] {
                 acc[j] += a[j] * b[j];
             }
         }
-        *out = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        *out = reduce_lanes(acc);
+    }
+    lags
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn autocorrelation_avx(buffer: &[f32], n: usize) -> [f32; LAGS] {
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    let base = buffer.as_ptr();
+    let mut lags = [0.0f32; LAGS];
+    for (lag, out) in lags.iter_mut().enumerate() {
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= n and HISTORY + n <= buffer.len() (asserted by the caller).
+            unsafe {
+                let a = _mm256_loadu_ps(base.add(HISTORY + i));
+                let b = _mm256_loadu_ps(base.add(HISTORY - lag + i));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(a, b));
+            }
+            i += 8;
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds eight floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        *out = reduce_lanes(lanes);
+    }
+    lags
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn autocorrelation_sse2(buffer: &[f32], n: usize) -> [f32; LAGS] {
+    use std::arch::x86_64::{_mm_add_ps, _mm_loadu_ps, _mm_mul_ps, _mm_setzero_ps, _mm_storeu_ps};
+    let base = buffer.as_ptr();
+    let mut lags = [0.0f32; LAGS];
+    for (lag, out) in lags.iter_mut().enumerate() {
+        // SAFETY: SSE2 is part of x86_64.
+        let (mut low, mut high) = unsafe { (_mm_setzero_ps(), _mm_setzero_ps()) };
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= n and HISTORY + n <= buffer.len() (asserted by the caller).
+            unsafe {
+                let a = base.add(HISTORY + i);
+                let b = base.add(HISTORY - lag + i);
+                low = _mm_add_ps(low, _mm_mul_ps(_mm_loadu_ps(a), _mm_loadu_ps(b)));
+                high = _mm_add_ps(
+                    high,
+                    _mm_mul_ps(_mm_loadu_ps(a.add(4)), _mm_loadu_ps(b.add(4))),
+                );
+            }
+            i += 8;
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds eight floats.
+        unsafe {
+            _mm_storeu_ps(lanes.as_mut_ptr(), low);
+            _mm_storeu_ps(lanes.as_mut_ptr().add(4), high);
+        }
+        *out = reduce_lanes(lanes);
     }
     lags
 }
@@ -509,7 +689,14 @@ impl Vad {
         let frame_ms = u64::from(self.config.frame_ms);
         let padding = u64::from(self.config.prefix_padding_ms);
         let silence_needed = u64::from(self.config.silence_duration_ms);
-        let Self { detector, frames_done, speaking, last_speech_end_ms, silence_ms, .. } = self;
+        let Self {
+            detector,
+            frames_done,
+            speaking,
+            last_speech_end_ms,
+            silence_ms,
+            ..
+        } = self;
         detector.feed(samples, |speech, confirmed_run| {
             let frame_start = *frames_done * frame_ms;
             *frames_done += 1;
@@ -614,7 +801,10 @@ mod tests {
     }
 
     fn config(rate: u32) -> VadConfig {
-        VadConfig { sample_rate: rate, ..VadConfig::default() }
+        VadConfig {
+            sample_rate: rate,
+            ..VadConfig::default()
+        }
     }
 
     #[test]
@@ -624,11 +814,21 @@ mod tests {
             let mut vad = Vad::new(config(rate)).unwrap();
             let events = vad.process(&audio).unwrap();
             assert_eq!(events.len(), 2, "{rate}: {events:?}");
-            let VadEvent::SpeechStarted { audio_start_ms } = events[0] else { panic!() };
-            let VadEvent::SpeechStopped { audio_end_ms } = events[1] else { panic!() };
+            let VadEvent::SpeechStarted { audio_start_ms } = events[0] else {
+                panic!()
+            };
+            let VadEvent::SpeechStopped { audio_end_ms } = events[1] else {
+                panic!()
+            };
             // Onset at 1000 ms minus 300 ms of padding; end at 2000 ms (+ hangover) + 500 ms.
-            assert!((690..=730).contains(&audio_start_ms), "{rate}: {audio_start_ms}");
-            assert!((2500..=2800).contains(&audio_end_ms), "{rate}: {audio_end_ms}");
+            assert!(
+                (690..=730).contains(&audio_start_ms),
+                "{rate}: {audio_start_ms}"
+            );
+            assert!(
+                (2500..=2800).contains(&audio_end_ms),
+                "{rate}: {audio_end_ms}"
+            );
             assert!(!vad.speaking());
         }
     }
@@ -655,7 +855,10 @@ mod tests {
     #[test]
     fn int16_and_float32_agree() {
         let audio = signal(16000, 3.0, &[(1.0, 2.0)], 0.01);
-        let pcm: Vec<i16> = audio.iter().map(|x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16).collect();
+        let pcm: Vec<i16> = audio
+            .iter()
+            .map(|x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+            .collect();
         let image: Vec<f32> = pcm.iter().map(|&x| f32::from(x) / 32768.0).collect();
         let mut a = Vad::new(config(16000)).unwrap();
         let mut b = Vad::new(config(16000)).unwrap();
@@ -682,11 +885,57 @@ mod tests {
     }
 
     #[test]
+    fn every_autocorrelation_build_agrees_bit_for_bit() {
+        let mut noise = Noise(3);
+        let buffer: Vec<f32> = (0..HISTORY + MAX_FRAME_LEN)
+            .map(|_| noise.uniform())
+            .collect();
+        for n in [80, 160, 240] {
+            let portable = autocorrelation_portable(&buffer, n);
+            assert_eq!(autocorrelation(&buffer, n), portable);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of x86_64; AVX is checked before use.
+            unsafe {
+                assert_eq!(autocorrelation_sse2(&buffer, n), portable);
+                if std::arch::is_x86_feature_detected!("avx") {
+                    assert_eq!(autocorrelation_avx(&buffer, n), portable);
+                }
+            }
+            // And the lag sums are the textbook ones (to rounding).
+            for (lag, &value) in portable.iter().enumerate() {
+                let exact: f64 = (0..n)
+                    .map(|i| f64::from(buffer[HISTORY + i]) * f64::from(buffer[HISTORY + i - lag]))
+                    .sum();
+                assert!(
+                    (f64::from(value) - exact).abs() < 1e-4,
+                    "lag {lag}: {value} vs {exact}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn rejects_bad_configuration_and_samples() {
-        assert!(Vad::new(VadConfig { sample_rate: 44100, ..VadConfig::default() }).is_err());
-        assert!(Vad::new(VadConfig { frame_ms: 15, ..VadConfig::default() }).is_err());
-        assert!(Vad::new(VadConfig { threshold: 1.5, ..VadConfig::default() }).is_err());
-        assert!(Vad::new(VadConfig { threshold: f32::NAN, ..VadConfig::default() }).is_err());
+        assert!(Vad::new(VadConfig {
+            sample_rate: 44100,
+            ..VadConfig::default()
+        })
+        .is_err());
+        assert!(Vad::new(VadConfig {
+            frame_ms: 15,
+            ..VadConfig::default()
+        })
+        .is_err());
+        assert!(Vad::new(VadConfig {
+            threshold: 1.5,
+            ..VadConfig::default()
+        })
+        .is_err());
+        assert!(Vad::new(VadConfig {
+            threshold: f32::NAN,
+            ..VadConfig::default()
+        })
+        .is_err());
         let mut vad = Vad::new(VadConfig::default()).unwrap();
         assert!(vad.process(&[0.0, f32::NAN]).is_err());
         assert_eq!(vad.processed_ms(), 0);

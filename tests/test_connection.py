@@ -10,7 +10,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 import realtalk
 from realtalk.connection import realtime_request
 from realtalk.errors import (
@@ -108,7 +107,10 @@ def test_request_rules_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None
     url, headers = realtime_request(
         "https://res.openai.azure.com/openai/v1", model="dep", api_key="key"
     )
-    assert (url, headers) == ("wss://res.openai.azure.com/openai/v1/realtime?model=dep", {"api-key": "key"})
+    assert (url, headers) == (
+        "wss://res.openai.azure.com/openai/v1/realtime?model=dep",
+        {"api-key": "key"},
+    )
     # A URL that already selects the session keeps its query.
     url, _ = realtime_request("wss://h/v1/realtime?call_id=rtc_1", api_key="sk")
     assert url == "wss://h/v1/realtime?call_id=rtc_1"
@@ -217,7 +219,12 @@ async def test_malformed_json_and_binary_frames_raise_but_the_session_goes_on() 
     ("code", "reason", "error_code", "expected"),
     [
         (3000, "invalid_request_error.invalid_api_key", "invalid_api_key", AuthenticationError),
-        (4000, "invalid_request_error.beta_api_shape_disabled", "beta_api_shape_disabled", InvalidRequestError),
+        (
+            4000,
+            "invalid_request_error.beta_api_shape_disabled",
+            "beta_api_shape_disabled",
+            InvalidRequestError,
+        ),
         (1001, "Your session hit the maximum duration of 60 minutes.", None, SessionExpired),
     ],
 )
@@ -231,7 +238,11 @@ async def test_error_event_is_delivered_then_close_raises(
                     {
                         "type": "error",
                         "event_id": "event_9",
-                        "error": {"type": "invalid_request_error", "code": error_code, "message": "m"},
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": error_code,
+                            "message": "m",
+                        },
                     }
                 )
             )

@@ -204,3 +204,7 @@ def test_threaded_pull_while_pushing_loses_nothing() -> None:
     np.testing.assert_array_equal(heard[heard != 0], source)
     assert buffer.played("item") == total
     assert buffer.interrupt() == ("item", 0, total * 1000 // 24000)
+
+
+def test_docstring_examples() -> None:
+    run_docstring_examples(RingBuffer, PlaybackBuffer)

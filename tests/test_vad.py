@@ -219,11 +219,12 @@ def test_bad_configuration_is_a_value_error(kwargs: dict[str, float], message: s
     [
         np.zeros(480, np.float64),
         np.zeros(480, np.int32),
+        np.zeros(480, ">i2"),
         np.zeros((2, 480), np.float32),
         [0.0] * 480,
         b"\x00" * 960,
     ],
-    ids=["float64", "int32", "2-D", "list", "bytes"],
+    ids=["float64", "int32", "big-endian int16", "2-D", "list", "bytes"],
 )
 def test_wrong_sample_types_are_value_errors(samples: object) -> None:
     vad = Vad()
@@ -245,3 +246,75 @@ def test_non_contiguous_and_non_finite_input_is_refused_without_consuming_it() -
     with pytest.raises(ValueError, match="finite"):
         vad.process(bad)
     assert vad.processed_ms == 0
+
+
+# ---- accuracy on the committed espeak-ng subset --------------------------------------------
+
+
+def load_subset(rate: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The clean subset (16 kHz int16 + utterance [onset, offset) samples) at `rate`."""
+    data = np.load(SUBSET)
+    speech = data["speech"].astype(np.float64) / 32768.0
+    segments = data["segments"].astype(np.int64)
+    stored = int(data["rate"])
+    if rate != stored:
+        speech = soxr.resample(speech, stored, rate).astype(np.float64)
+        segments = segments * rate // stored
+    return speech, segments
+
+
+def frame_labels(n: int, segments: NDArray[np.int64], rate: int) -> NDArray[np.bool_]:
+    """A 10 ms frame is speech when at least half of it lies inside an utterance."""
+    size = rate // 100
+    inside = np.zeros(n, dtype=np.int32)
+    for onset, offset in segments:
+        inside[onset:offset] = 1
+    frames = n // size
+    return inside[: frames * size].reshape(frames, size).sum(axis=1) * 2 >= size
+
+
+def mixed(speech: NDArray[np.float64], segments: NDArray[np.int64], condition: str, seed: int) -> NDArray[np.int16]:
+    """`speech` under `condition`: "clean" or "<white|pink> <snr> dB" (active-speech SNR)."""
+    x = speech
+    if condition != "clean":
+        kind, snr, _ = condition.split()
+        n = len(speech)
+        noise = np.random.RandomState(seed).standard_normal(n) if kind == "white" else pink(n, seed)
+        active = np.concatenate([speech[a:b] for a, b in segments])
+        noise *= np.sqrt(np.mean(active**2) / np.mean(noise**2) / 10 ** (int(snr) / 10))
+        x = speech + noise
+    return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+
+
+def f1_score(decisions: NDArray[np.bool_], labels: NDArray[np.bool_]) -> float:
+    n = min(len(decisions), len(labels))
+    d, l = decisions[:n], labels[:n]
+    tp = np.sum(d & l)
+    return float(2 * tp / (np.sum(d) + np.sum(l)))
+
+
+BAR_CONDITIONS = ["clean"] + [f"{kind} {snr} dB" for kind in ("white", "pink") for snr in (20, 10, 5, 0)]
+
+
+@pytest.mark.parametrize("rate", [16000, 24000])
+def test_frame_f1_on_the_espeak_subset_meets_the_bars(rate: int) -> None:
+    speech, segments = load_subset(rate)
+    labels = frame_labels(len(speech), segments, rate)
+    assert 0.3 < labels.mean() < 0.7  # the subset has both speech and silence to get wrong
+    scores = {}
+    for seed, condition in enumerate(BAR_CONDITIONS):
+        decisions = Vad(rate).classify(mixed(speech, segments, condition, seed))
+        scores[condition] = f1_score(decisions, labels)
+    low_snr = [scores[f"{kind} {snr} dB"] for kind in ("white", "pink") for snr in (5, 0)]
+    assert np.mean(list(scores.values())) >= 0.93, scores
+    assert np.mean(low_snr) >= 0.88, scores
+    assert min(scores.values()) >= 0.8, scores
+
+
+def test_onsets_on_the_clean_subset_land_within_100_ms() -> None:
+    speech, segments = load_subset(24000)
+    events = Vad(24000, prefix_padding_ms=0).process(mixed(speech, segments, "clean", 0))
+    starts = np.array([e.audio_start_ms for e in events if e.type == "speech_started"])
+    onsets_ms = segments[:, 0] * 1000 // 24000
+    assert len(starts) == len(segments)
+    assert np.all(np.abs(starts - onsets_ms) <= 100), starts - onsets_ms

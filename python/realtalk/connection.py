@@ -41,7 +41,11 @@ from realtalk.transport import (
 __all__ = ["OPENAI_REALTIME_URL", "RealtimeConnection", "connect", "realtime_request"]
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
-_AZURE_HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+_AZURE_HOST_SUFFIXES = (
+    ".openai.azure.com",
+    ".cognitiveservices.azure.com",
+    ".services.ai.azure.com",
+)
 _SELECTOR_PARAMS = ("model", "call_id", "intent", "deployment")
 _CLEAN_CLOSE_CODES = (1000, 1001, 1005)
 

@@ -42,16 +42,24 @@ import logging
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, NoReturn
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, NoReturn, Self
 from urllib.parse import parse_qsl
 
 import anyio
 import anyio.abc
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
@@ -105,6 +113,7 @@ DEFAULT_MAX_QUEUE = 32
 MAX_REQUEST_HEAD = 64 * 1024
 _RECEIVE_SIZE = 65536
 _SESSION_EXPIRED_MARKER = "maximum duration"
+_SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015)))
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
@@ -203,7 +212,9 @@ class HTTPResponse:
     def json(
         cls, obj: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()
     ) -> HTTPResponse:
-        return cls(status, [("Content-Type", "application/json"), *headers], msgspec.json.encode(obj))
+        return cls(
+            status, [("Content-Type", "application/json"), *headers], msgspec.json.encode(obj)
+        )
 
     @classmethod
     def text(
@@ -247,14 +258,90 @@ class RawMessage(NamedTuple):
     is_text: bool
 
 
+class _MessageQueue:
+    """The bounded hand-off from the reader task to the consumers.
+
+    Unlike a memory object stream it wakes a waiting consumer without an extra trip through the
+    event loop, which matters when messages trickle in one per TCP segment. ``put`` waits while
+    ``max_size`` messages are queued; ``get`` returns a queued message without yielding."""
+
+    __slots__ = ("_items", "_max_size", "_not_empty", "_not_full", "discarding", "ended")
+
+    def __init__(self, max_size: int) -> None:
+        self._items: deque[RawMessage] = deque()
+        self._max_size = max(1, max_size)
+        self._not_empty: anyio.Event | None = None
+        self._not_full: anyio.Event | None = None
+        self.ended = False
+        """No message will be added any more (the reader finished)."""
+        self.discarding = False
+        """Closed locally: queued and future messages are dropped."""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, message: RawMessage) -> None:
+        while len(self._items) >= self._max_size and not self.discarding:
+            self._not_full = space = anyio.Event()
+            await space.wait()
+        self.offer(message)
+
+    def offer(self, message: RawMessage) -> bool:
+        """Queue ``message`` if there is room (or drop it when discarding); False if full."""
+        if len(self._items) >= self._max_size and not self.discarding:
+            return False
+        if not self.discarding:
+            self._items.append(message)
+            waiter = self._not_empty
+            if waiter is not None:
+                self._not_empty = None
+                waiter.set()
+        return True
+
+    async def get(self) -> RawMessage | None:
+        """The next message, or None once the queue has ended (or discards) and is empty."""
+        items = self._items
+        while not items:
+            if self.ended or self.discarding:
+                return None
+            waiter = self._not_empty
+            if waiter is None:
+                self._not_empty = waiter = anyio.Event()
+            await waiter.wait()
+        message = items.popleft()
+        waiter = self._not_full
+        if waiter is not None:
+            self._not_full = None
+            waiter.set()
+        return message
+
+    def end(self) -> None:
+        self.ended = True
+        self._wake_all()
+
+    def discard(self) -> None:
+        self.discarding = True
+        self._items.clear()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for waiter in (self._not_empty, self._not_full):
+            if waiter is not None:
+                waiter.set()
+        self._not_empty = self._not_full = None
+
+
 class WebSocket:
     """One open WebSocket connection, client or server side. Obtain one from
     :func:`open_websocket` or as the argument of a :func:`serve` handler; never construct it.
 
     Sending: :meth:`send` (``str`` -> text frame, ``bytes`` -> binary frame), :meth:`send_text`
     (also takes already-encoded UTF-8 ``bytes``: no decode/encode round trip),
-    :meth:`send_binary`. Each send returns once the frame is written to the socket, so a slow peer
-    applies backpressure. Sends may be called from several tasks; frames never interleave.
+    :meth:`send_binary`, :meth:`send_texts` (a burst in one write). Each send returns once the
+    frame is handed to the socket, so a slow peer applies backpressure (nothing queues up in
+    memory). Sends may be called from several tasks; frames never interleave. Cancelling a send
+    that is half way through writing a frame drops the connection (the stream could not carry
+    another frame).
 
     Receiving: :meth:`receive` (text -> ``str``, binary -> ``bytes``), :meth:`receive_raw` (a
     :class:`RawMessage`, text left as UTF-8 ``bytes``, for the hot path), ``async for message in
@@ -262,7 +349,9 @@ class WebSocket:
     expiry, 1005) and raises otherwise). Once the connection is closed, every receive and send
     raises the closing exception (see the module's table).
 
-    Closing: :meth:`close`; :attr:`close_code` and :attr:`close_reason` once closed.
+    Closing: :meth:`close`; :attr:`close_code` and :attr:`close_reason` once closed. Also
+    :meth:`ping` (round-trip time), :attr:`subprotocol`, :attr:`request` (server side: the
+    upgrade request), :attr:`response` (client side: the 101 response and its headers).
     """
 
     def __init__(
@@ -288,16 +377,13 @@ class WebSocket:
         self._close_timeout = close_timeout
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._pending_writes: list[bytes] = []
-        self._incoming_send: MemoryObjectSendStream[RawMessage]
-        self._incoming: MemoryObjectReceiveStream[RawMessage]
-        self._incoming_send, self._incoming = anyio.create_memory_object_stream[RawMessage](
-            max_queue
-        )
+        self._incoming = _MessageQueue(max_queue)
         # Shielded: the reader must outlive a cancelled body long enough to finish the close
         # handshake; close() and _abort() end it, with a deadline.
         self._reader_scope = anyio.CancelScope(shield=True)
         self._reader_done = anyio.Event()
         self._reader_blocked_by_consumer = False
+        self._receive_count = 0  # reads from the socket, the keepalive's sign of life
         self._pings: dict[bytes, anyio.Event] = {}
         self._fragments: list[bytes] = []
         self._fragments_are_text = False
@@ -336,16 +422,10 @@ class WebSocket:
         Text payloads are returned exactly as received; they are not checked to be valid UTF-8
         (the JSON parser that consumes them checks). A message already queued is returned
         without yielding to the event loop."""
-        try:
-            return self._incoming.receive_nowait()
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise await self._closing_exception() from None
-        try:
-            return await self._incoming.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise await self._closing_exception() from None
+        message = await self._incoming.get()
+        if message is None:
+            raise await self._closing_exception()
+        return message
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for a text frame, ``bytes`` for a binary frame. A text frame
@@ -378,8 +458,10 @@ class WebSocket:
         """Send ``str`` as a text frame, ``bytes``/``bytearray``/``memoryview`` as binary."""
         if isinstance(message, str):
             await self._send_frame(_TEXT, message.encode())
-        else:
+        elif isinstance(message, bytes | bytearray | memoryview):
             await self._send_frame(_BINARY, message)
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
 
     async def send_text(self, data: str | bytes) -> None:
         """Send a text frame. ``bytes`` must already be UTF-8 (not re-checked): this is the
@@ -398,8 +480,20 @@ class WebSocket:
                     protocol.send_text(data)
                 else:
                     protocol.send_binary(data)
-                await self._drain()
-                return
+                if await self._drain():
+                    return
+        raise await self._closing_exception()
+
+    async def send_texts(self, messages: Iterable[str | bytes]) -> None:
+        """Send several text frames in one socket write (``bytes`` must already be UTF-8): a
+        burst of events costs one system call instead of one per event."""
+        protocol = self._protocol
+        async with self._send_lock:
+            if protocol.state is State.OPEN:
+                for message in messages:
+                    protocol.send_text(message.encode() if isinstance(message, str) else message)
+                if await self._drain():
+                    return
         raise await self._closing_exception()
 
     async def ping(self, data: bytes | None = None) -> float:
@@ -421,20 +515,26 @@ class WebSocket:
                 return False
             self._pings[payload] = waiter
             self._protocol.send_ping(payload)
-            await self._drain()
-            return True
+            return await self._drain()
 
     # -- closing --
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason`` and wait (at most ``close_timeout``)
         for the peer's close frame and the end of the TCP connection. Messages not yet received
-        are discarded. Idempotent; safe to call while other tasks send or receive."""
+        are discarded. Idempotent; safe to call while other tasks send or receive.
+
+        ``code`` is 1000-1003, 1007-1014 or an application code 3000-4999; ``reason`` at most
+        123 bytes of UTF-8 (a close frame's limit)."""
+        if not (code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
+            raise ValueError(f"{code} is not a close code that may be sent")
+        if len(reason.encode()) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
         with anyio.CancelScope(shield=True):
             await self._close(code, reason)
 
     async def _close(self, code: int, reason: str) -> None:
-        self._incoming.close()
+        self._incoming.discard()
         deadline = anyio.current_time() + self._close_timeout
         with anyio.CancelScope(deadline=deadline):
             if self._protocol.state is State.OPEN:
@@ -450,7 +550,7 @@ class WebSocket:
 
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the connection after a local protocol violation check (bad UTF-8)."""
-        self._incoming.close()
+        self._incoming.discard()
         with anyio.CancelScope(shield=True):
             async with self._send_lock:
                 if self._protocol.state is State.OPEN:
@@ -458,7 +558,7 @@ class WebSocket:
                     self._reader_scope.deadline = anyio.current_time() + self._close_timeout
                     await self._drain()
 
-    def _abort(self, failure: RealtalkError) -> None:
+    def _abort(self, failure: RealtalkError | None) -> None:
         """Drop the connection at once: the reader stops and closes the stream."""
         if self._failure is None:
             self._failure = failure
@@ -493,9 +593,10 @@ class WebSocket:
 
     # -- I/O internals --
 
-    async def _drain(self) -> None:
-        """Write everything the protocol has queued. Call with the send lock held; loops until
-        nothing is left, so writes the reader queued while this ran go out too."""
+    async def _drain(self) -> bool:
+        """Write everything the protocol has queued; False if the stream broke (the reader is
+        then stopped). Call with the send lock held; loops until nothing is left, so writes the
+        reader queued meanwhile go out too. Consecutive frames go out in one write."""
         protocol = self._protocol
         stream = self._stream
         try:
@@ -507,18 +608,32 @@ class WebSocket:
                 else:
                     writes = protocol.data_to_send()
                     if not writes:
-                        return
+                        return True
+                if len(writes) == 1 and writes[0]:
+                    await stream.send(writes[0])
+                    continue
+                batch: list[bytes] = []
                 for chunk in writes:
                     if chunk:
-                        await stream.send(chunk)
-                    else:
-                        await self._send_eof()
+                        batch.append(chunk)
+                        continue
+                    if batch:
+                        await stream.send(b"".join(batch))
+                        batch = []
+                    await self._send_eof()
+                if batch:
+                    await stream.send(b"".join(batch))
         except anyio.get_cancelled_exc_class():
-            # A frame may be half written: the stream cannot carry another one.
-            self._abort(ConnectionClosed(1006, "", message="a send was cancelled mid-frame"))
+            # A frame may be half written: the stream cannot carry another one. (While closing,
+            # this is the close deadline passing: the close's own outcome describes it.)
+            failure = None
+            if protocol.state is State.OPEN:
+                failure = ConnectionClosed(1006, "", message="a send was cancelled mid-frame")
+            self._abort(failure)
             raise
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError):
             self._reader_scope.cancel()
+            return False
 
     async def _send_eof(self) -> None:
         if isinstance(self._stream, TLSStream):
@@ -558,6 +673,7 @@ class WebSocket:
                         ssl.SSLError,
                     ):
                         break
+                    self._receive_count += 1
                     protocol.receive_data(data)
                     await self._flush_from_reader()
                     await self._process_events(protocol.events_received())
@@ -572,13 +688,13 @@ class WebSocket:
                 protocol.receive_eof()
                 protocol.data_to_send()
                 await anyio.aclose_forcefully(stream)
-            self._incoming_send.close()
+            self._incoming.end()
             self._reader_done.set()
             for waiter in self._pings.values():
                 waiter.set()
 
     async def _process_events(self, events: Sequence[Any]) -> None:
-        deliver = self._incoming_send
+        incoming = self._incoming
         for frame in events:
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
@@ -597,18 +713,12 @@ class WebSocket:
                 if opcode is _PONG:
                     self._acknowledge_pong(bytes(frame.data))
                 continue  # PING and CLOSE: the protocol already queued the answer
-            try:
-                deliver.send_nowait(message)
-            except anyio.WouldBlock:
+            if not incoming.offer(message):
                 self._reader_blocked_by_consumer = True
                 try:
-                    await deliver.send(message)
-                except anyio.BrokenResourceError:
-                    pass  # closed locally: messages are discarded
+                    await incoming.put(message)
                 finally:
                     self._reader_blocked_by_consumer = False
-            except anyio.BrokenResourceError:
-                pass
 
     def _acknowledge_pong(self, payload: bytes) -> None:
         if payload not in self._pings:
@@ -621,30 +731,40 @@ class WebSocket:
                 return
 
     async def _run_keepalive(self) -> None:
+        """Ping every ``ping_interval`` s. The peer is declared dead when ``ping_timeout`` s pass
+        with neither its pong nor any other byte from it: behind a large backlog (a slow
+        consumer here, or a peer streaming faster than we read) the pong is late but the data
+        in front of it proves the peer alive."""
         assert self._ping_interval is not None
+        timeout = self._ping_timeout
         while True:
             await anyio.sleep(self._ping_interval)
             payload = os.urandom(4)
             waiter = anyio.Event()
-            if not await self._send_ping(payload, waiter):
+            progress = self._receive_count
+            async with anyio.create_task_group() as tg:
+                # Sending may block too (a peer that stopped reading): it is watched alike.
+                tg.start_soon(self._send_ping, payload, waiter)
+                while True:
+                    with anyio.move_on_after(math.inf if timeout is None else timeout):
+                        await waiter.wait()
+                    if waiter.is_set() or self._protocol.state is not State.OPEN:
+                        break
+                    if self._receive_count != progress or self._reader_blocked_by_consumer:
+                        progress = self._receive_count
+                        continue
+                    self._declare_unresponsive()
+                    tg.cancel_scope.cancel()
+                    return
+            if self._protocol.state is not State.OPEN:
                 return
-            if self._ping_timeout is None:
-                continue
-            while not waiter.is_set():
-                with anyio.move_on_after(self._ping_timeout):
-                    await waiter.wait()
-                if waiter.is_set() or self._reader_blocked_by_consumer:
-                    continue  # a pong may wait behind messages the consumer has not taken
-                self._abort(
-                    KeepaliveTimeout(
-                        1006,
-                        "",
-                        message=f"no pong within {self._ping_timeout} s: the peer is unresponsive",
-                    )
-                )
-                return
-            if payload in self._pings:  # woken by the end of the connection
-                return
+
+    def _declare_unresponsive(self) -> None:
+        # Replaces a "send cancelled" failure the interrupted ping may have recorded.
+        self._failure = KeepaliveTimeout(
+            1006, "", message=f"no pong within {self._ping_timeout} s: the peer is unresponsive"
+        )
+        self._reader_scope.cancel()
 
 
 @asynccontextmanager
@@ -661,7 +781,7 @@ async def _run_connection(
             tg.start_soon(ws._run_keepalive)
         try:
             yield ws
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001  # re-raised below, outside the task group
             body_exc = exc
         finally:
             if body_exc is None or isinstance(body_exc, ConnectionClosed):
@@ -889,6 +1009,20 @@ def _is_upgrade(method: str, headers: Headers) -> bool:
     )
 
 
+async def _call_hook(
+    hook: Callable[[HTTPRequest], Awaitable[HTTPResponse | Any]], request: HTTPRequest
+) -> Any:
+    """Run an HTTP hook; a failing hook answers 400 (a ProtocolError: the request was bad) or
+    500, instead of dropping the connection without a word."""
+    try:
+        return await hook(request)
+    except ProtocolError as exc:
+        return HTTPResponse.text(f"{exc}\n", 400)
+    except Exception:
+        logger.exception("HTTP hook failed on %s %s", request.method, request.path)
+        return HTTPResponse.text("Internal server error.\n", 500)
+
+
 class WebSocketServer:
     """A WebSocket (and plain HTTP) server on ``host``:``port`` for the duration of an
     ``async with`` block::
@@ -953,11 +1087,9 @@ class WebSocketServer:
         scheme = "wss" if self._ssl_context is not None else "ws"
         return f"{scheme}://{self.host}:{self.port}"
 
-    async def __aenter__(self) -> WebSocketServer:
+    async def __aenter__(self) -> Self:
         with map_exceptions("listening"):
-            listener = await anyio.create_tcp_listener(
-                local_host=self.host, local_port=self.port
-            )
+            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
         self._listener = listener
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self._task_group = anyio.create_task_group()
@@ -1020,27 +1152,33 @@ class WebSocketServer:
                     [("Upgrade", "websocket")],
                 )
             else:
-                response = await self._http_handler(request)
+                response = await _call_hook(self._http_handler, request)
             await stream.send(response.serialize())
             return
         if self._process_request is not None:
-            refusal = await self._process_request(request)
-            if refusal is not None:
-                await stream.send(refusal.serialize())
+            rejection = await _call_hook(self._process_request, request)
+            if rejection is not None:
+                await stream.send(rejection.serialize())
                 return
         await self._upgrade(stream, request, head + rest)
 
-    async def _upgrade(self, stream: anyio.abc.ByteStream, request: HTTPRequest, data: bytes) -> None:
+    async def _upgrade(
+        self, stream: anyio.abc.ByteStream, request: HTTPRequest, data: bytes
+    ) -> None:
         select = self._select_subprotocol
+
+        def select_subprotocol(
+            _protocol: ServerProtocol, offered: Sequence[Subprotocol]
+        ) -> Subprotocol | None:
+            assert select is not None
+            chosen = select(request, list(offered))
+            return None if chosen is None else Subprotocol(chosen)
+
         protocol = ServerProtocol(
             extensions=enable_server_permessage_deflate(None)
             if self._compression == "deflate"
             else None,
-            select_subprotocol=(
-                (lambda _protocol, offered: select(request, list(offered)))  # type: ignore[misc]
-                if select is not None
-                else None
-            ),
+            select_subprotocol=select_subprotocol if select is not None else None,
             max_size=self._max_size,
             logger=logger,
         )

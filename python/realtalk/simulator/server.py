@@ -412,8 +412,11 @@ class _Connection:
         """Serialise what the session queued and hand it to the writer, in order."""
         if self.session is None or self._dropped or self._close_with is not None:
             return
+        events = self.session.drain()
+        if not events:  # most appends answer nothing: leave the writer asleep
+            return
         limit = self.sim.drop_after_events
-        for event in self.session.drain():
+        for event in events:
             if limit is not None and self._events_sent >= limit:
                 self._drop()
                 return
@@ -448,10 +451,12 @@ class _Connection:
         ws = self.ws
         while True:
             while self._queue:
-                data = self._queue.popleft()
-                self._queued_bytes -= len(data)
-                await ws.send_text(data)
-                self.sim._stats.events_sent += 1
+                # Everything queued goes out in one socket write.
+                burst = list(self._queue)
+                self._queue.clear()
+                self._queued_bytes -= sum(len(data) for data in burst)
+                await ws.send_texts(burst)
+                self.sim._stats.events_sent += len(burst)
             self._drained.set()
             if self._dropped:
                 # A fault hook: the TCP connection ends without a close frame (1006).
