@@ -69,6 +69,7 @@ from realtalk.transport import (
     Compression,
     HTTPRequest,
     HTTPResponse,
+    RawMessage,
     WebSocket,
     WebSocketServer,
     open_websocket,
@@ -414,6 +415,22 @@ def _expiry_reason(seconds: float) -> str:
     return f"Your session hit the maximum duration of {seconds:g} second{'s' * (seconds != 1)}."
 
 
+_BATCH = 32
+
+
+async def _ready_messages(ws: WebSocket, into: list[RawMessage]) -> None:
+    """Append the messages ``ws`` has already queued (up to ``_BATCH``) without waiting: a
+    receive in a cancelled scope returns a queued message at once and is cancelled before it
+    would wait. A close is left for the next blocking receive to report."""
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            while len(into) < _BATCH:
+                into.append(await ws.receive_raw())
+        except (ConnectionClosed, ProtocolError):
+            pass
+
+
 class _Ended(Exception):
     """A pump or the watchdog decided how the connection ends; the other tasks stop."""
 
@@ -452,11 +469,14 @@ class _Connection:
 
     async def send_client(self, data: bytes) -> None:
         await self.client.send_text(data)
-        self.events_to_client += 1
-        self.bytes_to_client += len(data)
+        self.count_to_client(1, len(data))
+
+    def count_to_client(self, events: int, size: int) -> None:
+        self.events_to_client += events
+        self.bytes_to_client += size
         stats = self.relay._stats
-        stats.events_to_client += 1
-        stats.bytes_to_client += len(data)
+        stats.events_to_client += events
+        stats.bytes_to_client += size
 
     # -- client -> upstream --
 
@@ -507,9 +527,10 @@ class _Connection:
         stats = self.relay._stats
         receive = self.client.receive_raw
         forward = upstream.send_text
+        forward_many = upstream.send_texts
         while True:
             try:
-                data, is_text = await receive()
+                first = await receive()
             except ConnectionClosed as exc:
                 self.close = self.close or f"client {exc.code} ({exc.reason})"
                 await upstream.close(*_upstream_close(exc.code, exc.reason))
@@ -522,16 +543,22 @@ class _Connection:
                     self.close = self.close or f"client broke the protocol ({exc})"
                 await upstream.close(1000, "client connection failed")
                 raise _Ended(self.close) from None
+            # Whatever else is already queued goes upstream in the same socket write.
+            batch = [first]
+            await _ready_messages(self.client, batch)
             try:
-                await self._check_and_forward(data, is_text, forward)
+                accepted = [data for data, is_text in batch if await self._check(data, is_text)]
+                if len(accepted) == 1:
+                    await forward(accepted[0])
+                elif accepted:
+                    await forward_many(accepted)
             except ConnectionClosed:
                 if upstream.closed:  # the upstream pump reports how the upstream ended
                     await anyio.sleep_forever()
                 # else the client is gone: the next receive says how
 
-    async def _check_and_forward(
-        self, data: bytes, is_text: bool, forward: Callable[[bytes], Awaitable[None]]
-    ) -> None:
+    async def _check(self, data: bytes, is_text: bool) -> bool:
+        """Whether a client message may go upstream; refuses it (error event) if not."""
         policy = self.relay.policy
         stats = self.relay._stats
         messages, audio = self.messages, self.audio
@@ -544,28 +571,28 @@ class _Connection:
         if not is_text:
             await self.refuse("invalid_event", "Expected a text WebSocket message; binary "
                               "frames are not supported.")
-            return
+            return False
         try:
             envelope = _envelope.decode(data)
         except msgspec.ValidationError:
             await self.refuse("invalid_event", "The event is not an object with a string "
                               "'type' field.", param="type")
-            return
+            return False
         except msgspec.DecodeError as exc:
             await self.refuse("invalid_json", f"Invalid event: failed to parse JSON value. "
                               f"{exc}")
-            return
+            return False
         event_type = envelope.type
         if event_type not in policy.allowed_events:
             await self.refuse("event_not_allowed", f"Event type '{event_type}' is not "
                               "allowed by this relay.", param="type",
                               event_id=envelope.event_id)
-            return
+            return False
         if messages is not None and not messages.take(1.0, now):
             await self.refuse("rate_limit_exceeded", "Too many events: the relay allows "
                               f"{policy.max_messages_per_s:g} per second.",
                               event_id=envelope.event_id)
-            return
+            return False
         if isinstance(envelope.audio, str):
             encoded = envelope.audio
             size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
@@ -574,7 +601,7 @@ class _Connection:
                 await self.refuse("rate_limit_exceeded", "Too much audio: the relay allows "
                                   f"{policy.max_audio_seconds_per_s:g} seconds of audio per "
                                   "second.", param="audio", event_id=envelope.event_id)
-                return
+                return False
             stats.audio_seconds_from_client += seconds
         elif event_type in ("session.update", "transcription_session.update",
                             "response.create"):
@@ -582,8 +609,8 @@ class _Connection:
             if violation is not None:
                 await self.refuse("pinned_parameter", violation[1], param=violation[0],
                                   event_id=envelope.event_id)
-                return
-        await forward(data)
+                return False
+        return True
 
     # -- upstream -> client --
 
@@ -616,31 +643,47 @@ class _Connection:
 
     async def upstream_to_client(self, upstream: WebSocket) -> NoReturn:
         receive = upstream.receive_raw
-        send = self.send_client
         key = self.relay._key_bytes
+        client = self.client
         while True:
             try:
-                data, is_text = await receive()
+                batch = [await receive()]
             except ConnectionClosed as exc:
                 self.close = self.close or f"upstream {exc.code} ({exc.reason})"
-                await self.client.close(*_downstream_close(exc.code, exc.reason))
+                await client.close(*_downstream_close(exc.code, exc.reason))
                 raise _Ended(self.close) from None
             except ProtocolError as exc:
                 self.close = self.close or f"upstream broke the protocol ({exc})"
-                await self.client.close(1011, "upstream connection failed")
+                await client.close(1011, "upstream connection failed")
                 raise _Ended(self.close) from None
+            # Whatever else is already queued goes downstream in the same socket write.
+            await _ready_messages(upstream, batch)
             self.last_activity = anyio.current_time()
-            if key in data:  # defence in depth: the key never goes downstream
-                data = data.replace(key, b"[redacted]")
-            if b'"session.' in data:
-                self.track_session(data)
+            texts: list[bytes] = []
             try:
-                if is_text:
-                    await send(data)
-                else:
-                    await self.client.send_binary(data)
+                for data, is_text in batch:
+                    if key in data:  # defence in depth: the key never goes downstream
+                        data = data.replace(key, b"[redacted]")
+                    if b'"session.' in data:
+                        self.track_session(data)
+                    if is_text:
+                        texts.append(data)
+                        continue
+                    await self._send_texts(texts)
+                    texts = []
+                    await client.send_binary(data)
+                await self._send_texts(texts)
             except ConnectionClosed:
                 await anyio.sleep_forever()  # the client pump reports how the client ended
+
+    async def _send_texts(self, texts: list[bytes]) -> None:
+        if len(texts) == 1:
+            await self.client.send_text(texts[0])
+        elif texts:
+            await self.client.send_texts(texts)
+        else:
+            return
+        self.count_to_client(len(texts), sum(map(len, texts)))
 
     async def watchdog(self) -> NoReturn:
         policy = self.relay.policy
