@@ -39,7 +39,7 @@ fn thread_time() -> Duration {
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid timespec for the call to fill.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) };
     assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
@@ -50,7 +50,7 @@ fn cpu_time(iterations: u64, mut step: impl FnMut()) -> Duration {
     for _ in 0..iterations {
         step();
     }
-    thread_time() - start
+    thread_time().saturating_sub(start)
 }
 
 fn per_frame(c: &mut Criterion) {

@@ -2,12 +2,12 @@
 //!
 //! Two layers:
 //! - a frame detector: the input is averaged down to an 8 kHz analysis signal (so every input
-//!   rate sees the same 0-4 kHz speech band), pre-emphasised (no DC, no hum-heavy low end),
-//!   and each frame's short-lag autocorrelation gives a smoothed spectrum in a few speech
-//!   bands. Each band's log energy is compared with that band's adaptive noise floor; the mean
-//!   band SNR decides the frame, with an onset confirmation, hysteresis and a hangover that
-//!   grows with the length of the speech run. Per-band floors make coloured noise (pink, hum,
-//!   babble) cost only the bands it occupies.
+//!   rate sees the same 0-4 kHz speech band), pre-emphasised (no DC, a lighter low end), and
+//!   each frame's short-lag autocorrelation gives a smoothed spectrum in ten speech bands.
+//!   Each band's energy is compared with that band's adaptive noise floor; the mean excess SNR
+//!   over the bands decides the frame, with an onset confirmation, hysteresis and a hangover
+//!   that grows with the length of the speech run and with the noise. Per-band floors make
+//!   coloured noise (pink, hum) cost only the bands it occupies.
 //! - the turn state machine: `speech_started` once the detector says speech, dated back to the
 //!   start of the confirming run minus `prefix_padding_ms`; `speech_stopped` after
 //!   `silence_duration_ms` of non-speech, dated at the last speech frame's end plus that
@@ -24,10 +24,11 @@ pub const SAMPLE_RATES: [u32; 4] = [8000, 16000, 24000, 48000];
 pub const FRAME_DURATIONS_MS: [u32; 3] = [10, 20, 30];
 
 const ANALYSIS_RATE: u32 = 8000;
-/// Autocorrelation lags 0..LAGS-1 of the analysis signal: about 1 kHz of spectral resolution.
+/// Autocorrelation lags 0..LAGS-1 of the analysis signal: about 500 Hz of spectral resolution.
 const LAGS: usize = 17;
+/// First-order pre-emphasis: removes DC and tames the strong low end of pink noise and hum,
+/// whose leakage would otherwise swamp the lowest bands.
 const PRE_EMPHASIS: f32 = 0.9;
-const PARZEN: bool = true;
 const HISTORY: usize = LAGS - 1;
 const MAX_FRAME_LEN: usize = (ANALYSIS_RATE as usize / 1000) * 30;
 /// Centres of the analysis bands, in Hz: the formant region where voiced speech lives.
@@ -49,6 +50,8 @@ const SNR_DB_AT_THRESHOLD_HALF: f32 = 2.2;
 const SNR_DB_AT_THRESHOLD_1: f32 = 20.0;
 /// Once speaking, a frame keeps the speech going at this many dB less.
 const HYSTERESIS_DB: f32 = 3.0;
+/// Each band counts only by how far it exceeds its floor (`energy / floor - 1`, at least 0), so
+/// the many bands a formant does not reach add no noise to the decision.
 const EXCESS_KNEE: f32 = 1.0;
 const MIN_THRESHOLD_OFF_DB: f32 = 1.5;
 /// Consecutive speech-like frames (in ms) that confirm an onset.
@@ -65,8 +68,7 @@ const CLEAN_SNR_DB: f32 = 14.0;
 const NOISY_SNR_DB: f32 = 4.0;
 /// Smoothing of the speech SNR estimate, per speech frame.
 const SPEECH_SNR_SMOOTHING: f32 = 0.05;
-/// Noise floor tracking, per band, in power: falls fast toward quieter frames,
-/// rises only in non-speech frames, and is never below the minimum of the last couple of
+/// Noise floor tracking, per band, in power; it is never below the minimum of the last two
 /// seconds, so that a step up in the noise is absorbed even while it reads as speech.
 /// Rates per 10 ms: non-speech frames pull the floor toward their energy (an unbiased mean of
 /// the noise power); a frame well below the floor (a drop in the noise) pulls it fast; speech
@@ -91,12 +93,12 @@ impl Sample for f32 {
         self
     }
     fn check(samples: &[Self]) -> Result<(), AudioError> {
-        // x - x is 0 for finite x and NaN otherwise; eight lanes let this vectorise.
+        // x * 0 is 0 for finite x and NaN otherwise; eight lanes let this vectorise.
         let mut lanes = [0.0f32; 8];
         let mut chunks = samples.chunks_exact(8);
         for chunk in &mut chunks {
             for (lane, &x) in lanes.iter_mut().zip(chunk) {
-                *lane += x - x;
+                *lane += x * 0.0;
             }
         }
         let finite = lanes
@@ -209,7 +211,7 @@ impl FrameDetector {
         for (band, centre) in BAND_CENTRES_HZ.into_iter().enumerate() {
             for (lag, weights) in band_weights.iter_mut().enumerate() {
                 let weight = &mut weights[band];
-                // Bartlett lag window: its transform is non-negative, so band energies are too.
+                // Parzen lag window (see `lag_window`).
                 let window = lag_window(lag as f64 / LAGS as f64);
                 let phase =
                     2.0 * std::f64::consts::PI * centre * lag as f64 / f64::from(ANALYSIS_RATE);
@@ -478,14 +480,10 @@ impl FrameDetector {
 /// energies are too) and its side lobes fall as 1/f^4, so the strong low end of pink noise or
 /// hum barely leaks into the speech bands.
 fn lag_window(u: f64) -> f64 {
-    if PARZEN {
-        if u <= 0.5 {
-            1.0 - 6.0 * u * u + 6.0 * u * u * u
-        } else {
-            2.0 * (1.0 - u).powi(3)
-        }
+    if u <= 0.5 {
+        1.0 - 6.0 * u * u + 6.0 * u * u * u
     } else {
-        1.0 - u
+        2.0 * (1.0 - u).powi(3)
     }
 }
 
@@ -891,14 +889,15 @@ mod tests {
             .map(|_| noise.uniform())
             .collect();
         for n in [80, 160, 240] {
+            let bits = |lags: [f32; LAGS]| lags.map(f32::to_bits);
             let portable = autocorrelation_portable(&buffer, n);
-            assert_eq!(autocorrelation(&buffer, n), portable);
+            assert_eq!(bits(autocorrelation(&buffer, n)), bits(portable));
             #[cfg(target_arch = "x86_64")]
             // SAFETY: SSE2 is part of x86_64; AVX is checked before use.
             unsafe {
-                assert_eq!(autocorrelation_sse2(&buffer, n), portable);
+                assert_eq!(bits(autocorrelation_sse2(&buffer, n)), bits(portable));
                 if std::arch::is_x86_feature_detected!("avx") {
-                    assert_eq!(autocorrelation_avx(&buffer, n), portable);
+                    assert_eq!(bits(autocorrelation_avx(&buffer, n)), bits(portable));
                 }
             }
             // And the lag sums are the textbook ones (to rounding).

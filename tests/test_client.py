@@ -93,6 +93,13 @@ async def test_single_flight_responses_never_collide() -> None:
         order = [e["event"]["type"] for e in recorder.events if e.type == "realtime.event"
                  and e["event"].get("type") in ("response.create", "response.done")]
         assert order == ["response.create", "response.done", "response.create", "response.done"]
+
+
+async def test_create_response_without_waiting_refuses_while_one_runs() -> None:
+    # The responder pauses, so the first response is surely still running at the second call.
+    async with Simulator(responder=slow_responder) as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session=TEXT_ONLY) as client:
+        await client.send_user_message_content("first")
         await client.create_response()
         with pytest.raises(ResponseBusy):
             await client.create_response(wait=False)
@@ -880,4 +887,32 @@ async def test_append_input_audio_at_any_rate_and_dtype() -> None:
         # 300 ms at the wire's 24 kHz, less the resampler's delay still held back.
         assert 24 * 280 <= len(sent) <= 24 * 300
         assert 0.3 < np.abs(sent).max() / 32767 < 0.45
+        assert recorder.errors() == []
+
+
+@pytest.mark.parametrize("wire_format, codec", [("audio/pcmu", "ulaw"), ("audio/pcma", "alaw")])
+async def test_g711_audio_appended_right_after_connecting_is_in_the_asked_format(
+    wire_format: str, codec: str
+) -> None:
+    # session.created (the server's pcm16 defaults) arrives after the client's session.update
+    # is on the wire: audio appended in between must already be G.711, as the server will
+    # apply the update before it.
+    from realtalk import audio
+
+    g711 = {"type": wire_format}
+    session = {"audio": {"input": {"format": g711, "turn_detection": None},
+                         "output": {"format": g711}}}
+    frame = (np.arange(160, dtype=np.int16) * 97 - 7000).astype(np.int16)
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", session=session,
+                                                  input_rate=8000) as client:
+        recorder = Recorder(client)
+        for _ in range(10):
+            client.append_input_audio(frame)
+        await client.commit_input_audio()
+        with anyio.fail_after(5):
+            while not recorder.wire("server", "input_audio_buffer.committed"):
+                await anyio.sleep(0.01)
+        appends = recorder.wire("client", "input_audio_buffer.append")
+        encode = audio.ulaw_encode if codec == "ulaw" else audio.alaw_encode
+        assert [audio.b64decode(a["audio"]) for a in appends] == [encode(frame).tobytes()] * 10
         assert recorder.errors() == []

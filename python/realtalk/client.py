@@ -18,7 +18,6 @@ import contextlib
 import functools
 import inspect
 import json
-import os
 import random
 import threading
 import time
@@ -29,7 +28,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
 import anyio
 import anyio.abc
@@ -74,7 +72,6 @@ BENIGN_ERROR_CODES = frozenset(
         "input_audio_buffer_commit_empty",
     }
 )
-DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 # Close codes after which the same request may succeed again (design.md, supervision).
 RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 
@@ -446,15 +443,10 @@ class RealtimeClient:
 
     def _apply_formats(self) -> None:
         audio_config = self._config.get("audio") or {}
-        input_format = _format_name((audio_config.get("input") or {}).get("format"))
-        output_format = _format_name((audio_config.get("output") or {}).get("format"))
-        if input_format != self._input_format:
-            self._input_format = input_format
-            with self._uplink_lock:
-                self._uplinks.clear()  # one Uplink per input rate, for the current format
-        if output_format != self._output_format or self._downlink is None:
-            self._output_format = output_format
-            self._downlink = self._new_downlink(output_format)
+        for direction in ("input", "output"):
+            self._set_format(direction, (audio_config.get(direction) or {}).get("format"))
+        if self._downlink is None:
+            self._downlink = self._new_downlink(self._output_format)
 
     def _new_downlink(self, format_: str) -> Any:
         return _audio.Downlink(self.playback_rate, format=format_, protocol=self.protocol,
@@ -738,16 +730,11 @@ class RealtimeClient:
         if self._connect_factory is not None:
             return self._connect_factory()
         from realtalk import transport
+        from realtalk.connection import realtime_request
 
-        url = self.url or DEFAULT_URL
-        if "model=" not in url and "call_id=" not in url and "intent=" not in url:
-            url += ("&" if "?" in url else "?") + urlencode({"model": self.model})
-        headers = dict(self._headers)
-        api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
-        if api_key and not any(name.lower() in ("authorization", "api-key") for name in headers):
-            headers["Authorization"] = f"Bearer {api_key}"
-        if self.protocol == "beta":
-            headers.setdefault("OpenAI-Beta", "realtime=v1")
+        # One place builds the URL and the auth headers (OpenAI, beta, Azure, ek_ tokens).
+        url, headers = realtime_request(self.url, model=self.model, api_key=self._api_key,
+                                        protocol=self.protocol, headers=self._headers)
         return transport.open_websocket(url, headers=headers)
 
     async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -1024,16 +1011,25 @@ class RealtimeClient:
     def _on_session(self, event: dict[str, Any]) -> None:
         session = event.get("session") or {}
         self._server_session = dict(session)
+        # The formats this client asked for win: session.created carries the server's defaults
+        # and arrives after our session.update was already sent, so audio appended meanwhile
+        # is in the format the server will apply first. The server's word fills in only what
+        # the config leaves unsaid.
         audio = session.get("audio") or {}
-        output = _format_name((audio.get("output") or {}).get("format"))
-        if output != self._output_format:
-            self._output_format = output
-            self._downlink = self._new_downlink(output)
-        input_format = _format_name((audio.get("input") or {}).get("format"))
-        if input_format != self._input_format:
-            self._input_format = input_format
+        asked = self._config.get("audio") or {}
+        for direction in ("input", "output"):
+            if (asked.get(direction) or {}).get("format") is None:
+                self._set_format(direction, (audio.get(direction) or {}).get("format"))
+
+    def _set_format(self, direction: str, format_: Any) -> None:
+        name = _format_name(format_)
+        if direction == "output" and name != self._output_format:
+            self._output_format = name
+            self._downlink = self._new_downlink(name)
+        elif direction == "input" and name != self._input_format:
+            self._input_format = name
             with self._uplink_lock:
-                self._uplinks.clear()
+                self._uplinks.clear()  # one Uplink per input rate, for the current format
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
