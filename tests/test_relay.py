@@ -747,3 +747,21 @@ async def test_browser_origins_can_be_restricted() -> None:
                 "Origin": "https://app.example", "Authorization": f"Bearer {token}"}) as ws:
             assert json.loads(await ws.receive())["type"] == "session.created"
         assert len(stack.tap.requests) == 1
+
+
+def test_cli_issues_relay_tokens_and_needs_a_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from realtalk.cli import main
+
+    monkeypatch.setenv("REALTALK_RELAY_SECRET", SECRET)
+    assert main(["relay", "--issue-token", "60", "--subject", "kiosk-3"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert verify_token(SECRET, token).subject == "kiosk-3"
+    monkeypatch.setenv("REALTALK_RELAY_SECRET", "short")
+    assert main(["relay", "--issue-token", "60"]) == 1
+    assert "REALTALK_RELAY_SECRET" in capsys.readouterr().err
+    monkeypatch.setenv("REALTALK_RELAY_SECRET", SECRET)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["relay", "--upstream", "wss://example.invalid/v1/realtime"]) == 1
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
