@@ -1,4 +1,5 @@
-"""The ``realtalk`` command line: ``talk`` (one voice turn), ``simulate`` and ``bench``.
+"""The ``realtalk`` command line: ``talk`` (one voice turn), ``simulate``, ``relay`` and
+``bench``.
 
 Every failure a user can cause (a missing file, a WAV that is not PCM, an unreachable URL, a
 refused key) ends in one line on stderr and a non-zero exit status, never a traceback.
@@ -61,6 +62,20 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--api-key", metavar="K", action="append",
                           help="accept only this key (repeatable; default: any key)")
 
+    relay = commands.add_parser(
+        "relay", help="run a relay: clients holding a relay token talk Realtime through your key",
+        description="Relay Realtime sessions for clients that hold a relay token (browsers send "
+        "it as the openai-insecure-api-key.<token> subprotocol). The signing secret comes from "
+        "REALTALK_RELAY_SECRET (at least 16 bytes), the upstream key from OPENAI_API_KEY.")
+    relay.add_argument("--host", default="127.0.0.1")
+    relay.add_argument("--port", type=int, default=8080)
+    relay.add_argument("--upstream", metavar="URL",
+                       help="Realtime endpoint the relay connects to (default: an embedded "
+                       "simulator)")
+    relay.add_argument("--issue-token", type=float, metavar="TTL_S",
+                       help="print a relay token valid for TTL_S seconds, then exit")
+    relay.add_argument("--subject", help="who the --issue-token token is for (shown in logs)")
+
     commands.add_parser("bench", help="print realtalk's speed next to the usual Python way")
     return parser
 
@@ -75,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_talk(args)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "relay":
+            return _relay(args)
         from realtalk._bench import run_bench
 
         return run_bench()
@@ -102,6 +119,49 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         anyio.run(lambda: run_simulator(
             args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key))
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def _relay(args: argparse.Namespace) -> int:
+    import logging
+    from contextlib import AsyncExitStack
+
+    import anyio
+
+    from realtalk.relay import Relay, issue_token, run_relay
+    from realtalk.simulator import Simulator
+
+    secret = os.environ.get("REALTALK_RELAY_SECRET")
+    if not secret or len(secret.encode()) < 16:
+        raise CliError("set REALTALK_RELAY_SECRET to a secret of at least 16 bytes")
+    if args.issue_token is not None:
+        try:
+            print(issue_token(secret, args.issue_token, subject=args.subject))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        return 0
+    key = environment_api_key()
+    if args.upstream is not None and key is None:
+        raise CliError("set OPENAI_API_KEY: the relay opens upstream sessions with it")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+
+    def ready(relay: Relay) -> None:
+        print(f"realtalk relay listening on {relay.url} -> {relay.upstream}; metrics at "
+              f"http://{args.host}:{relay.port}/metrics; Ctrl-C stops it", flush=True)
+
+    async def serve() -> None:
+        async with AsyncExitStack() as stack:
+            upstream, upstream_key = args.upstream, key
+            if upstream is None:
+                simulator = await stack.enter_async_context(Simulator())
+                upstream, upstream_key = simulator.url, "sk-local"
+            await run_relay(args.host, args.port, upstream=upstream, api_key=upstream_key,
+                            secret=secret, ready=ready)
+
+    try:
+        anyio.run(serve)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

@@ -57,7 +57,33 @@ class SessionExpired(ConnectionClosed):
     """Close 1001 with the session-duration reason: the server ended a session at its limit."""
 
 
+class APIError(RealtalkError):
+    """An HTTP API call (an ephemeral token request ...) was refused: ``status`` is the HTTP
+    status; ``message``, ``code``, ``param`` and ``type`` come from the server's OpenAI error
+    body (``{"error": {...}}``). Without one, ``message`` is the body's text and the others
+    are None."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        details = ", ".join(f"{name}={value}" for name, value in
+                            (("code", code), ("param", param)) if value is not None)
+        super().__init__(f"HTTP {status}: {message}" + (f" ({details})" if details else ""))
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type
+
+
 __all__ = [
+    "APIError",
     "AuthenticationError",
     "ConnectError",
     "ConnectionClosed",

@@ -1,0 +1,360 @@
+"""Load benchmark for the relay (a benchmark, not a test).
+
+N concurrent clients stream 20 ms pcm16 frames (24 kHz) at real-time pace for S seconds through
+ONE relay process to a simulator process, over loopback. The audio alternates voiced bursts and
+pauses, so the simulator's server VAD detects turns and streams audio replies back through the
+relay. Three processes: the simulator, the relay (whose CPU is measured) and the clients (this
+process, a lean raw-frame client: websockets' Sans-I/O parser, frames pre-built and masked).
+
+Accounting: every audio byte the clients append must be counted by the simulator, and every
+audio byte the simulator sends in deltas must be decoded by the clients; any unexpected `error`
+event or lost connection fails the run.
+
+Added latency: once a second each client sends a probe (`conversation.item.retrieve` of an
+unknown item, which the simulator answers at once with an `error` echoing the probe's event_id)
+and times the round trip. A few direct clients send the same probes straight to the simulator
+at the same time, under the same load. The relay's added latency per event is the relayed round
+trip minus the direct one (at p50 and p99); it covers two hops (client->upstream and back).
+
+    python benches/bench_relay.py --sessions 200 --seconds 30
+    python benches/bench_relay.py --sweep 50,100,200 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+
+RATE = 24000
+FRAME_MS = 20
+FRAME_BYTES = RATE * 2 * FRAME_MS // 1000
+PATTERNS = 8
+SLOTS = 4  # clients are spread over 4 sub-ticks of the 20 ms frame period
+DIRECT_MIN = 4
+KEY = "sk-bench-relay-key"
+SECRET = "bench-relay-secret-0123456789"
+
+
+def speech(seconds: float, seed: int) -> bytes:
+    """Voiced bursts (1.2-2.0 s) between pauses (1.5-2.5 s), pcm16 at 24 kHz."""
+    rng = np.random.default_rng(seed)
+    chunks = [np.zeros(int(RATE * (0.2 + 0.3 * seed / PATTERNS)))]
+    total = len(chunks[0])
+    while total < seconds * RATE:
+        t = np.arange(int(RATE * rng.uniform(1.2, 2.0))) / RATE
+        f0 = rng.uniform(110, 190)
+        voiced = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)) / 2.3
+        pause = np.zeros(int(RATE * rng.uniform(1.5, 2.5)))
+        chunks += [0.3 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2), pause]
+        total += len(t) + len(pause)
+    return (np.concatenate(chunks)[: int(seconds * RATE)] * 32767).astype("<i2").tobytes()
+
+
+def masked(payload: bytes) -> bytes:
+    from websockets.frames import Frame, Opcode
+
+    return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
+
+
+# ---- the server processes -------------------------------------------------------------------
+
+
+def serve(kind: str, upstream: str) -> None:
+    async def main() -> None:
+        from contextlib import AsyncExitStack
+
+        async with AsyncExitStack() as stack:
+            if kind == "simulator":
+                from realtalk.simulator import Simulator
+
+                server: Any = await stack.enter_async_context(
+                    Simulator(api_keys={KEY}, compression=None, keepalive_s=None))
+            else:
+                from realtalk.relay import Relay, RelayPolicy
+
+                server = await stack.enter_async_context(Relay(
+                    upstream, api_key=KEY, secret=SECRET, compression=None,
+                    upstream_compression=None, policy=RelayPolicy(max_sessions=10_000)))
+            print(json.dumps({"port": server.port}), flush=True)
+            while True:
+                line = await anyio.to_thread.run_sync(sys.stdin.readline)
+                if not line or line.strip() == "quit":
+                    return
+                times = os.times()
+                stats = vars(server.stats).copy()
+                print(json.dumps({"cpu_s": times.user + times.system, **stats}), flush=True)
+
+    profile = os.environ.get("BENCH_RELAY_PROFILE")
+    if profile and kind == "relay":  # where the relay's time goes: BENCH_RELAY_PROFILE=out.prof
+        import cProfile
+
+        cProfile.runctx("anyio.run(main)", globals(), locals(), profile)
+    else:
+        anyio.run(main)
+
+
+class ServerProcess:
+    def __init__(self, kind: str, upstream: str = "") -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", kind, upstream],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = json.loads(self.process.stdout.readline())["port"]
+
+    def stats(self) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("stats\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("quit\n")
+        self.process.stdin.flush()
+        self.process.wait(timeout=60)
+
+
+# ---- the clients ---------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    stream: Any = None
+    protocol: Any = None
+    pending: list[Any] = field(default_factory=list)
+    received_audio: int = 0
+    errors: list[Any] = field(default_factory=list)
+    probes_sent: dict[str, float] = field(default_factory=dict)
+    round_trips: list[float] = field(default_factory=list)
+    responses_open: int = 0
+    last_event_at: float = 0.0
+    failure: str | None = None
+    lock: Any = field(default_factory=anyio.Lock)
+
+    async def send(self, frame: bytes) -> None:
+        if self.failure is not None:
+            return
+        try:
+            async with self.lock:
+                await self.stream.send(frame)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            self.failure = f"send failed: {exc!r} {exc.__cause__!r}"
+
+
+async def connect(url: str, token: str) -> Session:
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    uri = parse_uri(url)
+    stream = await anyio.connect_tcp(uri.host, uri.port)
+    protocol = ClientProtocol(uri, max_size=None)
+    request = protocol.connect()
+    request.headers["Authorization"] = f"Bearer {token}"
+    protocol.send_request(request)
+    for data in protocol.data_to_send():
+        await stream.send(data)
+    while protocol.state is State.CONNECTING:
+        protocol.receive_data(await stream.receive())
+    if protocol.handshake_exc is not None:
+        raise protocol.handshake_exc
+    pending = [e for e in protocol.events_received() if hasattr(e, "opcode")]
+    return Session(stream, protocol, pending)
+
+
+async def read(session: Session) -> None:
+    from websockets.frames import Opcode
+
+    decoder = msgspec.json.Decoder()
+    events = session.pending
+    try:
+        while True:
+            for frame in events:
+                if frame.opcode is Opcode.CLOSE:
+                    raise ConnectionError("closed by the server")
+                if frame.opcode is not Opcode.TEXT:
+                    continue
+                event = decoder.decode(frame.data)
+                kind = event["type"]
+                now = time.monotonic()
+                session.last_event_at = now
+                if kind == "response.output_audio.delta":
+                    delta = event["delta"]
+                    session.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
+                elif kind == "error":
+                    sent = session.probes_sent.pop(event["error"].get("event_id") or "", None)
+                    if sent is None:
+                        session.errors.append(event)
+                    else:
+                        session.round_trips.append(now - sent)
+                elif kind == "response.created":
+                    session.responses_open += 1
+                elif kind == "response.done":
+                    session.responses_open -= 1
+            try:
+                data = await session.stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                raise ConnectionError("connection lost") from None
+            session.protocol.receive_data(data)
+            events = session.protocol.events_received()
+            for reply in session.protocol.data_to_send():  # pongs to the relay's keepalive
+                if reply:
+                    await session.send(reply)
+    except Exception as exc:
+        session.failure = repr(exc)
+
+
+def probe(session: Session, number: int) -> bytes:
+    event_id = f"probe_{number}"
+    session.probes_sent[event_id] = time.monotonic()
+    return masked(json.dumps({"type": "conversation.item.retrieve", "item_id": "item_none",
+                              "event_id": event_id}).encode())
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * q))], 2)
+
+
+async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
+    from realtalk.relay import issue_token
+
+    encoder = msgspec.json.Encoder()
+    patterns = []
+    for seed in range(PATTERNS):
+        pcm = speech(seconds, seed)
+        patterns.append([
+            masked(encoder.encode({"type": "input_audio_buffer.append",
+                                   "audio": base64.b64encode(pcm[i:i + FRAME_BYTES]).decode()}))
+            for i in range(0, len(pcm), FRAME_BYTES)
+        ])
+    frame_count = len(patterns[0])
+    simulator = ServerProcess("simulator")
+    upstream = f"ws://127.0.0.1:{simulator.port}/v1/realtime"
+    relay = ServerProcess("relay", upstream)
+    relayed = [Session() for _ in range(sessions)]
+    direct: list[Session] = []
+    max_lag = 0.0
+    try:
+        relay_url = f"ws://127.0.0.1:{relay.port}/v1/realtime?model=gpt-realtime"
+        token = issue_token(SECRET, 3600)
+        relayed = [await connect(relay_url, token) for _ in range(sessions)]
+        direct = [await connect(f"{upstream}?model=gpt-realtime", KEY)
+                  for _ in range(max(DIRECT_MIN, sessions // 10))]
+        everyone = [*relayed, *direct]
+        sim_before, relay_before = simulator.stats(), relay.stats()
+        async with anyio.create_task_group() as tg:
+            for session in (*relayed, *direct):
+                tg.start_soon(read, session)
+            start = time.monotonic()
+            step = FRAME_MS / 1000 / SLOTS
+            probe_number = 0
+            for tick in range(frame_count * SLOTS):
+                frame, slot = divmod(tick, SLOTS)
+                due = start + tick * step
+                now = time.monotonic()
+                if due > now:
+                    await anyio.sleep(due - now)
+                else:
+                    max_lag = max(max_lag, now - due)
+                for index in range(slot, len(everyone), SLOTS):
+                    session = everyone[index]
+                    await session.send(patterns[index % PATTERNS][frame])
+                    # One probe per client per second, spread over the second.
+                    if (frame + index) % (1000 // FRAME_MS) == 0:
+                        probe_number += 1
+                        await session.send(probe(session, probe_number))
+            wall = time.monotonic() - start
+            with anyio.move_on_after(60):  # the last turns' replies
+                while any(s.responses_open for s in everyone) or (
+                    time.monotonic() - max(s.last_event_at for s in everyone) < 1.0
+                ):
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.2)
+            tg.cancel_scope.cancel()
+        relay_after = relay.stats()
+        for session in (*relayed, *direct):
+            await session.stream.aclose()
+        await anyio.sleep(1.0)
+        sim_after = simulator.stats()
+    finally:
+        relay.stop()
+        simulator.stop()
+
+    relayed_rtt = [t for s in relayed for t in s.round_trips]
+    direct_rtt = [t for s in direct for t in s.round_trips]
+    sent = len(everyone) * frame_count * FRAME_BYTES
+    relay_cpu = relay_after["cpu_s"] - relay_before["cpu_s"]
+    report: dict[str, Any] = {
+        "sessions": sessions,
+        "seconds": seconds,
+        "streaming_wall_s": round(wall, 2),
+        "direct_sessions": len(direct),
+        "failures": sorted({s.failure for s in everyone if s.failure}),
+        "unexpected_error_events": sum(len(s.errors) for s in everyone),
+        "audio_in_sent": sent,
+        "audio_in_counted_by_simulator": (sim_after["input_audio_bytes"]
+                                          - sim_before["input_audio_bytes"]),
+        "audio_out_sent_by_simulator": (sim_after["output_audio_bytes"]
+                                        - sim_before["output_audio_bytes"]),
+        "audio_out_received": sum(s.received_audio for s in everyone),
+        "responses": sim_after["responses"] - sim_before["responses"],
+        "probes_answered": len(relayed_rtt),
+        "probes_lost": sum(len(s.probes_sent) for s in everyone),
+        "relayed_rtt_p50_ms": percentile(relayed_rtt, 0.5),
+        "relayed_rtt_p99_ms": percentile(relayed_rtt, 0.99),
+        "direct_rtt_p50_ms": percentile(direct_rtt, 0.5),
+        "direct_rtt_p99_ms": percentile(direct_rtt, 0.99),
+        "max_send_lag_ms": round(1000 * max_lag, 1),
+        "relay_cpu_s": round(relay_cpu, 2),
+        "relay_cpu_ms_per_session_second": round(1000 * relay_cpu / (sessions * seconds), 3),
+        "relay_counters": {name: relay_after[name] - relay_before.get(name, 0)
+                           for name in relay_after if name != "cpu_s"},
+    }
+    for q in ("p50", "p99"):
+        relayed_q, direct_q = report[f"relayed_rtt_{q}_ms"], report[f"direct_rtt_{q}_ms"]
+        report[f"added_latency_{q}_ms"] = (
+            None if relayed_q is None or direct_q is None else round(relayed_q - direct_q, 2))
+    report["accounted"] = (
+        report["audio_in_sent"] == report["audio_in_counted_by_simulator"]
+        and report["audio_out_sent_by_simulator"] == report["audio_out_received"]
+        and report["probes_lost"] == 0
+    )
+    report["sustained"] = (
+        report["accounted"] and not report["failures"]
+        and report["unexpected_error_events"] == 0 and report["max_send_lag_ms"] < 100
+    )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--sweep", help="comma-separated client counts, run in turn")
+    args = parser.parse_args()
+    if args.serve:
+        serve(*args.serve)
+        return
+    counts = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.sessions]
+    for count in counts:
+        print(json.dumps(anyio.run(run_load, count, args.seconds)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
