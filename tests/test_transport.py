@@ -14,6 +14,8 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import logging
+
 import pytest
 from realtalk.errors import (
     AuthenticationError,
@@ -768,3 +770,23 @@ async def test_tls_server_close_code_reaches_client() -> None:
             with anyio.fail_after(5):
                 with pytest.raises(AuthenticationError):
                     await ws.receive()
+
+
+async def test_debug_logs_never_show_keys_or_tokens(caplog: pytest.LogCaptureFixture) -> None:
+    # websockets logs each handshake header at DEBUG through our logger.
+    async def echo(ws: WebSocket) -> None:
+        await ws.send(await ws.receive())
+
+    caplog.set_level(logging.DEBUG, logger="realtalk.transport")
+    async with WebSocketServer(echo, select_subprotocol=lambda request, offered: "realtime") \
+            as server:
+        async with open_websocket(
+            server.url, headers={"Authorization": "Bearer sk-secret-123", "api-key": "az-secret"},
+            subprotocols=["realtime", "openai-insecure-api-key.ek_secret456"],
+        ) as ws:
+            await ws.send("ping")
+            assert await ws.receive() == "ping"
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Authorization: Bearer [redacted]" in text  # the header is still logged, not its value
+    for secret in ("sk-secret-123", "az-secret", "ek_secret456"):
+        assert secret not in text

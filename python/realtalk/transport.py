@@ -103,6 +103,31 @@ __all__ = [
 
 logger = logging.getLogger("realtalk.transport")
 
+
+class _RedactCredentials(logging.Filter):
+    """websockets logs every handshake header at DEBUG ("> %s: %s"): keys and tokens must not
+    reach a log, whoever turns DEBUG on."""
+
+    SECRET_HEADERS = frozenset({"authorization", "api-key", "sec-websocket-protocol"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (isinstance(args, tuple) and len(args) == 2 and str(record.msg).endswith("%s: %s")
+                and str(args[0]).lower() in self.SECRET_HEADERS):
+            name, value = args
+            if str(name).lower() == "sec-websocket-protocol":  # browser auth rides here
+                value = ", ".join(
+                    part.split(".", 1)[0] + ".[redacted]" if "." in part else part
+                    for part in str(value).split(", "))
+            else:
+                value = str(value).split(" ", 1)[0] + " [redacted]" if " " in str(value) \
+                    else "[redacted]"
+            record.args = (name, value)
+        return True
+
+
+logger.addFilter(_RedactCredentials())
+
 DEFAULT_MAX_SIZE = 16 * 2**20
 """Largest incoming message accepted (16 MiB): above the API's 15 MiB audio append limit."""
 DEFAULT_PING_INTERVAL = 20.0
