@@ -54,10 +54,11 @@ async def test_text_turn_builds_the_conversation_in_server_order() -> None:
         user_id = await client.send_user_message_content("hello there")
         response_id = await client.create_response()
         assert response_id is not None and response_id.startswith("resp_")
-        item = await client.wait_for_next_completed_item(timeout=5)
-        if item.role == "user":
-            item = await client.wait_for_next_completed_item(timeout=5)
+        # At fast pace the reply may be complete before create_response() returns; the
+        # events say which item completed (wait_for_next_completed_item has its own test).
         await client.wait_for_response_done(5)
+        completed = [e["item"] for e in recorder.events if e.type == "conversation.item.completed"]
+        item = completed[-1]
         items = client.conversation.items
         assert [i.id for i in items][0] == user_id
         assert [i.role for i in items] == ["user", "assistant"]
@@ -108,6 +109,15 @@ async def test_create_response_without_waiting_refuses_while_one_runs() -> None:
 
 def slow_responder(ctx: ResponseContext) -> Any:
     return [Delay(0.5), Text("after a pause")]
+
+
+async def test_wait_for_next_completed_item_returns_the_reply() -> None:
+    async with Simulator(responder=slow_responder) as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session=TEXT_ONLY) as client:
+        await client.send_user_message_content("hello")
+        await client.create_response()  # returns at response.created; the text comes 0.5 s on
+        item = await client.wait_for_next_completed_item(timeout=5)
+        assert (item.role, item.status, item.text) == ("assistant", "completed", "after a pause")
 
 
 async def test_benign_server_errors_are_events_not_exceptions() -> None:
