@@ -6,7 +6,6 @@ Run: .venv/bin/python -m pytest benches/bench_codec.py --benchmark-only \
 
 import base64
 import binascii
-import sys
 
 import numpy as np
 import pybase64
@@ -23,10 +22,8 @@ from realtalk.audio import (
     ulaw_encode,
 )
 
-if sys.version_info >= (3, 13):
-    import audioop_lts as audioop  # type: ignore[import-not-found]
-else:
-    import audioop
+# The stdlib module up to 3.12; the audioop-lts backport installs the same name from 3.13.
+import audioop
 
 SIZES = {"20ms": 480, "100ms": 2400, "1s": 24_000, "10s": 240_000}
 

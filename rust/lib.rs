@@ -21,6 +21,7 @@ pub mod resample;
 pub mod vad;
 
 // ---- frame ----
+pub mod frame;
 
 
 pub use error::AudioError;

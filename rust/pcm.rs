@@ -51,7 +51,7 @@ pub fn f32_to_pcm16_into(input: &[f32], output: &mut [i16]) -> Result<(), AudioE
 fn convert_f32(input: &[f32], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if has_avx512() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::f32_to_pcm16_avx512(input, output) };
         } else if std::arch::is_x86_feature_detected!("avx2") {
@@ -103,18 +103,26 @@ pub fn pcm16_to_f32_into(input: &[i16], output: &mut [f32]) -> Result<(), AudioE
 fn convert_pcm16(input: &[i16], output: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if has_avx512() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::pcm16_to_f32_avx512(input, output) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        } else if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
             unsafe { x86::pcm16_to_f32_avx2(input, output) };
-            return;
+        } else {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe { x86::pcm16_to_f32_sse2(input, output) };
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
     pcm16_to_f32_portable(input, output);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
 #[allow(clippy::inline_always)]
@@ -150,7 +158,9 @@ pub fn pcm16_to_f32(input: &[i16]) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::wildcard_imports)] // the intrinsics, by the dozen
 mod x86 {
-    use super::{f32_sample_to_pcm16, f64_sample_to_pcm16, pcm16_to_f32_portable, SCALE};
+    use super::{
+        f32_sample_to_pcm16, f64_sample_to_pcm16, pcm16_to_f32_portable, INV_SCALE_TO_FLOAT, SCALE,
+    };
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "sse2")]
@@ -208,7 +218,7 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn f32_to_pcm16_avx512(input: &[f32], output: &mut [i16]) {
         let n = input.len().min(output.len());
         let lo = _mm512_set1_ps(-1.0);
@@ -294,14 +304,70 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pcm16_to_f32_avx2(input: &[i16], output: &mut [f32]) {
-        pcm16_to_f32_portable(input, output);
+    // The compiler does not vectorise the plain loop (int16 -> f32 widening), hence these.
+
+    #[target_feature(enable = "sse2")]
+    pub(super) unsafe fn pcm16_to_f32_sse2(input: &[i16], output: &mut [f32]) {
+        let n = input.len().min(output.len());
+        let scale = _mm_set1_ps(INV_SCALE_TO_FLOAT);
+        let mut at = 0;
+        while at + 8 <= n {
+            // SAFETY: `at + 8 <= n`; unaligned loads and stores.
+            unsafe {
+                let samples = _mm_loadu_si128(input.as_ptr().add(at).cast());
+                // Each i16 into the top half of an i32, then an arithmetic shift sign-extends.
+                let low = _mm_srai_epi32::<16>(_mm_unpacklo_epi16(samples, samples));
+                let high = _mm_srai_epi32::<16>(_mm_unpackhi_epi16(samples, samples));
+                let out = output.as_mut_ptr().add(at);
+                _mm_storeu_ps(out, _mm_mul_ps(_mm_cvtepi32_ps(low), scale));
+                _mm_storeu_ps(out.add(4), _mm_mul_ps(_mm_cvtepi32_ps(high), scale));
+            }
+            at += 8;
+        }
+        pcm16_to_f32_portable(&input[at..n], &mut output[at..n]);
     }
 
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pcm16_to_f32_avx2(input: &[i16], output: &mut [f32]) {
+        let n = input.len().min(output.len());
+        let scale = _mm256_set1_ps(INV_SCALE_TO_FLOAT);
+        let mut at = 0;
+        while at + 8 <= n {
+            // SAFETY: `at + 8 <= n`; unaligned loads and stores.
+            unsafe {
+                let samples = _mm256_cvtepi16_epi32(_mm_loadu_si128(input.as_ptr().add(at).cast()));
+                let floats = _mm256_mul_ps(_mm256_cvtepi32_ps(samples), scale);
+                _mm256_storeu_ps(output.as_mut_ptr().add(at), floats);
+            }
+            at += 8;
+        }
+        pcm16_to_f32_portable(&input[at..n], &mut output[at..n]);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn pcm16_to_f32_avx512(input: &[i16], output: &mut [f32]) {
-        pcm16_to_f32_portable(input, output);
+        let n = input.len().min(output.len());
+        let scale = _mm512_set1_ps(INV_SCALE_TO_FLOAT);
+        let convert = |samples: __m256i| {
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(samples)), scale)
+        };
+        let mut at = 0;
+        while at + 16 <= n {
+            // SAFETY: `at + 16 <= n`; unaligned loads and stores.
+            unsafe {
+                let samples = _mm256_loadu_si256(input.as_ptr().add(at).cast());
+                _mm512_storeu_ps(output.as_mut_ptr().add(at), convert(samples));
+            }
+            at += 16;
+        }
+        if at < n {
+            let mask: u16 = (1u32 << (n - at)).wrapping_sub(1) as u16;
+            // SAFETY: the masks cover only the `n - at` elements that exist.
+            unsafe {
+                let samples = _mm256_maskz_loadu_epi16(mask, input.as_ptr().add(at));
+                _mm512_mask_storeu_ps(output.as_mut_ptr().add(at), mask, convert(samples));
+            }
+        }
     }
 }
 
@@ -370,7 +436,7 @@ mod tests {
             unsafe { x86::f32_to_pcm16_avx2(&values, &mut got) };
             assert_eq!(got, want);
         }
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if has_avx512() {
             got.fill(0);
             unsafe { x86::f32_to_pcm16_avx512(&values, &mut got) };
             assert_eq!(got, want);
@@ -400,6 +466,31 @@ mod tests {
         let got = pcm16_to_f32(&input);
         for (&x, &y) in input.iter().zip(&got) {
             assert_eq!(y, f32::from(x) / 32768.0);
+        }
+    }
+
+    #[test]
+    #[allow(clippy::float_cmp)] // exactness is the point
+    fn pcm16_to_f32_every_dispatch_level_at_every_tail_length() {
+        let input: Vec<i16> = (0..100).map(|k| (k * 661 - 32768) as i16).collect();
+        for len in 0..input.len() {
+            let want: Vec<f32> = input[..len]
+                .iter()
+                .map(|&x| f32::from(x) / 32768.0)
+                .collect();
+            let mut got = vec![f32::NAN; len];
+            unsafe { x86::pcm16_to_f32_sse2(&input[..len], &mut got) };
+            assert_eq!(got, want);
+            if std::arch::is_x86_feature_detected!("avx2") {
+                got.fill(f32::NAN);
+                unsafe { x86::pcm16_to_f32_avx2(&input[..len], &mut got) };
+                assert_eq!(got, want);
+            }
+            if has_avx512() {
+                got.fill(f32::NAN);
+                unsafe { x86::pcm16_to_f32_avx512(&input[..len], &mut got) };
+                assert_eq!(got, want);
+            }
         }
     }
 

@@ -515,17 +515,15 @@ impl Resampler {
         quotient as i64 - (self.filter.half_width + self.filter.lead_pad) as i64 + 1
     }
 
-    /// Computes outputs `next_out..until` (all of whose windows are in the history).
-    fn emit(&mut self, until: u64, out: &mut Vec<f32>) {
-        if until <= self.next_out {
-            return;
-        }
-        let count = (until - self.next_out) as usize;
+    /// Runs the leading outputs of `out` (`count` frames) phase by phase while every phase
+    /// recurs at least twice; returns how many it did and leaves the clock after them.
+    fn emit_phase_blocks(
+        &mut self,
+        out: &mut [f32],
+        count: usize,
+        filter: &PolyphaseFilter,
+    ) -> usize {
         let channels = self.channels;
-        let base = out.len();
-        out.resize(base + count * channels, 0.0);
-        let out = &mut out[base..];
-        let filter = Arc::clone(&self.filter);
         let taps = filter.taps;
         let mut done = 0;
         // Outputs `k` and `k + up` share a phase (their windows are `down` inputs apart): when
@@ -591,6 +589,22 @@ impl Resampler {
             done += block;
             (self.next_quotient, self.next_phase) = self.clock(self.next_out + done as u64);
         }
+        done
+    }
+
+    /// Computes outputs `next_out..until` (all of whose windows are in the history).
+    fn emit(&mut self, until: u64, out: &mut Vec<f32>) {
+        if until <= self.next_out {
+            return;
+        }
+        let count = (until - self.next_out) as usize;
+        let channels = self.channels;
+        let base = out.len();
+        out.resize(base + count * channels, 0.0);
+        let out = &mut out[base..];
+        let filter = Arc::clone(&self.filter);
+        let taps = filter.taps;
+        let mut done = self.emit_phase_blocks(out, count, &filter);
         while done < count {
             let group = (count - done).min(4);
             let mut offsets = [0usize; 4];
@@ -668,6 +682,11 @@ pub fn resample(
     let mut out = Vec::with_capacity(
         (rounded_ratio(frames as u64, resampler.up, resampler.down) as usize) * channels,
     );
+    // Room for the whole signal plus the flush's silence: no regrowth copies of a long input.
+    let headroom = 2 * resampler.filter.taps + resampler.down as usize;
+    for history in &mut resampler.history {
+        history.reserve(frames + headroom);
+    }
     resampler.process_into(input, &mut out)?;
     resampler.flush_into(&mut out);
     Ok(out)
@@ -813,8 +832,8 @@ impl Kernel {
                     unsafe {
                         *target
                             .out
-                            .add((i + slot) * target.step + row * target.second_row) = sum
-                    };
+                            .add((i + slot) * target.step + row * target.second_row) = sum;
+                    }
                 }
             }
             i += n;
@@ -1018,8 +1037,8 @@ mod x86 {
 
     /// Writes the outputs of a `[row][slot]` grid into a phase target.
     #[inline]
-    unsafe fn store_grid<const P: usize>(
-        sums: &[[f32; SHARED]; P],
+    unsafe fn store_grid<const N: usize, const P: usize>(
+        sums: &[[f32; N]; P],
         first: usize,
         target: &PhaseTarget,
     ) {
@@ -1029,8 +1048,8 @@ mod x86 {
                 unsafe {
                     *target
                         .out
-                        .add((first + slot) * target.step + row * target.second_row) = sum
-                };
+                        .add((first + slot) * target.step + row * target.second_row) = sum;
+                }
             }
         }
     }

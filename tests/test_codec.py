@@ -3,7 +3,6 @@
 import base64
 import binascii
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -23,10 +22,8 @@ from realtalk.audio import (
 )
 from tests.test_pcm import run_docstring_examples
 
-if sys.version_info >= (3, 13):
-    import audioop_lts as audioop  # type: ignore[import-not-found]
-else:
-    import audioop
+# The stdlib module up to 3.12; the audioop-lts backport installs the same name from 3.13.
+import audioop
 
 # Lengths straddling the 48-byte / 64-character SIMD blocks and their masked tails.
 BLOCK_EDGES = sorted({n + d for n in (0, 48, 96, 960, 4800) for d in range(-4, 5) if n + d >= 0})

@@ -219,11 +219,12 @@ def test_bad_configuration_is_a_value_error(kwargs: dict[str, float], message: s
     [
         np.zeros(480, np.float64),
         np.zeros(480, np.int32),
+        np.zeros(480, ">i2"),
         np.zeros((2, 480), np.float32),
         [0.0] * 480,
         b"\x00" * 960,
     ],
-    ids=["float64", "int32", "2-D", "list", "bytes"],
+    ids=["float64", "int32", "big-endian int16", "2-D", "list", "bytes"],
 )
 def test_wrong_sample_types_are_value_errors(samples: object) -> None:
     vad = Vad()

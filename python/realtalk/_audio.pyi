@@ -44,6 +44,10 @@ __all__ = [
     "VadEvent",
 
     # ---- frame ----
+    "AudioDelta",
+    "Downlink",
+    "QueuedDelta",
+    "Uplink",
 
 ]
 
@@ -254,3 +258,141 @@ class Vad:
         """Milliseconds of audio analysed so far (whole frames since the first sample or reset)."""
 
 # ---- frame ----
+
+@final
+class Uplink:
+    """A microphone frame to the JSON text of an ``input_audio_buffer.append`` event.
+
+    Each frame (float32 or int16, 1-D mono or ``(frames, channels)``, at ``in_rate``) is
+    down-mixed to the channels' mean, resampled to the wire rate (24 kHz for ``"pcm16"``,
+    8 kHz for G.711) with state carried from frame to frame, converted (``float_to_pcm16``,
+    then G.711 if asked), base64-encoded straight into the event's buffer and returned as
+    ``bytes``, ready for ``websocket.send``.
+
+    >>> uplink = Uplink(48_000)
+    >>> event = uplink.encode(np.zeros(960, np.float32), event_id="mic_1")
+    >>> json.loads(event)["type"]
+    'input_audio_buffer.append'
+    """
+
+    def __new__(
+        cls, in_rate: int, *, format: str = "pcm16", channels: int = 1, quality: str = "high"
+    ) -> Uplink: ...
+    def encode(
+        self,
+        samples: npt.NDArray[np.float32] | npt.NDArray[np.int16],
+        *,
+        event_id: str | None = None,
+    ) -> bytes:
+        """The complete append event for one frame (any size), as UTF-8 JSON bytes."""
+
+    def flush(self, *, event_id: str | None = None) -> bytes:
+        """The event for the tail the resampler still holds; then a new stream starts."""
+
+    def reset(self) -> None:
+        """Forgets the resampler's history and zeroes the audio clock."""
+
+    @property
+    def appended_samples(self) -> int:
+        """Samples at the wire rate appended so far (the server's audio clock)."""
+
+    @property
+    def appended_ms(self) -> float:
+        """``appended_samples`` in milliseconds."""
+
+    @property
+    def in_rate(self) -> int: ...
+    @property
+    def wire_rate(self) -> int: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def delay(self) -> float:
+        """How far the wire lags the input, in wire samples."""
+
+@final
+class AudioDelta:
+    """One audio delta event, its audio decoded to samples at the downlink's rate."""
+
+    @property
+    def response_id(self) -> str: ...
+    @property
+    def item_id(self) -> str: ...
+    @property
+    def output_index(self) -> int: ...
+    @property
+    def content_index(self) -> int: ...
+    @property
+    def samples(self) -> npt.NDArray[Any]:
+        """float32 or int16, as the downlink was asked."""
+
+@final
+class QueuedDelta:
+    """One audio delta event, decoded straight into a ``PlaybackBuffer``."""
+
+    @property
+    def response_id(self) -> str: ...
+    @property
+    def item_id(self) -> str: ...
+    @property
+    def output_index(self) -> int: ...
+    @property
+    def content_index(self) -> int: ...
+    @property
+    def decoded(self) -> int:
+        """Samples the delta decoded to, at the buffer's rate."""
+
+    @property
+    def queued(self) -> int:
+        """How many of them fit in the buffer (the rest was not queued)."""
+
+@final
+class Downlink:
+    """Audio delta events (``response.output_audio.delta``, beta ``response.audio.delta``)
+    to samples at the speaker's rate.
+
+    The JSON is scanned without a full parse; any message the scanner is not sure of (escapes
+    in keys, duplicate fields, unusual numbers, ...) is parsed in full with ``json.loads``, so
+    the answer is always the one a full parse gives.
+
+    >>> downlink = Downlink(48_000)
+    >>> downlink.decode('{"type":"session.updated","session":{}}') is None
+    True
+    """
+
+    def __new__(
+        cls,
+        out_rate: int,
+        *,
+        format: str = "pcm16",
+        protocol: str = "ga",
+        dtype: DTypeLike | None = None,
+        quality: str = "high",
+    ) -> Downlink: ...
+    def decode(self, message: str | bytes) -> AudioDelta | None:
+        """The delta's fields and samples, or ``None`` if the message is not an audio delta."""
+
+    def decode_into(self, message: str | bytes, playback: PlaybackBuffer) -> QueuedDelta | None:
+        """Decodes a delta straight into ``playback`` (int16, at ``out_rate``)."""
+
+    def flush(self) -> npt.NDArray[Any]:
+        """The tail the resampler still holds; then a new stream starts."""
+
+    def reset(self) -> None:
+        """Forgets the resampler's history (after a barge-in, say)."""
+
+    @property
+    def out_rate(self) -> int: ...
+    @property
+    def wire_rate(self) -> int: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    @property
+    def delay(self) -> float:
+        """How far the output lags the wire, in output samples."""

@@ -59,5 +59,9 @@ VadEvent = _audio.VadEvent
 __all__ += ["Vad", "VadEvent"]
 
 # ---- frame ----
+# The fused hot paths: one call per 20 ms frame each way (see the class docstrings).
+from realtalk._audio import AudioDelta, Downlink, QueuedDelta, Uplink
+
+__all__ += ["AudioDelta", "Downlink", "QueuedDelta", "Uplink"]
 
 del _audio

@@ -1,0 +1,318 @@
+"""``realtalk talk``: one conversation turn, end to end, through :class:`RealtimeClient`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+from realtalk.cli import CliError, environment_api_key
+from realtalk.errors import (
+    AuthenticationError,
+    ConnectionClosed,
+    HandshakeError,
+    InvalidRequestError,
+    RealtalkError,
+)
+from realtalk.wav import WavAudio, WavError, read_wav, write_wav
+
+FRAME_MS = 20
+INPUT_RATE = 24000
+SILENCE_MS = 500
+# Trailing silence after the user's audio, so a server VAD sees the end of speech.
+END_SILENCE_MS = SILENCE_MS + 300
+
+
+@dataclass
+class ResponseLog:
+    created: float
+    first_audio: float | None = None
+    last_audio: float | None = None
+
+
+@dataclass
+class TurnLog:
+    """What the summary table reports, filled from the client's event stream.
+
+    With server VAD a pause inside the user's audio can end a turn early and start a response
+    that the rest of the speech then interrupts; the turn this command reports is the first
+    response created after all of the user's speech was sent, and it ends when that response
+    is done."""
+
+    started: float = field(default_factory=time.perf_counter)
+    speech_end: float | None = None
+    events_in: int = 0
+    events_out: int = 0
+    usage: dict[str, Any] = field(default_factory=dict)
+    responses: dict[str, ResponseLog] = field(default_factory=dict)
+    reply_id: str | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    failure: str | None = None
+    connected: bool = False
+    last_server_error: str | None = None
+
+    @property
+    def reply(self) -> ResponseLog | None:
+        return self.responses.get(self.reply_id) if self.reply_id else None
+
+
+def run_talk(args: argparse.Namespace) -> int:
+    if args.mic or args.speaker:
+        try:
+            import sounddevice  # noqa: F401
+        except ImportError:
+            raise CliError(
+                "--mic and --speaker need the optional extra: pip install 'realtalk[devices]'"
+            ) from None
+        raise CliError("--mic and --speaker are not supported yet in this version")
+    if not args.text and not args.audio:
+        raise CliError("say something: give TEXT or --audio IN.wav")
+    if args.text and args.audio:
+        raise CliError("give either TEXT or --audio, not both")
+    if not 8000 <= args.out_rate <= 192000:
+        raise CliError(f"--out-rate must be between 8000 and 192000 Hz, not {args.out_rate}")
+    wav: WavAudio | None = None
+    if args.audio:
+        try:
+            wav = read_wav(args.audio)
+        except FileNotFoundError:
+            raise CliError(f"no such file: {args.audio}") from None
+        except (WavError, OSError) as exc:
+            raise CliError(str(exc)) from None
+    return anyio.run(_talk, args, wav)
+
+
+def _session_config(args: argparse.Namespace) -> dict[str, Any]:
+    turn_detection: dict[str, Any] | None = None
+    if args.vad == "server":
+        # Long enough that the pauses of ordinary speech do not end the turn.
+        turn_detection = {"type": "server_vad", "silence_duration_ms": SILENCE_MS}
+    session: dict[str, Any] = {
+        "output_modalities": ["audio"],
+        "audio": {
+            "input": {"format": _format_object(args.format), "turn_detection": turn_detection},
+            "output": {"format": _format_object(args.format), "voice": args.voice},
+        },
+    }
+    if args.instructions:
+        session["instructions"] = args.instructions
+    return session
+
+
+def _format_object(name: str) -> dict[str, Any]:
+    if name == "pcm16":
+        return {"type": "audio/pcm", "rate": 24000}
+    return {"type": "audio/pcmu" if name == "g711_ulaw" else "audio/pcma"}
+
+
+async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
+    from realtalk.audio import Vad
+    from realtalk.client import RealtimeClient
+
+    out = sys.stdout
+    log = TurnLog()
+    async with contextlib.AsyncExitStack() as stack:
+        url: str | None = args.url
+        api_key = environment_api_key()
+        if url is None and api_key is None:
+            from realtalk.simulator import Simulator
+
+            simulator = await stack.enter_async_context(Simulator(pace="fast"))
+            url, api_key = simulator.url, "sk-local"
+            _say(out, args, f"realtalk: no OPENAI_API_KEY and no --url: talking to the "
+                 f"embedded simulator at {url}")
+        elif url is None:
+            _say(out, args, f"realtalk: talking to OpenAI ({args.model})")
+        else:
+            _say(out, args, f"realtalk: talking to {url}")
+        local_vad = Vad(INPUT_RATE) if args.vad == "local" else None
+        client = RealtimeClient(
+            url,
+            model=args.model,
+            api_key=api_key,
+            protocol=args.protocol,
+            session=_session_config(args),
+            playback_rate=args.out_rate,
+            input_rate=INPUT_RATE,
+            local_vad=local_vad,
+            reconnect=False,
+        )
+        _watch(client, log, args, out)
+        try:
+            await stack.enter_async_context(client)
+        except AuthenticationError as exc:
+            detail = log.last_server_error or exc.reason or str(exc)
+            raise CliError(f"the server refused the API key: {detail}") from None
+        except InvalidRequestError as exc:
+            raise CliError(f"the server refused the request: {exc.reason or exc}") from None
+        except HandshakeError as exc:
+            raise CliError(f"cannot open a session at {url}: {exc}") from None
+        except (ConnectionClosed, RealtalkError, OSError) as exc:
+            raise CliError(f"cannot reach {url}: {exc}") from None
+        log.connected = True
+
+        try:
+            with anyio.fail_after(args.timeout):
+                if wav is None:
+                    await client.send_user_message_content(args.text)
+                    log.speech_end = time.perf_counter()
+                    await client.create_response()
+                else:
+                    await _stream_audio(client, wav, args, log)
+                await log.done.wait()
+        except TimeoutError:
+            raise CliError(f"no complete reply within {args.timeout:g} s") from None
+        except ConnectionClosed as exc:
+            raise CliError(f"the connection closed during the turn: {exc}") from None
+        if log.failure:
+            raise CliError(log.failure)
+
+        reply = _reply_audio(client, log)
+    if args.out:
+        write_wav(args.out, reply, args.out_rate)
+    if not args.json:
+        _summary(out, log, reply, args)
+    return 0
+
+
+async def _stream_audio(
+    client: Any, wav: WavAudio, args: argparse.Namespace, log: TurnLog
+) -> None:
+    from realtalk.audio import resample
+
+    # Any WAV rate in; the session (and a local VAD) run at one rate.
+    rate = INPUT_RATE
+    samples = resample(wav.mono(), wav.sample_rate, rate) if wav.sample_rate != rate else wav.mono()
+    silence = np.zeros(rate * END_SILENCE_MS // 1000, dtype=np.float32)
+    frame = rate * FRAME_MS // 1000
+    total_s = samples.shape[0] / rate
+    progress = sys.stderr.isatty() and not args.json
+    start = time.perf_counter()
+    for index, begin in enumerate(range(0, samples.shape[0], frame)):
+        client.append_input_audio(samples[begin : begin + frame])
+        if progress and index % 10 == 0:
+            sent = min(total_s, (begin + frame) / rate)
+            print(f"\rsending audio {sent:5.1f}/{total_s:.1f} s", end="", file=sys.stderr)
+        if not args.fast:
+            await anyio.sleep_until(start + (index + 1) * FRAME_MS / 1000)
+        else:
+            await anyio.lowlevel.checkpoint()
+    if progress:
+        print(f"\rsent {total_s:.1f} s of audio          ", file=sys.stderr)
+    log.speech_end = time.perf_counter()
+    if args.vad == "none":
+        await client.commit_input_audio()
+        await client.create_response()
+    else:
+        # Trailing silence lets the detector (server or local) see the end of speech.
+        for begin in range(0, silence.shape[0], frame):
+            client.append_input_audio(silence[begin : begin + frame])
+            if not args.fast:
+                await anyio.sleep(FRAME_MS / 1000)
+
+
+def _watch(client: Any, log: TurnLog, args: argparse.Namespace, out: TextIO) -> None:
+    def on_wire(event: Any) -> None:
+        data = event.data
+        message = data.get("event") or {}
+        source = data.get("source")
+        if source == "server":
+            log.events_in += 1
+        else:
+            log.events_out += 1
+        kind = message.get("type", "")
+        now = time.perf_counter()
+        if kind in ("response.output_audio.delta", "response.audio.delta"):  # GA, beta
+            response = log.responses.get(message.get("response_id", ""))
+            if response is not None:
+                response.first_audio = response.first_audio or now
+                response.last_audio = now
+        elif kind == "response.created":
+            response_id = (message.get("response") or {}).get("id", "")
+            log.responses[response_id] = ResponseLog(created=now)
+            if log.speech_end is not None and log.reply_id is None:
+                log.reply_id = response_id
+        elif kind == "response.done":
+            response = message.get("response") or {}
+            usage = response.get("usage") or {}
+            for key in ("input_tokens", "output_tokens", "total_tokens"):
+                log.usage[key] = log.usage.get(key, 0) + int(usage.get(key) or 0)
+            if response.get("id") == log.reply_id:
+                if response.get("status") == "failed":
+                    details = response.get("status_details") or {}
+                    log.failure = f"the response failed: {json.dumps(details)}"
+                log.done.set()
+        if args.json:
+            record = {"t": round(now - log.started, 6), "source": source, "event": message}
+            print(json.dumps(record, separators=(",", ":")), file=out, flush=True)
+
+    def on_update(event: Any) -> None:
+        item = event.data.get("item")
+        if item is None or getattr(item, "response_id", None) != log.reply_id:
+            return  # user items, and responses the user's own speech interrupted
+        delta = event.data.get("delta") or {}
+        text = delta.get("transcript") or delta.get("text")
+        if text and not args.json:
+            print(text, end="", file=out, flush=True)
+
+    def on_error(event: Any) -> None:
+        error = event.data.get("error") or {}
+        if event.data.get("benign"):
+            return
+        log.last_server_error = str(error.get("message") or error.get("code") or error)
+        # Before the session is up, the failure is reported once, as the command's own error.
+        if log.connected and not args.json:
+            code = error.get("code") or error.get("type")
+            print(f"\nserver error {code}: {error.get('message')}", file=sys.stderr)
+
+    client.on("realtime.event", on_wire)
+    client.on("conversation.updated", on_update)
+    client.on("error", on_error)
+
+
+def _reply_audio(client: Any, log: TurnLog) -> npt.NDArray[np.int16]:
+    chunks = [
+        item.audio
+        for item in client.conversation.items
+        if item.role == "assistant" and item.response_id == log.reply_id
+    ]
+    if not chunks:
+        return np.zeros(0, dtype=np.int16)
+    return np.concatenate(chunks).astype(np.int16, copy=False)
+
+
+def _say(out: TextIO, args: argparse.Namespace, line: str) -> None:
+    # In --json mode stdout carries only JSON lines.
+    print(line, file=sys.stderr if args.json else out, flush=True)
+
+
+def _summary(
+    out: TextIO, log: TurnLog, audio: npt.NDArray[np.int16], args: argparse.Namespace
+) -> None:
+    def ms(start: float | None, end: float | None) -> str:
+        if start is None or end is None:
+            return "-"
+        return f"{(end - start) * 1000:.0f} ms"
+
+    reply = log.reply
+    audio_s = audio.shape[0] / args.out_rate
+    rows = [
+        ("speech end -> first audio", ms(log.speech_end, reply and reply.first_audio)),
+        ("first audio -> last audio", ms(reply and reply.first_audio, reply and reply.last_audio)),
+        ("reply audio", f"{audio_s:.2f} s" + (f" -> {args.out}" if args.out else "")),
+        ("tokens in / out", f"{log.usage.get('input_tokens', 0)} / "
+                            f"{log.usage.get('output_tokens', 0)}"),
+        ("events sent / received", f"{log.events_out} / {log.events_in}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n", file=out)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}", file=out)

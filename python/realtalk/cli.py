@@ -1,0 +1,113 @@
+"""The ``realtalk`` command line: ``talk`` (one voice turn), ``simulate`` and ``bench``.
+
+Every failure a user can cause (a missing file, a WAV that is not PCM, an unreachable URL, a
+refused key) ends in one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report as one line (without a traceback)."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realtalk",
+        description="Voice agents on the OpenAI Realtime API. Without OPENAI_API_KEY or --url, "
+        "`talk` runs against the embedded simulator.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    talk = commands.add_parser("talk", help="run one conversation turn (or a loop with --mic)")
+    talk.add_argument("text", nargs="?", metavar="TEXT", help="what the user says, as text")
+    talk.add_argument("--audio", metavar="IN.wav", help="what the user says, as a WAV file")
+    talk.add_argument("--mic", action="store_true", help="talk through the microphone (loop)")
+    talk.add_argument("--out", metavar="REPLY.wav", help="write the reply audio to this WAV")
+    talk.add_argument("--out-rate", type=int, default=24000, metavar="HZ",
+                      help="sample rate of the reply WAV (default 24000)")
+    talk.add_argument("--speaker", action="store_true", help="play the reply on the speaker")
+    talk.add_argument("--url", help="Realtime endpoint (default: OpenAI with a key, else the "
+                      "embedded simulator)")
+    talk.add_argument("--model", default="gpt-realtime")
+    talk.add_argument("--voice", default="alloy")
+    talk.add_argument("--instructions", metavar="S", help="session instructions")
+    talk.add_argument("--format", default="pcm16", choices=["pcm16", "g711_ulaw", "g711_alaw"],
+                      help="wire audio format both ways")
+    talk.add_argument("--protocol", default="ga", choices=["ga", "beta"])
+    talk.add_argument("--vad", default="server", choices=["server", "local", "none"],
+                      help="who detects the end of speech in --audio/--mic input")
+    talk.add_argument("--fast", action="store_true",
+                      help="send --audio as fast as possible instead of at real-time pace")
+    talk.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                      help="give up on the turn after this many seconds")
+    talk.add_argument("--json", action="store_true",
+                      help="print the event log as JSON lines instead of the transcript")
+
+    simulate = commands.add_parser("simulate", help="run the local Realtime simulator")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8765)
+    simulate.add_argument("--pace", default="realtime", choices=["realtime", "fast"])
+    simulate.add_argument("--api-key", metavar="K", action="append",
+                          help="accept only this key (repeatable; default: any key)")
+
+    commands.add_parser("bench", help="print realtalk's speed next to the usual Python way")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "talk":
+            from realtalk._talk import run_talk
+
+            return run_talk(args)
+        if args.command == "simulate":
+            return _simulate(args)
+        from realtalk._bench import run_bench
+
+        return run_bench()
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        print(f"realtalk: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import logging
+
+    import anyio
+
+    from realtalk.simulator import Simulator, run_simulator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+
+    def ready(simulator: Simulator) -> None:
+        keys = "any key" if not args.api_key else f"{len(args.api_key)} key(s)"
+        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, accepts "
+              f"{keys}); Ctrl-C stops it", flush=True)
+
+    try:
+        anyio.run(lambda: run_simulator(
+            args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key))
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def environment_api_key() -> str | None:
+    return os.environ.get("OPENAI_API_KEY") or None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1258 @@
+"""RealtimeClient: the session layer voice agents are written against.
+
+One client owns one task group (nothing outlives its ``async with``) in which a supervisor task
+owns the connection: it connects, pushes the session config and tools, runs one reader and one
+writer task per connection, and on a retryable close reconnects with jittered backoff, replays
+the conversation's text history and then the audio appended during the outage.
+
+Hot paths: microphone frames become wire messages in one Rust call (``Uplink.encode``, done in
+the caller's thread); audio deltas go from the wire into ``playback`` in one Rust call
+(``Downlink.decode``) without a JSON parse. Everything else is parsed into GA-named dicts and
+applied to the ``conversation``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import inspect
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from realtalk import audio as _audio
+from realtalk import events as _events
+from realtalk.conversation import Change, Conversation, Item
+from realtalk.errors import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionClosed,
+    HandshakeError,
+    InvalidRequestError,
+    ProtocolError,
+    RealtalkError,
+    Timeout,
+)
+from realtalk.tools import ToolHandler, ToolRegistry
+
+__all__ = [
+    "ClientEvent",
+    "ClientMetrics",
+    "EventStream",
+    "InputBackpressure",
+    "Link",
+    "RealtimeClient",
+    "ResponseBusy",
+    "TurnMetrics",
+]
+
+# Server error codes that say nothing went wrong for the user (protocol.md §8).
+BENIGN_ERROR_CODES = frozenset(
+    {
+        "conversation_already_has_active_response",
+        "response_cancel_not_active",
+        "input_audio_buffer_commit_empty",
+    }
+)
+DEFAULT_URL = "wss://api.openai.com/v1/realtime"
+# Close codes after which the same request may succeed again (design.md, supervision).
+RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
+
+_FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
+_WIRE_RATES = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
+_MIN_COMMIT_MS = 100
+
+
+class Link(Protocol):
+    """One WebSocket connection as the client needs it: whole text messages both ways
+    (``realtalk.transport.WebSocket`` is one)."""
+
+    async def send_text(self, message: str | bytes) -> None: ...
+
+    async def receive_raw(self) -> tuple[bytes, bool]:
+        """The next message's payload (UTF-8 for text) and whether it was a text frame."""
+        ...
+
+
+ConnectFactory = Callable[[], AbstractAsyncContextManager[Link]]
+
+
+class ResponseBusy(RealtalkError):
+    """``create_response(wait=False)`` while a response is still running."""
+
+
+class InputBackpressure(RealtalkError):
+    """``append_input_audio`` could not queue a frame: the uplink is full. Nothing was queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """What ``on()`` handlers and ``events()`` receive: a name and its fields."""
+
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+@dataclass
+class TurnMetrics:
+    """Latencies of one response, in seconds (None when the turn had no such moment)."""
+
+    response_id: str | None = None
+    speech_end_to_first_delta_s: float | None = None
+    first_delta_to_first_audible_s: float | None = None
+    tool_run_s: list[float] = field(default_factory=list)
+    _speech_end: float | None = field(default=None, repr=False)
+    _first_delta: float | None = field(default=None, repr=False)
+    _first_item: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class ClientMetrics:
+    turns: deque[TurnMetrics] = field(default_factory=lambda: deque(maxlen=256))
+    reconnects: int = 0
+    input_frames_refused: int = 0
+    outage_audio_dropped_ms: float = 0.0
+    events_dropped: int = 0
+    playback_dropped_samples: int = 0
+
+
+def _encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
+    """A whole clip (not a stream) as base64 in a session input format."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
+    if samples.dtype not in (np.float32, np.int16):
+        samples = samples.astype(np.float32)
+    wire_rate = _WIRE_RATES[format_]
+    if rate != wire_rate:
+        samples = _audio.resample(np.ascontiguousarray(samples), rate, wire_rate)
+    pcm = samples if samples.dtype == np.int16 else _audio.float_to_pcm16(samples)
+    if format_ == "pcm16":
+        return _audio.pcm16_to_base64(pcm)
+    codes = _audio.ulaw_encode(pcm) if format_ == "g711_ulaw" else _audio.alaw_encode(pcm)
+    return _audio.b64encode(codes)
+
+
+class EventStream:
+    """A subscription to a client's events (see :meth:`RealtimeClient.events`)."""
+
+    def __init__(
+        self,
+        client: RealtimeClient,
+        send: MemoryObjectSendStream[ClientEvent],
+        receive: MemoryObjectReceiveStream[ClientEvent],
+    ) -> None:
+        self._client = client
+        self._send = send
+        self._receive = receive
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ClientEvent:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._client._subscribers.remove(self._send)
+        self._send.close()
+        self._receive.close()
+
+
+class RealtimeClient:
+    """A Realtime session with its conversation, tools, playback and reconnection.
+
+    ``session`` is the initial session config in the GA shape (``instructions``,
+    ``output_modalities``, ``audio.input.turn_detection``, ...); ``update_session`` merges into
+    it. ``playback_rate`` is the audio device's rate. ``local_vad`` (a ``realtalk.audio.Vad`` at
+    the input rate) turns the client into the turn detector when the session's turn detection
+    is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
+    returning an async context manager of a :class:`Link`."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        model: str = "gpt-realtime",
+        api_key: str | None = None,
+        protocol: str = "ga",
+        headers: Mapping[str, str] | None = None,
+        session: Mapping[str, Any] | None = None,
+        playback_rate: int = 24000,
+        playback_capacity_ms: int = 120_000,
+        input_rate: int = 24000,
+        local_vad: Any = None,
+        tool_timeout: float | None = 30.0,
+        reconnect: bool = True,
+        max_reconnect_attempts: int = 8,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 8.0,
+        expiry_margin_s: float = 30.0,
+        outage_audio_ms: int = 10_000,
+        uplink_queue_frames: int = 256,
+        event_queue_size: int = 1024,
+        max_conversation_audio_s: float = 600.0,
+        connect_timeout_s: float = 15.0,
+        connect: ConnectFactory | None = None,
+    ) -> None:
+        if protocol not in ("ga", "beta"):
+            raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
+        if playback_rate <= 0 or input_rate <= 0:
+            raise ValueError("playback_rate and input_rate must be positive")
+        self.url = url
+        self.model = model
+        self.protocol: _events.Protocol = "ga" if protocol == "ga" else "beta"
+        self._api_key = api_key
+        self._headers = dict(headers or {})
+        self._connect_factory = connect
+        self._config: dict[str, Any] = {"type": "realtime"}
+        if session:
+            _deep_merge(self._config, dict(session))
+        self.tools = ToolRegistry(timeout=tool_timeout)
+        self.playback_rate = playback_rate
+        self.input_rate = input_rate
+        self.playback = _audio.PlaybackBuffer(playback_rate, capacity_ms=playback_capacity_ms)
+        self.conversation = Conversation(
+            audio_rate=playback_rate,
+            max_audio_samples=int(max_conversation_audio_s * playback_rate),
+        )
+        if local_vad is not None and getattr(local_vad, "sample_rate", input_rate) != input_rate:
+            raise ValueError(f"local_vad runs at {local_vad.sample_rate} Hz but the input is "
+                             f"{input_rate} Hz; create it with sample_rate={input_rate}")
+        self.local_vad = local_vad
+        self.metrics = ClientMetrics()
+        self.reconnect = reconnect
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.expiry_margin_s = expiry_margin_s
+        self.connect_timeout_s = connect_timeout_s
+        self.outage_audio_ms = outage_audio_ms
+        self._uplink_queue_frames = uplink_queue_frames
+        self._event_queue_size = event_queue_size
+        self._handlers: dict[str, list[Callable[[ClientEvent], Any]]] = {}
+        self._subscribers: list[MemoryObjectSendStream[ClientEvent]] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._token: Any = None
+        self._loop_thread: int | None = None
+        self._link: Link | None = None
+        self._connected = anyio.Event()
+        self._closed = False
+        self._final_error: BaseException | None = None
+        self._server_session: dict[str, Any] = {}
+        self._input_format = "pcm16"
+        self._output_format = "pcm16"
+        self._uplinks: dict[int, Any] = {}
+        self._downlink: Any = None
+        self._uplink_lock = threading.Lock()
+        self._outage: deque[tuple[bytes, float]] = deque()
+        self._outage_ms = 0.0
+        self._uncommitted_ms = 0.0
+        self._appended_ms = 0.0
+        # Responses in the default conversation, one at a time.
+        self._response_state = "idle"  # idle | requested | active
+        self._response_id: str | None = None
+        self._response_idle = anyio.Event()
+        self._response_idle.set()
+        self._response_started: anyio.Event = anyio.Event()
+        self._response_outcome: str | None = None
+        self._request_event_id: str | None = None
+        self._create_lock = anyio.Lock()
+        self._requeue: list[bytes] = []
+        self._item_waiters: list[tuple[anyio.Event, bool, list[Item]]] = []
+        self._turn: TurnMetrics | None = None
+        self._speech_end: float | None = None
+        self._audible_watch: tuple[str, float] | None = None
+        self._audible_pending = anyio.Event()
+        # Responses and items cut by a barge-in: their late audio is not played.
+        self._muted_responses: deque[str] = deque(maxlen=16)
+        self._muted_items: deque[str] = deque(maxlen=16)
+        self._response_error: dict[str, Any] | None = None
+        self._local_speaking = False
+        self._apply_formats()
+
+    # ---- lifecycle ----
+
+    async def __aenter__(self) -> RealtimeClient:
+        self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
+        send, receive = anyio.create_memory_object_stream[bytes](self._uplink_queue_frames)
+        self._outbox_send, self._outbox_receive = send, receive
+        self._pending: bytes | None = None
+        self._tg_cm = anyio.create_task_group()
+        self._tg = await self._tg_cm.__aenter__()
+        try:
+            await self._tg.start(self._supervise)
+        except BaseException:
+            self._tg.cancel_scope.cancel()
+            try:
+                await self._tg_cm.__aexit__(None, None, None)
+            finally:
+                self._outbox_send.close()
+                self._outbox_receive.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        self._closed = True
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        try:
+            # The body's own exception propagates as it is, not wrapped in a group.
+            await self._tg_cm.__aexit__(None, None, None)
+            return None
+        finally:
+            for stream in self._subscribers:
+                stream.close()
+            self._subscribers.clear()
+            self._outbox_send.close()
+            self._outbox_receive.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The session config as the server last reported it (GA shape)."""
+        return self._server_session
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The session config this client pushes on every (re)connect (GA shape)."""
+        return self._config
+
+    # ---- events ----
+
+    def on(self, name: str, handler: Callable[[ClientEvent], Any]) -> Callable[[], None]:
+        """Call ``handler(event)`` for each event ``name`` (``"*"`` for all). Async handlers run
+        in the client's task group. Returns a function that removes the handler."""
+        self._handlers.setdefault(name, []).append(handler)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._handlers[name].remove(handler)
+
+        return remove
+
+    def events(self) -> EventStream:
+        """Every client event from now on, in order, through a bounded queue (overflow is
+        counted in ``metrics.events_dropped``). Use ``async for event in client.events()``;
+        ``async with client.events() as stream`` stops the subscription on exit (it also
+        stops when the client closes)."""
+        send, receive = anyio.create_memory_object_stream[ClientEvent](self._event_queue_size)
+        self._subscribers.append(send)
+        return EventStream(self, send, receive)
+
+    def _listening(self, name: str) -> bool:
+        return bool(self._subscribers or self._handlers.get(name) or self._handlers.get("*"))
+
+    def _emit(self, name: str, data: Mapping[str, Any]) -> None:
+        event = ClientEvent(name, data)
+        for handler in (*self._handlers.get(name, ()), *self._handlers.get("*", ())):
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result) and self._tg is not None:
+                    self._tg.start_soon(_await_handler, result, self, name)
+            except Exception as exc:  # a user's handler must not break the session
+                if name != "error":
+                    self._emit("error", {"error": {"type": "handler_error",
+                                                   "message": f"{type(exc).__name__}: {exc}"},
+                                         "local": True})
+        for stream in self._subscribers:
+            try:
+                stream.send_nowait(event)
+            except anyio.WouldBlock:
+                self.metrics.events_dropped += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    def _local_error(self, code: str, message: str, **extra: Any) -> None:
+        self._emit("error", {"error": {"type": "client_error", "code": code, "message": message,
+                                       **extra}, "local": True, "benign": False})
+
+    # ---- session and tools ----
+
+    async def update_session(self, **config: Any) -> None:
+        """Merge GA-shaped fields into the session config and push it when connected.
+        ``turn_detection=`` is accepted as a shortcut for ``audio.input.turn_detection``."""
+        if "turn_detection" in config:
+            config.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = (
+                config.pop("turn_detection"))
+        _deep_merge(self._config, config)
+        self._apply_formats()
+        if self.connected:
+            await self._send_event({"type": "session.update", "session": dict(config,
+                                                                              type="realtime")})
+
+    async def add_tool(self, definition: Mapping[str, Any], handler: ToolHandler) -> None:
+        self.tools.add(definition, handler)
+        await self._push_tools()
+
+    async def remove_tool(self, name: str) -> None:
+        self.tools.remove(name)
+        await self._push_tools()
+
+    async def _push_tools(self) -> None:
+        if self.connected:
+            await self._send_event({"type": "session.update",
+                                    "session": {"type": "realtime",
+                                                "tools": self._full_session()["tools"]}})
+
+    def _full_session(self) -> dict[str, Any]:
+        session: dict[str, Any] = json.loads(json.dumps(self._config))
+        if len(self.tools) or "tools" in session:
+            session["tools"] = [*session.get("tools", []), *self.tools.definitions()]
+        return session
+
+    def _turn_detection(self) -> Any:
+        source = self._server_session or self._config
+        return ((source.get("audio") or {}).get("input") or {}).get(
+            "turn_detection", {"type": "server_vad"} if source is self._config else None)
+
+    def _apply_formats(self) -> None:
+        audio_config = self._config.get("audio") or {}
+        for direction in ("input", "output"):
+            self._set_format(direction, (audio_config.get(direction) or {}).get("format"))
+        if self._downlink is None:
+            self._downlink = self._new_downlink(self._output_format)
+
+    def _new_downlink(self, format_: str) -> Any:
+        return _audio.Downlink(self.playback_rate, format=format_, protocol=self.protocol,
+                               dtype=np.int16)
+
+    # ---- sending ----
+
+    async def send(self, event: Mapping[str, Any]) -> None:
+        """Send a raw client event (GA names; translated for beta)."""
+        await self._send_event(event)
+
+    def _check_usable(self) -> None:
+        if self._final_error is not None:
+            code = getattr(self._final_error, "code", 1006)
+            raise ConnectionClosed(code, str(self._final_error),
+                                   message=f"the connection is gone for good: "
+                                   f"{self._final_error}") from self._final_error
+
+    async def _send_event(self, event: Mapping[str, Any]) -> str | None:
+        self._check_usable()
+        data = dict(event)
+        if "event_id" not in data:
+            data["event_id"] = "event_" + uuid.uuid4().hex[:20]
+        message = _events.serialize_client_event(data, self.protocol)
+        await self._outbox_send.send(message)
+        return str(data["event_id"])
+
+    async def send_user_message_content(
+        self, content: list[Mapping[str, Any]] | str, *, previous_item_id: str | None = None
+    ) -> str:
+        """Add a user message. ``content`` is a string or a list of parts: ``input_text``
+        (``text``), ``input_audio`` (``audio`` as numpy samples at ``sample_rate=`` or the input
+        rate, or bytes already in the input format), ``input_image`` (``image`` as bytes or a
+        path; ``detail`` optional). Returns the item id."""
+        parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else [
+            self._content_part(part) for part in content]
+        item_id = _new_item_id()
+        event: dict[str, Any] = {"type": "conversation.item.create",
+                                 "item": {"id": item_id, "type": "message", "role": "user",
+                                          "content": parts}}
+        if previous_item_id is not None:
+            event["previous_item_id"] = previous_item_id
+        await self._send_event(event)
+        return item_id
+
+    def _content_part(self, part: Mapping[str, Any]) -> dict[str, Any]:
+        kind = part.get("type")
+        if kind == "input_text":
+            return {"type": "input_text", "text": str(part["text"])}
+        if kind == "input_audio":
+            data = part.get("audio")
+            if isinstance(data, np.ndarray):
+                rate = int(part.get("sample_rate", self.input_rate))
+                return {"type": "input_audio",
+                        "audio": _encode_clip(data, rate, self._input_format)}
+            if isinstance(data, bytes | bytearray | memoryview):
+                return {"type": "input_audio", "audio": base64.b64encode(bytes(data)).decode()}
+            if isinstance(data, str):
+                return {"type": "input_audio", "audio": data}
+            raise TypeError("input_audio needs 'audio' as a numpy array, bytes or base64 text")
+        if kind == "input_image":
+            image = part.get("image", part.get("image_url"))
+            if isinstance(image, str) and image.startswith("data:"):
+                url = image
+            elif isinstance(image, str | Path):
+                path = Path(image)
+                url = _data_url(path.read_bytes(), _mime_for(path.suffix))
+            elif isinstance(image, bytes | bytearray):
+                url = _data_url(bytes(image), _sniff_image(bytes(image)))
+            else:
+                raise TypeError("input_image needs 'image' as bytes, a path or a data URL")
+            result = {"type": "input_image", "image_url": url}
+            if "detail" in part:
+                result["detail"] = part["detail"]
+            return result
+        raise ValueError(f"unsupported user content type {kind!r}")
+
+    def append_input_audio(self, samples: npt.ArrayLike, sample_rate: int | None = None) -> None:
+        """Queue microphone audio: any numeric dtype (floats in [-1, 1], integer PCM at its
+        full scale), mono or ``(frames, channels)``, at ``sample_rate`` (default: the client's
+        ``input_rate``). It is resampled and encoded for the session's input format by the
+        Rust core, with the resampler's state carried from frame to frame.
+
+        Safe from any thread: from a foreign thread (an audio device callback) the frame
+        crosses into the event loop through a bounded channel. Raises
+        :class:`InputBackpressure` when that channel is full (the frame is not queued; the
+        caller decides whether to retry or drop)."""
+        if self._token is None or self._closed:
+            raise RuntimeError("the client is not running (use it inside 'async with')")
+        self._check_usable()
+        rate = int(sample_rate or self.input_rate)
+        frame = _as_audio(samples)
+        duration_ms = (frame.shape[0] * 1000.0) / rate
+        with self._uplink_lock:
+            uplink = self._uplinks.get(rate)
+            if uplink is None:
+                if rate <= 0:
+                    raise ValueError(f"sample_rate must be positive, got {rate}")
+                uplink = _audio.Uplink(rate, format=self._input_format)
+                self._uplinks[rate] = uplink
+            message = uplink.encode(frame)
+        vad_events: Any = ()
+        if self._local_vad_active():
+            if rate != self.local_vad.sample_rate:
+                raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
+                                 f"this frame is at {rate} Hz")
+            vad_events = self.local_vad.process(frame if frame.ndim == 1 else
+                                                frame.mean(axis=1, dtype=np.float32))
+        if threading.get_ident() == self._loop_thread:
+            self._queue_audio(message, duration_ms, vad_events)
+        else:
+            anyio.from_thread.run_sync(self._queue_audio, message, duration_ms, vad_events,
+                                       token=self._token)
+
+    def _local_vad_active(self) -> bool:
+        return self.local_vad is not None and self._turn_detection() is None
+
+    def _queue_audio(self, message: bytes, duration_ms: float, vad_events: Any) -> None:
+        if not self.connected:
+            self._outage.append((message, duration_ms))
+            self._outage_ms += duration_ms
+            while self._outage_ms > self.outage_audio_ms and self._outage:
+                _, dropped = self._outage.popleft()
+                self._outage_ms -= dropped
+                self.metrics.outage_audio_dropped_ms += dropped
+        else:
+            try:
+                self._outbox_send.send_nowait(message)
+            except anyio.WouldBlock:
+                self.metrics.input_frames_refused += 1
+                raise InputBackpressure(
+                    "the uplink queue is full; the frame was not queued") from None
+        self._appended_ms += duration_ms
+        self._uncommitted_ms += duration_ms
+        for vad_event in vad_events:
+            kind = _vad_kind(vad_event)
+            assert self._tg is not None
+            if kind == "speech_started":
+                self._local_speaking = True
+                self._tg.start_soon(self.interrupt)
+            elif kind == "speech_stopped":
+                self._local_speaking = False
+                self._speech_end = time.perf_counter()
+                self._tg.start_soon(self._local_turn_end)
+
+    async def _local_turn_end(self) -> None:
+        if self._uncommitted_ms < _MIN_COMMIT_MS:
+            return
+        await self.commit_input_audio()
+        await self.create_response()
+
+    async def commit_input_audio(self) -> None:
+        """Commit the input buffer. Under 100 ms of audio (in the input format's clock) the
+        server would refuse, so nothing is sent and an ``error`` event says why."""
+        if self._uncommitted_ms < _MIN_COMMIT_MS:
+            self._emit("error", {"error": {"type": "client_error",
+                                           "code": "input_audio_buffer_commit_empty",
+                                           "message": f"only {self._uncommitted_ms:.1f} ms of "
+                                           "audio since the last commit; at least 100 ms needed"},
+                                 "local": True, "benign": True})
+            return
+        self._uncommitted_ms = 0.0
+        await self._send_event({"type": "input_audio_buffer.commit"})
+
+    async def clear_input_audio(self) -> None:
+        self._uncommitted_ms = 0.0
+        await self._send_event({"type": "input_audio_buffer.clear"})
+
+    # ---- responses ----
+
+    @property
+    def response_active(self) -> bool:
+        return self._response_state != "idle"
+
+    async def create_response(self, *, wait: bool = True, **params: Any) -> str | None:
+        """Ask for a response in the default conversation; returns its id once it starts.
+        One at a time: while one runs this waits for it to finish (``wait=False`` raises
+        :class:`ResponseBusy` instead). Out-of-band responses (``conversation="none"``) do not
+        wait. Returns None if the server started one on its own first (VAD), which is benign."""
+        if params.get("conversation") == "none":
+            event: dict[str, Any] = {"type": "response.create", "response": params}
+            await self._send_event(event)
+            return None
+        async with self._create_lock:
+            while self._response_state != "idle":
+                if not wait:
+                    raise ResponseBusy(f"a response is still running ({self._response_id})")
+                await self._response_idle.wait()
+            self._response_state = "requested"
+            self._response_idle = anyio.Event()
+            self._response_started = anyio.Event()
+            self._response_outcome = None
+            event = {"type": "response.create"}
+            if params:
+                event["response"] = params
+            self._response_error = None
+            self._request_event_id = await self._send_event(event)
+            await self._response_started.wait()
+            if self._response_error is not None:
+                error, self._response_error = self._response_error, None
+                raise RealtalkError(f"response.create was refused: {error.get('message')} "
+                                    f"(code={error.get('code')}, param={error.get('param')})")
+            return self._response_outcome
+
+    async def cancel_response(self) -> None:
+        """Cancel the active response (a no-op when none is active)."""
+        if self._response_state != "idle":
+            await self._send_event({"type": "response.cancel"})
+
+    async def wait_for_response_done(self, timeout: float | None = None) -> None:
+        """Wait until no response is running in the default conversation."""
+        try:
+            with anyio.fail_after(timeout):
+                await self._response_idle.wait()
+        except TimeoutError:
+            raise Timeout(f"the response did not finish within {timeout} s") from None
+
+    async def interrupt(self) -> dict[str, Any] | None:
+        """Barge-in: stop playback, cancel the active response, and truncate the playing item
+        to what was really heard (capped at what was received). Audio still arriving for the
+        cut response is dropped. Returns ``{"item_id", "content_index", "audio_end_ms"}`` or
+        None if nothing was played."""
+        return await self._interrupt(server_cancels=False)
+
+    async def _interrupt(self, *, server_cancels: bool) -> dict[str, Any] | None:
+        cut = self.playback.interrupt()
+        # The next audio starts a new stream: no resampler tail from the cut one.
+        self._downlink.reset()
+        if self._response_id is not None:
+            self._muted_responses.append(self._response_id)
+        if cut is not None:
+            self._muted_items.append(cut[0])
+        if self._response_state == "active" and not server_cancels:
+            await self._send_event({"type": "response.cancel"})
+        result: dict[str, Any] | None = None
+        if cut is not None:
+            item_id, content_index, played_ms = cut
+            end_ms = min(int(played_ms), self.conversation.audio_ms_received(item_id))
+            if end_ms > 0:
+                await self._send_event({"type": "conversation.item.truncate", "item_id": item_id,
+                                        "content_index": content_index, "audio_end_ms": end_ms})
+                self.conversation.cut_transcript(item_id, end_ms)
+                result = {"item_id": item_id, "content_index": content_index,
+                          "audio_end_ms": end_ms}
+        self._audible_watch = None
+        self._emit("conversation.interrupted", result or {"item_id": None, "audio_end_ms": 0})
+        return result
+
+    # ---- waiting for items ----
+
+    async def wait_for_next_item(self, timeout: float | None = None) -> Item:
+        return await self._wait_item(completed=False, timeout=timeout)
+
+    async def wait_for_next_completed_item(self, timeout: float | None = None) -> Item:
+        return await self._wait_item(completed=True, timeout=timeout)
+
+    async def _wait_item(self, *, completed: bool, timeout: float | None) -> Item:
+        event = anyio.Event()
+        box: list[Item] = []
+        waiter = (event, completed, box)
+        self._item_waiters.append(waiter)
+        try:
+            with anyio.fail_after(timeout):
+                await event.wait()
+        except TimeoutError:
+            raise Timeout(f"no {'completed ' if completed else ''}item within {timeout} s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._item_waiters.remove(waiter)
+        return box[0]
+
+    def _wake_item_waiters(self, item: Item, completed: bool) -> None:
+        for event, wants_completed, box in list(self._item_waiters):
+            if wants_completed == completed and not box:
+                box.append(item)
+                event.set()
+
+    # ---- the connection supervisor ----
+
+    def _open(self) -> AbstractAsyncContextManager[Link]:
+        if self._connect_factory is not None:
+            return self._connect_factory()
+        from realtalk import transport
+
+        url = self.url or DEFAULT_URL
+        if "model=" not in url and "call_id=" not in url and "intent=" not in url:
+            url += ("&" if "?" in url else "?") + urlencode({"model": self.model})
+        headers = dict(self._headers)
+        api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
+        if api_key and not any(name.lower() in ("authorization", "api-key") for name in headers):
+            headers["Authorization"] = f"Bearer {api_key}"
+        if self.protocol == "beta":
+            headers.setdefault("OpenAI-Beta", "realtime=v1")
+        return transport.open_websocket(url, headers=headers)
+
+    async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        attempt = 0
+        started = False
+        restored_after_loss = False
+        dropped_before = 0.0
+        while True:
+            error: BaseException | None = None
+            try:
+                async with self._open() as link:
+                    with anyio.fail_after(self.connect_timeout_s):
+                        await self._handshake(link, reconnecting=started)
+                    if not started:
+                        started = True
+                        task_status.started()
+                    elif restored_after_loss:
+                        self.metrics.reconnects += 1
+                        dropped = self.metrics.outage_audio_dropped_ms - dropped_before
+                        if dropped > 0:
+                            self._local_error(
+                                "outage_audio_dropped",
+                                f"{dropped:.0f} ms of microphone audio appended during the "
+                                f"outage did not fit the {self.outage_audio_ms} ms buffer "
+                                "and was not sent (the oldest went first)")
+                        self._emit("connection.restored", {"attempts": attempt})
+                    attempt = 0
+                    restored_after_loss = False
+                    await self._run_connection(link)
+            except ConnectionClosed as exc:
+                error = exc
+            except (ConnectError, HandshakeError, OSError, Timeout, TimeoutError,
+                    ProtocolError) as exc:
+                error = exc
+            finally:
+                self._link = None
+            if self._closed:
+                return
+            final = (not self.reconnect or isinstance(
+                error, AuthenticationError | InvalidRequestError) or (
+                isinstance(error, ConnectionClosed)
+                and error.code not in RETRYABLE_CLOSE_CODES) or (
+                isinstance(error, HandshakeError) and 400 <= error.status < 500))
+            if not started:
+                raise error or ConnectionClosed(1006, "connection ended during setup")
+            if not restored_after_loss:
+                self._on_connection_lost(error)
+                restored_after_loss = True
+                dropped_before = self.metrics.outage_audio_dropped_ms
+            attempt += 1
+            if final or attempt > self.max_reconnect_attempts:
+                self._final_error = error
+                self._drain_outbox_into_outage()
+                undelivered = len(self._requeue) + len(self._outage)
+                self._local_error("connection_failed",
+                                  f"giving up on the connection: {error}; {undelivered} "
+                                  "queued client events were not delivered", final=True,
+                                  undelivered=undelivered)
+                self._fail_waiters()
+                return
+            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
+            await anyio.sleep(delay * (0.5 + random.random() / 2))
+
+    def _on_connection_lost(self, error: BaseException | None) -> None:
+        code = getattr(error, "code", None)
+        self._emit("connection.lost", {"code": code, "reason": str(error) if error else ""})
+        if self._response_state != "idle":
+            self._local_error("response_lost",
+                              f"the connection closed during response {self._response_id}")
+            self._finish_response(None)
+        for change in self.conversation.abandon_in_progress():
+            self._publish(change)
+        # Audio still queued for the old connection is kept for the new one.
+        self._drain_outbox_into_outage()
+
+    def _fail_waiters(self) -> None:
+        self._response_started.set()
+        self._finish_response(None)
+
+    def _drain_outbox_into_outage(self) -> None:
+        keep: list[bytes] = []
+        if self._pending is not None:
+            keep.append(self._pending)
+            self._pending = None
+        while True:
+            try:
+                keep.append(self._outbox_receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        self._requeue = keep
+
+    async def _handshake(self, link: Link, *, reconnecting: bool) -> None:
+        while True:
+            data, _ = await link.receive_raw()
+            first = self._parse(data)
+            if first.get("type") == "session.created":
+                break
+            if first.get("type") != "error":
+                raise ProtocolError(f"expected session.created first, got {first.get('type')!r}")
+            # A refused connection says why in an error event, then closes (3000/4000).
+            self._on_error(first)
+        self._on_session(first)
+        await self._send_on(link, _events.serialize_client_event(
+            {"type": "session.update", "session": self._full_session(),
+             "event_id": "event_" + uuid.uuid4().hex[:20]}, self.protocol))
+        if reconnecting:
+            await self._replay_history(link)
+        requeue, self._requeue = self._requeue, []
+        for message in requeue:
+            await self._send_on(link, message)
+        while self._outage:
+            message, duration = self._outage.popleft()
+            self._outage_ms -= duration
+            await self._send_on(link, message)
+        self._link = link
+
+    async def _replay_history(self, link: Link) -> None:
+        """Give the new session the conversation so far, as text items chained in order."""
+        self.conversation.start_new_session()
+        previous: str | None = None
+        for item in self.conversation.items:
+            if item.type != "message" or item.role not in ("user", "assistant", "system"):
+                continue
+            text = item.text or item.transcript
+            if not text:
+                continue
+            kind = "output_text" if item.role == "assistant" else "input_text"
+            replay_id = _new_item_id()
+            self.conversation.alias(replay_id, item.id)
+            event: dict[str, Any] = {"type": "conversation.item.create",
+                                     "event_id": "event_" + uuid.uuid4().hex[:20],
+                                     "item": {"id": replay_id, "type": "message",
+                                              "role": item.role,
+                                              "content": [{"type": kind, "text": text}]}}
+            if previous is not None:
+                event["previous_item_id"] = previous
+            await self._send_on(link, _events.serialize_client_event(event, self.protocol))
+            previous = replay_id
+        if previous is not None:
+            # What the new session appends after the replay follows our whole history, items
+            # that were not replayed (tool calls, audio without transcript) included.
+            self.conversation.alias(previous, self.conversation.items[-1].id)
+
+    async def _run_connection(self, link: Link) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._writer, link)
+                tg.start_soon(self._expiry_watch, link)
+                tg.start_soon(self._audible_watcher)
+                await self._reader(link)
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
+
+    async def _expiry_watch(self, link: Link) -> None:
+        expires_at = self._server_session.get("expires_at")
+        if not isinstance(expires_at, int | float) or expires_at <= 0:
+            return
+        remaining = expires_at - time.time()
+        if remaining < 4 * self.expiry_margin_s:
+            return  # too short to rotate ahead (expires_at has 1 s resolution): the close does
+        await anyio.sleep(remaining - self.expiry_margin_s)
+        # Rotate ahead of the server's own close so nothing is cut mid-turn.
+        while self._response_state != "idle":
+            await self._response_idle.wait()
+        raise ConnectionClosed(1001, "session close to expires_at: rotating")
+
+    async def _writer(self, link: Link) -> None:
+        outbox = self._outbox_receive
+        while True:
+            try:
+                # A message already queued goes out without a trip through the event loop.
+                message = outbox.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    message = await outbox.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
+            self._pending = message
+            await self._send_on(link, message)
+            self._pending = None
+
+    async def _send_on(self, link: Link, message: bytes) -> None:
+        await link.send_text(message)
+        if self._listening("realtime.event"):
+            self._emit("realtime.event", {"source": "client", "time": time.time(),
+                                          "event": _loads(message)})
+
+    async def _reader(self, link: Link) -> None:
+        downlink = self._downlink
+        while True:
+            message, is_text = await link.receive_raw()
+            if not is_text:
+                self._local_error("binary_frame", "the server sent a binary frame; ignored")
+                continue
+            if self._listening("realtime.event"):
+                self._emit("realtime.event", {"source": "server", "time": time.time(),
+                                              "event": _loads(message)})
+            if downlink is not self._downlink:
+                downlink = self._downlink
+            delta = downlink.decode(message)
+            if delta is not None:
+                if not (self.conversation.is_out_of_band(delta.response_id)
+                        or delta.response_id in self._muted_responses
+                        or delta.item_id in self._muted_items):
+                    self._on_audio(delta.item_id, delta.content_index, delta.samples)
+                continue
+            self._dispatch(self._parse(message))
+
+    def _on_audio(self, item_id: str, content_index: int, samples: np.ndarray) -> None:
+        accepted = self.playback.push(item_id, content_index, samples)
+        if accepted < len(samples):
+            self.metrics.playback_dropped_samples += len(samples) - accepted
+        change = self.conversation.append_audio(item_id, samples)
+        self._on_first_delta(item_id)
+        if change is not None and self._listening("conversation.updated"):
+            self._emit("conversation.updated", {"item": change.item, "delta": change.delta})
+
+    def _parse(self, message: str | bytes) -> dict[str, Any]:
+        event = _events.parse_server_event(message, protocol=self.protocol)
+        return _event_dict(event)
+
+    # ---- server events ----
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type", "")
+        if kind == "error":
+            self._on_error(event)
+            return
+        if kind in ("session.created", "session.updated"):
+            self._on_session(event)
+        elif kind == "response.created":
+            self._on_response_created(event)
+        elif kind == "response.done":
+            self._on_response_done(event)
+        elif kind == "input_audio_buffer.speech_started":
+            self._turn = None
+            if self._tg is not None:
+                server_cancels = bool((self._turn_detection() or {}).get(
+                    "interrupt_response", True))
+                self._tg.start_soon(functools.partial(self._interrupt,
+                                                      server_cancels=server_cancels))
+        elif kind == "input_audio_buffer.speech_stopped":
+            self._speech_end = time.perf_counter()
+        elif kind == "input_audio_buffer.committed":
+            self._uncommitted_ms = 0.0
+        try:
+            changes = self.conversation.apply(event)
+        except (ValueError, TypeError) as exc:
+            self._local_error("bad_server_event", f"{kind}: {exc}")
+            return
+        for change in changes:
+            self._publish(change)
+        if kind == "conversation.item.input_audio_transcription.failed":
+            # Not a session failure, but the user's words are missing from the transcript:
+            # surfaced, attributed to its item, never dropped.
+            error = dict(event.get("error") or {})
+            error.setdefault("type", "transcription_error")
+            self._emit("error", {"error": error, "item_id": event.get("item_id"),
+                                 "local": False, "benign": False})
+
+    def _publish(self, change: Change) -> None:
+        if change.appended:
+            self._emit("conversation.item.appended", {"item": change.item})
+            self._wake_item_waiters(change.item, completed=False)
+        if change.delta is not None or not (change.appended or change.completed):
+            self._emit("conversation.updated", {"item": change.item, "delta": change.delta})
+        if change.completed:
+            self._emit("conversation.item.completed", {"item": change.item})
+            self._wake_item_waiters(change.item, completed=True)
+
+    def _on_session(self, event: dict[str, Any]) -> None:
+        session = event.get("session") or {}
+        self._server_session = dict(session)
+        # The formats this client asked for win: session.created carries the server's defaults
+        # and arrives after our session.update was already sent, so audio appended meanwhile
+        # is in the format the server will apply first. The server's word fills in only what
+        # the config leaves unsaid.
+        audio = session.get("audio") or {}
+        asked = self._config.get("audio") or {}
+        for direction in ("input", "output"):
+            if (asked.get(direction) or {}).get("format") is None:
+                self._set_format(direction, (audio.get(direction) or {}).get("format"))
+
+    def _set_format(self, direction: str, format_: Any) -> None:
+        name = _format_name(format_)
+        if direction == "output" and name != self._output_format:
+            self._output_format = name
+            self._downlink = self._new_downlink(name)
+        elif direction == "input" and name != self._input_format:
+            self._input_format = name
+            with self._uplink_lock:
+                self._uplinks.clear()  # one Uplink per input rate, for the current format
+
+    def _on_error(self, event: dict[str, Any]) -> None:
+        error = event.get("error") or {}
+        code = error.get("code")
+        benign = code in BENIGN_ERROR_CODES
+        if code == "conversation_already_has_active_response" and (
+            self._response_state == "requested"
+        ):
+            # Our request lost a race with a response the server started itself; that one is
+            # the active response now, and this request needs nothing more.
+            self._response_outcome = None
+            self._response_state = "active"
+            self._response_started.set()
+        elif (self._response_state == "requested" and error.get("event_id") is not None
+              and error.get("event_id") == self._request_event_id):
+            # Our response.create was refused (bad parameters): nothing will start.
+            self._response_error = dict(error)
+            self._finish_response(None)
+        self._emit("error", {"error": error, "local": False, "benign": benign})
+
+    def _on_response_created(self, event: dict[str, Any]) -> None:
+        response = event.get("response") or {}
+        if "conversation_id" in response and response["conversation_id"] is None:
+            return  # out of band: not part of the one-at-a-time rule
+        self._response_id = response.get("id")
+        self._response_state = "active"
+        if self._response_idle.is_set():
+            self._response_idle = anyio.Event()
+        self._response_outcome = self._response_id
+        self._response_started.set()
+        turn = TurnMetrics(response_id=self._response_id, _speech_end=self._speech_end)
+        self._speech_end = None
+        self._turn = turn
+        self.metrics.turns.append(turn)
+
+    def _on_response_done(self, event: dict[str, Any]) -> None:
+        response = event.get("response") or {}
+        if "conversation_id" in response and response["conversation_id"] is None:
+            return
+        if response.get("id") not in (None, self._response_id) and self._response_id:
+            return
+        calls = [item for item in response.get("output") or ()
+                 if isinstance(item, Mapping) and item.get("type") == "function_call"
+                 and item.get("status", "completed") == "completed"]
+        self._finish_response(response.get("id"))
+        if calls and response.get("status") == "completed" and self._tg is not None:
+            self._tg.start_soon(self._run_tools, calls, self._turn)
+
+    def _finish_response(self, response_id: str | None) -> None:
+        self._response_state = "idle"
+        self._response_id = None
+        self._response_started.set()
+        self._response_idle.set()
+
+    async def _run_tools(self, calls: list[Mapping[str, Any]], turn: TurnMetrics | None) -> None:
+        outputs: list[tuple[str, str]] = []
+
+        async def run(call: Mapping[str, Any]) -> None:
+            result = await self.tools.call(str(call.get("name")), call.get("arguments") or "")
+            if turn is not None:
+                turn.tool_run_s.append(result.duration_s)
+            if not result.ok:
+                self._emit("error", {"error": {"type": "tool_error", "code": "tool_failed",
+                                               "message": result.output,
+                                               "call_id": call.get("call_id")},
+                                     "local": True, "benign": False})
+            outputs.append((str(call.get("call_id")), result.output))
+
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(run, call)
+        for call_id, output in outputs:
+            await self._send_event({"type": "conversation.item.create",
+                                    "item": {"type": "function_call_output", "call_id": call_id,
+                                             "output": output}})
+        await self.create_response()
+
+    # ---- metrics ----
+
+    def _on_first_delta(self, item_id: str) -> None:
+        turn = self._turn
+        if turn is None or turn._first_delta is not None:
+            return
+        now = time.perf_counter()
+        turn._first_delta = now
+        turn._first_item = item_id
+        if turn._speech_end is not None:
+            turn.speech_end_to_first_delta_s = now - turn._speech_end
+        self._audible_watch = (item_id, now)
+        self._audible_pending.set()
+
+    async def _audible_watcher(self) -> None:
+        # Polls the device's progress only between a turn's first delta and its first played
+        # sample (usually tens of ms); otherwise it sleeps on an event.
+        while True:
+            await self._audible_pending.wait()
+            self._audible_pending = anyio.Event()
+            deadline = time.perf_counter() + 30.0
+            while self._audible_watch is not None and time.perf_counter() < deadline:
+                item_id, since = self._audible_watch
+                if self.playback.played(item_id) > 0:
+                    if self._turn is not None:
+                        self._turn.first_delta_to_first_audible_s = time.perf_counter() - since
+                    self._audible_watch = None
+                    break
+                await anyio.sleep(0.002)
+
+
+async def _await_handler(result: Awaitable[Any], client: RealtimeClient, name: str) -> None:
+    try:
+        await result
+    except Exception as exc:
+        if name != "error":
+            client._emit("error", {"error": {"type": "handler_error",
+                                             "message": f"{type(exc).__name__}: {exc}"},
+                                   "local": True})
+
+
+def _as_audio(samples: npt.ArrayLike) -> np.ndarray:
+    """float32 or int16 samples, contiguous, from any numeric audio."""
+    frame = np.asarray(samples)
+    if frame.dtype == np.float32 or frame.dtype == np.int16:
+        return np.ascontiguousarray(frame)
+    if np.issubdtype(frame.dtype, np.floating):
+        return np.ascontiguousarray(frame, dtype=np.float32)
+    if np.issubdtype(frame.dtype, np.signedinteger):
+        scale = float(np.iinfo(frame.dtype).max) + 1.0
+        return (frame.astype(np.float64) / scale).astype(np.float32)
+    if np.issubdtype(frame.dtype, np.unsignedinteger):
+        middle = (float(np.iinfo(frame.dtype).max) + 1.0) / 2
+        return ((frame.astype(np.float64) - middle) / middle).astype(np.float32)
+    raise TypeError(f"audio samples must be numeric, got dtype {frame.dtype}")
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that ended a connection's tasks (the others are its consequences)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_leaf(exc)
+        return exc
+    return group
+
+
+def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = json.loads(json.dumps(value)) if isinstance(value, Mapping) else value
+
+
+def _format_name(format_: Any) -> str:
+    if format_ is None:
+        return "pcm16"
+    if isinstance(format_, str):
+        return {"pcm16": "pcm16", "g711_ulaw": "g711_ulaw", "g711_alaw": "g711_alaw"}.get(
+            format_, _FORMATS.get(format_, "pcm16"))
+    if isinstance(format_, Mapping):
+        return _FORMATS.get(str(format_.get("type")), "pcm16")
+    return "pcm16"
+
+
+def _new_item_id() -> str:
+    return "item_rt" + uuid.uuid4().hex[:22]
+
+
+def _vad_kind(event: Any) -> str:
+    if isinstance(event, Mapping):
+        return str(event.get("type", ""))
+    for attribute in ("type", "kind", "name"):
+        value = getattr(event, attribute, None)
+        if isinstance(value, str):
+            return value
+    if isinstance(event, tuple) and event and isinstance(event[0], str):
+        return event[0]
+    return str(event)
+
+
+def _loads(message: str | bytes) -> Any:
+    try:
+        return msgspec.json.decode(message)
+    except msgspec.DecodeError:
+        return {"type": None, "raw": message}
+
+
+def _event_dict(event: Any) -> dict[str, Any]:
+    if isinstance(event, dict):
+        return event
+    if isinstance(event, Mapping):
+        return dict(event)
+    if isinstance(event, _events.UnknownEvent):
+        return dict(event.data)
+    built = msgspec.to_builtins(event)
+    if not isinstance(built, dict):
+        raise ProtocolError(f"a server event must be an object, got {type(built).__name__}")
+    return built
+
+
+def _data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _mime_for(suffix: str) -> str:
+    return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+            ".gif": "image/gif", ".webp": "image/webp"}.get(suffix.lower(), "image/png")
+
+
+def _sniff_image(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ValueError("input_image bytes are not a PNG, JPEG, GIF or WebP image")
+

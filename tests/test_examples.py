@@ -1,0 +1,35 @@
+"""Every example in examples/ runs as shipped against the embedded simulator."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+# What each example must print: the proof that it did its job, not only that it exited 0.
+EXPECTED = {
+    "text_turn.py": r"capital of France.*\n\[assistant: [1-9]\d*\.\d\d s of audio\]",
+    "text_turn_trio.py": r"capital of France.*\n\[assistant: [1-9]\d*\.\d\d s of audio\]",
+    "tools.py": r"function_call\s+get_weather\s+\{.*\n.*function_call_output.*temperature_c"
+    r".*\n\s+message\s+assistant\s+The get_weather tool returned",
+    "barge_in.py": r"truncated item_\w+ at 750 ms",
+    "telephony_g711.py": r"caller 3\.\d\d s -> reply \d+ mu-law bytes .*: I heard 3\.\d\d s of",
+}
+
+
+def test_every_example_is_covered() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_against_the_simulator(name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=90
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(EXPECTED[name], result.stdout), result.stdout
