@@ -1378,7 +1378,8 @@ async def stream_response(
                         session.text_delta(response, word + ("" if last else " "))
                         if session.enforce_token_limit(response):
                             break
-                    await flush()
+                        # Deltas stream one by one, as from the real server, not as one burst.
+                        await flush()
             elif isinstance(part, Audio):
                 if response.effective.audio_output:
                     words = tuple(part.transcript.split())
