@@ -1203,3 +1203,47 @@ async def test_max_output_tokens_ends_the_response_incomplete(modality: str) -> 
     assert 5 <= done["usage"]["output_tokens"] <= 7
     kinds = [e["type"] for e in events]
     assert kinds.index("response.output_item.done") < kinds.index("response.done")
+
+
+async def test_idle_timeout_commits_the_silence_and_responds() -> None:
+    driver = Driver("ga")
+    await driver.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "output_modalities": ["text"],
+                "audio": {
+                    "input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000}}
+                },
+            },
+        },
+        USER_TEXT,
+        {"type": "response.create"},
+    )
+    # No timer before the 5 s of silence after response.done have passed.
+    assert await driver.append_audio(b"\x00\x00" * 24 * 4900) == []
+    events = await driver.append_audio(b"\x00\x00" * 24 * 200)
+    kinds = [e["type"] for e in events]
+    assert kinds[:5] == [
+        "input_audio_buffer.timeout_triggered",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.created",
+    ]
+    timeout = events[0]
+    assert timeout["audio_start_ms"] == 0
+    assert timeout["audio_end_ms"] == 5000
+    assert events[1]["item_id"] == timeout["item_id"]
+    check_fields(events)
+    from realtalk.events import UnknownEvent, parse_server_event
+
+    assert not isinstance(parse_server_event(json.dumps(timeout)), UnknownEvent)
+    # The committed item holds the idle audio; the reply reports it.
+    done = next(e for e in events if e["type"] == "response.done")["response"]
+    assert done["output"][0]["content"][0]["text"] == "I heard 5.00 s of speech."
+    # Without idle_timeout_ms nothing happens however long the silence.
+    quiet = Driver("ga")
+    await quiet.send(USER_TEXT, {"type": "response.create"})
+    assert await quiet.append_audio(b"\x00\x00" * 24 * 8000) == []

@@ -188,6 +188,8 @@ class ServerSession:
         self._vad: VadLike | None = None
         self._vad_origin_ms = 0.0
         self._speech_item_id: str | None = None
+        # server_vad idle_timeout_ms: armed at response.done (plus its audio's playback).
+        self._idle_from_ms: float | None = None
         self._speech_start_ms = 0.0
         # responses
         self.active: ResponseState | None = None
@@ -419,6 +421,7 @@ class ServerSession:
     def _configure_vad(self) -> None:
         # Every config change passes here: refresh the input-side view the hot path reads.
         self._view = cfg.session_view(self.protocol, self.session)
+        self._idle_from_ms = None
         turn = self.turn_detection
         self._speech_item_id = None
         if turn is None or self.vad_factory is None:
@@ -462,18 +465,56 @@ class ServerSession:
                     self._speech_started(self._vad_origin_ms + at_ms)
                 elif kind == "speech_stopped":
                     self._speech_stopped(self._vad_origin_ms + at_ms)
+        if self._idle_from_ms is not None and self._speech_item_id is None:
+            self._check_idle_timeout()
         if self._vad is not None and self._speech_item_id is None:
-            # Between turns only the prefix padding can still become part of an item.
+            # Between turns only the prefix padding can still become part of an item (and,
+            # while the idle timer runs, the audio it would commit).
             keep_ms = float((self.turn_detection or {}).get("prefix_padding_ms", 300)) + 200
+            if self._idle_from_ms is not None:
+                keep_ms = max(keep_ms, self._clock_ms - self._idle_from_ms)
             excess = int((self._clock_ms - self._buffer_start_ms - keep_ms) * bytes_per_ms)
             excess -= excess % 2
             if excess > 0:
                 del self._buffer[:excess]
                 self._buffer_start_ms += excess / bytes_per_ms
 
+    def _arm_idle_timeout(self, response: ResponseState) -> None:
+        turn = self.turn_detection or {}
+        if turn.get("type") == "server_vad" and turn.get("idle_timeout_ms"):
+            self._idle_from_ms = self._clock_ms + response.output_audio_ms
+
+    def _check_idle_timeout(self) -> None:
+        """`idle_timeout_ms` of input without speech after the model's last reply (and its
+        playback): commit the silence and ask for a response (protocol.md 6.3)."""
+        assert self._idle_from_ms is not None
+        idle_ms = float((self.turn_detection or {}).get("idle_timeout_ms") or 0)
+        if not idle_ms or self.active is not None:
+            return
+        if self._clock_ms - self._idle_from_ms < idle_ms:
+            return
+        start_ms = max(self._idle_from_ms, self._buffer_start_ms)
+        self._idle_from_ms = None
+        item_id = self.ids.new("item")
+        self.emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=int(round(start_ms)),
+            audio_end_ms=int(round(self._clock_ms)),
+            item_id=item_id,
+        )
+        bytes_per_ms = cfg.BYTES_PER_MS[self.input_format]
+        start = int((start_ms - self._buffer_start_ms) * bytes_per_ms)
+        start -= start % 2
+        audio = bytes(self._buffer[start:])
+        self._buffer.clear()
+        self._buffer_start_ms = self._clock_ms
+        self._commit(audio, item_id)
+        self.create_response({})
+
     def _speech_started(self, at_ms: float) -> None:
         if self._speech_item_id is not None:
             return
+        self._idle_from_ms = None
         self._speech_item_id = self.ids.new("item")
         self._speech_start_ms = max(at_ms, self._buffer_start_ms)
         self.emit(
@@ -492,6 +533,7 @@ class ServerSession:
         self.emit(
             "input_audio_buffer.speech_stopped", audio_end_ms=int(round(at_ms)), item_id=item_id
         )
+        self._idle_from_ms = None
         bytes_per_ms = cfg.BYTES_PER_MS[self.input_format]
         start = int((self._speech_start_ms - self._buffer_start_ms) * bytes_per_ms)
         end = int((at_ms - self._buffer_start_ms) * bytes_per_ms)
@@ -1257,6 +1299,8 @@ class ServerSession:
         if self.active is response:
             self.active = None
         self.out_of_band.pop(response.id, None)
+        if response.conversation == "auto":
+            self._arm_idle_timeout(response)
         self.emit("response.done", response=self._response_object(response))
         if self.protocol == "ga":
             self._rate_limits(response)
@@ -1334,7 +1378,8 @@ async def stream_response(
                         session.text_delta(response, word + ("" if last else " "))
                         if session.enforce_token_limit(response):
                             break
-                    await flush()
+                        # Deltas stream one by one, as from the real server, not as one burst.
+                        await flush()
             elif isinstance(part, Audio):
                 if response.effective.audio_output:
                     words = tuple(part.transcript.split())
