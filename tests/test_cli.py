@@ -113,6 +113,9 @@ def serve_one_turn_each_way(server: subprocess.Popen[str], port: int) -> None:
     finally:
         server.send_signal(2)
         assert server.wait(timeout=10) == 130
+    log = server.stdout.read()  # one line as each connection opens and as it closes
+    assert log.count("opened: /v1/realtime") == 2 and "closed after" in log
+    assert "code 3000" in log
 
 
 def float_wav(path: Path) -> None:

@@ -360,12 +360,17 @@ class Simulator:
 
     async def _handle_websocket(self, ws: WebSocket) -> None:
         self._stats.connections += 1
+        number = self._stats.connections
+        started = time.monotonic()
+        logger.info("connection %d opened: %s", number, ws.request.path.split("?", 1)[0])
         connection = _Connection(self, ws)
         self._live.add(connection)
         try:
             await connection.run()
         finally:
             self._live.discard(connection)
+            logger.info("connection %d closed after %.1f s: code %s %s", number,
+                        time.monotonic() - started, ws.close_code, ws.close_reason or "")
 
 
 _anything: Any = lambda value, path: value
