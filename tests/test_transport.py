@@ -889,3 +889,56 @@ async def test_consume_twice_at_once_is_refused() -> None:
             with pytest.raises(RuntimeError, match="already has a consumer"):
                 await ws.consume(lambda data, is_text: None)
             tg.cancel_scope.cancel()
+
+
+# ---- try_send_text: a send without awaiting, when nothing would be overtaken ----
+
+
+async def test_try_send_text_keeps_order_with_awaited_sends(anyio_backend_name: str) -> None:
+    async with WebSocketServer(echo, compression=None) as server:
+        async with open_websocket(server.url, compression=None) as ws:
+            expected: list[str] = []
+            immediate = 0
+            for index in range(200):
+                text = f"message {index}"
+                expected.append(text)
+                if index % 5 == 0:
+                    await ws.send_text(text)
+                elif ws.try_send_text(text.encode()):
+                    immediate += 1
+                else:
+                    await ws.send_text(text)
+                if index % 7 == 0:
+                    await anyio.sleep(0)
+            received = [await ws.receive() for _ in expected]
+    assert received == expected
+    # asyncio's plain TCP stream writes at once; elsewhere the caller always awaits.
+    assert (immediate > 0) == (anyio_backend_name == "asyncio")
+
+
+async def test_try_send_text_refuses_once_the_peer_stops_reading() -> None:
+    release = anyio.Event()
+
+    async def lazy(ws: WebSocket) -> None:
+        await release.wait()
+        async for _ in ws:
+            pass
+
+    async with WebSocketServer(lazy, compression=None) as server:
+        async with open_websocket(server.url, compression=None) as ws:
+            chunk = b"x" * (64 * 1024)
+            written = 0
+            for _ in range(2000):  # 128 MiB if nothing pushed back
+                if not ws.try_send_text(chunk):
+                    break
+                written += 1
+                await anyio.sleep(0)
+            assert written * len(chunk) < 32 * 2**20
+            release.set()
+
+
+async def test_try_send_text_after_close_sends_nothing() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            await ws.close()
+            assert not ws.try_send_text(b"late")

@@ -574,7 +574,7 @@ class RealtimeClient:
                 _, dropped = self._outage.popleft()
                 self._outage_ms -= dropped
                 self.metrics.outage_audio_dropped_ms += dropped
-        else:
+        elif not self._send_directly(message):
             try:
                 self._outbox_send.send_nowait(message)
             except anyio.WouldBlock:
@@ -593,6 +593,21 @@ class RealtimeClient:
                 self._local_speaking = False
                 self._speech_end = time.perf_counter()
                 self._tg.start_soon(self._local_turn_end)
+
+    def _send_directly(self, message: bytes) -> bool:
+        """Write ``message`` now, skipping the writer task, when that keeps the order and the
+        link can take it without waiting (otherwise it is queued, and the writer applies the
+        backpressure). Order: only while the writer is parked on the empty outbox; a message
+        just handed to it (it has not run yet) no longer counts it as waiting."""
+        try_send = getattr(self._link, "try_send_text", None)
+        if (try_send is None or self._pending is not None
+                or not self._outbox_send.statistics().tasks_waiting_receive
+                or not try_send(message)):
+            return False
+        if self._listening("realtime.event"):
+            self._emit("realtime.event", {"source": "client", "time": time.time(),
+                                          "event": _loads(message)})
+        return True
 
     async def _local_turn_end(self) -> None:
         if self._uncommitted_ms < _MIN_COMMIT_MS:
