@@ -868,7 +868,7 @@ def _immediate_writer(stream: anyio.abc.ByteStream) -> Callable[[bytes | None], 
     that, so this relies on the attributes of anyio's asyncio socket stream and is None (callers
     fall back to the awaiting path) when they are not there: TLS, trio, another anyio."""
     transport = getattr(stream, "_transport", None)
-    protocol = getattr(stream, "_protocol", None)
+    protocol: Any = getattr(stream, "_protocol", None)
     if not isinstance(transport, asyncio.WriteTransport) or not isinstance(
         getattr(protocol, "write_event", None), asyncio.Event
     ):
