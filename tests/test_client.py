@@ -926,3 +926,47 @@ async def test_g711_audio_appended_right_after_connecting_is_in_the_asked_format
         encode = audio.ulaw_encode if codec == "ulaw" else audio.alaw_encode
         assert [audio.b64decode(a["audio"]) for a in appends] == [encode(frame).tobytes()] * 10
         assert recorder.errors() == []
+
+
+async def test_uplink_direct_writes_and_queued_events_keep_the_call_order() -> None:
+    """Audio frames appended on the loop may skip the writer task; they must never overtake an
+    event queued before them, nor be overtaken by one queued after."""
+    from realtalk.transport import WebSocket, WebSocketServer
+
+    received: list[dict[str, Any]] = []
+    created = json.dumps({"type": "session.created", "event_id": "event_1",
+                          "session": {"type": "realtime", "id": "sess_1",
+                                      "model": "gpt-realtime"}})
+
+    async def server(ws: WebSocket) -> None:
+        await ws.send(created)
+        async for message in ws:
+            received.append(json.loads(message))
+
+    session = {"audio": {"input": {"turn_detection": None}}, **TEXT_ONLY}
+    async with WebSocketServer(server) as srv, RealtimeClient(
+        srv.url + "/v1/realtime", api_key="sk-test", session=session, reconnect=False
+    ) as client:
+        expected: list[str] = []
+        frame = tone(20)
+        for index in range(120):
+            client.append_input_audio(frame)
+            expected.append(f"append {index}")
+            if index % 4 == 1:
+                await client.send({"type": "input_audio_buffer.clear",
+                                   "event_id": f"event_mark_{index}"})
+                expected.append(f"mark {index}")
+            if index % 3 == 0:
+                await anyio.sleep(0)
+        with anyio.fail_after(10):
+            while sum(e["type"] != "session.update" for e in received) < len(expected):
+                await anyio.sleep(0.01)
+    seen: list[str] = []
+    appends = 0
+    for event in received:
+        if event["type"] == "input_audio_buffer.append":
+            seen.append(f"append {appends}")
+            appends += 1
+        elif event["type"] == "input_audio_buffer.clear":
+            seen.append("mark " + event["event_id"].removeprefix("event_mark_"))
+    assert seen == expected

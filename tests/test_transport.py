@@ -790,3 +790,176 @@ async def test_debug_logs_never_show_keys_or_tokens(caplog: pytest.LogCaptureFix
     assert "Authorization: Bearer [redacted]" in text  # the header is still logged, not its value
     for secret in ("sk-secret-123", "az-secret", "ek_secret456"):
         assert secret not in text
+
+# ---- consume: messages handed to a handler inside the reader task ----
+
+
+async def test_consume_delivers_queued_then_live_messages_in_order_then_raises_close() -> None:
+    total = 300
+    ready = anyio.Event()
+
+    async def producer(ws: WebSocket) -> None:
+        await ws.send_texts([f"early {index}" for index in range(5)])
+        await ready.wait()
+        for index in range(total):
+            if index % 3:
+                await ws.send(f"live {index}")
+            else:
+                await ws.send(index.to_bytes(2, "big"))
+        await ws.close(4000, "done")
+
+    async with WebSocketServer(producer, compression=None) as server:
+        async with open_websocket(server.url, compression=None, max_queue=4) as ws:
+            assert await ws.receive() == "early 0"
+            await anyio.sleep(0.1)  # the other early messages wait in the queue
+            seen: list[tuple[bytes, bool]] = []
+            ready.set()
+            with pytest.raises(InvalidRequestError):
+                await ws.consume(lambda data, is_text: seen.append((data, is_text)))
+    expected = [(f"early {index}".encode(), True) for index in range(1, 5)] + [
+        (f"live {index}".encode(), True) if index % 3 else (index.to_bytes(2, "big"), False)
+        for index in range(total)
+    ]
+    assert seen == expected
+
+
+async def test_consume_picks_up_a_full_queue_and_a_reader_waiting_for_room() -> None:
+    total = 50
+
+    async def producer(ws: WebSocket) -> None:
+        for index in range(total):
+            await ws.send(str(index))
+        await ws.close()
+
+    async with WebSocketServer(producer, compression=None) as server:
+        async with open_websocket(server.url, compression=None, max_queue=2) as ws:
+            await anyio.sleep(0.2)  # queue full, the reader blocked on the third message
+            seen: list[int] = []
+            with pytest.raises(ConnectionClosed) as caught:
+                await ws.consume(lambda data, _: seen.append(int(data)))
+            assert caught.value.code == 1000
+    assert seen == list(range(total))
+
+
+async def test_consume_handler_error_is_raised_and_later_messages_still_arrive() -> None:
+    release = anyio.Event()
+
+    async def producer(ws: WebSocket) -> None:
+        await ws.send("first")
+        await ws.send("bad")
+        await release.wait()
+        await ws.send("after")
+        async for _ in ws:
+            pass
+
+    async with WebSocketServer(producer, compression=None) as server:
+        async with open_websocket(server.url, compression=None) as ws:
+            seen: list[bytes] = []
+
+            def handler(data: bytes, _: bool) -> None:
+                if data == b"bad":
+                    raise ValueError("handler refused it")
+                seen.append(data)
+
+            with pytest.raises(ValueError, match="handler refused it"):
+                await ws.consume(handler)
+            release.set()
+            assert await ws.receive() == "after"
+            assert seen == [b"first"]
+
+
+async def test_consume_cancelled_hands_the_rest_to_receive_with_backpressure() -> None:
+    """After consume stops, later messages queue for the receive methods: bounded (the peer is
+    held back while nobody reads), in order, none lost at the hand-over."""
+    message = os.urandom(32 * 1024)
+    total = 1000
+    progress = {"sent": 0}
+
+    async def producer(ws: WebSocket) -> None:
+        for index in range(total):
+            await ws.send(index.to_bytes(4, "big") + message)
+            progress["sent"] = index + 1
+        await ws.close()
+
+    async with WebSocketServer(producer, compression=None) as server:
+        async with open_websocket(server.url, compression=None, max_queue=8) as ws:
+            indices: list[int] = []
+            with anyio.CancelScope() as scope:
+
+                def handler(data: bytes, _: bool) -> None:
+                    indices.append(int.from_bytes(data[:4], "big"))
+                    if len(indices) == 10:
+                        scope.cancel()
+
+                await ws.consume(handler)
+            # (messages in the same read as the tenth may still reach the handler)
+            await anyio.sleep(0.3)  # nobody reads now
+            assert len(indices) >= 10
+            assert progress["sent"] < total
+            assert progress["sent"] * len(message) < 24 * 2**20
+            async for received in ws:
+                indices.append(int.from_bytes(received[:4], "big"))
+    assert indices == list(range(total))
+
+
+async def test_consume_twice_at_once_is_refused() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws, anyio.create_task_group() as tg:
+            tg.start_soon(ws.consume, lambda data, is_text: None)
+            await anyio.sleep(0.05)
+            with pytest.raises(RuntimeError, match="already has a consumer"):
+                await ws.consume(lambda data, is_text: None)
+            tg.cancel_scope.cancel()
+
+
+# ---- try_send_text: a send without awaiting, when nothing would be overtaken ----
+
+
+async def test_try_send_text_keeps_order_with_awaited_sends(anyio_backend_name: str) -> None:
+    async with WebSocketServer(echo, compression=None) as server:
+        async with open_websocket(server.url, compression=None) as ws:
+            expected: list[str] = []
+            immediate = 0
+            for index in range(200):
+                text = f"message {index}"
+                expected.append(text)
+                if index % 5 == 0:
+                    await ws.send_text(text)
+                elif ws.try_send_text(text.encode()):
+                    immediate += 1
+                else:
+                    await ws.send_text(text)
+                if index % 7 == 0:
+                    await anyio.sleep(0)
+            received = [await ws.receive() for _ in expected]
+    assert received == expected
+    # asyncio's plain TCP stream writes at once; elsewhere the caller always awaits.
+    assert (immediate > 0) == (anyio_backend_name == "asyncio")
+
+
+async def test_try_send_text_refuses_once_the_peer_stops_reading() -> None:
+    release = anyio.Event()
+
+    async def lazy(ws: WebSocket) -> None:
+        await release.wait()
+        async for _ in ws:
+            pass
+
+    async with WebSocketServer(lazy, compression=None) as server:
+        async with open_websocket(server.url, compression=None) as ws:
+            chunk = b"x" * (64 * 1024)
+            written = 0
+            for _ in range(2000):  # 128 MiB if nothing pushed back
+                if not ws.try_send_text(chunk):
+                    break
+                written += 1
+                await anyio.sleep(0)
+            assert written * len(chunk) < 32 * 2**20
+            release.set()
+
+
+async def test_try_send_text_after_close_sends_nothing() -> None:
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            await ws.close()
+            assert not ws.try_send_text(b"late")

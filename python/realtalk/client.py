@@ -82,7 +82,9 @@ _MIN_COMMIT_MS = 100
 
 class Link(Protocol):
     """One WebSocket connection as the client needs it: whole text messages both ways
-    (``realtalk.transport.WebSocket`` is one)."""
+    (``realtalk.transport.WebSocket`` is one). A link that also has ``consume(handler)``
+    (calls ``handler(data, is_text)`` per message, raises when the connection ends) is read
+    through it."""
 
     async def send_text(self, message: str | bytes) -> None: ...
 
@@ -572,7 +574,7 @@ class RealtimeClient:
                 _, dropped = self._outage.popleft()
                 self._outage_ms -= dropped
                 self.metrics.outage_audio_dropped_ms += dropped
-        else:
+        elif not self._send_directly(message):
             try:
                 self._outbox_send.send_nowait(message)
             except anyio.WouldBlock:
@@ -591,6 +593,21 @@ class RealtimeClient:
                 self._local_speaking = False
                 self._speech_end = time.perf_counter()
                 self._tg.start_soon(self._local_turn_end)
+
+    def _send_directly(self, message: bytes) -> bool:
+        """Write ``message`` now, skipping the writer task, when that keeps the order and the
+        link can take it without waiting (otherwise it is queued, and the writer applies the
+        backpressure). Order: only while the writer is parked on the empty outbox; a message
+        just handed to it (it has not run yet) no longer counts it as waiting."""
+        try_send = getattr(self._link, "try_send_text", None)
+        if (try_send is None or self._pending is not None
+                or not self._outbox_send.statistics().tasks_waiting_receive
+                or not try_send(message)):
+            return False
+        if self._listening("realtime.event"):
+            self._emit("realtime.event", {"source": "client", "time": time.time(),
+                                          "event": _loads(message)})
+        return True
 
     async def _local_turn_end(self) -> None:
         if self._uncommitted_ms < _MIN_COMMIT_MS:
@@ -926,25 +943,30 @@ class RealtimeClient:
                                           "event": _loads(message)})
 
     async def _reader(self, link: Link) -> None:
-        downlink = self._downlink
+        consume = getattr(link, "consume", None)
+        if consume is not None:
+            # The transport's reader task handles each message as it arrives: one wake-up of
+            # the event loop per message instead of two (reader task, then this task).
+            await consume(self._on_message)
         while True:
             message, is_text = await link.receive_raw()
-            if not is_text:
-                self._local_error("binary_frame", "the server sent a binary frame; ignored")
-                continue
-            if self._listening("realtime.event"):
-                self._emit("realtime.event", {"source": "server", "time": time.time(),
-                                              "event": _loads(message)})
-            if downlink is not self._downlink:
-                downlink = self._downlink
-            delta = downlink.decode(message)
-            if delta is not None:
-                if not (self.conversation.is_out_of_band(delta.response_id)
-                        or delta.response_id in self._muted_responses
-                        or delta.item_id in self._muted_items):
-                    self._on_audio(delta.item_id, delta.content_index, delta.samples)
-                continue
-            self._dispatch(self._parse(message))
+            self._on_message(message, is_text)
+
+    def _on_message(self, message: bytes, is_text: bool) -> None:
+        if not is_text:
+            self._local_error("binary_frame", "the server sent a binary frame; ignored")
+            return
+        if self._listening("realtime.event"):
+            self._emit("realtime.event", {"source": "server", "time": time.time(),
+                                          "event": _loads(message)})
+        delta = self._downlink.decode(message)
+        if delta is not None:
+            if not (self.conversation.is_out_of_band(delta.response_id)
+                    or delta.response_id in self._muted_responses
+                    or delta.item_id in self._muted_items):
+                self._on_audio(delta.item_id, delta.content_index, delta.samples)
+            return
+        self._dispatch(self._parse(message))
 
     def _on_audio(self, item_id: str, content_index: int, samples: np.ndarray) -> None:
         accepted = self.playback.push(item_id, content_index, samples)

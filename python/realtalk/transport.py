@@ -36,6 +36,7 @@ open deadline passed                        :class:`~realtalk.errors.Timeout`
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import http
 import logging
@@ -323,6 +324,15 @@ class _MessageQueue:
                 waiter.set()
         return True
 
+    def take(self) -> RawMessage:
+        """The oldest queued message (the queue must not be empty)."""
+        message = self._items.popleft()
+        waiter = self._not_full
+        if waiter is not None:
+            self._not_full = None
+            waiter.set()
+        return message
+
     async def get(self) -> RawMessage | None:
         """The next message, or None once the queue has ended (or discards) and is empty."""
         items = self._items
@@ -401,6 +411,7 @@ class WebSocket:
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
         self._send_lock = anyio.Lock(fast_acquire=True)
+        self._write_now = _immediate_writer(stream)
         self._pending_writes: list[bytes] = []
         self._incoming = _MessageQueue(max_queue)
         # Shielded: the reader must outlive a cancelled body long enough to finish the close
@@ -413,6 +424,10 @@ class WebSocket:
         self._fragments: list[bytes] = []
         self._fragments_are_text = False
         self._failure: RealtalkError | None = None
+        # consume(): the handler the reader calls in place of queueing, and how it ended
+        self._sink: Callable[[bytes, bool], object] | None = None
+        self._sink_ended: anyio.Event | None = None
+        self._sink_error: Exception | None = None
 
     # -- public properties --
 
@@ -464,6 +479,57 @@ class WebSocket:
             await self._fail(1007, "invalid UTF-8 in a text frame")
             raise ProtocolError(f"text frame is not valid UTF-8: {exc.reason}") from exc
 
+    async def consume(self, handler: Callable[[bytes, bool], object]) -> NoReturn:
+        """Call ``handler(data, is_text)`` for every message, in order, until the connection
+        ends; then raise the closing exception (as :meth:`receive_raw` would).
+
+        The reader task calls ``handler`` as each message arrives: no hand-off to another task
+        and no queue, so a message costs one wake-up of the event loop instead of two. The
+        handler must not block (it is synchronous; start tasks for slow work); while it runs
+        the reader reads nothing more, so backpressure holds. An exception from ``handler`` stops
+        the delivery and is raised here (later messages queue up for the receive methods as
+        usual); so does cancelling this call. One consumer at a time."""
+        if self._sink is not None:
+            raise RuntimeError("this WebSocket already has a consumer")
+        incoming = self._incoming
+        while len(incoming):  # messages queued before this call go first
+            handler(*incoming.take())
+        ended = anyio.Event()
+        if not self._reader_done.is_set():
+            self._sink, self._sink_ended, self._sink_error = handler, ended, None
+            try:
+                await ended.wait()
+            finally:
+                self._sink = self._sink_ended = None
+            if self._sink_error is not None:
+                error, self._sink_error = self._sink_error, None
+                raise error
+        while len(incoming):  # queued while a blocked reader was waiting for room
+            handler(*incoming.take())
+        raise await self._closing_exception()
+
+    def _deliver_to_sink(
+        self, sink: Callable[[bytes, bool], object], message: RawMessage | None
+    ) -> None:
+        """Hand ``message`` (and anything still queued ahead of it) to the consumer."""
+        incoming = self._incoming
+        if incoming.discarding:
+            return
+        try:
+            while len(incoming):
+                sink(*incoming.take())
+            if message is not None:
+                sink(*message)
+        except Exception as exc:
+            self._sink_error = exc
+            self._end_sink()
+
+    def _end_sink(self) -> None:
+        ended = self._sink_ended
+        self._sink = self._sink_ended = None
+        if ended is not None:
+            ended.set()
+
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self._iterate()
 
@@ -508,6 +574,27 @@ class WebSocket:
                 if await self._drain():
                     return
         raise await self._closing_exception()
+
+    def try_send_text(self, data: bytes) -> bool:
+        """Send a text frame (UTF-8 ``bytes``, not re-checked) at once, without awaiting, if
+        that is possible without overtaking or buffering: no other send in progress, nothing
+        waiting to be written, and the socket accepting data (under asyncio's write buffer
+        limit). Returns False otherwise (nothing was sent; use :meth:`send_text`). Saves the
+        caller a task switch when it is not already in a coroutine that may wait."""
+        write = self._write_now
+        protocol = self._protocol
+        if (
+            write is None
+            or self._send_lock.locked()
+            or self._pending_writes
+            or protocol.state is not State.OPEN
+            or not write(None)
+        ):
+            return False
+        protocol.send_text(data)
+        chunks = protocol.data_to_send()
+        write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        return True
 
     async def send_texts(self, messages: Iterable[str | bytes]) -> None:
         """Send several text frames in one socket write (``bytes`` must already be UTF-8): a
@@ -715,6 +802,7 @@ class WebSocket:
                 await anyio.aclose_forcefully(stream)
             self._incoming.end()
             self._reader_done.set()
+            self._end_sink()
             for waiter in self._pings.values():
                 waiter.set()
 
@@ -738,12 +826,18 @@ class WebSocket:
                 if opcode is _PONG:
                     self._acknowledge_pong(bytes(frame.data))
                 continue  # PING and CLOSE: the protocol already queued the answer
-            if not incoming.offer(message):
+            sink = self._sink
+            if sink is not None:
+                self._deliver_to_sink(sink, message)
+            elif not incoming.offer(message):
                 self._reader_blocked_by_consumer = True
                 try:
                     await incoming.put(message)
                 finally:
                     self._reader_blocked_by_consumer = False
+                sink = self._sink
+                if sink is not None:  # a consumer arrived while the queue was full
+                    self._deliver_to_sink(sink, None)
 
     def _acknowledge_pong(self, payload: bytes) -> None:
         if payload not in self._pings:
@@ -790,6 +884,30 @@ class WebSocket:
             1006, "", message=f"no pong within {self._ping_timeout} s: the peer is unresponsive"
         )
         self._reader_scope.cancel()
+
+
+def _immediate_writer(stream: anyio.abc.ByteStream) -> Callable[[bytes | None], bool] | None:
+    """A synchronous writer for a plain TCP stream on asyncio: ``write(None)`` tells whether
+    the transport accepts data now, ``write(data)`` hands data to it. anyio's own ``send`` does
+    the same write and then yields to the event loop once more; there is no public way to skip
+    that, so this relies on the attributes of anyio's asyncio socket stream and is None (callers
+    fall back to the awaiting path) when they are not there: TLS, trio, another anyio."""
+    transport = getattr(stream, "_transport", None)
+    protocol: Any = getattr(stream, "_protocol", None)
+    if not isinstance(transport, asyncio.WriteTransport) or not isinstance(
+        getattr(protocol, "write_event", None), asyncio.Event
+    ):
+        return None
+
+    def write(data: bytes | None) -> bool:
+        # (pause_writing replaces the event: look it up each time)
+        if not protocol.write_event.is_set() or transport.is_closing():
+            return False  # above the high-water mark (backpressure) or going away
+        if data is not None:
+            transport.write(data)
+        return True
+
+    return write
 
 
 @asynccontextmanager
