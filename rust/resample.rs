@@ -946,9 +946,10 @@ mod x86 {
     use super::{PhaseTarget, SHARED};
     use std::arch::x86_64::{
         __m256, __m512, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps256_ps128,
-        _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
-        _mm512_castps512_ps256, _mm512_castps_pd, _mm512_extractf64x4_pd, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_setzero_ps, _mm_add_ps, _mm_storeu_ps,
+        _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps,
+        _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
+        _mm256_unpacklo_ps, _mm512_castps512_ps256, _mm512_castps_pd, _mm512_extractf64x4_pd,
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps, _mm_add_ps, _mm_storeu_ps,
     };
 
     /// Sums each of four 8-lane vectors: `[sum(a), sum(b), sum(c), sum(d)]`.
@@ -1067,18 +1068,74 @@ mod x86 {
         taps: usize,
         target: &PhaseTarget,
     ) -> usize {
+        // Mono 2:1 (one row, consecutive outputs) and 1:2 (two rows interleaved) targets take
+        // whole vectors: the sums stay in registers instead of going out one float at a time.
+        let packed =
+            (P == 1 && target.step == 1) || (P == 2 && target.step == 2 && target.second_row == 1);
         let mut i = 0;
         while i + SHARED <= count {
             // SAFETY: windows i..i+SHARED are inside the span; the caller covers the writes.
             unsafe {
                 let windows: [*const f32; SHARED] =
                     std::array::from_fn(|slot| span.add((i + slot) * stride));
-                let sums = dot_grid_avx512::<SHARED, P>(windows, rows, taps);
-                store_grid(&sums, i, target);
+                if packed {
+                    let sums = dot8_rows_avx512::<P>(windows, rows, taps);
+                    let out = target.out.add(i * target.step);
+                    if P == 1 {
+                        _mm256_storeu_ps(out, sums[0]);
+                    } else {
+                        let low = _mm256_unpacklo_ps(sums[0], sums[P - 1]);
+                        let high = _mm256_unpackhi_ps(sums[0], sums[P - 1]);
+                        _mm256_storeu_ps(out, _mm256_permute2f128_ps::<0x20>(low, high));
+                        _mm256_storeu_ps(out.add(8), _mm256_permute2f128_ps::<0x31>(low, high));
+                    }
+                } else {
+                    let sums = dot_grid_avx512::<SHARED, P>(windows, rows, taps);
+                    store_grid(&sums, i, target);
+                }
             }
             i += SHARED;
         }
         i
+    }
+
+    /// `dot_grid_avx512` for eight windows, each row's eight sums returned as one vector. The
+    /// reduction adds the same pairs in the same order as `reduce4` (so every output is bit for
+    /// bit what the other paths give), eight outputs at a time.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; each pointer valid for `taps` (a multiple of
+    /// 16) reads.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn dot8_rows_avx512<const P: usize>(
+        x: [*const f32; SHARED],
+        c: [*const f32; P],
+        taps: usize,
+    ) -> [__m256; P] {
+        let mut acc = [[_mm512_setzero_ps(); SHARED]; P];
+        let mut i = 0;
+        while i < taps {
+            // SAFETY: i + 16 <= taps, within the caller's guarantee.
+            unsafe {
+                let coefs: [__m512; P] = std::array::from_fn(|row| _mm512_loadu_ps(c[row].add(i)));
+                for slot in 0..SHARED {
+                    let window = _mm512_loadu_ps(x[slot].add(i));
+                    for row in 0..P {
+                        acc[row][slot] = _mm512_fmadd_ps(window, coefs[row], acc[row][slot]);
+                    }
+                }
+            }
+            i += 16;
+        }
+        std::array::from_fn(|row| {
+            let f: [__m256; SHARED] = std::array::from_fn(|slot| fold(acc[row][slot]));
+            let abcd = _mm256_hadd_ps(_mm256_hadd_ps(f[0], f[1]), _mm256_hadd_ps(f[2], f[3]));
+            let efgh = _mm256_hadd_ps(_mm256_hadd_ps(f[4], f[5]), _mm256_hadd_ps(f[6], f[7]));
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(abcd, efgh),
+                _mm256_permute2f128_ps::<0x31>(abcd, efgh),
+            )
+        })
     }
 
     /// `run_full_groups_avx512` on AVX2.
