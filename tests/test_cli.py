@@ -185,3 +185,17 @@ def test_python_dash_m_is_the_same_command() -> None:
     result = subprocess.run([sys.executable, "-m", "realtalk", "--help"], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 0 and "talk" in result.stdout and "simulate" in result.stdout
+
+
+def test_bench_prints_realtalk_next_to_the_usual_way() -> None:
+    result = run("bench", timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.rstrip().endswith("x")]
+    names = " ".join(rows)
+    for work in ("float32 -> pcm16", "base64 encode", "uplink 24 kHz", "downlink delta JSON"):
+        assert work in names
+    for row in rows:  # realtalk's figure, the alternative's, and their ratio, all positive
+        ours, theirs = (float(cell[:-1]) for cell in row.split() if cell.endswith("u"))
+        assert ours > 0 and theirs > 0
+        # the ratio is of the unrounded times; the printed times carry 2 decimals
+        assert float(row.split()[-1][:-1]) == pytest.approx(theirs / ours, rel=0.05, abs=0.1)
