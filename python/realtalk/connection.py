@@ -35,6 +35,7 @@ from realtalk.transport import (
     DEFAULT_PING_TIMEOUT,
     Compression,
     WebSocket,
+    is_clean_close,
     open_websocket,
 )
 
@@ -47,7 +48,6 @@ _AZURE_HOST_SUFFIXES = (
     ".services.ai.azure.com",
 )
 _SELECTOR_PARAMS = ("model", "call_id", "intent", "deployment")
-_CLEAN_CLOSE_CODES = (1000, 1001, 1005)
 
 
 class RealtimeConnection:
@@ -85,7 +85,7 @@ class RealtimeConnection:
             try:
                 event = await self.recv()
             except ConnectionClosed as exc:
-                if type(exc) is ConnectionClosed and exc.code in _CLEAN_CLOSE_CODES:
+                if is_clean_close(exc):
                     return
                 raise
             yield event

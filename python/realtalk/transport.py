@@ -97,6 +97,7 @@ __all__ = [
     "WebSocket",
     "WebSocketServer",
     "close_error",
+    "is_clean_close",
     "map_exceptions",
     "open_websocket",
     "serve",
@@ -128,6 +129,12 @@ class _RedactCredentials(logging.Filter):
 
 
 logger.addFilter(_RedactCredentials())
+
+
+def is_clean_close(exc: ConnectionClosed) -> bool:
+    """Whether a close ends ``async for`` quietly: 1000, 1001 or 1005, and not one of the
+    subclasses that say something went wrong (a 1001 session expiry still raises)."""
+    return type(exc) is ConnectionClosed and exc.code in OK_CLOSE_CODES
 
 DEFAULT_MAX_SIZE = 16 * 2**20
 """Largest incoming message accepted (16 MiB): above the API's 15 MiB audio append limit."""
@@ -538,7 +545,7 @@ class WebSocket:
             try:
                 message = await self.receive()
             except ConnectionClosed as exc:
-                if type(exc) is ConnectionClosed and exc.code in OK_CLOSE_CODES:
+                if is_clean_close(exc):
                     return
                 raise
             yield message
