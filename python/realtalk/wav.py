@@ -47,8 +47,6 @@ def read_wav(path: str | Path) -> WavAudio:
             width = wav.getsampwidth()
             rate = wav.getframerate()
             raw = wav.readframes(wav.getnframes())
-    except FileNotFoundError:
-        raise
     except (wave.Error, EOFError) as exc:
         # wave says "unknown format: 3" for IEEE-float WAVs; name the cause plainly.
         detail = str(exc)
