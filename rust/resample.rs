@@ -101,9 +101,10 @@ const BLOCK: usize = 16;
 /// Outputs computed together when they share a phase.
 const SHARED: usize = 8;
 /// Longest prototype (taps at the polyphase resolution) given a minimum-phase design: its FFTs
-/// are `CEPSTRUM_OVERSAMPLING` times longer, so this bounds the one-off design at 2^20 points
-/// (8 kHz <-> 44.1 kHz needs about 39,000 taps).
-const MAX_MINIMUM_PHASE_LEN: usize = 1 << 16;
+/// are `CEPSTRUM_OVERSAMPLING` times longer, so this bounds the one-off design at 2^17 points
+/// (about 50 ms). 8 kHz with 44.1, 22.05 or 11.025 kHz (up or down = 441) would need 40,000 taps
+/// and a second of design: those pairs keep linear phase.
+const MAX_MINIMUM_PHASE_LEN: usize = 1 << 13;
 /// FFT length per prototype tap in the cepstral design. Shorter FFTs alias the cepstrum, which
 /// cost the stop band 1-7 dB at 8 kHz <-> 24/44.1 kHz (4x and 8x, measured with numpy).
 const CEPSTRUM_OVERSAMPLING: usize = 16;
@@ -1194,11 +1195,11 @@ unsafe fn dot1_scalar(x: *const f32, c: *const f32, taps: usize) -> f32 {
 mod x86 {
     use super::{PhaseTarget, SHARED};
     use std::arch::x86_64::{
-        __m256, __m512, _mm_add_ps, _mm_storeu_ps, _mm256_add_ps, _mm256_castpd_ps,
-        _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps,
-        _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_storeu_ps,
-        _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castps_pd, _mm512_castps512_ps256,
-        _mm512_extractf64x4_pd, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps,
+        __m256, __m512, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps256_ps128,
+        _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps,
+        _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
+        _mm256_unpacklo_ps, _mm512_castps512_ps256, _mm512_castps_pd, _mm512_extractf64x4_pd,
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps, _mm_add_ps, _mm_storeu_ps,
     };
 
     /// Sums each of four 8-lane vectors: `[sum(a), sum(b), sum(c), sum(d)]`.
