@@ -504,15 +504,15 @@ impl Fft {
                 im.swap(i, j);
             }
         }
-        let sign = if inverse { 1.0 } else { -1.0 };
+        let direction = if inverse { 1.0 } else { -1.0 };
         let mut len = 2;
         while len <= size {
             let half = len / 2;
             let stride = size / len;
             for start in (0..size).step_by(len) {
                 for k in 0..half {
-                    let (cos, sin) = self.twiddles[k * stride];
-                    let (w_re, w_im) = (cos, sign * sin);
+                    let (w_re, twiddle_sin) = self.twiddles[k * stride];
+                    let w_im = direction * twiddle_sin;
                     let (a, b) = (start + k, start + k + half);
                     let t_re = re[b] * w_re - im[b] * w_im;
                     let t_im = re[b] * w_im + im[b] * w_re;
