@@ -240,7 +240,9 @@ def test_minimum_phase_is_aligned_at_low_frequencies_and_lags_within_the_bar(
         x = tone(frequency, in_rate, in_rate)
         ours_out = middle(resample(x, in_rate, out_rate, quality=quality), out_rate, 0.1)
         reference = middle(soxr.resample(x, in_rate, out_rate, "VHQ"), out_rate, 0.1)
-        return tone_phase(reference, frequency, out_rate) - tone_phase(ours_out, frequency, out_rate)
+        return tone_phase(reference, frequency, out_rate) - tone_phase(
+            ours_out, frequency, out_rate
+        )
 
     _, bar_ms = BARS[quality]
     assert bar_ms is not None
