@@ -267,6 +267,14 @@ impl PolyphaseFilter {
     /// The minimum-phase version of `sinc` sampled every `1 / up` input samples, shifted so
     /// that its group delay at low frequencies (rounded to whole input samples) is the lag.
     fn minimum_phase(sinc: &KaiserSinc, up: u64, min_ahead: usize) -> Option<Self> {
+        // Its window is at most a tap longer than the linear one's: ratios whose table would
+        // have to be interpolated keep linear phase (and are not worth designing for).
+        if !matches!(
+            Self::table_for(up, 2 * sinc.half_width + 1),
+            PhaseTable::Exact
+        ) {
+            return None;
+        }
         let up = up as usize;
         // Designed on a grid of `1 / grid` input samples: `up` itself when small, else a grid
         // at least 16 times the lower Nyquist frequency, interpolated to `1 / up` afterwards
