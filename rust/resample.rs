@@ -10,7 +10,11 @@
 //!
 //! Filters are Kaiser-windowed sincs designed at construction (and cached per rate pair and
 //! quality): the stop band starts at the lower Nyquist frequency, so nothing that would alias or
-//! image gets through, and each preset trades its pass band and attenuation against delay.
+//! image gets through, and each preset trades its pass band and attenuation against delay. Where
+//! the linear-phase sinc would lag more than the preset promises (a narrow transition below a low
+//! Nyquist frequency, as with 8 kHz), the filter is its minimum-phase counterpart instead (same
+//! magnitude, found through the cepstrum): the lag is then its group delay at low frequencies, and
+//! the group delay grows towards the pass-band edge (about 1.2 ms more at 3.4 kHz for 8 kHz).
 //! Ratios whose reduced numerator would need a table over `MAX_TABLE_LEN` coefficients (44,100 ->
 //! 44,101, say) interpolate linearly between up to 8,192 finer rows instead; the clock stays exact.
 //!
@@ -82,6 +86,15 @@ impl Quality {
             Self::Max => (145.0, 0.12 * lower_nyquist),
         }
     }
+
+    /// The longest streaming lag the preset promises, in milliseconds ("max" promises none).
+    fn delay_bar_ms(self) -> Option<u64> {
+        match self {
+            Self::Low => Some(1),
+            Self::High => Some(3),
+            Self::Max => None,
+        }
+    }
 }
 
 /// Largest coefficient table (in f32s) stored with one row per exact phase. Ratios whose reduced
@@ -91,6 +104,24 @@ const MAX_TABLE_LEN: usize = 1 << 21;
 const BLOCK: usize = 16;
 /// Outputs computed together when they share a phase.
 const SHARED: usize = 8;
+/// Longest minimum-phase prototype (taps on its design grid): its FFTs are
+/// `CEPSTRUM_OVERSAMPLING` times longer, so this bounds the one-off design at 2^17 points
+/// (192 kHz -> 8 kHz needs 4,400 taps; all designs take under 20 ms).
+const MAX_MINIMUM_PHASE_LEN: usize = 1 << 13;
+/// Finest grid (phases per input sample) a minimum-phase prototype is designed on; ratios with
+/// more phases interpolate it.
+const MINIMUM_PHASE_GRID: usize = 8;
+/// Taps and stop band of the interpolator from that grid to the polyphase resolution. The
+/// prototype occupies at most 1/16 of the grid's bandwidth, so 16 taps pass it flat and put its
+/// images 140 dB down.
+const GRID_INTERPOLATION_TAPS: usize = 16;
+const GRID_INTERPOLATION_DB: f64 = 140.0;
+/// FFT length per prototype tap in the cepstral design. Shorter FFTs alias the cepstrum, which
+/// cost the stop band 1-7 dB at 8 kHz <-> 24/44.1 kHz (4x and 8x, measured with numpy).
+const CEPSTRUM_OVERSAMPLING: usize = 16;
+/// Extra design attenuation of a minimum-phase prototype: the cepstral step and its truncation
+/// cost about 0.5 dB of stop band, and a longer prototype hardly adds delay.
+const MINIMUM_PHASE_MARGIN_DB: f64 = 4.0;
 
 /// How the coefficients of a phase are obtained.
 #[derive(Debug)]
@@ -101,14 +132,27 @@ enum PhaseTable {
     Interpolated { rows: u64 },
 }
 
-/// A Kaiser-windowed sinc split into polyphase rows, each `taps` long, reversed for a forward dot
+/// Where the energy of the impulse response sits in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Symmetric about the output instant: no phase distortion, a lag of half the filter.
+    Linear,
+    /// The same magnitude response with its energy up front: a fraction of the lag, for a group
+    /// delay that grows towards the pass-band edge.
+    Minimum,
+}
+
+/// A low-pass prototype split into polyphase rows, each `taps` long, reversed for a forward dot
 /// product with the input window and zero-padded at the front (where past input always exists,
-/// so the padding never makes an output wait).
+/// so the padding never makes an output wait). The window of an output at input time `q + r/up`
+/// holds inputs `q - behind + 1 ..= q + ahead`: a stream lags its input by `ahead` samples.
 #[derive(Debug)]
 struct PolyphaseFilter {
     taps: usize,
-    half_width: usize,
+    ahead: usize,
+    behind: usize,
     lead_pad: usize,
+    phase: Phase,
     table: PhaseTable,
     /// Rows start at `first` so that every row is 64-byte aligned (no split loads).
     coefs: Vec<f32>,
@@ -136,25 +180,163 @@ fn kaiser_beta(attenuation: f64) -> f64 {
     }
 }
 
+/// A Kaiser-windowed sinc `half_width` input samples either side of its centre.
+struct KaiserSinc {
+    half_width: usize,
+    beta: f64,
+    i0_beta: f64,
+    /// Cycles per input sample.
+    cutoff: f64,
+}
+
+impl KaiserSinc {
+    fn new(attenuation: f64, transition: f64, lower_nyquist: f64, fs_in: f64) -> Self {
+        let beta = kaiser_beta(attenuation);
+        // Kaiser's length estimate, in input samples.
+        let length =
+            (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * transition / fs_in);
+        Self {
+            half_width: (length / 2.0).ceil() as usize,
+            beta,
+            i0_beta: bessel_i0(beta),
+            cutoff: (lower_nyquist - transition / 2.0) / fs_in,
+        }
+    }
+
+    /// The response `t` input samples after the centre (unit gain at DC per phase).
+    fn at(&self, t: f64) -> f64 {
+        let w = self.half_width as f64;
+        if t.abs() >= w {
+            return 0.0;
+        }
+        let ratio = t / w;
+        let window = bessel_i0(self.beta * (1.0 - ratio * ratio).sqrt()) / self.i0_beta;
+        let x = 2.0 * self.cutoff * t;
+        let sinc = if x == 0.0 {
+            1.0
+        } else {
+            (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+        };
+        2.0 * self.cutoff * sinc * window
+    }
+}
+
 impl PolyphaseFilter {
+    /// Linear phase where its lag meets the preset's delay bar; otherwise the minimum-phase
+    /// filter of the same magnitude specification. With the presets as they are, that is "high"
+    /// with a side below 14.4 kHz (8, 11.025, 12 kHz: a linear phase would lag 3.6-5.5 ms) and
+    /// "low" with a side below about 11.5 kHz (1.1-1.5 ms): those lag 0.17-0.41 ms instead.
     fn design(in_rate: u32, out_rate: u32, up: u64, quality: Quality) -> Self {
         let fs_in = f64::from(in_rate);
         let lower_nyquist = f64::from(in_rate.min(out_rate)) / 2.0;
         let (attenuation, transition) = quality.design(lower_nyquist);
-        let cutoff = (lower_nyquist - transition / 2.0) / fs_in; // cycles per input sample
-        let beta = kaiser_beta(attenuation);
-        // Kaiser's length estimate, expressed in input samples on each side of the centre; at
-        // least 2 output samples of delay keep a stream from running ahead of the flushed total.
-        let length =
-            (attenuation - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * transition / fs_in);
-        let min_half = (2.0 * fs_in / f64::from(out_rate)).ceil();
-        let half_width = (length / 2.0).ceil().max(min_half).max(2.0) as usize;
-        let used = 2 * half_width;
-        let taps = used.div_ceil(BLOCK) * BLOCK;
-        let lead_pad = taps - used;
+        // At least 2 output samples of lag keep a stream from running ahead of the flushed total.
+        let min_ahead = (2.0 * fs_in / f64::from(out_rate)).ceil().max(2.0) as usize;
+        let mut sinc = KaiserSinc::new(attenuation, transition, lower_nyquist, fs_in);
+        sinc.half_width = sinc.half_width.max(min_ahead);
+        let misses_bar = quality
+            .delay_bar_ms()
+            .is_some_and(|bar_ms| sinc.half_width as u64 * 1000 > bar_ms * u64::from(in_rate));
+        if misses_bar {
+            let long = KaiserSinc::new(
+                attenuation + MINIMUM_PHASE_MARGIN_DB,
+                transition,
+                lower_nyquist,
+                fs_in,
+            );
+            if let Some(filter) = Self::minimum_phase(&long, up, min_ahead) {
+                return filter;
+            }
+        }
+        let half_width = sinc.half_width;
+        let table = Self::table_for(up, 2 * half_width);
+        let denominator = match table {
+            PhaseTable::Exact => up as f64,
+            PhaseTable::Interpolated { rows } => rows as f64,
+        };
+        Self::from_response(
+            up,
+            half_width,
+            half_width,
+            Phase::Linear,
+            table,
+            |before, row| sinc.at(before as f64 + row as f64 / denominator),
+        )
+    }
 
-        let rows_needed = up as usize;
-        let table = if rows_needed.saturating_mul(taps) <= MAX_TABLE_LEN {
+    /// The minimum-phase version of `sinc` sampled every `1 / up` input samples, shifted so
+    /// that its group delay at low frequencies (rounded to whole input samples) is the lag.
+    fn minimum_phase(sinc: &KaiserSinc, up: u64, min_ahead: usize) -> Option<Self> {
+        // Its window is at most a tap longer than the linear one's: ratios whose table would
+        // have to be interpolated keep linear phase (and are not worth designing for).
+        if !matches!(
+            Self::table_for(up, 2 * sinc.half_width + 1),
+            PhaseTable::Exact
+        ) {
+            return None;
+        }
+        let up = up as usize;
+        // Designed on a grid of `1 / grid` input samples: `up` itself when small, else a grid
+        // at least 16 times the lower Nyquist frequency, interpolated to `1 / up` afterwards
+        // (441 phases would need a prototype of 40,000 taps and a second of FFTs).
+        let oversampling = 16.0 * sinc.cutoff.max(1.0 / 16.0);
+        let grid = if up <= MINIMUM_PHASE_GRID {
+            up
+        } else {
+            (oversampling.ceil() as usize)
+                .next_power_of_two()
+                .min(MINIMUM_PHASE_GRID)
+        };
+        let centre = sinc.half_width * grid - 1;
+        let len = 2 * centre + 1;
+        if len > MAX_MINIMUM_PHASE_LEN {
+            return None;
+        }
+        let prototype: Vec<f64> = (0..len)
+            .map(|m| sinc.at((m as f64 - centre as f64) / grid as f64))
+            .collect();
+        let coarse = minimum_phase_response(&prototype);
+        let response = if grid == up {
+            coarse
+        } else {
+            regrid(&coarse, grid, up)
+        };
+        let len = response.len();
+        // The group delay at DC of an FIR h is sum(m h[m]) / sum(h[m]).
+        let (moment, gain) = response
+            .iter()
+            .enumerate()
+            .fold((0.0, 0.0), |(moment, gain), (m, &h)| {
+                (moment + m as f64 * h, gain + h)
+            });
+        let ahead = ((moment / gain / up as f64).round() as usize).max(min_ahead);
+        let behind = len.div_ceil(up).saturating_sub(ahead).max(1);
+        let table = Self::table_for(up as u64, ahead + behind);
+        if !matches!(table, PhaseTable::Exact) {
+            return None;
+        }
+        Some(Self::from_response(
+            up as u64,
+            ahead,
+            behind,
+            Phase::Minimum,
+            table,
+            |before, row| {
+                // `before` + row / up input samples before the output instant is prototype
+                // tap (before + ahead) * up + row.
+                let tap = (before + ahead as i64) * up as i64 + row as i64;
+                usize::try_from(tap)
+                    .ok()
+                    .and_then(|tap| response.get(tap))
+                    .copied()
+                    .unwrap_or(0.0)
+            },
+        ))
+    }
+
+    fn table_for(up: u64, used: usize) -> PhaseTable {
+        let taps = used.div_ceil(BLOCK) * BLOCK;
+        if (up as usize).saturating_mul(taps) <= MAX_TABLE_LEN {
             PhaseTable::Exact
         } else {
             let mut rows: u64 = 8192;
@@ -162,27 +344,25 @@ impl PolyphaseFilter {
                 rows /= 2;
             }
             PhaseTable::Interpolated { rows }
-        };
-        let (row_count, denominator) = match table {
-            PhaseTable::Exact => (up as usize, up as f64),
-            PhaseTable::Interpolated { rows } => (rows as usize + 1, rows as f64),
-        };
+        }
+    }
 
-        let i0_beta = bessel_i0(beta);
-        let w = half_width as f64;
-        let impulse = |t: f64| -> f64 {
-            if t.abs() >= w {
-                return 0.0;
-            }
-            let ratio = t / w;
-            let window = bessel_i0(beta * (1.0 - ratio * ratio).sqrt()) / i0_beta;
-            let x = 2.0 * cutoff * t;
-            let sinc = if x == 0.0 {
-                1.0
-            } else {
-                (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
-            };
-            2.0 * cutoff * sinc * window
+    /// Lays out the rows: `response(before, row)` is the coefficient for the input `before`
+    /// whole samples (plus the row's fraction) before the output instant.
+    fn from_response(
+        up: u64,
+        ahead: usize,
+        behind: usize,
+        phase: Phase,
+        table: PhaseTable,
+        response: impl Fn(i64, usize) -> f64,
+    ) -> Self {
+        let used = ahead + behind;
+        let taps = used.div_ceil(BLOCK) * BLOCK;
+        let lead_pad = taps - used;
+        let row_count = match table {
+            PhaseTable::Exact => up as usize,
+            PhaseTable::Interpolated { rows } => rows as usize + 1,
         };
         let mut coefs = vec![0.0f32; row_count * taps + BLOCK];
         let first = coefs.as_ptr().align_offset(64).min(BLOCK);
@@ -191,17 +371,18 @@ impl PolyphaseFilter {
             .take(row_count)
             .enumerate()
         {
-            let fraction = row as f64 / denominator;
             for (t, c) in chunk[lead_pad..].iter_mut().enumerate() {
-                // Window position t holds input q - W + 1 + t, which is (W - 1 - t) + fraction
-                // input samples before the output instant.
-                *c = impulse(w - 1.0 - t as f64 + fraction) as f32;
+                // Window position t holds input q - behind + 1 + t: (behind - 1 - t) whole
+                // samples (plus the row's fraction) before the output instant.
+                *c = response(behind as i64 - 1 - t as i64, row) as f32;
             }
         }
         Self {
             taps,
-            half_width,
+            ahead,
+            behind,
             lead_pad,
+            phase,
             table,
             coefs,
             first,
@@ -211,6 +392,144 @@ impl PolyphaseFilter {
     fn row(&self, index: usize) -> &[f32] {
         let start = self.first + index * self.taps;
         &self.coefs[start..start + self.taps]
+    }
+}
+
+/// `samples` (taken every `1 / from` input samples, band-limited far below that rate) at every
+/// `1 / to` input samples, by Kaiser-windowed sinc interpolation.
+fn regrid(samples: &[f64], from: usize, to: usize) -> Vec<f64> {
+    let reach = GRID_INTERPOLATION_TAPS / 2;
+    let beta = kaiser_beta(GRID_INTERPOLATION_DB);
+    let i0_beta = bessel_i0(beta);
+    let kernel = |distance: f64| {
+        let ratio = distance / reach as f64;
+        if ratio.abs() >= 1.0 {
+            return 0.0;
+        }
+        let x = std::f64::consts::PI * distance;
+        let sinc = if x == 0.0 { 1.0 } else { x.sin() / x };
+        sinc * bessel_i0(beta * (1.0 - ratio * ratio).sqrt()) / i0_beta
+    };
+    // Output m sits (m * from % to) / to past input m * from / to: one weight row per residue.
+    let weights: Vec<[f64; GRID_INTERPOLATION_TAPS]> = (0..to)
+        .map(|residue| {
+            std::array::from_fn(|k| {
+                kernel(residue as f64 / to as f64 + (reach - 1) as f64 - k as f64)
+            })
+        })
+        .collect();
+    let len = (samples.len() - 1) * to / from + 1;
+    (0..len)
+        .map(|m| {
+            let (nearest, residue) = ((m * from) / to, (m * from) % to);
+            weights[residue]
+                .iter()
+                .enumerate()
+                .filter_map(|(k, weight)| {
+                    let j = (nearest + k + 1).checked_sub(reach)?;
+                    samples.get(j).map(|sample| sample * weight)
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// The minimum-phase filter with the magnitude response of `prototype` (and its length), by the
+/// homomorphic method: the causal part of the real cepstrum of log |H|, doubled, exponentiated.
+fn minimum_phase_response(prototype: &[f64]) -> Vec<f64> {
+    let size = (prototype.len() * CEPSTRUM_OVERSAMPLING).next_power_of_two();
+    let fft = Fft::new(size);
+    let mut re = vec![0.0; size];
+    let mut im = vec![0.0; size];
+    re[..prototype.len()].copy_from_slice(prototype);
+    fft.run(&mut re, &mut im, false);
+    let peak = re
+        .iter()
+        .zip(&im)
+        .map(|(r, i)| r.hypot(*i))
+        .fold(0.0, f64::max);
+    // The stop band's zeros sit on the unit circle: a floor 200 dB down keeps the log finite
+    // without touching anything the filter promises.
+    let floor = peak * 1e-10;
+    for (r, i) in re.iter_mut().zip(im.iter_mut()) {
+        *r = r.hypot(*i).max(floor).ln();
+        *i = 0.0;
+    }
+    fft.run(&mut re, &mut im, true);
+    let scale = 1.0 / size as f64;
+    let half = size / 2;
+    // log |H| is real and even, so its cepstrum is too: fold the negative quefrencies onto the
+    // positive ones.
+    re[0] *= scale;
+    for value in &mut re[1..half] {
+        *value *= 2.0 * scale;
+    }
+    re[half] *= scale;
+    re[half + 1..].fill(0.0);
+    im.fill(0.0);
+    fft.run(&mut re, &mut im, false);
+    for (r, i) in re.iter_mut().zip(im.iter_mut()) {
+        let magnitude = r.exp();
+        (*r, *i) = (magnitude * i.cos(), magnitude * i.sin());
+    }
+    fft.run(&mut re, &mut im, true);
+    re.truncate(prototype.len());
+    for value in &mut re {
+        *value *= scale;
+    }
+    re
+}
+
+/// An iterative radix-2 complex FFT, used once per filter design.
+struct Fft {
+    /// `(cos, sin)` of `2 pi k / size` for `k` in `0..size / 2`.
+    twiddles: Vec<(f64, f64)>,
+}
+
+impl Fft {
+    fn new(size: usize) -> Self {
+        assert!(size.is_power_of_two(), "FFT size must be a power of two");
+        let step = 2.0 * std::f64::consts::PI / size as f64;
+        Self {
+            twiddles: (0..size / 2)
+                .map(|k| {
+                    let angle = step * k as f64;
+                    (angle.cos(), angle.sin())
+                })
+                .collect(),
+        }
+    }
+
+    /// In place, unscaled: `X[k] = sum x[n] e^(-+2 pi i k n / size)` (+ when `inverse`).
+    fn run(&self, re: &mut [f64], im: &mut [f64], inverse: bool) {
+        let size = re.len();
+        assert!(size == 2 * self.twiddles.len() && im.len() == size);
+        let bits = size.trailing_zeros();
+        for i in 0..size {
+            let j = i.reverse_bits() >> (usize::BITS - bits);
+            if j > i {
+                re.swap(i, j);
+                im.swap(i, j);
+            }
+        }
+        let direction = if inverse { 1.0 } else { -1.0 };
+        let mut len = 2;
+        while len <= size {
+            let half = len / 2;
+            let stride = size / len;
+            for start in (0..size).step_by(len) {
+                for k in 0..half {
+                    let (w_re, twiddle_sin) = self.twiddles[k * stride];
+                    let w_im = direction * twiddle_sin;
+                    let (a, b) = (start + k, start + k + half);
+                    let t_re = re[b] * w_re - im[b] * w_im;
+                    let t_im = re[b] * w_im + im[b] * w_re;
+                    (re[b], im[b]) = (re[a] - t_re, im[a] - t_im);
+                    (re[a], im[a]) = (re[a] + t_re, im[a] + t_im);
+                }
+            }
+            len *= 2;
+        }
     }
 }
 
@@ -355,12 +674,18 @@ impl Resampler {
     /// How far a stream lags behind its input, in output samples: output `k` is available once
     /// the input has reached `k + delay` output periods.
     pub fn delay(&self) -> f64 {
-        self.filter.half_width as f64 * self.up as f64 / self.down as f64
+        self.filter.ahead as f64 * self.up as f64 / self.down as f64
+    }
+
+    /// Whether the filter is linear phase (every frequency delayed alike) rather than the
+    /// minimum-phase filter used where linear phase would miss the preset's delay bar.
+    pub fn linear_phase(&self) -> bool {
+        self.filter.phase == Phase::Linear
     }
 
     /// The same lag in seconds.
     pub fn delay_seconds(&self) -> f64 {
-        self.filter.half_width as f64 / f64::from(self.in_rate)
+        self.filter.ahead as f64 / f64::from(self.in_rate)
     }
 
     /// Taps per output sample (per channel): the cost of one output.
@@ -375,7 +700,7 @@ impl Resampler {
 
     /// Forgets all input: the next sample starts a new stream.
     pub fn reset(&mut self) {
-        let lead = self.filter.half_width - 1 + self.filter.lead_pad;
+        let lead = self.filter.behind - 1 + self.filter.lead_pad;
         for channel in &mut self.history {
             channel.clear();
             channel.resize(lead, 0.0);
@@ -390,9 +715,9 @@ impl Resampler {
     /// Frames (per channel) that `process` will return for `frames` more input frames.
     pub fn output_len_for(&self, frames: usize) -> usize {
         let total = self.frames_in + frames as u64;
-        let half_width = self.filter.half_width as u64;
-        let available = if total > half_width {
-            ((total - half_width) * self.up).div_ceil(self.down)
+        let ahead = self.filter.ahead as u64;
+        let available = if total > ahead {
+            ((total - ahead) * self.up).div_ceil(self.down)
         } else {
             0
         };
@@ -449,7 +774,7 @@ impl Resampler {
         let total = rounded_ratio(self.frames_in, self.up, self.down);
         if total > self.next_out {
             let last_quotient = u128::from(total - 1) * u128::from(self.down) / u128::from(self.up);
-            let needed_end = last_quotient as i64 + self.filter.half_width as i64 + 1;
+            let needed_end = last_quotient as i64 + self.filter.ahead as i64 + 1;
             let have_end = self.history_start + self.history[0].len() as i64;
             if needed_end > have_end {
                 let zeros = (needed_end - have_end) as usize;
@@ -512,7 +837,7 @@ impl Resampler {
     }
 
     fn window_start(&self, quotient: u64) -> i64 {
-        quotient as i64 - (self.filter.half_width + self.filter.lead_pad) as i64 + 1
+        quotient as i64 - (self.filter.behind + self.filter.lead_pad) as i64 + 1
     }
 
     /// Runs the leading outputs of `out` (`count` frames) phase by phase while every phase
@@ -1397,6 +1722,155 @@ mod tests {
     }
 
     #[test]
+    fn fft_matches_a_direct_dft() {
+        let size = 64;
+        let (x_re, x_im) = (noise(size, 11), noise(size, 12));
+        let mut re: Vec<f64> = x_re.iter().map(|&v| f64::from(v)).collect();
+        let mut im: Vec<f64> = x_im.iter().map(|&v| f64::from(v)).collect();
+        let fft = Fft::new(size);
+        fft.run(&mut re, &mut im, false);
+        for k in 0..size {
+            let (mut sum_re, mut sum_im) = (0.0, 0.0);
+            for n in 0..size {
+                let angle = -2.0 * std::f64::consts::PI * (k * n) as f64 / size as f64;
+                let (x, y) = (f64::from(x_re[n]), f64::from(x_im[n]));
+                sum_re += x * angle.cos() - y * angle.sin();
+                sum_im += x * angle.sin() + y * angle.cos();
+            }
+            assert!((re[k] - sum_re).abs() < 1e-12 && (im[k] - sum_im).abs() < 1e-12);
+        }
+        fft.run(&mut re, &mut im, true);
+        for n in 0..size {
+            assert!((re[n] / size as f64 - f64::from(x_re[n])).abs() < 1e-15);
+            assert!((im[n] / size as f64 - f64::from(x_im[n])).abs() < 1e-15);
+        }
+    }
+
+    /// The filter as one impulse response at `up` times the input rate, from its rows: the
+    /// coefficient for `before + row / up` input samples before the output instant.
+    fn impulse_response(resampler: &Resampler) -> Vec<f64> {
+        let filter = &resampler.filter;
+        let up = resampler.up as usize;
+        let used = filter.ahead + filter.behind;
+        let mut response = vec![0.0; used * up];
+        for row in 0..up {
+            for (t, &c) in filter.row(row)[filter.lead_pad..].iter().enumerate() {
+                // Position t is (behind - 1 - t) + row / up before the output instant, that is
+                // (used - 1 - t) * up + row taps after the earliest input the window reads.
+                response[(used - 1 - t) * up + row] = f64::from(c);
+            }
+        }
+        response
+    }
+
+    /// |H(f)| / |H(0)| in dB at `frequency` Hz, by direct summation.
+    fn gain_db(response: &[f64], rate: f64, frequency: f64) -> f64 {
+        let at = |f: f64| {
+            let angle = -2.0 * std::f64::consts::PI * f / rate;
+            let (step_re, step_im) = (angle.cos(), angle.sin());
+            let (mut re, mut im) = (0.0, 0.0);
+            let (mut z_re, mut z_im) = (1.0, 0.0);
+            for &h in response {
+                re += h * z_re;
+                im += h * z_im;
+                (z_re, z_im) = (
+                    z_re * step_re - z_im * step_im,
+                    z_re * step_im + z_im * step_re,
+                );
+            }
+            f64::hypot(re, im)
+        };
+        20.0 * (at(frequency) / at(0.0)).log10()
+    }
+
+    #[test]
+    fn minimum_phase_only_where_linear_phase_misses_the_delay_bar() {
+        for (in_rate, out_rate, quality, minimum) in [
+            (8_000, 24_000, Quality::High, true),
+            (24_000, 8_000, Quality::High, true),
+            (8_000, 16_000, Quality::Low, true),
+            (48_000, 8_000, Quality::Low, true),
+            (16_000, 24_000, Quality::High, false),
+            (24_000, 16_000, Quality::Low, false),
+            (8_000, 24_000, Quality::Max, false),
+            (44_100, 24_000, Quality::High, false),
+        ] {
+            let resampler = Resampler::new(in_rate, out_rate, 1, quality).unwrap();
+            let bar = quality
+                .delay_bar_ms()
+                .map_or(f64::INFINITY, |ms| ms as f64 / 1000.0);
+            assert_eq!(
+                resampler.linear_phase(),
+                !minimum,
+                "{in_rate}->{out_rate} {quality:?}"
+            );
+            if quality != Quality::Max {
+                assert!(resampler.delay_seconds() <= bar, "{in_rate}->{out_rate}");
+            }
+        }
+    }
+
+    #[test]
+    fn minimum_phase_filters_keep_the_magnitude_promises() {
+        for (in_rate, out_rate, quality) in [
+            (8_000u32, 24_000u32, Quality::High),
+            (24_000, 8_000, Quality::High),
+            (8_000, 16_000, Quality::Low),
+            // 441 phases: designed on a coarser grid and interpolated.
+            (8_000, 44_100, Quality::High),
+            (44_100, 8_000, Quality::High),
+            (11_025, 24_000, Quality::Low),
+        ] {
+            let resampler = Resampler::new(in_rate, out_rate, 1, quality).unwrap();
+            assert!(!resampler.linear_phase());
+            let response = impulse_response(&resampler);
+            let rate = f64::from(in_rate) * resampler.up as f64;
+            let lower_nyquist = f64::from(in_rate.min(out_rate)) / 2.0;
+            let (floor, pass_band_end) = match quality {
+                Quality::Low => (-80.0, 0.5 * lower_nyquist),
+                _ => (-100.0, 0.85 * lower_nyquist),
+            };
+            for i in 0..=200 {
+                let frequency = pass_band_end * f64::from(i) / 200.0;
+                let gain = gain_db(&response, rate, frequency);
+                // "low" promises no flatness; its pass band still has to pass.
+                let limit = if quality == Quality::Low { 0.1 } else { 0.01 };
+                assert!(
+                    gain.abs() <= limit,
+                    "{in_rate}->{out_rate} {frequency} Hz: {gain}"
+                );
+            }
+            // Densely from the stop-band edge (where the response is highest) to 3 x, then
+            // coarsely up to the Nyquist frequency of the prototype.
+            let near = (0..800).map(|i| lower_nyquist * (1.0 + f64::from(i) / 400.0));
+            let far = (0..=1_000).map(|i| {
+                3.0 * lower_nyquist + (rate / 2.0 - 3.0 * lower_nyquist) * f64::from(i) / 1_000.0
+            });
+            for frequency in near.chain(far) {
+                let gain = gain_db(&response, rate, frequency);
+                assert!(
+                    gain <= floor,
+                    "{in_rate}->{out_rate} {frequency} Hz: {gain}"
+                );
+            }
+            // Minimum phase puts the energy up front: half of it arrives within twice the lag,
+            // where a linear-phase filter of this length has it only at its middle.
+            let total: f64 = response.iter().map(|h| h * h).sum();
+            let used = resampler.filter.ahead + resampler.filter.behind;
+            let early: f64 = response[..2 * resampler.filter.ahead * resampler.up as usize]
+                .iter()
+                .map(|h| h * h)
+                .sum();
+            assert!(
+                early / total > 0.5,
+                "{in_rate}->{out_rate}: {}",
+                early / total
+            );
+            assert!(2 * resampler.filter.ahead < used / 2);
+        }
+    }
+
+    #[test]
     fn totals_round_half_to_even_like_python() {
         assert_eq!(rounded_ratio(1, 1, 2), 0); // 0.5 -> 0
         assert_eq!(rounded_ratio(3, 1, 2), 2); // 1.5 -> 2
@@ -1419,7 +1893,7 @@ mod tests {
         // 20 ms chunks, comparing the emitted count with the closed form after every chunk.
         let mut resampler = Resampler::new(44_100, 24_000, 1, Quality::Low).unwrap();
         let chunk = 882u64;
-        let half_width = resampler.filter.half_width as u64;
+        let ahead = resampler.filter.ahead as u64;
         let mut emitted = 0u64;
         for index in 1..=3_600 * 50u64 {
             let count = resampler.output_len_for(chunk as usize) as u64;
@@ -1438,7 +1912,7 @@ mod tests {
                 resampler.next_out * 147,
                 resampler.next_quotient * 80 + resampler.next_phase
             );
-            assert_eq!(emitted, ((frames - half_width) * 80).div_ceil(147));
+            assert_eq!(emitted, ((frames - ahead) * 80).div_ceil(147));
         }
         assert_eq!(resampler.flush_len() as u64 + emitted, 3_600 * 24_000);
     }
