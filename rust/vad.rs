@@ -17,6 +17,8 @@
 //! chunks of any size stream through it, so any chunking of a stream gives the same decisions.
 
 use crate::AudioError;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::__m256;
 
 /// Input rates the detector accepts.
 pub const SAMPLE_RATES: [u32; 4] = [8000, 16000, 24000, 48000];
@@ -815,12 +817,35 @@ unsafe fn lag_sums_avx<const FIRST: usize, const COUNT: usize>(
         }
         i += 8;
     }
-    for (offset, sum) in sums.iter().enumerate() {
+    let whole = COUNT / 8 * 8;
+    for (block, eight) in sums[..whole].chunks_exact(8).enumerate() {
+        let eight: &[__m256; 8] = eight.try_into().expect("eight sums");
+        // SAFETY: FIRST + whole <= LAGS, so eight floats fit from FIRST + 8 * block.
+        unsafe { _mm256_storeu_ps(lags.as_mut_ptr().add(FIRST + 8 * block), reduce_eight(eight)) };
+    }
+    for (offset, sum) in sums.iter().enumerate().skip(whole) {
         let mut lanes = [0.0f32; 8];
         // SAFETY: `lanes` holds eight floats.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *sum) };
         lags[FIRST + offset] = reduce_lanes(lanes);
     }
+}
+
+/// `reduce_lanes` of eight sums at once, adding the same pairs in the same order: the 128-bit
+/// halves give `a[j] + a[j + 4]`, then two rounds of horizontal adds pair those up.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx")]
+fn reduce_eight(sums: &[__m256; 8]) -> __m256 {
+    use std::arch::x86_64::{_mm256_add_ps, _mm256_hadd_ps, _mm256_permute2f128_ps};
+    let halves = |k: usize| {
+        let low = _mm256_permute2f128_ps::<0x20>(sums[k], sums[k + 4]);
+        let high = _mm256_permute2f128_ps::<0x31>(sums[k], sums[k + 4]);
+        _mm256_add_ps(low, high)
+    };
+    let first = _mm256_hadd_ps(halves(0), halves(1));
+    let second = _mm256_hadd_ps(halves(2), halves(3));
+    _mm256_hadd_ps(first, second)
 }
 
 #[cfg(target_arch = "x86_64")]
