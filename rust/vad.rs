@@ -675,9 +675,8 @@ unsafe fn decimate_avx2<S: Sample, const M: usize>(
     scale: f32,
 ) -> usize {
     use std::arch::x86_64::{
-        _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_loadu_si256,
-        _mm256_mul_ps, _mm256_permutevar8x32_ps, _mm256_set1_ps, _mm256_setzero_ps,
-        _mm256_storeu_ps,
+        _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_loadu_si256, _mm256_mul_ps,
+        _mm256_permutevar8x32_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
     let steps = out.len() / 8;
     debug_assert!(input.len() >= out.len() * M);
@@ -705,8 +704,9 @@ unsafe fn decimate_avx2<S: Sample, const M: usize>(
                     let selector: [i32; 8] =
                         std::array::from_fn(|lane| if mask >> lane & 1 == 1 { -1 } else { 0 });
                     // SAFETY: `selector` holds eight i32.
-                    let selector =
-                        _mm256_castsi256_ps(unsafe { _mm256_loadu_si256(selector.as_ptr().cast()) });
+                    let selector = _mm256_castsi256_ps(unsafe {
+                        _mm256_loadu_si256(selector.as_ptr().cast())
+                    });
                     // The permute reads the low three bits of each index.
                     let picked = _mm256_permutevar8x32_ps(row, indices);
                     column = _mm256_blendv_ps(column, picked, selector);
@@ -821,7 +821,12 @@ unsafe fn lag_sums_avx<const FIRST: usize, const COUNT: usize>(
     for (block, eight) in sums[..whole].chunks_exact(8).enumerate() {
         let eight: &[__m256; 8] = eight.try_into().expect("eight sums");
         // SAFETY: FIRST + whole <= LAGS, so eight floats fit from FIRST + 8 * block.
-        unsafe { _mm256_storeu_ps(lags.as_mut_ptr().add(FIRST + 8 * block), reduce_eight(eight)) };
+        unsafe {
+            _mm256_storeu_ps(
+                lags.as_mut_ptr().add(FIRST + 8 * block),
+                reduce_eight(eight),
+            );
+        }
     }
     for (offset, sum) in sums.iter().enumerate().skip(whole) {
         let mut lanes = [0.0f32; 8];
@@ -1204,7 +1209,10 @@ mod tests {
                 // The scalar path is the textbook mean (to rounding).
                 for (group, &value) in input.chunks_exact(M).zip(&portable) {
                     let exact = group.iter().map(|x| f64::from(x.to_f32())).sum::<f64>() / M as f64;
-                    assert!((f64::from(value) - exact).abs() <= 1e-6, "{value} vs {exact}");
+                    assert!(
+                        (f64::from(value) - exact).abs() <= 1e-6,
+                        "{value} vs {exact}"
+                    );
                 }
                 let mut dispatched = vec![f32::NAN; outputs];
                 decimate::<S, M>(input, &mut dispatched, scale);
