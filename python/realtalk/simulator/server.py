@@ -362,7 +362,8 @@ class Simulator:
         self._stats.connections += 1
         number = self._stats.connections
         started = time.monotonic()
-        logger.info("connection %d opened: %s", number, ws.request.path.split("?", 1)[0])
+        path = ws.request.path.split("?", 1)[0] if ws.request is not None else "?"
+        logger.info("connection %d opened: %s", number, path)
         connection = _Connection(self, ws)
         self._live.add(connection)
         try:

@@ -214,7 +214,7 @@ class ServerSession:
         # conversation
         self._order: list[str] = []
         self._items: dict[str, dict[str, Any]] = {}
-        self._audio: dict[tuple[str, int], bytes] = {}
+        self._audio: dict[tuple[str, int], bytes | bytearray] = {}
         self._voice_locked = False
         # input buffer and its clock (ms since the first appended sample)
         self._buffer = bytearray()
@@ -1262,7 +1262,11 @@ class ServerSession:
         self.stats.output_audio_bytes += len(audio)
         if response.conversation == "auto":
             key = (item["id"], 0)
-            self._audio[key] = self._audio.get(key, b"") + audio
+            held = self._audio.get(key)
+            if isinstance(held, bytearray):
+                held += audio  # in place: a reply's audio is not copied again for each delta
+            else:
+                self._audio[key] = bytearray(held or b"") + audio
             self._voice_locked = True
             item["_format"] = fmt
         name = "response.output_audio.delta" if self.protocol == "ga" else "response.audio.delta"
