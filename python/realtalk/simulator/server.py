@@ -619,8 +619,11 @@ class _Connection:
                 session.feed_text(data)
             else:
                 session.feed(data)
-            self._start_responses()
-            self.push()
+            # Most appends start nothing and answer nothing: skip the calls then.
+            if session.has_new_responses:
+                self._start_responses()
+            if session.has_output:
+                self.push()
 
         await self.ws.consume(on_message)
 

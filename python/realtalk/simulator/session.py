@@ -240,6 +240,16 @@ class ServerSession:
         event.update(fields)
         self._outbox.append(event)
 
+    @property
+    def has_output(self) -> bool:
+        """Events are queued for `drain`."""
+        return bool(self._outbox)
+
+    @property
+    def has_new_responses(self) -> bool:
+        """Responses are waiting for `take_new_responses`."""
+        return bool(self._new_responses)
+
     def drain(self) -> list[Event]:
         out, self._outbox = self._outbox, []
         return out
