@@ -1019,3 +1019,26 @@ async def test_messages_sent_right_after_the_handshake_are_all_received() -> Non
             async with open_websocket(server.url, compression=None) as ws:
                 received = [await ws.receive() for _ in range(500)]
                 assert received == [f"early {index}" for index in range(500)]
+
+
+async def test_abort_drops_the_connection_without_a_close_handshake() -> None:
+    peer_saw: list[ConnectionClosed] = []
+
+    async def record(ws: WebSocket) -> None:
+        try:
+            await ws.receive()
+        except ConnectionClosed as exc:
+            peer_saw.append(exc)
+
+    async with WebSocketServer(record) as server:
+        async with open_websocket(server.url) as ws:
+            ws.abort("giving up")
+            with pytest.raises(ConnectionClosed, match="giving up") as raised:
+                await ws.receive()
+            assert raised.value.code == 1006
+            with pytest.raises(ConnectionClosed):
+                await ws.send("too late")
+        with anyio.fail_after(5):
+            while not peer_saw:
+                await anyio.sleep(0.01)
+    assert peer_saw[0].code == 1006

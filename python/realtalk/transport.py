@@ -715,6 +715,13 @@ class WebSocket:
                     self._reader_scope.deadline = anyio.current_time() + self._close_timeout
                     await self._drain()
 
+    def abort(self, why: str = "connection aborted locally") -> None:
+        """Drop the TCP connection at once, without a close handshake: the peer sees an
+        abnormal closure (1006), and every later receive and send here raises
+        ``ConnectionClosed(1006, message=why)``. For giving up on a peer and for fault
+        injection; :meth:`close` is the orderly way."""
+        self._abort(ConnectionClosed(1006, "", message=why))
+
     def _abort(self, failure: RealtalkError | None) -> None:
         """Drop the connection at once: the reader stops and closes the stream."""
         if self._failure is None:

@@ -475,7 +475,7 @@ class _Connection:
             self._drained.set()
             if self._dropped:
                 # A fault hook: the TCP connection ends without a close frame (1006).
-                ws._abort(ConnectionClosed(1006, "", message="dropped by a simulator fault hook"))
+                ws.abort("dropped by a simulator fault hook")
                 raise _Finished
             if self._close_with is not None:
                 self._closing_done = True
