@@ -1031,12 +1031,14 @@ def _immediate_writer(stream: anyio.abc.ByteStream) -> Callable[[bytes | None], 
     return write
 
 
-class _PushReceiver(asyncio.Protocol):
+class _PushReceiver(asyncio.BufferedProtocol):
     """Takes the place of anyio's protocol on an asyncio transport so that received bytes go
     straight to ``on_data`` from the event loop's callback. anyio's ``receive`` wakes the task
     that awaits it through one more turn of the loop, and pauses and resumes the socket around
-    every read; a WebSocket reader needs neither. Writing stays with anyio's stream (this
-    forwards the flow-control and connection-lost calls to anyio's protocol)."""
+    every read; a WebSocket reader needs neither. The socket is read into one buffer kept for
+    the connection: a plain protocol gets a new 256 KiB ``bytes`` per read, an allocation that
+    costs more than the message when events arrive one by one. Writing stays with anyio's
+    stream (this forwards the flow-control and connection-lost calls to anyio's protocol)."""
 
     def __init__(
         self,
@@ -1051,6 +1053,7 @@ class _PushReceiver(asyncio.Protocol):
         self._on_end = on_end
         self.ended = False
         self._active = False
+        self._buffer = memoryview(bytearray(_RECEIVE_SIZE))
 
     def start(self) -> None:
         stream_protocol = self._stream_protocol
@@ -1076,6 +1079,12 @@ class _PushReceiver(asyncio.Protocol):
     def resume(self) -> None:
         if self._active and not self._transport.is_closing():
             self._transport.resume_reading()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self._active:
