@@ -678,31 +678,28 @@ impl Resampler {
             let stream_len = span.len().div_ceil(down) + LANE_PAD;
             self.lane_streams.clear();
             self.lane_streams.resize(stream_len * down, 0.0);
-            if down == 1 {
-                self.lane_streams[..span.len()].copy_from_slice(span);
-            } else {
-                for (d, stream) in self.lane_streams.chunks_exact_mut(stream_len).enumerate() {
-                    for (slot, &x) in stream.iter_mut().zip(span.iter().skip(d).step_by(down)) {
-                        *slot = x;
-                    }
-                }
+            match down {
+                1 => self.lane_streams[..span.len()].copy_from_slice(span),
+                2 => split_phases::<2>(span, &mut self.lane_streams, stream_len),
+                _ => split_phases::<3>(span, &mut self.lane_streams, stream_len),
             }
-            let block_out = &mut out[done..done + block];
+            // Phase `j` of the block computes outputs j, j + up, ... into its own run of sums.
+            let sums_len = block.div_ceil(up).div_ceil(LANE_PAD) * LANE_PAD;
+            self.lane_sums.clear();
+            self.lane_sums.resize(sums_len * up, 0.0);
             for j in 0..up.min(block) {
                 let (quotient, phase) = self.clock(base + j as u64);
                 let offset = (self.window_start(quotient) + lanes.first as i64 - span_start) as usize;
-                let outputs = (block - j).div_ceil(up);
-                let padded = outputs.div_ceil(LANE_PAD) * LANE_PAD;
+                let padded = (block - j).div_ceil(up).div_ceil(LANE_PAD) * LANE_PAD;
                 // Every lane of every vector, the padding lanes of the last one included, reads
                 // inside its stream.
                 assert!(
                     taps == 0 || (offset + taps - 1) / down + padded <= stream_len,
                     "lane block overruns its input span"
                 );
-                self.lane_sums.clear();
-                self.lane_sums.resize(padded, 0.0);
                 let row = &filter.row(phase as usize)[lanes.first..lanes.first + taps];
-                // SAFETY: checked above; the sums hold `padded` floats.
+                let sums = &mut self.lane_sums[j * sums_len..j * sums_len + padded];
+                // SAFETY: checked above; `sums` holds `padded` floats.
                 unsafe {
                     self.kernel.run_lanes(
                         down,
@@ -711,16 +708,15 @@ impl Resampler {
                         offset,
                         padded,
                         row,
-                        self.lane_sums.as_mut_ptr(),
+                        sums.as_mut_ptr(),
                     );
                 }
-                if up == 1 {
-                    block_out.copy_from_slice(&self.lane_sums[..outputs]);
-                } else {
-                    for (slot, &sum) in block_out[j..].iter_mut().step_by(up).zip(&self.lane_sums) {
-                        *slot = sum;
-                    }
-                }
+            }
+            let block_out = &mut out[done..done + block];
+            match up {
+                1 => block_out.copy_from_slice(&self.lane_sums[..block]),
+                2 => interleave_phases::<2>(&self.lane_sums, sums_len, block_out),
+                _ => interleave_phases::<3>(&self.lane_sums, sums_len, block_out),
             }
             done += block;
         }
@@ -794,6 +790,40 @@ impl Resampler {
             done += group;
         }
         self.next_out = until;
+    }
+}
+
+/// Splits `span` into `D` phase streams of `stream_len` floats each: stream `d` gets
+/// `span[d]`, `span[d + D]`, ...
+fn split_phases<const D: usize>(span: &[f32], streams: &mut [f32], stream_len: usize) {
+    let mut runs = streams.chunks_exact_mut(stream_len);
+    let mut phases: [&mut [f32]; D] = std::array::from_fn(|_| runs.next().unwrap_or_default());
+    let groups = span.chunks_exact(D);
+    let tail = groups.remainder();
+    let whole = span.len() / D;
+    for (i, group) in groups.enumerate() {
+        for (phase, &x) in phases.iter_mut().zip(group) {
+            phase[i] = x;
+        }
+    }
+    for (phase, &x) in phases.iter_mut().zip(tail) {
+        phase[whole] = x;
+    }
+}
+
+/// Interleaves `U` runs of sums (`stride` apart) into `out`: `out[m * U + j]` is sum `m` of run
+/// `j`.
+fn interleave_phases<const U: usize>(sums: &[f32], stride: usize, out: &mut [f32]) {
+    let phases: [&[f32]; U] = std::array::from_fn(|j| &sums[j * stride..(j + 1) * stride]);
+    let whole = out.len() / U;
+    let mut groups = out.chunks_exact_mut(U);
+    for (m, group) in (&mut groups).enumerate() {
+        for (slot, phase) in group.iter_mut().zip(&phases) {
+            *slot = phase[m];
+        }
+    }
+    for (slot, phase) in groups.into_remainder().iter_mut().zip(&phases) {
+        *slot = phase[whole];
     }
 }
 
@@ -1209,16 +1239,29 @@ mod x86 {
                 row: &[f32],
                 sums: *mut f32,
             ) {
+                // The vectors go in nearly equal blocks of at most LANE_VECTORS: a lone
+                // leftover vector would be one FMA chain, bound by latency.
+                let mut left = padded / $width;
+                let mut blocks = left.div_ceil(LANE_VECTORS);
                 let mut m = 0;
-                while m + $width * LANE_VECTORS <= padded {
-                    // SAFETY: forwarded contract.
-                    unsafe { $block::<D, LANE_VECTORS>(source, m, row, sums) };
-                    m += $width * LANE_VECTORS;
-                }
-                while m < padded {
+                while left > 0 {
+                    let take = left.div_ceil(blocks);
                     // SAFETY: forwarded contract (`padded` is a multiple of the width).
-                    unsafe { $block::<D, 1>(source, m, row, sums) };
-                    m += $width;
+                    unsafe {
+                        match take {
+                            1 => $block::<D, 1>(source, m, row, sums),
+                            2 => $block::<D, 2>(source, m, row, sums),
+                            3 => $block::<D, 3>(source, m, row, sums),
+                            4 => $block::<D, 4>(source, m, row, sums),
+                            5 => $block::<D, 5>(source, m, row, sums),
+                            6 => $block::<D, 6>(source, m, row, sums),
+                            7 => $block::<D, 7>(source, m, row, sums),
+                            _ => $block::<D, LANE_VECTORS>(source, m, row, sums),
+                        }
+                    }
+                    m += take * $width;
+                    left -= take;
+                    blocks -= 1;
                 }
             }
 
