@@ -663,49 +663,52 @@ impl Resampler {
         while done < count {
             let block = (count - done).min(LANE_BLOCK);
             let base = self.next_out + done as u64;
-            // The block reads inputs `span_start..span_end`: from the first tap of its first
-            // output to the last tap of its last.
-            let span_start = self.window_start(self.clock(base).0) + lanes.first as i64;
-            let span_end = self.window_start(self.clock(base + block as u64 - 1).0)
-                + lanes.first as i64
-                + taps as i64;
-            let history = &self.history[0];
-            let from = (span_start - self.history_start) as usize;
-            let span = &history[from..(span_end - self.history_start) as usize];
-            // Stream `d` holds span[d], span[d + down], ...: output `m` of a phase whose first
-            // tap sits at span offset `o` reads tap `t` at stream `(o + t) % down`, index
-            // `(o + t) / down + m`, consecutive across lanes.
-            let stream_len = span.len().div_ceil(down) + LANE_PAD;
-            self.lane_streams.clear();
-            self.lane_streams.resize(stream_len * down, 0.0);
-            match down {
-                1 => self.lane_streams[..span.len()].copy_from_slice(span),
-                2 => split_phases::<2>(span, &mut self.lane_streams, stream_len),
-                _ => split_phases::<3>(span, &mut self.lane_streams, stream_len),
-            }
-            // Phase `j` of the block computes outputs j, j + up, ... into its own run of sums.
             let sums_len = block.div_ceil(up).div_ceil(LANE_PAD) * LANE_PAD;
-            self.lane_sums.clear();
-            self.lane_sums.resize(sums_len * up, 0.0);
+            // Every sum is written by the kernel before it is read: no need to clear.
+            if self.lane_sums.len() < sums_len * up {
+                self.lane_sums.resize(sums_len * up, 0.0);
+            }
+            // Phase `j` of the block computes outputs j, j + up, ... Its input goes into `down`
+            // streams, 64-byte aligned: stream `d` holds the inputs read by taps d, d + down,
+            // ... of its first output, so tap `t` of output `m` reads stream `t % down` at
+            // `t / down + m`, consecutive across lanes.
+            let stream_len =
+                (taps.div_ceil(down) + sums_len).div_ceil(LANE_PAD) * LANE_PAD + LANE_PAD;
+            if self.lane_streams.len() < stream_len * down + LANE_PAD {
+                self.lane_streams.resize(stream_len * down + LANE_PAD, 0.0);
+            }
+            let aligned = self.lane_streams.as_ptr().align_offset(64).min(LANE_PAD);
             for j in 0..up.min(block) {
                 let (quotient, phase) = self.clock(base + j as u64);
-                let offset = (self.window_start(quotient) + lanes.first as i64 - span_start) as usize;
+                let start = (self.window_start(quotient) + lanes.first as i64 - self.history_start)
+                    as usize;
+                let history = &self.history[0];
+                let span = &history[start..history.len().min(start + down * stream_len)];
+                let streams = &mut self.lane_streams[aligned..aligned + stream_len * down];
+                match down {
+                    1 => {
+                        streams[..span.len()].copy_from_slice(span);
+                        streams[span.len()..].fill(0.0);
+                    }
+                    2 => split_phases::<2>(span, streams, stream_len),
+                    _ => split_phases::<3>(span, streams, stream_len),
+                }
                 let padded = (block - j).div_ceil(up).div_ceil(LANE_PAD) * LANE_PAD;
                 // Every lane of every vector, the padding lanes of the last one included, reads
-                // inside its stream.
+                // inside its stream (the AVX-512 kernel one vector past the last tap).
                 assert!(
-                    taps == 0 || (offset + taps - 1) / down + padded <= stream_len,
-                    "lane block overruns its input span"
+                    taps.div_ceil(down) + padded + LANE_PAD <= stream_len,
+                    "lane block overruns its input streams"
                 );
                 let row = &filter.row(phase as usize)[lanes.first..lanes.first + taps];
                 let sums = &mut self.lane_sums[j * sums_len..j * sums_len + padded];
-                // SAFETY: checked above; `sums` holds `padded` floats.
+                // SAFETY: checked above; the streams start 64-byte aligned and hold
+                // `down * stream_len` floats; `sums` holds `padded` floats.
                 unsafe {
                     self.kernel.run_lanes(
                         down,
-                        self.lane_streams.as_ptr(),
+                        streams.as_ptr(),
                         stream_len,
-                        offset,
                         padded,
                         row,
                         sums.as_mut_ptr(),
@@ -794,7 +797,7 @@ impl Resampler {
 }
 
 /// Splits `span` into `D` phase streams of `stream_len` floats each: stream `d` gets
-/// `span[d]`, `span[d + D]`, ...
+/// `span[d]`, `span[d + D]`, ..., then zeros.
 fn split_phases<const D: usize>(span: &[f32], streams: &mut [f32], stream_len: usize) {
     let mut runs = streams.chunks_exact_mut(stream_len);
     let mut phases: [&mut [f32]; D] = std::array::from_fn(|_| runs.next().unwrap_or_default());
@@ -806,8 +809,12 @@ fn split_phases<const D: usize>(span: &[f32], streams: &mut [f32], stream_len: u
             phase[i] = x;
         }
     }
-    for (phase, &x) in phases.iter_mut().zip(tail) {
-        phase[whole] = x;
+    for (d, phase) in phases.iter_mut().enumerate() {
+        let written = whole + usize::from(d < tail.len());
+        if d < tail.len() {
+            phase[whole] = tail[d];
+        }
+        phase[written..].fill(0.0);
     }
 }
 
@@ -1071,20 +1078,18 @@ impl Kernel {
 impl Kernel {
     /// Output-parallel dot products of one phase: `sums[m]` (for `m < padded`, a multiple of
     /// 16) is the chain `((x_0 c_0 + 0) + x_1 c_1) + ...` over the taps in `row`, where tap `t`
-    /// reads `streams[s * stream_len + i + m]` with `s = (offset + t) % down` and
-    /// `i = (offset + t) / down`. The SIMD kernels fuse each step (identical bits on AVX2 and
-    /// AVX-512); the scalar one rounds the product first.
+    /// reads `streams[(t % down) * stream_len + t / down + m]`. The SIMD kernels fuse each step
+    /// (identical bits on AVX2 and AVX-512); the scalar one rounds the product first.
     ///
     /// # Safety
-    /// `down` is 1, 2 or 3; every read above lies in the `down * stream_len` floats at
-    /// `streams`, and `sums` is valid for `padded` writes.
-    #[allow(clippy::too_many_arguments)]
+    /// `down` is 1, 2 or 3; `streams` is 64-byte aligned, `stream_len` a multiple of 16, and
+    /// every read above, and up to 16 floats past the last tap's, lies in the
+    /// `down * stream_len` floats at `streams`; `sums` is valid for `padded` writes.
     unsafe fn run_lanes(
         self,
         down: usize,
         streams: *const f32,
         stream_len: usize,
-        offset: usize,
         padded: usize,
         row: &[f32],
         sums: *mut f32,
@@ -1092,7 +1097,6 @@ impl Kernel {
         let source = LaneSource {
             streams,
             stream_len,
-            offset,
         };
         macro_rules! by_down {
             ($kernel:ident) => {
@@ -1126,7 +1130,6 @@ impl Kernel {
 struct LaneSource {
     streams: *const f32,
     stream_len: usize,
-    offset: usize,
 }
 
 impl LaneSource {
@@ -1136,12 +1139,8 @@ impl LaneSource {
     /// The result must stay inside the streams (the caller's contract).
     #[inline]
     unsafe fn tap<const D: usize>(&self, tap: usize, m: usize) -> *const f32 {
-        let position = self.offset + tap;
         // SAFETY: forwarded contract.
-        unsafe {
-            self.streams
-                .add((position % D) * self.stream_len + position / D + m)
-        }
+        unsafe { self.streams.add((tap % D) * self.stream_len + tap / D + m) }
     }
 }
 
@@ -1217,9 +1216,10 @@ mod x86 {
         __m256, __m512, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps256_ps128,
         _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps,
         _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
-        _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castps512_ps256, _mm512_castps_pd,
-        _mm512_extractf64x4_pd, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps,
-        _mm512_setzero_ps, _mm512_storeu_ps, _mm_add_ps, _mm_storeu_ps,
+        _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_alignr_epi32, _mm512_castps512_ps256,
+        _mm512_castps_pd, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_extractf64x4_pd,
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512,
+        _mm512_storeu_ps, _mm_add_ps, _mm_storeu_ps,
     };
 
     /// Vectors of outputs in flight per block: enough independent FMA chains to cover the
@@ -1304,18 +1304,108 @@ mod x86 {
         };
     }
 
-    lanes_kernel!(
-        lanes_avx512,
-        lane_block_avx512,
-        "avx512f,avx2,fma",
-        16,
-        __m512,
-        _mm512_setzero_ps,
-        _mm512_set1_ps,
-        _mm512_loadu_ps,
-        _mm512_fmadd_ps,
-        _mm512_storeu_ps
-    );
+    /// The AVX-512 output-parallel kernel (see `Kernel::run_lanes`). Sixteen taps of a stream
+    /// read sixteen consecutive unaligned vectors; they are built from aligned loads with
+    /// `valignd` instead, so no load straddles a cache line.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; see `Kernel::run_lanes`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn lanes_avx512<const D: usize>(
+        source: &LaneSource,
+        padded: usize,
+        row: &[f32],
+        sums: *mut f32,
+    ) {
+        // (B + 1) aligned vectors per stream stay live beside B sums: fewer vectors per block
+        // when the input comes in three streams, so nothing spills.
+        let most = if D == 3 { 6 } else { LANE_VECTORS };
+        let mut left = padded / 16;
+        let mut blocks = left.div_ceil(most);
+        let mut m = 0;
+        while left > 0 {
+            let take = left.div_ceil(blocks);
+            // SAFETY: forwarded contract (`padded` is a multiple of 16).
+            unsafe {
+                match take {
+                    1 => aligned_block_avx512::<D, 1>(source, m, row, sums),
+                    2 => aligned_block_avx512::<D, 2>(source, m, row, sums),
+                    3 => aligned_block_avx512::<D, 3>(source, m, row, sums),
+                    4 => aligned_block_avx512::<D, 4>(source, m, row, sums),
+                    5 => aligned_block_avx512::<D, 5>(source, m, row, sums),
+                    6 => aligned_block_avx512::<D, 6>(source, m, row, sums),
+                    7 => aligned_block_avx512::<D, 7>(source, m, row, sums),
+                    _ => aligned_block_avx512::<D, LANE_VECTORS>(source, m, row, sums),
+                }
+            }
+            m += take * 16;
+            left -= take;
+            blocks -= 1;
+        }
+    }
+
+    /// Outputs `m..m + 16 * B` of `lanes_avx512`, taps in order: whole runs of 16 groups of
+    /// `D` taps from aligned vectors, then the rest from unaligned loads.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn aligned_block_avx512<const D: usize, const B: usize>(
+        source: &LaneSource,
+        m: usize,
+        row: &[f32],
+        sums: *mut f32,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); B];
+        let full_groups = row.len() / D;
+        let runs = full_groups / 16;
+        // SAFETY (whole body): every read is a lane of a tap of an output below `padded`, or
+        // of the aligned vector after it, inside the streams by the caller's contract; the
+        // stores land in `sums[..padded]`.
+        let stream: [*const f32; D] =
+            std::array::from_fn(|d| unsafe { source.streams.add(d * source.stream_len + m) });
+        for run in 0..runs {
+            let mut aligned = [[_mm512_setzero_si512(); LANE_VECTORS + 1]; D];
+            for (d, vectors) in aligned.iter_mut().enumerate() {
+                for (b, vector) in vectors.iter_mut().enumerate().take(B + 1) {
+                    *vector = _mm512_castps_si512(unsafe {
+                        _mm512_loadu_ps(stream[d].add(16 * (run + b)))
+                    });
+                }
+            }
+            let taps = &row[run * 16 * D..(run + 1) * 16 * D];
+            macro_rules! shifted {
+                ($($s:literal)*) => {$(
+                    for (d, vectors) in aligned.iter().enumerate() {
+                        let c = _mm512_set1_ps(taps[$s * D + d]);
+                        for (b, sum) in acc.iter_mut().enumerate() {
+                            let x = _mm512_alignr_epi32::<$s>(vectors[b + 1], vectors[b]);
+                            *sum = _mm512_fmadd_ps(_mm512_castsi512_ps(x), c, *sum);
+                        }
+                    }
+                )*};
+            }
+            shifted!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        }
+        let mut at: [*const f32; D] = std::array::from_fn(|d| unsafe { stream[d].add(16 * runs) });
+        for group in 16 * runs..full_groups {
+            for d in 0..D {
+                let c = _mm512_set1_ps(row[group * D + d]);
+                for (b, sum) in acc.iter_mut().enumerate() {
+                    *sum = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(at[d].add(16 * b)) }, c, *sum);
+                }
+                at[d] = unsafe { at[d].add(1) };
+            }
+        }
+        for d in 0..row.len() - full_groups * D {
+            let c = _mm512_set1_ps(row[full_groups * D + d]);
+            for (b, sum) in acc.iter_mut().enumerate() {
+                *sum = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(at[d].add(16 * b)) }, c, *sum);
+            }
+        }
+        for (b, sum) in acc.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(sums.add(m + 16 * b), *sum) };
+        }
+    }
+
     lanes_kernel!(
         lanes_avx2,
         lane_block_avx2,
@@ -1847,7 +1937,10 @@ mod tests {
                 let whole = bits(&streamed(&mut resampler, &input, &[3_000]));
                 for sizes in [&[1usize][..], &[0, 17, 1, 160], &[479, 2]] {
                     let chunked = bits(&streamed(&mut resampler, &input, sizes));
-                    assert!(chunked == whole, "{kernel:?} {in_rate}->{out_rate} {sizes:?}");
+                    assert!(
+                        chunked == whole,
+                        "{kernel:?} {in_rate}->{out_rate} {sizes:?}"
+                    );
                 }
                 if kernel != Kernel::Scalar {
                     // AVX2 and AVX-512 run the same fused chain per output, 8 or 16 lanes wide.
