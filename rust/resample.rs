@@ -296,7 +296,7 @@ pub struct Resampler {
     scratch_out: Vec<f32>,
     /// Set when the output-parallel kernels run this stream (see [`LaneTaps`]).
     lanes: Option<LaneTaps>,
-    /// The input span of a lane block split into `down` phase streams, and one phase's sums.
+    /// One phase's input split into `down` aligned streams, and the sums of a block's phases.
     lane_streams: Vec<f32>,
     lane_sums: Vec<f32>,
 }
