@@ -23,6 +23,11 @@
 //! neighbouring phases also share windows, as in upsampling), in cache-sized blocks. The dot
 //! products dispatch at run time to AVX-512 or AVX2+FMA; each output's operation order is the
 //! same in every code path, which is what keeps chunked and one-shot output identical.
+//!
+//! Mono streams at the voice ratios (2:1, 1:2, 3:1, 1:3, 3:2, 2:3) skip the per-output dot
+//! product altogether: SIMD lanes hold consecutive outputs of one phase, taps are broadcast and
+//! the input is split into phase streams so every load has unit stride (see [`LaneTaps`]). No
+//! horizontal sums remain, and every output, in any lane or block, is the same fused chain.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -608,6 +613,52 @@ pub struct Resampler {
     /// f32 staging for the i16 paths.
     scratch_in: Vec<f32>,
     scratch_out: Vec<f32>,
+    /// Set when the output-parallel kernels run this stream (see [`LaneTaps`]).
+    lanes: Option<LaneTaps>,
+    /// One phase's input split into `down` aligned streams, and the sums of a block's phases.
+    lane_streams: Vec<f32>,
+    lane_sums: Vec<f32>,
+}
+
+/// Mono streams whose reduced ratio has `up` and `down` both at most `MAX_LANE_RATIO` (2:1, 1:2,
+/// 3:1, 1:3, 3:2, 2:3, 1:1) compute outputs output-parallel: SIMD lanes hold consecutive outputs
+/// of one phase, each tap is broadcast, and the input is split into `down` phase streams so
+/// every load has unit stride. Each output is one fused multiply-add chain over its taps in
+/// order, whichever lane or block it lands in, so chunking never changes a result.
+#[derive(Debug, Clone, Copy)]
+struct LaneTaps {
+    /// Taps `first..end` of every row; the columns outside are zero in all rows and skipped.
+    first: usize,
+    end: usize,
+}
+
+const MAX_LANE_RATIO: u64 = 3;
+/// Outputs per lane block: the block's input span and its phase streams stay in L2.
+const LANE_BLOCK: usize = 6_144;
+/// Streams and sums are padded by a whole vector so the last, partial vector reads zeros.
+const LANE_PAD: usize = 16;
+
+impl LaneTaps {
+    fn plan(filter: &PolyphaseFilter, up: u64, down: u64, channels: usize) -> Option<Self> {
+        if channels != 1
+            || up > MAX_LANE_RATIO
+            || down > MAX_LANE_RATIO
+            || !matches!(filter.table, PhaseTable::Exact)
+        {
+            return None;
+        }
+        let rows = (0..up as usize).map(|phase| filter.row(phase));
+        let nonzero = |row: &[f32]| {
+            let first = row.iter().position(|&c| c != 0.0)?;
+            let last = row.iter().rposition(|&c| c != 0.0)?;
+            Some((first, last + 1))
+        };
+        let (first, end) = rows
+            .filter_map(nonzero)
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+            .unwrap_or((0, 0));
+        Some(Self { first, end })
+    }
 }
 
 impl Resampler {
@@ -650,7 +701,11 @@ impl Resampler {
             scratch_coefs: vec![0.0; scratch_len],
             scratch_in: Vec::new(),
             scratch_out: Vec::new(),
+            lanes: None,
+            lane_streams: Vec::new(),
+            lane_sums: Vec::new(),
         };
+        resampler.lanes = LaneTaps::plan(&resampler.filter, up, down, channels);
         resampler.reset();
         Ok(resampler)
     }
@@ -917,6 +972,84 @@ impl Resampler {
         done
     }
 
+    /// Computes the `count` outputs from `next_out` on (mono) with the output-parallel kernels,
+    /// block by block; leaves the clock to the caller.
+    fn emit_lanes(
+        &mut self,
+        out: &mut [f32],
+        count: usize,
+        filter: &PolyphaseFilter,
+        lanes: LaneTaps,
+    ) {
+        let up = self.up as usize;
+        let down = self.down as usize;
+        let taps = lanes.end.saturating_sub(lanes.first);
+        let mut done = 0;
+        while done < count {
+            let block = (count - done).min(LANE_BLOCK);
+            let base = self.next_out + done as u64;
+            let sums_len = block.div_ceil(up).div_ceil(LANE_PAD) * LANE_PAD;
+            // Every sum is written by the kernel before it is read: no need to clear.
+            if self.lane_sums.len() < sums_len * up {
+                self.lane_sums.resize(sums_len * up, 0.0);
+            }
+            // Phase `j` of the block computes outputs j, j + up, ... Its input goes into `down`
+            // streams, 64-byte aligned: stream `d` holds the inputs read by taps d, d + down,
+            // ... of its first output, so tap `t` of output `m` reads stream `t % down` at
+            // `t / down + m`, consecutive across lanes.
+            let stream_len =
+                (taps.div_ceil(down) + sums_len).div_ceil(LANE_PAD) * LANE_PAD + LANE_PAD;
+            if self.lane_streams.len() < stream_len * down + LANE_PAD {
+                self.lane_streams.resize(stream_len * down + LANE_PAD, 0.0);
+            }
+            let aligned = self.lane_streams.as_ptr().align_offset(64).min(LANE_PAD);
+            for j in 0..up.min(block) {
+                let (quotient, phase) = self.clock(base + j as u64);
+                let start = (self.window_start(quotient) + lanes.first as i64 - self.history_start)
+                    as usize;
+                let history = &self.history[0];
+                let span = &history[start..history.len().min(start + down * stream_len)];
+                let streams = &mut self.lane_streams[aligned..aligned + stream_len * down];
+                match down {
+                    1 => {
+                        streams[..span.len()].copy_from_slice(span);
+                        streams[span.len()..].fill(0.0);
+                    }
+                    2 => split_phases::<2>(span, streams, stream_len),
+                    _ => split_phases::<3>(span, streams, stream_len),
+                }
+                let padded = (block - j).div_ceil(up).div_ceil(LANE_PAD) * LANE_PAD;
+                // Every lane of every vector, the padding lanes of the last one included, reads
+                // inside its stream (the AVX-512 kernel one vector past the last tap).
+                assert!(
+                    taps.div_ceil(down) + padded + LANE_PAD <= stream_len,
+                    "lane block overruns its input streams"
+                );
+                let row = &filter.row(phase as usize)[lanes.first..lanes.first + taps];
+                let sums = &mut self.lane_sums[j * sums_len..j * sums_len + padded];
+                // SAFETY: checked above; the streams start 64-byte aligned and hold
+                // `down * stream_len` floats; `sums` holds `padded` floats.
+                unsafe {
+                    self.kernel.run_lanes(
+                        down,
+                        streams.as_ptr(),
+                        stream_len,
+                        padded,
+                        row,
+                        sums.as_mut_ptr(),
+                    );
+                }
+            }
+            let block_out = &mut out[done..done + block];
+            match up {
+                1 => block_out.copy_from_slice(&self.lane_sums[..block]),
+                2 => interleave_phases::<2>(&self.lane_sums, sums_len, block_out),
+                _ => interleave_phases::<3>(&self.lane_sums, sums_len, block_out),
+            }
+            done += block;
+        }
+    }
+
     /// Computes outputs `next_out..until` (all of whose windows are in the history).
     fn emit(&mut self, until: u64, out: &mut Vec<f32>) {
         if until <= self.next_out {
@@ -928,6 +1061,12 @@ impl Resampler {
         out.resize(base + count * channels, 0.0);
         let out = &mut out[base..];
         let filter = Arc::clone(&self.filter);
+        if let Some(lanes) = self.lanes {
+            self.emit_lanes(out, count, &filter, lanes);
+            self.next_out = until;
+            (self.next_quotient, self.next_phase) = self.clock(until);
+            return;
+        }
         let taps = filter.taps;
         let mut done = self.emit_phase_blocks(out, count, &filter);
         while done < count {
@@ -979,6 +1118,44 @@ impl Resampler {
             done += group;
         }
         self.next_out = until;
+    }
+}
+
+/// Splits `span` into `D` phase streams of `stream_len` floats each: stream `d` gets
+/// `span[d]`, `span[d + D]`, ..., then zeros.
+fn split_phases<const D: usize>(span: &[f32], streams: &mut [f32], stream_len: usize) {
+    let mut runs = streams.chunks_exact_mut(stream_len);
+    let mut phases: [&mut [f32]; D] = std::array::from_fn(|_| runs.next().unwrap_or_default());
+    let groups = span.chunks_exact(D);
+    let tail = groups.remainder();
+    let whole = span.len() / D;
+    for (i, group) in groups.enumerate() {
+        for (phase, &x) in phases.iter_mut().zip(group) {
+            phase[i] = x;
+        }
+    }
+    for (d, phase) in phases.iter_mut().enumerate() {
+        let written = whole + usize::from(d < tail.len());
+        if d < tail.len() {
+            phase[whole] = tail[d];
+        }
+        phase[written..].fill(0.0);
+    }
+}
+
+/// Interleaves `U` runs of sums (`stride` apart) into `out`: `out[m * U + j]` is sum `m` of run
+/// `j`.
+fn interleave_phases<const U: usize>(sums: &[f32], stride: usize, out: &mut [f32]) {
+    let phases: [&[f32]; U] = std::array::from_fn(|j| &sums[j * stride..(j + 1) * stride]);
+    let whole = out.len() / U;
+    let mut groups = out.chunks_exact_mut(U);
+    for (m, group) in (&mut groups).enumerate() {
+        for (slot, phase) in group.iter_mut().zip(&phases) {
+            *slot = phase[m];
+        }
+    }
+    for (slot, phase) in groups.into_remainder().iter_mut().zip(&phases) {
+        *slot = phase[whole];
     }
 }
 
@@ -1223,6 +1400,97 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Output-parallel dot products of one phase: `sums[m]` (for `m < padded`, a multiple of
+    /// 16) is the chain `((x_0 c_0 + 0) + x_1 c_1) + ...` over the taps in `row`, where tap `t`
+    /// reads `streams[(t % down) * stream_len + t / down + m]`. The SIMD kernels fuse each step
+    /// (identical bits on AVX2 and AVX-512); the scalar one rounds the product first.
+    ///
+    /// # Safety
+    /// `down` is 1, 2 or 3; `streams` is 64-byte aligned, `stream_len` a multiple of 16, and
+    /// every read above, and up to 16 floats past the last tap's, lies in the
+    /// `down * stream_len` floats at `streams`; `sums` is valid for `padded` writes.
+    unsafe fn run_lanes(
+        self,
+        down: usize,
+        streams: *const f32,
+        stream_len: usize,
+        padded: usize,
+        row: &[f32],
+        sums: *mut f32,
+    ) {
+        let source = LaneSource {
+            streams,
+            stream_len,
+        };
+        macro_rules! by_down {
+            ($kernel:ident) => {
+                match down {
+                    1 => $kernel::<1>(&source, padded, row, sums),
+                    2 => $kernel::<2>(&source, padded, row, sums),
+                    _ => $kernel::<3>(&source, padded, row, sums),
+                }
+            };
+        }
+        // SAFETY: forwarded contract; SIMD variants are only chosen when detected.
+        unsafe {
+            match self {
+                Self::Scalar => by_down!(lanes_scalar),
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx2 => {
+                    use x86::lanes_avx2;
+                    by_down!(lanes_avx2);
+                }
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx512 => {
+                    use x86::lanes_avx512;
+                    by_down!(lanes_avx512);
+                }
+            }
+        }
+    }
+}
+
+/// Where the output-parallel kernels read: see `Kernel::run_lanes`.
+struct LaneSource {
+    streams: *const f32,
+    stream_len: usize,
+}
+
+impl LaneSource {
+    /// Where tap `tap` of output `m` is read, for `down == D`.
+    ///
+    /// # Safety
+    /// The result must stay inside the streams (the caller's contract).
+    #[inline]
+    unsafe fn tap<const D: usize>(&self, tap: usize, m: usize) -> *const f32 {
+        // SAFETY: forwarded contract.
+        unsafe { self.streams.add((tap % D) * self.stream_len + tap / D + m) }
+    }
+}
+
+/// # Safety
+/// See `Kernel::run_lanes`.
+unsafe fn lanes_scalar<const D: usize>(
+    source: &LaneSource,
+    padded: usize,
+    row: &[f32],
+    sums: *mut f32,
+) {
+    for m in (0..padded).step_by(LANE_PAD) {
+        let mut acc = [0.0f32; LANE_PAD];
+        for (tap, &c) in row.iter().enumerate() {
+            // SAFETY: lanes m..m + LANE_PAD of every tap lie inside the streams.
+            let x = unsafe { std::slice::from_raw_parts(source.tap::<D>(tap, m), LANE_PAD) };
+            for (a, &xi) in acc.iter_mut().zip(x) {
+                *a += xi * c;
+            }
+        }
+        // SAFETY: `sums` holds `padded` floats.
+        unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), sums.add(m), LANE_PAD) };
+    }
+}
+
 unsafe fn dot_grid_scalar<const N: usize, const P: usize>(
     x: [*const f32; N],
     c: [*const f32; P],
@@ -1268,14 +1536,213 @@ unsafe fn dot1_scalar(x: *const f32, c: *const f32, taps: usize) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{PhaseTarget, SHARED};
+    use super::{LaneSource, PhaseTarget, SHARED};
     use std::arch::x86_64::{
         __m256, __m512, _mm256_add_ps, _mm256_castpd_ps, _mm256_castps256_ps128,
         _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps,
-        _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
-        _mm256_unpacklo_ps, _mm512_castps512_ps256, _mm512_castps_pd, _mm512_extractf64x4_pd,
-        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps, _mm_add_ps, _mm_storeu_ps,
+        _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_alignr_epi32, _mm512_castps512_ps256,
+        _mm512_castps_pd, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_extractf64x4_pd,
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512,
+        _mm512_storeu_ps, _mm_add_ps, _mm_storeu_ps,
     };
+
+    /// Vectors of outputs in flight per block: enough independent FMA chains to cover the
+    /// latency of two FMA ports.
+    const LANE_VECTORS: usize = 8;
+
+    /// Generates an output-parallel kernel (see `Kernel::run_lanes`) for one vector width.
+    macro_rules! lanes_kernel {
+        ($name:ident, $block:ident, $features:literal, $width:literal, $vector:ty,
+         $zero:ident, $splat:ident, $load:ident, $fma:ident, $store:ident) => {
+            /// # Safety
+            /// The CPU must have the target features; see `Kernel::run_lanes`.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name<const D: usize>(
+                source: &LaneSource,
+                padded: usize,
+                row: &[f32],
+                sums: *mut f32,
+            ) {
+                // The vectors go in nearly equal blocks of at most LANE_VECTORS: a lone
+                // leftover vector would be one FMA chain, bound by latency.
+                let mut left = padded / $width;
+                let mut blocks = left.div_ceil(LANE_VECTORS);
+                let mut m = 0;
+                while left > 0 {
+                    let take = left.div_ceil(blocks);
+                    // SAFETY: forwarded contract (`padded` is a multiple of the width).
+                    unsafe {
+                        match take {
+                            1 => $block::<D, 1>(source, m, row, sums),
+                            2 => $block::<D, 2>(source, m, row, sums),
+                            3 => $block::<D, 3>(source, m, row, sums),
+                            4 => $block::<D, 4>(source, m, row, sums),
+                            5 => $block::<D, 5>(source, m, row, sums),
+                            6 => $block::<D, 6>(source, m, row, sums),
+                            7 => $block::<D, 7>(source, m, row, sums),
+                            _ => $block::<D, LANE_VECTORS>(source, m, row, sums),
+                        }
+                    }
+                    m += take * $width;
+                    left -= take;
+                    blocks -= 1;
+                }
+            }
+
+            /// Outputs `m..m + B * width`: taps go `D` at a time, one pointer per phase
+            /// stream, each advancing one float per group.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn $block<const D: usize, const B: usize>(
+                source: &LaneSource,
+                m: usize,
+                row: &[f32],
+                sums: *mut f32,
+            ) {
+                let mut acc: [$vector; B] = [$zero(); B];
+                // SAFETY (whole body): every read is a lane of a tap of an output below
+                // `padded`, inside the streams by the caller's contract; the stores land in
+                // `sums[..padded]`.
+                let mut at: [*const f32; D] =
+                    std::array::from_fn(|d| unsafe { source.tap::<D>(d, m) });
+                let groups = row.len() / D;
+                for group in 0..groups {
+                    for d in 0..D {
+                        let c = $splat(unsafe { *row.get_unchecked(group * D + d) });
+                        for (b, sum) in acc.iter_mut().enumerate() {
+                            *sum = $fma(unsafe { $load(at[d].add($width * b)) }, c, *sum);
+                        }
+                        at[d] = unsafe { at[d].add(1) };
+                    }
+                }
+                for d in 0..row.len() - groups * D {
+                    let c = $splat(row[groups * D + d]);
+                    for (b, sum) in acc.iter_mut().enumerate() {
+                        *sum = $fma(unsafe { $load(at[d].add($width * b)) }, c, *sum);
+                    }
+                }
+                for (b, sum) in acc.iter().enumerate() {
+                    unsafe { $store(sums.add(m + $width * b), *sum) };
+                }
+            }
+        };
+    }
+
+    /// The AVX-512 output-parallel kernel (see `Kernel::run_lanes`). Sixteen taps of a stream
+    /// read sixteen consecutive unaligned vectors; they are built from aligned loads with
+    /// `valignd` instead, so no load straddles a cache line.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; see `Kernel::run_lanes`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn lanes_avx512<const D: usize>(
+        source: &LaneSource,
+        padded: usize,
+        row: &[f32],
+        sums: *mut f32,
+    ) {
+        // (B + 1) aligned vectors per stream stay live beside B sums: fewer vectors per block
+        // when the input comes in three streams, so nothing spills.
+        let most = if D == 3 { 6 } else { LANE_VECTORS };
+        let mut left = padded / 16;
+        let mut blocks = left.div_ceil(most);
+        let mut m = 0;
+        while left > 0 {
+            let take = left.div_ceil(blocks);
+            // SAFETY: forwarded contract (`padded` is a multiple of 16).
+            unsafe {
+                match take {
+                    1 => aligned_block_avx512::<D, 1>(source, m, row, sums),
+                    2 => aligned_block_avx512::<D, 2>(source, m, row, sums),
+                    3 => aligned_block_avx512::<D, 3>(source, m, row, sums),
+                    4 => aligned_block_avx512::<D, 4>(source, m, row, sums),
+                    5 => aligned_block_avx512::<D, 5>(source, m, row, sums),
+                    6 => aligned_block_avx512::<D, 6>(source, m, row, sums),
+                    7 => aligned_block_avx512::<D, 7>(source, m, row, sums),
+                    _ => aligned_block_avx512::<D, LANE_VECTORS>(source, m, row, sums),
+                }
+            }
+            m += take * 16;
+            left -= take;
+            blocks -= 1;
+        }
+    }
+
+    /// Outputs `m..m + 16 * B` of `lanes_avx512`, taps in order: whole runs of 16 groups of
+    /// `D` taps from aligned vectors, then the rest from unaligned loads.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn aligned_block_avx512<const D: usize, const B: usize>(
+        source: &LaneSource,
+        m: usize,
+        row: &[f32],
+        sums: *mut f32,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); B];
+        let full_groups = row.len() / D;
+        let runs = full_groups / 16;
+        // SAFETY (whole body): every read is a lane of a tap of an output below `padded`, or
+        // of the aligned vector after it, inside the streams by the caller's contract; the
+        // stores land in `sums[..padded]`.
+        let stream: [*const f32; D] =
+            std::array::from_fn(|d| unsafe { source.streams.add(d * source.stream_len + m) });
+        for run in 0..runs {
+            let mut aligned = [[_mm512_setzero_si512(); LANE_VECTORS + 1]; D];
+            for (d, vectors) in aligned.iter_mut().enumerate() {
+                for (b, vector) in vectors.iter_mut().enumerate().take(B + 1) {
+                    *vector = _mm512_castps_si512(unsafe {
+                        _mm512_loadu_ps(stream[d].add(16 * (run + b)))
+                    });
+                }
+            }
+            let taps = &row[run * 16 * D..(run + 1) * 16 * D];
+            macro_rules! shifted {
+                ($($s:literal)*) => {$(
+                    for (d, vectors) in aligned.iter().enumerate() {
+                        let c = _mm512_set1_ps(taps[$s * D + d]);
+                        for (b, sum) in acc.iter_mut().enumerate() {
+                            let x = _mm512_alignr_epi32::<$s>(vectors[b + 1], vectors[b]);
+                            *sum = _mm512_fmadd_ps(_mm512_castsi512_ps(x), c, *sum);
+                        }
+                    }
+                )*};
+            }
+            shifted!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        }
+        let mut at: [*const f32; D] = std::array::from_fn(|d| unsafe { stream[d].add(16 * runs) });
+        for group in 16 * runs..full_groups {
+            for d in 0..D {
+                let c = _mm512_set1_ps(row[group * D + d]);
+                for (b, sum) in acc.iter_mut().enumerate() {
+                    *sum = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(at[d].add(16 * b)) }, c, *sum);
+                }
+                at[d] = unsafe { at[d].add(1) };
+            }
+        }
+        for d in 0..row.len() - full_groups * D {
+            let c = _mm512_set1_ps(row[full_groups * D + d]);
+            for (b, sum) in acc.iter_mut().enumerate() {
+                *sum = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(at[d].add(16 * b)) }, c, *sum);
+            }
+        }
+        for (b, sum) in acc.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(sums.add(m + 16 * b), *sum) };
+        }
+    }
+
+    lanes_kernel!(
+        lanes_avx2,
+        lane_block_avx2,
+        "avx2,fma",
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_fmadd_ps,
+        _mm256_storeu_ps
+    );
 
     /// Sums each of four 8-lane vectors: `[sum(a), sum(b), sum(c), sum(d)]`.
     #[inline]
@@ -1680,6 +2147,11 @@ mod tests {
             (24_000, 8_000, 1),
             (22_050, 48_000, 3),
             (44_100, 44_101, 1),
+            (16_000, 48_000, 1),
+            (48_000, 16_000, 1),
+            (24_000, 16_000, 1),
+            (16_000, 24_000, 1),
+            (24_000, 24_000, 1),
         ] {
             for quality in [Quality::Low, Quality::High] {
                 let input = noise(channels * in_rate as usize / 40, in_rate);
@@ -1718,6 +2190,88 @@ mod tests {
         }
         for (a, b) in outputs[0].iter().zip(&outputs[1]) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    fn available_kernels() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                kernels.push(Kernel::Avx2);
+            }
+            if Kernel::detect() == Kernel::Avx512 {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        kernels
+    }
+
+    const LANE_PAIRS: [(u32, u32); 8] = [
+        (48_000, 24_000),
+        (24_000, 48_000),
+        (24_000, 8_000),
+        (8_000, 24_000),
+        (16_000, 48_000),
+        (48_000, 16_000),
+        (24_000, 16_000),
+        (16_000, 24_000),
+    ];
+
+    #[test]
+    fn voice_ratios_run_output_parallel_and_agree_with_the_dot_product_path() {
+        for (in_rate, out_rate) in [(44_100, 24_000), (48_000, 44_100)] {
+            assert!(Resampler::new(in_rate, out_rate, 1, Quality::High)
+                .unwrap()
+                .lanes
+                .is_none());
+        }
+        assert!(Resampler::new(48_000, 24_000, 2, Quality::High)
+            .unwrap()
+            .lanes
+            .is_none());
+        let input = noise(4_000, 11);
+        for (in_rate, out_rate) in LANE_PAIRS {
+            for quality in [Quality::Low, Quality::High, Quality::Max] {
+                let mut lanes = Resampler::new(in_rate, out_rate, 1, quality).unwrap();
+                assert!(lanes.lanes.is_some(), "{in_rate}->{out_rate}");
+                let mut reference = Resampler::new(in_rate, out_rate, 1, quality).unwrap();
+                // The reduction kernels (one dot product per output) are the oracle here.
+                reference.lanes = None;
+                let expected = streamed(&mut reference, &input, &[4_000]);
+                let got = streamed(&mut lanes, &input, &[4_000]);
+                assert_eq!(got.len(), expected.len());
+                let worst = got
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(worst < 1e-6, "{in_rate}->{out_rate} {quality:?}: {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_lane_kernel_is_chunking_invariant_and_the_fused_ones_agree_bit_for_bit() {
+        let input = noise(3_000, 13);
+        for (in_rate, out_rate) in LANE_PAIRS {
+            let mut fused: Option<Vec<u32>> = None;
+            for kernel in available_kernels() {
+                let mut resampler = Resampler::new(in_rate, out_rate, 1, Quality::High).unwrap();
+                resampler.kernel = kernel;
+                let whole = bits(&streamed(&mut resampler, &input, &[3_000]));
+                for sizes in [&[1usize][..], &[0, 17, 1, 160], &[479, 2]] {
+                    let chunked = bits(&streamed(&mut resampler, &input, sizes));
+                    assert!(
+                        chunked == whole,
+                        "{kernel:?} {in_rate}->{out_rate} {sizes:?}"
+                    );
+                }
+                if kernel != Kernel::Scalar {
+                    // AVX2 and AVX-512 run the same fused chain per output, 8 or 16 lanes wide.
+                    assert!(fused.get_or_insert_with(|| whole.clone()) == &whole);
+                }
+            }
         }
     }
 

@@ -279,7 +279,11 @@ def chunked(
 
 
 @given(
-    pair=st.sampled_from(PAIRS + [(22_050, 44_100), (48_000, 44_100), (11_025, 192_000)]),
+    pair=st.sampled_from(
+        PAIRS
+        + [(22_050, 44_100), (48_000, 44_100), (11_025, 192_000)]
+        + [(16_000, 48_000), (48_000, 16_000)]
+    ),
     quality=st.sampled_from(["low", "high", "max"]),
     channels=st.integers(1, 3),
     dtype=st.sampled_from([np.float32, np.int16]),
@@ -448,9 +452,10 @@ import sys
 import numpy as np
 from realtalk.audio import Resampler, resample
 
-x = np.random.default_rng(7).uniform(-1, 1, 44_100 // 4).astype(np.float32)
-whole = resample(x, 44_100, 24_000)
-resampler = Resampler(44_100, 24_000)
+in_rate, out_rate = int(sys.argv[2]), int(sys.argv[3])
+x = np.random.default_rng(7).uniform(-1, 1, in_rate // 4).astype(np.float32)
+whole = resample(x, in_rate, out_rate)
+resampler = Resampler(in_rate, out_rate)
 streamed = np.concatenate([resampler.process(x[i : i + 331]) for i in range(0, len(x), 331)] + [resampler.flush()])
 assert streamed.tobytes() == whole.tobytes()
 np.save(sys.argv[1], whole)
@@ -458,15 +463,21 @@ np.save(sys.argv[1], whole)
 
 
 @pytest.mark.parametrize("kernel", ["scalar", "avx2"])
-def test_fallback_kernels_agree_with_the_dispatched_one(kernel: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize("pair", [(44_100, 24_000), (48_000, 24_000), (24_000, 16_000)])
+def test_fallback_kernels_agree_with_the_dispatched_one(
+    kernel: str, pair: tuple[int, int], tmp_path: Any
+) -> None:
     # The wheel targets the baseline CPU and picks AVX-512/AVX2 at run time; REALTALK_SIMD caps
     # the choice, so the baseline and AVX2 paths run here too (chunking-invariant, and equal to
-    # the default kernel up to float rounding).
+    # the default kernel up to float rounding). 44.1k -> 24k runs one dot product per output,
+    # the other two pairs the output-parallel kernels.
+    in_rate, out_rate = pair
     default = resample(
-        np.random.default_rng(7).uniform(-1, 1, 44_100 // 4).astype(np.float32), 44_100, 24_000
+        np.random.default_rng(7).uniform(-1, 1, in_rate // 4).astype(np.float32), in_rate, out_rate
     )
     target = tmp_path / f"{kernel}.npy"
     env = {**os.environ, "REALTALK_SIMD": kernel}
-    subprocess.run([sys.executable, "-c", KERNEL_SCRIPT, str(target)], env=env, check=True)
+    command = [sys.executable, "-c", KERNEL_SCRIPT, str(target), str(in_rate), str(out_rate)]
+    subprocess.run(command, env=env, check=True)
     capped = np.load(target)
     assert np.max(np.abs(capped - default)) < 1e-6
