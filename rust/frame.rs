@@ -1052,8 +1052,6 @@ pub struct Downlink {
     /// The resampler's output, before it is copied to the caller's slice.
     out_f32: Vec<f32>,
     out_i16: Vec<i16>,
-    /// One delta's samples on their way to a playback buffer.
-    playback_i16: Vec<i16>,
 }
 
 impl Downlink {
@@ -1073,7 +1071,6 @@ impl Downlink {
             wire_f32: Vec::new(),
             out_f32: Vec::new(),
             out_i16: Vec::new(),
-            playback_i16: Vec::new(),
         })
     }
 
@@ -1170,7 +1167,7 @@ impl Downlink {
     /// unchanged.
     pub fn decode_f32_into(&mut self, audio: &[u8], out: &mut [f32]) -> Result<(), AudioError> {
         self.decode_wire(audio)?;
-        self.check_output_len(out.len())?;
+        Self::check_output_len(self.output_len_for(self.wire_i16.len()), out.len())?;
         if let Some(resampler) = &mut self.resampler {
             self.wire_f32.resize(self.wire_i16.len(), 0.0);
             pcm16_to_f32_into(&self.wire_i16, &mut self.wire_f32)?;
@@ -1184,21 +1181,33 @@ impl Downlink {
 
     /// [`Downlink::decode_f32_into`] for PCM16 samples.
     pub fn decode_i16_into(&mut self, audio: &[u8], out: &mut [i16]) -> Result<(), AudioError> {
+        let len = out.len();
+        let staged = self.decode_i16_staged(audio, |expected| Self::check_output_len(expected, len))?;
+        copy_exact(staged, out)
+    }
+
+    /// Decodes one delta to PCM16 samples at `out_rate`, left in the downlink's own buffers
+    /// (no copy when they go on to a playback buffer). `fits` sees how many samples the delta
+    /// gives before the resampler's state moves, and may refuse them.
+    fn decode_i16_staged(
+        &mut self,
+        audio: &[u8],
+        fits: impl FnOnce(usize) -> Result<(), AudioError>,
+    ) -> Result<&[i16], AudioError> {
         self.decode_wire(audio)?;
-        self.check_output_len(out.len())?;
-        if let Some(resampler) = &mut self.resampler {
-            self.out_i16.clear();
-            resampler.process_i16_into(&self.wire_i16, &mut self.out_i16)?;
-            copy_exact(&self.out_i16, out)
-        } else {
-            copy_exact(&self.wire_i16, out)
+        fits(self.output_len_for(self.wire_i16.len()))?;
+        match &mut self.resampler {
+            Some(resampler) => {
+                self.out_i16.clear();
+                resampler.process_i16_into(&self.wire_i16, &mut self.out_i16)?;
+                Ok(&self.out_i16)
+            }
+            None => Ok(&self.wire_i16),
         }
     }
 
-    /// Refuses an output slice that is not exactly what the staged wire samples give, before
-    /// the resampler's state moves.
-    fn check_output_len(&self, len: usize) -> Result<(), AudioError> {
-        let expected = self.output_len_for(self.wire_i16.len());
+    /// Refuses an output slice that is not exactly what the delta gives.
+    fn check_output_len(expected: usize, len: usize) -> Result<(), AudioError> {
         if len == expected {
             Ok(())
         } else {
@@ -1264,12 +1273,8 @@ impl Downlink {
         let content_index = u32::try_from(content_index).map_err(|_| {
             AudioError::invalid(format!("content_index {content_index} is out of range"))
         })?;
-        let mut staged = std::mem::take(&mut self.playback_i16);
-        staged.clear();
-        let decoded = self.decode_i16(audio, &mut staged);
-        let counts = decoded.map(|()| (staged.len(), playback.push(item_id, content_index, &staged)));
-        self.playback_i16 = staged;
-        counts
+        let staged = self.decode_i16_staged(audio, |_| Ok(()))?;
+        Ok((staged.len(), playback.push(item_id, content_index, staged)))
     }
 }
 
@@ -1610,6 +1615,38 @@ mod tests {
         assert!(downlink.decode_f32(b"AA!A", &mut out).is_err(), "bad character");
         assert!(downlink.decode_f32(b"AAA", &mut out).is_err(), "truncated");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn downlink_decodes_into_a_slice_of_exactly_the_delta_length() {
+        let samples: Vec<i16> = (0..480).map(|i| (i * 67 - 16_000) as i16).collect();
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let audio = crate::codec::b64_encode(&bytes);
+        for out_rate in [24_000, 48_000] {
+            let mut reference = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+            let mut sliced = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+            for _ in 0..2 {
+                let (mut floats, mut pcm) = (Vec::new(), Vec::new());
+                reference.decode_f32(audio.as_bytes(), &mut floats).unwrap();
+                let len = sliced.output_len(audio.as_bytes()).unwrap();
+                assert_eq!(len, floats.len());
+                // A slice of the wrong size is refused before the stream moves.
+                for wrong in [len - 1, len + 1] {
+                    assert!(sliced.decode_f32_into(audio.as_bytes(), &mut vec![0.0; wrong]).is_err());
+                    assert!(sliced.decode_i16_into(audio.as_bytes(), &mut vec![0; wrong]).is_err());
+                }
+                let mut out = vec![f32::NAN; len];
+                sliced.decode_f32_into(audio.as_bytes(), &mut out).unwrap();
+                assert_eq!(out, floats);
+                // The int16 path runs on its own stream: compare it with a fresh pair.
+                let mut fresh = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+                fresh.decode_i16(audio.as_bytes(), &mut pcm).unwrap();
+                let mut other = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+                let mut out = vec![0; other.output_len(audio.as_bytes()).unwrap()];
+                other.decode_i16_into(audio.as_bytes(), &mut out).unwrap();
+                assert_eq!(out, pcm);
+            }
+        }
     }
 
     #[test]
