@@ -19,6 +19,7 @@ frame that completes a turn and its `speech_stopped` under 100 ms).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -127,7 +128,8 @@ class SimulatorProcess:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write("stats\n")
         self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())
+        stats: dict[str, Any] = json.loads(self.process.stdout.readline())
+        return stats
 
     def stop(self) -> None:
         assert self.process.stdin is not None
@@ -155,89 +157,135 @@ class SessionResult:
 SLOTS = 4  # sessions are spread over 4 sub-ticks of the 20 ms frame period
 
 
-class RawClient:
-    """A lean load-generating WebSocket client: websockets' Sans-I/O ClientProtocol for the
-    handshake and for parsing what the server sends, and frames pre-built once (masked) and
-    written straight to the socket, so the client process costs little per frame."""
+class RawClient(asyncio.BufferedProtocol):
+    """A lean load-generating WebSocket client, so the client process costs little per frame:
+    an asyncio protocol (no task per session: received bytes are handled in the event loop's
+    callback), websockets' Sans-I/O ClientProtocol for the handshake and for parsing what the
+    server sends, and frames pre-built once (masked) and written straight to the transport.
+    Reads go into one preallocated buffer: a plain asyncio protocol gets a fresh 256 KiB
+    `bytes` per read, an allocation that costs more than the read itself."""
 
-    def __init__(self, stream: Any, protocol: Any) -> None:
-        self.stream = stream
-        self.protocol = protocol
+    READ_SIZE = 64 * 1024
+
+    def __init__(self, url: str, result: SessionResult, slot_sent_at: list[float]) -> None:
+        from websockets.client import ClientProtocol
+        from websockets.uri import parse_uri
+
+        self.protocol = ClientProtocol(parse_uri(url), max_size=None)
+        self.result = result
+        self.slot_sent_at = slot_sent_at
+        self.decoder = msgspec.json.Decoder()
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Backpressure as a stream client has it: a send waits while the socket's buffer is
+        # over its high-water mark (a simulator that falls behind shows up as send lag).
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closing = False
+        self.read_buffer = memoryview(bytearray(self.READ_SIZE))
 
     @classmethod
-    async def connect(cls, url: str) -> RawClient:
-        from websockets.client import ClientProtocol
-        from websockets.protocol import State
+    async def connect(cls, url: str, result: SessionResult, slot_sent_at: list[float]) -> RawClient:
         from websockets.uri import parse_uri
 
         uri = parse_uri(url)
-        stream = await anyio.connect_tcp(uri.host, uri.port)
-        protocol = ClientProtocol(uri, max_size=None)
-        request = protocol.connect()
-        request.headers["Authorization"] = "Bearer sk-bench"
-        protocol.send_request(request)
-        for data in protocol.data_to_send():
-            await stream.send(data)
-        while protocol.state is State.CONNECTING:
-            protocol.receive_data(await stream.receive())
-        if protocol.handshake_exc is not None:
-            raise protocol.handshake_exc
-        client = cls(stream, protocol)
-        # The first event is the handshake response; frames may follow in the same read.
-        client.pending = [e for e in protocol.events_received() if hasattr(e, "opcode")]
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_connection(
+            lambda: cls(url, result, slot_sent_at), uri.host, uri.port
+        )
+        await client.opened
         return client
 
-    async def send_frame(self, frame: bytes) -> None:
-        await self.stream.send(frame)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        request = self.protocol.connect()
+        request.headers["Authorization"] = "Bearer sk-bench"
+        self.protocol.send_request(request)
+        self._write_pending()
 
-    async def messages(self) -> Any:
-        from websockets.frames import Opcode
+    def _write_pending(self) -> None:
+        assert self.transport is not None
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+
+    def send_frame(self, frame: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(frame)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self.read_buffer[:nbytes]))
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Frame, Opcode
+        from websockets.protocol import State
 
         protocol = self.protocol
-        events = self.pending
-        while True:
-            for frame in events:
-                if frame.opcode is Opcode.TEXT:
-                    yield frame.data
-                elif frame.opcode is Opcode.CLOSE:
-                    return
-            try:
-                data = await self.stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                raise ConnectionError("the simulator closed the connection") from None
-            protocol.receive_data(data)
-            events = protocol.events_received()
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if not self.opened.done():
+            if protocol.state is State.CONNECTING:
+                return
+            if protocol.handshake_exc is not None:
+                self.opened.set_exception(protocol.handshake_exc)
+                return
+            self.opened.set_result(None)
+        result = self.result
+        for frame in events:
+            if not isinstance(frame, Frame):  # the handshake response
+                continue
+            if frame.opcode is Opcode.TEXT:
+                self.on_event(self.decoder.decode(frame.data))
+            elif frame.opcode is Opcode.CLOSE and not self.closing:
+                result.failure = result.failure or "the simulator closed the connection"
+        self._write_pending()  # answers to pings
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        result = self.result
+        kind = event["type"]
+        result.last_event_at = time.monotonic()
+        if kind == "response.output_audio.delta":
+            delta = event["delta"]
+            result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
+        elif kind == "input_audio_buffer.speech_stopped":
+            # The detector has decided by the sample just before audio_end_ms: the client
+            # frame holding that sample completed the turn.
+            sent_at = self.slot_sent_at
+            index = min(len(sent_at) - 1, int((event["audio_end_ms"] - 1) // FRAME_MS))
+            result.turn_lags.append(time.monotonic() - sent_at[index])
+        elif kind == "response.created":
+            result.responses_open += 1
+        elif kind == "response.done":
+            result.responses_open -= 1
+        elif kind == "error":
+            result.errors.append(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closing:
+            self.result.failure = self.result.failure or f"connection lost: {exc!r}"
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("the simulator closed the connection"))
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 def masked_text_frame(payload: bytes) -> bytes:
     from websockets.frames import Frame, Opcode
 
     return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
-
-
-async def read_session(client: RawClient, result: SessionResult, slot_sent_at: list[float]) -> None:
-    decoder = msgspec.json.Decoder()
-    try:
-        async for message in client.messages():
-            event = decoder.decode(message)
-            kind = event["type"]
-            result.last_event_at = time.monotonic()
-            if kind == "response.output_audio.delta":
-                delta = event["delta"]
-                result.received_audio += len(delta) * 3 // 4 - delta[-2:].count("=")
-            elif kind == "input_audio_buffer.speech_stopped":
-                # The detector has decided by the sample just before audio_end_ms: the client
-                # frame holding that sample completed the turn.
-                index = min(len(slot_sent_at) - 1, int((event["audio_end_ms"] - 1) // FRAME_MS))
-                result.turn_lags.append(time.monotonic() - slot_sent_at[index])
-            elif kind == "response.created":
-                result.responses_open += 1
-            elif kind == "response.done":
-                result.responses_open -= 1
-            elif kind == "error":
-                result.errors.append(event)
-    except Exception as exc:
-        result.failure = repr(exc)
 
 
 async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
@@ -253,39 +301,40 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     try:
         url = f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime"
         before = server.stats()
-        sockets = [await RawClient.connect(url) for _ in range(sessions)]
+        clients = [
+            await RawClient.connect(url, results[index], sent_at[index % SLOTS])
+            for index in range(sessions)
+        ]
         cpu0 = os.times()
-        if True:
-            async with anyio.create_task_group() as tg:
-                for index, ws in enumerate(sockets):
-                    tg.start_soon(read_session, ws, results[index], sent_at[index % SLOTS])
-                wall0 = time.monotonic()
-                step = FRAME_MS / 1000 / SLOTS
-                for tick in range(frame_count * SLOTS):
-                    frame, slot = divmod(tick, SLOTS)
-                    due = wall0 + tick * step
-                    now = time.monotonic()
-                    if due > now:
-                        await anyio.sleep(due - now)
-                    else:
-                        max_lag = max(max_lag, now - due)
-                    # Stamped before the writes: a reply may arrive before the slot is done.
-                    sent_at[slot][frame] = time.monotonic()
-                    for index in range(slot, sessions, SLOTS):
-                        await sockets[index].send_frame(patterns[index % PHASES][frame])
-                wall = time.monotonic() - wall0
-                # Let the last turns' responses finish.
-                with anyio.move_on_after(60):
-                    # Done when every response has finished and nothing arrived for 1 s.
-                    while any(r.responses_open for r in results) or (
-                        time.monotonic() - max(r.last_event_at for r in results) < 1.0
-                    ):
-                        await anyio.sleep(0.05)
-                await anyio.sleep(0.2)
-                tg.cancel_scope.cancel()
+        wall0 = time.monotonic()
+        step = FRAME_MS / 1000 / SLOTS
+        for tick in range(frame_count * SLOTS):
+            frame, slot = divmod(tick, SLOTS)
+            due = wall0 + tick * step
+            now = time.monotonic()
+            if due > now:
+                await anyio.sleep(due - now)
+            else:
+                max_lag = max(max_lag, now - due)
+            # Stamped before the writes: a reply may arrive before the slot is done.
+            sent_at[slot][frame] = time.monotonic()
+            for index in range(slot, sessions, SLOTS):
+                client = clients[index]
+                if not client.writable.is_set():
+                    await client.writable.wait()
+                client.send_frame(patterns[index % PHASES][frame])
+        wall = time.monotonic() - wall0
+        # Let the last turns' responses finish.
+        with anyio.move_on_after(60):
+            # Done when every response has finished and nothing arrived for 1 s.
+            while any(r.responses_open for r in results) or (
+                time.monotonic() - max(r.last_event_at for r in results) < 1.0
+            ):
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.2)
         cpu1 = os.times()
-        for client in sockets:
-            await client.stream.aclose()
+        for client in clients:
+            client.close()
         await anyio.sleep(0.5)
         after = server.stats()
     finally:

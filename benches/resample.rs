@@ -65,5 +65,29 @@ fn one_shot_10s(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, stream_20ms, one_shot_10s);
+/// The 8 kHz pairs, where "low" and "high" use minimum-phase filters (linear phase would lag
+/// more than the preset promises).
+fn stream_20ms_8k(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resample 20 ms chunk 8 kHz");
+    for quality in [Quality::Low, Quality::High] {
+        for (in_rate, out_rate) in [(8_000, 24_000), (24_000, 8_000)] {
+            let chunk = noise(in_rate as usize / 50);
+            let mut resampler = Resampler::new(in_rate, out_rate, 1, quality).expect("valid rates");
+            let mut out = Vec::with_capacity(out_rate as usize / 25);
+            let id = format!("{}/{in_rate}->{out_rate}", quality.name());
+            group.bench_function(BenchmarkId::from_parameter(id), |b| {
+                b.iter(|| {
+                    out.clear();
+                    resampler
+                        .process_into(black_box(&chunk), &mut out)
+                        .expect("mono chunk");
+                    black_box(out.len())
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, stream_20ms, one_shot_10s, stream_20ms_8k);
 criterion_main!(benches);

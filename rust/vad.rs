@@ -17,6 +17,8 @@
 //! chunks of any size stream through it, so any chunking of a stream gives the same decisions.
 
 use crate::AudioError;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::__m256;
 
 /// Input rates the detector accepts.
 pub const SAMPLE_RATES: [u32; 4] = [8000, 16000, 24000, 48000];
@@ -82,9 +84,84 @@ const MIN_WINDOW_SLOTS: usize = 8;
 const MIN_SLOT_MS: u32 = 250;
 
 /// A sample type the detector reads: float32 in [-1, 1] or int16 PCM.
-pub trait Sample: Copy {
+pub trait Sample: Copy + lanes::Lanes {
     fn to_f32(self) -> f32;
     fn check(samples: &[Self]) -> Result<(), AudioError>;
+}
+
+/// Vector loads of samples as float32, scaled exactly like `Sample::to_f32`, for the
+/// decimation kernels (sealed: only f32 and i16 implement it).
+mod lanes {
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::{__m256, __m512};
+
+    pub trait Lanes: Copy {
+        /// Eight samples from `ptr`.
+        ///
+        /// # Safety
+        /// AVX2 is available and `ptr` points to eight readable samples.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn load8(ptr: *const Self) -> __m256;
+        /// Sixteen samples from `ptr`.
+        ///
+        /// # Safety
+        /// AVX-512F is available and `ptr` points to sixteen readable samples.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn load16(ptr: *const Self) -> __m512;
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    impl Lanes for f32 {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn load8(ptr: *const Self) -> __m256 {
+            // SAFETY: the caller guarantees eight readable floats.
+            unsafe { std::arch::x86_64::_mm256_loadu_ps(ptr) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn load16(ptr: *const Self) -> __m512 {
+            // SAFETY: the caller guarantees sixteen readable floats.
+            unsafe { std::arch::x86_64::_mm512_loadu_ps(ptr) }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    impl Lanes for i16 {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn load8(ptr: *const Self) -> __m256 {
+            use std::arch::x86_64::{
+                _mm256_cvtepi16_epi32, _mm256_cvtepi32_ps, _mm256_mul_ps, _mm256_set1_ps,
+                _mm_loadu_si128,
+            };
+            // SAFETY: the caller guarantees eight readable int16 (16 bytes).
+            let pcm = unsafe { _mm_loadu_si128(ptr.cast()) };
+            _mm256_mul_ps(
+                _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(pcm)),
+                _mm256_set1_ps(1.0 / 32768.0),
+            )
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn load16(ptr: *const Self) -> __m512 {
+            use std::arch::x86_64::{
+                _mm256_loadu_si256, _mm512_cvtepi16_epi32, _mm512_cvtepi32_ps, _mm512_mul_ps,
+                _mm512_set1_ps,
+            };
+            // SAFETY: the caller guarantees sixteen readable int16 (32 bytes).
+            let pcm = unsafe { _mm256_loadu_si256(ptr.cast()) };
+            _mm512_mul_ps(
+                _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(pcm)),
+                _mm512_set1_ps(1.0 / 32768.0),
+            )
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    impl Lanes for f32 {}
+    #[cfg(not(target_arch = "x86_64"))]
+    impl Lanes for i16 {}
 }
 
 impl Sample for f32 {
@@ -488,20 +565,160 @@ fn lag_window(u: f64) -> f64 {
 }
 
 /// Averages each group of `M` input samples into one analysis sample, summing each group in
-/// order exactly as the streaming path does when a group straddles two chunks.
+/// order (`0 + x0 + x1 + ...`) exactly as the streaming path does when a group straddles two
+/// chunks; the vector kernels sum the same way, one group per lane, so all agree bit for bit.
 #[inline]
 fn decimate<S: Sample, const M: usize>(input: &[S], out: &mut [f32], scale: f32) {
     let input = &input[..out.len() * M];
-    for (index, analysis) in out.iter_mut().enumerate() {
-        let group: &[S; M] = input[index * M..index * M + M]
-            .try_into()
-            .expect("M samples");
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is available; the kernel reads only `input[..done * M]`.
+            done = unsafe { decimate_avx512::<S, M>(input, out, scale) };
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is available; the kernel reads only `input[..done * M]`.
+            done = unsafe { decimate_avx2::<S, M>(input, out, scale) };
+        }
+    }
+    decimate_portable::<S, M>(&input[done * M..], &mut out[done..], scale);
+}
+
+fn decimate_portable<S: Sample, const M: usize>(input: &[S], out: &mut [f32], scale: f32) {
+    for (analysis, group) in out.iter_mut().zip(input.chunks_exact(M)) {
         let mut sum = 0.0f32;
         for &x in group {
             sum += x.to_f32();
         }
         *analysis = sum * scale;
     }
+}
+
+/// Indices of column `k` (sample `k` of each group) when `LANES` groups of `M` samples are
+/// laid out one after the other.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn column_indices<const LANES: usize, const M: usize>(k: usize) -> [i32; LANES] {
+    std::array::from_fn(|group| (M * group + k) as i32)
+}
+
+/// Bit `j` set when sample `k` of group `j` lies in vector `source` (of `width` floats).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn lanes_from<const LANES: usize, const M: usize>(k: usize, source: usize, width: usize) -> u32 {
+    (0..LANES).fold(0, |mask, group| {
+        if (M * group + k) / width == source {
+            mask | 1 << group
+        } else {
+            mask
+        }
+    })
+}
+
+/// Sixteen groups per step: the `M` input vectors are read once, column `k` is gathered from
+/// them with two-source permutes (32 floats each), and the columns are summed in order.
+/// Returns how many analysis samples it wrote (a multiple of 16).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn decimate_avx512<S: Sample, const M: usize>(
+    input: &[S],
+    out: &mut [f32],
+    scale: f32,
+) -> usize {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_loadu_si512, _mm512_mask_mov_ps, _mm512_mul_ps,
+        _mm512_permutex2var_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+    let steps = out.len() / 16;
+    debug_assert!(input.len() >= out.len() * M);
+    let scale = _mm512_set1_ps(scale);
+    for step in 0..steps {
+        let mut rows = [_mm512_setzero_ps(); M];
+        for (r, row) in rows.iter_mut().enumerate() {
+            // SAFETY: (step + 1) * 16 * M <= out.len() * M <= input.len().
+            *row = unsafe { S::load16(input.as_ptr().add((step * M + r) * 16)) };
+        }
+        let mut sum = _mm512_setzero_ps();
+        for k in 0..M {
+            let column = if M == 1 {
+                rows[0]
+            } else {
+                let indices = column_indices::<16, M>(k);
+                // SAFETY: `indices` holds sixteen i32.
+                let indices = unsafe { _mm512_loadu_si512(indices.as_ptr().cast()) };
+                // The permute reads the low five bits of each index: one pair of rows at a time.
+                let mut column = _mm512_permutex2var_ps(rows[0], indices, rows[1]);
+                for pair in 1..M.div_ceil(2) {
+                    let second = rows[(2 * pair + 1).min(M - 1)];
+                    let picked = _mm512_permutex2var_ps(rows[2 * pair], indices, second);
+                    let mask = lanes_from::<16, M>(k, pair, 32) as u16;
+                    column = _mm512_mask_mov_ps(column, mask, picked);
+                }
+                column
+            };
+            sum = _mm512_add_ps(sum, column);
+        }
+        // SAFETY: step * 16 + 16 <= out.len().
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(step * 16), _mm512_mul_ps(sum, scale)) };
+    }
+    steps * 16
+}
+
+/// Eight groups per step; column `k` is gathered with one-source permutes and blends.
+/// Returns how many analysis samples it wrote (a multiple of 8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn decimate_avx2<S: Sample, const M: usize>(
+    input: &[S],
+    out: &mut [f32],
+    scale: f32,
+) -> usize {
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_loadu_si256, _mm256_mul_ps,
+        _mm256_permutevar8x32_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    let steps = out.len() / 8;
+    debug_assert!(input.len() >= out.len() * M);
+    let scale = _mm256_set1_ps(scale);
+    for step in 0..steps {
+        let mut rows = [_mm256_setzero_ps(); M];
+        for (r, row) in rows.iter_mut().enumerate() {
+            // SAFETY: (step + 1) * 8 * M <= out.len() * M <= input.len().
+            *row = unsafe { S::load8(input.as_ptr().add((step * M + r) * 8)) };
+        }
+        let mut sum = _mm256_setzero_ps();
+        for k in 0..M {
+            let column = if M == 1 {
+                rows[0]
+            } else {
+                let indices = column_indices::<8, M>(k);
+                // SAFETY: `indices` holds eight i32.
+                let indices = unsafe { _mm256_loadu_si256(indices.as_ptr().cast()) };
+                let mut column = _mm256_setzero_ps();
+                for (r, &row) in rows.iter().enumerate() {
+                    let mask = lanes_from::<8, M>(k, r, 8);
+                    if mask == 0 {
+                        continue;
+                    }
+                    let selector: [i32; 8] =
+                        std::array::from_fn(|lane| if mask >> lane & 1 == 1 { -1 } else { 0 });
+                    // SAFETY: `selector` holds eight i32.
+                    let selector = _mm256_castsi256_ps(unsafe {
+                        _mm256_loadu_si256(selector.as_ptr().cast())
+                    });
+                    // The permute reads the low three bits of each index.
+                    let picked = _mm256_permutevar8x32_ps(row, indices);
+                    column = _mm256_blendv_ps(column, picked, selector);
+                }
+                column
+            };
+            sum = _mm256_add_ps(sum, column);
+        }
+        // SAFETY: step * 8 + 8 <= out.len().
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(step * 8), _mm256_mul_ps(sum, scale)) };
+    }
+    steps * 8
 }
 
 /// `r[k] = sum over the frame of x[n] * x[n - k]`, reading `HISTORY` samples before it (zeros
@@ -513,6 +730,10 @@ fn autocorrelation(buffer: &[f32], n: usize) -> [f32; LAGS] {
     assert!(n.is_multiple_of(8) && buffer.len() >= HISTORY + n);
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512vl") {
+            // SAFETY: AVX-512VL (and so AVX) is available and the assert bounds every load.
+            return unsafe { autocorrelation_avx512(buffer, n) };
+        }
         if std::arch::is_x86_feature_detected!("avx") {
             // SAFETY: AVX is available (checked above) and the assert bounds every load.
             return unsafe { autocorrelation_avx(buffer, n) };
@@ -546,32 +767,90 @@ fn autocorrelation_portable(buffer: &[f32], n: usize) -> [f32; LAGS] {
     lags
 }
 
+/// All lags at once, one accumulator each, so the sums run side by side instead of waiting on
+/// one another's additions: nine lags then eight (sixteen registers), or all seventeen when
+/// AVX-512VL gives thirty-two.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn autocorrelation_avx(buffer: &[f32], n: usize) -> [f32; LAGS] {
+    let mut lags = [0.0f32; LAGS];
+    // SAFETY: the caller asserted n % 8 == 0 and HISTORY + n <= buffer.len().
+    unsafe {
+        lag_sums_avx::<0, 9>(buffer, n, &mut lags);
+        lag_sums_avx::<9, 8>(buffer, n, &mut lags);
+    }
+    lags
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,avx512f,avx512vl")]
+unsafe fn autocorrelation_avx512(buffer: &[f32], n: usize) -> [f32; LAGS] {
+    let mut lags = [0.0f32; LAGS];
+    // SAFETY: the caller asserted n % 8 == 0 and HISTORY + n <= buffer.len().
+    unsafe { lag_sums_avx::<0, LAGS>(buffer, n, &mut lags) };
+    lags
+}
+
+/// Lags `FIRST..FIRST + COUNT`, each summed in eight lanes and reduced like the portable build.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx")]
+unsafe fn lag_sums_avx<const FIRST: usize, const COUNT: usize>(
+    buffer: &[f32],
+    n: usize,
+    lags: &mut [f32; LAGS],
+) {
     use std::arch::x86_64::{
         _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
     let base = buffer.as_ptr();
-    let mut lags = [0.0f32; LAGS];
-    for (lag, out) in lags.iter_mut().enumerate() {
-        let mut acc = _mm256_setzero_ps();
-        let mut i = 0;
-        while i < n {
-            // SAFETY: i + 8 <= n and HISTORY + n <= buffer.len() (asserted by the caller).
-            unsafe {
-                let a = _mm256_loadu_ps(base.add(HISTORY + i));
-                let b = _mm256_loadu_ps(base.add(HISTORY - lag + i));
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(a, b));
+    let mut sums = [_mm256_setzero_ps(); COUNT];
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 8 <= n, HISTORY + n <= buffer.len() and FIRST + COUNT <= LAGS = HISTORY + 1.
+        unsafe {
+            let current = _mm256_loadu_ps(base.add(HISTORY + i));
+            for (offset, sum) in sums.iter_mut().enumerate() {
+                let delayed = _mm256_loadu_ps(base.add(HISTORY - FIRST - offset + i));
+                *sum = _mm256_add_ps(*sum, _mm256_mul_ps(current, delayed));
             }
-            i += 8;
         }
+        i += 8;
+    }
+    let whole = COUNT / 8 * 8;
+    for (block, eight) in sums[..whole].chunks_exact(8).enumerate() {
+        let eight: &[__m256; 8] = eight.try_into().expect("eight sums");
+        // SAFETY: FIRST + whole <= LAGS, so eight floats fit from FIRST + 8 * block.
+        unsafe {
+            _mm256_storeu_ps(
+                lags.as_mut_ptr().add(FIRST + 8 * block),
+                reduce_eight(eight),
+            );
+        }
+    }
+    for (offset, sum) in sums.iter().enumerate().skip(whole) {
         let mut lanes = [0.0f32; 8];
         // SAFETY: `lanes` holds eight floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        *out = reduce_lanes(lanes);
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *sum) };
+        lags[FIRST + offset] = reduce_lanes(lanes);
     }
-    lags
+}
+
+/// `reduce_lanes` of eight sums at once, adding the same pairs in the same order: the 128-bit
+/// halves give `a[j] + a[j + 4]`, then two rounds of horizontal adds pair those up.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx")]
+fn reduce_eight(sums: &[__m256; 8]) -> __m256 {
+    use std::arch::x86_64::{_mm256_add_ps, _mm256_hadd_ps, _mm256_permute2f128_ps};
+    let halves = |k: usize| {
+        let low = _mm256_permute2f128_ps::<0x20>(sums[k], sums[k + 4]);
+        let high = _mm256_permute2f128_ps::<0x31>(sums[k], sums[k + 4]);
+        _mm256_add_ps(low, high)
+    };
+    let first = _mm256_hadd_ps(halves(0), halves(1));
+    let second = _mm256_hadd_ps(halves(2), halves(3));
+    _mm256_hadd_ps(first, second)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -899,6 +1178,9 @@ mod tests {
                 if std::arch::is_x86_feature_detected!("avx") {
                     assert_eq!(bits(autocorrelation_avx(&buffer, n)), bits(portable));
                 }
+                if std::arch::is_x86_feature_detected!("avx512vl") {
+                    assert_eq!(bits(autocorrelation_avx512(&buffer, n)), bits(portable));
+                }
             }
             // And the lag sums are the textbook ones (to rounding).
             for (lag, &value) in portable.iter().enumerate() {
@@ -911,6 +1193,75 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every decimation kernel gives the scalar group sums bit for bit, for both sample types,
+    /// every decimation factor and lengths that leave a scalar tail.
+    #[test]
+    fn every_decimation_build_agrees_bit_for_bit() {
+        fn check<S: Sample + std::fmt::Debug, const M: usize>(input: &[S]) {
+            let scale = 1.0 / M as f32;
+            for outputs in [0, 1, 7, 8, 15, 16, 17, 40, 80, 83] {
+                let input = &input[..outputs * M];
+                let mut portable = vec![0.0f32; outputs];
+                decimate_portable::<S, M>(input, &mut portable, scale);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                // The scalar path is the textbook mean (to rounding).
+                for (group, &value) in input.chunks_exact(M).zip(&portable) {
+                    let exact = group.iter().map(|x| f64::from(x.to_f32())).sum::<f64>() / M as f64;
+                    assert!(
+                        (f64::from(value) - exact).abs() <= 1e-6,
+                        "{value} vs {exact}"
+                    );
+                }
+                let mut dispatched = vec![f32::NAN; outputs];
+                decimate::<S, M>(input, &mut dispatched, scale);
+                assert_eq!(bits(&dispatched), bits(&portable), "M={M} n={outputs}");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let tail = |kernel: unsafe fn(&[S], &mut [f32], f32) -> usize| {
+                        let mut out = vec![f32::NAN; outputs];
+                        // SAFETY: the caller checked the CPU features.
+                        let done = unsafe { kernel(input, &mut out, scale) };
+                        assert!(done <= outputs && outputs - done < 16);
+                        assert_eq!(bits(&out[..done]), bits(&portable[..done]), "M={M}");
+                        assert!(out[done..].iter().all(|x| x.is_nan()), "wrote past {done}");
+                    };
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        tail(decimate_avx2::<S, M>);
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        tail(decimate_avx512::<S, M>);
+                    }
+                }
+            }
+        }
+        let mut noise = Noise(11);
+        let len = 83 * 6;
+        // Signed zeros and full-scale values included: the sums must match to the sign of zero.
+        let floats: Vec<f32> = (0..len)
+            .map(|i| match i % 37 {
+                0 => -0.0,
+                1 => 1.0,
+                2 => -1.0,
+                _ => noise.uniform() * if i % 5 == 0 { 1e-4 } else { 1.0 },
+            })
+            .collect();
+        let ints: Vec<i16> = (0..len)
+            .map(|i| match i % 29 {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                _ => (noise.uniform() * 32767.0) as i16,
+            })
+            .collect();
+        check::<f32, 1>(&floats);
+        check::<f32, 2>(&floats);
+        check::<f32, 3>(&floats);
+        check::<f32, 6>(&floats);
+        check::<i16, 1>(&ints);
+        check::<i16, 2>(&ints);
+        check::<i16, 3>(&ints);
+        check::<i16, 6>(&ints);
     }
 
     #[test]

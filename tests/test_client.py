@@ -406,6 +406,58 @@ async def test_a_dropped_connection_mid_response_reconnects_and_keeps_the_conver
                          ("user", "completed"), ("assistant", "completed")]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_tool_calls_and_their_outputs_are_replayed_after_a_reconnect() -> None:
+    state = {"calls": 0}
+
+    def responder(ctx: ResponseContext) -> Any:
+        state["calls"] += 1
+        if state["calls"] == 1:
+            return [FunctionCall("get_weather", {"city": "Paris"}, call_id="call_paris")]
+        if state["calls"] == 2:
+            return Text("It is sunny in Paris.")
+        if state["calls"] == 3:
+            return [Text("cut short"), Drop()]
+        # What the new session holds, in order.
+        def describe(item: dict[str, Any]) -> str:
+            text = (item.get("content") or [{}])[0].get("text")
+            detail = text or item.get("arguments") or item.get("output") or ""
+            return (f"{item['type']}:{item.get('role') or item.get('name') or ''}:"
+                    f"{item.get('call_id') or ''}:{detail}")
+
+        return Text(" / ".join(describe(item) for item in ctx.items))
+
+    async with Simulator(responder=responder) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=TEXT_ONLY, backoff_initial_s=0.01
+    ) as client:
+        recorder = Recorder(client)
+        await client.add_tool({"name": "get_weather"}, lambda a: {"sky": "sunny", **a})
+        await client.send_user_message_content("weather in Paris?")
+        await client.create_response()
+        with anyio.fail_after(5):
+            while not any(i.role == "assistant" and i.text.startswith("It is sunny")
+                          for i in client.conversation.items):
+                await anyio.sleep(0.01)
+        await client.send_user_message_content("and tomorrow?")
+        await client.create_response()
+        with anyio.fail_after(5):
+            while "connection.restored" not in recorder.names():
+                await anyio.sleep(0.01)
+        await client.send_user_message_content("what did the tool say?")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        seen = client.conversation.items[-1].text.split(" / ")
+    output = json.dumps({"sky": "sunny", "city": "Paris"})
+    assert seen[:4] == [
+        "message:user::weather in Paris?",
+        'function_call:get_weather:call_paris:{"city": "Paris"}',
+        f"function_call_output::call_paris:{output}",
+        "message:assistant::It is sunny in Paris.",
+    ]
+    assert seen[4:] == ["message:user::and tomorrow?", "message:assistant::cut short",
+                        "message:user::what did the tool say?"]
+
+
 async def test_session_expiry_reconnects_and_continues() -> None:
     async with Simulator(max_session_s=0.5) as sim, RealtimeClient(
         sim.url, api_key="sk-test", session=TEXT_ONLY, backoff_initial_s=0.01

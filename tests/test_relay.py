@@ -672,11 +672,18 @@ async def test_one_log_line_per_connection_and_scrapeable_counters(
     assert KEY not in repr(stack.relay)
 
 
+# Connections per run of the leak test; REALTALK_LEAK_ROUNDS=3000 for the long run
+# (benches/README.md, relay section).
+LEAK_ROUNDS = int(os.environ.get("REALTALK_LEAK_ROUNDS", "150"))
+
+
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
 async def test_many_sequential_connections_leak_nothing() -> None:
+    from websockets.protocol import Protocol
+
     from realtalk.relay import _Connection
 
     async with relay_stack() as stack:
@@ -692,20 +699,33 @@ async def test_many_sequential_connections_leak_nothing() -> None:
                 if n % 3 == 2:
                     await anyio.aclose_forcefully(client.ws._stream)
 
+        def forget_records() -> None:  # what the test harness itself keeps per connection
+            stack.clients.clear()
+            for records in (stack.tap.requests, stack.tap.frames_up, stack.tap.frames_down,
+                            stack.tap.closes_from_relay):
+                records.clear()
+
         for n in range(6):  # warm up (first-use allocations, pools)
             await one_round(n)
+        forget_records()
         await wait_for(lambda: stack.relay.stats.connections_open == 0)
         tasks_before = len(anyio.get_running_tasks())
         descriptors_before = open_descriptors()
-        for n in range(150):
+        gc.collect()
+        per_connection = (WebSocket, _Connection, Protocol)
+        objects_before = sum(isinstance(o, per_connection) for o in gc.get_objects())
+        for n in range(LEAK_ROUNDS):
             await one_round(n)
+            forget_records()
         await wait_for(lambda: stack.relay.stats.connections_open == 0
                        and not stack.tap.live and len(anyio.get_running_tasks()) <= tasks_before
                        and open_descriptors() <= descriptors_before)
         gc.collect()
         assert not [o for o in gc.get_objects() if isinstance(o, _Connection)]
+        # No connection's WebSocket or Sans-I/O protocol object outlives it, on either side.
+        assert sum(isinstance(o, per_connection) for o in gc.get_objects()) <= objects_before
         stats = stack.relay.stats
-        assert stats.connections_total == 156 and stats.sessions_open == 0
+        assert stats.connections_total == LEAK_ROUNDS + 6 and stats.sessions_open == 0
 
 
 async def test_run_relay_serves_until_cancelled_and_shutdown_closes_both_sides() -> None:

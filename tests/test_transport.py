@@ -963,3 +963,82 @@ async def test_try_send_text_after_close_sends_nothing() -> None:
         async with open_websocket(server.url) as ws:
             await ws.close()
             assert not ws.try_send_text(b"late")
+
+
+# ---- the asyncio fast path: the reader works in the event loop's data callback ----
+
+
+async def test_the_reader_reads_from_the_loop_callback_on_asyncio_plain_tcp(
+    anyio_backend_name: str,
+) -> None:
+    # A canary on anyio's private stream attributes: if an anyio release renames them the fast
+    # path silently turns off, and this test says so.
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            await ws.send("hello")
+            assert await ws.receive() == "hello"
+            assert (ws._push is not None) == (anyio_backend_name == "asyncio")
+
+
+async def test_a_consume_handler_may_use_anyio_and_start_tasks() -> None:
+    # On asyncio the handler runs in a loop callback, outside any task: anyio must still know
+    # which loop it is on. (As under asyncio.run: no runner has told sniffio the library.)
+    sniffio = pytest.importorskip("sniffio")
+    sniffio.current_async_library_cvar.set(None)
+    results: list[str] = []
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws, anyio.create_task_group() as tg:
+
+            async def record(text: str) -> None:
+                await anyio.sleep(0)
+                results.append(text)
+
+            def handler(data: bytes, is_text: bool) -> None:
+                assert anyio.current_time() > 0
+                tg.start_soon(record, data.decode())
+
+            tg.start_soon(ws.consume, handler)
+            for index in range(20):
+                await ws.send(f"m{index}")
+            with anyio.fail_after(5):
+                while len(results) < 20:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    assert sorted(results) == sorted(f"m{index}" for index in range(20))
+
+
+async def test_messages_sent_right_after_the_handshake_are_all_received() -> None:
+    # They may arrive before the fast path takes over the socket: none may be lost.
+    async def burst(ws: WebSocket) -> None:
+        await ws.send_texts([f"early {index}" for index in range(500)])
+        async for _ in ws:
+            pass
+
+    async with WebSocketServer(burst, compression=None) as server:
+        for _ in range(5):
+            async with open_websocket(server.url, compression=None) as ws:
+                received = [await ws.receive() for _ in range(500)]
+                assert received == [f"early {index}" for index in range(500)]
+
+
+async def test_abort_drops_the_connection_without_a_close_handshake() -> None:
+    peer_saw: list[ConnectionClosed] = []
+
+    async def record(ws: WebSocket) -> None:
+        try:
+            await ws.receive()
+        except ConnectionClosed as exc:
+            peer_saw.append(exc)
+
+    async with WebSocketServer(record) as server:
+        async with open_websocket(server.url) as ws:
+            ws.abort("giving up")
+            with pytest.raises(ConnectionClosed, match="giving up") as raised:
+                await ws.receive()
+            assert raised.value.code == 1006
+            with pytest.raises(ConnectionClosed):
+                await ws.send("too late")
+        with anyio.fail_after(5):
+            while not peer_saw:
+                await anyio.sleep(0.01)
+    assert peer_saw[0].code == 1006

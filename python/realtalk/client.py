@@ -3,7 +3,8 @@
 One client owns one task group (nothing outlives its ``async with``) in which a supervisor task
 owns the connection: it connects, pushes the session config and tools, runs one reader and one
 writer task per connection, and on a retryable close reconnects with jittered backoff, replays
-the conversation's text history and then the audio appended during the outage.
+the conversation's history (messages as text, tool calls and their outputs) and then the audio
+appended during the outage.
 
 Hot paths: microphone frames become wire messages in one Rust call (``Uplink.encode``, done in
 the caller's thread); audio deltas go from the wire into ``playback`` in one Rust call
@@ -869,31 +870,49 @@ class RealtimeClient:
         self._link = link
 
     async def _replay_history(self, link: Link) -> None:
-        """Give the new session the conversation so far, as text items chained in order."""
+        """Give the new session the conversation so far, chained in order: messages as text
+        (their transcript for audio), tool calls with their arguments and outputs."""
         self.conversation.start_new_session()
         previous: str | None = None
+        replayed_calls: set[str] = set()
         for item in self.conversation.items:
-            if item.type != "message" or item.role not in ("user", "assistant", "system"):
+            body = self._replayable(item, replayed_calls)
+            if body is None:
                 continue
-            text = item.text or item.transcript
-            if not text:
-                continue
-            kind = "output_text" if item.role == "assistant" else "input_text"
             replay_id = _new_item_id()
             self.conversation.alias(replay_id, item.id)
             event: dict[str, Any] = {"type": "conversation.item.create",
                                      "event_id": "event_" + uuid.uuid4().hex[:20],
-                                     "item": {"id": replay_id, "type": "message",
-                                              "role": item.role,
-                                              "content": [{"type": kind, "text": text}]}}
+                                     "item": {"id": replay_id, **body}}
             if previous is not None:
                 event["previous_item_id"] = previous
             await self._send_on(link, _events.serialize_client_event(event, self.protocol))
             previous = replay_id
         if previous is not None:
             # What the new session appends after the replay follows our whole history, items
-            # that were not replayed (tool calls, audio without transcript) included.
+            # that were not replayed (audio without transcript, unfinished calls) included.
             self.conversation.alias(previous, self.conversation.items[-1].id)
+
+    @staticmethod
+    def _replayable(item: Item, replayed_calls: set[str]) -> dict[str, Any] | None:
+        """The item's replay (without id), or None if there is nothing a session can take."""
+        if item.type == "message" and item.role in ("user", "assistant", "system"):
+            text = item.text or item.transcript
+            if not text:
+                return None
+            kind = "output_text" if item.role == "assistant" else "input_text"
+            return {"type": "message", "role": item.role,
+                    "content": [{"type": kind, "text": text}]}
+        if item.type == "function_call" and item.call_id and item.name \
+                and item.status == "completed":
+            replayed_calls.add(item.call_id)
+            return {"type": "function_call", "call_id": item.call_id, "name": item.name,
+                    "arguments": item.arguments}
+        if item.type == "function_call_output" and item.call_id in replayed_calls \
+                and item.output is not None:
+            return {"type": "function_call_output", "call_id": item.call_id,
+                    "output": item.output}
+        return None
 
     async def _run_connection(self, link: Link) -> None:
         try:

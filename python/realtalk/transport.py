@@ -7,7 +7,9 @@ handshake; this module does the I/O around them:
 - one reader task per connection (in the connection's own task group) feeds received bytes to the
   protocol, answers pings and close frames, and delivers whole messages into a bounded queue
   (``max_queue`` messages). A slow consumer fills the queue, the reader stops reading, TCP flow
-  control stops the peer: memory stays flat;
+  control stops the peer: memory stays flat. On asyncio with a plain TCP stream the reader does
+  its work in the event loop's data callback instead (see :func:`_push_receiver`): a message then
+  costs one wake-up of the loop fewer, or two fewer with :meth:`WebSocket.consume`;
 - every send goes through one lock and awaits the socket write, so a slow peer slows the sender
   down instead of growing a buffer;
 - keepalive pings every ``ping_interval`` seconds; a peer that does not answer within
@@ -60,6 +62,11 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.abc
+
+try:
+    import sniffio as _sniffio
+except ImportError:  # anyio then detects asyncio from the running loop, even in callbacks
+    _sniffio = None
 import msgspec
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
@@ -298,13 +305,23 @@ class _MessageQueue:
     event loop, which matters when messages trickle in one per TCP segment. ``put`` waits while
     ``max_size`` messages are queued; ``get`` returns a queued message without yielding."""
 
-    __slots__ = ("_items", "_max_size", "_not_empty", "_not_full", "discarding", "ended")
+    __slots__ = (
+        "_items",
+        "_max_size",
+        "_not_empty",
+        "_not_full",
+        "discarding",
+        "ended",
+        "on_room",
+    )
 
     def __init__(self, max_size: int) -> None:
         self._items: deque[RawMessage] = deque()
         self._max_size = max(1, max_size)
         self._not_empty: anyio.Event | None = None
         self._not_full: anyio.Event | None = None
+        self.on_room: Callable[[], None] | None = None
+        """Called once when a consumer takes a message from a full queue (then cleared)."""
         self.ended = False
         """No message will be added any more (the reader finished)."""
         self.discarding = False
@@ -323,22 +340,37 @@ class _MessageQueue:
         """Queue ``message`` if there is room (or drop it when discarding); False if full."""
         if len(self._items) >= self._max_size and not self.discarding:
             return False
-        if not self.discarding:
-            self._items.append(message)
-            waiter = self._not_empty
-            if waiter is not None:
-                self._not_empty = None
-                waiter.set()
+        self.push(message)
         return True
+
+    def push(self, message: RawMessage) -> bool:
+        """Queue ``message`` even beyond ``max_size`` (or drop it when discarding); True if
+        the queue is now full, so the caller should stop reading until ``on_room`` is called."""
+        items = self._items
+        if self.discarding:
+            return False
+        items.append(message)
+        waiter = self._not_empty
+        if waiter is not None:
+            self._not_empty = None
+            waiter.set()
+        return len(items) >= self._max_size
 
     def take(self) -> RawMessage:
         """The oldest queued message (the queue must not be empty)."""
         message = self._items.popleft()
+        self._made_room()
+        return message
+
+    def _made_room(self) -> None:
         waiter = self._not_full
         if waiter is not None:
             self._not_full = None
             waiter.set()
-        return message
+        on_room = self.on_room
+        if on_room is not None and len(self._items) < self._max_size:
+            self.on_room = None
+            on_room()
 
     async def get(self) -> RawMessage | None:
         """The next message, or None once the queue has ended (or discards) and is empty."""
@@ -351,10 +383,7 @@ class _MessageQueue:
                 self._not_empty = waiter = anyio.Event()
             await waiter.wait()
         message = items.popleft()
-        waiter = self._not_full
-        if waiter is not None:
-            self._not_full = None
-            waiter.set()
+        self._made_room()
         return message
 
     def end(self) -> None:
@@ -371,6 +400,9 @@ class _MessageQueue:
             if waiter is not None:
                 waiter.set()
         self._not_empty = self._not_full = None
+        on_room, self.on_room = self.on_room, None
+        if on_room is not None:
+            on_room()
 
 
 class WebSocket:
@@ -431,6 +463,9 @@ class WebSocket:
         self._fragments: list[bytes] = []
         self._fragments_are_text = False
         self._failure: RealtalkError | None = None
+        # The asyncio fast path: set while the event loop's data callback does the reading
+        self._push: _PushReceiver | None = None
+        self._reader_wake = anyio.Event()
         # consume(): the handler the reader calls in place of queueing, and how it ended
         self._sink: Callable[[bytes, bool], object] | None = None
         self._sink_ended: anyio.Event | None = None
@@ -490,8 +525,11 @@ class WebSocket:
         """Call ``handler(data, is_text)`` for every message, in order, until the connection
         ends; then raise the closing exception (as :meth:`receive_raw` would).
 
-        The reader task calls ``handler`` as each message arrives: no hand-off to another task
-        and no queue, so a message costs one wake-up of the event loop instead of two. The
+        The reader calls ``handler`` as each message arrives: no hand-off to another task and
+        no queue, so a message costs one wake-up of the event loop instead of two (on asyncio
+        over plain TCP the handler runs in the loop's data callback, outside any task: anyio
+        calls such as ``start_soon`` work there, context variables of the caller are not
+        seen). The
         handler must not block (it is synchronous; start tasks for slow work); while it runs
         the reader reads nothing more, so backpressure holds. An exception from ``handler`` stops
         the delivery and is raised here (later messages queue up for the receive methods as
@@ -677,6 +715,13 @@ class WebSocket:
                     self._reader_scope.deadline = anyio.current_time() + self._close_timeout
                     await self._drain()
 
+    def abort(self, why: str = "connection aborted locally") -> None:
+        """Drop the TCP connection at once, without a close handshake: the peer sees an
+        abnormal closure (1006), and every later receive and send here raises
+        ``ConnectionClosed(1006, message=why)``. For giving up on a peer and for fault
+        injection; :meth:`close` is the orderly way."""
+        self._abort(ConnectionClosed(1006, "", message=why))
+
     def _abort(self, failure: RealtalkError | None) -> None:
         """Drop the connection at once: the reader stops and closes the stream."""
         if self._failure is None:
@@ -765,12 +810,9 @@ class WebSocket:
             await self._stream.aclose()
 
     async def _flush_from_reader(self) -> None:
-        writes = self._protocol.data_to_send()
-        if not writes:
-            return
-        self._pending_writes.extend(writes)
+        self._pending_writes.extend(self._protocol.data_to_send())
         # A task holding the lock drains in a loop and will pick these writes up.
-        if not self._send_lock.locked():
+        if self._pending_writes and not self._send_lock.locked():
             async with self._send_lock:
                 await self._drain()
 
@@ -781,28 +823,18 @@ class WebSocket:
             with self._reader_scope:
                 if initial_events:
                     await self._process_events(initial_events)
-                while True:
-                    try:
-                        data = await stream.receive(_RECEIVE_SIZE)
-                    except (
-                        anyio.EndOfStream,
-                        anyio.BrokenResourceError,
-                        anyio.ClosedResourceError,
-                        OSError,
-                        ssl.SSLError,
-                    ):
-                        break
-                    self._receive_count += 1
-                    protocol.receive_data(data)
-                    await self._flush_from_reader()
-                    await self._process_events(protocol.events_received())
-                    if protocol.close_expected() and math.isinf(self._reader_scope.deadline):
-                        self._reader_scope.deadline = anyio.current_time() + self._close_timeout
+                self._push = _push_receiver(stream, self._receive_pushed, self._end_pushed)
+                if self._push is None:
+                    await self._read_stream()
+                else:
+                    await self._serve_pushed(self._push)
         except Exception as exc:  # a bug must not take the task group down with it
             logger.exception("WebSocket reader failed")
             if self._failure is None:
                 self._failure = ConnectionClosed(1006, "", message=f"reader failed: {exc!r}")
         finally:
+            if self._push is not None:
+                self._push.stop()
             with anyio.CancelScope(shield=True):
                 protocol.receive_eof()
                 protocol.data_to_send()
@@ -813,26 +845,108 @@ class WebSocket:
             for waiter in self._pings.values():
                 waiter.set()
 
+    async def _read_stream(self) -> None:
+        protocol = self._protocol
+        while True:
+            try:
+                data = await self._stream.receive(_RECEIVE_SIZE)
+            except (
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                OSError,
+                ssl.SSLError,
+            ):
+                return
+            self._receive_count += 1
+            protocol.receive_data(data)
+            await self._flush_from_reader()
+            await self._process_events(protocol.events_received())
+            if protocol.close_expected() and math.isinf(self._reader_scope.deadline):
+                self._reader_scope.deadline = anyio.current_time() + self._close_timeout
+
+    async def _serve_pushed(self, push: _PushReceiver) -> None:
+        """The fast path: the data callback does the reading; this task writes what it could
+        not (answers to pings and closes go through the send lock) until the stream ends."""
+        push.start()
+        while True:
+            await self._reader_wake.wait()
+            self._reader_wake = anyio.Event()
+            await self._flush_from_reader()
+            if push.ended:
+                return
+
+    def _receive_pushed(self, data: bytes) -> None:
+        """The fast path's reader: called by the event loop with each chunk received."""
+        protocol = self._protocol
+        try:
+            self._receive_count += 1
+            protocol.receive_data(data)
+            writes = protocol.data_to_send()
+            if writes:
+                self._pending_writes.extend(writes)
+                self._reader_wake.set()
+            incoming = self._incoming
+            for frame in protocol.events_received():
+                message = self._message_of(frame)
+                if message is None:
+                    continue
+                sink = self._sink
+                if sink is not None:
+                    self._deliver_to_sink(sink, message)
+                elif incoming.push(message) and self._push is not None:
+                    # Stop reading until a consumer makes room: TCP flow control does the rest.
+                    self._reader_blocked_by_consumer = True
+                    incoming.on_room = self._resume_pushed
+                    self._push.pause()
+            if protocol.close_expected() and math.isinf(self._reader_scope.deadline):
+                self._reader_scope.deadline = anyio.current_time() + self._close_timeout
+        except Exception as exc:  # a bug must not surface in the event loop's callback
+            logger.exception("WebSocket reader failed")
+            if self._failure is None:
+                self._failure = ConnectionClosed(1006, "", message=f"reader failed: {exc!r}")
+            self._end_pushed()
+
+    def _resume_pushed(self) -> None:
+        self._reader_blocked_by_consumer = False
+        if self._push is not None:
+            self._push.resume()
+        sink = self._sink
+        if sink is not None:  # a consumer arrived while the queue was full
+            self._deliver_to_sink(sink, None)
+
+    def _end_pushed(self) -> None:
+        """The fast path's end of stream (EOF, connection lost or a failure)."""
+        if self._push is not None:
+            self._push.ended = True
+        self._reader_wake.set()
+
+    def _message_of(self, frame: Any) -> RawMessage | None:
+        """The message ``frame`` completes, if any; answers pongs on the way."""
+        opcode = frame.opcode
+        if opcode is _TEXT or opcode is _BINARY:
+            if frame.fin:
+                return RawMessage(bytes(frame.data), opcode is _TEXT)
+            self._fragments = [frame.data]
+            self._fragments_are_text = opcode is _TEXT
+            return None
+        if opcode is _CONT:
+            self._fragments.append(frame.data)
+            if not frame.fin:
+                return None
+            message = RawMessage(b"".join(self._fragments), self._fragments_are_text)
+            self._fragments = []
+            return message
+        if opcode is _PONG:
+            self._acknowledge_pong(bytes(frame.data))
+        return None  # PING and CLOSE: the protocol already queued the answer
+
     async def _process_events(self, events: Sequence[Any]) -> None:
         incoming = self._incoming
         for frame in events:
-            opcode = frame.opcode
-            if opcode is _TEXT or opcode is _BINARY:
-                if not frame.fin:
-                    self._fragments = [frame.data]
-                    self._fragments_are_text = opcode is _TEXT
-                    continue
-                message = RawMessage(bytes(frame.data), opcode is _TEXT)
-            elif opcode is _CONT:
-                self._fragments.append(frame.data)
-                if not frame.fin:
-                    continue
-                message = RawMessage(b"".join(self._fragments), self._fragments_are_text)
-                self._fragments = []
-            else:
-                if opcode is _PONG:
-                    self._acknowledge_pong(bytes(frame.data))
-                continue  # PING and CLOSE: the protocol already queued the answer
+            message = self._message_of(frame)
+            if message is None:
+                continue
             sink = self._sink
             if sink is not None:
                 self._deliver_to_sink(sink, message)
@@ -915,6 +1029,105 @@ def _immediate_writer(stream: anyio.abc.ByteStream) -> Callable[[bytes | None], 
         return True
 
     return write
+
+
+class _PushReceiver(asyncio.BufferedProtocol):
+    """Takes the place of anyio's protocol on an asyncio transport so that received bytes go
+    straight to ``on_data`` from the event loop's callback. anyio's ``receive`` wakes the task
+    that awaits it through one more turn of the loop, and pauses and resumes the socket around
+    every read; a WebSocket reader needs neither. The socket is read into one buffer kept for
+    the connection: a plain protocol gets a new 256 KiB ``bytes`` per read, an allocation that
+    costs more than the message when events arrive one by one. Writing stays with anyio's
+    stream (this forwards the flow-control and connection-lost calls to anyio's protocol)."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        stream_protocol: Any,
+        on_data: Callable[[bytes], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        self._transport = transport
+        self._stream_protocol = stream_protocol
+        self._on_data = on_data
+        self._on_end = on_end
+        self.ended = False
+        self._active = False
+        self._buffer = memoryview(bytearray(_RECEIVE_SIZE))
+
+    def start(self) -> None:
+        stream_protocol = self._stream_protocol
+        self._transport.set_protocol(self)
+        self._active = True
+        pending = stream_protocol.read_queue  # bytes anyio received but nobody read yet
+        while pending and self._active:
+            self._on_data(pending.popleft())
+        stream_protocol.read_event.clear()
+        if stream_protocol.is_at_eof or stream_protocol.exception is not None:
+            self.eof_received()
+        elif self._active and not self.ended and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def stop(self) -> None:
+        """No more callbacks to ``on_data`` (the reader is closing the stream)."""
+        self._active = False
+
+    def pause(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._active and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._buffer[:nbytes].tobytes())
+
+    def data_received(self, data: bytes) -> None:
+        if self._active:
+            # A loop callback runs outside any task, where sniffio (which anyio asks) cannot
+            # tell the loop is asyncio: say so, once per callback context (the loop reuses it).
+            if _sniffio is not None and _sniffio.current_async_library_cvar.get() is None:
+                _sniffio.current_async_library_cvar.set("asyncio")
+            self._on_data(data)
+
+    def eof_received(self) -> bool:
+        self._stream_protocol.is_at_eof = True
+        self._on_end()
+        return True  # keep the transport: the reader still sends its close frame, then closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stream_protocol.connection_lost(exc)
+        self._on_end()
+
+    def pause_writing(self) -> None:
+        self._stream_protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._stream_protocol.resume_writing()
+
+
+def _push_receiver(
+    stream: anyio.abc.ByteStream, on_data: Callable[[bytes], None], on_end: Callable[[], None]
+) -> _PushReceiver | None:
+    """The fast path's receiver for a plain TCP stream on asyncio, or None where it does not
+    apply (trio, TLS, another anyio whose stream is built differently): callers then read with
+    ``stream.receive`` as usual. Like :func:`_immediate_writer` it relies on the attributes of
+    anyio's asyncio socket stream; tests/test_transport.py asserts it is in use on asyncio."""
+    transport = getattr(stream, "_transport", None)
+    protocol: Any = getattr(stream, "_protocol", None)
+    if (
+        not isinstance(transport, asyncio.Transport)
+        or not isinstance(getattr(protocol, "read_queue", None), deque)
+        or not isinstance(getattr(protocol, "read_event", None), asyncio.Event)
+        or not hasattr(protocol, "is_at_eof")
+        or not hasattr(transport, "set_protocol")
+    ):
+        return None
+    return _PushReceiver(transport, protocol, on_data, on_end)
 
 
 @asynccontextmanager

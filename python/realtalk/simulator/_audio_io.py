@@ -14,6 +14,8 @@ from realtalk import audio
 # semantic_vad has no silence knob; its eagerness decides how long a pause ends a turn.
 SEMANTIC_SILENCE_MS = {"low": 800, "medium": 500, "auto": 500, "high": 250}
 
+_PCM16 = np.dtype("<i2")
+
 b64decode = audio.b64decode
 b64encode = audio.b64encode
 
@@ -54,17 +56,21 @@ class SessionVad:
 
     def process(self, data: bytes) -> list[tuple[str, float]]:
         if self.format == "pcm16":
-            if self._odd_byte:
+            if self._odd_byte or len(data) % 2:
                 data = self._odd_byte + data
-            usable = len(data) - len(data) % 2
-            self._odd_byte = data[usable:]
-            samples = np.frombuffer(data, dtype="<i2", count=usable // 2)
+                usable = len(data) - len(data) % 2
+                self._odd_byte = data[usable:]
+                data = data[:usable]
+            samples = np.frombuffer(data, _PCM16)
         elif self.format == "g711_ulaw":
             samples = audio.ulaw_decode(data)
         else:
             samples = audio.alaw_decode(data)
-        events = []
-        for event in self._vad.process(samples):
+        found = self._vad.process(samples)
+        events: list[tuple[str, float]] = []
+        if not found:  # nearly every frame
+            return events
+        for event in found:
             if event.type == "speech_started":
                 events.append(("speech_started", float(event.audio_start_ms or 0)))
             else:

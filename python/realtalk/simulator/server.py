@@ -362,7 +362,8 @@ class Simulator:
         self._stats.connections += 1
         number = self._stats.connections
         started = time.monotonic()
-        logger.info("connection %d opened: %s", number, ws.request.path.split("?", 1)[0])
+        path = ws.request.path.split("?", 1)[0] if ws.request is not None else "?"
+        logger.info("connection %d opened: %s", number, path)
         connection = _Connection(self, ws)
         self._live.add(connection)
         try:
@@ -414,22 +415,31 @@ class _Connection:
     # -- output --
 
     def push(self) -> None:
-        """Serialise what the session queued and hand it to the writer, in order."""
+        """Serialise what the session queued and send it, in order: straight to the socket
+        while nothing waits ahead of it (no task switch), else through the writer."""
         if self.session is None or self._dropped or self._close_with is not None:
             return
         events = self.session.drain()
         if not events:  # most appends answer nothing: leave the writer asleep
             return
         limit = self.sim.drop_after_events
+        queue = self._queue
+        send_now = None if queue else self.ws.try_send_text
         for event in events:
             if limit is not None and self._events_sent >= limit:
                 self._drop()
                 return
             data = _encoder.encode(event)
-            self._queue.append(data)
-            self._queued_bytes += len(data)
             self._events_sent += 1
-        self._wake.set()
+            if send_now is not None:
+                if send_now(data):
+                    self.sim._stats.events_sent += 1
+                    continue
+                send_now = None  # refused (a write in progress, backpressure): queue from here
+            queue.append(data)
+            self._queued_bytes += len(data)
+        if queue:
+            self._wake.set()
 
     async def flush(self) -> None:
         self.push()
@@ -465,7 +475,7 @@ class _Connection:
             self._drained.set()
             if self._dropped:
                 # A fault hook: the TCP connection ends without a close frame (1006).
-                ws._abort(ConnectionClosed(1006, "", message="dropped by a simulator fault hook"))
+                ws.abort("dropped by a simulator fault hook")
                 raise _Finished
             if self._close_with is not None:
                 self._closing_done = True
@@ -601,12 +611,21 @@ class _Connection:
         assert self.session is not None
         session = self.session
         stats = self.sim._stats
-        while True:
-            message = await self.ws.receive_raw()
+
+        # Called by the transport's reader as each message arrives: no hand-off to this task.
+        def on_message(data: bytes, is_text: bool) -> None:
             stats.events_received += 1
-            session.feed(message.data.decode() if message.is_text else message.data)
-            self._start_responses()
-            self.push()
+            if is_text:
+                session.feed_text(data)
+            else:
+                session.feed(data)
+            # Most appends start nothing and answer nothing: skip the calls then.
+            if session.has_new_responses:
+                self._start_responses()
+            if session.has_output:
+                self.push()
+
+        await self.ws.consume(on_message)
 
     def _start_responses(self) -> None:
         assert self.session is not None and self._task_group is not None

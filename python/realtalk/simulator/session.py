@@ -87,6 +87,41 @@ MAX_APPEND_BYTES = 15 * 1024 * 1024
 MIN_COMMIT_MS = 100.0
 RATE_LIMIT_TOKENS = 40000
 _json_decoder = msgspec.json.Decoder()
+_APPEND_HEAD = b'{"type":"input_audio_buffer.append",'
+_EVENT_ID_FIELD = b'"event_id":"'
+_AUDIO_FIELD = b'"audio":"'
+_MAX_EVENT_ID = 512
+
+
+def _plain_append_audio(data: bytes) -> bytes | None:
+    """The decoded audio of an append event written exactly as ``{"type":"input_audio_buffer.
+    append"[,"event_id":"<printable ASCII, no escapes>"],"audio":"<base64>"}`` (no whitespace),
+    or None when the event is anything else, oversized or not valid base64 (the full path
+    then reports it). The base64 decoder is strict (alphabet and padding only), so a quote,
+    backslash or control character inside the audio field, which would change the JSON's
+    meaning, makes it refuse and sends the message the full way."""
+    at = len(_APPEND_HEAD)
+    if data.startswith(_EVENT_ID_FIELD, at):
+        start = at + len(_EVENT_ID_FIELD)
+        end = data.find(b'"', start)
+        if end < 0 or end - start > _MAX_EVENT_ID or data[end + 1 : end + 2] != b",":
+            return None
+        event_id = data[start:end]
+        # JSON allows raw printable ASCII other than backslash as is; anything else (escapes,
+        # control characters, non-ASCII) is left to the parser.
+        if not (event_id.isascii() and event_id.decode().isprintable()) or b"\\" in event_id:
+            return None
+        at = end + 2
+    if not data.startswith(_AUDIO_FIELD, at):
+        return None
+    at += len(_AUDIO_FIELD)
+    encoded_len = len(data) - 2 - at
+    if encoded_len < 0 or encoded_len * 3 // 4 > MAX_APPEND_BYTES:
+        return None
+    try:
+        return b64decode(data[at:-2])
+    except ValueError:
+        return None
 
 
 class VadLike(TypingProtocol):
@@ -179,7 +214,7 @@ class ServerSession:
         # conversation
         self._order: list[str] = []
         self._items: dict[str, dict[str, Any]] = {}
-        self._audio: dict[tuple[str, int], bytes] = {}
+        self._audio: dict[tuple[str, int], bytes | bytearray] = {}
         self._voice_locked = False
         # input buffer and its clock (ms since the first appended sample)
         self._buffer = bytearray()
@@ -204,6 +239,16 @@ class ServerSession:
         event: Event = {"type": type_, "event_id": self.ids.new("event")}
         event.update(fields)
         self._outbox.append(event)
+
+    @property
+    def has_output(self) -> bool:
+        """Events are queued for `drain`."""
+        return bool(self._outbox)
+
+    @property
+    def has_new_responses(self) -> bool:
+        """Responses are waiting for `take_new_responses`."""
+        return bool(self._new_responses)
 
     def drain(self) -> list[Event]:
         out, self._outbox = self._outbox, []
@@ -260,6 +305,21 @@ class ServerSession:
         else:
             event = frame
         self.handle(event)
+
+    def feed_text(self, data: bytes) -> None:
+        """Handle one text frame given as its UTF-8 bytes (replies stay queued for `drain`).
+
+        The same as ``feed(data.decode())``, but an `input_audio_buffer.append` in the shape
+        clients send it (``{"type":"input_audio_buffer.append","audio":"..."}``, optionally
+        with a plain ``"event_id"`` between the two) is taken apart without a JSON parse: at
+        50 frames a second per session that parse is most of the append's cost. Anything
+        else, and any doubt, goes the full way, so the answer is always what ``feed`` gives."""
+        if data.startswith(_APPEND_HEAD) and data.endswith(b'"}'):
+            audio = _plain_append_audio(data)
+            if audio is not None:
+                self.append_audio(audio)
+                return
+        self.feed(data.decode())
 
     def handle(self, event: Any) -> None:
         event_id = event.get("event_id") if isinstance(event, dict) else None
@@ -380,7 +440,7 @@ class ServerSession:
         elif self._input_format_changed(update):
             self._configure_vad()
         else:
-            self._view = cfg.session_view(self.protocol, self.session)
+            self._refresh_view()
 
     def _voice_in(self, update: dict[str, Any]) -> tuple[str, Any]:
         if self.protocol == "ga":
@@ -418,9 +478,17 @@ class ServerSession:
         value = self._view["turn_detection"]
         return value if isinstance(value, dict) else None
 
-    def _configure_vad(self) -> None:
-        # Every config change passes here: refresh the input-side view the hot path reads.
+    def _refresh_view(self) -> None:
+        # Every config change passes here: the input-side facts the append path reads, looked
+        # up once per change instead of once per 20 ms frame.
         self._view = cfg.session_view(self.protocol, self.session)
+        self._input_bytes_per_ms = cfg.BYTES_PER_MS[self._view["input_format"]]
+        turn = self.turn_detection or {}
+        # Between turns only the prefix padding (and a margin) can still become part of an item.
+        self._keep_between_turns_ms = float(turn.get("prefix_padding_ms", 300)) + 200
+
+    def _configure_vad(self) -> None:
+        self._refresh_view()
         self._idle_from_ms = None
         turn = self.turn_detection
         self._speech_item_id = None
@@ -455,7 +523,7 @@ class ServerSession:
         self.append_audio(audio)
 
     def append_audio(self, audio: bytes) -> None:
-        bytes_per_ms = cfg.BYTES_PER_MS[self.input_format]
+        bytes_per_ms = self._input_bytes_per_ms
         self.stats.input_audio_bytes += len(audio)
         self._buffer += audio
         self._clock_ms += len(audio) / bytes_per_ms
@@ -470,7 +538,7 @@ class ServerSession:
         if self._vad is not None and self._speech_item_id is None:
             # Between turns only the prefix padding can still become part of an item (and,
             # while the idle timer runs, the audio it would commit).
-            keep_ms = float((self.turn_detection or {}).get("prefix_padding_ms", 300)) + 200
+            keep_ms = self._keep_between_turns_ms
             if self._idle_from_ms is not None:
                 keep_ms = max(keep_ms, self._clock_ms - self._idle_from_ms)
             excess = int((self._clock_ms - self._buffer_start_ms - keep_ms) * bytes_per_ms)
@@ -1204,7 +1272,11 @@ class ServerSession:
         self.stats.output_audio_bytes += len(audio)
         if response.conversation == "auto":
             key = (item["id"], 0)
-            self._audio[key] = self._audio.get(key, b"") + audio
+            held = self._audio.get(key)
+            if isinstance(held, bytearray):
+                held += audio  # in place: a reply's audio is not copied again for each delta
+            else:
+                self._audio[key] = bytearray(held or b"") + audio
             self._voice_locked = True
             item["_format"] = fmt
         name = "response.output_audio.delta" if self.protocol == "ga" else "response.audio.delta"
