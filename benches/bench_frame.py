@@ -6,7 +6,8 @@ Run: ``.venv/bin/python -m pytest benches/bench_frame.py -p no:cacheprovider --b
 Uplink: a 48 kHz float32 microphone frame (960 samples) to the JSON text of an
 ``input_audio_buffer.append`` event (24 kHz PCM16). Downlink: a 24 kHz PCM16 audio delta
 (480 samples) to a 48 kHz float32 speaker frame. Duplex: one of each. Every contender keeps a
-streaming resampler across calls, as a live session does.
+streaming resampler across calls, as a live session does. Real-time duplex streams per core =
+20 ms / the duplex median.
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ def typical() -> tuple[Callable[[np.ndarray], Any], Callable[[str], Any]]:
     return uplink, downlink
 
 
-def tuned() -> tuple[Callable[[np.ndarray], Any], Callable[[str], Any]]:
+def tuned(soxr_quality: str = "HQ") -> tuple[Callable[[np.ndarray], Any], Callable[[str], Any]]:
     """orjson + pybase64 + soxr + numpy: the fastest Python pieces."""
-    up = soxr.ResampleStream(MIC_RATE, WIRE_RATE, 1, dtype="float32")
-    down = soxr.ResampleStream(WIRE_RATE, SPEAKER_RATE, 1, dtype="float32")
+    up = soxr.ResampleStream(MIC_RATE, WIRE_RATE, 1, dtype="float32", quality=soxr_quality)
+    down = soxr.ResampleStream(WIRE_RATE, SPEAKER_RATE, 1, dtype="float32", quality=soxr_quality)
 
     def uplink(frame: np.ndarray) -> bytes:
         wire = up.resample_chunk(frame)
@@ -101,10 +102,13 @@ def fused(quality: str) -> tuple[Callable[[np.ndarray], Any], Callable[[str], An
     )
 
 
+# Each realtalk quality next to the tuned path at a comparable soxr quality: realtalk "high"
+# (>= 100 dB) with soxr's default HQ, realtalk "low" (>= 80 dB) with soxr LQ (16-bit).
 PATHS = {
-    "typical (json+base64+numpy+soxr)": typical,
-    "tuned (orjson+pybase64+numpy+soxr)": tuned,
+    "typical (json+base64+numpy+soxr HQ)": typical,
+    "tuned (orjson+pybase64+numpy+soxr HQ)": tuned,
     "realtalk fused": lambda: fused("high"),
+    "tuned, soxr LQ": lambda: tuned("LQ"),
     "realtalk fused, quality=low": lambda: fused("low"),
 }
 

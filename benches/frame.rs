@@ -33,6 +33,26 @@ fn frame_paths(c: &mut Criterion) {
         });
     });
 
+    // At the wire rate (no resampler): what the fused paths themselves cost.
+    let mut uplink = Uplink::new(24_000, WireFormat::Pcm16, 1, Quality::High).unwrap();
+    let mut event = Vec::with_capacity(2048);
+    group.bench_function("uplink 24k f32 -> pcm16 event (no resampling)", |b| {
+        b.iter(|| {
+            event.clear();
+            uplink.encode_f32(black_box(&frame[..480]), None, &mut event).unwrap();
+        });
+    });
+    let mut downlink = Downlink::new(24_000, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+    let mut samples = vec![0.0f32; 480];
+    group.bench_function("downlink delta -> 24k f32 (no resampling)", |b| {
+        b.iter(|| {
+            let Scan::Delta(found) = downlink.scan(black_box(message.as_bytes()), true) else {
+                panic!("not a delta")
+            };
+            downlink.decode_f32_into(found.delta, &mut samples).unwrap();
+        });
+    });
+
     for quality in [Quality::High, Quality::Low] {
         let mut uplink = Uplink::new(48_000, WireFormat::Pcm16, 1, quality).unwrap();
         let mut event = Vec::with_capacity(2048);
@@ -44,14 +64,14 @@ fn frame_paths(c: &mut Criterion) {
         });
 
         let mut downlink = Downlink::new(48_000, WireFormat::Pcm16, Protocol::Ga, quality).unwrap();
-        let mut samples = Vec::with_capacity(1024);
+        let mut samples = vec![0.0f32; 960];
         group.bench_function(format!("downlink delta -> 48k f32 ({})", quality.name()), |b| {
             b.iter(|| {
                 let Scan::Delta(found) = downlink.scan(black_box(message.as_bytes()), true) else {
                     panic!("not a delta")
                 };
-                samples.clear();
-                downlink.decode_f32(found.delta, &mut samples).unwrap();
+                let len = downlink.output_len(found.delta).unwrap();
+                downlink.decode_f32_into(found.delta, &mut samples[..len]).unwrap();
             });
         });
 
@@ -62,8 +82,7 @@ fn frame_paths(c: &mut Criterion) {
                 let Scan::Delta(found) = downlink.scan(black_box(message.as_bytes()), true) else {
                     panic!("not a delta")
                 };
-                let item_id = found.item_id.into_owned();
-                downlink.decode_into_playback(&item_id, found.content_index, found.delta, &mut playback).unwrap();
+                downlink.decode_into_playback(&found.item_id, found.content_index, found.delta, &mut playback).unwrap();
                 playback.pull_into(&mut pulled);
             });
         });

@@ -302,8 +302,22 @@ fn is_string_special(byte: u8) -> bool {
 }
 
 /// The index of the first special byte (see [`is_string_special`]) at or after `from`.
-/// Eight bytes at a time: base64 audio makes up most of every message the scanner sees.
+/// Base64 audio makes up most of every message the scanner sees, so this runs 16 or 32 bytes
+/// at a time where the CPU allows.
 fn find_string_special(bytes: &[u8], from: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::find_string_special(bytes, from)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        find_string_special_swar(bytes, from)
+    }
+}
+
+/// [`find_string_special`] eight bytes at a time, in plain integer arithmetic.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn find_string_special_swar(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The lowest flagged byte of each test is exact (borrows only run upwards), so the lowest
@@ -323,6 +337,101 @@ fn find_string_special(bytes: &[u8], from: usize) -> Option<usize> {
         at += 8;
     }
     bytes[at..].iter().position(|&byte| is_string_special(byte)).map(|offset| at + offset)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::wildcard_imports)] // the intrinsics, by the dozen
+mod x86 {
+    //! The special-byte search in SSE2 (the x86-64 baseline) and AVX2. A byte is special if it
+    //! equals `"` or `\`, or if it is below 0x20 as a signed byte: control characters and
+    //! every non-ASCII byte (0x80 and up are negative).
+
+    use std::arch::x86_64::*;
+
+    /// Runs longer than this go to the AVX2 loop (when the CPU has it): most strings (keys,
+    /// ids, event types) end within the first 16 bytes, the audio goes on for a kilobyte.
+    const LONG_RUN: usize = 64;
+
+    #[inline]
+    pub(super) fn find_string_special(bytes: &[u8], from: usize) -> Option<usize> {
+        let len = bytes.len();
+        if from >= len {
+            return None;
+        }
+        if len < 16 {
+            return super::find_string_special_swar(bytes, from);
+        }
+        let mut at = from;
+        if at + 16 <= len {
+            // SAFETY: `at + 16 <= len`.
+            let mask = unsafe { special_mask_16(bytes.as_ptr().add(at)) };
+            if mask != 0 {
+                return Some(at + mask.trailing_zeros() as usize);
+            }
+            at += 16;
+            if len - at >= LONG_RUN && std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2.
+                at = unsafe { skip_plain_avx2(bytes, at) };
+            }
+            while at + 16 <= len {
+                // SAFETY: `at + 16 <= len`.
+                let mask = unsafe { special_mask_16(bytes.as_ptr().add(at)) };
+                if mask != 0 {
+                    return Some(at + mask.trailing_zeros() as usize);
+                }
+                at += 16;
+            }
+        }
+        if at == len {
+            return None;
+        }
+        // The tail: the last 16 bytes, of which the first `skip` were checked already.
+        let skip = at - (len - 16);
+        // SAFETY: `len >= 16`.
+        let mask = unsafe { special_mask_16(bytes.as_ptr().add(len - 16)) } >> skip;
+        (mask != 0).then(|| at + mask.trailing_zeros() as usize)
+    }
+
+    /// Bit `i` set if byte `i` of the 16 at `at` is special.
+    ///
+    /// # Safety
+    /// `at` must point to 16 readable bytes.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    unsafe fn special_mask_16(at: *const u8) -> u32 {
+        // SAFETY: the caller vouches for 16 readable bytes; the load is unaligned.
+        let chunk = unsafe { _mm_loadu_si128(at.cast()) };
+        let special = _mm_or_si128(
+            _mm_or_si128(
+                _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'"' as i8)),
+                _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'\\' as i8)),
+            ),
+            _mm_cmplt_epi8(chunk, _mm_set1_epi8(0x20)),
+        );
+        _mm_movemask_epi8(special) as u32
+    }
+
+    /// Skips whole 32-byte blocks with no special byte from `at`; returns where the first
+    /// block that has one starts (or where fewer than 32 bytes are left).
+    #[target_feature(enable = "avx2")]
+    unsafe fn skip_plain_avx2(bytes: &[u8], mut at: usize) -> usize {
+        let quote = _mm256_set1_epi8(b'"' as i8);
+        let backslash = _mm256_set1_epi8(b'\\' as i8);
+        let space = _mm256_set1_epi8(0x20);
+        while at + 32 <= bytes.len() {
+            // SAFETY: `at + 32 <= bytes.len()`; the load is unaligned.
+            let chunk = unsafe { _mm256_loadu_si256(bytes.as_ptr().add(at).cast()) };
+            let special = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpeq_epi8(chunk, quote), _mm256_cmpeq_epi8(chunk, backslash)),
+                _mm256_cmpgt_epi8(space, chunk),
+            );
+            if _mm256_movemask_epi8(special) != 0 {
+                break;
+            }
+            at += 32;
+        }
+        at
+    }
 }
 
 impl<'a> Scanner<'a> {
@@ -396,7 +505,7 @@ impl<'a> Scanner<'a> {
 
         let event_type = match event_type {
             Field::Absent => return Some(Scan::Other),
-            Field::Found(raw) => decode_string(raw)?,
+            Field::Found(raw) => self.text(raw)?,
             Field::Unusual => return None,
         };
         if event_type != delta_type {
@@ -416,12 +525,22 @@ impl<'a> Scanner<'a> {
             return None;
         }
         Some(Scan::Delta(AudioDeltaRef {
-            response_id: decode_string(response_id)?,
-            item_id: decode_string(item_id)?,
+            response_id: self.text(response_id)?,
+            item_id: self.text(item_id)?,
             output_index,
             content_index,
             delta: delta.raw,
         }))
+    }
+
+    /// The text of a string of the scanned message (see [`decode_string`]).
+    fn text(&self, string: RawString<'a>) -> Option<Cow<'a, str>> {
+        if !string.escaped && !self.non_ascii {
+            // SAFETY: the scan flags every byte from 0x80 up, inside strings (the only place
+            // they are allowed), and it saw none: the bytes are ASCII, which is UTF-8.
+            return Some(Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(string.raw) }));
+        }
+        decode_string(string)
     }
 
     /// A string value (any other value is skipped).
@@ -440,10 +559,9 @@ impl<'a> Scanner<'a> {
         let start = self.at;
         if let b'-' | b'0'..=b'9' = self.peek()? {
             let is_integer = self.scan_number()?;
-            let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
-            Some(match text.parse() {
-                Ok(value) if is_integer => Value::Expected(value),
-                _ => Value::OtherType,
+            Some(match is_integer.then(|| parse_i64(&self.bytes[start..self.at])).flatten() {
+                Some(value) => Value::Expected(value),
+                None => Value::OtherType,
             })
         } else {
             self.skip_value(1)?;
@@ -452,6 +570,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Scans a string whose opening quote is behind `self.at`, through its closing quote.
+    #[inline]
     fn scan_string(&mut self) -> Option<RawString<'a>> {
         let start = self.at;
         let mut escaped = false;
@@ -587,6 +706,21 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The value of a JSON integer that [`Scanner::scan_number`] accepted (an optional minus sign,
+/// then digits), or `None` if it does not fit `i64`.
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
+    };
+    // Accumulated on the sign's side of zero, so that i64::MIN is reached exactly.
+    digits.iter().try_fold(0i64, |value, &digit| {
+        let digit = i64::from(digit - b'0');
+        let value = value.checked_mul(10)?;
+        if negative { value.checked_sub(digit) } else { value.checked_add(digit) }
+    })
+}
+
 /// The text of a scanned string: borrowed when it has no escapes, decoded otherwise. `None`
 /// for text a Rust string cannot hold (a lone surrogate escape), which the caller leaves to
 /// the full parser.
@@ -685,6 +819,15 @@ fn downmix_i16(samples: &[i16], channels: usize, out: &mut Vec<i16>) {
         let round_up = twice_remainder > count || (twice_remainder == count && quotient % 2 != 0);
         (quotient + i32::from(round_up)) as i16
     }));
+}
+
+/// Copies `from` into `to`, which must be just as long.
+fn copy_exact<T: Copy>(from: &[T], to: &mut [T]) -> Result<(), AudioError> {
+    if from.len() != to.len() {
+        return Err(AudioError::invalid(format!("{} samples do not fit {} places", from.len(), to.len())));
+    }
+    to.copy_from_slice(from);
+    Ok(())
 }
 
 /// A microphone (or any source) to `input_audio_buffer.append` events: down-mix, resample to
@@ -906,6 +1049,8 @@ pub struct Downlink {
     wire_bytes: Vec<u8>,
     wire_i16: Vec<i16>,
     wire_f32: Vec<f32>,
+    /// The resampler's output, before it is copied to the caller's slice.
+    out_f32: Vec<f32>,
     out_i16: Vec<i16>,
 }
 
@@ -924,6 +1069,7 @@ impl Downlink {
             wire_bytes: Vec::new(),
             wire_i16: Vec::new(),
             wire_f32: Vec::new(),
+            out_f32: Vec::new(),
             out_i16: Vec::new(),
         })
     }
@@ -1016,30 +1162,80 @@ impl Downlink {
         Ok(self.output_len_for(self.wire_samples(audio)?))
     }
 
-    /// Decodes one delta's base64 audio and appends its float samples at `out_rate` to `out`.
-    /// On error nothing is appended and the stream is unchanged.
-    pub fn decode_f32(&mut self, audio: &[u8], out: &mut Vec<f32>) -> Result<(), AudioError> {
+    /// Decodes one delta's base64 audio into `out`, which must hold exactly
+    /// [`Downlink::output_len`] samples: float samples at `out_rate`. On error the stream is
+    /// unchanged.
+    pub fn decode_f32_into(&mut self, audio: &[u8], out: &mut [f32]) -> Result<(), AudioError> {
         self.decode_wire(audio)?;
+        Self::check_output_len(self.output_len_for(self.wire_i16.len()), out.len())?;
         if let Some(resampler) = &mut self.resampler {
             self.wire_f32.resize(self.wire_i16.len(), 0.0);
             pcm16_to_f32_into(&self.wire_i16, &mut self.wire_f32)?;
-            resampler.process_into(&self.wire_f32, out)
+            self.out_f32.clear();
+            resampler.process_into(&self.wire_f32, &mut self.out_f32)?;
+            copy_exact(&self.out_f32, out)
         } else {
-            let start = out.len();
-            out.resize(start + self.wire_i16.len(), 0.0);
-            pcm16_to_f32_into(&self.wire_i16, &mut out[start..])
+            pcm16_to_f32_into(&self.wire_i16, out)
         }
+    }
+
+    /// [`Downlink::decode_f32_into`] for PCM16 samples.
+    pub fn decode_i16_into(&mut self, audio: &[u8], out: &mut [i16]) -> Result<(), AudioError> {
+        let len = out.len();
+        let staged = self.decode_i16_staged(audio, |expected| Self::check_output_len(expected, len))?;
+        copy_exact(staged, out)
+    }
+
+    /// Decodes one delta to PCM16 samples at `out_rate`, left in the downlink's own buffers
+    /// (no copy when they go on to a playback buffer). `fits` sees how many samples the delta
+    /// gives before the resampler's state moves, and may refuse them.
+    fn decode_i16_staged(
+        &mut self,
+        audio: &[u8],
+        fits: impl FnOnce(usize) -> Result<(), AudioError>,
+    ) -> Result<&[i16], AudioError> {
+        self.decode_wire(audio)?;
+        fits(self.output_len_for(self.wire_i16.len()))?;
+        match &mut self.resampler {
+            Some(resampler) => {
+                self.out_i16.clear();
+                resampler.process_i16_into(&self.wire_i16, &mut self.out_i16)?;
+                Ok(&self.out_i16)
+            }
+            None => Ok(&self.wire_i16),
+        }
+    }
+
+    /// Refuses an output slice that is not exactly what the delta gives.
+    fn check_output_len(expected: usize, len: usize) -> Result<(), AudioError> {
+        if len == expected {
+            Ok(())
+        } else {
+            Err(AudioError::invalid(format!("the delta decodes to {expected} samples, the output holds {len}")))
+        }
+    }
+
+    /// Decodes one delta's base64 audio and appends its float samples at `out_rate` to `out`.
+    /// On error nothing is appended and the stream is unchanged.
+    pub fn decode_f32(&mut self, audio: &[u8], out: &mut Vec<f32>) -> Result<(), AudioError> {
+        let start = out.len();
+        out.resize(start + self.output_len(audio)?, 0.0);
+        let decoded = self.decode_f32_into(audio, &mut out[start..]);
+        if decoded.is_err() {
+            out.truncate(start);
+        }
+        decoded
     }
 
     /// Decodes one delta's base64 audio and appends its PCM16 samples at `out_rate` to `out`.
     pub fn decode_i16(&mut self, audio: &[u8], out: &mut Vec<i16>) -> Result<(), AudioError> {
-        self.decode_wire(audio)?;
-        if let Some(resampler) = &mut self.resampler {
-            resampler.process_i16_into(&self.wire_i16, out)
-        } else {
-            out.extend_from_slice(&self.wire_i16);
-            Ok(())
+        let start = out.len();
+        out.resize(start + self.output_len(audio)?, 0);
+        let decoded = self.decode_i16_into(audio, &mut out[start..]);
+        if decoded.is_err() {
+            out.truncate(start);
         }
+        decoded
     }
 
     /// Appends the tail the resampler still holds (as if the wire went on with silence) and
@@ -1077,12 +1273,8 @@ impl Downlink {
         let content_index = u32::try_from(content_index).map_err(|_| {
             AudioError::invalid(format!("content_index {content_index} is out of range"))
         })?;
-        let mut staged = std::mem::take(&mut self.out_i16);
-        staged.clear();
-        let decoded = self.decode_i16(audio, &mut staged);
-        let counts = decoded.map(|()| (staged.len(), playback.push(item_id, content_index, &staged)));
-        self.out_i16 = staged;
-        counts
+        let staged = self.decode_i16_staged(audio, |_| Ok(()))?;
+        Ok((staged.len(), playback.push(item_id, content_index, staged)))
     }
 }
 
@@ -1221,6 +1413,17 @@ mod tests {
         let message = r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","output_index":-7,"content_index":9223372036854775807,"delta":""}"#;
         let Scan::Delta(found) = scan(message) else { panic!() };
         assert_eq!((found.output_index, found.content_index), (-7, i64::MAX));
+        for (text, value) in [("-9223372036854775808", Some(i64::MIN)), ("-0", Some(0)), ("0", Some(0)), ("120", Some(120))]
+            .into_iter()
+            .chain([("9223372036854775808", None), ("-9223372036854775809", None), ("100000000000000000000", None)])
+        {
+            let message = format!(r#"{{"type":"response.output_audio.delta","response_id":"r","item_id":"i","output_index":{text},"content_index":0,"delta":""}}"#);
+            assert_eq!(parse_i64(text.as_bytes()), value, "{text}");
+            match scan(&message) {
+                Scan::Delta(found) => assert_eq!(Some(found.output_index), value, "{text}"),
+                other => assert_eq!((other, value), (Scan::Fallback, None), "{text}"),
+            }
+        }
     }
 
     #[test]
@@ -1233,17 +1436,35 @@ mod tests {
 
     #[test]
     fn special_byte_search_agrees_with_a_plain_search() {
+        type Search = fn(&[u8], usize) -> Option<usize>;
+        let plain_search = |bytes: &[u8], from: usize| {
+            bytes.get(from..)?.iter().position(|&b| is_string_special(b)).map(|i| from + i)
+        };
+        let searches: [Search; 2] = [find_string_special, find_string_special_swar];
         let mut bytes: Vec<u8> = (0..=255u8).collect();
         bytes.extend(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
-        for start in 0..bytes.len() {
-            for special in [b'"', b'\\', 0x1f, 0x00, 0x80, 0xff] {
-                let mut probe = b"plain text, long enough to cross a few words of eight".to_vec();
-                let place = start % probe.len();
-                probe[place] = special;
-                assert_eq!(find_string_special(&probe, 0), Some(place));
+        for search in searches {
+            for start in 0..=bytes.len() {
+                assert_eq!(search(&bytes, start), plain_search(&bytes, start), "from {start}");
             }
-            let expected = bytes[start..].iter().position(|&b| is_string_special(b));
-            assert_eq!(find_string_special(&bytes, start), expected.map(|i| start + i));
+            // Every length up to well past the 16- and 32-byte blocks, every start, and a
+            // special byte at every place (or none).
+            let plain: Vec<u8> = (0..200).map(|i| b"QUJDRA+/09az"[i % 12]).collect();
+            for len in 0..plain.len() {
+                for start in (0..=len).step_by(7) {
+                    assert_eq!(search(&plain[..len], start), None, "{len} {start}");
+                    for place in start..len {
+                        for special in [b'"', b'\\', 0x1f, 0x00, 0x80, 0xff] {
+                            let mut probe = plain[..len].to_vec();
+                            probe[place] = special;
+                            if place + 1 < len {
+                                probe[len - 1] = b'"'; // a later special byte changes nothing
+                            }
+                            assert_eq!(search(&probe, start), Some(place), "{len} {start} {place}");
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -1394,6 +1615,38 @@ mod tests {
         assert!(downlink.decode_f32(b"AA!A", &mut out).is_err(), "bad character");
         assert!(downlink.decode_f32(b"AAA", &mut out).is_err(), "truncated");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn downlink_decodes_into_a_slice_of_exactly_the_delta_length() {
+        let samples: Vec<i16> = (0..480).map(|i| (i * 67 - 16_000) as i16).collect();
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let audio = crate::codec::b64_encode(&bytes);
+        for out_rate in [24_000, 48_000] {
+            let mut reference = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+            let mut sliced = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+            for _ in 0..2 {
+                let (mut floats, mut pcm) = (Vec::new(), Vec::new());
+                reference.decode_f32(audio.as_bytes(), &mut floats).unwrap();
+                let len = sliced.output_len(audio.as_bytes()).unwrap();
+                assert_eq!(len, floats.len());
+                // A slice of the wrong size is refused before the stream moves.
+                for wrong in [len - 1, len + 1] {
+                    assert!(sliced.decode_f32_into(audio.as_bytes(), &mut vec![0.0; wrong]).is_err());
+                    assert!(sliced.decode_i16_into(audio.as_bytes(), &mut vec![0; wrong]).is_err());
+                }
+                let mut out = vec![f32::NAN; len];
+                sliced.decode_f32_into(audio.as_bytes(), &mut out).unwrap();
+                assert_eq!(out, floats);
+                // The int16 path runs on its own stream: compare it with a fresh pair.
+                let mut fresh = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+                fresh.decode_i16(audio.as_bytes(), &mut pcm).unwrap();
+                let mut other = Downlink::new(out_rate, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
+                let mut out = vec![0; other.output_len(audio.as_bytes()).unwrap()];
+                other.decode_i16_into(audio.as_bytes(), &mut out).unwrap();
+                assert_eq!(out, pcm);
+            }
+        }
     }
 
     #[test]

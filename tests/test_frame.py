@@ -401,6 +401,40 @@ def test_decode_into_queues_what_decode_returns(data: st.DataObject) -> None:
     np.testing.assert_array_equal(playback.pull(len(want)), want)
 
 
+@pytest.mark.parametrize("int16", [False, True])
+@pytest.mark.parametrize("out_rate", [24_000, 48_000])
+def test_every_result_keeps_its_own_ids_and_samples(out_rate: int, int16: bool) -> None:
+    """Ids are cached while they repeat, result objects are recycled once dropped and each
+    delta's samples get a fresh array: none of it may leak from one result into another."""
+    ids = [
+        ("resp_1", "item_1"),
+        ("resp_1", "item_1"),
+        ("resp_1", "item_2"),
+        ("resp_2", "item_2"),
+        ("resp_2", "item_\u00e9"),
+        ("resp_2", "item_\u00e9"),
+        ("resp_1", "item_1"),
+    ]
+    fast = Downlink(out_rate, dtype=np.int16 if int16 else np.float32)
+    slow = SlowDownlink(out_rate, "pcm16", "ga", int16)
+    kept: list[tuple[AudioDelta, Any]] = []
+    for seed, (response_id, item_id) in enumerate(ids):
+        audio = pcm16_bytes(240, seed)
+        message = json.dumps(some_delta(audio, response_id=response_id, item_id=item_id))
+        fast.decode(message)  # dropped at once: its object goes back for reuse
+        slow.decode(message)
+        fast_delta = fast.decode(message)
+        assert fast_delta is not None
+        kept.append((fast_delta, slow.decode(message)))
+    for fast_delta, slow_delta in kept:
+        assert_same_answer(fast_tuple(fast_delta), slow_delta)
+    arrays = [fast_delta.samples for fast_delta, _ in kept]
+    assert all(a.flags.c_contiguous and a.flags.writeable for a in arrays)
+    arrays[0][:] = 0  # the caller owns each array
+    for fast_delta, slow_delta in kept[1:]:
+        assert_same_answer(fast_tuple(fast_delta), slow_delta)
+
+
 def test_decode_into_checks_the_buffer_and_reports_what_did_not_fit() -> None:
     message = json.dumps(some_delta(pcm16_bytes(480)))
     downlink = Downlink(24_000)
