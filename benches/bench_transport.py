@@ -1,7 +1,10 @@
 """Downlink cost: receive a stream of 20 ms ``response.output_audio.delta`` events over loopback
 and parse each into a typed event, with realtalk (``realtalk.connect`` + ``recv``) and, side by
 side on the same stream from the same server, the ``openai`` package's realtime connection
-(``AsyncOpenAI(websocket_base_url=...).realtime.connect`` + ``recv``).
+(``AsyncOpenAI(websocket_base_url=...).realtime.connect`` + ``recv``). realtalk is measured
+twice on asyncio: ``recv`` (two wake-ups of the event loop per event: read, then resume the
+awaiting task) and ``consume(handler)`` (one: the event is parsed and handed over where it is
+read).
 
 The server (realtalk's own ``WebSocketServer``) runs in a separate process, so the CPU time
 measured in this process is the client's alone. Each round opens a connection, receives
@@ -137,6 +140,34 @@ async def realtalk_receive(port: int, meter: Meter, compression: Any, mode: str)
         assert event.delta  # type: ignore[union-attr]
 
 
+class _Enough(Exception):
+    """Ends a consume() once the round has its events."""
+
+
+async def realtalk_consume(port: int, meter: Meter, compression: Any, mode: str) -> None:
+    import realtalk
+
+    async with realtalk.connect(
+        f"ws://127.0.0.1:{port}/v1?mode={mode}", api_key="sk-local", compression=compression
+    ) as conn:
+        first = await conn.recv()  # the stream is flowing
+        assert first.type == "response.output_audio.delta"
+        received: list[Any] = []
+        cpu, wall = time.process_time(), time.perf_counter()
+
+        def handle(event: Any) -> None:
+            received.append(event)
+            if len(received) == EVENTS - 1:
+                raise _Enough
+
+        try:
+            await conn.consume(handle)
+        except _Enough:
+            pass
+        meter.record(time.process_time() - cpu, time.perf_counter() - wall, EVENTS - 1)
+        assert len(received) == EVENTS - 1 and received[-1].delta
+
+
 async def openai_receive(port: int, meter: Meter, compression: Any, mode: str) -> None:
     from openai import AsyncOpenAI
 
@@ -158,6 +189,7 @@ async def openai_receive(port: int, meter: Meter, compression: Any, mode: str) -
 CASES = {
     "realtalk-asyncio": (realtalk_receive, "asyncio"),
     "realtalk-trio": (realtalk_receive, "trio"),
+    "realtalk-consume-asyncio": (realtalk_consume, "asyncio"),
     "openai-asyncio": (openai_receive, "asyncio"),
 }
 

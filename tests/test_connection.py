@@ -212,6 +212,54 @@ async def test_malformed_json_and_binary_frames_raise_but_the_session_goes_on() 
             assert (await conn.recv()).type == "response.done"
 
 
+async def test_consume_hands_every_event_over_in_order_then_raises_the_close() -> None:
+    lines = (REPLAYS / "openapi_examples_ga_server_events.jsonl").read_text().splitlines()
+    wire = [line for line in lines if line.strip()]
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send_texts(wire[:5])
+        await ws.send("{not json")
+        for line in wire[5:]:
+            await ws.send(line)
+        await ws.close(4000, "invalid_request_error.beta_api_shape_disabled")
+
+    received: list[object] = []
+    async with server(handler) as url:
+        async with realtalk.connect(url, api_key="sk") as conn:
+            with pytest.raises(ProtocolError, match="JSON"):
+                await conn.consume(received.append)
+            assert len(received) == 5  # delivery stopped at the malformed message...
+            with pytest.raises(InvalidRequestError):
+                await conn.consume(received.append)  # ...and a new call goes on after it
+    assert [event.type for event in received] == [  # type: ignore[attr-defined]
+        json.loads(line)["type"] for line in wire
+    ]
+    assert not any(isinstance(event, UnknownEvent) for event in received)
+
+
+async def test_consume_stops_on_a_failing_handler_and_keeps_what_follows() -> None:
+    async def handler(ws: WebSocket) -> None:
+        for index in range(3):
+            await ws.send(json.dumps({"type": "response.done", "event_id": f"event_{index}",
+                                      "response": {}}))
+        async for _ in ws:
+            pass
+
+    seen: list[str] = []
+
+    def fail_on_second(event: object) -> None:
+        seen.append(event.event_id)  # type: ignore[attr-defined]
+        if len(seen) == 2:
+            raise RuntimeError("handler broke")
+
+    async with server(handler) as url:
+        async with realtalk.connect(url, api_key="sk") as conn:
+            with pytest.raises(RuntimeError, match="handler broke"):
+                await conn.consume(fail_on_second)
+            assert (await conn.recv()).event_id == "event_2"
+    assert seen == ["event_0", "event_1"]
+
+
 # ---- error events and close codes ----
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from realtalk.errors import ConnectionClosed, ProtocolError
@@ -60,6 +60,8 @@ class RealtimeConnection:
       library does not know). Malformed JSON raises ProtocolError; the connection stays usable.
     - ``async for event in conn``: every event until the connection closes; ends quietly after
       a normal close, raises the closing exception otherwise.
+    - ``await conn.consume(handler)``: ``handler(event)`` for every event as it arrives, the
+      cheapest way to receive (see there).
     - ``await conn.close()``.
     """
 
@@ -76,6 +78,27 @@ class RealtimeConnection:
         if not is_text:
             raise ProtocolError("the server sent a binary frame; Realtime events are text")
         return parse_server_event(data, protocol=self.protocol)
+
+    async def consume(self, handler: Callable[[ServerEvent | UnknownEvent], object]) -> NoReturn:
+        """Call ``handler(event)`` for every server event, in order, as it arrives, until the
+        connection ends; then raise the closing exception, as :meth:`recv` would.
+
+        The event is parsed and handed over where the message is read: one wake-up of the
+        event loop per event, where :meth:`recv` costs two (one to read, one to resume the
+        awaiting task), which is what a server handling many sessions at real-time pace pays
+        for. ``handler`` is synchronous and must not block (start a task for slow work); on
+        asyncio it runs in the loop's data callback (see :meth:`WebSocket.consume`).
+        Malformed JSON, a binary frame or an exception from ``handler`` stop the delivery and
+        are raised here; the connection stays open and a new call goes on with the next
+        event."""
+        protocol = self.protocol
+
+        def deliver(data: bytes, is_text: bool) -> None:
+            if not is_text:
+                raise ProtocolError("the server sent a binary frame; Realtime events are text")
+            handler(parse_server_event(data, protocol=protocol))
+
+        await self.websocket.consume(deliver)
 
     def __aiter__(self) -> AsyncIterator[ServerEvent | UnknownEvent]:
         return self._iterate()
