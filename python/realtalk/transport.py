@@ -618,7 +618,17 @@ class WebSocket:
                     protocol.send_binary(data)
                 if await self._drain():
                     return
+            else:
+                await self._drain_for_reader()
         raise await self._closing_exception()
+
+    async def _drain_for_reader(self) -> None:
+        """Write what the reader queued while this task held the send lock (it leaves that to
+        the holder): the answer to a close, or the end of the stream that follows it. Without
+        this, a send refused because the connection is closing would sit on them, and the
+        close would wait for its deadline."""
+        if self._pending_writes:
+            await self._drain()
 
     def try_send_text(self, data: bytes) -> bool:
         """Send a text frame (UTF-8 ``bytes``, not re-checked) at once, without awaiting, if
@@ -651,6 +661,8 @@ class WebSocket:
                     protocol.send_text(message.encode() if isinstance(message, str) else message)
                 if await self._drain():
                     return
+            else:
+                await self._drain_for_reader()
         raise await self._closing_exception()
 
     async def ping(self, data: bytes | None = None) -> float:
@@ -669,6 +681,7 @@ class WebSocket:
     async def _send_ping(self, payload: bytes, waiter: anyio.Event) -> bool:
         async with self._send_lock:
             if self._protocol.state is not State.OPEN:
+                await self._drain_for_reader()
                 return False
             self._pings[payload] = waiter
             self._protocol.send_ping(payload)
@@ -700,6 +713,8 @@ class WebSocket:
                         self._protocol.send_close(code, reason)
                         self._reader_scope.deadline = deadline
                         await self._drain()
+                    else:
+                        await self._drain_for_reader()
             await self._reader_done.wait()
         if not self._reader_done.is_set():
             self._reader_scope.cancel()
@@ -714,6 +729,8 @@ class WebSocket:
                     self._protocol.fail(code, reason)
                     self._reader_scope.deadline = anyio.current_time() + self._close_timeout
                     await self._drain()
+                else:
+                    await self._drain_for_reader()
 
     def abort(self, why: str = "connection aborted locally") -> None:
         """Drop the TCP connection at once, without a close handshake: the peer sees an
