@@ -62,11 +62,6 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.abc
-
-try:
-    import sniffio as _sniffio
-except ImportError:  # anyio then detects asyncio from the running loop, even in callbacks
-    _sniffio = None
 import msgspec
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
@@ -82,6 +77,11 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
+
+try:
+    import sniffio as _sniffio
+except ImportError:  # anyio then detects asyncio from the running loop, even in callbacks
+    _sniffio = None
 
 from realtalk.errors import (
     AuthenticationError,
@@ -611,24 +611,15 @@ class WebSocket:
     async def _send_frame(self, opcode: Opcode, data: bytes) -> None:
         protocol = self._protocol
         async with self._send_lock:
-            if protocol.state is State.OPEN:
+            is_open = protocol.state is State.OPEN
+            if is_open:
                 if opcode is _TEXT:
                     protocol.send_text(data)
                 else:
                     protocol.send_binary(data)
-                if await self._drain():
-                    return
-            else:
-                await self._drain_for_reader()
+            if await self._drain() and is_open:
+                return
         raise await self._closing_exception()
-
-    async def _drain_for_reader(self) -> None:
-        """Write what the reader queued while this task held the send lock (it leaves that to
-        the holder): the answer to a close, or the end of the stream that follows it. Without
-        this, a send refused because the connection is closing would sit on them, and the
-        close would wait for its deadline."""
-        if self._pending_writes:
-            await self._drain()
 
     def try_send_text(self, data: bytes) -> bool:
         """Send a text frame (UTF-8 ``bytes``, not re-checked) at once, without awaiting, if
@@ -656,13 +647,12 @@ class WebSocket:
         burst of events costs one system call instead of one per event."""
         protocol = self._protocol
         async with self._send_lock:
-            if protocol.state is State.OPEN:
+            is_open = protocol.state is State.OPEN
+            if is_open:
                 for message in messages:
                     protocol.send_text(message.encode() if isinstance(message, str) else message)
-                if await self._drain():
-                    return
-            else:
-                await self._drain_for_reader()
+            if await self._drain() and is_open:
+                return
         raise await self._closing_exception()
 
     async def ping(self, data: bytes | None = None) -> float:
@@ -681,7 +671,7 @@ class WebSocket:
     async def _send_ping(self, payload: bytes, waiter: anyio.Event) -> bool:
         async with self._send_lock:
             if self._protocol.state is not State.OPEN:
-                await self._drain_for_reader()
+                await self._drain()  # what the reader left to the lock's holder
                 return False
             self._pings[payload] = waiter
             self._protocol.send_ping(payload)
@@ -712,9 +702,7 @@ class WebSocket:
                     if self._protocol.state is State.OPEN:
                         self._protocol.send_close(code, reason)
                         self._reader_scope.deadline = deadline
-                        await self._drain()
-                    else:
-                        await self._drain_for_reader()
+                    await self._drain()
             await self._reader_done.wait()
         if not self._reader_done.is_set():
             self._reader_scope.cancel()
@@ -728,9 +716,7 @@ class WebSocket:
                 if self._protocol.state is State.OPEN:
                     self._protocol.fail(code, reason)
                     self._reader_scope.deadline = anyio.current_time() + self._close_timeout
-                    await self._drain()
-                else:
-                    await self._drain_for_reader()
+                await self._drain()
 
     def abort(self, why: str = "connection aborted locally") -> None:
         """Drop the TCP connection at once, without a close handshake: the peer sees an
@@ -777,7 +763,11 @@ class WebSocket:
     async def _drain(self) -> bool:
         """Write everything the protocol has queued; False if the stream broke (the reader is
         then stopped). Call with the send lock held; loops until nothing is left, so writes the
-        reader queued meanwhile go out too. Consecutive frames go out in one write."""
+        reader queued meanwhile go out too. Consecutive frames go out in one write.
+
+        Every holder of the lock calls it before letting go, whether it sent a frame or found
+        the connection closing: the reader leaves its writes (a close's answer, the end of the
+        stream) to the holder, and a close left unwritten would wait for its deadline."""
         protocol = self._protocol
         stream = self._stream
         try:
@@ -879,8 +869,12 @@ class WebSocket:
             protocol.receive_data(data)
             await self._flush_from_reader()
             await self._process_events(protocol.events_received())
-            if protocol.close_expected() and math.isinf(self._reader_scope.deadline):
-                self._reader_scope.deadline = anyio.current_time() + self._close_timeout
+            self._arm_close_deadline()
+
+    def _arm_close_deadline(self) -> None:
+        """Once the close handshake is under way, the reader waits at most close_timeout."""
+        if self._protocol.close_expected() and math.isinf(self._reader_scope.deadline):
+            self._reader_scope.deadline = anyio.current_time() + self._close_timeout
 
     async def _serve_pushed(self, push: _PushReceiver) -> None:
         """The fast path: the data callback does the reading; this task writes what it could
@@ -916,8 +910,7 @@ class WebSocket:
                     self._reader_blocked_by_consumer = True
                     incoming.on_room = self._resume_pushed
                     self._push.pause()
-            if protocol.close_expected() and math.isinf(self._reader_scope.deadline):
-                self._reader_scope.deadline = anyio.current_time() + self._close_timeout
+            self._arm_close_deadline()
         except Exception as exc:  # a bug must not surface in the event loop's callback
             logger.exception("WebSocket reader failed")
             if self._failure is None:
