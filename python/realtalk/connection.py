@@ -75,6 +75,9 @@ class RealtimeConnection:
 
     async def recv(self) -> ServerEvent | UnknownEvent:
         data, is_text = await self.websocket.receive_raw()
+        return self._event_of(data, is_text)
+
+    def _event_of(self, data: bytes, is_text: bool) -> ServerEvent | UnknownEvent:
         if not is_text:
             raise ProtocolError("the server sent a binary frame; Realtime events are text")
         return parse_server_event(data, protocol=self.protocol)
@@ -91,12 +94,10 @@ class RealtimeConnection:
         Malformed JSON, a binary frame or an exception from ``handler`` stop the delivery and
         are raised here; the connection stays open and a new call goes on with the next
         event."""
-        protocol = self.protocol
+        event_of = self._event_of
 
         def deliver(data: bytes, is_text: bool) -> None:
-            if not is_text:
-                raise ProtocolError("the server sent a binary frame; Realtime events are text")
-            handler(parse_server_event(data, protocol=protocol))
+            handler(event_of(data, is_text))
 
         await self.websocket.consume(deliver)
 
