@@ -24,9 +24,14 @@ fn noise(len: usize) -> Vec<f32> {
 }
 
 fn stream_20ms(c: &mut Criterion) {
-    let mut group = c.benchmark_group("resample 20 ms chunk");
-    for quality in [Quality::Low, Quality::High, Quality::Max] {
-        for (in_rate, out_rate) in PAIRS {
+    stream_chunks(c, "resample 20 ms chunk", &[Quality::Low, Quality::High, Quality::Max], &PAIRS);
+}
+
+/// One 20 ms mono chunk per call through a streaming resampler, per preset and pair.
+fn stream_chunks(c: &mut Criterion, name: &str, qualities: &[Quality], pairs: &[(u32, u32)]) {
+    let mut group = c.benchmark_group(name);
+    for &quality in qualities {
+        for &(in_rate, out_rate) in pairs {
             let chunk = noise(in_rate as usize / 50);
             let mut resampler = Resampler::new(in_rate, out_rate, 1, quality).expect("valid rates");
             let mut out = Vec::with_capacity(out_rate as usize / 25);
@@ -68,25 +73,8 @@ fn one_shot_10s(c: &mut Criterion) {
 /// The 8 kHz pairs, where "low" and "high" use minimum-phase filters (linear phase would lag
 /// more than the preset promises).
 fn stream_20ms_8k(c: &mut Criterion) {
-    let mut group = c.benchmark_group("resample 20 ms chunk 8 kHz");
-    for quality in [Quality::Low, Quality::High] {
-        for (in_rate, out_rate) in [(8_000, 24_000), (24_000, 8_000)] {
-            let chunk = noise(in_rate as usize / 50);
-            let mut resampler = Resampler::new(in_rate, out_rate, 1, quality).expect("valid rates");
-            let mut out = Vec::with_capacity(out_rate as usize / 25);
-            let id = format!("{}/{in_rate}->{out_rate}", quality.name());
-            group.bench_function(BenchmarkId::from_parameter(id), |b| {
-                b.iter(|| {
-                    out.clear();
-                    resampler
-                        .process_into(black_box(&chunk), &mut out)
-                        .expect("mono chunk");
-                    black_box(out.len())
-                });
-            });
-        }
-    }
-    group.finish();
+    let pairs = [(8_000, 24_000), (24_000, 8_000)];
+    stream_chunks(c, "resample 20 ms chunk 8 kHz", &[Quality::Low, Quality::High], &pairs);
 }
 
 criterion_group!(benches, stream_20ms, one_shot_10s, stream_20ms_8k);
