@@ -24,6 +24,7 @@ its own, which measures the per-wakeup cost).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import multiprocessing
 import time
@@ -125,26 +126,14 @@ class Meter:
         )
 
 
-async def realtalk_receive(port: int, meter: Meter, compression: Any, mode: str) -> None:
-    import realtalk
-
-    async with realtalk.connect(
-        f"ws://127.0.0.1:{port}/v1?mode={mode}", api_key="sk-local", compression=compression
-    ) as conn:
-        first = await conn.recv()  # the stream is flowing
-        assert first.type == "response.output_audio.delta"
-        cpu, wall = time.process_time(), time.perf_counter()
-        for _ in range(EVENTS - 1):
-            event = await conn.recv()
-        meter.record(time.process_time() - cpu, time.perf_counter() - wall, EVENTS - 1)
-        assert event.delta  # type: ignore[union-attr]
-
-
 class _Enough(Exception):
     """Ends a consume() once the round has its events."""
 
 
-async def realtalk_consume(port: int, meter: Meter, compression: Any, mode: str) -> None:
+async def realtalk_receive(
+    port: int, meter: Meter, compression: Any, mode: str, *, consume: bool = False
+) -> None:
+    """The round through ``recv`` in a loop, or through ``consume(handler)``."""
     import realtalk
 
     async with realtalk.connect(
@@ -154,16 +143,20 @@ async def realtalk_consume(port: int, meter: Meter, compression: Any, mode: str)
         assert first.type == "response.output_audio.delta"
         received: list[Any] = []
         cpu, wall = time.process_time(), time.perf_counter()
+        if consume:
 
-        def handle(event: Any) -> None:
-            received.append(event)
-            if len(received) == EVENTS - 1:
-                raise _Enough
+            def handle(event: Any) -> None:
+                received.append(event)
+                if len(received) == EVENTS - 1:
+                    raise _Enough
 
-        try:
-            await conn.consume(handle)
-        except _Enough:
-            pass
+            try:
+                await conn.consume(handle)
+            except _Enough:
+                pass
+        else:
+            for _ in range(EVENTS - 1):
+                received.append(await conn.recv())
         meter.record(time.process_time() - cpu, time.perf_counter() - wall, EVENTS - 1)
         assert len(received) == EVENTS - 1 and received[-1].delta
 
@@ -189,7 +182,7 @@ async def openai_receive(port: int, meter: Meter, compression: Any, mode: str) -
 CASES = {
     "realtalk-asyncio": (realtalk_receive, "asyncio"),
     "realtalk-trio": (realtalk_receive, "trio"),
-    "realtalk-consume-asyncio": (realtalk_consume, "asyncio"),
+    "realtalk-consume-asyncio": (functools.partial(realtalk_receive, consume=True), "asyncio"),
     "openai-asyncio": (openai_receive, "asyncio"),
 }
 
