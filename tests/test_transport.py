@@ -38,8 +38,10 @@ from realtalk.transport import (
     open_websocket,
     serve,
 )
+from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -641,6 +643,53 @@ async def test_client_sending_garbage_does_not_hurt_the_server() -> None:
         async with open_websocket(server.url) as ws:
             await ws.send("ok")
             assert await ws.receive() == "ok"
+
+
+async def test_frames_in_the_same_write_as_the_101_response_are_received() -> None:
+    """The reader must see every frame from its first byte, also those that came with the
+    handshake's answer, one of them cut by the end of that write."""
+
+    async def eager(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        events: list[Any] = []
+        while not events:
+            protocol.receive_data(await stream.receive())
+            events = protocol.events_received()
+        protocol.send_response(protocol.accept(events[0]))
+        protocol.send_text(b"first")
+        protocol.send_text(b"second" * 100)
+        data = b"".join(protocol.data_to_send())
+        await stream.send(data[:-250])
+        await anyio.sleep(0.05)
+        await stream.send(data[-250:])
+        await anyio.sleep(5)
+
+    async with raw_peer(eager, handshake=False) as url:
+        async with open_websocket(url, close_timeout=0.5) as ws:
+            with anyio.fail_after(5):
+                assert await ws.receive() == "first"
+                assert await ws.receive() == "second" * 100
+
+
+async def test_frames_sent_right_behind_the_upgrade_request_are_received() -> None:
+    async with WebSocketServer(echo) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            client = ClientProtocol(parse_uri(server.url))
+            client.send_request(client.connect())
+            frames = [Frame(Opcode.TEXT, data) for data in (b"pipelined", b"x" * 300)]
+            await stream.send(
+                b"".join(client.data_to_send())
+                + b"".join(frame.serialize(mask=True, extensions=[]) for frame in frames)
+            )
+            messages: list[bytes] = []
+            with anyio.fail_after(5):
+                while len(messages) < 2:
+                    client.receive_data(await stream.receive())
+                    messages += [
+                        bytes(frame.data)
+                        for frame in client.events_received()
+                        if isinstance(frame, Frame)
+                    ]
+            assert messages == [b"pipelined", b"x" * 300]
 
 
 async def test_close_is_idempotent_and_sending_after_close_raises() -> None:

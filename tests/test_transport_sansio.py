@@ -19,6 +19,7 @@ from realtalk.transport import (
     HTTPResponse,
     RawMessage,
     _MessageQueue,
+    _running_asyncio_loop,
     _parse_request_head,
     _RefuseRequest,
     close_error,
@@ -117,8 +118,13 @@ def test_request_head_parser_refuses_malformed_heads(head: bytes, status: int) -
     assert refused.value.response.status == status
 
 
+def new_queue(max_size: int) -> _MessageQueue:
+    """A queue as a WebSocket makes it: futures on asyncio, anyio events on trio."""
+    return _MessageQueue(max_size, _running_asyncio_loop())
+
+
 async def test_message_queue_is_bounded_and_hands_over_in_order() -> None:
-    queue = _MessageQueue(2)
+    queue = new_queue(2)
     assert queue.offer(RawMessage(b"1", True))
     assert queue.offer(RawMessage(b"2", False))
     assert not queue.offer(RawMessage(b"3", True))  # full: the reader must wait
@@ -143,7 +149,7 @@ async def test_message_queue_is_bounded_and_hands_over_in_order() -> None:
 
 
 async def test_message_queue_end_delivers_what_is_queued_and_wakes_waiters() -> None:
-    queue = _MessageQueue(4)
+    queue = new_queue(4)
     results: list[RawMessage | None] = []
 
     async def consumer() -> None:
@@ -159,7 +165,7 @@ async def test_message_queue_end_delivers_what_is_queued_and_wakes_waiters() -> 
 
 
 async def test_message_queue_discard_drops_messages_and_frees_a_blocked_reader() -> None:
-    queue = _MessageQueue(1)
+    queue = new_queue(1)
     queue.offer(RawMessage(b"a", True))
     async with anyio.create_task_group() as tg:
         tg.start_soon(queue.put, RawMessage(b"b", True))
@@ -168,3 +174,24 @@ async def test_message_queue_discard_drops_messages_and_frees_a_blocked_reader()
     assert len(queue) == 0
     assert queue.offer(RawMessage(b"c", True))  # accepted and dropped
     assert await queue.get() is None
+
+
+async def test_a_cancelled_consumer_leaves_the_queue_to_the_others() -> None:
+    queue = new_queue(4)
+    results: list[RawMessage | None] = []
+
+    async def consumer() -> None:
+        results.append(await queue.get())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):  # consumers that give up leave nothing behind
+            with anyio.move_on_after(0.001):
+                await queue.get()
+        assert not queue._getters
+        tg.start_soon(consumer)
+        async with anyio.create_task_group() as doomed:
+            doomed.start_soon(consumer)
+            await anyio.wait_all_tasks_blocked()
+            doomed.cancel_scope.cancel()
+        queue.offer(RawMessage(b"for the survivor", True))
+    assert results == [RawMessage(b"for the survivor", True)]

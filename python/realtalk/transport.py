@@ -71,9 +71,9 @@ from websockets.extensions.permessage_deflate import (
     enable_client_permessage_deflate,
     enable_server_permessage_deflate,
 )
-from websockets.frames import OK_CLOSE_CODES, Opcode
+from websockets.frames import OK_CLOSE_CODES, Opcode, apply_mask
 from websockets.http11 import Request, Response
-from websockets.protocol import Protocol, State
+from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
@@ -158,6 +158,7 @@ _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _PONG = Opcode.PONG
+_OPEN = State.OPEN
 
 Compression = Literal["deflate"] | None
 
@@ -303,10 +304,16 @@ class _MessageQueue:
 
     Unlike a memory object stream it wakes a waiting consumer without an extra trip through the
     event loop, which matters when messages trickle in one per TCP segment. ``put`` waits while
-    ``max_size`` messages are queued; ``get`` returns a queued message without yielding."""
+    ``max_size`` messages are queued; ``get`` returns a queued message without yielding.
+
+    Given the running asyncio ``loop``, a waiting consumer awaits a bare future of its own (an
+    anyio.Event wraps an asyncio.Event that wraps futures: three layers to resume per message);
+    elsewhere it waits on an anyio.Event."""
 
     __slots__ = (
+        "_getters",
         "_items",
+        "_loop",
         "_max_size",
         "_not_empty",
         "_not_full",
@@ -315,9 +322,11 @@ class _MessageQueue:
         "on_room",
     )
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._items: deque[RawMessage] = deque()
         self._max_size = max(1, max_size)
+        self._loop = loop
+        self._getters: list[asyncio.Future[None]] = []
         self._not_empty: anyio.Event | None = None
         self._not_full: anyio.Event | None = None
         self.on_room: Callable[[], None] | None = None
@@ -350,10 +359,7 @@ class _MessageQueue:
         if self.discarding:
             return False
         items.append(message)
-        waiter = self._not_empty
-        if waiter is not None:
-            self._not_empty = None
-            waiter.set()
+        self._wake_getters()
         return len(items) >= self._max_size
 
     def take(self) -> RawMessage:
@@ -378,13 +384,36 @@ class _MessageQueue:
         while not items:
             if self.ended or self.discarding:
                 return None
-            waiter = self._not_empty
-            if waiter is None:
-                self._not_empty = waiter = anyio.Event()
-            await waiter.wait()
+            loop = self._loop
+            if loop is None:
+                waiter = self._not_empty
+                if waiter is None:
+                    self._not_empty = waiter = anyio.Event()
+                await waiter.wait()
+                continue
+            getter = loop.create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                if getter in self._getters:
+                    self._getters.remove(getter)
+                raise
         message = items.popleft()
         self._made_room()
         return message
+
+    def _wake_getters(self) -> None:
+        waiter = self._not_empty
+        if waiter is not None:
+            self._not_empty = None
+            waiter.set()
+        getters = self._getters
+        if getters:
+            for getter in getters:
+                if not getter.done():
+                    getter.set_result(None)
+            getters.clear()
 
     def end(self) -> None:
         self.ended = True
@@ -396,13 +425,46 @@ class _MessageQueue:
         self._wake_all()
 
     def _wake_all(self) -> None:
-        for waiter in (self._not_empty, self._not_full):
-            if waiter is not None:
-                waiter.set()
-        self._not_empty = self._not_full = None
+        self._wake_getters()
+        if self._not_full is not None:
+            self._not_full.set()
+            self._not_full = None
         on_room, self.on_room = self.on_room, None
         if on_room is not None:
             on_room()
+
+
+_MAX_HEADER = 14
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        return None
+
+
+def _frame_extent(data: bytes, pos: int) -> tuple[int, int, bool] | None:
+    """(header size, payload length, masked) of the frame starting at ``data[pos]``, or None
+    when its header is not all there."""
+    available = len(data) - pos
+    if available < 2:
+        return None
+    second = data[pos + 1]
+    length = second & 0x7F
+    head = 2
+    if length == 126:
+        head = 4
+        length = int.from_bytes(data[pos + 2 : pos + 4])
+    elif length == 127:
+        head = 10
+        length = int.from_bytes(data[pos + 2 : pos + 10])
+    masked = second >= 0x80
+    if masked:
+        head += 4
+    if available < head:
+        return None
+    return head, length, masked
 
 
 class WebSocket:
@@ -452,7 +514,7 @@ class WebSocket:
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._write_now = _immediate_writer(stream)
         self._pending_writes: list[bytes] = []
-        self._incoming = _MessageQueue(max_queue)
+        self._incoming = _MessageQueue(max_queue, _running_asyncio_loop())
         # Shielded: the reader must outlive a cancelled body long enough to finish the close
         # handshake; close() and _abort() end it, with a deadline.
         self._reader_scope = anyio.CancelScope(shield=True)
@@ -462,6 +524,13 @@ class WebSocket:
         self._pings: dict[bytes, anyio.Event] = {}
         self._fragments: list[bytes] = []
         self._fragments_are_text = False
+        # The frame splitter (see _frames_of): a frame header cut by the end of a read, and how
+        # many more bytes belong to a frame websockets' parser is in the middle of.
+        self._cut_header = b""
+        self._parser_owed = 0
+        self._masked = protocol.side is Side.SERVER  # a server receives masked frames
+        limits = [n for n in (protocol.max_message_size, protocol.max_fragment_size) if n]
+        self._fast_max = min(limits, default=math.inf)
         self._failure: RealtalkError | None = None
         # The asyncio fast path: set while the event loop's data callback does the reading
         self._push: _PushReceiver | None = None
@@ -823,13 +892,15 @@ class WebSocket:
             async with self._send_lock:
                 await self._drain()
 
-    async def _run_reader(self, initial_events: Sequence[Any] = ()) -> None:
+    async def _run_reader(self, initial_data: bytes = b"") -> None:
         protocol = self._protocol
         stream = self._stream
         try:
             with self._reader_scope:
-                if initial_events:
-                    await self._process_events(initial_events)
+                if initial_data:  # bytes that came in the same read as the handshake
+                    events = self._frames_of(initial_data)
+                    await self._flush_from_reader()
+                    await self._process_events(events)
                 self._push = _push_receiver(stream, self._receive_pushed, self._end_pushed)
                 if self._push is None:
                     await self._read_stream()
@@ -866,9 +937,9 @@ class WebSocket:
             ):
                 return
             self._receive_count += 1
-            protocol.receive_data(data)
+            events = self._frames_of(data)
             await self._flush_from_reader()
-            await self._process_events(protocol.events_received())
+            await self._process_events(events)
             self._arm_close_deadline()
 
     def _arm_close_deadline(self) -> None:
@@ -889,16 +960,15 @@ class WebSocket:
 
     def _receive_pushed(self, data: bytes) -> None:
         """The fast path's reader: called by the event loop with each chunk received."""
-        protocol = self._protocol
         try:
             self._receive_count += 1
-            protocol.receive_data(data)
-            writes = protocol.data_to_send()
+            events = self._frames_of(data)
+            writes = self._protocol.data_to_send()
             if writes:
                 self._pending_writes.extend(writes)
                 self._reader_wake.set()
             incoming = self._incoming
-            for frame in protocol.events_received():
+            for frame in events:
                 message = self._message_of(frame)
                 if message is None:
                     continue
@@ -931,8 +1001,82 @@ class WebSocket:
             self._push.ended = True
         self._reader_wake.set()
 
+    def _frames_of(self, data: bytes) -> list[Any]:
+        """Feed received bytes to the protocol; return what they complete, in order: each a
+        :class:`RawMessage` or one of websockets' frames.
+
+        websockets' parser (a generator per frame, a Frame object, a check per field) costs more
+        than the rest of receiving a small event. So the common frame, a whole unfragmented text
+        or binary message in one read, is cut out here and becomes a RawMessage at once. Every
+        other frame (control frames, fragments, compressed or oversized frames, anything
+        malformed, frames cut by the end of a read) goes to websockets, whole or, when cut, with
+        the count of its bytes still to come, so that its parser only ever stops between frames
+        and judges everything this path does not take. Before the connection is open, and once
+        it is closing, everything goes to websockets."""
+        protocol = self._protocol
+        events: list[Any] = []
+        if self._cut_header:  # websockets has begun a frame whose header was cut: learn its size
+            header = self._cut_header + data[:_MAX_HEADER]
+            extent = _frame_extent(header, 0)
+            if extent is None:
+                self._cut_header = header
+                protocol.receive_data(data)
+                return protocol.events_received()
+            self._parser_owed = extent[0] + extent[1] - len(self._cut_header)
+            self._cut_header = b""
+        owed = self._parser_owed
+        if owed:  # the rest of a frame websockets' parser is in the middle of
+            if len(data) <= owed:
+                self._parser_owed = owed - len(data)
+                protocol.receive_data(data)
+                return protocol.events_received()
+            protocol.receive_data(data[:owed])
+            events = protocol.events_received()
+            self._parser_owed = 0
+            data = data[owed:]
+        pos = 0
+        end = len(data)
+        masked = self._masked
+        while pos < end:
+            if protocol.state is not _OPEN:
+                protocol.receive_data(data[pos:] if pos else data)
+                events.extend(protocol.events_received())
+                break
+            extent = _frame_extent(data, pos)
+            if extent is None:
+                self._cut_header = data[pos:]
+                protocol.receive_data(self._cut_header)
+                events.extend(protocol.events_received())
+                break
+            head, length, is_masked = extent
+            size = head + length
+            first = data[pos]
+            if (
+                (first == 0x81 or first == 0x82)  # FIN, no RSV bit, text or binary
+                and size <= end - pos
+                and is_masked is masked
+                and length <= self._fast_max
+                and protocol.current_size is None  # not inside a fragmented message
+            ):
+                payload = data[pos + head : pos + size]
+                if is_masked:
+                    payload = apply_mask(payload, data[pos + head - 4 : pos + head])
+                events.append(RawMessage(payload, first == 0x81))
+            elif size <= end - pos:
+                protocol.receive_data(data[pos : pos + size])
+                events.extend(protocol.events_received())
+            else:
+                protocol.receive_data(data[pos:] if pos else data)
+                events.extend(protocol.events_received())
+                self._parser_owed = size - (end - pos)
+                break
+            pos += size
+        return events
+
     def _message_of(self, frame: Any) -> RawMessage | None:
         """The message ``frame`` completes, if any; answers pongs on the way."""
+        if frame.__class__ is RawMessage:
+            return frame
         opcode = frame.opcode
         if opcode is _TEXT or opcode is _BINARY:
             if frame.fin:
@@ -1142,14 +1286,14 @@ def _push_receiver(
 
 @asynccontextmanager
 async def _run_connection(
-    ws: WebSocket, initial_events: Sequence[Any], *, code_on_error: int, code_on_cancel: int
+    ws: WebSocket, initial_data: bytes, *, code_on_error: int, code_on_cancel: int
 ) -> AsyncIterator[WebSocket]:
     """Run the reader (and keepalive) of ``ws`` in its own task group around the caller's body,
     then close with 1000 (``code_on_error`` if the body raised, ``code_on_cancel`` if it was
     cancelled). The body's exception propagates unchanged, not wrapped in an ExceptionGroup."""
     body_exc: BaseException | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(ws._run_reader, initial_events)
+        tg.start_soon(ws._run_reader, initial_data)
         if ws._ping_interval is not None:
             tg.start_soon(ws._run_keepalive)
         try:
@@ -1180,22 +1324,39 @@ def _client_ssl_context(ssl_context: ssl.SSLContext | None) -> ssl.SSLContext:
 
 
 async def _read_handshake(
-    stream: anyio.abc.ByteStream, protocol: ClientProtocol | ServerProtocol
-) -> list[Any]:
-    """Feed the stream to ``protocol`` until it yields its first event or fails the handshake."""
-    while True:
+    stream: anyio.abc.ByteStream, protocol: ClientProtocol
+) -> tuple[list[Any], bytes]:
+    """Feed the stream to ``protocol`` until it yields the server's response or fails the
+    handshake; return its events and the bytes that followed a 101 response's head. Those are
+    kept from ``protocol``: the WebSocket's reader must see every frame from its first byte
+    (see ``WebSocket._frames_of``)."""
+    received = b""
+    at_eof = False
+    while (end := received.find(b"\r\n\r\n")) < 0 and len(received) <= MAX_REQUEST_HEAD:
         try:
-            data = await stream.receive(_RECEIVE_SIZE)
+            received += await stream.receive(_RECEIVE_SIZE)
         except (anyio.EndOfStream, anyio.BrokenResourceError):
-            protocol.receive_eof()
-        else:
+            at_eof = True
+            break
+    if end >= 0 and received.startswith(b"HTTP/1.1 101 "):
+        protocol.receive_data(received[: end + 4])  # a 101 response has no body
+        return protocol.events_received(), received[end + 4 :]
+    data = received  # another status: websockets reads its body too
+    while True:
+        if data:
             protocol.receive_data(data)
+        if at_eof:
+            protocol.receive_eof()
         for chunk in protocol.data_to_send():
             if chunk:
                 await stream.send(chunk)
         events = protocol.events_received()
         if events or protocol.handshake_exc is not None or protocol.state is State.CLOSED:
-            return events
+            return events, b""
+        try:
+            data = await stream.receive(_RECEIVE_SIZE)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            data, at_eof = b"", True
 
 
 @asynccontextmanager
@@ -1262,7 +1423,7 @@ async def open_websocket(
                 protocol.send_request(request)
                 for chunk in protocol.data_to_send():
                     await stream.send(chunk)
-                events = await _read_handshake(stream, protocol)
+                events, after_head = await _read_handshake(stream, protocol)
                 if protocol.handshake_exc is not None:
                     raise protocol.handshake_exc
                 if not events or not isinstance(events[0], Response):
@@ -1283,9 +1444,8 @@ async def open_websocket(
         close_timeout=close_timeout,
         max_queue=max_queue,
     )
-    # Frames that arrived in the same read as the 101 response are already parsed.
     async with _run_connection(
-        ws, events[1:], code_on_error=1000, code_on_cancel=1000
+        ws, after_head, code_on_error=1000, code_on_cancel=1000
     ) as connection:
         yield connection
 
@@ -1533,10 +1693,10 @@ class WebSocketServer:
             if rejection is not None:
                 await stream.send(rejection.serialize())
                 return
-        await self._upgrade(stream, request, head + rest)
+        await self._upgrade(stream, request, head, rest)
 
     async def _upgrade(
-        self, stream: anyio.abc.ByteStream, request: HTTPRequest, data: bytes
+        self, stream: anyio.abc.ByteStream, request: HTTPRequest, head: bytes, after_head: bytes
     ) -> None:
         select = self._select_subprotocol
 
@@ -1555,7 +1715,7 @@ class WebSocketServer:
             max_size=self._max_size,
             logger=logger,
         )
-        protocol.receive_data(data)
+        protocol.receive_data(head)  # the frames after it are the reader's (see _frames_of)
         events = protocol.events_received()
         if not events or not isinstance(events[0], Request):
             for chunk in protocol.data_to_send():
@@ -1579,7 +1739,7 @@ class WebSocketServer:
             close_timeout=self._close_timeout,
             max_queue=self._max_queue,
         )
-        async with _run_connection(ws, events[1:], code_on_error=1011, code_on_cancel=1001):
+        async with _run_connection(ws, after_head, code_on_error=1011, code_on_cancel=1001):
             await self._handler(ws)
 
 
