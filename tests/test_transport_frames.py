@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from realtalk.transport import RawMessage, WebSocket
+from realtalk.transport import RawMessage, WebSocket, _data_frame
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import (
     enable_client_permessage_deflate,
@@ -260,3 +260,22 @@ async def test_every_cut_inside_headers_and_payloads_gives_what_websockets_gives
             deflate=False,
             max_size=None,
         )
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70_000])
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_frames_written_without_websockets_are_the_frames_websockets_writes(
+    size: int, opcode: Opcode
+) -> None:
+    data = bytes(i % 253 for i in range(size))
+    first_byte = 0x81 if opcode is Opcode.TEXT else 0x82
+    assert _data_frame(first_byte, data, False) == Frame(opcode, data).serialize(mask=False)
+    masked = _data_frame(first_byte, data, True)
+    reader = StreamReader()
+    reader.feed_data(masked)
+    with pytest.raises(StopIteration) as done:
+        next(Frame.parse(reader.read_exact, mask=True))
+    frame = done.value.value
+    assert (frame.opcode, bytes(frame.data), frame.fin, reader.buffer) == (opcode, data, True, b"")
+    if size >= 4:
+        assert masked[-size:] != data  # masked with a key, not sent in clear

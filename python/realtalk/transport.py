@@ -437,6 +437,23 @@ class _MessageQueue:
 _MAX_HEADER = 14
 
 
+def _data_frame(first_byte: int, data: bytes, mask: bool) -> bytes:
+    """A whole unfragmented frame with no extension in use, as websockets' Frame.serialize
+    writes it, without building a Frame (``first_byte``: 0x81 text, 0x82 binary)."""
+    length = len(data)
+    mask_bit = 0x80 if mask else 0
+    if length < 126:
+        head = bytes((first_byte, mask_bit | length))
+    elif length < 65536:
+        head = bytes((first_byte, mask_bit | 126)) + length.to_bytes(2)
+    else:
+        head = bytes((first_byte, mask_bit | 127)) + length.to_bytes(8)
+    if mask:
+        key = os.urandom(4)
+        return head + key + apply_mask(data, key)
+    return head + data
+
+
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -529,6 +546,8 @@ class WebSocket:
         self._cut_header = b""
         self._parser_owed = 0
         self._masked = protocol.side is Side.SERVER  # a server receives masked frames
+        # With no extension (compression) agreed, data frames are written here (_data_frame)
+        self._plain_frames = not protocol.extensions
         limits = [n for n in (protocol.max_message_size, protocol.max_fragment_size) if n]
         self._fast_max = min(limits, default=math.inf)
         self._failure: RealtalkError | None = None
@@ -682,7 +701,10 @@ class WebSocket:
         async with self._send_lock:
             is_open = protocol.state is State.OPEN
             if is_open:
-                if opcode is _TEXT:
+                if self._plain_frames:
+                    first_byte = 0x81 if opcode is _TEXT else 0x82
+                    self._pending_writes.append(_data_frame(first_byte, data, not self._masked))
+                elif opcode is _TEXT:
                     protocol.send_text(data)
                 else:
                     protocol.send_binary(data)
@@ -706,6 +728,9 @@ class WebSocket:
             or not write(None)
         ):
             return False
+        if self._plain_frames:
+            write(_data_frame(0x81, data, not self._masked))
+            return True
         protocol.send_text(data)
         chunks = protocol.data_to_send()
         write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
@@ -718,8 +743,13 @@ class WebSocket:
         async with self._send_lock:
             is_open = protocol.state is State.OPEN
             if is_open:
+                plain, mask = self._plain_frames, not self._masked
                 for message in messages:
-                    protocol.send_text(message.encode() if isinstance(message, str) else message)
+                    data = message.encode() if isinstance(message, str) else message
+                    if plain:
+                        self._pending_writes.append(_data_frame(0x81, data, mask))
+                    else:
+                        protocol.send_text(data)
             if await self._drain() and is_open:
                 return
         raise await self._closing_exception()
