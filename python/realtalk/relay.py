@@ -49,6 +49,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
 from itertools import count
 from typing import Any, Literal, NoReturn
 
@@ -69,7 +70,6 @@ from realtalk.transport import (
     Compression,
     HTTPRequest,
     HTTPResponse,
-    RawMessage,
     WebSocket,
     WebSocketServer,
     open_websocket,
@@ -415,20 +415,13 @@ def _expiry_reason(seconds: float) -> str:
     return f"Your session hit the maximum duration of {seconds:g} second{'s' * (seconds != 1)}."
 
 
-_BATCH = 32
+class _Detour(Exception):
+    """Raised by a pump's message handler, which runs in the reader and cannot wait, for the
+    part of its work that must: ``work()`` is awaited before the next message is handled."""
 
-
-async def _ready_messages(ws: WebSocket, into: list[RawMessage]) -> None:
-    """Append the messages ``ws`` has already queued (up to ``_BATCH``) without waiting: a
-    receive in a cancelled scope returns a queued message at once and is cancelled before it
-    would wait. A close is left for the next blocking receive to report."""
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        try:
-            while len(into) < _BATCH:
-                into.append(await ws.receive_raw())
-        except (ConnectionClosed, ProtocolError):
-            pass
+    def __init__(self, work: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self.work = work
 
 
 class _Ended(Exception):
@@ -467,8 +460,11 @@ class _Connection:
 
     # -- downstream helpers --
 
-    async def send_client(self, data: bytes) -> None:
-        await self.client.send_text(data)
+    async def send_client(self, data: bytes, is_text: bool = True) -> None:
+        if is_text:
+            await self.client.send_text(data)
+        else:
+            await self.client.send_binary(data)
         self.count_to_client(1, len(data))
 
     def count_to_client(self, events: int, size: int) -> None:
@@ -524,41 +520,43 @@ class _Connection:
         return param, f"Parameter '{param}' is fixed by this relay and cannot be changed."
 
     async def client_to_upstream(self, upstream: WebSocket) -> NoReturn:
-        stats = self.relay._stats
-        receive = self.client.receive_raw
-        forward = upstream.send_text
-        forward_many = upstream.send_texts
+        """Forward the client's events as they arrive: each is checked and written upstream in
+        the client's reader (``consume``), with no task switch, unless it is refused or the
+        upstream socket cannot take it at once; then the pump awaits that (a _Detour) and goes
+        on with the next."""
+
+        def forward(data: bytes, is_text: bool) -> None:
+            refusal = self._check(data, is_text)
+            if refusal is not None:
+                raise _Detour(refusal)
+            if not upstream.try_send_text(data):
+                raise _Detour(partial(upstream.send_text, data))
+
         while True:
             try:
-                first = await receive()
+                await self.client.consume(forward)
+            except _Detour as detour:
+                try:
+                    await detour.work()
+                except ConnectionClosed:
+                    if upstream.closed:  # the upstream pump reports how the upstream ended
+                        await anyio.sleep_forever()
+                    # else the client is gone: the next consume says how
             except ConnectionClosed as exc:
                 self.close = self.close or f"client {exc.code} ({exc.reason})"
                 await upstream.close(*_upstream_close(exc.code, exc.reason))
                 raise _Ended(self.close) from None
             except ProtocolError as exc:  # over max_message_bytes (1009), bad UTF-8 ...
                 if "too big" in str(exc):
-                    stats.oversize_closes += 1
+                    self.relay._stats.oversize_closes += 1
                     self.close = self.close or "relay 1009 (client message too big)"
                 else:
                     self.close = self.close or f"client broke the protocol ({exc})"
                 await upstream.close(1000, "client connection failed")
                 raise _Ended(self.close) from None
-            # Whatever else is already queued goes upstream in the same socket write.
-            batch = [first]
-            await _ready_messages(self.client, batch)
-            try:
-                accepted = [data for data, is_text in batch if await self._check(data, is_text)]
-                if len(accepted) == 1:
-                    await forward(accepted[0])
-                elif accepted:
-                    await forward_many(accepted)
-            except ConnectionClosed:
-                if upstream.closed:  # the upstream pump reports how the upstream ended
-                    await anyio.sleep_forever()
-                # else the client is gone: the next receive says how
 
-    async def _check(self, data: bytes, is_text: bool) -> bool:
-        """Whether a client message may go upstream; refuses it (error event) if not."""
+    def _check(self, data: bytes, is_text: bool) -> Callable[[], Awaitable[None]] | None:
+        """None if a client message may go upstream, else the refusal to send back."""
         policy = self.relay.policy
         stats = self.relay._stats
         messages, audio = self.messages, self.audio
@@ -568,49 +566,42 @@ class _Connection:
         self.bytes_from_client += len(data)
         stats.events_from_client += 1
         stats.bytes_from_client += len(data)
+        refuse = self.refuse
         if not is_text:
-            await self.refuse("invalid_event", "Expected a text WebSocket message; binary "
-                              "frames are not supported.")
-            return False
+            return partial(refuse, "invalid_event", "Expected a text WebSocket message; binary "
+                           "frames are not supported.")
         try:
             envelope = _envelope.decode(data)
         except msgspec.ValidationError:
-            await self.refuse("invalid_event", "The event is not an object with a string "
-                              "'type' field.", param="type")
-            return False
+            return partial(refuse, "invalid_event", "The event is not an object with a string "
+                           "'type' field.", param="type")
         except msgspec.DecodeError as exc:
-            await self.refuse("invalid_json", f"Invalid event: failed to parse JSON value. "
-                              f"{exc}")
-            return False
+            return partial(refuse, "invalid_json", f"Invalid event: failed to parse JSON value. "
+                           f"{exc}")
         event_type = envelope.type
         if event_type not in policy.allowed_events:
-            await self.refuse("event_not_allowed", f"Event type '{event_type}' is not "
-                              "allowed by this relay.", param="type",
-                              event_id=envelope.event_id)
-            return False
+            return partial(refuse, "event_not_allowed", f"Event type '{event_type}' is not "
+                           "allowed by this relay.", param="type", event_id=envelope.event_id)
         if messages is not None and not messages.take(1.0, now):
-            await self.refuse("rate_limit_exceeded", "Too many events: the relay allows "
-                              f"{policy.max_messages_per_s:g} per second.",
-                              event_id=envelope.event_id)
-            return False
+            return partial(refuse, "rate_limit_exceeded", "Too many events: the relay allows "
+                           f"{policy.max_messages_per_s:g} per second.",
+                           event_id=envelope.event_id)
         if isinstance(envelope.audio, str):
             encoded = envelope.audio
             size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
             seconds = size / self.input_bytes_per_s
             if audio is not None and not audio.take(seconds, now):
-                await self.refuse("rate_limit_exceeded", "Too much audio: the relay allows "
-                                  f"{policy.max_audio_seconds_per_s:g} seconds of audio per "
-                                  "second.", param="audio", event_id=envelope.event_id)
-                return False
+                return partial(refuse, "rate_limit_exceeded", "Too much audio: the relay allows "
+                               f"{policy.max_audio_seconds_per_s:g} seconds of audio per "
+                               "second.", param="audio", event_id=envelope.event_id)
             stats.audio_seconds_from_client += seconds
         elif event_type in ("session.update", "transcription_session.update",
                             "response.create"):
             violation = self.check_pinned(event_type, data)
             if violation is not None:
-                await self.refuse("pinned_parameter", violation[1], param=violation[0],
-                                  event_id=envelope.event_id)
-                return False
-        return True
+                return partial(refuse, "pinned_parameter", violation[1], param=violation[0],
+                               event_id=envelope.event_id)
+        return None
 
     # -- upstream -> client --
 
@@ -642,12 +633,29 @@ class _Connection:
             self.input_bytes_per_s = rate
 
     async def upstream_to_client(self, upstream: WebSocket) -> NoReturn:
-        receive = upstream.receive_raw
+        """Forward the upstream's events as they arrive, like ``client_to_upstream``."""
         key = self.relay._key_bytes
         client = self.client
+
+        def forward(data: bytes, is_text: bool) -> None:
+            self.last_activity = anyio.current_time()
+            if key in data:  # defence in depth: the key never goes downstream
+                data = data.replace(key, b"[redacted]")
+            if b'"session.' in data:
+                self.track_session(data)
+            if is_text and client.try_send_text(data):
+                self.count_to_client(1, len(data))
+            else:
+                raise _Detour(partial(self.send_client, data, is_text))
+
         while True:
             try:
-                batch = [await receive()]
+                await upstream.consume(forward)
+            except _Detour as detour:
+                try:
+                    await detour.work()
+                except ConnectionClosed:
+                    await anyio.sleep_forever()  # the client pump reports how the client ended
             except ConnectionClosed as exc:
                 self.close = self.close or f"upstream {exc.code} ({exc.reason})"
                 await client.close(*_downstream_close(exc.code, exc.reason))
@@ -656,34 +664,6 @@ class _Connection:
                 self.close = self.close or f"upstream broke the protocol ({exc})"
                 await client.close(1011, "upstream connection failed")
                 raise _Ended(self.close) from None
-            # Whatever else is already queued goes downstream in the same socket write.
-            await _ready_messages(upstream, batch)
-            self.last_activity = anyio.current_time()
-            texts: list[bytes] = []
-            try:
-                for data, is_text in batch:
-                    if key in data:  # defence in depth: the key never goes downstream
-                        data = data.replace(key, b"[redacted]")
-                    if b'"session.' in data:
-                        self.track_session(data)
-                    if is_text:
-                        texts.append(data)
-                        continue
-                    await self._send_texts(texts)
-                    texts = []
-                    await client.send_binary(data)
-                await self._send_texts(texts)
-            except ConnectionClosed:
-                await anyio.sleep_forever()  # the client pump reports how the client ended
-
-    async def _send_texts(self, texts: list[bytes]) -> None:
-        if len(texts) == 1:
-            await self.client.send_text(texts[0])
-        elif texts:
-            await self.client.send_texts(texts)
-        else:
-            return
-        self.count_to_client(len(texts), sum(map(len, texts)))
 
     async def watchdog(self) -> NoReturn:
         policy = self.relay.policy
