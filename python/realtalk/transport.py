@@ -1215,14 +1215,14 @@ def _immediate_writer(stream: anyio.abc.ByteStream) -> Callable[[bytes | None], 
     return write
 
 
-class _PushReceiver(asyncio.BufferedProtocol):
+class _PushReceiver(asyncio.Protocol):
     """Takes the place of anyio's protocol on an asyncio transport so that received bytes go
     straight to ``on_data`` from the event loop's callback. anyio's ``receive`` wakes the task
     that awaits it through one more turn of the loop, and pauses and resumes the socket around
-    every read; a WebSocket reader needs neither. The socket is read into one buffer kept for
-    the connection: a plain protocol gets a new 256 KiB ``bytes`` per read, an allocation that
-    costs more than the message when events arrive one by one. Writing stays with anyio's
-    stream (this forwards the flow-control and connection-lost calls to anyio's protocol)."""
+    every read; a WebSocket reader needs neither. (A plain protocol, not a BufferedProtocol:
+    asyncio's buffered read path plus the copy out of the buffer cost more per paced event than
+    the fresh ``bytes`` a plain read returns.) Writing stays with anyio's stream (this forwards
+    the flow-control and connection-lost calls to anyio's protocol)."""
 
     def __init__(
         self,
@@ -1237,7 +1237,6 @@ class _PushReceiver(asyncio.BufferedProtocol):
         self._on_end = on_end
         self.ended = False
         self._active = False
-        self._buffer = memoryview(bytearray(_RECEIVE_SIZE))
 
     def start(self) -> None:
         stream_protocol = self._stream_protocol
@@ -1263,12 +1262,6 @@ class _PushReceiver(asyncio.BufferedProtocol):
     def resume(self) -> None:
         if self._active and not self._transport.is_closing():
             self._transport.resume_reading()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self._active:
