@@ -279,3 +279,29 @@ def test_frames_written_without_websockets_are_the_frames_websockets_writes(
     assert (frame.opcode, bytes(frame.data), frame.fin, reader.buffer) == (opcode, data, True, b"")
     if size >= 4:
         assert masked[-size:] != data  # masked with a key, not sent in clear
+
+
+@pytest.mark.parametrize("server_side", [False, True])
+async def test_a_corrupt_compressed_message_fails_like_websockets(server_side: bool) -> None:
+    client, server = connected_pair(deflate=True, max_size=None)
+    stream = bytearray(sent_bytes(client if server_side else server, [("text", b"ok" * 50)], False))
+    good = bytes(stream)
+    stream[-3] ^= 0xFF  # inside the deflate stream (masked or not, the flip survives)
+    for corrupt in (bytes(stream), good + bytes(stream)):
+        await check_against_websockets(
+            corrupt, [], server_side=server_side, deflate=True, max_size=None
+        )
+
+
+@pytest.mark.parametrize("size", [1000, 1001, 50_000])
+async def test_a_compressed_message_inflating_past_max_size_fails_like_websockets(
+    size: int,
+) -> None:
+    client, server = connected_pair(deflate=True, max_size=None)
+    stream = sent_bytes(server, [("text", b"a" * 10), ("text", b"z" * size)], close=False)
+    assert len(stream) < 1000  # small on the wire: only inflating finds the size
+    await check_against_websockets(stream, [], server_side=False, deflate=True, max_size=1000)
+    tested, _ = connected_pair(deflate=True, max_size=1000)
+    ws = receiver(tested)
+    assert all(event.__class__ is RawMessage for event in ws._frames_of(stream))
+    assert (tested.close_sent is not None and tested.close_sent.code == 1009) == (size > 1000)

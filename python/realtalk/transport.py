@@ -67,11 +67,13 @@ from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, PayloadTooBig
+from websockets.exceptions import ProtocolError as WebSocketsProtocolError
 from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
     enable_client_permessage_deflate,
     enable_server_permessage_deflate,
 )
-from websockets.frames import OK_CLOSE_CODES, Opcode, apply_mask
+from websockets.frames import OK_CLOSE_CODES, CloseCode, Frame, Opcode, apply_mask
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
@@ -548,6 +550,9 @@ class WebSocket:
         self._masked = protocol.side is Side.SERVER  # a server receives masked frames
         # With no extension (compression) agreed, data frames are written here (_data_frame)
         self._plain_frames = not protocol.extensions
+        # With permessage-deflate alone, whole compressed messages are inflated here too
+        deflate = [e for e in protocol.extensions if isinstance(e, PerMessageDeflate)]
+        self._inflater = deflate[0] if len(deflate) == len(protocol.extensions) == 1 else None
         limits = [n for n in (protocol.max_message_size, protocol.max_fragment_size) if n]
         self._fast_max = min(limits, default=math.inf)
         self._failure: RealtalkError | None = None
@@ -1092,6 +1097,20 @@ class WebSocket:
                 if is_masked:
                     payload = apply_mask(payload, data[pos + head - 4 : pos + head])
                 events.append(RawMessage(payload, first == 0x81))
+            elif (
+                (first == 0xC1 or first == 0xC2)  # the same, compressed (RSV1)
+                and self._inflater is not None
+                and size <= end - pos
+                and is_masked is masked
+                and length <= self._fast_max
+                and protocol.current_size is None
+            ):
+                payload = data[pos + head : pos + size]
+                if is_masked:
+                    payload = apply_mask(payload, data[pos + head - 4 : pos + head])
+                message = self._inflate(payload, first == 0xC1)
+                if message is not None:
+                    events.append(message)
             elif size <= end - pos:
                 protocol.receive_data(data[pos : pos + size])
                 events.extend(protocol.events_received())
@@ -1102,6 +1121,27 @@ class WebSocket:
                 break
             pos += size
         return events
+
+    def _inflate(self, payload: bytes, is_text: bool) -> RawMessage | None:
+        """A whole compressed message, through websockets' own permessage-deflate decoder (the
+        compression context stays its); a failure fails the connection as websockets' parser
+        would (1009 for a message inflating past the size limit, 1002 for a corrupt one)."""
+        assert self._inflater is not None
+        protocol = self._protocol
+        frame = Frame(_TEXT if is_text else _BINARY, payload, rsv1=True)
+        limit = None if math.isinf(self._fast_max) else int(self._fast_max)
+        try:
+            frame = self._inflater.decode(frame, max_size=limit)
+        except PayloadTooBig as exc:
+            exc.set_current_size(None)  # (no fragmented message was in progress)
+            protocol.fail(CloseCode.MESSAGE_TOO_BIG, str(exc))
+            protocol.parser_exc = exc
+            return None
+        except WebSocketsProtocolError as exc:
+            protocol.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+            protocol.parser_exc = exc
+            return None
+        return RawMessage(bytes(frame.data), is_text)
 
     def _message_of(self, frame: Any) -> RawMessage | None:
         """The message ``frame`` completes, if any; answers pongs on the way."""
