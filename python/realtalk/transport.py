@@ -547,6 +547,7 @@ class WebSocket:
         # many more bytes belong to a frame websockets' parser is in the middle of.
         self._cut_header = b""
         self._parser_owed = 0
+        self._parser_fed = False  # websockets' protocol took bytes: it may have writes, a close
         self._masked = protocol.side is Side.SERVER  # a server receives masked frames
         # With no extension (compression) agreed, data frames are written here (_data_frame)
         self._plain_frames = not protocol.extensions
@@ -998,13 +999,16 @@ class WebSocket:
         try:
             self._receive_count += 1
             events = self._frames_of(data)
-            writes = self._protocol.data_to_send()
-            if writes:
-                self._pending_writes.extend(writes)
-                self._reader_wake.set()
+            parser_fed = self._parser_fed
+            if parser_fed:
+                self._parser_fed = False
+                writes = self._protocol.data_to_send()
+                if writes:
+                    self._pending_writes.extend(writes)
+                    self._reader_wake.set()
             incoming = self._incoming
             for frame in events:
-                message = self._message_of(frame)
+                message = frame if frame.__class__ is RawMessage else self._message_of(frame)
                 if message is None:
                     continue
                 sink = self._sink
@@ -1015,7 +1019,8 @@ class WebSocket:
                     self._reader_blocked_by_consumer = True
                     incoming.on_room = self._resume_pushed
                     self._push.pause()
-            self._arm_close_deadline()
+            if parser_fed:
+                self._arm_close_deadline()
         except Exception as exc:  # a bug must not surface in the event loop's callback
             logger.exception("WebSocket reader failed")
             if self._failure is None:
@@ -1055,18 +1060,15 @@ class WebSocket:
             extent = _frame_extent(header, 0)
             if extent is None:
                 self._cut_header = header
-                protocol.receive_data(data)
-                return protocol.events_received()
+                return self._feed_parser(data)
             self._parser_owed = extent[0] + extent[1] - len(self._cut_header)
             self._cut_header = b""
         owed = self._parser_owed
         if owed:  # the rest of a frame websockets' parser is in the middle of
             if len(data) <= owed:
                 self._parser_owed = owed - len(data)
-                protocol.receive_data(data)
-                return protocol.events_received()
-            protocol.receive_data(data[:owed])
-            events = protocol.events_received()
+                return self._feed_parser(data)
+            events = self._feed_parser(data[:owed])
             self._parser_owed = 0
             data = data[owed:]
         pos = 0
@@ -1074,14 +1076,12 @@ class WebSocket:
         masked = self._masked
         while pos < end:
             if protocol.state is not _OPEN:
-                protocol.receive_data(data[pos:] if pos else data)
-                events.extend(protocol.events_received())
+                events += self._feed_parser(data[pos:] if pos else data)
                 break
             extent = _frame_extent(data, pos)
             if extent is None:
                 self._cut_header = data[pos:]
-                protocol.receive_data(self._cut_header)
-                events.extend(protocol.events_received())
+                events += self._feed_parser(self._cut_header)
                 break
             head, length, is_masked = extent
             size = head + length
@@ -1112,15 +1112,19 @@ class WebSocket:
                 if message is not None:
                     events.append(message)
             elif size <= end - pos:
-                protocol.receive_data(data[pos : pos + size])
-                events.extend(protocol.events_received())
+                events += self._feed_parser(data[pos : pos + size])
             else:
-                protocol.receive_data(data[pos:] if pos else data)
-                events.extend(protocol.events_received())
+                events += self._feed_parser(data[pos:] if pos else data)
                 self._parser_owed = size - (end - pos)
                 break
             pos += size
         return events
+
+    def _feed_parser(self, data: bytes) -> list[Any]:
+        """Hand bytes to websockets' parser; return the frames (events) it completed."""
+        self._parser_fed = True
+        self._protocol.receive_data(data)
+        return self._protocol.events_received()
 
     def _inflate(self, payload: bytes, is_text: bool) -> RawMessage | None:
         """A whole compressed message, through websockets' own permessage-deflate decoder (the
@@ -1133,18 +1137,21 @@ class WebSocket:
         try:
             frame = self._inflater.decode(frame, max_size=limit)
         except PayloadTooBig as exc:
+            self._parser_fed = True  # (the close frame to write)
             exc.set_current_size(None)  # (no fragmented message was in progress)
             protocol.fail(CloseCode.MESSAGE_TOO_BIG, str(exc))
             protocol.parser_exc = exc
             return None
         except WebSocketsProtocolError as exc:
+            self._parser_fed = True
             protocol.fail(CloseCode.PROTOCOL_ERROR, str(exc))
             protocol.parser_exc = exc
             return None
         return RawMessage(bytes(frame.data), is_text)
 
     def _message_of(self, frame: Any) -> RawMessage | None:
-        """The message ``frame`` completes, if any; answers pongs on the way."""
+        """The message ``frame`` (a RawMessage or a websockets frame) completes, if any;
+        answers pongs on the way."""
         if frame.__class__ is RawMessage:
             return frame
         opcode = frame.opcode
