@@ -1,8 +1,12 @@
 """WebSocket client and server on anyio byte streams, driven by websockets' Sans-I/O protocol.
 
 Runs unchanged on asyncio and trio. The protocol objects of the ``websockets`` library
-(``ClientProtocol``, ``ServerProtocol``) do the framing, masking, permessage-deflate and the close
-handshake; this module does the I/O around them:
+(``ClientProtocol``, ``ServerProtocol``) do the handshake, the framing, masking,
+permessage-deflate and the close handshake; this module does the I/O around them. The one
+exception is the hot path: a whole unfragmented data message in one read is cut out of the
+bytes here and never goes through websockets' per-frame parser (see
+:meth:`WebSocket._frames_of`), and with no extension in use data frames are written here too
+(:func:`_data_frame`); websockets still sees every other frame and owns the protocol's state.
 
 - one reader task per connection (in the connection's own task group) feeds received bytes to the
   protocol, answers pings and close frames, and delivers whole messages into a bounded queue
