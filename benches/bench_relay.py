@@ -36,6 +36,7 @@ from typing import Any
 import anyio
 import msgspec
 import numpy as np
+from pacing import real_time_ticks
 
 RATE = 24000
 FRAME_MS = 20
@@ -261,7 +262,6 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     relay = ServerProcess("relay", upstream)
     relayed: list[Session] = []
     direct: list[Session] = []
-    max_lag = 0.0
     lags: list[float] = []  # how late each tick of the load generator was
     try:
         relay_url = f"ws://127.0.0.1:{relay.port}/v1/realtime?model=gpt-realtime"
@@ -272,17 +272,9 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         everyone = [*relayed, *direct]
         sim_before, relay_before = simulator.stats(), relay.stats()
         start = time.monotonic()
-        step = FRAME_MS / 1000 / SLOTS
         probe_number = 0
-        for tick in range(frame_count * SLOTS):
+        async for tick in real_time_ticks(frame_count * SLOTS, FRAME_MS / 1000 / SLOTS, lags):
             frame, slot = divmod(tick, SLOTS)
-            due = start + tick * step
-            now = time.monotonic()
-            if due > now:
-                await anyio.sleep(due - now)
-            else:
-                max_lag = max(max_lag, now - due)
-            lags.append(max(0.0, now - due))
             for index in range(slot, len(everyone), SLOTS):
                 session = everyone[index]
                 session.send(patterns[index % PATTERNS][frame])
@@ -330,7 +322,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         "relayed_rtt_p99_ms": percentile(relayed_rtt, 0.99),
         "direct_rtt_p50_ms": percentile(direct_rtt, 0.5),
         "direct_rtt_p99_ms": percentile(direct_rtt, 0.99),
-        "max_send_lag_ms": round(1000 * max_lag, 1),
+        "max_send_lag_ms": round(1000 * max(lags, default=0.0), 1),
         "send_lag_p99_ms": percentile(lags, 0.99),
         "ticks_late_over_100ms": sum(lag > 0.1 for lag in lags),
         "ticks": len(lags),

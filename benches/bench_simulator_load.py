@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 import msgspec
 import numpy as np
+from pacing import real_time_ticks
 
 RATE = 24000
 FRAME_MS = 20
@@ -297,7 +298,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     server = SimulatorProcess()
     results = [SessionResult() for _ in range(sessions)]
     sent_at = [[0.0] * frame_count for _ in range(SLOTS)]
-    max_lag = 0.0
+    lags: list[float] = []  # how late each tick of the load generator was
     try:
         url = f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime"
         before = server.stats()
@@ -307,15 +308,8 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         ]
         cpu0 = os.times()
         wall0 = time.monotonic()
-        step = FRAME_MS / 1000 / SLOTS
-        for tick in range(frame_count * SLOTS):
+        async for tick in real_time_ticks(frame_count * SLOTS, FRAME_MS / 1000 / SLOTS, lags):
             frame, slot = divmod(tick, SLOTS)
-            due = wall0 + tick * step
-            now = time.monotonic()
-            if due > now:
-                await anyio.sleep(due - now)
-            else:
-                max_lag = max(max_lag, now - due)
             # Stamped before the writes: a reply may arrive before the slot is done.
             sent_at[slot][frame] = time.monotonic()
             for index in range(slot, sessions, SLOTS):
@@ -355,7 +349,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         "audio_out_received": received,
         "turns": len(lags),
         "responses": after["responses"] - before["responses"],
-        "max_send_lag_ms": round(1000 * max_lag, 1),
+        "max_send_lag_ms": round(1000 * max(lags, default=0.0), 1),
         "turn_lag_p50_ms": round(1000 * lags[len(lags) // 2], 1) if lags else None,
         "turn_lag_p99_ms": round(1000 * lags[int(len(lags) * 0.99)], 1) if lags else None,
         "simulator_cpu_s": round(cpu, 2),
