@@ -1090,8 +1090,10 @@ class WebSocket:
             head, length, is_masked = extent
             size = head + length
             first = data[pos]
+            compressed = first & 0x40  # RSV1: permessage-deflate
             if (
-                (first == 0x81 or first == 0x82)  # FIN, no RSV bit, text or binary
+                (first & 0xBF == 0x81 or first & 0xBF == 0x82)  # FIN, text or binary, no RSV2/3
+                and (not compressed or self._inflater is not None)
                 and size <= end - pos
                 and is_masked is masked
                 and length <= self._fast_max
@@ -1100,20 +1102,10 @@ class WebSocket:
                 payload = data[pos + head : pos + size]
                 if is_masked:
                     payload = apply_mask(payload, data[pos + head - 4 : pos + head])
-                events.append(RawMessage(payload, first == 0x81))
-            elif (
-                (first == 0xC1 or first == 0xC2)  # the same, compressed (RSV1)
-                and self._inflater is not None
-                and size <= end - pos
-                and is_masked is masked
-                and length <= self._fast_max
-                and protocol.current_size is None
-            ):
-                payload = data[pos + head : pos + size]
-                if is_masked:
-                    payload = apply_mask(payload, data[pos + head - 4 : pos + head])
-                message = self._inflate(payload, first == 0xC1)
-                if message is not None:
+                is_text = first & 0x0F == 1
+                if not compressed:
+                    events.append(RawMessage(payload, is_text))
+                elif (message := self._inflate(payload, is_text)) is not None:
                     events.append(message)
             elif size <= end - pos:
                 events += self._feed_parser(data[pos : pos + size])
