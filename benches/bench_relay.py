@@ -23,20 +23,18 @@ trip minus the direct one (at p50 and p99); it covers two hops (client->upstream
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import msgspec
 import numpy as np
-from pacing import real_time_ticks
+from load import LoadClient, masked_text_frame, real_time_ticks
 
 RATE = 24000
 FRAME_MS = 20
@@ -61,12 +59,6 @@ def speech(seconds: float, seed: int) -> bytes:
         chunks += [0.3 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2), pause]
         total += len(t) + len(pause)
     return (np.concatenate(chunks)[: int(seconds * RATE)] * 32767).astype("<i2").tobytes()
-
-
-def masked(payload: bytes) -> bytes:
-    from websockets.frames import Frame, Opcode
-
-    return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
 
 
 # ---- the server processes -------------------------------------------------------------------
@@ -131,64 +123,17 @@ class ServerProcess:
 # ---- the clients ---------------------------------------------------------------------------
 
 
-class Session(asyncio.Protocol):
-    """One load client: an asyncio protocol around websockets' Sans-I/O client, so that the
-    load generator, which shares the machine's two cores with the relay and the simulator,
-    spends as little as it can (a write per frame, no task per client)."""
+class Session(LoadClient):
+    """One relayed (or direct) client: counts the audio it receives and times its probes."""
 
     def __init__(self, url: str, token: str) -> None:
-        from websockets.client import ClientProtocol
-        from websockets.uri import parse_uri
-
-        self.protocol = ClientProtocol(parse_uri(url), max_size=None)
-        request = self.protocol.connect()
-        request.headers["Authorization"] = f"Bearer {token}"
-        self.protocol.send_request(request)
-        self.transport: asyncio.Transport | None = None
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.decoder = msgspec.json.Decoder()
+        super().__init__(url, token)
         self.received_audio = 0
         self.errors: list[Any] = []
         self.probes_sent: dict[str, float] = {}
         self.round_trips: list[float] = []
         self.responses_open = 0
         self.last_event_at = 0.0
-        self.failure: str | None = None
-        self.closing = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self._write_replies()
-
-    def _write_replies(self) -> None:  # the upgrade request, pongs to the relay's keepalive
-        assert self.transport is not None
-        for data in self.protocol.data_to_send():
-            if data:
-                self.transport.write(data)
-
-    def send(self, frame: bytes) -> None:
-        if self.failure is None and self.transport is not None:
-            self.transport.write(frame)
-
-    def data_received(self, data: bytes) -> None:
-        from websockets.frames import Frame, Opcode
-        from websockets.http11 import Response
-
-        self.protocol.receive_data(data)
-        self._write_replies()
-        for frame in self.protocol.events_received():
-            if isinstance(frame, Response):
-                if self.protocol.handshake_exc is not None:
-                    self.opened.set_exception(self.protocol.handshake_exc)
-                else:
-                    self.opened.set_result(None)
-                continue
-            assert isinstance(frame, Frame)
-            if frame.opcode is Opcode.CLOSE:
-                self.failure = self.failure or "closed by the server"
-            elif frame.opcode is Opcode.TEXT:
-                self.on_event(self.decoder.decode(frame.data))
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -208,33 +153,12 @@ class Session(asyncio.Protocol):
         elif kind == "response.done":
             self.responses_open -= 1
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closing:
-            self.failure = self.failure or f"connection lost: {exc!r}"
-        if not self.opened.done():
-            self.opened.set_exception(ConnectionError("connection lost during the handshake"))
-
-    def close(self) -> None:
-        self.closing = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def connect(url: str, token: str) -> Session:
-    from websockets.uri import parse_uri
-
-    uri = parse_uri(url)
-    loop = asyncio.get_running_loop()
-    _, session = await loop.create_connection(lambda: Session(url, token), uri.host, uri.port)
-    await session.opened
-    return session
-
 
 def probe(session: Session, number: int) -> bytes:
     event_id = f"probe_{number}"
     session.probes_sent[event_id] = time.monotonic()
-    return masked(json.dumps({"type": "conversation.item.retrieve", "item_id": "item_none",
-                              "event_id": event_id}).encode())
+    return masked_text_frame(json.dumps({"type": "conversation.item.retrieve",
+                                         "item_id": "item_none", "event_id": event_id}).encode())
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -252,8 +176,9 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     for seed in range(PATTERNS):
         pcm = speech(seconds, seed)
         patterns.append([
-            masked(encoder.encode({"type": "input_audio_buffer.append",
-                                   "audio": base64.b64encode(pcm[i:i + FRAME_BYTES]).decode()}))
+            masked_text_frame(encoder.encode({
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(pcm[i:i + FRAME_BYTES]).decode()}))
             for i in range(0, len(pcm), FRAME_BYTES)
         ])
     frame_count = len(patterns[0])
@@ -266,8 +191,8 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     try:
         relay_url = f"ws://127.0.0.1:{relay.port}/v1/realtime?model=gpt-realtime"
         token = issue_token(SECRET, 3600)
-        relayed = [await connect(relay_url, token) for _ in range(sessions)]
-        direct = [await connect(f"{upstream}?model=gpt-realtime", KEY)
+        relayed = [await Session.connect(relay_url, token) for _ in range(sessions)]
+        direct = [await Session.connect(f"{upstream}?model=gpt-realtime", KEY)
                   for _ in range(max(DIRECT_MIN, sessions // 10))]
         everyone = [*relayed, *direct]
         sim_before, relay_before = simulator.stats(), relay.stats()

@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import msgspec
 import numpy as np
-from pacing import real_time_ticks
+from load import LoadClient, masked_text_frame, real_time_ticks
 
 RATE = 24000
 FRAME_MS = 20
@@ -152,68 +152,26 @@ class SessionResult:
     turn_lags: list[float] = field(default_factory=list)
     responses_open: int = 0
     last_event_at: float = 0.0
-    failure: str | None = None
 
 
 SLOTS = 4  # sessions are spread over 4 sub-ticks of the 20 ms frame period
 
 
-class RawClient(asyncio.BufferedProtocol):
-    """A lean load-generating WebSocket client, so the client process costs little per frame:
-    an asyncio protocol (no task per session: received bytes are handled in the event loop's
-    callback), websockets' Sans-I/O ClientProtocol for the handshake and for parsing what the
-    server sends, and frames pre-built once (masked) and written straight to the transport.
-    Reads go into one preallocated buffer: a plain asyncio protocol gets a fresh 256 KiB
-    `bytes` per read, an allocation that costs more than the read itself."""
+class RawClient(LoadClient, asyncio.BufferedProtocol):
+    """One simulated session's client. Reads go into one preallocated buffer (a plain asyncio
+    protocol gets a fresh 256 KiB ``bytes`` per read). A send waits while the socket's buffer
+    is over its high-water mark, as a stream client's would: a simulator that falls behind
+    shows up as send lag."""
 
     READ_SIZE = 64 * 1024
 
     def __init__(self, url: str, result: SessionResult, slot_sent_at: list[float]) -> None:
-        from websockets.client import ClientProtocol
-        from websockets.uri import parse_uri
-
-        self.protocol = ClientProtocol(parse_uri(url), max_size=None)
+        super().__init__(url, "sk-bench")
         self.result = result
         self.slot_sent_at = slot_sent_at
-        self.decoder = msgspec.json.Decoder()
-        self.transport: asyncio.Transport | None = None
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Backpressure as a stream client has it: a send waits while the socket's buffer is
-        # over its high-water mark (a simulator that falls behind shows up as send lag).
         self.writable = asyncio.Event()
         self.writable.set()
-        self.closing = False
         self.read_buffer = memoryview(bytearray(self.READ_SIZE))
-
-    @classmethod
-    async def connect(cls, url: str, result: SessionResult, slot_sent_at: list[float]) -> RawClient:
-        from websockets.uri import parse_uri
-
-        uri = parse_uri(url)
-        loop = asyncio.get_running_loop()
-        _, client = await loop.create_connection(
-            lambda: cls(url, result, slot_sent_at), uri.host, uri.port
-        )
-        await client.opened
-        return client
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        request = self.protocol.connect()
-        request.headers["Authorization"] = "Bearer sk-bench"
-        self.protocol.send_request(request)
-        self._write_pending()
-
-    def _write_pending(self) -> None:
-        assert self.transport is not None
-        for data in self.protocol.data_to_send():
-            if data:
-                self.transport.write(data)
-
-    def send_frame(self, frame: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(frame)
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -226,30 +184,6 @@ class RawClient(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(bytes(self.read_buffer[:nbytes]))
-
-    def data_received(self, data: bytes) -> None:
-        from websockets.frames import Frame, Opcode
-        from websockets.protocol import State
-
-        protocol = self.protocol
-        protocol.receive_data(data)
-        events = protocol.events_received()
-        if not self.opened.done():
-            if protocol.state is State.CONNECTING:
-                return
-            if protocol.handshake_exc is not None:
-                self.opened.set_exception(protocol.handshake_exc)
-                return
-            self.opened.set_result(None)
-        result = self.result
-        for frame in events:
-            if not isinstance(frame, Frame):  # the handshake response
-                continue
-            if frame.opcode is Opcode.TEXT:
-                self.on_event(self.decoder.decode(frame.data))
-            elif frame.opcode is Opcode.CLOSE and not self.closing:
-                result.failure = result.failure or "the simulator closed the connection"
-        self._write_pending()  # answers to pings
 
     def on_event(self, event: dict[str, Any]) -> None:
         result = self.result
@@ -271,23 +205,6 @@ class RawClient(asyncio.BufferedProtocol):
         elif kind == "error":
             result.errors.append(event)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closing:
-            self.result.failure = self.result.failure or f"connection lost: {exc!r}"
-        if not self.opened.done():
-            self.opened.set_exception(ConnectionError("the simulator closed the connection"))
-
-    def close(self) -> None:
-        self.closing = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-def masked_text_frame(payload: bytes) -> bytes:
-    from websockets.frames import Frame, Opcode
-
-    return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
-
 
 async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     patterns = [
@@ -298,7 +215,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     server = SimulatorProcess()
     results = [SessionResult() for _ in range(sessions)]
     sent_at = [[0.0] * frame_count for _ in range(SLOTS)]
-    lags: list[float] = []  # how late each tick of the load generator was
+    tick_lags: list[float] = []  # how late each tick of the load generator was
     try:
         url = f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime"
         before = server.stats()
@@ -308,7 +225,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         ]
         cpu0 = os.times()
         wall0 = time.monotonic()
-        async for tick in real_time_ticks(frame_count * SLOTS, FRAME_MS / 1000 / SLOTS, lags):
+        async for tick in real_time_ticks(frame_count * SLOTS, FRAME_MS / 1000 / SLOTS, tick_lags):
             frame, slot = divmod(tick, SLOTS)
             # Stamped before the writes: a reply may arrive before the slot is done.
             sent_at[slot][frame] = time.monotonic()
@@ -316,7 +233,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
                 client = clients[index]
                 if not client.writable.is_set():
                     await client.writable.wait()
-                client.send_frame(patterns[index % PHASES][frame])
+                client.send(patterns[index % PHASES][frame])
         wall = time.monotonic() - wall0
         # Let the last turns' responses finish.
         with anyio.move_on_after(60):
@@ -341,7 +258,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         "sessions": sessions,
         "seconds": seconds,
         "streaming_wall_s": round(wall, 2),
-        "failures": [r.failure for r in results if r.failure],
+        "failures": [c.failure for c in clients if c.failure],
         "error_events": sum(len(r.errors) for r in results),
         "audio_in_sent": sent,
         "audio_in_counted_by_simulator": after["input_audio_bytes"] - before["input_audio_bytes"],
@@ -349,7 +266,7 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
         "audio_out_received": received,
         "turns": len(lags),
         "responses": after["responses"] - before["responses"],
-        "max_send_lag_ms": round(1000 * max(lags, default=0.0), 1),
+        "max_send_lag_ms": round(1000 * max(tick_lags, default=0.0), 1),
         "turn_lag_p50_ms": round(1000 * lags[len(lags) // 2], 1) if lags else None,
         "turn_lag_p99_ms": round(1000 * lags[int(len(lags) * 0.99)], 1) if lags else None,
         "simulator_cpu_s": round(cpu, 2),
