@@ -23,9 +23,9 @@ from realtalk.events import (
     Protocol,
     ServerEvent,
     UnknownEvent,
-    parse_server_event,
     serialize_client_event,
 )
+from realtalk.events._codec import server_event_parser
 from realtalk.transport import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -69,18 +69,17 @@ class RealtimeConnection:
         self.websocket = websocket
         """The underlying :class:`~realtalk.transport.WebSocket` (handshake response, ping)."""
         self.protocol: Protocol = protocol
+        """The protocol version this connection speaks ("ga" or "beta")."""
+        self._parse = server_event_parser(protocol)
 
     async def send(self, event: ClientEvent | UnknownEvent | Mapping[str, Any]) -> None:
         await self.websocket.send_text(serialize_client_event(event, self.protocol))
 
     async def recv(self) -> ServerEvent | UnknownEvent:
         data, is_text = await self.websocket.receive_raw()
-        return self._event_of(data, is_text)
-
-    def _event_of(self, data: bytes, is_text: bool) -> ServerEvent | UnknownEvent:
         if not is_text:
-            raise ProtocolError("the server sent a binary frame; Realtime events are text")
-        return parse_server_event(data, protocol=self.protocol)
+            raise _binary_frame()
+        return self._parse(data)
 
     async def consume(self, handler: Callable[[ServerEvent | UnknownEvent], object]) -> NoReturn:
         """Call ``handler(event)`` for every server event, in order, as it arrives, until the
@@ -94,10 +93,12 @@ class RealtimeConnection:
         Malformed JSON, a binary frame or an exception from ``handler`` stop the delivery and
         are raised here; the connection stays open and a new call goes on with the next
         event."""
-        event_of = self._event_of
+        parse = self._parse
 
         def deliver(data: bytes, is_text: bool) -> None:
-            handler(event_of(data, is_text))
+            if not is_text:
+                raise _binary_frame()
+            handler(parse(data))
 
         await self.websocket.consume(deliver)
 
@@ -183,6 +184,10 @@ def realtime_request(
         result["OpenAI-Project"] = project
     result.update(headers or {})
     return full_url, result
+
+
+def _binary_frame() -> ProtocolError:
+    return ProtocolError("the server sent a binary frame; Realtime events are text")
 
 
 @asynccontextmanager

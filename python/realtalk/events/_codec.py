@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Literal, TypeVar, Union
 
 import msgspec
@@ -29,6 +30,7 @@ from ._models import (
 
 Protocol = Literal["ga", "beta"]
 _E = TypeVar("_E", bound=Event)
+_T = TypeVar("_T")
 
 
 class InvalidEventError(ProtocolError, ValueError):
@@ -91,25 +93,50 @@ def _event_from_object(raw: dict[str, Any], registry: Mapping[str, type[_E]]) ->
     return event
 
 
-def _parse(
-    data: str | bytes,
-    protocol: Protocol,
-    decoder: msgspec.json.Decoder[Any],
-    registry: Mapping[str, type[_E]],
-    from_beta: Any,
+def _parse_ga(
+    data: str | bytes, decoder: msgspec.json.Decoder[Any], registry: Mapping[str, type[_E]]
 ) -> _E | UnknownEvent:
-    if protocol == "ga":
-        try:
-            return decoder.decode(data)  # type: ignore[no-any-return]
-        except msgspec.ValidationError:
-            # An unknown type or field, or a schema violation: the slow path tells them apart.
-            pass
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"event is not valid JSON: {exc}") from None
-        return _event_from_object(_decode_object(data), registry)
-    if protocol == "beta":
-        return _event_from_object(from_beta(_decode_object(data)), registry)
-    raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
+    try:
+        return decoder.decode(data)  # type: ignore[no-any-return]
+    except msgspec.ValidationError:
+        # An unknown type or field, or a schema violation: the slow path tells them apart.
+        pass
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"event is not valid JSON: {exc}") from None
+    return _event_from_object(_decode_object(data), registry)
+
+
+def _parse_beta(
+    data: str | bytes, registry: Mapping[str, type[_E]], from_beta: Any
+) -> _E | UnknownEvent:
+    return _event_from_object(from_beta(_decode_object(data)), registry)
+
+
+_SERVER_PARSERS: dict[str, Callable[[str | bytes], ServerEvent | UnknownEvent]] = {
+    "ga": partial(_parse_ga, decoder=_SERVER_DECODER, registry=SERVER_EVENT_TYPES),
+    "beta": partial(_parse_beta, registry=SERVER_EVENT_TYPES, from_beta=server_event_from_beta),
+}
+_CLIENT_PARSERS: dict[str, Callable[[str | bytes], ClientEvent | UnknownEvent]] = {
+    "ga": partial(_parse_ga, decoder=_CLIENT_DECODER, registry=CLIENT_EVENT_TYPES),
+    "beta": partial(_parse_beta, registry=CLIENT_EVENT_TYPES, from_beta=client_event_from_beta),
+}
+
+
+def _parser_of(
+    parsers: Mapping[str, Callable[[str | bytes], _T]], protocol: str
+) -> Callable[[str | bytes], _T]:
+    parser = parsers.get(protocol)
+    if parser is None:
+        raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
+    return parser
+
+
+def server_event_parser(
+    protocol: Protocol = "ga",
+) -> Callable[[str | bytes], ServerEvent | UnknownEvent]:
+    """:func:`parse_server_event` with ``protocol`` fixed, for a session's receive path (the
+    protocol is settled once per connection, not looked up per event)."""
+    return _parser_of(_SERVER_PARSERS, protocol)
 
 
 def parse_server_event(
@@ -122,14 +149,14 @@ def parse_server_event(
     JSON, a non-object, a missing ``type`` or a known event that breaks its schema raise
     :class:`~realtalk.errors.ProtocolError` (the last as :class:`InvalidEventError`).
     """
-    return _parse(data, protocol, _SERVER_DECODER, SERVER_EVENT_TYPES, server_event_from_beta)
+    return _parser_of(_SERVER_PARSERS, protocol)(data)
 
 
 def parse_client_event(
     data: str | bytes, *, protocol: Protocol = "ga"
 ) -> ClientEvent | UnknownEvent:
     """Parse one client event (the server side's view); see :func:`parse_server_event`."""
-    return _parse(data, protocol, _CLIENT_DECODER, CLIENT_EVENT_TYPES, client_event_from_beta)
+    return _parser_of(_CLIENT_PARSERS, protocol)(data)
 
 
 def _serialize(
