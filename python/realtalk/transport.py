@@ -89,6 +89,7 @@ try:
 except ImportError:  # anyio then detects asyncio from the running loop, even in callbacks
     _sniffio = None
 
+from realtalk._timer_thread import sleep_off_loop
 from realtalk.errors import (
     AuthenticationError,
     ConnectError,
@@ -1223,7 +1224,7 @@ class WebSocket:
         assert self._ping_interval is not None
         timeout = self._ping_timeout
         while True:
-            await anyio.sleep(self._ping_interval)
+            await sleep_off_loop(self._ping_interval)
             payload = os.urandom(4)
             waiter = anyio.Event()
             progress = self._receive_count
