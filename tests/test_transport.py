@@ -1029,6 +1029,35 @@ async def test_the_reader_reads_from_the_loop_callback_on_asyncio_plain_tcp(
             assert (ws._push is not None) == (anyio_backend_name == "asyncio")
 
 
+@pytest.mark.parametrize("anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+async def test_on_uvloop_the_reader_reads_from_the_loop_callback_too() -> None:
+    # uvloop's transports have asyncio's methods without deriving from its classes.
+    import asyncio
+
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    sizes = [0, 1, 125, 126, 65_535, 65_536, 3 * 2**20]  # every header form, reads cut in two
+    async with WebSocketServer(echo) as server:
+        async with open_websocket(server.url) as ws:
+            for size in sizes:
+                await ws.send(bytes(i % 251 for i in range(size)))
+            assert [len(await ws.receive()) for _ in sizes] == sizes
+            assert ws._push is not None and ws._write_now is not None
+            assert await ws.ping() >= 0
+            received: list[bytes] = []
+
+            def handler(data: bytes, is_text: bool) -> None:
+                received.append(data)
+                if len(received) == 3:
+                    raise EOFError
+
+            for text in ("a", "b", "c"):
+                await ws.send(text)
+            with pytest.raises(EOFError):
+                await ws.consume(handler)
+            assert received == [b"a", b"b", b"c"]
+        assert ws.close_code == 1000
+
+
 async def test_a_consume_handler_may_use_anyio_and_start_tasks() -> None:
     # On asyncio the handler runs in a loop callback, outside any task: anyio must still know
     # which loop it is on. (As under asyncio.run: no runner has told sniffio the library.)

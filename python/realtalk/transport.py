@@ -61,7 +61,7 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, NoReturn, Self
+from typing import Any, Literal, NamedTuple, NoReturn, Self, TypeGuard
 from urllib.parse import parse_qsl
 
 import anyio
@@ -1253,6 +1253,14 @@ class WebSocket:
         self._reader_scope.cancel()
 
 
+def _is_transport(transport: object) -> TypeGuard[asyncio.Transport]:
+    """An asyncio transport, or uvloop's (which has their methods without deriving from them)."""
+    return isinstance(transport, asyncio.Transport) or all(
+        callable(getattr(transport, name, None))
+        for name in ("write", "is_closing", "pause_reading", "resume_reading", "set_protocol")
+    )
+
+
 def _immediate_writer(stream: anyio.abc.ByteStream) -> Callable[[bytes | None], bool] | None:
     """A synchronous writer for a plain TCP stream on asyncio: ``write(None)`` tells whether
     the transport accepts data now, ``write(data)`` hands data to it. anyio's own ``send`` does
@@ -1261,7 +1269,7 @@ def _immediate_writer(stream: anyio.abc.ByteStream) -> Callable[[bytes | None], 
     fall back to the awaiting path) when they are not there: TLS, trio, another anyio."""
     transport = getattr(stream, "_transport", None)
     protocol: Any = getattr(stream, "_protocol", None)
-    if not isinstance(transport, asyncio.WriteTransport) or not isinstance(
+    if not _is_transport(transport) or not isinstance(
         getattr(protocol, "write_event", None), asyncio.Event
     ):
         return None
@@ -1359,7 +1367,7 @@ def _push_receiver(
     transport = getattr(stream, "_transport", None)
     protocol: Any = getattr(stream, "_protocol", None)
     if (
-        not isinstance(transport, asyncio.Transport)
+        not _is_transport(transport)
         or not isinstance(getattr(protocol, "read_queue", None), deque)
         or not isinstance(getattr(protocol, "read_event", None), asyncio.Event)
         or not hasattr(protocol, "is_at_eof")
