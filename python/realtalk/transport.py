@@ -1090,25 +1090,14 @@ class WebSocket:
             if protocol.state is not _OPEN:
                 events += self._feed_parser(data[pos:] if pos else data)
                 break
-            # The header, parsed inline (as _frame_extent does): a call per frame costs more.
-            first = data[pos]
-            second = data[pos + 1] if end - pos > 1 else 0
-            length = second & 0x7F
-            head = 2
-            if length == 126:
-                head = 4
-                length = int.from_bytes(data[pos + 2 : pos + 4])
-            elif length == 127:
-                head = 10
-                length = int.from_bytes(data[pos + 2 : pos + 10])
-            is_masked = second >= 0x80
-            if is_masked:
-                head += 4
-            if end - pos < head:
+            extent = _frame_extent(data, pos)
+            if extent is None:
                 self._cut_header = data[pos:]
                 events += self._feed_parser(self._cut_header)
                 break
+            head, length, is_masked = extent
             size = head + length
+            first = data[pos]
             compressed = first & 0x40  # RSV1: permessage-deflate
             if (
                 (first & 0xBF == 0x81 or first & 0xBF == 0x82)  # FIN, text or binary, no RSV2/3
