@@ -42,6 +42,13 @@ async def test_a_cancelled_sleep_returns_at_once_and_leaves_no_callback_behind()
     assert TIMERS.pending() == before
 
 
+async def test_an_endless_sleep_waits_until_cancelled() -> None:
+    with anyio.move_on_after(0.05) as scope:
+        await sleep_off_loop(float("inf"))
+    assert scope.cancelled_caught
+    await sleep_off_loop(0.01)  # the thread survived the endless deadline
+
+
 def test_a_timer_firing_after_its_loop_ended_is_harmless() -> None:
     timers = TimerThread()
     loop = asyncio.new_event_loop()

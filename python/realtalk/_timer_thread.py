@@ -23,6 +23,9 @@ from typing import Any
 
 import anyio
 
+# (a lock's wait refuses timeouts beyond a platform limit: an infinite sleep waits in steps)
+_LONGEST_WAIT = 3600.0
+
 _Entry = list[Any]  # [deadline, sequence number, callback or None once cancelled]
 
 
@@ -81,7 +84,7 @@ class TimerThread:
                         self._changed.wait()
                 delay = heap[0][0] - time.monotonic()
                 if delay > 0:
-                    self._changed.wait(delay)
+                    self._changed.wait(min(delay, _LONGEST_WAIT))
                     continue
                 callback = heapq.heappop(heap)[2]
             try:
