@@ -1018,14 +1018,7 @@ class WebSocket:
                     continue
                 sink = self._sink
                 if sink is not None:
-                    if len(incoming) or incoming.discarding:
-                        self._deliver_to_sink(sink, message)
-                    else:  # (what _deliver_to_sink does when nothing is queued ahead)
-                        try:
-                            sink(*message)
-                        except Exception as exc:
-                            self._sink_error = exc
-                            self._end_sink()
+                    self._deliver_to_sink(sink, message)
                 elif incoming.push(message) and self._push is not None:
                     # Stop reading until a consumer makes room: TCP flow control does the rest.
                     self._reader_blocked_by_consumer = True
