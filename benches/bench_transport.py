@@ -27,6 +27,7 @@ import base64
 import functools
 import json
 import multiprocessing
+import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -267,3 +268,39 @@ def test_receive_audio_deltas(benchmark: Any, server_port: int, case: str, strea
     )
     benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
     meter.report(benchmark)
+
+
+PAIRED_WAYS = ("realtalk-asyncio", "realtalk-consume-asyncio", "openai-asyncio")
+
+
+def test_paced_ratio_with_the_ways_alternating(benchmark: Any, server_port: int) -> None:
+    """The paced stream again, the three asyncio ways taking turns within each round, so that a
+    change in the host's load between rows does not tilt the ratio (the rows above run one
+    way's rounds back to back). Reports each way's median and the median of the per-round
+    ratios to the openai package."""
+    benchmark.group = f"transport: receive {EVENTS} audio deltas, paced, ways alternating"
+    per_round: dict[str, list[float]] = {way: [] for way in PAIRED_WAYS}
+
+    def one_round() -> None:
+        for way in PAIRED_WAYS:
+            receive, backend, options = CASES[way]
+            meter = Meter()
+            anyio.run(
+                receive, server_port, meter, None, "paced", backend=backend, backend_options=options
+            )
+            per_round[way].append(meter.cpu / meter.events * 1e6)
+
+    benchmark.pedantic(one_round, rounds=ROUNDS + 2, iterations=1)  # 7: an odd count, a true median
+    openai = per_round["openai-asyncio"]
+    for way in PAIRED_WAYS:
+        figures = per_round[way]
+        benchmark.extra_info[f"{way}_cpu_us_per_event"] = round(statistics.median(figures), 2)
+        line = f"\n{way}: median {statistics.median(figures):.1f} us CPU/event"
+        if way != "openai-asyncio":
+            ratios = [theirs / ours for ours, theirs in zip(figures, openai, strict=True)]
+            benchmark.extra_info[f"{way}_ratio"] = round(statistics.median(ratios), 2)
+            line += (
+                f", {statistics.median(ratios):.2f}x less than openai "
+                f"(per round {min(ratios):.2f}-{max(ratios):.2f}x)"
+            )
+        print(line)
