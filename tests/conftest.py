@@ -11,6 +11,12 @@ settings.register_profile(
 settings.load_profile(os.environ.get("REALTALK_HYPOTHESIS", "fast"))
 
 
+# Tests that must also hold on uvloop (whose transports the asyncio fast paths handle too) list
+# the backends themselves: @pytest.mark.parametrize("anyio_backend", ALL_LOOPS).
+UVLOOP = pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")
+ALL_LOOPS = ["asyncio", "trio", UVLOOP]
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     # Listed explicitly so a missing trio fails the run instead of being skipped.

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from conftest import ALL_LOOPS
 
 from realtalk.client import ClientEvent, InputBackpressure, RealtimeClient, ResponseBusy
 from realtalk.simulator import Simulator
@@ -376,6 +377,7 @@ def dropping_responder() -> Any:
 # The simulator leaves its responder generator unclosed when a Drop() cuts a response (trio
 # reports it at garbage collection); that is the simulator's to fix, not the client's.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("anyio_backend", ALL_LOOPS)
 async def test_a_dropped_connection_mid_response_reconnects_and_keeps_the_conversation() -> None:
     async with Simulator(responder=dropping_responder()) as sim, RealtimeClient(
         sim.url, api_key="sk-test", session=TEXT_ONLY, backoff_initial_s=0.01
@@ -529,6 +531,7 @@ async def stream(client: RealtimeClient, samples: np.ndarray, frame_ms: int = 20
         await anyio.sleep(0)
 
 
+@pytest.mark.parametrize("anyio_backend", ALL_LOOPS)
 async def test_audio_turn_with_server_vad() -> None:
     session = {"audio": {"input": {"transcription": {"model": "whisper-1"},
                                    "turn_detection": {"type": "server_vad",
@@ -571,6 +574,7 @@ def b64decode_len(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+@pytest.mark.parametrize("anyio_backend", ALL_LOOPS)
 async def test_server_speech_start_interrupts_playback_and_truncates() -> None:
     session = {"audio": {"input": {"turn_detection": {"type": "server_vad",
                                                       "silence_duration_ms": 300,

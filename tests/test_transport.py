@@ -17,6 +17,7 @@ import anyio.abc
 import logging
 
 import pytest
+from conftest import UVLOOP
 from realtalk.errors import (
     AuthenticationError,
     ConnectError,
@@ -1029,7 +1030,7 @@ async def test_the_reader_reads_from_the_loop_callback_on_asyncio_plain_tcp(
             assert (ws._push is not None) == (anyio_backend_name == "asyncio")
 
 
-@pytest.mark.parametrize("anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+@pytest.mark.parametrize("anyio_backend", [UVLOOP])
 async def test_on_uvloop_the_reader_reads_from_the_loop_callback_too() -> None:
     # uvloop's transports have asyncio's methods without deriving from its classes.
     import asyncio
