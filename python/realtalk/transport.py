@@ -406,9 +406,7 @@ class _MessageQueue:
                 if getter in self._getters:
                     self._getters.remove(getter)
                 raise
-        message = items.popleft()
-        self._made_room()
-        return message
+        return self.take()
 
     def _wake_getters(self) -> None:
         waiter = self._not_empty
@@ -1405,17 +1403,10 @@ async def _read_handshake(
     handshake; return its events and the bytes that followed a 101 response's head. Those are
     kept from ``protocol``: the WebSocket's reader must see every frame from its first byte
     (see ``WebSocket._frames_of``)."""
-    received = b""
-    at_eof = False
-    while (end := received.find(b"\r\n\r\n")) < 0 and len(received) <= MAX_REQUEST_HEAD:
-        try:
-            received += await stream.receive(_RECEIVE_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
-            at_eof = True
-            break
+    received, end, at_eof = await _receive_head(stream)
     if end >= 0 and received.startswith(b"HTTP/1.1 101 "):
-        protocol.receive_data(received[: end + 4])  # a 101 response has no body
-        return protocol.events_received(), received[end + 4 :]
+        protocol.receive_data(received[:end])  # a 101 response has no body
+        return protocol.events_received(), received[end:]
     data = received  # another status: websockets reads its body too
     while True:
         if data:
@@ -1554,19 +1545,27 @@ def _refuse(status: int, text: str) -> _RefuseRequest:
     return _RefuseRequest(HTTPResponse.text(text + "\n", status))
 
 
-async def _read_request_head(stream: anyio.abc.ByteStream) -> tuple[bytes, bytes]:
-    """Read up to the blank line ending the request head; return (head, bytes after it)."""
+async def _receive_head(stream: anyio.abc.ByteStream) -> tuple[bytes, int, bool]:
+    """Receive until the blank line that ends an HTTP head, more than ``MAX_REQUEST_HEAD``
+    bytes, or the end of the stream: (the bytes received, the index just past the blank line
+    or -1, whether the stream ended)."""
     buffer = bytearray()
-    while True:
-        end = buffer.find(b"\r\n\r\n")
-        if end >= 0:
-            return bytes(buffer[: end + 4]), bytes(buffer[end + 4 :])
-        if len(buffer) > MAX_REQUEST_HEAD:
-            raise _refuse(431, "Request head too large.")
+    while (end := buffer.find(b"\r\n\r\n")) < 0 and len(buffer) <= MAX_REQUEST_HEAD:
         try:
             buffer += await stream.receive(_RECEIVE_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
-            raise _ClientGone from exc
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return bytes(buffer), -1, True
+    return bytes(buffer), end + 4 if end >= 0 else -1, False
+
+
+async def _read_request_head(stream: anyio.abc.ByteStream) -> tuple[bytes, bytes]:
+    """Read up to the blank line ending the request head; return (head, bytes after it)."""
+    received, end, at_eof = await _receive_head(stream)
+    if at_eof:
+        raise _ClientGone
+    if end < 0:
+        raise _refuse(431, "Request head too large.")
+    return received[:end], received[end:]
 
 
 def _parse_request_head(head: bytes) -> tuple[str, str, Headers]:
