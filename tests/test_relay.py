@@ -684,7 +684,7 @@ def open_descriptors() -> int:
 async def test_many_sequential_connections_leak_nothing() -> None:
     from websockets.protocol import Protocol
 
-    from realtalk.relay import _Connection
+    from realtalk.relay.connection import _Connection
 
     async with relay_stack() as stack:
         async def one_round(n: int) -> None:
