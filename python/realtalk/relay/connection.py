@@ -15,12 +15,21 @@ import msgspec
 
 from realtalk.errors import ConnectionClosed, ProtocolError
 from realtalk.events import new_event_id, response_from_beta, session_from_beta
-from realtalk.relay.policy import _pinned_violation, _TokenBucket
+from realtalk.relay.policy import (
+    _pinned_violation,
+    _TokenBucket,
+    base64_decoded_size,
+    encoded_audio_bytes,
+    system_item_path,
+)
 from realtalk.transport import WebSocket
 
 if TYPE_CHECKING:
     from realtalk.relay.server import Relay
 
+_CONFIG_EVENTS = frozenset({"session.update", "transcription_session.update",
+                            "response.create"})
+_INSPECTED_EVENTS = _CONFIG_EVENTS | {"conversation.item.create"}
 _INPUT_BYTES_PER_S = {"audio/pcm": 48000, "audio/pcmu": 8000, "audio/pcma": 8000}
 _BETA_INPUT_BYTES_PER_S = {"pcm16": 48000, "g711_ulaw": 8000, "g711_alaw": 8000}
 _SENDABLE_CODES = frozenset(range(3000, 5000)) | {1000, 1001, 1002, 1003, 1007, 1008, 1009,
@@ -78,6 +87,7 @@ class _Connection:
     client: WebSocket
     protocol: Literal["ga", "beta"] = "ga"
     subject: str | None = None
+    subject_key: str = ""  # what per-subject limits count: the subject, else the token
     id: str = field(default_factory=lambda: f"c{next(_ids):x}")
     started: float = field(default_factory=anyio.current_time)
     last_activity: float = 0.0
@@ -90,6 +100,7 @@ class _Connection:
     input_bytes_per_s: int = 48000
     refusal_times: deque[float] = field(default_factory=deque)
     upstream: WebSocket | None = None
+    token_expires_at: float | None = None  # anyio clock; set when the session should end then
     messages: _TokenBucket | None = field(init=False)
     audio: _TokenBucket | None = field(init=False)
 
@@ -105,11 +116,20 @@ class _Connection:
     # -- downstream helpers --
 
     async def send_client(self, data: bytes, is_text: bool = True) -> None:
+        """Send one message downstream, scrubbed: every downstream byte goes through here or
+        through ``upstream_to_client``'s fast path, which scrubs the same way."""
+        await self._send_scrubbed(self.relay._scrubber.data(data), is_text)
+
+    async def _send_scrubbed(self, data: bytes, is_text: bool = True) -> None:
         if is_text:
             await self.client.send_text(data)
         else:
             await self.client.send_binary(data)
         self.count_to_client(1, len(data))
+
+    async def close_client(self, code: int, reason: str) -> None:
+        """Close the client's side; every downstream close reason goes through here."""
+        await self.client.close(code, self.relay._scrubber.reason(reason))
 
     def count_to_client(self, events: int, size: int) -> None:
         self.events_to_client += events
@@ -138,23 +158,27 @@ class _Connection:
                 f"{policy.abuse_window_s:g} s; the relay closes this connection.",
             ))
             self.close = self.close or "relay 1008 (too many refused events)"
-            await self.client.close(1008, "too many refused events")
+            await self.close_client(1008, "too many refused events")
             raise _Ended(self.close)
         await self.send_client(_error_event(code, message, param=param, event_id=event_id))
 
-    def check_pinned(self, event_type: str, data: bytes) -> tuple[str, str] | None:
-        """(param, message) if the event changes a pinned field."""
-        pinned = self.relay.policy.pinned_paths
-        if not pinned:
+    def check_pinned(self, event_type: str, event: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(param, message) if the event changes what pinning covers (see RelayPolicy)."""
+        policy = self.relay.policy
+        if not policy.allow_system_items:
+            param = system_item_path(event_type, event)
+            if param is not None:
+                return param, "System messages cannot be added through this relay."
+        pinned = policy.pinned_paths
+        if not pinned or event_type not in _CONFIG_EVENTS:
             return None
-        raw = _any_json.decode(data)
         if event_type in ("session.update", "transcription_session.update"):
-            container, config = "session", raw.get("session")
+            container, config = "session", event.get("session")
             if self.protocol == "beta" and isinstance(config, Mapping):
                 kind = "transcription" if event_type.startswith("transcription") else "realtime"
                 config = session_from_beta(config, kind=kind)
         else:
-            container, config = "response", raw.get("response")
+            container, config = "response", event.get("response")
             if self.protocol == "beta" and isinstance(config, Mapping):
                 config = response_from_beta(config, is_request=True)
         path = _pinned_violation(config, pinned)
@@ -214,6 +238,11 @@ class _Connection:
         if not is_text:
             return partial(refuse, "invalid_event", "Expected a text WebSocket message; binary "
                            "frames are not supported.")
+        if not data.isascii():
+            try:
+                data.decode()
+            except UnicodeDecodeError:  # as websockets would: the upstream never sees it
+                return self.invalid_utf8
         try:
             envelope = _envelope.decode(data)
         except msgspec.ValidationError:
@@ -222,30 +251,48 @@ class _Connection:
         except msgspec.DecodeError as exc:
             return partial(refuse, "invalid_json", f"Invalid event: failed to parse JSON value. "
                            f"{exc}")
+        except RecursionError:
+            return partial(refuse, "invalid_json", "Invalid event: nested too deeply.")
         event_type = envelope.type
+        event_id = envelope.event_id
         if event_type not in policy.allowed_events:
             return partial(refuse, "event_not_allowed", f"Event type '{event_type}' is not "
-                           "allowed by this relay.", param="type", event_id=envelope.event_id)
+                           "allowed by this relay.", param="type", event_id=event_id)
         if messages is not None and not messages.take(1.0, now):
             return partial(refuse, "rate_limit_exceeded", "Too many events: the relay allows "
-                           f"{policy.max_messages_per_s:g} per second.",
-                           event_id=envelope.event_id)
-        if isinstance(envelope.audio, str):
-            encoded = envelope.audio
-            size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
+                           f"{policy.max_messages_per_s:g} per second.", event_id=event_id)
+        event: Mapping[str, Any] | None = None
+        if event_type == "input_audio_buffer.append":
+            size = base64_decoded_size(envelope.audio) if isinstance(envelope.audio, str) else 0
+        else:
+            # Audio may ride in any event (input_audio parts of items, response.create's
+            # input), and pinning looks inside config events: decode those whole.
+            size = 0
+            if b'"audio"' in data or event_type in _INSPECTED_EVENTS:
+                try:
+                    event = _any_json.decode(data)
+                except RecursionError:
+                    return partial(refuse, "invalid_json", "Invalid event: nested too deeply.",
+                                   event_id=event_id)
+                size = encoded_audio_bytes(event)
+        if size:
             seconds = size / self.input_bytes_per_s
             if audio is not None and not audio.take(seconds, now):
                 return partial(refuse, "rate_limit_exceeded", "Too much audio: the relay allows "
                                f"{policy.max_audio_seconds_per_s:g} seconds of audio per "
-                               "second.", param="audio", event_id=envelope.event_id)
+                               "second.", param="audio", event_id=event_id)
             stats.audio_seconds_from_client += seconds
-        elif event_type in ("session.update", "transcription_session.update",
-                            "response.create"):
-            violation = self.check_pinned(event_type, data)
+        if event is not None:
+            violation = self.check_pinned(event_type, event)
             if violation is not None:
                 return partial(refuse, "pinned_parameter", violation[1], param=violation[0],
-                               event_id=envelope.event_id)
+                               event_id=event_id)
         return None
+
+    async def invalid_utf8(self) -> NoReturn:
+        self.close = self.close or "relay 1007 (invalid UTF-8 from the client)"
+        await self.close_client(1007, "invalid UTF-8 in a text frame")
+        raise _Ended(self.close)
 
     # -- upstream -> client --
 
@@ -278,19 +325,18 @@ class _Connection:
 
     async def upstream_to_client(self, upstream: WebSocket) -> NoReturn:
         """Forward the upstream's events as they arrive, like ``client_to_upstream``."""
-        key = self.relay._key_bytes
+        scrub = self.relay._scrubber.data
         client = self.client
 
         def forward(data: bytes, is_text: bool) -> None:
             self.last_activity = anyio.current_time()
-            if key in data:  # defence in depth: the key never goes downstream
-                data = data.replace(key, b"[redacted]")
+            data = scrub(data)  # the key never goes downstream
             if b'"session.' in data:
                 self.track_session(data)
             if is_text and client.try_send_text(data):
                 self.count_to_client(1, len(data))
             else:
-                raise _Detour(partial(self.send_client, data, is_text))
+                raise _Detour(partial(self._send_scrubbed, data, is_text))
 
         while True:
             try:
@@ -302,24 +348,30 @@ class _Connection:
                     await anyio.sleep_forever()  # the client pump reports how the client ended
             except ConnectionClosed as exc:
                 self.close = self.close or f"upstream {exc.code} ({exc.reason})"
-                await client.close(*_downstream_close(exc.code, exc.reason))
+                await self.close_client(*_downstream_close(exc.code, exc.reason))
                 raise _Ended(self.close) from None
             except ProtocolError as exc:
                 self.close = self.close or f"upstream broke the protocol ({exc})"
-                await client.close(1011, "upstream connection failed")
+                await self.close_client(1011, "upstream connection failed")
                 raise _Ended(self.close) from None
 
     async def watchdog(self) -> NoReturn:
         policy = self.relay.policy
         session_end = (math.inf if policy.max_session_s is None
                        else self.started + policy.max_session_s)
+        token_end = math.inf if self.token_expires_at is None else self.token_expires_at
         while True:
             now = anyio.current_time()
             if now >= session_end:
                 assert policy.max_session_s is not None
                 self.relay._stats.expired_sessions += 1
                 self.close = self.close or "relay 1001 (maximum session length)"
-                await self.client.close(1001, _expiry_reason(policy.max_session_s))
+                await self.close_client(1001, _expiry_reason(policy.max_session_s))
+                raise _Ended(self.close)
+            if now >= token_end:
+                self.relay._stats.expired_sessions += 1
+                self.close = self.close or "relay 1001 (token expired)"
+                await self.close_client(1001, "Your relay token expired.")
                 raise _Ended(self.close)
             idle_end = math.inf
             if policy.idle_timeout_s is not None:
@@ -327,11 +379,11 @@ class _Connection:
                 if now >= idle_end:
                     self.relay._stats.idle_closes += 1
                     self.close = self.close or "relay 1001 (idle timeout)"
-                    await self.client.close(
+                    await self.close_client(
                         1001, f"Idle timeout: no events for {policy.idle_timeout_s:g} s."
                     )
                     raise _Ended(self.close)
-            await anyio.sleep(min(session_end, idle_end) - now)
+            await anyio.sleep(min(session_end, token_end, idle_end) - now)
 
 
 def _upstream_close(code: int, reason: str) -> tuple[int, str]:

@@ -23,9 +23,24 @@ class RelayPolicy:
       client event.
     - ``pinned_session``: a GA session config (``{"instructions": ..., "tools": [...],
       "audio": {"output": {"voice": "marin"}}}``) the relay applies when the session opens
-      (the client's ``session.created`` already shows it) and that clients cannot change: a
-      ``session.update`` or ``response.create`` that sets one of its fields to another value
-      is refused as a whole (the API's own rule for invalid updates).
+      (the client's ``session.created`` already shows it). Pinning means the client cannot
+      change what the model is told or what it may call. Precisely, when ``pinned_session`` is
+      set (non-empty), an event is refused as a whole (the API's own rule for invalid updates)
+      if it is
+
+      * a ``session.update`` (``transcription_session.update``) or a ``response.create`` that
+        sets a pinned leaf to another value (a scalar where a pinned subtree lives counts);
+      * one that sets any of the steering fields ``instructions``, ``prompt``, ``tools``,
+        ``tool_choice`` in its ``session`` or ``response``, unless to the exact pinned value
+        (these are compared whole, never leaf by leaf: ``prompt.variables`` change what the
+        model is told). Steering fields that are not pinned cannot be set at all;
+      * a ``conversation.item.create`` of a ``system`` message, or a ``response.create``
+        whose out-of-band ``input`` holds one, unless ``allow_system_items``.
+
+      Beta clients are held to the same rules, read in GA terms. Everything else (voice when
+      not pinned, modalities, turn detection, user and assistant items ...) stays the client's.
+    - ``allow_system_items``: whether clients may add ``system`` messages; default (None):
+      False when anything is pinned, else True.
     - ``model``: the model asked of the upstream when its URL names none; ``allowed_models``:
       models a client may pick with ``?model=`` (others are refused with close 4000); empty:
       the client's choice is ignored.
@@ -35,7 +50,17 @@ class RelayPolicy:
     - ``max_refused_events`` within ``abuse_window_s``: one more closes with 1008.
     - ``idle_timeout_s``: no event either way for this long closes with 1001.
     - ``max_session_s``: sessions end with 1001 at this age. ``max_sessions``: concurrent
-      sessions; more are refused with 1013.
+      sessions (across every relay sharing the store, see :class:`Relay`); more are refused
+      with 1013.
+    - ``max_sessions_per_subject``: concurrent sessions per subject (the token's ``subject``,
+      the authenticator's identity, or the token itself when it names none); more are refused
+      with 1008. None: no limit.
+    - ``single_use_tokens``: a relay token opens one session only; its nonce is remembered
+      until the token expires, and a replay gets the same refusal as an invalid token (3000).
+      Custom authenticators decide this themselves.
+    - ``session_ends_at_token_expiry``: close the session (1001, "Your relay token expired.")
+      when the token that opened it expires. Default off: a token admits a client, and
+      ``max_session_s`` bounds the session.
     - ``allowed_origins``: browsers' ``Origin`` values accepted (others get HTTP 403); None
       accepts any. ``allow_beta``: accept beta clients (``OpenAI-Beta: realtime=v1``).
     """
@@ -55,6 +80,10 @@ class RelayPolicy:
     max_sessions: int | None = 1000
     allowed_origins: Collection[str] | None = None
     allow_beta: bool = True
+    allow_system_items: bool | None = None
+    max_sessions_per_subject: int | None = None
+    single_use_tokens: bool = False
+    session_ends_at_token_expiry: bool = False
 
     def __post_init__(self) -> None:
         if self.max_message_bytes <= 0:
@@ -68,18 +97,37 @@ class RelayPolicy:
             raise ValueError("burst_s and abuse_window_s must be positive")
         if self.max_refused_events < 0:
             raise ValueError("max_refused_events must be >= 0")
+        for name in ("max_sessions", "max_sessions_per_subject"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 or None")
         object.__setattr__(self, "allowed_events", frozenset(self.allowed_events))
         object.__setattr__(self, "allowed_models", frozenset(self.allowed_models))
         if self.allowed_origins is not None:
             object.__setattr__(self, "allowed_origins", frozenset(self.allowed_origins))
         pinned = dict(self.pinned_session or {})
         pinned.pop("type", None)
-        object.__setattr__(self, "_pinned_paths", _leaf_paths(pinned))
+        paths = _leaf_paths(pinned)
+        if pinned:
+            for name in STEERING_FIELDS:  # compared whole; unset ones cannot be set
+                paths[(name,)] = pinned.get(name, _UNSETTABLE)
+        object.__setattr__(self, "_pinned_paths", paths)
+        if self.allow_system_items is None:
+            object.__setattr__(self, "allow_system_items", not pinned)
 
     @property
     def pinned_paths(self) -> dict[tuple[str, ...], Any]:
-        """The pinned leaves of ``pinned_session``: path -> value."""
+        """The pinned leaves of ``pinned_session`` (path -> value), with every steering field
+        when anything is pinned."""
         return self._pinned_paths  # type: ignore[attr-defined, no-any-return]
+
+
+STEERING_FIELDS = ("instructions", "prompt", "tools", "tool_choice")
+"""What the model is told and what it may call: locked whole when anything is pinned."""
+
+
+_UNSETTABLE = object()
+"""The pinned value of a steering field the relay leaves unset: no value matches it."""
 
 
 def _leaf_paths(
@@ -88,7 +136,7 @@ def _leaf_paths(
     leaves: dict[tuple[str, ...], Any] = {}
     for key, value in config.items():
         path = (*prefix, key)
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping) and value and not (not prefix and key in STEERING_FIELDS):
             leaves.update(_leaf_paths(value, path))
         else:
             leaves[path] = value
@@ -115,9 +163,50 @@ def _pinned_violation(
             if node is _MISSING:
                 break
         else:
-            if node != value:
+            if value is _UNSETTABLE or node != value:
                 return path
     return None
+
+
+def system_item_path(event_type: str, event: Mapping[str, Any]) -> str | None:
+    """The param of a ``system`` message the event adds (``item.role``,
+    ``response.input[2].role``), or None."""
+    if event_type == "conversation.item.create":
+        item = event.get("item")
+        if isinstance(item, Mapping) and item.get("role") == "system":
+            return "item.role"
+    elif event_type == "response.create":
+        response = event.get("response")
+        items = response.get("input") if isinstance(response, Mapping) else None
+        if isinstance(items, list):
+            for index, item in enumerate(items):
+                if isinstance(item, Mapping) and item.get("role") == "system":
+                    return f"response.input[{index}].role"
+    return None
+
+
+MAX_AUDIO_SCAN_DEPTH = 8
+"""Audio lives at most this deep in a client event (response.input[i].content[j].audio)."""
+
+
+def encoded_audio_bytes(node: Any, depth: int = 0) -> int:
+    """The decoded length of every base64 ``audio`` string in a client event (an append's
+    ``audio``, ``input_audio`` parts in items and in ``response.create``'s ``input``)."""
+    total = 0
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "audio" and isinstance(value, str):
+                total += base64_decoded_size(value)
+            elif depth < MAX_AUDIO_SCAN_DEPTH and isinstance(value, Mapping | list):
+                total += encoded_audio_bytes(value, depth + 1)
+    elif isinstance(node, list) and depth < MAX_AUDIO_SCAN_DEPTH:
+        for value in node:
+            total += encoded_audio_bytes(value, depth + 1)
+    return total
+
+
+def base64_decoded_size(encoded: str) -> int:
+    return len(encoded) * 3 // 4 - encoded[-2:].count("=")
 
 
 class _TokenBucket:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
-import re
+import secrets
+import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import msgspec
@@ -29,8 +34,10 @@ from realtalk.relay.connection import (
     _error_event,
 )
 from realtalk.relay.policy import RelayPolicy
+from realtalk.relay.scrub import RedactingLogFilter, Scrubber
 from realtalk.relay.stats import RelayStats
-from realtalk.relay.tokens import InvalidToken, _secret_bytes, verify_token
+from realtalk.relay.store import MemoryStore, SessionStore, StoreUnavailable
+from realtalk.relay.tokens import InvalidToken, TokenClaims, _secret_bytes, verify_token
 from realtalk.transport import (
     Compression,
     HTTPRequest,
@@ -43,29 +50,13 @@ from realtalk.transport import (
 logger = logging.getLogger("realtalk.relay")
 
 _BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
+_INTENTS = frozenset({"realtime", "transcription"})
+_FILTERED_LOGGERS = ("realtalk.relay", "realtalk.transport")
+_instance = secrets.token_hex(6)  # names this process's sessions in a shared store
 
 
-
-class _RedactCredentials(logging.Filter):
-    """On the transport's logger: websockets logs handshake headers at DEBUG, which would put
-    the relay's key (upstream ``Authorization``) and clients' tokens in the logs."""
-
-    _PATTERNS = (re.compile(r"(?i)(bearer\s+)\S+"),
-                 re.compile(r"(openai-insecure-api-key\.)[^\s,]+"),
-                 re.compile(r"(?i)(api-key:\s*)\S+"))
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        self.key = key
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = message.replace(self.key, "[redacted]")
-        for pattern in self._PATTERNS:
-            redacted = pattern.sub(r"\1[redacted]", redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
 
@@ -81,6 +72,11 @@ class Relay:
     - ``host``/``port`` (0: any free port, see :attr:`port`), ``ssl_context`` (serve ``wss``),
       ``upstream_ssl_context``, ``compression`` (to clients) and ``upstream_compression``,
       ``ping_interval``, ``metrics_path`` (None: no ``/metrics``).
+    - ``store``: where sessions and single-use nonces are counted (:class:`MemoryStore` by
+      default; a :class:`RedisStore` shares the limits across relay processes).
+    - Before a client is authenticated: ``handshake_timeout`` bounds TLS + the upgrade request,
+      ``max_pending_connections`` caps connections still sending it (more get 503), and bodies
+      of plain HTTP requests are refused (413: ``/metrics`` and ``/healthz`` take none).
     """
 
     def __init__(
@@ -100,6 +96,9 @@ class Relay:
         ping_interval: float | None = 20.0,
         upstream_open_timeout: float = 10.0,
         metrics_path: str | None = "/metrics",
+        store: SessionStore | None = None,
+        handshake_timeout: float = 5.0,
+        max_pending_connections: int = 256,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -113,7 +112,6 @@ class Relay:
         self.host = host
         self.port = port
         self._api_key = key
-        self._key_bytes = key.encode()
         self._secret = secret
         self._authenticate = authenticate
         self._ssl_context = ssl_context
@@ -125,7 +123,12 @@ class Relay:
         self._metrics_path = metrics_path
         self._stats = RelayStats()
         self._server: WebSocketServer | None = None
-        self._redact = _RedactCredentials(key)
+        self._scrubber = Scrubber(key)
+        self._log_filter = RedactingLogFilter(self._scrubber)
+        self._store: SessionStore = store if store is not None else MemoryStore()
+        self._handshake_timeout = handshake_timeout
+        self._max_pending_connections = max_pending_connections
+        self._live: dict[str, _Connection] = {}  # admitted sessions, for lease renewal
 
     def __repr__(self) -> str:  # no key, no secret
         return f"Relay(upstream={self.upstream!r}, port={self.port})"
@@ -154,23 +157,48 @@ class Relay:
             max_size=self.policy.max_message_bytes,
             ping_interval=self._ping_interval,
             compression=self._compression,
+            open_timeout=self._handshake_timeout,
+            max_request_body=0,
+            max_pending=self._max_pending_connections,
         )
-        logging.getLogger("realtalk.transport").addFilter(self._redact)
+        for name in _FILTERED_LOGGERS:
+            logging.getLogger(name).addFilter(self._log_filter)
+        self._renewal = anyio.CancelScope()
         try:
             await self._server.__aenter__()
         except BaseException:
-            logging.getLogger("realtalk.transport").removeFilter(self._redact)
+            self._remove_log_filter()
             raise
         self.port = self._server.port
+        lease_s = getattr(self._store, "lease_s", None)
+        if lease_s:
+            assert self._server._task_group is not None
+            self._server._task_group.start_soon(self._renew_leases, lease_s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
+        self._renewal.cancel()
         try:
             await self._server.__aexit__(*exc_info)
         finally:
             self._server = None
-            logging.getLogger("realtalk.transport").removeFilter(self._redact)
+            self._remove_log_filter()
+
+    def _remove_log_filter(self) -> None:
+        for name in _FILTERED_LOGGERS:
+            logging.getLogger(name).removeFilter(self._log_filter)
+
+    async def _renew_leases(self, lease_s: float) -> None:
+        with self._renewal:
+            while True:
+                await anyio.sleep(lease_s / 3)
+                try:
+                    await self._store.renew(
+                        (session, connection.subject_key)
+                        for session, connection in list(self._live.items()))
+                except StoreUnavailable as exc:  # running sessions go on; admission fails
+                    logger.warning("relay: could not renew session leases: %s", exc)
 
     # -- HTTP --
 
@@ -199,24 +227,32 @@ class Relay:
 
     # -- WebSocket --
 
-    async def _identify(self, token: str, request: HTTPRequest) -> tuple[bool, str | None]:
+    async def _identify(self, token: str, request: HTTPRequest) -> TokenClaims | None:
+        """Who the client is (None: refused). A custom authenticator's identity becomes the
+        subject; its tokens never expire here nor are single-use (it decides that)."""
         if self._authenticate is not None:
             identity = await self._authenticate(token, request)
-            return bool(identity), (str(identity) if identity not in (None, True) else None)
+            if not identity:
+                return None
+            subject = str(identity) if identity is not True else None
+            return TokenClaims(subject, math.inf, _token_digest(token))
         assert self._secret is not None
         try:
             claims = verify_token(self._secret, token)
         except InvalidToken:
-            return False, None
-        return True, claims.subject
+            return None
+        if self.policy.single_use_tokens and not await self._store.claim_nonce(
+                claims.nonce, claims.expires_at):
+            return None  # a replay: the same answer as an invalid token
+        return claims
 
-    async def _refuse(self, ws: WebSocket, code: str | None, message: str, close: int,
-                      reason: str, error_type: str = "invalid_request_error") -> None:
+    async def _refuse(self, connection: _Connection, code: str | None, message: str,
+                      close: int, reason: str, error_type: str = "invalid_request_error") -> None:
         try:
-            await ws.send_text(_error_event(code, message, error_type=error_type))
+            await connection.send_client(_error_event(code, message, error_type=error_type))
         except ConnectionClosed:
             pass
-        await ws.close(close, reason)
+        await connection.close_client(close, reason)
 
     async def _handle(self, ws: WebSocket) -> None:
         request = ws.request
@@ -232,76 +268,123 @@ class Relay:
             self._log(connection)
 
     async def _serve_client(self, connection: _Connection, request: HTTPRequest) -> None:
-        ws = connection.client
         stats = self._stats
+        refuse = partial(self._refuse, connection)
         token = _client_token(request)
         if token is None:
             stats.auth_failures += 1
             connection.close = "relay 3000 (no credentials)"
-            await self._refuse(ws, None, "Missing bearer or basic authentication in header",
-                               3000, "invalid_request_error")
+            await refuse(None, "Missing bearer or basic authentication in header", 3000,
+                         "invalid_request_error")
             return
         try:
-            accepted, connection.subject = await self._identify(token, request)
+            claims = await self._identify(token, request)
+        except StoreUnavailable as exc:
+            await self._store_unavailable(connection, exc)
+            return
         except Exception:
             logger.exception("the relay's authenticator failed")
             connection.close = "relay 1011 (authenticator failed)"
-            await self._refuse(ws, None, "The relay could not check the credentials.",
-                               1011, "authentication unavailable", error_type="server_error")
+            await refuse(None, "The relay could not check the credentials.", 1011,
+                         "authentication unavailable", error_type="server_error")
             return
-        if not accepted:
+        if claims is None:
             stats.auth_failures += 1
             connection.close = "relay 3000 (invalid or expired token)"
-            await self._refuse(ws, "invalid_api_key", "Invalid or expired relay token.",
-                               3000, "invalid_request_error.invalid_api_key")
+            await refuse("invalid_api_key", "Invalid or expired relay token.", 3000,
+                         "invalid_request_error.invalid_api_key")
             return
+        connection.subject = claims.subject
+        connection.subject_key = claims.subject or f"token:{claims.nonce}"
         policy = self.policy
         offered = _offered_subprotocols(request)
         beta = (request.headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1"
                 or _BETA_SUBPROTOCOL in offered)
         if beta and not policy.allow_beta:
             connection.close = "relay 4000 (beta refused)"
-            await self._refuse(ws, "beta_api_shape_disabled", "This relay does not accept the "
-                               "Realtime Beta API. Please use the GA API.", 4000,
-                               "invalid_request_error.beta_api_shape_disabled")
+            await refuse("beta_api_shape_disabled", "This relay does not accept the Realtime "
+                         "Beta API. Please use the GA API.", 4000,
+                         "invalid_request_error.beta_api_shape_disabled")
             return
         requested_model = request.query.get("model")
         model = policy.model
         if requested_model is not None and policy.allowed_models:
             if requested_model not in policy.allowed_models:
                 connection.close = "relay 4000 (model not allowed)"
-                await self._refuse(ws, "invalid_model", f'Model "{requested_model}" is not '
-                                   "available through this relay.", 4000,
-                                   "invalid_request_error.invalid_model")
+                await refuse("invalid_model", f'Model "{requested_model}" is not available '
+                             "through this relay.", 4000, "invalid_request_error.invalid_model")
                 return
             model = requested_model
-        if policy.max_sessions is not None and stats.sessions_open >= policy.max_sessions:
+        intent = request.query.get("intent")
+        if intent is not None and intent not in _INTENTS:
+            connection.close = "relay 4000 (invalid intent)"
+            await refuse("invalid_intent", f"Invalid intent: expected one of "
+                         f"{', '.join(sorted(_INTENTS))}.", 4000,
+                         "invalid_request_error.invalid_intent")
+            return
+        session = f"{_instance}:{connection.id}"
+        try:
+            admission = await self._store.admit(session, connection.subject_key,
+                                                policy.max_sessions,
+                                                policy.max_sessions_per_subject)
+        except StoreUnavailable as exc:
+            await self._store_unavailable(connection, exc)
+            return
+        if admission == "relay_full":
             stats.capacity_refusals += 1
             connection.close = "relay 1013 (at capacity)"
-            await self._refuse(ws, "relay_at_capacity", "The relay is at capacity; try again "
-                               "later.", 1013, "relay at capacity", error_type="server_error")
+            await refuse("relay_at_capacity", "The relay is at capacity; try again later.", 1013,
+                         "relay at capacity", error_type="server_error")
             return
+        if admission == "subject_full":
+            stats.subject_limit_refusals += 1
+            connection.close = "relay 1008 (too many sessions for the subject)"
+            await refuse("too_many_sessions", f"At most {policy.max_sessions_per_subject} "
+                         "sessions may be open at once with these credentials.", 1008,
+                         "too many sessions for these credentials")
+            return
+        if policy.session_ends_at_token_expiry and math.isfinite(claims.expires_at):
+            connection.token_expires_at = (
+                anyio.current_time() + claims.expires_at - time.time())
         connection.protocol = "beta" if beta else "ga"
         stats.sessions_total += 1
         stats.sessions_open += 1
+        self._live[session] = connection
         try:
-            await self._run(connection, request, model)
+            await self._run(connection, model, intent)
         finally:
             stats.sessions_open -= 1
+            del self._live[session]
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._store.release(session, connection.subject_key)
+                except StoreUnavailable as exc:  # the lease runs out instead
+                    logger.warning("relay %s: could not release the session: %s",
+                                   connection.id, exc)
 
-    def _upstream_request(self, request: HTTPRequest, model: str, protocol: str) -> tuple[
+    async def _store_unavailable(self, connection: _Connection, exc: StoreUnavailable) -> None:
+        self._stats.store_failures += 1
+        logger.error("relay %s: %s; refusing new sessions until it does", connection.id, exc)
+        connection.close = "relay 1013 (session store unavailable)"
+        await self._refuse(connection, "relay_unavailable", "The relay cannot admit sessions "
+                           "right now; try again later.", 1013, "session store unavailable",
+                           error_type="server_error")
+
+    def _upstream_request(self, model: str, intent: str | None, protocol: str) -> tuple[
         str, dict[str, str]
     ]:
+        """The upstream URL, built from the allowlisted parameters only (never the client's
+        query string): the model the policy chose and a known intent."""
         url, headers = realtime_request(self.upstream, model=model, api_key=self._api_key,
                                         protocol=protocol)  # type: ignore[arg-type]
-        intent = request.query.get("intent")
         if intent is not None:
-            url += ("&" if "?" in url else "?") + f"intent={intent}"
+            scheme, host, path, query, _ = urlsplit(url)
+            params = [(name, value) for name, value in parse_qsl(query) if name != "intent"]
+            url = urlunsplit((scheme, host, path, urlencode([*params, ("intent", intent)]), ""))
         return url, headers
 
-    async def _run(self, connection: _Connection, request: HTTPRequest, model: str) -> None:
-        ws = connection.client
-        url, headers = self._upstream_request(request, model, connection.protocol)
+    async def _run(self, connection: _Connection, model: str, intent: str | None) -> None:
+        url, headers = self._upstream_request(model, intent, connection.protocol)
         try:
             async with open_websocket(
                 url,
@@ -322,35 +405,53 @@ class Relay:
                 detail = getattr(exc, "status", None) or type(exc).__name__
                 connection.close = connection.close or f"upstream unavailable ({detail})"
                 logger.warning("relay %s: upstream unavailable (%s)", connection.id, detail)
-                await self._refuse(ws, "upstream_unavailable", "The relay could not reach the "
-                                   "Realtime API.", 1011, "upstream unavailable",
+                await self._refuse(connection, "upstream_unavailable", "The relay could not "
+                                   "reach the Realtime API.", 1011, "upstream unavailable",
                                    error_type="server_error")
             else:  # a side closed while the session was starting
                 connection.close = connection.close or f"closed while starting ({exc.code})"
-                await ws.close(1011, "upstream connection lost")
+                await connection.close_client(1011, "upstream connection lost")
+
+    async def _key_refused(self, connection: _Connection) -> None:
+        self._stats.upstream_failures += 1
+        logger.error("relay %s: the upstream refused the relay's API key", connection.id)
+        await self._refuse(connection, "upstream_unavailable", "The relay could not open a "
+                           "session with the Realtime API.", 1011,
+                           "upstream refused the relay's credentials", error_type="server_error")
 
     async def _start_session(self, connection: _Connection, upstream: WebSocket) -> bool:
         """Forward the upstream's first event; apply the pinned session first. False if the
         upstream refused the session (the client has been closed)."""
-        ws = connection.client
         try:
             with anyio.fail_after(self._upstream_open_timeout):
                 first, _ = await upstream.receive_raw()
         except TimeoutError:
             connection.close = "upstream sent no session.created"
-            await self._refuse(ws, "upstream_unavailable", "The Realtime API did not start the "
-                               "session.", 1011, "upstream unavailable", error_type="server_error")
+            await self._refuse(connection, "upstream_unavailable", "The Realtime API did not "
+                               "start the session.", 1011, "upstream unavailable",
+                               error_type="server_error")
             return False
         except ConnectionClosed as exc:
             connection.close = f"upstream {exc.code} ({exc.reason})"
-            await ws.close(*_downstream_close(exc.code, exc.reason))
+            if exc.code == 3000:
+                await self._key_refused(connection)
+            else:
+                await connection.close_client(*_downstream_close(exc.code, exc.reason))
             return False
         try:
             event = _any_json.decode(first)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
+            event = {}
+        if not isinstance(event, dict):
             event = {}
         following: list[bytes] = []
         if event.get("type") == "error":
+            error = event.get("error")
+            if isinstance(error, dict) and error.get("code") == "invalid_api_key":
+                # The relay's key, quoted masked: however long the close takes to follow.
+                connection.close = "upstream refused the relay's API key"
+                await self._key_refused(connection)
+                return False
             # The API refuses a session with an error event and a close in the same
             # millisecond; a 3000 is about the relay's key, whose masked form the error quotes.
             try:
@@ -359,16 +460,10 @@ class Relay:
             except ConnectionClosed as exc:
                 connection.close = f"upstream {exc.code} ({exc.reason})"
                 if exc.code == 3000:
-                    self._stats.upstream_failures += 1
-                    logger.error("relay %s: the upstream refused the relay's API key",
-                                 connection.id)
-                    await self._refuse(ws, "upstream_unavailable", "The relay could not open a "
-                                       "session with the Realtime API.", 1011,
-                                       "upstream refused the relay's credentials",
-                                       error_type="server_error")
+                    await self._key_refused(connection)
                 else:  # the client's request (model, beta shape ...): the client should know
                     await connection.send_client(first)
-                    await ws.close(*_downstream_close(exc.code, exc.reason))
+                    await connection.close_client(*_downstream_close(exc.code, exc.reason))
                 return False
         pinned = self.policy.pinned_session
         if pinned and event.get("type") == "session.created":
@@ -401,9 +496,9 @@ class Relay:
                     connection.close = "relay 1011 (pinned session refused upstream)"
                     logger.error("relay %s: the upstream refused the pinned session: %s",
                                  connection.id, reply.get("error", {}).get("message"))
-                    await self._refuse(connection.client, "relay_misconfigured", "The relay's "
-                                       "session settings were refused.", 1011,
-                                       "relay misconfigured", error_type="server_error")
+                    await self._refuse(connection, "relay_misconfigured", "The relay's session "
+                                       "settings were refused.", 1011, "relay misconfigured",
+                                       error_type="server_error")
                     return None
                 others.append(data)
 
@@ -419,7 +514,7 @@ class Relay:
             # A send failed because that side closed meanwhile: close the other side too.
             connection.close = connection.close or "a side closed during a send"
         await upstream.close(1000, "")
-        await connection.client.close(1000, "")
+        await connection.close_client(1000, "")
 
     def _log(self, connection: _Connection) -> None:
         record = {
@@ -434,6 +529,7 @@ class Relay:
             "refused": connection.refused,
             "close": connection.close or "relay shutdown",
         }
+        record["close"] = self._scrubber.text(str(record["close"]))
         line = " ".join(f"{name}={_logfmt(value)}" for name, value in record.items())
         logger.info("relay connection %s", line, extra={"relay": record})
 

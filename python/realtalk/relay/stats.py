@@ -15,6 +15,8 @@ class RelayStats:
     sessions_open: int = 0
     auth_failures: int = 0
     capacity_refusals: int = 0
+    subject_limit_refusals: int = 0
+    store_failures: int = 0
     upstream_failures: int = 0
     events_from_client: int = 0
     bytes_from_client: int = 0

@@ -27,11 +27,12 @@ class InvalidToken(RealtalkError):
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """What a verified relay token says: its ``subject`` (or None) and ``expires_at`` (epoch
-    seconds)."""
+    """What a verified relay token says: its ``subject`` (or None), ``expires_at`` (epoch
+    seconds) and ``nonce`` (unique per token: what a single-use token is remembered by)."""
 
     subject: str | None
     expires_at: float
+    nonce: str = ""
 
 
 _TOKEN_PREFIX = "rt1."
@@ -95,4 +96,4 @@ def verify_token(secret: str | bytes, token: str, *, now: float | None = None) -
         raise InvalidToken("malformed") from None
     if claims.exp <= (time.time() if now is None else now):
         raise InvalidToken("expired")
-    return TokenClaims(claims.sub, float(claims.exp))
+    return TokenClaims(claims.sub, float(claims.exp), claims.nonce)
