@@ -163,9 +163,13 @@ class RedisStore:
             except ImportError:
                 raise RealtalkError("RedisStore needs the redis package: pip install "
                                     "'realtalk[relay]'") from None
-            client = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                          socket_connect_timeout=timeout_s,
-                                          max_connections=32)
+            try:
+                client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                              socket_connect_timeout=timeout_s,
+                                              max_connections=32)
+            except ValueError:
+                raise ValueError("a Redis URL is redis://host:port/db, rediss://... (TLS) or "
+                                 "unix:///path") from None
         self.url = url
         self.lease_s = lease_s
         self._client = client
