@@ -23,8 +23,11 @@ import anyio
 import anyio.abc
 import pytest
 import realtalk
+from hypothesis import given
+from hypothesis import strategies as st
 from realtalk.errors import ConnectionClosed
-from realtalk.relay import Relay, RelayPolicy, issue_token
+from realtalk.relay import DOCUMENTED_CLIENT_EVENTS, Relay, RelayPolicy, issue_token
+from realtalk.relay.connection import _Connection
 from realtalk.transport import open_websocket
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -560,7 +563,54 @@ async def test_pending_unauthenticated_connections_are_capped_and_timed_out() ->
             assert (await browser.recv())["type"] == "session.created"
 
 
+async def test_a_slow_authenticator_is_bounded_by_the_handshake_timeout() -> None:
+    async def authenticate(token: str, request: Any) -> object:
+        await anyio.sleep_forever()
+
+    async with relay_stack(authenticate=authenticate, secret=None,
+                           handshake_timeout=0.3) as stack:
+        started = time.monotonic()
+        async with stack.browser("any-token") as client:
+            error = (await client.recv())["error"]
+            closed = await client.closed()
+        assert time.monotonic() - started < 2
+        assert (error["type"], closed.code) == ("server_error", 1011)
+        assert stack.tap.requests == []
+
+
 # ---- 7. deep JSON is an error event, not a crash ------------------------------------------
+
+FIELD_NAMES = ["type", "session", "response", "item", "input", "content", "audio", "role",
+               "instructions", "tools", "tool_choice", "prompt", "event_id", "output", "format",
+               "voice", "conversation", "text", "variables", "rate"]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=12) | st.sampled_from(["system", "user", "input_audio", "AAAA", "="]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(FIELD_NAMES), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(event_type=st.sampled_from(sorted(DOCUMENTED_CLIENT_EVENTS)),
+       body=st.dictionaries(st.sampled_from(FIELD_NAMES), JSON_VALUES, max_size=6),
+       beta=st.booleans())
+def test_no_client_event_escapes_the_checks_as_an_exception(
+    event_type: str, body: dict[str, Any], beta: bool
+) -> None:
+    """Whatever shape an event has, the relay answers with a verdict (forward or an error
+    event), never an exception: with pins, system items off and audio limits on."""
+    relay = Relay("ws://127.0.0.1:9/v1/realtime", api_key=KEY, secret=SECRET,
+                  policy=RelayPolicy(pinned_session={**PINNED, "tools": []}))
+    data = json.dumps({**body, "type": event_type}).encode()
+
+    async def check() -> None:
+        connection = _Connection(relay, None)  # type: ignore[arg-type]
+        connection.protocol = "beta" if beta else "ga"
+        verdict = connection._check(data, True)
+        assert verdict is None or callable(verdict)
+
+    anyio.run(check)
 
 
 async def test_deeply_nested_events_are_refused_and_the_session_goes_on() -> None:

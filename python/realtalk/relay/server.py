@@ -75,8 +75,10 @@ class Relay:
     - ``store``: where sessions and single-use nonces are counted (:class:`MemoryStore` by
       default; a :class:`RedisStore` shares the limits across relay processes).
     - Before a client is authenticated: ``handshake_timeout`` bounds TLS + the upgrade request,
-      ``max_pending_connections`` caps connections still sending it (more get 503), and bodies
-      of plain HTTP requests are refused (413: ``/metrics`` and ``/healthz`` take none).
+      and then the authentication (a slower ``authenticate`` closes 1011);
+      ``max_pending_connections`` caps connections still sending their request (more get 503)
+      and, apart, those being authenticated (more close 1013); bodies of plain HTTP requests
+      are refused (413: ``/metrics`` and ``/healthz`` take none).
     """
 
     def __init__(
@@ -129,6 +131,8 @@ class Relay:
         self._handshake_timeout = handshake_timeout
         self._max_pending_connections = max_pending_connections
         self._live: dict[str, _Connection] = {}  # admitted sessions, for lease renewal
+        self._renewals: anyio.abc.TaskGroup | None = None
+        self._authenticating = 0
 
     def __repr__(self) -> str:  # no key, no secret
         return f"Relay(upstream={self.upstream!r}, port={self.port})"
@@ -163,7 +167,6 @@ class Relay:
         )
         for name in _FILTERED_LOGGERS:
             logging.getLogger(name).addFilter(self._log_filter)
-        self._renewal = anyio.CancelScope()
         try:
             await self._server.__aenter__()
         except BaseException:
@@ -172,33 +175,38 @@ class Relay:
         self.port = self._server.port
         lease_s = getattr(self._store, "lease_s", None)
         if lease_s:
-            assert self._server._task_group is not None
-            self._server._task_group.start_soon(self._renew_leases, lease_s)
+            self._renewals = anyio.create_task_group()
+            await self._renewals.__aenter__()
+            self._renewals.start_soon(self._renew_leases, lease_s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
-        self._renewal.cancel()
         try:
-            await self._server.__aexit__(*exc_info)
+            if self._renewals is not None:  # entered last: left first
+                self._renewals.cancel_scope.cancel()
+                await self._renewals.__aexit__(None, None, None)
         finally:
-            self._server = None
-            self._remove_log_filter()
+            self._renewals = None
+            try:
+                await self._server.__aexit__(*exc_info)
+            finally:
+                self._server = None
+                self._remove_log_filter()
 
     def _remove_log_filter(self) -> None:
         for name in _FILTERED_LOGGERS:
             logging.getLogger(name).removeFilter(self._log_filter)
 
     async def _renew_leases(self, lease_s: float) -> None:
-        with self._renewal:
-            while True:
-                await anyio.sleep(lease_s / 3)
-                try:
-                    await self._store.renew(
-                        (session, connection.subject_key)
-                        for session, connection in list(self._live.items()))
-                except StoreUnavailable as exc:  # running sessions go on; admission fails
-                    logger.warning("relay: could not renew session leases: %s", exc)
+        while True:
+            await anyio.sleep(lease_s / 3)
+            try:
+                await self._store.renew(
+                    (session, connection.subject_key)
+                    for session, connection in list(self._live.items()))
+            except StoreUnavailable as exc:  # running sessions go on; admission fails
+                logger.warning("relay: could not renew session leases: %s", exc)
 
     # -- HTTP --
 
@@ -277,17 +285,28 @@ class Relay:
             await refuse(None, "Missing bearer or basic authentication in header", 3000,
                          "invalid_request_error")
             return
+        if self._authenticating >= self._max_pending_connections:
+            stats.capacity_refusals += 1
+            connection.close = "relay 1013 (too many clients authenticating)"
+            await refuse("relay_at_capacity", "The relay is at capacity; try again later.", 1013,
+                         "relay at capacity", error_type="server_error")
+            return
+        self._authenticating += 1
         try:
-            claims = await self._identify(token, request)
+            with anyio.fail_after(self._handshake_timeout):  # a slow authenticator included
+                claims = await self._identify(token, request)
         except StoreUnavailable as exc:
             await self._store_unavailable(connection, exc)
             return
         except Exception:
-            logger.exception("the relay's authenticator failed")
+            logger.exception("the relay's authenticator failed or took longer than %g s",
+                             self._handshake_timeout)
             connection.close = "relay 1011 (authenticator failed)"
             await refuse(None, "The relay could not check the credentials.", 1011,
                          "authentication unavailable", error_type="server_error")
             return
+        finally:
+            self._authenticating -= 1
         if claims is None:
             stats.auth_failures += 1
             connection.close = "relay 3000 (invalid or expired token)"
@@ -488,14 +507,22 @@ class Relay:
         with anyio.fail_after(self._upstream_open_timeout):
             while True:
                 data, _ = await upstream.receive_raw()
-                reply = _any_json.decode(data)
+                try:
+                    reply = _any_json.decode(data)
+                except (msgspec.DecodeError, RecursionError):
+                    reply = None
+                if not isinstance(reply, dict):
+                    others.append(data)
+                    continue
                 if reply.get("type") in ("session.updated", "transcription_session.updated"):
                     created["session"] = reply.get("session")
                     return [_encode(created), *others]
                 if reply.get("type") == "error":
                     connection.close = "relay 1011 (pinned session refused upstream)"
+                    error = reply.get("error")
                     logger.error("relay %s: the upstream refused the pinned session: %s",
-                                 connection.id, reply.get("error", {}).get("message"))
+                                 connection.id,
+                                 error.get("message") if isinstance(error, dict) else error)
                     await self._refuse(connection, "relay_misconfigured", "The relay's session "
                                        "settings were refused.", 1011, "relay misconfigured",
                                        error_type="server_error")
