@@ -18,6 +18,9 @@ trip minus the direct one (at p50 and p99); it covers two hops (client->upstream
 
     python benches/bench_relay.py --sessions 200 --seconds 30
     python benches/bench_relay.py --sweep 50,100,200 --seconds 30
+
+``--body-flood 24`` measures something else: the relay's peak memory while 24 anonymous clients
+each POST a 16 MiB body to ``/metrics`` (issue 17, finding 6).
 """
 
 from __future__ import annotations
@@ -272,15 +275,62 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     return report
 
 
+def body_flood(clients: int) -> dict[str, Any]:
+    """Peak RSS of a relay process while ``clients`` anonymous POSTs of 16 MiB arrive at once."""
+    import socket
+    import threading
+
+    relay = ServerProcess("relay", "ws://127.0.0.1:9/v1/realtime")
+
+    def megabytes(field: str) -> int:
+        with open(f"/proc/{relay.process.pid}/status") as status:
+            line = next(line for line in status if line.startswith(field))
+        return int(line.split()[1]) // 1024
+
+    before = megabytes("VmRSS")
+    replies: list[str] = []
+
+    def post() -> None:
+        with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+            try:
+                sock.sendall(b"POST /metrics HTTP/1.1\r\nHost: relay\r\n"
+                             b"Content-Length: 16777216\r\n\r\n")
+                for _ in range(16):
+                    sock.sendall(bytes(1 << 20))
+            except OSError:
+                pass  # refused before the body: the relay closed its side
+            sock.settimeout(30)
+            try:
+                replies.append(sock.recv(64).split(b"\r\n")[0].decode())
+            except OSError as exc:
+                replies.append(type(exc).__name__)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=post) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report = {"clients": clients, "rss_before_mb": before, "rss_peak_mb": megabytes("VmHWM"),
+              "seconds": round(time.monotonic() - started, 2), "replies": sorted(set(replies))}
+    relay.stop()
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sweep", help="comma-separated client counts, run in turn")
+    parser.add_argument("--body-flood", type=int, metavar="N",
+                        help="instead: the relay's peak RSS under N anonymous 16 MiB POSTs")
     args = parser.parse_args()
     if args.serve:
         serve(*args.serve)
+        return
+    if args.body_flood:
+        print(json.dumps(body_flood(args.body_flood)), flush=True)
         return
     counts = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.sessions]
     for count in counts:

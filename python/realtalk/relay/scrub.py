@@ -7,6 +7,10 @@ since it names the account's key); in log lines, also any 10-character run of th
 truncated or split frame log shows a part of it). A key split across WebSocket frames of one
 message is whole again by the time the relay sees the message; the transport's frame logs,
 which show each frame, lose their payload (see :class:`RedactingLogFilter`).
+
+Not recognised: a key spelled out across several events (text deltas a client concatenates).
+The upstream never holds the key in anything it generates; it only quotes it, masked, in one
+error event (and that event is never forwarded: see ``Relay._start_session``).
 """
 
 from __future__ import annotations
