@@ -11,14 +11,17 @@ The browser connects as it would to OpenAI, with the token in the subprotocol li
 made with the relay's key; events flow both ways unchanged (no re-serialisation), checked
 against a :class:`RelayPolicy`:
 
-- unauthenticated: an ``error`` event and close 3000 before any upstream connection is made
-  (as the API refuses a bad key); relay full: close 1013;
-- an event type outside the allowlist, a ``session.update``/``response.create`` that changes a
-  pinned field, a binary frame, a malformed event or one over a rate limit: an ``error`` event
+- unauthenticated (a replayed single-use token too): an ``error`` event and close 3000 before
+  any upstream connection is made (as the API refuses a bad key); relay full, or its session
+  store unavailable: close 1013; too many sessions for the subject: close 1008; an unknown
+  ``?intent=`` or a model outside ``allowed_models``: close 4000;
+- an event type outside the allowlist, an event that changes what pinning covers, a binary
+  frame, a malformed (or too deeply nested) event or one over a rate limit: an ``error`` event
   in the API's own shape (``error.event_id`` echoes the client's), the event is dropped and the
   session goes on; more than ``max_refused_events`` refusals within ``abuse_window_s``: close
   1008;
-- a message over ``max_message_bytes``: close 1009 (the frame is never buffered);
+- a message over ``max_message_bytes``: close 1009 (the frame is never buffered); a text
+  message that is not UTF-8: close 1007;
 - idle for ``idle_timeout_s``: close 1001; ``max_session_s`` reached: close 1001 with the
   API's own reason ("Your session hit the maximum duration of N minutes.");
 - close codes and reasons propagate both ways. When a side vanishes without a close frame the
@@ -26,8 +29,14 @@ against a :class:`RelayPolicy`:
   upstream 3000 concerns the relay's key, not the client: the client gets 1011 and a generic
   error, never the upstream's message (which quotes part of the key).
 
-The key is never sent downstream (frames are also scrubbed of it), never logged and never in an
-error. The client's token never goes upstream (the upstream request is built from scratch).
+The key is never sent downstream, never logged and never in an error: one scrub
+(:mod:`realtalk.relay.scrub`) covers every message and close reason sent downstream and every
+log line. The client's token never goes upstream (the upstream request is built from scratch,
+its query from an allowlist).
+
+Modules: ``tokens`` (relay tokens), ``auth`` (where a client's token rides), ``policy``,
+``connection`` (one relayed connection: the pumps and the checks), ``scrub``, ``store``
+(sessions and nonces, in memory or in Redis for a fleet), ``stats``, ``server`` (:class:`Relay`).
 
 Observability: one INFO log line per connection on the ``realtalk.relay`` logger (id, subject,
 duration, bytes and events each way, refusals, who closed and how; the same fields as a dict
@@ -39,15 +48,20 @@ from realtalk.relay.auth import Authenticator
 from realtalk.relay.policy import DOCUMENTED_CLIENT_EVENTS, RelayPolicy
 from realtalk.relay.server import Relay, run_relay
 from realtalk.relay.stats import RelayStats
+from realtalk.relay.store import MemoryStore, RedisStore, SessionStore, StoreUnavailable
 from realtalk.relay.tokens import InvalidToken, TokenClaims, issue_token, verify_token
 
 __all__ = [
     "DOCUMENTED_CLIENT_EVENTS",
     "Authenticator",
     "InvalidToken",
+    "MemoryStore",
+    "RedisStore",
     "Relay",
     "RelayPolicy",
     "RelayStats",
+    "SessionStore",
+    "StoreUnavailable",
     "TokenClaims",
     "issue_token",
     "run_relay",

@@ -16,10 +16,10 @@ import msgspec
 from realtalk.errors import ConnectionClosed, ProtocolError
 from realtalk.events import new_event_id, response_from_beta, session_from_beta
 from realtalk.relay.policy import (
-    _pinned_violation,
-    _TokenBucket,
+    TokenBucket,
     base64_decoded_size,
     encoded_audio_bytes,
+    pinned_violation,
     system_item_path,
 )
 from realtalk.transport import WebSocket
@@ -34,7 +34,6 @@ _INPUT_BYTES_PER_S = {"audio/pcm": 48000, "audio/pcmu": 8000, "audio/pcma": 8000
 _BETA_INPUT_BYTES_PER_S = {"pcm16": 48000, "g711_ulaw": 8000, "g711_alaw": 8000}
 _SENDABLE_CODES = frozenset(range(3000, 5000)) | {1000, 1001, 1002, 1003, 1007, 1008, 1009,
                                                   1010, 1011, 1012, 1013, 1014}
-
 
 
 class _Envelope(msgspec.Struct):
@@ -101,17 +100,17 @@ class _Connection:
     refusal_times: deque[float] = field(default_factory=deque)
     upstream: WebSocket | None = None
     token_expires_at: float | None = None  # anyio clock; set when the session should end then
-    messages: _TokenBucket | None = field(init=False)
-    audio: _TokenBucket | None = field(init=False)
+    messages: TokenBucket | None = field(init=False)
+    audio: TokenBucket | None = field(init=False)
 
     def __post_init__(self) -> None:
         policy = self.relay.policy
         now = self.started
         self.last_activity = now
         self.messages = (None if policy.max_messages_per_s is None
-                         else _TokenBucket(policy.max_messages_per_s, policy.burst_s, now))
+                         else TokenBucket(policy.max_messages_per_s, policy.burst_s, now))
         self.audio = (None if policy.max_audio_seconds_per_s is None
-                      else _TokenBucket(policy.max_audio_seconds_per_s, policy.burst_s, now))
+                      else TokenBucket(policy.max_audio_seconds_per_s, policy.burst_s, now))
 
     # -- downstream helpers --
 
@@ -181,7 +180,7 @@ class _Connection:
             container, config = "response", event.get("response")
             if self.protocol == "beta" and isinstance(config, Mapping):
                 config = response_from_beta(config, is_request=True)
-        path = _pinned_violation(config, pinned)
+        path = pinned_violation(config, pinned)
         if path is None:
             return None
         param = ".".join((container, *path))

@@ -14,7 +14,6 @@ DOCUMENTED_CLIENT_EVENTS = frozenset({*CLIENT_EVENT_TYPES, "transcription_sessio
 ``transcription_session.update``): the default allowlist."""
 
 
-
 @dataclass(frozen=True)
 class RelayPolicy:
     """What clients may do through the relay (one per deployment).
@@ -146,7 +145,7 @@ def _leaf_paths(
 _MISSING = object()
 
 
-def _pinned_violation(
+def pinned_violation(
     config: Any, pinned: Mapping[tuple[str, ...], Any]
 ) -> tuple[str, ...] | None:
     """The first pinned path that ``config`` (a session or response object) sets to a value
@@ -209,7 +208,7 @@ def base64_decoded_size(encoded: str) -> int:
     return len(encoded) * 3 // 4 - encoded[-2:].count("=")
 
 
-class _TokenBucket:
+class TokenBucket:
     __slots__ = ("capacity", "level", "rate", "updated")
 
     def __init__(self, rate: float, burst_s: float, now: float) -> None:

@@ -59,7 +59,6 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
-
 class Relay:
     """The relay server for the duration of an ``async with`` block.
 
