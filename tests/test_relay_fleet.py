@@ -157,6 +157,24 @@ async def test_a_redis_outage_fails_closed_and_spares_running_sessions(
         await store.aclose()
 
 
+async def test_a_running_relay_renews_its_sessions_leases(redis_server: RedisServer) -> None:
+    from realtalk.relay.store import RedisStore
+
+    store = RedisStore(redis_server.url, lease_s=0.6)
+    try:
+        async with relay_stack(RelayPolicy(max_sessions_per_subject=1), store=store) as stack:
+            async with stack.browser(stack.token(subject="alice")) as running:
+                assert (await running.recv())["type"] == "session.created"
+                await anyio.sleep(1.5)  # two and a half leases: only renewal keeps it counted
+                async with stack.browser(stack.token(subject="alice")) as second:
+                    assert (await second.recv())["error"]["code"] == "too_many_sessions"
+            await wait_for(lambda: stack.relay.stats.sessions_open == 0)
+            async with stack.browser(stack.token(subject="alice")) as later:
+                assert (await later.recv())["type"] == "session.created"
+    finally:
+        await store.aclose()
+
+
 # ---- two relay processes sharing it ---------------------------------------------------------
 
 RELAY_PROCESS = """
