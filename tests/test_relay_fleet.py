@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import anyio.abc
@@ -31,7 +32,7 @@ from tests.test_relay import KEY, SECRET, Client, relay_stack, user_text, wait_f
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _missing(what: str) -> None:
+def _missing(what: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is missing in CI: .ci/run installs it")
     pytest.skip(f"{what} is not installed here (apt-get install redis-server; "
