@@ -230,15 +230,15 @@ async def test_concurrent_sessions_are_limited_per_subject() -> None:
 
 async def test_a_custom_authenticators_identity_is_the_subject_it_limits() -> None:
     async def authenticate(token: str, request: Any) -> object:
-        return token.split(":")[0]  # "alice:device-1" and "alice:device-2" are both alice
+        return token.split(".")[0]  # "alice.device-1" and "alice.device-2" are both alice
 
     async with relay_stack(RelayPolicy(max_sessions_per_subject=1), authenticate=authenticate,
                            secret=None) as stack:
-        async with stack.browser("alice:device-1") as first:
+        async with stack.browser("alice.device-1") as first:
             assert (await first.recv())["type"] == "session.created"
-            async with stack.browser("alice:device-2") as second:
+            async with stack.browser("alice.device-2") as second:
                 assert (await second.recv())["error"]["code"] == "too_many_sessions"
-            async with stack.browser("bob:device-1") as other:
+            async with stack.browser("bob.device-1") as other:
                 assert (await other.recv())["type"] == "session.created"
 
 
