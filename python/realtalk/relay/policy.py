@@ -56,7 +56,9 @@ class RelayPolicy:
       with 1008. None: no limit.
     - ``single_use_tokens``: a relay token opens one session only; its nonce is remembered
       until the token expires, and a replay gets the same refusal as an invalid token (3000).
-      Custom authenticators decide this themselves.
+      A token is used up once its signature checks, even if the session is then refused
+      (capacity, limits): fetch a new one to retry. Custom authenticators decide this
+      themselves.
     - ``session_ends_at_token_expiry``: close the session (1001, "Your relay token expired.")
       when the token that opened it expires. Default off: a token admits a client, and
       ``max_session_s`` bounds the session.
