@@ -193,9 +193,11 @@ class _Connection:
         on with the next."""
 
         def forward(data: bytes, is_text: bool) -> None:
-            refusal = self._check(data, is_text)
-            if refusal is not None:
-                raise _Detour(refusal)
+            verdict = self._check(data, is_text)
+            if verdict is not None:
+                if not isinstance(verdict, bytes):
+                    raise _Detour(verdict)
+                data = verdict
             if not upstream.try_send_text(data):
                 raise _Detour(partial(upstream.send_text, data))
 
@@ -222,8 +224,12 @@ class _Connection:
                 await upstream.close(1000, "client connection failed")
                 raise _Ended(self.close) from None
 
-    def _check(self, data: bytes, is_text: bool) -> Callable[[], Awaitable[None]] | None:
-        """None if a client message may go upstream, else the refusal to send back."""
+    def _check(
+        self, data: bytes, is_text: bool
+    ) -> Callable[[], Awaitable[None]] | bytes | None:
+        """None if a client message may go upstream as it is, the bytes to send instead (the
+        event as the relay read it, when it checked its content), or the refusal to send
+        back."""
         policy = self.relay.policy
         stats = self.relay._stats
         messages, audio = self.messages, self.audio
@@ -286,6 +292,10 @@ class _Connection:
             if violation is not None:
                 return partial(refuse, "pinned_parameter", violation[1], param=violation[0],
                                event_id=event_id)
+            if self.relay.policy.restricts_content and event_type in _INSPECTED_EVENTS:
+                # What goes up is what was checked: a parser that reads a duplicated key or an
+                # odd number differently upstream cannot see another event.
+                return _encode(event)
         return None
 
     async def invalid_utf8(self) -> NoReturn:

@@ -117,6 +117,12 @@ class RelayPolicy:
             object.__setattr__(self, "allow_system_items", not pinned)
 
     @property
+    def restricts_content(self) -> bool:
+        """Whether the relay looks inside events (pins, system items): those it checked go
+        upstream re-encoded from what it read."""
+        return bool(self.pinned_paths) or not self.allow_system_items
+
+    @property
     def pinned_paths(self) -> dict[tuple[str, ...], Any]:
         """The pinned leaves of ``pinned_session`` (path -> value), with every steering field
         when anything is pinned."""
