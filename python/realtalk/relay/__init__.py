@@ -8,8 +8,9 @@ holds the API key; clients only ever hold a short-lived relay token::
 The browser connects as it would to OpenAI, with the token in the subprotocol list
 (``new WebSocket(url, ["realtime", "openai-insecure-api-key." + token])``); other clients send
 ``Authorization: Bearer <token>``. Each authenticated client gets its own upstream connection,
-made with the relay's key; events flow both ways unchanged (no re-serialisation), checked
-against a :class:`RelayPolicy`:
+made with the relay's key; events flow both ways unchanged (no re-serialisation; except that
+with pins, the few events the relay reads whole go up as it read them), checked against a
+:class:`RelayPolicy`:
 
 - unauthenticated (a replayed single-use token too): an ``error`` event and close 3000 before
   any upstream connection is made (as the API refuses a bad key); relay full, or its session
