@@ -19,8 +19,10 @@ trip minus the direct one (at p50 and p99); it covers two hops (client->upstream
     python benches/bench_relay.py --sessions 200 --seconds 30
     python benches/bench_relay.py --sweep 50,100,200 --seconds 30
 
-``--body-flood 24`` measures something else: the relay's peak memory while 24 anonymous clients
-each POST a 16 MiB body to ``/metrics`` (issue 17, finding 6).
+Two other measures: ``--round-trips 3000``, one client's probes one after another, straight to
+an in-process simulator and through an in-process relay (the relay's own latency per event,
+without the load); ``--body-flood 24``, the relay's peak memory while 24 anonymous clients each
+POST a 16 MiB body to ``/metrics`` (issue 17, finding 6).
 """
 
 from __future__ import annotations
@@ -275,6 +277,39 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     return report
 
 
+async def round_trips(count: int) -> dict[str, Any]:
+    """p50/p99 of ``count`` sequential probe round trips, direct and through a relay."""
+    from realtalk.relay import Relay, RelayPolicy, issue_token
+    from realtalk.simulator import Simulator
+    from realtalk.transport import open_websocket
+
+    async def measure(url: str, credential: str) -> list[float]:
+        times = []
+        async with open_websocket(url, headers={"Authorization": f"Bearer {credential}"},
+                                  compression=None) as ws:
+            await ws.receive_raw()  # session.created
+            for number in range(count):
+                probe = json.dumps({"type": "conversation.item.retrieve", "item_id": "item_none",
+                                    "event_id": f"probe_{number}"})
+                started = time.perf_counter()
+                await ws.send_text(probe)
+                await ws.receive_raw()
+                times.append(time.perf_counter() - started)
+        return times
+
+    async with Simulator(api_keys={KEY}, keepalive_s=None, compression=None) as simulator, \
+            Relay(simulator.url, api_key=KEY, secret=SECRET, compression=None,
+                  upstream_compression=None, policy=RelayPolicy(max_messages_per_s=None)) as relay:
+        direct = await measure(f"{simulator.url}?model=gpt-realtime", KEY)
+        relayed = await measure(relay.url, issue_token(SECRET, 600))
+    report: dict[str, Any] = {"round_trips": count}
+    for name, times in (("direct", direct), ("relayed", relayed)):
+        for q in (0.5, 0.99):
+            report[f"{name}_p{round(q * 100)}_us"] = round(
+                1e6 * sorted(times)[int(len(times) * q)], 1)
+    return report
+
+
 def body_flood(clients: int) -> dict[str, Any]:
     """Peak RSS of a relay process while ``clients`` anonymous POSTs of 16 MiB arrive at once."""
     import socket
@@ -323,6 +358,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sweep", help="comma-separated client counts, run in turn")
+    parser.add_argument("--round-trips", type=int, metavar="N",
+                        help="instead: N sequential probes direct and through a relay")
     parser.add_argument("--body-flood", type=int, metavar="N",
                         help="instead: the relay's peak RSS under N anonymous 16 MiB POSTs")
     args = parser.parse_args()
@@ -331,6 +368,9 @@ def main() -> None:
         return
     if args.body_flood:
         print(json.dumps(body_flood(args.body_flood)), flush=True)
+        return
+    if args.round_trips:
+        print(json.dumps(anyio.run(round_trips, args.round_trips)), flush=True)
         return
     counts = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.sessions]
     for count in counts:
