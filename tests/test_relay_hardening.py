@@ -279,6 +279,21 @@ async def test_single_use_tokens_cannot_be_replayed() -> None:
         assert len(stack.tap.requests) == 1
 
 
+async def test_the_memory_store_forgets_nonces_once_their_tokens_expire() -> None:
+    from realtalk.relay.store import MemoryStore
+
+    store = MemoryStore()
+    now = time.time()
+    assert await store.claim_nonce("short", now + 0.2) is True
+    assert await store.claim_nonce("short", now + 0.2) is False
+    for n in range(1000):
+        assert await store.claim_nonce(f"long-{n}", now + 600) is True
+    await anyio.sleep(0.3)
+    assert await store.claim_nonce("next", now + 600) is True
+    assert "short" not in store._nonces and len(store._nonces) == 1001
+    assert await store.claim_nonce("long-7", now + 600) is False
+
+
 async def test_sessions_can_end_when_their_token_expires() -> None:
     now = time.time()
     async with relay_stack(RelayPolicy(session_ends_at_token_expiry=True)) as stack:

@@ -13,6 +13,7 @@ session with 1013) and running sessions go on.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -66,6 +67,7 @@ class MemoryStore:
         self._sessions: dict[str, str] = {}
         self._per_subject: dict[str, int] = {}
         self._nonces: dict[str, float] = {}
+        self._expiries: list[tuple[float, str]] = []  # a heap: forgetting costs O(log n)
 
     async def admit(self, session: str, subject: str, max_sessions: int | None,
                     max_per_subject: int | None) -> Admission:
@@ -91,11 +93,15 @@ class MemoryStore:
 
     async def claim_nonce(self, nonce: str, expires_at: float) -> bool:
         now = time.time()
-        if len(self._nonces) > 1024:  # forget the expired ones now and then
-            self._nonces = {n: t for n, t in self._nonces.items() if t > now}
-        if self._nonces.get(nonce, 0.0) > now:
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, expired = heapq.heappop(expiries)
+            if self._nonces.get(expired, now + 1) <= now:
+                del self._nonces[expired]
+        if nonce in self._nonces:
             return False
         self._nonces[nonce] = expires_at
+        heapq.heappush(expiries, (expires_at, nonce))
         return True
 
     async def aclose(self) -> None:
