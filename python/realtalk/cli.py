@@ -1,5 +1,5 @@
-"""The ``realtalk`` command line: ``talk`` (one voice turn), ``simulate``, ``relay`` and
-``bench``.
+"""The ``realtalk`` command line: ``talk`` (one voice turn), ``simulate``, ``relay``,
+``console`` (the browser voice console) and ``bench``.
 
 Every failure a user can cause (a missing file, a WAV that is not PCM, an unreachable URL, a
 refused key) ends in one line on stderr and a non-zero exit status, never a traceback.
@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -78,6 +79,21 @@ def _build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--redis", metavar="URL",
                        help="share session limits and single-use tokens with every relay using "
                        "this Redis (redis://host:6379/0; needs the redis package)")
+    relay.add_argument("--console", action="store_true",
+                       help="also serve the browser voice console at / with its demo token "
+                       "endpoint: anyone who can load the page talks through your key")
+
+    console = commands.add_parser(
+        "console", help="open the browser voice console (a relay serving it; with no "
+        "--upstream, in front of the embedded simulator)",
+        description="Serve the browser voice console: open the printed URL in a browser. "
+        "Without --upstream the relay fronts the embedded simulator and needs no key; "
+        "REALTALK_RELAY_SECRET is optional (default: a random one).")
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=8080)
+    console.add_argument("--upstream", metavar="URL",
+                         help="Realtime endpoint (needs OPENAI_API_KEY; default: the embedded "
+                         "simulator, pacing its replies in real time)")
 
     commands.add_parser("bench", help="print realtalk's speed next to the usual Python way")
     return parser
@@ -95,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "relay":
             return _relay(args)
+        if args.command == "console":
+            return _console(args)
         from realtalk._bench import run_bench
 
         return run_bench()
@@ -128,13 +146,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _relay(args: argparse.Namespace) -> int:
-    import logging
-    from contextlib import AsyncExitStack
-
-    import anyio
-
-    from realtalk.relay import Relay, issue_token, run_relay
-    from realtalk.simulator import Simulator
+    from realtalk.relay import issue_token
 
     secret = os.environ.get("REALTALK_RELAY_SECRET")
     if not secret or len(secret.encode()) < 16:
@@ -145,9 +157,6 @@ def _relay(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(str(exc)) from None
         return 0
-    key = environment_api_key()
-    if args.upstream is not None and key is None:
-        raise CliError("set OPENAI_API_KEY: the relay opens upstream sessions with it")
     store = None
     if args.redis is not None:
         from realtalk.errors import RealtalkError
@@ -157,20 +166,50 @@ def _relay(args: argparse.Namespace) -> int:
             store = RedisStore(args.redis)
         except (ValueError, RealtalkError) as exc:
             raise CliError(f"--redis: {exc}") from None
+    return _serve_relay(args, secret, store=store, console=args.console, pace="fast")
+
+
+def _console(args: argparse.Namespace) -> int:
+    import secrets
+
+    secret = os.environ.get("REALTALK_RELAY_SECRET") or secrets.token_urlsafe(32)
+    if len(secret.encode()) < 16:
+        raise CliError("REALTALK_RELAY_SECRET must be at least 16 bytes")
+    return _serve_relay(args, secret, store=None, console=True, pace="realtime")
+
+
+def _serve_relay(args: argparse.Namespace, secret: str, *, store: Any, console: bool,
+                 pace: str) -> int:
+    """Run a relay (``realtalk relay``, ``realtalk console``) until Ctrl-C: to ``--upstream``
+    with OPENAI_API_KEY, else to an embedded simulator."""
+    import logging
+    from contextlib import AsyncExitStack
+
+    import anyio
+
+    from realtalk.relay import Relay, run_relay
+    from realtalk.simulator import Simulator
+
+    key = environment_api_key()
+    if args.upstream is not None and key is None:
+        raise CliError("set OPENAI_API_KEY: the relay opens upstream sessions with it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     def ready(relay: Relay) -> None:
         print(f"realtalk relay listening on {relay.url} -> {relay.upstream}; metrics at "
               f"http://{args.host}:{relay.port}/metrics; Ctrl-C stops it", flush=True)
+        if console:
+            print(f"realtalk console at http://{args.host}:{relay.port}/ (demo mode: the page "
+                  "gets its tokens from the relay)", flush=True)
 
     async def serve() -> None:
         async with AsyncExitStack() as stack:
             upstream, upstream_key = args.upstream, key
             if upstream is None:
-                simulator = await stack.enter_async_context(Simulator())
+                simulator = await stack.enter_async_context(Simulator(pace=pace))
                 upstream, upstream_key = simulator.url, "sk-local"
             await run_relay(args.host, args.port, upstream=upstream, api_key=upstream_key,
-                            secret=secret, ready=ready, store=store)
+                            secret=secret, ready=ready, store=store, console=console)
 
     try:
         anyio.run(serve)

@@ -33,6 +33,7 @@ from realtalk.relay.connection import (
     _Ended,
     _error_event,
 )
+from realtalk.relay.console import Console
 from realtalk.relay.policy import RelayPolicy
 from realtalk.relay.scrub import RedactingLogFilter, Scrubber
 from realtalk.relay.stats import RelayStats
@@ -78,6 +79,9 @@ class Relay:
       ``max_pending_connections`` caps connections still sending their request (more get 503)
       and, apart, those being authenticated (more close 1013); bodies of plain HTTP requests
       are refused (413: ``/metrics`` and ``/healthz`` take none).
+    - ``console``: serve the browser voice console at ``/`` and, for it, a same-origin demo
+      token endpoint (tokens valid ``console_token_ttl_s``; needs ``secret``); see
+      :mod:`realtalk.relay.console`. Off by default.
     """
 
     def __init__(
@@ -100,6 +104,8 @@ class Relay:
         store: SessionStore | None = None,
         handshake_timeout: float = 5.0,
         max_pending_connections: int = 256,
+        console: bool = False,
+        console_token_ttl_s: float = 60.0,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -108,6 +114,12 @@ class Relay:
             raise ValueError("client authentication is required: pass secret= or authenticate=")
         if secret is not None:
             _secret_bytes(secret)  # fail early on a weak secret
+        self._console: Console | None = None
+        if console:
+            if secret is None:
+                raise ValueError("the console's demo token endpoint signs tokens: pass secret=")
+            self._console = Console(secret, token_ttl_s=console_token_ttl_s,
+                                    https=ssl_context is not None)
         self.upstream = upstream
         self.policy = policy or RelayPolicy()
         self.host = host
@@ -219,6 +231,8 @@ class Relay:
             )
         if request.path == "/healthz":
             return HTTPResponse.text("ok\n")
+        if self._console is not None and self._console.handles(request.path):
+            return self._console.respond(request)
         return HTTPResponse.text("Not found.\n", 404)
 
     async def _check_request(self, request: HTTPRequest) -> HTTPResponse | None:
