@@ -7,6 +7,7 @@ utterances and two replies, about ten seconds)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -60,7 +61,9 @@ def two_utterances(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("speech")
     first, rate = _espeak("Hello there, how are you today?", folder)
     second, _ = _espeak("Wait, stop please.", folder)
-    silence = lambda s: np.zeros(int(s * rate), "<i2")  # noqa: E731
+    def silence(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * rate), "<i2")
+
     return _write_wav(folder / "two-utterances.wav",
                       [silence(0.3), first, silence(0.9), second, silence(5.0)], rate)
 
@@ -117,3 +120,86 @@ async def test_a_page_without_a_valid_token_is_refused(silence_wav: Path) -> Non
             "document.getElementById('status').textContent")
         assert relay.stats.auth_failures == 1 and relay.stats.sessions_total == 0
         assert sim.stats.connections == 0  # refused before any upstream connection
+
+
+async def retrieved_audio_samples(page: Page, item_id: str) -> int:
+    """The simulator's audio for an item, asked through the page (conversation.item.retrieve)."""
+    await page.evaluate("delete realtalkConsole.state.lastEvents['conversation.item.retrieved']")
+    await page.evaluate(f"realtalkConsole.send({{type: 'conversation.item.retrieve', "
+                        f"item_id: '{item_id}'}})")
+    item = await page.wait_for(
+        "realtalkConsole.state.lastEvents['conversation.item.retrieved']?.item")
+    assert item["id"] == item_id
+    audio = next(part["audio"] for part in item["content"] if part["type"] == "output_audio")
+    return len(base64.b64decode(audio)) // 2
+
+
+async def test_speech_gets_a_reply_and_a_second_utterance_barges_in(
+        two_utterances: Path) -> None:
+    async with console_servers() as (sim, relay), chromium(two_utterances) as page:
+        await page.open(console_url(relay))
+        await connected(page)
+        # The simulator's server VAD hears the first utterance and replies; the second one
+        # starts while the reply plays: the page stops playback and truncates the item.
+        await page.wait_for("realtalkConsole.state.truncations.length === 1", timeout=20)
+        await page.screenshot(ARTEFACTS / "console-mid-conversation.png")
+        # The second reply arrives in full and is played to the end.
+        await page.wait_for("realtalkConsole.state.turns.length === 2 && "
+                            "realtalkConsole.state.lastEvents['response.done']?.response"
+                            ".status === 'completed' && !realtalkConsole.state.playing",
+                            timeout=15)
+        state = await page.evaluate("realtalkConsole.state")
+        truncation = state["truncations"][0]
+        second_item = state["lastEvents"]["response.done"]["response"]["output"][0]["id"]
+        assert second_item != truncation["item_id"]
+        second_samples = await retrieved_audio_samples(page, second_item)
+        first_samples = await retrieved_audio_samples(page, truncation["item_id"])
+        await page.evaluate("realtalkConsole.disconnect()")
+        await page.wait_for("realtalkConsole.state.phase === 'closed'")
+        counters = await page.evaluate("realtalkConsole.counters")
+        problems = page.problems()
+
+    # The simulator cut the first reply where the page said the listener stopped hearing it.
+    assert first_samples == truncation["audio_end_ms"] * SAMPLES_PER_MS
+    # What the worklet really rendered: the whole second reply plus the first one's start.
+    played_of_first_ms = (counters["played"] - second_samples) / SAMPLES_PER_MS
+    assert abs(played_of_first_ms - truncation["audio_end_ms"]) <= 20, (
+        played_of_first_ms, truncation)
+    assert truncation["audio_end_ms"] > 100  # it was cut mid-reply, not before it began
+    # Counters against the simulator's view.
+    stats = sim.stats
+    assert counters["appended"] * 2 == stats.input_audio_bytes
+    assert counters["captured"] >= counters["appended"] > WIRE_RATE * 3
+    assert counters["received"] * 2 == stats.output_audio_bytes
+    assert stats.responses == 2
+    assert len(state["turns"]) == 2 and all(t["firstAudioMs"] >= 0 for t in state["turns"])
+    assert problems == []
+
+
+async def test_a_typed_message_gets_a_reply_shown_in_the_transcript(silence_wav: Path) -> None:
+    async with console_servers() as (sim, relay), chromium(silence_wav) as page:
+        await page.open(console_url(relay))
+        await connected(page)
+        # Typed and sent as a user would: focus the box, type, press Enter (trusted key events).
+        await page.evaluate("document.getElementById('message').focus()")
+        await page.call("Input.insertText", {"text": "what time is it"})
+        for kind in ("keyDown", "keyUp"):
+            await page.call("Input.dispatchKeyEvent", {
+                "type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13,
+                **({"text": "\r"} if kind == "keyDown" else {})})
+        try:
+            transcript = await page.wait_for(
+                "(() => { const t = document.getElementById('transcript').innerText;"
+                " return t.includes('You said: what time is it') && t; })()", timeout=5)
+        except TimeoutError:
+            print(await page.evaluate("document.getElementById('transcript').innerText"))
+            print(await page.evaluate("document.getElementById('events').innerText"))
+            print(await page.evaluate("document.getElementById('message').value"))
+            raise
+        assert "what time is it" in transcript.split("You said")[0]  # the user's line first
+        assert await page.evaluate("document.getElementById('message').value") == ""
+        await page.wait_for("realtalkConsole.state.lastEvents['response.done']")
+        done = await page.evaluate("realtalkConsole.state.lastEvents['response.done'].response")
+        assert done["status"] == "completed"
+        assert sim.stats.responses == 1
+        assert page.problems() == []

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -179,7 +179,7 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _serve_relay(args: argparse.Namespace, secret: str, *, store: Any, console: bool,
-                 pace: str) -> int:
+                 pace: Literal["fast", "realtime"]) -> int:
     """Run a relay (``realtalk relay``, ``realtalk console``) until Ctrl-C: to ``--upstream``
     with OPENAI_API_KEY, else to an embedded simulator."""
     import logging
@@ -211,10 +211,15 @@ def _serve_relay(args: argparse.Namespace, secret: str, *, store: Any, console: 
             await run_relay(args.host, args.port, upstream=upstream, api_key=upstream_key,
                             secret=secret, ready=ready, store=store, console=console)
 
+    from realtalk.errors import ConnectError
+
     try:
         anyio.run(serve)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except (OSError, ConnectError) as exc:
+        # The transport reports a port it cannot bind as a ConnectError caused by the OSError.
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        detail = getattr(cause, "strerror", None) or exc
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {detail}") from None
     return 0
 
 

@@ -16,6 +16,7 @@
     close: null, // {code, reason} once closed
     error: null, // the last error event's message
     muted: false,
+    playing: false, // reply audio is being rendered
     turns: [], // {trigger, firstAudioMs}
     truncations: [], // {item_id, audio_end_ms, played_ms, position}
     lastEvents: {}, // the last event of each type, whole
@@ -239,12 +240,11 @@
   }
 
   function playDelta(event) {
-    if (droppedItems.has(event.item_id)) return;
     const bytes = bytesFromBase64(event.delta);
     const samples = bytes.length >> 1;
     counters.received += samples;
     showCounters();
-    if (!audio) return;
+    if (!audio || !audio.player || droppedItems.has(event.item_id)) return;
     const last = itemSpans[itemSpans.length - 1];
     if (last && last.id === event.item_id) {
       last.end += samples;
@@ -262,7 +262,7 @@
   // what the listener heard (at most what was received). The server cancels the response
   // itself (server VAD's interrupt_response).
   async function bargeIn(cancelResponse) {
-    if (!audio) return;
+    if (!audio || !audio.player) return; // nothing can be playing yet
     const cleared = await clearPlayback();
     const stoppedAt = cleared.stoppedAt;
     if (cancelResponse && responseActive) send({ type: "response.cancel" });
@@ -344,6 +344,9 @@
     playerPosition = report.position;
     counters.played = report.played;
     showCounters();
+    if (report.type === "started" || report.type === "idle" || report.type === "cleared") {
+      state.playing = report.type === "started";
+    }
     if (report.type === "started" && turnStartedAt !== null) {
       const firstAudioMs = Math.round(performance.now() - turnStartedAt);
       turnStartedAt = null;
