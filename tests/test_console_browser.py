@@ -86,6 +86,15 @@ def console_url(relay: Relay) -> str:
     return f"http://127.0.0.1:{relay.port}/"
 
 
+async def press(page: Page, key: str) -> None:
+    """A trusted key press, as from the keyboard (Tab moves focus, Enter activates)."""
+    codes = {"Tab": 9, "Enter": 13}
+    for kind in ("keyDown", "keyUp"):
+        await page.call("Input.dispatchKeyEvent", {
+            "type": kind, "key": key, "code": key, "windowsVirtualKeyCode": codes[key],
+            **({"text": "\r"} if kind == "keyDown" and key == "Enter" else {})})
+
+
 async def connected(page: Page) -> None:
     await page.evaluate("realtalkConsole.connect()", gesture=True)
     await page.wait_for("realtalkConsole.state.phase === 'connected'")
@@ -183,10 +192,7 @@ async def test_a_typed_message_gets_a_reply_shown_in_the_transcript(silence_wav:
         # Typed and sent as a user would: focus the box, type, press Enter (trusted key events).
         await page.evaluate("document.getElementById('message').focus()")
         await page.call("Input.insertText", {"text": "what time is it"})
-        for kind in ("keyDown", "keyUp"):
-            await page.call("Input.dispatchKeyEvent", {
-                "type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13,
-                **({"text": "\r"} if kind == "keyDown" else {})})
+        await press(page, "Enter")
         try:
             transcript = await page.wait_for(
                 "(() => { const t = document.getElementById('transcript').innerText;"
@@ -202,4 +208,35 @@ async def test_a_typed_message_gets_a_reply_shown_in_the_transcript(silence_wav:
         done = await page.evaluate("realtalkConsole.state.lastEvents['response.done'].response")
         assert done["status"] == "completed"
         assert sim.stats.responses == 1
+        assert page.problems() == []
+
+
+async def test_keyboard_alone_connects_and_the_page_fits_at_200_percent_zoom(
+        silence_wav: Path) -> None:
+    async with console_servers() as (sim, relay), chromium(silence_wav) as page:
+        # 200 % zoom of a 1200 px window: 600 CSS pixels across, each drawn twice as large.
+        await page.call("Emulation.setDeviceMetricsOverride", {
+            "width": 600, "height": 900, "deviceScaleFactor": 2, "mobile": False})
+        await page.open(console_url(relay))
+        await press(page, "Tab")
+        assert await page.evaluate("document.activeElement.id") == "connect"
+        await press(page, "Enter")
+        await page.wait_for("realtalkConsole.state.phase === 'connected'")
+        focus_order = []
+        for _ in range(4):
+            await press(page, "Tab")
+            focus_order.append(await page.evaluate("document.activeElement.id"))
+        assert focus_order[:3] == ["mute", "message", "send"]
+        await page.evaluate("document.getElementById('mute').focus()")
+        await press(page, "Enter")
+        assert await page.evaluate(
+            "document.getElementById('mute').getAttribute('aria-pressed')") == "true"
+        # Nothing scrolls sideways, and every control is on screen.
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0
+        off_screen = await page.evaluate(
+            "[...document.querySelectorAll('button, input')].filter(e => "
+            "e.getBoundingClientRect().right > innerWidth).map(e => e.id)")
+        assert off_screen == []
         assert page.problems() == []
