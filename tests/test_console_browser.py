@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtalk.relay import Relay
+from realtalk.relay import Relay, RelayPolicy
 from realtalk.simulator import Simulator
 from tests.console_browser import Page, chromium
 
@@ -239,4 +239,24 @@ async def test_keyboard_alone_connects_and_the_page_fits_at_200_percent_zoom(
             "[...document.querySelectorAll('button, input')].filter(e => "
             "e.getBoundingClientRect().right > innerWidth).map(e => e.id)")
         assert off_screen == []
+        assert page.problems() == []
+
+
+async def test_a_tool_call_is_shown_with_its_arguments(silence_wav: Path) -> None:
+    tool = {"type": "function", "name": "get_time", "description": "The time in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}
+    policy = RelayPolicy(pinned_session={"tools": [tool]})  # tools come from the relay
+    async with Simulator(pace="realtime") as sim, Relay(
+            sim.url, api_key="sk-local", secret=SECRET, console=True, policy=policy) as relay, \
+            chromium(silence_wav) as page:
+        await page.open(console_url(relay))
+        await connected(page)
+        await page.evaluate("realtalkConsole.sendText('please get time')")
+        shown = await page.wait_for("document.querySelector('#transcript .tool')?.innerText")
+        # The simulator's own call, as the page received it.
+        done = await page.wait_for("realtalkConsole.state.lastEvents['response.done']?.response")
+        call = done["output"][0]
+        assert call["type"] == "function_call" and call["name"] == "get_time"
+        assert shown == f"Tool call: get_time({call['arguments']})"
         assert page.problems() == []

@@ -82,7 +82,7 @@
       element.className = role;
       const who = document.createElement("span");
       who.className = "who";
-      who.textContent = { user: "You", assistant: "Assistant", tool: "Tool call" }[role];
+      who.textContent = { user: "You", assistant: "Assistant", tool: "Tool call" }[role] + ": ";
       const body = document.createElement("span");
       body.className = "text";
       element.append(who, body);
@@ -163,7 +163,13 @@
       } catch {
         return;
       }
-      onEvent(event);
+      try {
+        onEvent(event);
+      } catch (error) { // a malformed event must not stop the session
+        state.error = `could not handle ${event.type}: ${error.message}`;
+        logEvent("!", { type: "error" }, state.error);
+        setStatus(`Error: ${state.error}`);
+      }
     };
     socket.onclose = (close) => {
       if (ws !== socket) return;
@@ -216,10 +222,8 @@
       case "response.output_text.delta":
         appendText(event.item_id, event.delta);
         break;
-      case "response.function_call_arguments.done":
-        bubble(event.item_id, "tool", `${event.name || "function"}(${event.arguments})`);
-        break;
       case "response.output_item.done":
+        // The console shows tool calls; running them is the app's job (or the relay's pins).
         if (event.item && event.item.type === "function_call") {
           bubble(event.item.id, "tool", `${event.item.name}(${event.item.arguments})`);
         }
@@ -297,6 +301,7 @@
     const context = new AudioContext({ latencyHint: "interactive" });
     audio = { context, player: null, capture: null, stream: null };
     await context.audioWorklet.addModule("/console-worklets.js");
+    if (audio === null || audio.context !== context) return; // disconnected meanwhile
     const player = new AudioWorkletNode(context, "realtalk-playback", {
       numberOfInputs: 0, outputChannelCount: [1] });
     player.port.onmessage = (message) => onPlayer(message.data);
