@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -122,7 +123,9 @@ async def chromium(audio_file: Path | None = None) -> AsyncIterator[Page]:
     """A headless Chromium whose fake microphone plays ``audio_file`` once (then silence),
     with one blank tab attached."""
     binary = chromium_or_skip()
-    with tempfile.TemporaryDirectory(prefix="realtalk-chromium-") as profile:
+    # Chromium's helper processes may still be writing the profile as the browser exits.
+    with tempfile.TemporaryDirectory(prefix="realtalk-chromium-",
+                                     ignore_cleanup_errors=True) as profile:
         arguments = [
             binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--no-default-browser-check", "--disable-extensions", "--disable-sync",
@@ -134,8 +137,9 @@ async def chromium(audio_file: Path | None = None) -> AsyncIterator[Page]:
         ]
         if audio_file is not None:
             arguments.append(f"--use-file-for-fake-audio-capture={audio_file}%noloop")
+        # Its own process group, so the teardown ends the browser's helpers with it.
         process = subprocess.Popen(arguments + ["about:blank"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             active = Path(profile, "DevToolsActivePort")
             with anyio.fail_after(30):
@@ -160,9 +164,17 @@ async def chromium(audio_file: Path | None = None) -> AsyncIterator[Page]:
                     finally:
                         tg.cancel_scope.cancel()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _end_group(process)
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

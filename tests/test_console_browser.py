@@ -112,8 +112,17 @@ async def test_page_loads_without_console_errors_and_connects_with_its_token(
         assert status.startswith("Connected")
         await page.evaluate("realtalkConsole.disconnect()")
         await page.wait_for("realtalkConsole.state.phase === 'closed'")
-        assert relay.stats.sessions_total == 1 and relay.stats.auth_failures == 0
+        first_session = await page.evaluate("realtalkConsole.counters.appended")
+        # Again, with a fresh token: the counters are the new session's.
+        await connected(page)
+        await page.wait_for("realtalkConsole.counters.appended >= 24000 * 0.2")
+        await page.evaluate("realtalkConsole.disconnect()")
+        await page.wait_for("realtalkConsole.state.phase === 'closed'")
+        second_session = await page.evaluate("realtalkConsole.counters.appended")
+        assert relay.stats.sessions_total == 2 and relay.stats.auth_failures == 0
         assert page.problems() == []
+    # Once the servers have stopped, the simulator has handled every append the page sent.
+    assert (first_session + second_session) * 2 == sim.stats.input_audio_bytes
 
 
 async def test_a_page_without_a_valid_token_is_refused(silence_wav: Path) -> None:

@@ -146,8 +146,17 @@
   async function connect(token) {
     if (ws) return;
     setPhase("connecting", "Connecting…");
-    state.close = null;
-    state.error = null;
+    // Every figure is per session: the counters, the turns, the player's stream.
+    Object.assign(state, { close: null, error: null, turns: [], truncations: [],
+                           lastEvents: {}, playing: false });
+    for (const name of Object.keys(counters)) counters[name] = 0;
+    showCounters();
+    enqueued = 0;
+    playerPosition = 0;
+    itemSpans.length = 0;
+    droppedItems.clear();
+    responseActive = false;
+    turnStartedAt = null;
     try {
       if (token === undefined) token = await fetchToken();
     } catch (error) {
