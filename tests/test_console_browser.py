@@ -59,8 +59,8 @@ def two_utterances(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Speech, a pause long enough to end the turn, speech again while the reply plays, then
     silence for the second reply."""
     folder = tmp_path_factory.mktemp("speech")
-    first, rate = _espeak("Hello there, how are you today?", folder)
-    second, _ = _espeak("Wait, stop please.", folder)
+    first, rate = _espeak("Hello there how are you today", folder)
+    second, _ = _espeak("Wait stop please", folder)
     def silence(seconds: float) -> np.ndarray:
         return np.zeros(int(seconds * rate), "<i2")
 

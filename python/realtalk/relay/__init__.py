@@ -37,7 +37,8 @@ its query from an allowlist).
 
 Modules: ``tokens`` (relay tokens), ``auth`` (where a client's token rides), ``policy``,
 ``connection`` (one relayed connection: the pumps and the checks), ``scrub``, ``store``
-(sessions and nonces, in memory or in Redis for a fleet), ``stats``, ``server`` (:class:`Relay`).
+(sessions and nonces, in memory or in Redis for a fleet), ``stats``, ``server`` (:class:`Relay`),
+``console`` (the browser voice console, ``static/``, served with ``console=True``).
 
 Observability: one INFO log line per connection on the ``realtalk.relay`` logger (id, subject,
 duration, bytes and events each way, refusals, who closed and how; the same fields as a dict
