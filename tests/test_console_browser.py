@@ -269,3 +269,64 @@ async def test_a_tool_call_is_shown_with_its_arguments(silence_wav: Path) -> Non
         assert call["type"] == "function_call" and call["name"] == "get_time"
         assert shown == f"Tool call: get_time({call['arguments']})"
         assert page.problems() == []
+
+
+CAPTURE_IN_OFFLINE_CONTEXT = """(async () => {
+  const rate = %d, frames = rate;  // one second of a 440 Hz sine from an OscillatorNode
+  const context = new OfflineAudioContext({numberOfChannels: 1, length: frames, sampleRate: rate});
+  await context.audioWorklet.addModule('/console-worklets.js');
+  const capture = new AudioWorkletNode(context, 'realtalk-capture',
+    {numberOfOutputs: 0, processorOptions: {chunkMs: 20}});
+  const chunks = [];
+  capture.port.onmessage = (m) => chunks.push(Array.from(new Int16Array(m.data)));
+  const tone = new OscillatorNode(context, {frequency: 440});
+  tone.connect(capture);
+  tone.start();
+  const input = await context.startRendering();  // (the destination hears nothing)
+  await new Promise((done) => setTimeout(done, 300));  // the last chunks' messages
+  return chunks;
+})()"""
+
+PLAYBACK_IN_OFFLINE_CONTEXT = """(async () => {
+  const rate = %d;
+  const context = new OfflineAudioContext({numberOfChannels: 1, length: rate, sampleRate: rate});
+  await context.audioWorklet.addModule('/console-worklets.js');
+  const player = new AudioWorkletNode(context, 'realtalk-playback',
+    {numberOfInputs: 0, outputChannelCount: [1]});
+  const reports = [];
+  player.port.onmessage = (m) => reports.push(m.data);
+  player.connect(context.destination);
+  const pcm = new Int16Array(%s);
+  player.port.postMessage({type: 'audio', pcm: pcm.buffer}, [pcm.buffer]);
+  await new Promise((done) => setTimeout(done, 100));  // the samples reach the processor
+  const output = await context.startRendering();
+  await new Promise((done) => setTimeout(done, 300));
+  return {output: Array.from(output.getChannelData(0)), last: reports.at(-1)};
+})()"""
+
+
+@pytest.mark.parametrize("rate", [48000, 44100])
+async def test_the_worklets_resample_as_numpy_interpolates(silence_wav: Path, rate: int) -> None:
+    """The capture worklet's 24 kHz pcm16 and the playback worklet's output at the context's
+    rate, against numpy's linear interpolation of the same signals."""
+    async with console_servers() as (sim, relay), chromium(silence_wav) as page:
+        await page.open(console_url(relay))
+        chunks = await page.evaluate(CAPTURE_IN_OFFLINE_CONTEXT % rate)
+        reply = np.round(8000 * np.sin(2 * np.pi * 300 * np.arange(6000) / WIRE_RATE))
+        played = await page.evaluate(
+            PLAYBACK_IN_OFFLINE_CONTEXT % (rate, reply.astype(int).tolist()))
+    captured = np.concatenate([np.asarray(chunk, dtype=float) for chunk in chunks])
+    assert {len(chunk) for chunk in chunks} == {480}  # 20 ms appends
+    assert len(captured) >= WIRE_RATE - 480  # a second in, a second out (the last chunk open)
+    # The oscillator's own samples at the context's rate, interpolated at 24 kHz positions.
+    source = np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
+    expected = np.interp(np.arange(len(captured)) * rate / WIRE_RATE, np.arange(rate), source)
+    assert np.max(np.abs(captured / 32767 - expected)) < 2e-3
+    # Playback: the 24 kHz reply, interpolated at the context's frames, then silence.
+    output = np.asarray(played["output"])
+    start = int(np.flatnonzero(output)[0]) - 1  # the reply's first sample is 0
+    frames = int((len(reply) - 1) * rate / WIRE_RATE)
+    want = np.interp(np.arange(frames) * WIRE_RATE / rate, np.arange(len(reply)), reply / 32768)
+    assert np.max(np.abs(output[start:start + frames] - want)) < 1e-4
+    assert played["last"]["played"] == len(reply)  # every wire sample counted as played
+    assert not np.any(output[start + frames + 2:])
