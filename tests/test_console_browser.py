@@ -8,6 +8,8 @@ utterances and two replies, about ten seconds)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +22,9 @@ import numpy as np
 import pytest
 
 from realtalk.relay import Relay, RelayPolicy
+from realtalk.errors import ConnectionClosed
 from realtalk.simulator import Simulator
+from realtalk.transport import WebSocket, WebSocketServer
 from tests.console_browser import Page, chromium
 
 SECRET = "console-test-secret-0123456789"
@@ -330,3 +334,35 @@ async def test_the_worklets_resample_as_numpy_interpolates(silence_wav: Path, ra
     assert np.max(np.abs(output[start:start + frames] - want)) < 1e-4
     assert played["last"]["played"] == len(reply)  # every wire sample counted as played
     assert not np.any(output[start + frames + 2:])
+
+
+async def test_a_malformed_event_is_reported_and_the_session_goes_on(silence_wav: Path) -> None:
+    """An upstream that sends audio that is not base64: the page says so and keeps going
+    (no uncaught exception, still connected, later events still shown)."""
+
+    async def upstream(ws: WebSocket) -> None:
+        fields = {"response_id": "resp_1", "item_id": "item_1", "output_index": 0,
+                  "content_index": 0}
+        for event in ({"type": "session.created", "event_id": "event_1",
+                       "session": {"type": "realtime", "id": "sess_1"}},
+                      {"type": "response.output_audio.delta", "event_id": "event_2",
+                       "delta": "%% not base64 %%", **fields},
+                      {"type": "response.output_audio_transcript.delta", "event_id": "event_3",
+                       "delta": "still here", **fields}):
+            await ws.send_text(json.dumps(event))
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.receive()
+
+    async with WebSocketServer(upstream, "127.0.0.1", 0) as fake, Relay(
+            f"ws://127.0.0.1:{fake.port}/v1/realtime", api_key="sk-local", secret=SECRET,
+            console=True) as relay, chromium(silence_wav) as page:
+        await page.open(console_url(relay))
+        await connected(page)
+        shown = await page.wait_for(
+            "document.getElementById('transcript').innerText.includes('still here')")
+        assert shown
+        error = await page.evaluate("realtalkConsole.state.error")
+        assert error.startswith("could not handle response.output_audio.delta:")
+        assert await page.evaluate("realtalkConsole.state.phase") == "connected"
+        assert page.problems() == []
