@@ -133,14 +133,16 @@
   }
 
   async function fetchToken() {
-    const response = await fetch("/console/token", { method: "POST", cache: "no-store" });
+    const response = await fetch("console/token", { method: "POST", cache: "no-store" });
     if (!response.ok) throw new Error(`the relay gave no token (HTTP ${response.status})`);
     return (await response.json()).token;
   }
 
+  // Paths relative to the page, so a proxy may serve the console under a prefix.
   function relayUrl() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/v1/realtime`;
+    const url = new URL("v1/realtime", location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
   }
 
   async function connect(token) {
@@ -309,7 +311,7 @@
   async function startAudio() {
     const context = new AudioContext({ latencyHint: "interactive" });
     audio = { context, player: null, capture: null, stream: null };
-    await context.audioWorklet.addModule("/console-worklets.js");
+    await context.audioWorklet.addModule("console-worklets.js");
     if (audio === null || audio.context !== context) return; // disconnected meanwhile
     const player = new AudioWorkletNode(context, "realtalk-playback", {
       numberOfInputs: 0, outputChannelCount: [1] });
