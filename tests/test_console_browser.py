@@ -366,3 +366,19 @@ async def test_a_malformed_event_is_reported_and_the_session_goes_on(silence_wav
         assert error.startswith("could not handle response.output_audio.delta:")
         assert await page.evaluate("realtalkConsole.state.phase") == "connected"
         assert page.problems() == []
+
+
+async def test_muted_the_microphone_sends_silence(two_utterances: Path) -> None:
+    async with console_servers() as (sim, relay), chromium(two_utterances) as page:
+        await page.open(console_url(relay))
+        await page.evaluate("realtalkConsole.toggleMute()")  # before any speech is captured
+        await connected(page)
+        # Both utterances go by: still appended (as silence), never heard.
+        await page.wait_for("realtalkConsole.counters.appended >= 24000 * 4.5", timeout=15)
+        assert await page.evaluate(
+            "realtalkConsole.state.lastEvents['input_audio_buffer.speech_started']") is None
+        await page.evaluate("realtalkConsole.toggleMute()")
+        assert await page.evaluate(
+            "document.getElementById('mute').getAttribute('aria-pressed')") == "false"
+        assert page.problems() == []
+    assert sim.stats.responses == 0 and sim.stats.input_audio_bytes >= 24000 * 2 * 4.5
