@@ -41,3 +41,18 @@ def test_a_whole_turn_runs_without_audioop(tmp_path: Path) -> None:
                             timeout=90, env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r.wav").stat().st_size > 44
+
+
+def test_submodules_are_reachable_after_a_bare_import() -> None:
+    # A fresh interpreter, so no other test has imported the submodules already.
+    script = ("import realtalk, sys\n"
+              "assert 'realtalk.relay' not in sys.modules  # lazy: nothing heavy at import\n"
+              "print(realtalk.tokens.create_client_secret.__name__, realtalk.simulator.Simulator"
+              ".__name__, realtalk.relay.Relay.__name__, realtalk.wav.read_wav.__name__)\n"
+              "try:\n    realtalk.nonsense\nexcept AttributeError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "create_client_secret Simulator Relay read_wav",
+        "module 'realtalk' has no attribute 'nonsense'",
+    ]
