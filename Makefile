@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TEST_VENV ?= .venv-test
 BUILD_VENV ?= .venv-build
+DOCS_VENV ?= .venv-docs
 # The abi3 wheel is also tested on these (found under pyenv); the full suite runs on $(PYTHON).
 EXTRA_PYTHONS ?= 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
@@ -72,6 +73,15 @@ test-pythons: wheel  ## the same wheel on each of EXTRA_PYTHONS: CLI, examples, 
 		$(TEST_VENV)-$$version/bin/pip install -q "$$(ls dist/realtalk-*.whl)[test]"; \
 		$(TEST_VENV)-$$version/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS); \
 	done
+
+$(DOCS_VENV)/bin/mkdocs:
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install -q "mkdocs>=1.6,<2" "mkdocstrings>=0.29,<2" \
+		"mkdocstrings-python>=1.16,<3"
+
+.PHONY: docs
+docs: $(DOCS_VENV)/bin/mkdocs  ## the API reference from the docstrings into site/ (a warning fails it)
+	$(DOCS_VENV)/bin/mkdocs build --strict --quiet
 
 .PHONY: check-workflows
 check-workflows: $(BUILD_VENV)/bin/maturin  ## validate the release workflow against the GitHub Actions schema
