@@ -316,3 +316,16 @@ def test_bench_prints_realtalk_next_to_the_usual_way() -> None:
         assert ours > 0 and theirs > 0
         # the ratio is of the unrounded times; the printed times carry 2 decimals
         assert float(row.split()[-1][:-1]) == pytest.approx(theirs / ours, rel=0.05, abs=0.1)
+
+
+def test_bench_names_the_rows_it_leaves_out(tmp_path: Path) -> None:
+    # soxr and audioop made unimportable, as on a machine without them.
+    for name in ("soxr", "audioop"):
+        (tmp_path / f"{name}.py").write_text(f"raise ImportError('no {name} here')\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run("bench", env={"PYTHONPATH": path}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("note:")[0]
+    assert "uplink 24 kHz" in table and "48 kHz" not in table and "mu-law" not in table
+    assert "note: soxr is not installed: the two 48 kHz rows" in result.stdout
+    assert "note: audioop is not importable: the mu-law row is left out" in result.stdout
