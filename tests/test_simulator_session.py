@@ -942,17 +942,25 @@ ERROR_CASES: list[tuple[str, str, Any, str | None, str | None, str]] = [
         "ga",
         "retrieve unknown",
         {"type": "conversation.item.retrieve", "item_id": "msg_x"},
-        "invalid_value",
-        "item_id",
-        "^Error retrieving item: .*'msg_x' does not exist",
+        "item_retrieve_invalid_item_id",
+        None,
+        "Error retrieving item: the item with id 'msg_x' does not exist.",
+    ),
+    (
+        "beta",
+        "retrieve unknown, pipecat's event_id echoed",
+        {"type": "conversation.item.retrieve", "item_id": "msg_x", "event_id": "rci_msg_x"},
+        "item_retrieve_invalid_item_id",
+        None,
+        "Error retrieving item: the item with id 'msg_x' does not exist.",
     ),
     (
         "ga",
         "delete unknown",
         {"type": "conversation.item.delete", "item_id": "msg_x"},
-        "invalid_value",
-        "item_id",
-        "^Error deleting item: .*'msg_x' does not exist",
+        "item_delete_invalid_item_id",
+        None,
+        "Error deleting item: the item with id 'msg_x' does not exist.",
     ),
     (
         "ga",
@@ -963,9 +971,9 @@ ERROR_CASES: list[tuple[str, str, Any, str | None, str | None, str]] = [
             "content_index": 0,
             "audio_end_ms": 10,
         },
-        "invalid_value",
-        "item_id",
-        "^Error truncating item: .*'msg_x' does not exist",
+        "item_truncate_invalid_item_id",
+        None,
+        "Error truncating item: the item with id 'msg_x' does not exist.",
     ),
     (
         "ga",
@@ -1019,6 +1027,36 @@ def test_error_cases_of_section_8(
     # The failing event changed nothing.
     assert json.dumps(session.session, sort_keys=True) == before
     assert session._order == items_before
+
+
+@pytest.mark.parametrize("protocol", ["ga", "beta"])
+def test_duplicate_item_id_is_refused_with_the_live_code(protocol: str) -> None:
+    # Live: code item_create_duplicate_item_id, param null; the second item is not added.
+    session = ServerSession(protocol=protocol)  # type: ignore[arg-type]
+    session.created_events()
+    create = {
+        "type": "conversation.item.create",
+        "item": {
+            "id": "msg_a",
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "first"}],
+        },
+    }
+    assert session.receive(json.dumps(create))[-1]["item"]["id"] == "msg_a"
+    again = {**create, "event_id": "evt_again"}
+    again["item"] = {**create["item"], "content": [{"type": "input_text", "text": "second"}]}
+    events = session.receive(json.dumps(again))
+    assert [e["type"] for e in events] == ["error"]
+    assert events[0]["error"] == {
+        "type": "invalid_request_error",
+        "code": "item_create_duplicate_item_id",
+        "message": "Error adding item: an item with id 'msg_a' already exists.",
+        "param": None,
+        "event_id": "evt_again",
+    }
+    assert session._order == ["msg_a"]
+    assert session._items["msg_a"]["content"][0]["text"] == "first"
 
 
 async def test_errors_that_need_state() -> None:

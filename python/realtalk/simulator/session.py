@@ -815,9 +815,8 @@ class ServerSession:
             )
         if "id" in item and item["id"] in self._items:
             raise ClientError(
-                "invalid_value",
+                "item_create_duplicate_item_id",
                 f"Error adding item: an item with id '{item['id']}' already exists.",
-                "item.id",
             )
         if item["type"] == "function_call_output" and not any(
             other.get("type") == "function_call" and other.get("call_id") == item["call_id"]
@@ -901,7 +900,7 @@ class ServerSession:
 
     def _on_conversation_item_retrieve(self, event: dict[str, Any]) -> None:
         item_id = self._fields(event, {"item_id": string()}, ("item_id",))["item_id"]
-        item = self._item_or_error(item_id, "retrieving")
+        item = self._item_or_error(item_id, "retrieve")
         self.emit(
             "conversation.item.retrieved",
             item=self.wire_item(item, in_conversation=False, with_audio=True),
@@ -909,20 +908,25 @@ class ServerSession:
 
     def _on_conversation_item_delete(self, event: dict[str, Any]) -> None:
         item_id = self._fields(event, {"item_id": string()}, ("item_id",))["item_id"]
-        self._item_or_error(item_id, "deleting")
+        self._item_or_error(item_id, "delete")
         self._order.remove(item_id)
         item = self._items.pop(item_id)
         for index in range(len(item.get("content", []))):
             self._audio.pop((item_id, index), None)
         self.emit("conversation.item.deleted", item_id=item_id)
 
-    def _item_or_error(self, item_id: str, doing: str) -> dict[str, Any]:
+    _ITEM_VERBS = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}
+
+    def _item_or_error(self, item_id: str, action: str) -> dict[str, Any]:
+        """The item, or the live error for an unknown id: a code per action
+        (`item_retrieve_invalid_item_id` ...) and no `param`. pipecat matches on the retrieve
+        code to fail its pending retrieve."""
         item = self._items.get(item_id)
         if item is None:
             raise ClientError(
-                "invalid_value",
-                f"Error {doing} item: the item with id '{item_id}' does not exist.",
-                "item_id",
+                f"item_{action}_invalid_item_id",
+                f"Error {self._ITEM_VERBS[action]} item: the item with id '{item_id}' does not "
+                "exist.",
             )
         return item
 
@@ -933,7 +937,7 @@ class ServerSession:
             ("item_id", "content_index", "audio_end_ms"),
         )
         item_id, index, end_ms = fields["item_id"], fields["content_index"], fields["audio_end_ms"]
-        item = self._item_or_error(item_id, "truncating")
+        item = self._item_or_error(item_id, "truncate")
         if (
             item.get("type") != "message"
             or item.get("role") != "assistant"
