@@ -938,24 +938,23 @@ class ServerSession:
         )
         item_id, index, end_ms = fields["item_id"], fields["content_index"], fields["audio_end_ms"]
         item = self._item_or_error(item_id, "truncate")
-        if (
-            item.get("type") != "message"
-            or item.get("role") != "assistant"
-            or not any(part.get("type") == "output_audio" for part in item.get("content", []))
+        # Audio the model has produced for this item so far: the live server truncates an item
+        # that is still streaming too (only audio not yet sent is out of reach). An item with
+        # no model audio at all, a user item or one interrupted before its first audio delta,
+        # is refused as a whole.
+        audio = self._audio.get((item_id, index))
+        if item.get("type") != "message" or item.get("role") != "assistant" or not any(
+            key[0] == item_id for key in self._audio
         ):
             raise ClientError(
-                "invalid_value",
-                "Only assistant messages with audio content can be truncated.",
-                "item_id",
+                "unsupported_content_type", "Only model output audio messages can be truncated"
             )
-        content = item["content"]
-        if index >= len(content) or content[index].get("type") != "output_audio":
+        if audio is None:
             raise ClientError(
                 "invalid_value",
                 f"Invalid 'content_index': no audio content at index {index}.",
                 "content_index",
             )
-        audio = self._audio.get((item_id, index), b"")
         out_format = item.get("_format", "pcm16")
         bytes_per_ms = cfg.BYTES_PER_MS[out_format]
         held_ms = len(audio) / bytes_per_ms
@@ -967,7 +966,12 @@ class ServerSession:
             )
         cut = int(end_ms * bytes_per_ms)
         self._audio[(item_id, index)] = audio[: cut - cut % 2 if out_format == "pcm16" else cut]
-        content[index]["transcript"] = ""
+        # A streaming item keeps what was heard: later deltas still go out (nothing cancelled
+        # the response) but no longer enter the conversation, nor does their transcript.
+        item["_truncated"] = True
+        content = item["content"]
+        if index < len(content):
+            content[index]["transcript"] = ""
         self.emit(
             "conversation.item.truncated", item_id=item_id, content_index=index, audio_end_ms=end_ms
         )
@@ -1274,7 +1278,7 @@ class ServerSession:
         response.open_audio_ms += ms
         response.output_audio_ms += ms
         self.stats.output_audio_bytes += len(audio)
-        if response.conversation == "auto":
+        if response.conversation == "auto" and not item.get("_truncated"):
             key = (item["id"], 0)
             held = self._audio.get(key)
             if isinstance(held, bytearray):
@@ -1315,7 +1319,9 @@ class ServerSession:
             self.emit(audio_done, **ids)
             self.emit(transcript_done, **ids, transcript=text)
             part = {"type": "audio", "transcript": text}
-            item["content"] = [{"type": "output_audio", "transcript": text}]
+            # Truncated while streaming: the conversation keeps no transcript (see truncate).
+            heard = "" if item.get("_truncated") else text
+            item["content"] = [{"type": "output_audio", "transcript": heard}]
         self.emit("response.content_part.done", **ids, part=part)
         item["status"] = status
         self._item_done(response, item)
