@@ -20,11 +20,9 @@ function returning any of those, or an async generator function yielding parts::
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import re
-import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -252,70 +250,6 @@ def default_responder(ctx: ResponseContext) -> list[Part]:
     return [Text("I am listening.")]
 
 
-# ---- speech-like audio ------------------------------------------------------------------
-
-SAMPLE_RATE = 24000
-
-
-@dataclass(frozen=True)
-class Speech:
-    """Synthesised speech for a text: pcm16 at 24 kHz, and where each word starts (ms)."""
-
-    pcm: bytes
-    word_starts_ms: tuple[float, ...]
-    words: tuple[str, ...]
-
-
-def _glottal_table(size: int = 4096) -> np.ndarray:
-    """One period of a voiced source: 12 harmonics with a falling spectrum."""
-    phase = 2 * np.pi * np.arange(size) / size
-    table = sum(np.sin(k * phase) / k**1.2 for k in range(1, 13))
-    return np.asarray(table / np.abs(table).max(), dtype=np.float32)
-
-
-_GLOTTAL = _glottal_table()
-
-
-@functools.lru_cache(maxsize=4096)
-def _spoken_word(word: str) -> np.ndarray:
-    """A word's waveform (pcm16 samples), cached: replies reuse most of their words."""
-    seed = zlib.crc32(word.encode())
-    letters = max(1, sum(ch.isalnum() for ch in word))
-    duration = min(0.75, 0.12 + 0.055 * letters)
-    n = int(duration * SAMPLE_RATE)
-    t = np.arange(n, dtype=np.float32) / SAMPLE_RATE
-    f0 = (120 + seed % 60) + 25 * np.sin(np.pi * t / duration) - 10 * t / duration
-    cycles = np.cumsum(f0) / SAMPLE_RATE  # periods elapsed at each sample
-    size = len(_GLOTTAL)
-    voiced = _GLOTTAL[(cycles * size).astype(np.int64) % size]
-    syllables = max(1, round(letters / 3))
-    envelope = 0.55 + 0.45 * np.sin(np.pi * syllables * t / duration) ** 2
-    edge = min(n // 2, int(0.02 * SAMPLE_RATE))
-    if edge:
-        ramp = np.linspace(0.0, 1.0, edge, dtype=np.float32)
-        envelope[:edge] *= ramp
-        envelope[n - edge :] *= ramp[::-1]
-    return np.round(0.3 * 32767 * voiced * envelope).astype("<i2")
-
-
-@functools.lru_cache(maxsize=256)
-def synthesize_speech(text: str) -> Speech:
-    """Voiced, speech-like sound: a glottal-pulse-like harmonic tone (120-205 Hz, gliding)
-    shaped into syllables, words separated by short pauses and sentences by longer ones. Loud
-    enough for any energy or voicing VAD to call it speech; deterministic."""
-    words = tuple(text.split()) or ("…",)
-    chunks: list[np.ndarray] = []
-    starts: list[float] = []
-    position = 0
-    for word in words:
-        waveform = _spoken_word(word)
-        starts.append(position * 1000 / SAMPLE_RATE)
-        gap = int((0.32 if word[-1:] in ".!?;:," else 0.09) * SAMPLE_RATE)
-        chunks += [waveform, np.zeros(gap, dtype="<i2")]
-        position += len(waveform) + gap
-    return Speech(np.concatenate(chunks).tobytes(), tuple(starts), words)
-
-
 __all__ = [
     "Audio",
     "Close",
@@ -326,9 +260,7 @@ __all__ = [
     "Responder",
     "ResponseContext",
     "ServerError",
-    "Speech",
     "Text",
     "default_responder",
     "example_value",
-    "synthesize_speech",
 ]

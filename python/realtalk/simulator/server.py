@@ -25,6 +25,7 @@ from realtalk.simulator._audio_io import make_vad
 from realtalk.simulator._ids import IdFactory
 from realtalk.simulator._validate import ClientError, Obj, enum, integer
 from realtalk.simulator.responder import Close, Drop, Responder
+from realtalk.simulator.speech import Synthesizer, default_synthesizer
 from realtalk.simulator.session import (
     ConnectionFault,
     ResponseState,
@@ -103,6 +104,8 @@ class Simulator:
 
     - ``responder``: what the model says (see `realtalk.simulator.responder`); default: the
       deterministic `default_responder`.
+    - ``synthesizer``: how replies sound (see `realtalk.simulator.speech`); default:
+      espeak-ng speech when ``espeak-ng`` is installed, else the speech-like `buzz`.
     - ``api_keys``: accepted keys (``None`` accepts any key; a missing key is always refused
       with the `error` event and close 3000, as the real server does). ``ek_`` tokens from
       the REST endpoints are accepted until they expire.
@@ -127,6 +130,7 @@ class Simulator:
         port: int = 0,
         *,
         responder: Responder | None = None,
+        synthesizer: Synthesizer | None = None,
         api_keys: set[str] | list[str] | tuple[str, ...] | None = None,
         beta: Literal["accept", "retired"] = "accept",
         pace: Pace = "fast",
@@ -149,6 +153,7 @@ class Simulator:
         self._requested_port = port
         self.port = 0
         self.responder = responder
+        self.synthesizer = synthesizer or default_synthesizer()
         self.api_keys = None if api_keys is None else set(api_keys)
         self.beta = beta
         self.pace = pace
@@ -644,6 +649,7 @@ class _Connection:
                 flush=self.flush,
                 sleep=sim.clock.sleep,
                 realtime=sim.pace == "realtime",
+                synthesizer=sim.synthesizer,
             )
         except ConnectionFault as fault:
             if isinstance(fault.part, Close):

@@ -49,8 +49,8 @@ from realtalk.simulator.responder import (
     Text,
     default_responder,
     iterate_parts,
-    synthesize_speech,
 )
+from realtalk.simulator.speech import Synthesizer, buzz
 
 Protocol = Literal["ga", "beta"]
 Event = dict[str, Any]
@@ -1425,10 +1425,12 @@ async def stream_response(
     flush: Flush,
     sleep: Callable[[float], Awaitable[None]],
     realtime: bool,
+    synthesizer: Synthesizer = buzz,
 ) -> None:
     """Turn a responder's parts into the response's event cascade. ``flush`` hands the queued
-    events to the writer (and waits when it is behind); ``sleep`` is the pacing clock. A
-    response cancelled meanwhile (client cancel, barge-in) just stops producing."""
+    events to the writer (and waits when it is behind); ``sleep`` is the pacing clock;
+    ``synthesizer`` speaks `Text` parts. A response cancelled meanwhile (client cancel,
+    barge-in) just stops producing."""
     responder = responder or default_responder
     chunk_ms = session.audio_chunk_ms
     parts = iterate_parts(responder(response.context))
@@ -1441,7 +1443,14 @@ async def stream_response(
                 await sleep(part.seconds)
             elif isinstance(part, Text):
                 if response.effective.audio_output:
-                    speech = synthesize_speech(part.text)
+                    voice = response.effective.voice
+                    voice = voice if isinstance(voice, str) else "alloy"
+                    if synthesizer is buzz:
+                        speech = buzz(part.text, voice)
+                    else:  # a program or a model: off the event loop
+                        speech = await anyio.to_thread.run_sync(synthesizer, part.text, voice)
+                    if response.done:
+                        break
                     await _speak(
                         session,
                         response,
