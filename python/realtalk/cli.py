@@ -29,8 +29,10 @@ What the default responder does:
   - the input audio transcript is a placeholder ("(1.52 s of speech)"), not the words;
   - reply audio is espeak-ng speech when espeak-ng is installed (--speech), otherwise a
     synthetic voiced buzz with the reply's rhythm that is not intelligible;
-  - a tool is called when the user names it ("get weather"), or when tool_choice forces
-    one, with arguments that fit its schema; a tool's output is read back."""
+  - a tool is called when the user names it ("weather" or "get weather" for get_weather)
+    or when tool_choice forces one; its arguments come from the user's words where the
+    schema allows ("How warm is it in Paris?" gives {"city": "Paris"}), else from the
+    schema's examples; a tool's output is read back."""
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from realtalk.simulator._arguments import arguments_from_words
+
 
 @dataclass(frozen=True)
 class Text:
@@ -175,6 +177,8 @@ def example_value(schema: Mapping[str, Any], name: str = "value") -> Any:
         return schema["enum"][0]
     if "default" in schema:
         return schema["default"]
+    if schema.get("examples"):
+        return schema["examples"][0]
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -198,6 +202,23 @@ def example_value(schema: Mapping[str, Any], name: str = "value") -> Any:
     return text.ljust(min_length, "x")
 
 
+# Verbs that start tool names ("get_weather"): naming the rest ("weather") names the tool.
+_TOOL_VERBS = {"get", "set", "fetch", "lookup", "look", "up", "find", "search", "check", "do",
+               "make", "call", "run", "list", "create", "update", "delete", "query", "send"}  # fmt: skip
+
+
+def _names(name: str, text: str) -> bool:
+    """Whether ``text`` names the tool ``name``: the name itself, its words spaced out, or its
+    words other than a leading verb ("weather" for get_weather)."""
+    said = set(re.findall(r"[a-z0-9]+", text.lower()))
+    parts = [p for p in re.split(r"[_\W]+|(?<=[a-z])(?=[A-Z])", name) if p]
+    lowered = [p.lower() for p in parts]
+    if name.lower() in said or " ".join(lowered) in " ".join(re.findall(r"[a-z0-9]+", text.lower())):
+        return True
+    subject = [p for p in lowered if p not in _TOOL_VERBS]
+    return bool(subject) and all(p in said for p in subject)
+
+
 def _named_tool(ctx: ResponseContext, text: str) -> dict[str, Any] | None:
     functions = [t for t in ctx.tools if t.get("type") == "function"]
     choice = ctx.tool_choice
@@ -206,11 +227,8 @@ def _named_tool(ctx: ResponseContext, text: str) -> dict[str, Any] | None:
     if isinstance(choice, Mapping):
         wanted = choice.get("name") or (choice.get("function") or {}).get("name")
         return next((t for t in functions if t.get("name") == wanted), None)
-    lowered = text.lower()
     for tool in functions:
-        name = str(tool.get("name", ""))
-        spoken = name.replace("_", " ").lower()
-        if re.search(rf"\b{re.escape(name.lower())}\b", lowered) or spoken in lowered:
+        if _names(str(tool.get("name", "")), text):
             return tool
     if choice == "required":
         return functions[0]
@@ -219,7 +237,8 @@ def _named_tool(ctx: ResponseContext, text: str) -> dict[str, Any] | None:
 
 def default_responder(ctx: ResponseContext) -> list[Part]:
     """Deterministic replies derived from the input: it echoes text, measures audio, calls a
-    tool the user names (with schema-valid arguments) and reports a tool's output."""
+    tool the user names (with arguments from the user's words where the schema allows, see
+    `realtalk.simulator._arguments`) and reports a tool's output."""
     last = ctx.last_item
     if last is None:
         return [Text("Hello! How can I help you today?")]
@@ -241,8 +260,10 @@ def default_responder(ctx: ResponseContext) -> list[Part]:
         spoken = " ".join(texts)
         tool = _named_tool(ctx, spoken)
         if tool is not None:
-            arguments = example_value(tool.get("parameters") or {"type": "object"})
-            return [FunctionCall(str(tool["name"]), json.dumps(arguments))]
+            name = str(tool["name"])
+            schema = tool.get("parameters") or {"type": "object"}
+            arguments = arguments_from_words(schema, spoken, example_value, name)
+            return [FunctionCall(name, json.dumps(arguments))]
         if texts:
             return [Text(f"You said: {spoken}")]
         if audio_ms > 0:
