@@ -32,7 +32,10 @@ What the default responder does:
   - a tool is called when the user names it ("weather" or "get weather" for get_weather)
     or when tool_choice forces one; its arguments come from the user's words where the
     schema allows ("How warm is it in Paris?" gives {"city": "Paris"}), else from the
-    schema's examples; a tool's output is read back."""
+    schema's examples; a tool's output is read back.
+With --script TURNS.json the script's turns answer instead: user text patterns or audio
+turns mapped to replies (text, tool calls with arguments, faults), so a test suite can pin
+what the model says (format and example in the README's simulator section)."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -82,6 +85,9 @@ def _build_parser() -> argparse.ArgumentParser:
                           "the client reads")
     simulate.add_argument("--api-key", metavar="K", action="append",
                           help="accept only this key (repeatable; default: any key)")
+    simulate.add_argument("--script", metavar="TURNS.json",
+                          help="answer from a script of turns instead of the default responder "
+                          "(see the README's simulator section)")
     simulate.add_argument("--speech", default="auto", choices=["auto", "espeak-ng", "buzz"],
                           help="reply audio: espeak-ng speech, the synthetic buzz, or auto "
                           "(espeak-ng when installed; the default)")
@@ -133,30 +139,43 @@ def _simulate(args: argparse.Namespace) -> int:
 
     from realtalk.simulator import (
         EspeakNg,
+        Script,
+        ScriptError,
         Simulator,
         SynthesisError,
+        Synthesizer,
         buzz,
         default_synthesizer,
         run_simulator,
     )
 
-    try:
-        synthesizer = {"auto": default_synthesizer, "espeak-ng": EspeakNg,
-                       "buzz": lambda: buzz}[args.speech]()  # fmt: skip
-    except SynthesisError as exc:
-        raise CliError(f"--speech espeak-ng: {exc}") from None
+    script = None
+    if args.script is not None:
+        try:
+            script = Script.load(args.script)
+        except ScriptError as exc:
+            raise CliError(f"--script: {exc}") from None
+    synthesizer: Synthesizer = buzz
+    if args.speech == "auto":
+        synthesizer = default_synthesizer()
+    elif args.speech == "espeak-ng":
+        try:
+            synthesizer = EspeakNg()
+        except SynthesisError as exc:
+            raise CliError(f"--speech espeak-ng: {exc}") from None
     speech = "espeak-ng speech" if isinstance(synthesizer, EspeakNg) else "a synthetic buzz"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     def ready(simulator: Simulator) -> None:
         keys = "any key" if not args.api_key else f"{len(args.api_key)} key(s)"
-        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, replies in "
-              f"{speech}, accepts {keys}); Ctrl-C stops it", flush=True)
+        answers = f"script {args.script}, " if script is not None else ""
+        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, {answers}"
+              f"replies in {speech}, accepts {keys}); Ctrl-C stops it", flush=True)
 
     try:
         anyio.run(lambda: run_simulator(
             args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key,
-            synthesizer=synthesizer))
+            synthesizer=synthesizer, script=script))
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

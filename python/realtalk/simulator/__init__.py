@@ -28,6 +28,7 @@ from realtalk.simulator.server import (
     WallClock,
     run_simulator,
 )
+from realtalk.simulator.script import Script, ScriptError
 from realtalk.simulator.session import ServerSession
 from realtalk.simulator.speech import (
     EspeakNg,
@@ -49,6 +50,8 @@ __all__ = [
     "Part",
     "Responder",
     "ResponseContext",
+    "Script",
+    "ScriptError",
     "ServerError",
     "ServerSession",
     "Speech",

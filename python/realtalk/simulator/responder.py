@@ -109,6 +109,7 @@ class ResponseContext:
     conversation: str
     protocol: str
     audio_ms: dict[str, float] = field(default_factory=dict)
+    session_id: str = ""  # which connection asks: a responder may keep state per session
 
     @property
     def last_item(self) -> dict[str, Any] | None:

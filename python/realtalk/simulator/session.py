@@ -1044,6 +1044,7 @@ class ServerSession:
             conversation=conversation,
             protocol=self.protocol,
             audio_ms=audio_ms,
+            session_id=self.session_id,
         )
         text_chars = sum(
             len(part.get("text") or part.get("transcript") or "")
