@@ -6,9 +6,11 @@ with numpy) and the `openai` package as the client."""
 from __future__ import annotations
 
 import base64
+import os
 import json
 import shutil
 import subprocess
+import sys
 import wave
 from pathlib import Path
 from typing import Any
@@ -153,3 +155,22 @@ async def test_a_synthesiser_that_fails_fails_only_its_response() -> None:
     assert second_audio == synthesize_speech("You said: two").pcm
     assert calls == ["alloy", "alloy"]
 
+
+
+@needs_espeak
+def test_talk_writes_a_reply_wav_of_espeak_speech(tmp_path: Path) -> None:
+    # The README's first command: with espeak-ng installed, reply.wav is speech to listen to.
+    question = "What's the weather like in Paris?"
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("realtalk")), "talk", question,
+         "--out", str(tmp_path / "reply.wav")],
+        capture_output=True, text=True, timeout=90, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(tmp_path / "reply.wav"), "rb") as wav:
+        assert wav.getframerate() == 24000
+        written = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(float)
+    spoken = np.frombuffer(EspeakNg()(f"You said: {question}", "alloy").pcm, dtype="<i2")
+    assert len(written) == len(spoken)
+    assert np.corrcoef(written, spoken.astype(float))[0, 1] > 0.999
