@@ -4,8 +4,9 @@
         client = AsyncOpenAI(api_key="sk-local", websocket_base_url=sim.websocket_base_url)
 
 `ServerSession` is the I/O-free protocol engine behind each connection; `responder` holds the
-plug-in API for scripting what the simulated model says (and the fault hooks); `speech` the
-synthesiser that voices it (espeak-ng when installed, else a speech-like buzz).
+plug-in API for what the simulated model says (and the fault hooks); `script` the scripted
+sessions built on it (``Simulator(script="turns.json")``); `speech` the synthesiser that
+voices replies (espeak-ng when installed, else a speech-like buzz).
 """
 
 from realtalk.simulator.responder import (
