@@ -74,6 +74,12 @@ def test_voices_sound_different_and_results_are_cached() -> None:
     assert synthesizer("Hello there.", "alloy") is alloy
 
 
+@needs_espeak
+def test_nothing_to_say_is_silence_not_an_error() -> None:
+    # espeak-ng writes no WAV at all for blank text.
+    assert EspeakNg()("", "alloy").pcm == b""
+
+
 def test_without_espeak_the_default_is_the_buzz(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

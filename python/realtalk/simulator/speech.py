@@ -146,6 +146,8 @@ class EspeakNg:
         if result.returncode != 0:
             detail = result.stderr.decode(errors="replace").strip().splitlines()
             raise SynthesisError(f"espeak-ng failed: {detail[-1] if detail else result.returncode}")
+        if not result.stdout:  # nothing to say (blank text, punctuation alone): silence
+            return Speech(b"", tuple(0.0 for _ in words), words)
         samples, rate = _wav_samples(result.stdout)
         pcm = audio.resample(samples, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else samples
         return Speech(np.ascontiguousarray(pcm, dtype="<i2").tobytes(),
