@@ -1279,7 +1279,12 @@ class ServerSession:
         response.open_audio_ms += ms
         response.output_audio_ms += ms
         self.stats.output_audio_bytes += len(audio)
-        if response.conversation == "auto" and not item.get("_truncated"):
+        # Truncated or deleted while streaming: the rest is sent, not kept (see truncate).
+        if (
+            response.conversation == "auto"
+            and not item.get("_truncated")
+            and item["id"] in self._items
+        ):
             key = (item["id"], 0)
             held = self._audio.get(key)
             if isinstance(held, bytearray):
