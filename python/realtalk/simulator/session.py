@@ -910,9 +910,10 @@ class ServerSession:
         item_id = self._fields(event, {"item_id": string()}, ("item_id",))["item_id"]
         self._item_or_error(item_id, "delete")
         self._order.remove(item_id)
-        item = self._items.pop(item_id)
-        for index in range(len(item.get("content", []))):
-            self._audio.pop((item_id, index), None)
+        self._items.pop(item_id)
+        # By key, not by content: a reply item still streaming has audio but no content yet.
+        for key in [key for key in self._audio if key[0] == item_id]:
+            del self._audio[key]
         self.emit("conversation.item.deleted", item_id=item_id)
 
     _ITEM_VERBS = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}
