@@ -18,6 +18,11 @@ trip minus the direct one (at p50 and p99); it covers two hops (client->upstream
 
     python benches/bench_relay.py --sessions 200 --seconds 30
     python benches/bench_relay.py --sweep 50,100,200 --seconds 30
+
+Two other measures: ``--round-trips 3000``, one client's probes one after another, straight to
+an in-process simulator and through an in-process relay (the relay's own latency per event,
+without the load); ``--body-flood 24``, the relay's peak memory while 24 anonymous clients each
+POST a 16 MiB body to ``/metrics`` (issue 17, finding 6).
 """
 
 from __future__ import annotations
@@ -273,15 +278,100 @@ async def run_load(sessions: int, seconds: float) -> dict[str, Any]:
     return report
 
 
+async def round_trips(count: int) -> dict[str, Any]:
+    """p50/p99 of ``count`` sequential probe round trips, direct and through a relay."""
+    from realtalk.relay import Relay, RelayPolicy, issue_token
+    from realtalk.simulator import Simulator
+    from realtalk.transport import open_websocket
+
+    async def measure(url: str, credential: str) -> list[float]:
+        times = []
+        async with open_websocket(url, headers={"Authorization": f"Bearer {credential}"},
+                                  compression=None) as ws:
+            await ws.receive_raw()  # session.created
+            for number in range(count):
+                probe = json.dumps({"type": "conversation.item.retrieve", "item_id": "item_none",
+                                    "event_id": f"probe_{number}"})
+                started = time.perf_counter()
+                await ws.send_text(probe)
+                await ws.receive_raw()
+                times.append(time.perf_counter() - started)
+        return times
+
+    async with Simulator(api_keys={KEY}, keepalive_s=None, compression=None) as simulator, \
+            Relay(simulator.url, api_key=KEY, secret=SECRET, compression=None,
+                  upstream_compression=None, policy=RelayPolicy(max_messages_per_s=None)) as relay:
+        direct = await measure(f"{simulator.url}?model=gpt-realtime", KEY)
+        relayed = await measure(relay.url, issue_token(SECRET, 600))
+    report: dict[str, Any] = {"round_trips": count}
+    for name, times in (("direct", direct), ("relayed", relayed)):
+        for q in (0.5, 0.99):
+            report[f"{name}_p{round(q * 100)}_us"] = round(
+                1e6 * sorted(times)[int(len(times) * q)], 1)
+    return report
+
+
+def body_flood(clients: int) -> dict[str, Any]:
+    """Peak RSS of a relay process while ``clients`` anonymous POSTs of 16 MiB arrive at once."""
+    import socket
+    import threading
+
+    relay = ServerProcess("relay", "ws://127.0.0.1:9/v1/realtime")
+
+    def megabytes(field: str) -> int:
+        with open(f"/proc/{relay.process.pid}/status") as status:
+            line = next(line for line in status if line.startswith(field))
+        return int(line.split()[1]) // 1024
+
+    before = megabytes("VmRSS")
+    replies: list[str] = []
+
+    def post() -> None:
+        with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+            try:
+                sock.sendall(b"POST /metrics HTTP/1.1\r\nHost: relay\r\n"
+                             b"Content-Length: 16777216\r\n\r\n")
+                for _ in range(16):
+                    sock.sendall(bytes(1 << 20))
+            except OSError:
+                pass  # refused before the body: the relay closed its side
+            sock.settimeout(30)
+            try:
+                replies.append(sock.recv(64).split(b"\r\n")[0].decode())
+            except OSError as exc:
+                replies.append(type(exc).__name__)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=post) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report = {"clients": clients, "rss_before_mb": before, "rss_peak_mb": megabytes("VmHWM"),
+              "seconds": round(time.monotonic() - started, 2), "replies": sorted(set(replies))}
+    relay.stop()
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sweep", help="comma-separated client counts, run in turn")
+    parser.add_argument("--round-trips", type=int, metavar="N",
+                        help="instead: N sequential probes direct and through a relay")
+    parser.add_argument("--body-flood", type=int, metavar="N",
+                        help="instead: the relay's peak RSS under N anonymous 16 MiB POSTs")
     args = parser.parse_args()
     if args.serve:
         serve(*args.serve)
+        return
+    if args.body_flood:
+        print(json.dumps(body_flood(args.body_flood)), flush=True)
+        return
+    if args.round_trips:
+        print(json.dumps(anyio.run(round_trips, args.round_trips)), flush=True)
         return
     counts = [int(n) for n in args.sweep.split(",")] if args.sweep else [args.sessions]
     for count in counts:

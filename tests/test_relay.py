@@ -668,7 +668,10 @@ async def test_one_log_line_per_connection_and_scrapeable_counters(
     assert values["realtalk_relay_connections_total"] == "2"
     assert values["realtalk_relay_auth_failures_total"] == "1"
     assert values["realtalk_relay_sessions_open"] == "0"
-    assert int(values["realtalk_relay_bytes_to_client_total"]) == record["bytes_to_client"]
+    # Every byte sent downstream is counted, the refusal's error event too.
+    assert int(values["realtalk_relay_bytes_to_client_total"]) == sum(
+        line.relay["bytes_to_client"] for line in lines)  # type: ignore[attr-defined]
+    assert lines[1].relay["bytes_to_client"] == len(anonymous.received[0])  # type: ignore[attr-defined]
     assert KEY not in repr(stack.relay)
 
 
@@ -682,9 +685,8 @@ def open_descriptors() -> int:
 
 
 async def test_many_sequential_connections_leak_nothing() -> None:
+    from realtalk.relay.connection import _Connection
     from websockets.protocol import Protocol
-
-    from realtalk.relay import _Connection
 
     async with relay_stack() as stack:
         async def one_round(n: int) -> None:

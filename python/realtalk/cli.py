@@ -125,6 +125,9 @@ def _build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--issue-token", type=float, metavar="TTL_S",
                        help="print a relay token valid for TTL_S seconds, then exit")
     relay.add_argument("--subject", help="who the --issue-token token is for (shown in logs)")
+    relay.add_argument("--redis", metavar="URL",
+                       help="share session limits and single-use tokens with every relay using "
+                       "this Redis (redis://host:6379/0; needs the redis package)")
 
     commands.add_parser("bench", help="print realtalk's speed next to the usual Python way")
     return parser
@@ -224,6 +227,15 @@ def _relay(args: argparse.Namespace) -> int:
     key = environment_api_key()
     if args.upstream is not None and key is None:
         raise CliError("set OPENAI_API_KEY: the relay opens upstream sessions with it")
+    store = None
+    if args.redis is not None:
+        from realtalk.errors import RealtalkError
+        from realtalk.relay.store import RedisStore
+
+        try:
+            store = RedisStore(args.redis)
+        except (ValueError, RealtalkError) as exc:
+            raise CliError(f"--redis: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     def ready(relay: Relay) -> None:
@@ -237,7 +249,7 @@ def _relay(args: argparse.Namespace) -> int:
                 simulator = await stack.enter_async_context(Simulator())
                 upstream, upstream_key = simulator.url, "sk-local"
             await run_relay(args.host, args.port, upstream=upstream, api_key=upstream_key,
-                            secret=secret, ready=ready)
+                            secret=secret, ready=ready, store=store)
 
     from realtalk.errors import ConnectError
 

@@ -1650,6 +1650,9 @@ class WebSocketServer:
     - ``ssl_context``: serve TLS (``wss://``) with this server context.
     - ``max_size``, ``ping_interval``, ``ping_timeout``, ``close_timeout``, ``compression``,
       ``max_queue``: as for :func:`open_websocket`; ``open_timeout`` bounds TLS + request head.
+    - ``max_request_body``: larger bodies of non-upgrade requests get 413 before any of the
+      body is read (None: ``max_size``). ``max_pending``: connections still sending their
+      request (TLS, head, body) at once; more get 503 at once (None: no cap).
     """
 
     def __init__(
@@ -1669,6 +1672,8 @@ class WebSocketServer:
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         compression: Compression = "deflate",
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_request_body: int | None = None,
+        max_pending: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -1685,6 +1690,9 @@ class WebSocketServer:
         self._close_timeout = close_timeout
         self._compression = compression
         self._max_queue = max_queue
+        self._max_request_body = max_size if max_request_body is None else max_request_body
+        self._max_pending = max_pending
+        self._pending = 0
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -1731,9 +1739,20 @@ class WebSocketServer:
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(stream)
 
+    @contextmanager
+    def _counted_as_pending(self) -> Iterator[None]:
+        self._pending += 1
+        try:
+            yield
+        finally:
+            self._pending -= 1
+
     async def _handle_connection(self, stream: anyio.abc.ByteStream) -> None:
         upgrade = False
-        with anyio.fail_after(self._open_timeout):
+        if self._max_pending is not None and self._pending >= self._max_pending:
+            await stream.send(_refuse(503, "Too many pending connections.").response.serialize())
+            return
+        with self._counted_as_pending(), anyio.fail_after(self._open_timeout):
             if self._ssl_context is not None:
                 stream = await TLSStream.wrap(
                     stream,
@@ -1746,7 +1765,8 @@ class WebSocketServer:
                 method, target, headers = _parse_request_head(head)
                 path, query = _split_target(target)
                 upgrade = _is_upgrade(method, headers)
-                body = b"" if upgrade else await _read_body(stream, headers, rest, self._max_size)
+                body = b"" if upgrade else await _read_body(stream, headers, rest,
+                                                            self._max_request_body)
             except _RefuseRequest as refusal:
                 await stream.send(refusal.response.serialize())
                 return
