@@ -109,7 +109,11 @@ class ResponseContext:
     conversation: str
     protocol: str
     audio_ms: dict[str, float] = field(default_factory=dict)
-    session_id: str = ""  # which connection asks: a responder may keep state per session
+    session_id: str = ""  # which connection asks
+    # Per-connection state for the responder, kept by the session and dropped with it: a
+    # responder keeps what it remembers between responses here (keyed by itself), not in a
+    # table of its own that would grow with every connection a long-running server accepts.
+    session_state: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def last_item(self) -> dict[str, Any] | None:

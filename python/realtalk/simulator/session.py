@@ -231,6 +231,7 @@ class ServerSession:
         self.out_of_band: dict[str, ResponseState] = {}
         self._new_responses: list[ResponseState] = []
         self._tokens_used = 0
+        self.responder_state: dict[Any, Any] = {}  # `ResponseContext.session_state`
         self._configure_vad()
 
     # ---- output -----------------------------------------------------------------------
@@ -1046,6 +1047,7 @@ class ServerSession:
             protocol=self.protocol,
             audio_ms=audio_ms,
             session_id=self.session_id,
+            session_state=self.responder_state,
         )
         text_chars = sum(
             len(part.get("text") or part.get("transcript") or "")
