@@ -28,13 +28,8 @@ from realtalk.simulator._validate import ClientError, Obj, enum, integer
 from realtalk.simulator.responder import Close, Drop, Responder
 from realtalk.simulator.script import Script
 from realtalk.simulator.speech import Synthesizer, default_synthesizer
-from realtalk.simulator.session import (
-    ConnectionFault,
-    ResponseState,
-    ServerSession,
-    VadFactory,
-    stream_response,
-)
+from realtalk.simulator.session import ResponseState, ServerSession, VadFactory
+from realtalk.simulator.streaming import ConnectionFault, stream_response
 from realtalk.transport import HTTPRequest, HTTPResponse, WebSocket, WebSocketServer
 
 logger = logging.getLogger("realtalk.simulator")
@@ -682,7 +677,7 @@ class _Connection:
         assert self.session is not None
         await anyio.sleep(self.sim.max_session_s)
         reason = expiry_reason(self.sim.max_session_s)
-        if self.session.protocol == "beta":
+        if self.session.state.adapter.warns_before_expiry:
             self.session.emit(
                 "error",
                 error={
