@@ -16,6 +16,9 @@ function returning any of those, or an async generator function yielding parts::
     async def responder(ctx: ResponseContext):
         yield Text("Let me check.")
         yield FunctionCall("get_weather", {"city": ctx.user_text or "Paris"})
+
+What a responder remembers between the responses of one connection goes in
+``ctx.session_state`` (a dict the session keeps and drops when the connection ends).
 """
 
 from __future__ import annotations
