@@ -31,15 +31,18 @@ class WavError(ValueError):
 
 @dataclass(frozen=True)
 class WavAudio:
+    """Audio read from a WAV file: float32 frames x channels and the sample rate."""
     samples: npt.NDArray[np.float32]  # frames x channels, in [-1, 1)
     sample_rate: int
 
     @property
     def channels(self) -> int:
+        """How many channels the file has."""
         return int(self.samples.shape[1])
 
     @property
     def duration_s(self) -> float:
+        """The audio's length in seconds."""
         return self.samples.shape[0] / self.sample_rate
 
     def mono(self) -> npt.NDArray[np.float32]:
@@ -50,6 +53,8 @@ class WavAudio:
 
 
 def read_wav(path: str | Path) -> WavAudio:
+    """Read a WAV file (see the module's docstring for what is accepted); raises WavError saying
+    what is wrong, FileNotFoundError when there is no such file."""
     path = Path(path)
     data = path.read_bytes()
     try:

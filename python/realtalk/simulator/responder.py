@@ -62,6 +62,7 @@ class FunctionCall:
 
     @property
     def arguments_json(self) -> str:
+        """The arguments as the JSON string that goes on the wire."""
         if isinstance(self.arguments, str):
             return self.arguments
         return json.dumps(dict(self.arguments))
@@ -120,6 +121,7 @@ class ResponseContext:
 
     @property
     def last_item(self) -> dict[str, Any] | None:
+        """The conversation's last item, or None when it is empty."""
         return self.items[-1] if self.items else None
 
     @property
@@ -136,6 +138,7 @@ class ResponseContext:
         return None
 
     def input_audio_ms(self, item: Mapping[str, Any]) -> float:
+        """How long the user's audio in this item is, in milliseconds."""
         return self.audio_ms.get(str(item.get("id")), 0.0)
 
 

@@ -126,6 +126,8 @@ class Script:
 
     @classmethod
     def from_json(cls, data: Any) -> Script:
+        """A script from its parsed JSON (as in a turns.json file); a bad one raises ScriptError
+        saying where."""
         if isinstance(data, list):
             data = {"turns": data}
         if not isinstance(data, Mapping):

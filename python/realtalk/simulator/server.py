@@ -44,6 +44,7 @@ class VirtualClock:
         self._now = start
 
     def time(self) -> float:
+        """The clock's time: advanced only by `sleep`."""
         return self._now
 
     def advance(self, seconds: float) -> None:
@@ -51,15 +52,20 @@ class VirtualClock:
         self._now += max(0.0, seconds)
 
     async def sleep(self, seconds: float) -> None:
+        """Advance the clock at once (nothing waits)."""
         self._now += max(0.0, seconds)
         await anyio.lowlevel.checkpoint()
 
 
 class WallClock:
+    """Real time: the wall clock and anyio's sleep (the default pace)."""
+
     def time(self) -> float:
+        """Seconds since the epoch (`time.time`)."""
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
+        """Wait for real."""
         await anyio.sleep(seconds)
 
 
@@ -190,10 +196,12 @@ class Simulator:
 
     @property
     def url(self) -> str:
+        """The WebSocket URL clients connect to (`ws://HOST:PORT/v1/realtime`)."""
         return f"ws://{self._url_host}:{self.port}{PATH}"
 
     @property
     def http_url(self) -> str:
+        """The base URL of the REST endpoints (`http://HOST:PORT/v1`)."""
         return f"http://{self._url_host}:{self.port}/v1"
 
     @property

@@ -105,6 +105,9 @@ Handler = Callable[[dict[str, Any]], None]
 
 
 class ServerSession:
+    """One simulated Realtime connection, free of I/O: feed it client events, drain the server
+    events it queues, and drive the responses it starts (`realtalk.simulator.streaming`)."""
+
     def __init__(
         self,
         *,
@@ -160,42 +163,52 @@ class ServerSession:
 
     @property
     def protocol(self) -> Protocol:
+        """The connection's protocol version, `"ga"` or `"beta"`."""
         return self.state.protocol
 
     @property
     def model(self) -> str:
+        """The model the client asked for in the URL."""
         return self.state.model
 
     @property
     def intent(self) -> str:
+        """`"realtime"` or `"transcription"` (the URL's intent)."""
         return self.state.intent
 
     @property
     def transcription(self) -> bool:
+        """True for a transcription session."""
         return self.state.transcription
 
     @property
     def ids(self) -> IdFactory:
+        """The factory of the server's ids (seeded for reproducible sessions)."""
         return self.state.ids
 
     @property
     def session_id(self) -> str:
+        """The session's id, as in `session.created`."""
         return self.state.session_id
 
     @property
     def conversation_id(self) -> str:
+        """The default conversation's id."""
         return self.state.conversation_id
 
     @property
     def created_at(self) -> float:
+        """When the session was created (epoch seconds, from the session's clock)."""
         return self.state.created_at
 
     @property
     def audio_chunk_ms(self) -> int:
+        """How much reply audio one `output_audio.delta` carries."""
         return self.state.audio_chunk_ms
 
     @property
     def vad_factory(self) -> VadFactory | None:
+        """Builds the turn detector from `turn_detection` (None: the default energy VAD)."""
         return self.state.vad_factory
 
     @property
@@ -205,14 +218,17 @@ class ServerSession:
 
     @property
     def stats(self) -> SessionStats:
+        """The session's counters (events, audio, responses, errors)."""
         return self.state.stats
 
     @property
     def input_format(self) -> str:
+        """The input audio format's name (`pcm16`, `g711_ulaw`, `g711_alaw`)."""
         return self.state.input_format
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:
+        """The session's turn detection config, or None when it is off."""
         return self.state.turn_detection
 
     @property
@@ -222,10 +238,13 @@ class ServerSession:
 
     @property
     def out_of_band(self) -> dict[str, ResponseState]:
+        """Running responses outside the default conversation, by id."""
         return self.state.out_of_band
 
     @property
     def responder_state(self) -> dict[Any, Any]:
+        """Per-connection memory for the responder (`ResponseContext.session_state`); dropped with
+        the session."""
         return self.state.responder_state
 
     # The conversation and input buffer under the names tests inspect them by.
@@ -252,6 +271,7 @@ class ServerSession:
     # ---- output --------------------------------------------------------------------------
 
     def emit(self, type_: str, **fields: Any) -> None:
+        """Queue one server event of `type_` with these fields."""
         self.state.emit(type_, **fields)
 
     @property
@@ -265,16 +285,19 @@ class ServerSession:
         return bool(self.state.new_responses)
 
     def drain(self) -> list[Event]:
+        """The queued server events, in order; the queue is left empty."""
         state = self.state
         out, state.outbox = state.outbox, []
         return out
 
     def take_new_responses(self) -> list[ResponseState]:
+        """Responses started since the last call, for the driver to stream."""
         state = self.state
         out, state.new_responses = state.new_responses, []
         return out
 
     def error(self, exc: ClientError, event_id: str | None = None) -> None:
+        """Queue an `error` event for a refused client event (and count it)."""
         self.state.stats.errors += 1
         self.state.emit("error", error=exc.payload(event_id))
 
@@ -285,6 +308,7 @@ class ServerSession:
         state.emit(name, session=copy.deepcopy(state.config))
 
     def created_events(self) -> list[Event]:
+        """The events that open every connection (`session.created` and what follows)."""
         self.start()
         return self.drain()
 
@@ -337,6 +361,7 @@ class ServerSession:
         self.feed(data.decode())
 
     def handle(self, event: Any) -> None:
+        """Handle one parsed client event; a refusal becomes an `error` event."""
         event_id = event.get("event_id") if isinstance(event, dict) else None
         if not isinstance(event_id, str):
             event_id = None
@@ -374,14 +399,17 @@ class ServerSession:
     def wire_item(
         self, item: dict[str, Any], *, in_conversation: bool, with_audio: bool = False
     ) -> dict[str, Any]:
+        """An item as the server shows it on the wire (in the conversation or out of band)."""
         return self.conversation.wire_item(
             item, in_conversation=in_conversation, with_audio=with_audio
         )
 
     def create_response(self, overrides: dict[str, Any]) -> ResponseState:
+        """Start a response with these overrides of the session config."""
         return self.responses.create_response(overrides)
 
     def open_message(self, response: ResponseState) -> None:
+        """Open the response's assistant message (its item and content part)."""
         self.responses.open_message(response)
 
     def text_delta(self, response: ResponseState, delta: str) -> None:
@@ -393,9 +421,11 @@ class ServerSession:
         self.responses.audio_delta(response, audio)
 
     def close_message(self, response: ResponseState, *, status: str = "completed") -> None:
+        """Close the response's open message with this status."""
         self.responses.close_message(response, status=status)
 
     def function_call(self, response: ResponseState, call: FunctionCall, chunk: int = 24) -> None:
+        """Emit a function call item, its arguments in deltas of `chunk` characters."""
         self.responses.function_call(response, call, chunk)
 
     def enforce_token_limit(self, response: ResponseState) -> bool:
@@ -409,11 +439,14 @@ class ServerSession:
         status: str = "completed",
         details: dict[str, Any] | None = None,
     ) -> None:
+        """End the response (`response.done` with usage) with this status and details."""
         self.responses.finish_response(response, status, details)
 
     def cancel_response(self, response: ResponseState, reason: str) -> None:
+        """Cancel the response for this reason (`turn_detected`, `client_cancelled`)."""
         self.responses.cancel_response(response, reason)
 
     def fail_response(self, response: ResponseState, message: str) -> None:
+        """End the response as failed with this message."""
         self.responses.fail_response(response, message)
 
