@@ -1,0 +1,101 @@
+"""One virtual environment per framework, built from its pins file and cached outside the repo.
+
+The cache key is a hash of the pins file and of the interpreter that builds the environment,
+so a second run (or a second CI run on the same machine) reuses what the first one installed,
+and a changed pin builds a new environment beside the old one. The location is
+``$REALTALK_ECOSYSTEM_CACHE`` (default ``~/.cache/realtalk/ecosystem``)/<hash>/<framework>.
+
+Standard library only: it runs under whatever Python drives the tests.
+
+    python ecosystem/envs.py                # build (or find) every environment, print them
+    python ecosystem/envs.py pipecat        # one of them
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+PINS_DIR = Path(__file__).resolve().parent / "pins"
+FRAMEWORKS = ("openai", "openai_agents", "pipecat", "livekit")
+COMPLETE_MARKER = ".realtalk-complete"
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("REALTALK_ECOSYSTEM_CACHE")
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "realtalk" / "ecosystem"
+
+
+def pins_file(framework: str) -> Path:
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
+    return PINS_DIR / f"{framework}.txt"
+
+
+def pins_hash(framework: str, base_python: str = sys.executable) -> str:
+    """Hash of the pins and of the building interpreter's version (a venv is tied to both)."""
+    version = subprocess.run(
+        [base_python, "-c", "import sys; print(sys.version)"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    digest = hashlib.sha256()
+    digest.update(pins_file(framework).read_bytes())
+    digest.update(version.encode())
+    return digest.hexdigest()[:16]
+
+
+def env_dir(framework: str) -> Path:
+    return cache_root() / pins_hash(framework) / framework
+
+
+def env_python(framework: str) -> Path:
+    return env_dir(framework) / "bin" / "python"
+
+
+def ensure_env(framework: str, *, log=print) -> Path:
+    """Return the environment's python, building the environment first if it is missing.
+
+    Built under a lock, and marked complete only once pip succeeded, so an interrupted or
+    concurrent build never leaves a half-installed environment that looks done (the next run
+    clears it and builds again).
+    """
+    target = env_dir(framework)
+    if (target / COMPLETE_MARKER).exists():
+        return target / "bin" / "python"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{framework}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / COMPLETE_MARKER).exists():
+            return target / "bin" / "python"
+        log(f"ecosystem: building the {framework} environment in {target}")
+        venv.EnvBuilder(with_pip=True, clear=True).create(target)
+        subprocess.run(
+            [str(target / "bin" / "python"), "-m", "pip", "install", "-q",
+             "--disable-pip-version-check", "-r", str(pins_file(framework))],
+            check=True,
+        )
+        (target / COMPLETE_MARKER).write_text(pins_file(framework).read_text())
+    return target / "bin" / "python"
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or list(FRAMEWORKS)
+    for framework in wanted:
+        try:
+            python = ensure_env(framework, log=lambda m: print(m, file=sys.stderr))
+        except (ValueError, subprocess.CalledProcessError) as exc:
+            print(f"ecosystem: {framework}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{framework}\t{python}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
