@@ -815,9 +815,8 @@ class ServerSession:
             )
         if "id" in item and item["id"] in self._items:
             raise ClientError(
-                "invalid_value",
+                "item_create_duplicate_item_id",
                 f"Error adding item: an item with id '{item['id']}' already exists.",
-                "item.id",
             )
         if item["type"] == "function_call_output" and not any(
             other.get("type") == "function_call" and other.get("call_id") == item["call_id"]
@@ -901,7 +900,7 @@ class ServerSession:
 
     def _on_conversation_item_retrieve(self, event: dict[str, Any]) -> None:
         item_id = self._fields(event, {"item_id": string()}, ("item_id",))["item_id"]
-        item = self._item_or_error(item_id, "retrieving")
+        item = self._item_or_error(item_id, "retrieve")
         self.emit(
             "conversation.item.retrieved",
             item=self.wire_item(item, in_conversation=False, with_audio=True),
@@ -909,20 +908,25 @@ class ServerSession:
 
     def _on_conversation_item_delete(self, event: dict[str, Any]) -> None:
         item_id = self._fields(event, {"item_id": string()}, ("item_id",))["item_id"]
-        self._item_or_error(item_id, "deleting")
+        self._item_or_error(item_id, "delete")
         self._order.remove(item_id)
         item = self._items.pop(item_id)
         for index in range(len(item.get("content", []))):
             self._audio.pop((item_id, index), None)
         self.emit("conversation.item.deleted", item_id=item_id)
 
-    def _item_or_error(self, item_id: str, doing: str) -> dict[str, Any]:
+    _ITEM_VERBS = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}
+
+    def _item_or_error(self, item_id: str, action: str) -> dict[str, Any]:
+        """The item, or the live error for an unknown id: a code per action
+        (`item_retrieve_invalid_item_id` ...) and no `param`. pipecat matches on the retrieve
+        code to fail its pending retrieve."""
         item = self._items.get(item_id)
         if item is None:
             raise ClientError(
-                "invalid_value",
-                f"Error {doing} item: the item with id '{item_id}' does not exist.",
-                "item_id",
+                f"item_{action}_invalid_item_id",
+                f"Error {self._ITEM_VERBS[action]} item: the item with id '{item_id}' does not "
+                "exist.",
             )
         return item
 
@@ -933,25 +937,24 @@ class ServerSession:
             ("item_id", "content_index", "audio_end_ms"),
         )
         item_id, index, end_ms = fields["item_id"], fields["content_index"], fields["audio_end_ms"]
-        item = self._item_or_error(item_id, "truncating")
-        if (
-            item.get("type") != "message"
-            or item.get("role") != "assistant"
-            or not any(part.get("type") == "output_audio" for part in item.get("content", []))
+        item = self._item_or_error(item_id, "truncate")
+        # Audio the model has produced for this item so far: the live server truncates an item
+        # that is still streaming too (only audio not yet sent is out of reach). An item with
+        # no model audio at all, a user item or one interrupted before its first audio delta,
+        # is refused as a whole.
+        audio = self._audio.get((item_id, index))
+        if item.get("type") != "message" or item.get("role") != "assistant" or not any(
+            key[0] == item_id for key in self._audio
         ):
             raise ClientError(
-                "invalid_value",
-                "Only assistant messages with audio content can be truncated.",
-                "item_id",
+                "unsupported_content_type", "Only model output audio messages can be truncated"
             )
-        content = item["content"]
-        if index >= len(content) or content[index].get("type") != "output_audio":
+        if audio is None:
             raise ClientError(
                 "invalid_value",
                 f"Invalid 'content_index': no audio content at index {index}.",
                 "content_index",
             )
-        audio = self._audio.get((item_id, index), b"")
         out_format = item.get("_format", "pcm16")
         bytes_per_ms = cfg.BYTES_PER_MS[out_format]
         held_ms = len(audio) / bytes_per_ms
@@ -963,7 +966,12 @@ class ServerSession:
             )
         cut = int(end_ms * bytes_per_ms)
         self._audio[(item_id, index)] = audio[: cut - cut % 2 if out_format == "pcm16" else cut]
-        content[index]["transcript"] = ""
+        # A streaming item keeps what was heard: later deltas still go out (nothing cancelled
+        # the response) but no longer enter the conversation, nor does their transcript.
+        item["_truncated"] = True
+        content = item["content"]
+        if index < len(content):
+            content[index]["transcript"] = ""
         self.emit(
             "conversation.item.truncated", item_id=item_id, content_index=index, audio_end_ms=end_ms
         )
@@ -1270,7 +1278,7 @@ class ServerSession:
         response.open_audio_ms += ms
         response.output_audio_ms += ms
         self.stats.output_audio_bytes += len(audio)
-        if response.conversation == "auto":
+        if response.conversation == "auto" and not item.get("_truncated"):
             key = (item["id"], 0)
             held = self._audio.get(key)
             if isinstance(held, bytearray):
@@ -1311,7 +1319,9 @@ class ServerSession:
             self.emit(audio_done, **ids)
             self.emit(transcript_done, **ids, transcript=text)
             part = {"type": "audio", "transcript": text}
-            item["content"] = [{"type": "output_audio", "transcript": text}]
+            # Truncated while streaming: the conversation keeps no transcript (see truncate).
+            heard = "" if item.get("_truncated") else text
+            item["content"] = [{"type": "output_audio", "transcript": heard}]
         self.emit("response.content_part.done", **ids, part=part)
         item["status"] = status
         self._item_done(response, item)
