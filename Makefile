@@ -34,6 +34,11 @@ test: test-rust wheel  ## the full suite: Rust tests, then pytest against the wh
 	$(TEST_VENV)/bin/pip install -q "$$(ls dist/realtalk-*.whl)[test]"
 	$(TEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
+.PHONY: test-ecosystem
+test-ecosystem:  ## openai, openai-agents, pipecat and livekit-agents against `realtalk simulate` (after `make test`)
+	@test -x $(TEST_VENV)/bin/python || { echo "test-ecosystem: $(TEST_VENV) is missing; run 'make test' first" >&2; exit 2; }
+	$(TEST_VENV)/bin/python -m pytest ecosystem -q -p no:cacheprovider $(PYTEST_ARGS)
+
 .PHONY: lint
 lint:  ## clippy (pedantic) and the stub check
 	cargo clippy --all-targets --no-default-features -- -D warnings

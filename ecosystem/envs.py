@@ -1,6 +1,7 @@
 """One virtual environment per framework, built from its pins file and cached outside the repo.
 
-The cache key is a hash of the pins file and of the interpreter that builds the environment,
+The cache key is a hash of the pins (<framework>.txt, the direct requirements, and
+<framework>.lock, the frozen constraints for all they pull in) and of the interpreter that builds the environment,
 so a second run (or a second CI run on the same machine) reuses what the first one installed,
 and a changed pin builds a new environment beside the old one. The location is
 ``$REALTALK_ECOSYSTEM_CACHE`` (default ``~/.cache/realtalk/ecosystem``)/<hash>/<framework>.
@@ -34,9 +35,15 @@ def cache_root() -> Path:
 
 
 def pins_file(framework: str) -> Path:
+    """The framework's direct requirements, pinned."""
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
     return PINS_DIR / f"{framework}.txt"
+
+
+def lock_file(framework: str) -> Path:
+    """Constraints for everything the requirements pull in (a pip freeze of a built env)."""
+    return pins_file(framework).with_suffix(".lock")
 
 
 def pins_hash(framework: str, base_python: str = sys.executable) -> str:
@@ -47,6 +54,7 @@ def pins_hash(framework: str, base_python: str = sys.executable) -> str:
     ).stdout
     digest = hashlib.sha256()
     digest.update(pins_file(framework).read_bytes())
+    digest.update(lock_file(framework).read_bytes())
     digest.update(version.encode())
     return digest.hexdigest()[:16]
 
@@ -78,7 +86,8 @@ def ensure_env(framework: str, *, log=print) -> Path:
         venv.EnvBuilder(with_pip=True, clear=True).create(target)
         subprocess.run(
             [str(target / "bin" / "python"), "-m", "pip", "install", "-q",
-             "--disable-pip-version-check", "-r", str(pins_file(framework))],
+             "--disable-pip-version-check", "-r", str(pins_file(framework)),
+             "-c", str(lock_file(framework))],
             check=True,
         )
         (target / COMPLETE_MARKER).write_text(pins_file(framework).read_text())

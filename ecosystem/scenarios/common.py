@@ -130,3 +130,53 @@ def run(report: Report, path: Path, scenario: Callable[[], Awaitable[None]],
         print(failure)
     report.write(path, failure)
     return 0 if failure is None else 1
+
+
+class RecordingRelay:
+    """A WebSocket relay between a framework and the simulator that records what the server
+    sends, for frameworks that expose no raw-event hook (pipecat). Frames pass unchanged both
+    ways; the framework is pointed at the relay by its base URL, like at any server.
+
+    Needs the `websockets` package (pipecat depends on it).
+    """
+
+    def __init__(self, upstream: str, on_server_event: Callable[[dict[str, Any]], None]) -> None:
+        self.upstream = upstream
+        self.on_server_event = on_server_event
+        self.url = ""
+        self._server: Any = None
+
+    async def __aenter__(self) -> RecordingRelay:
+        from websockets.asyncio.server import serve
+
+        self._server = await serve(self._relay, "127.0.0.1", 0, max_size=None)
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        self.url = f"ws://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, client: Any) -> None:
+        from websockets.asyncio.client import connect
+
+        forwarded = {name: value for name, value in client.request.headers.raw_items()
+                     if name.lower() in ("authorization", "openai-beta")}
+        async with connect(self.upstream + client.request.path, additional_headers=forwarded,
+                           max_size=None) as server:
+
+            async def downstream() -> None:
+                async for message in server:
+                    if isinstance(message, str):
+                        self.on_server_event(json.loads(message))
+                    await client.send(message)
+
+            async def upstream() -> None:
+                async for message in client:
+                    await server.send(message)
+
+            tasks = [asyncio.create_task(downstream()), asyncio.create_task(upstream())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
