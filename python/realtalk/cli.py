@@ -20,6 +20,18 @@ class CliError(Exception):
     """A failure to report as one line (without a traceback)."""
 
 
+SIMULATE_DESCRIPTION = """\
+A local server that speaks the OpenAI Realtime protocol (GA and beta) at
+ws://HOST:PORT/v1/realtime, for tests and offline development. It is not a model.
+What the default responder does:
+  - a text message is echoed back ("You said: ...");
+  - audio input is answered with its measured length ("I heard 1.52 s of speech.");
+  - the input audio transcript is a placeholder ("(1.52 s of speech)"), not the words;
+  - reply audio is a synthetic voiced buzz with the reply's rhythm, not intelligible speech;
+  - a tool is called when the user names it ("get weather"), or when tool_choice forces
+    one, with arguments that fit its schema; a tool's output is read back."""
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realtalk",
@@ -55,10 +67,16 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--json", action="store_true",
                       help="print the event log as JSON lines instead of the transcript")
 
-    simulate = commands.add_parser("simulate", help="run the local Realtime simulator")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8765)
-    simulate.add_argument("--pace", default="realtime", choices=["realtime", "fast"])
+    simulate = commands.add_parser(
+        "simulate", help="run the local Realtime simulator",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=SIMULATE_DESCRIPTION)
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                          "(default 127.0.0.1)")
+    simulate.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    simulate.add_argument("--pace", default="realtime", choices=["realtime", "fast"],
+                          help="stream reply audio at playback speed (default) or as fast as "
+                          "the client reads")
     simulate.add_argument("--api-key", metavar="K", action="append",
                           help="accept only this key (repeatable; default: any key)")
 

@@ -341,7 +341,7 @@ class ServerSession:
         supported = GA_CLIENT_TYPES if self.protocol == "ga" else BETA_CLIENT_TYPES
         if kind not in supported:
             raise invalid_value("type", kind, supported)
-        if "event_id" in event:
+        if event.get("event_id") is not None:
             string(max_length=512)(event["event_id"], "event_id")
         handler = getattr(self, "_on_" + kind.replace(".", "_"))
         handler(event)
