@@ -45,6 +45,7 @@ FRAMEWORKS: dict[str, tuple[str, list[str]]] = {
                                     for name in ("text", "audio", "tool", "barge_in")]),
     "openai_agents": ("openai_agents.py", ["text", "audio", "tool", "barge_in"]),
     "pipecat": ("pipecat_service.py", ["text", "audio", "tool", "barge_in", "retrieve"]),
+    "livekit": ("livekit_realtime.py", ["text", "audio", "tool", "barge_in"]),
 }
 CASES = [(framework, scenario) for framework, (_, scenarios) in FRAMEWORKS.items()
          for scenario in scenarios]
@@ -202,8 +203,10 @@ def check_barge_in(events: list[dict[str, Any]], outcome: dict[str, Any], _: flo
                                                        "response.audio.delta")]
     assert audio, "the truncate came before any reply audio"
     assert cut["item_id"] == audio[-1]["item_id"], "not the reply that was streaming"
-    # The reply was still streaming when the cut came: no response.done for it before it.
-    assert not any(e["type"] == "response.done" for e in events[:index])
+    # The reply was still streaming when the framework interrupted: no response.done before
+    # then (livekit cancels first and truncates after, the others truncate the live item).
+    interrupted_at = outcome.get("interrupted_at", index)
+    assert not any(e["type"] == "response.done" for e in events[:interrupted_at])
     sent_ms = sum(len(e["delta"]) * 3 // 4 for e in audio) / 2 / RATE * 1000
     assert 0 < cut["audio_end_ms"] <= sent_ms + 1
 

@@ -97,7 +97,7 @@ async def barge_in(session: Any, report: common.Report, args: Any) -> None:
     await session.send_message(common.LONG_PROMPT)
     await report.wait_for("response.output_audio.delta", 10)
     await asyncio.sleep(0.4)
-    interrupted_at = len(report.events)
+    interrupted_at = report.outcome["interrupted_at"] = len(report.events)
     await session.interrupt()
     # With server VAD's interrupt_response on (the default), the SDK sends only the truncate
     # and leaves cancelling to the server, so the reply goes on streaming: the truncate is the

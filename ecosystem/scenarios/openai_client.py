@@ -130,6 +130,7 @@ async def barge_in(conn: Any, report: common.Report, beta: bool, args: Any) -> N
     received_ms = sum(len(base64.b64decode(e["delta"])) for e in report.events
                       if e.get("type") == audio_delta) / 2 / common.RATE * 1000
     played_ms = int(min(received_ms, (time.monotonic() - started) * 1000))
+    report.outcome["interrupted_at"] = len(report.events)
     await conn.conversation.item.truncate(item_id=first["item_id"], content_index=0,
                                           audio_end_ms=played_ms)
     await conn.response.cancel()

@@ -146,7 +146,7 @@ async def barge_in(worker: Any, llm: Any, report: common.Report, args: Any) -> N
     await worker.queue_frames([LLMRunFrame()])
     await report.wait_for("response.output_audio.delta", 10)
     await asyncio.sleep(0.4)
-    interrupted_at = len(report.events)
+    interrupted_at = report.outcome["interrupted_at"] = len(report.events)
     await worker.queue_frame(InterruptionFrame())
     truncated = await report.wait_for("conversation.item.truncated", 5, after=interrupted_at)
     report.outcome["truncated"] = truncated
