@@ -37,6 +37,7 @@ test: test-rust wheel  ## the full suite: Rust tests, then pytest against the wh
 .PHONY: test-ecosystem
 test-ecosystem:  ## openai, openai-agents, pipecat and livekit-agents against `realtalk simulate` (after `make test`)
 	@test -x $(TEST_VENV)/bin/python || { echo "test-ecosystem: $(TEST_VENV) is missing; run 'make test' first" >&2; exit 2; }
+	$(TEST_VENV)/bin/python ecosystem/envs.py
 	$(TEST_VENV)/bin/python -m pytest ecosystem -q -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: lint

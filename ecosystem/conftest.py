@@ -23,3 +23,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
               f"({', '.join(f'{k} {v}' for k, v in versions.items())})")
         if failed:
             write(f"  not passing: {', '.join(failed)}")
+        for row in rows:
+            for warning in row["warnings"]:
+                write(f"  {row['scenario']} logged: {warning}")

@@ -10,6 +10,7 @@ Standard library only: it runs under whatever Python drives the tests.
 
     python ecosystem/envs.py                # build (or find) every environment, print them
     python ecosystem/envs.py pipecat        # one of them
+    python ecosystem/envs.py --relock pipecat   # after changing pins/pipecat.txt
 """
 
 from __future__ import annotations
@@ -53,10 +54,16 @@ def pins_hash(framework: str, base_python: str = sys.executable) -> str:
         check=True, capture_output=True, text=True,
     ).stdout
     digest = hashlib.sha256()
-    digest.update(pins_file(framework).read_bytes())
-    digest.update(lock_file(framework).read_bytes())
+    for path in (pins_file(framework), lock_file(framework)):
+        digest.update(_requirement_lines(path).encode())
     digest.update(version.encode())
     return digest.hexdigest()[:16]
+
+
+def _requirement_lines(path: Path) -> str:
+    """The file without comments and blank lines: editing a comment rebuilds nothing."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return "\n".join(line for line in lines if line) + "\n"
 
 
 def env_dir(framework: str) -> Path:
@@ -94,7 +101,29 @@ def ensure_env(framework: str, *, log=print) -> Path:
     return target / "bin" / "python"
 
 
+def relock(framework: str) -> None:
+    """Write <framework>.lock afresh: install the pins alone into a scratch environment and
+    freeze what pip chose. Run after changing <framework>.txt."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        venv.EnvBuilder(with_pip=True).create(scratch)
+        python = str(Path(scratch) / "bin" / "python")
+        subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "-r", str(pins_file(framework))], check=True)
+        frozen = subprocess.run([python, "-m", "pip", "freeze", "--disable-pip-version-check"],
+                                check=True, capture_output=True, text=True).stdout
+    lock_file(framework).write_text(
+        f"# Constraints: every package the {framework} environment installed, frozen (pip "
+        f"freeze) so a rebuild\n# gets the same set. Regenerate with `python ecosystem/envs.py "
+        f"--relock {framework}`.\n" + frozen)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--relock"]:
+        for framework in argv[1:] or FRAMEWORKS:
+            relock(framework)
+        argv = argv[1:]
     wanted = argv or list(FRAMEWORKS)
     for framework in wanted:
         try:

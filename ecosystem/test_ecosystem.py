@@ -123,7 +123,8 @@ def test_framework_scenario(framework: str, scenario: str, simulator: str,
     seconds = time.monotonic() - started
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     RESULTS.append({"framework": framework, "scenario": scenario, "seconds": seconds,
-                    "versions": report.get("versions", {}), "ok": run.returncode == 0})
+                    "versions": report.get("versions", {}),
+                    "warnings": report.get("outcome", {}).get("warnings", [])})
     assert run.returncode == 0, (
         f"{framework} {scenario} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
     events: list[dict[str, Any]] = report["events"]

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import json
+import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,24 @@ class Report:
             validate(raw)
         except Exception as exc:  # noqa: BLE001 - any rejection is the finding
             self.invalid.append({"type": str(raw.get("type")), "error": str(exc)[:2000]})
+
+    def log_problem(self, level: int, logger: str, message: str) -> None:
+        """A framework's own log line at WARNING or above: errors fail the scenario (the
+        framework swallowed a failure), warnings are reported."""
+        entry = f"{logger}: {message}"[:2000]
+        key = "session_errors" if level >= logging.ERROR else "warnings"
+        self.outcome.setdefault(key, []).append(entry)
+
+    def capture_logging(self, *names: str) -> None:
+        """Route the named stdlib loggers' WARNING+ records into the report."""
+        report = self
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                report.log_problem(record.levelno, record.name, record.getMessage())
+
+        for name in names:
+            logging.getLogger(name).addHandler(Handler(logging.WARNING))
 
     def types(self) -> list[str]:
         return [str(e.get("type")) for e in self.events]

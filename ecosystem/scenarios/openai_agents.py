@@ -34,6 +34,7 @@ def main() -> int:
     adapter = get_server_event_type_adapter()
     session_errors: list[str] = []
     report.outcome["session_errors"] = session_errors
+    report.capture_logging("openai.agents")
 
     async def scenario() -> None:
         settings: dict[str, Any] = {"model_name": "gpt-realtime"}

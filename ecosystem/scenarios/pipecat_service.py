@@ -62,6 +62,12 @@ def main() -> int:
     report = common.Report(args.scenario, ["pipecat-ai", "openai", "websockets", "pydantic"])
     session_errors: list[str] = []
     report.outcome["session_errors"] = session_errors
+    # pipecat logs through loguru: its WARNING+ lines go into the report as well.
+    from loguru import logger
+
+    logger.add(lambda message: report.log_problem(
+        message.record["level"].no, message.record["name"] or "pipecat",
+        message.record["message"]), level="WARNING")
     weather_calls: list[dict[str, Any]] = []
 
     async def get_weather(params: FunctionCallParams) -> None:
