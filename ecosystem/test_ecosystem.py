@@ -10,8 +10,11 @@ framework received; this module judges the report against the protocol
 - no `error` event, except the one the live API sends for the scenario (pipecat's unknown id),
 - the scenario's facts, read from the raw events: a completed echo reply (text), VAD's
   speech_started/stopped/committed and a reply measuring the espeak-ng utterance (audio), a tool
-  call whose output the framework sent and a follow-up that reports it (tool), and a
-  `conversation.item.truncated` of the streaming reply at the played length (barge-in).
+  call whose output the framework sent and a follow-up that reports it (tool), a
+  `conversation.item.truncated` of the streaming reply at the played length (barge-in through
+  the framework's interrupt), the same when the user talks over the reply (vad_barge_in: the
+  server's VAD cancels the reply, the framework truncates it), and pipecat's retrieve of a known
+  and an unknown item id.
 
 Run with `make test-ecosystem` (the environments are built on first use; later runs reuse them).
 """
@@ -43,8 +46,9 @@ SCENARIO_TIMEOUT_S = 60
 FRAMEWORKS: dict[str, tuple[str, list[str]]] = {
     "openai": ("openai_client.py", [f"{version}_{name}" for version in ("ga", "beta")
                                     for name in ("text", "audio", "tool", "barge_in")]),
-    "openai_agents": ("openai_agents.py", ["text", "audio", "tool", "barge_in"]),
-    "pipecat": ("pipecat_service.py", ["text", "audio", "tool", "barge_in", "retrieve"]),
+    "openai_agents": ("openai_agents.py", ["text", "audio", "tool", "barge_in", "vad_barge_in"]),
+    "pipecat": ("pipecat_service.py", ["text", "audio", "tool", "barge_in", "vad_barge_in",
+                                       "retrieve"]),
     "livekit": ("livekit_realtime.py", ["text", "audio", "tool", "barge_in"]),
 }
 CASES = [(framework, scenario) for framework, (_, scenarios) in FRAMEWORKS.items()
@@ -212,6 +216,19 @@ def check_barge_in(events: list[dict[str, Any]], outcome: dict[str, Any], _: flo
     assert 0 < cut["audio_end_ms"] <= sent_ms + 1
 
 
+def check_vad_barge_in(events: list[dict[str, Any]], outcome: dict[str, Any],
+                       speech_s: float) -> None:
+    """The user talked over the reply: the server's VAD cancelled it (protocol: status
+    cancelled, reason turn_detected), the framework truncated it, the user's turn was answered."""
+    check_barge_in(events, outcome, speech_s)
+    first, *_, last = responses_done(events)
+    assert first["status"] == "cancelled"
+    assert first["status_details"]["reason"] == "turn_detected"
+    assert last["status"] == "completed"
+    heard = re.search(r"I heard ([\d.]+) s", reply_text(last))
+    assert heard and abs(float(heard.group(1)) - speech_s) < 0.5
+
+
 def check_retrieve(events: list[dict[str, Any]], outcome: dict[str, Any], _: float) -> None:
     retrieved = [e["item"]["id"] for e in events if e["type"] == "conversation.item.retrieved"]
     known = outcome["known_id"]
@@ -223,4 +240,5 @@ def check_retrieve(events: list[dict[str, Any]], outcome: dict[str, Any], _: flo
 
 
 CHECKS = {"text": check_text, "audio": check_audio, "tool": check_tool,
-          "barge_in": check_barge_in, "retrieve": check_retrieve}
+          "barge_in": check_barge_in, "vad_barge_in": check_vad_barge_in,
+          "retrieve": check_retrieve}

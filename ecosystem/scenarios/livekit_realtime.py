@@ -53,9 +53,11 @@ def main() -> int:
     async def scenario() -> None:
         http_url = args.url.replace("ws://", "http://", 1) + "/v1"
         async with aiohttp.ClientSession() as http:
+            # Text turns in text; the audio turn and the barge-in in the plugin's defaults.
+            text_only = args.scenario in ("text", "tool")
             model = RealtimeModel(
                 base_url=http_url, api_key="sk-ecosystem", http_session=http,
-                modalities=["audio"] if args.scenario == "barge_in" else ["text"])
+                **({"modalities": ["text"]} if text_only else {}))
             session = model.session()
             session.on("openai_server_event_received",
                        lambda event: report.record(event, adapter.validate_python))

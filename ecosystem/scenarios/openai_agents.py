@@ -17,7 +17,7 @@ from agents import function_tool
 from agents.realtime import RealtimeAgent, RealtimeRunner
 from agents.realtime.openai_realtime import get_server_event_type_adapter
 
-SCENARIOS = ["text", "audio", "tool", "barge_in"]
+SCENARIOS = ["text", "audio", "tool", "barge_in", "vad_barge_in"]
 weather_calls: list[str] = []
 
 
@@ -38,7 +38,7 @@ def main() -> int:
 
     async def scenario() -> None:
         settings: dict[str, Any] = {"model_name": "gpt-realtime"}
-        if args.scenario != "barge_in":
+        if args.scenario in ("text", "tool"):
             settings["output_modalities"] = ["text"]
         if args.scenario == "audio":
             settings["turn_detection"] = {"type": "server_vad"}
@@ -107,8 +107,20 @@ async def barge_in(session: Any, report: common.Report, args: Any) -> None:
     report.outcome["truncated"] = truncated
 
 
+async def vad_barge_in(session: Any, report: common.Report, args: Any) -> None:
+    """The user talks over the reply: the server's VAD cancels it and the SDK, on
+    speech_started, truncates the item at what it played; the user's turn gets its reply."""
+    await session.send_message(common.LONG_PROMPT)
+    await report.wait_for("response.output_audio.delta", 10)
+    await asyncio.sleep(0.4)
+    report.outcome["interrupted_at"] = len(report.events)
+    await common.paced(common.speech_frames(args.speech), session.send_audio)
+    report.outcome["truncated"] = await report.wait_for("conversation.item.truncated", 5)
+    await report.wait_for("response.done", 10, where=lambda e: e["response"]["status"] == "completed")
+
+
 SCENARIO_STEPS = {"text": text_turn, "audio": audio_turn, "tool": tool_turn,
-                  "barge_in": barge_in}
+                  "barge_in": barge_in, "vad_barge_in": vad_barge_in}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -87,7 +87,8 @@ async def text_turn(conn: Any, report: common.Report, beta: bool, args: Any) -> 
 async def audio_turn(conn: Any, report: common.Report, beta: bool, args: Any) -> None:
     vad = {"type": "server_vad"}
     body = {"turn_detection": vad} if beta else {"audio": {"input": {"turn_detection": vad}}}
-    await conn.session.update(session=session(beta, output_modalities=["text"], **body))
+    # The reply in the session's default modalities (audio and its transcript).
+    await conn.session.update(session=session(beta, **body))
     await report.wait_for("session.updated", 5)
     frames = common.speech_frames(args.speech)
 

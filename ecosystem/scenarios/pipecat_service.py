@@ -33,7 +33,7 @@ from pipecat.services.openai.realtime import events
 from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
 from pipecat.workers.runner import WorkerRunner
 
-SCENARIOS = ["text", "audio", "tool", "barge_in", "retrieve"]
+SCENARIOS = ["text", "audio", "tool", "barge_in", "vad_barge_in", "retrieve"]
 UNKNOWN_ID = "item_not_in_this_conversation"
 
 
@@ -75,11 +75,12 @@ def main() -> int:
         await params.result_callback({"forecast": f"sunny in {params.arguments.get('city')}"})
 
     async def scenario() -> None:
-        text_only = args.scenario in ("text", "tool", "retrieve", "audio")
+        text_only = args.scenario in ("text", "tool", "retrieve")
         properties = events.SessionProperties(
             output_modalities=["text"] if text_only else ["audio"])
         prompt = {"text": common.TEXT_PROMPT, "retrieve": common.TEXT_PROMPT,
-                  "tool": common.TOOL_PROMPT, "barge_in": common.LONG_PROMPT}.get(args.scenario)
+                  "tool": common.TOOL_PROMPT, "barge_in": common.LONG_PROMPT,
+                  "vad_barge_in": common.LONG_PROMPT}.get(args.scenario)
         tools = ToolsSchema(standard_tools=[FunctionSchema(
             name=common.TOOL_NAME, description="The weather in a city.",
             properties={"city": {"type": "string"}}, required=["city"])])
@@ -182,8 +183,25 @@ async def retrieve(worker: Any, llm: Any, report: common.Report, args: Any) -> N
     report.outcome["known_again"] = again.id
 
 
+async def vad_barge_in(worker: Any, llm: Any, report: common.Report, args: Any) -> None:
+    """The user talks over the reply: the server's VAD cancels it, and the service truncates
+    the item on speech_started; the user's turn gets its own reply."""
+    await worker.queue_frames([LLMRunFrame()])
+    await report.wait_for("response.output_audio.delta", 10)
+    await asyncio.sleep(0.4)
+    report.outcome["interrupted_at"] = len(report.events)
+
+    async def send(frame: bytes) -> None:
+        await worker.queue_frame(InputAudioRawFrame(audio=frame, sample_rate=common.RATE,
+                                                    num_channels=1))
+
+    await common.paced(common.speech_frames(args.speech), send)
+    report.outcome["truncated"] = await report.wait_for("conversation.item.truncated", 5)
+    await report.wait_for("response.done", 10, where=lambda e: e["response"]["status"] == "completed")
+
+
 SCENARIO_STEPS = {"text": text_turn, "audio": audio_turn, "tool": tool_turn,
-                  "barge_in": barge_in, "retrieve": retrieve}
+                  "barge_in": barge_in, "vad_barge_in": vad_barge_in, "retrieve": retrieve}
 
 if __name__ == "__main__":
     raise SystemExit(main())
