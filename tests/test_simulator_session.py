@@ -729,6 +729,22 @@ async def test_truncate_while_streaming_refuses_only_audio_not_yet_sent() -> Non
     assert [e["type"] for e in replies[3]] == ["conversation.item.truncated"]
 
 
+async def test_delete_of_the_item_still_streaming_keeps_it_out() -> None:
+    # livekit deletes the reply item instead of truncating it when nothing was played yet
+    # (audio_end_ms 0), possibly while it still streams; later deltas must not bring it back.
+    driver = Driver("ga")
+    await start_spoken_reply(driver)
+    replies = await stream_with_client_events(
+        driver, {1: lambda item_id: {"type": "conversation.item.delete", "item_id": item_id}}
+    )
+    item_id = replies[1][0]["item_id"]
+    assert [e["type"] for e in replies[1]] == ["conversation.item.deleted"]
+    assert not any(key[0] == item_id for key in driver.session._audio)
+    assert item_id not in driver.session._order
+    retrieved = await driver.send({"type": "conversation.item.retrieve", "item_id": item_id})
+    assert retrieved[0]["error"]["code"] == "item_retrieve_invalid_item_id"
+
+
 async def test_truncate_of_an_item_without_audio_is_unsupported_content_type() -> None:
     # Live: "Only model output audio messages can be truncated", code unsupported_content_type
     # (livekit sends audio_end_ms=0 when interrupted before the first audio delta).

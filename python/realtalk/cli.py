@@ -27,9 +27,15 @@ What the default responder does:
   - a text message is echoed back ("You said: ...");
   - audio input is answered with its measured length ("I heard 1.52 s of speech.");
   - the input audio transcript is a placeholder ("(1.52 s of speech)"), not the words;
-  - reply audio is a synthetic voiced buzz with the reply's rhythm, not intelligible speech;
-  - a tool is called when the user names it ("get weather"), or when tool_choice forces
-    one, with arguments that fit its schema; a tool's output is read back."""
+  - reply audio is espeak-ng speech when espeak-ng is installed (--speech), otherwise a
+    synthetic voiced buzz with the reply's rhythm that is not intelligible;
+  - a tool is called when the user names it ("weather" or "get weather" for get_weather)
+    or when tool_choice forces one; its arguments come from the user's words where the
+    schema allows ("How warm is it in Paris?" gives {"city": "Paris"}), else from the
+    schema's examples; a tool's output is read back.
+With --script TURNS.json the script's turns answer instead: user text patterns or audio
+turns mapped to replies (text, tool calls with arguments, faults), so a test suite can pin
+what the model says (format and example in the README's simulator section)."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -79,6 +85,12 @@ def _build_parser() -> argparse.ArgumentParser:
                           "the client reads")
     simulate.add_argument("--api-key", metavar="K", action="append",
                           help="accept only this key (repeatable; default: any key)")
+    simulate.add_argument("--script", metavar="TURNS.json",
+                          help="answer from a script of turns instead of the default responder "
+                          "(see the README's simulator section)")
+    simulate.add_argument("--speech", default="auto", choices=["auto", "espeak-ng", "buzz"],
+                          help="reply audio: espeak-ng speech, the synthetic buzz, or auto "
+                          "(espeak-ng when installed; the default)")
 
     relay = commands.add_parser(
         "relay", help="run a relay: clients holding a relay token talk Realtime through your key",
@@ -125,18 +137,45 @@ def _simulate(args: argparse.Namespace) -> int:
 
     import anyio
 
-    from realtalk.simulator import Simulator, run_simulator
+    from realtalk.simulator import (
+        EspeakNg,
+        Script,
+        ScriptError,
+        Simulator,
+        SynthesisError,
+        Synthesizer,
+        buzz,
+        default_synthesizer,
+        run_simulator,
+    )
 
+    script = None
+    if args.script is not None:
+        try:
+            script = Script.load(args.script)
+        except ScriptError as exc:
+            raise CliError(f"--script: {exc}") from None
+    synthesizer: Synthesizer = buzz
+    if args.speech == "auto":
+        synthesizer = default_synthesizer()
+    elif args.speech == "espeak-ng":
+        try:
+            synthesizer = EspeakNg()
+        except SynthesisError as exc:
+            raise CliError(f"--speech espeak-ng: {exc}") from None
+    speech = "espeak-ng speech" if isinstance(synthesizer, EspeakNg) else "a synthetic buzz"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     def ready(simulator: Simulator) -> None:
         keys = "any key" if not args.api_key else f"{len(args.api_key)} key(s)"
-        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, accepts "
-              f"{keys}); Ctrl-C stops it", flush=True)
+        answers = f"script {args.script}, " if script is not None else ""
+        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, {answers}"
+              f"replies in {speech}, accepts {keys}); Ctrl-C stops it", flush=True)
 
     try:
         anyio.run(lambda: run_simulator(
-            args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key))
+            args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key,
+            synthesizer=synthesizer, script=script))
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -25,6 +26,8 @@ from realtalk.simulator._audio_io import make_vad
 from realtalk.simulator._ids import IdFactory
 from realtalk.simulator._validate import ClientError, Obj, enum, integer
 from realtalk.simulator.responder import Close, Drop, Responder
+from realtalk.simulator.script import Script
+from realtalk.simulator.speech import Synthesizer, default_synthesizer
 from realtalk.simulator.session import (
     ConnectionFault,
     ResponseState,
@@ -103,6 +106,10 @@ class Simulator:
 
     - ``responder``: what the model says (see `realtalk.simulator.responder`); default: the
       deterministic `default_responder`.
+    - ``script``: a scripted session instead (`realtalk.simulator.script`): a `Script`, the
+      path of its JSON file, or the parsed JSON; not together with ``responder``.
+    - ``synthesizer``: how replies sound (see `realtalk.simulator.speech`); default:
+      espeak-ng speech when ``espeak-ng`` is installed, else the speech-like `buzz`.
     - ``api_keys``: accepted keys (``None`` accepts any key; a missing key is always refused
       with the `error` event and close 3000, as the real server does). ``ek_`` tokens from
       the REST endpoints are accepted until they expire.
@@ -127,6 +134,8 @@ class Simulator:
         port: int = 0,
         *,
         responder: Responder | None = None,
+        script: Script | str | Path | dict[str, Any] | list[Any] | None = None,
+        synthesizer: Synthesizer | None = None,
         api_keys: set[str] | list[str] | tuple[str, ...] | None = None,
         beta: Literal["accept", "retired"] = "accept",
         pace: Pace = "fast",
@@ -148,7 +157,16 @@ class Simulator:
         self.host = host
         self._requested_port = port
         self.port = 0
+        if script is not None:
+            if responder is not None:
+                raise ValueError("pass a responder or a script, not both")
+            if isinstance(script, (str, Path)):
+                script = Script.load(script)
+            elif not isinstance(script, Script):
+                script = Script.from_json(script)
+            responder = script
         self.responder = responder
+        self.synthesizer = synthesizer or default_synthesizer()
         self.api_keys = None if api_keys is None else set(api_keys)
         self.beta = beta
         self.pace = pace
@@ -644,6 +662,7 @@ class _Connection:
                 flush=self.flush,
                 sleep=sim.clock.sleep,
                 realtime=sim.pace == "realtime",
+                synthesizer=sim.synthesizer,
             )
         except ConnectionFault as fault:
             if isinstance(fault.part, Close):

@@ -49,8 +49,8 @@ from realtalk.simulator.responder import (
     Text,
     default_responder,
     iterate_parts,
-    synthesize_speech,
 )
+from realtalk.simulator.speech import Synthesizer, buzz
 
 Protocol = Literal["ga", "beta"]
 Event = dict[str, Any]
@@ -910,9 +910,10 @@ class ServerSession:
         item_id = self._fields(event, {"item_id": string()}, ("item_id",))["item_id"]
         self._item_or_error(item_id, "delete")
         self._order.remove(item_id)
-        item = self._items.pop(item_id)
-        for index in range(len(item.get("content", []))):
-            self._audio.pop((item_id, index), None)
+        self._items.pop(item_id)
+        # By key, not by content: a reply item still streaming has audio but no content yet.
+        for key in [key for key in self._audio if key[0] == item_id]:
+            del self._audio[key]
         self.emit("conversation.item.deleted", item_id=item_id)
 
     _ITEM_VERBS = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}
@@ -1044,6 +1045,7 @@ class ServerSession:
             conversation=conversation,
             protocol=self.protocol,
             audio_ms=audio_ms,
+            session_id=self.session_id,
         )
         text_chars = sum(
             len(part.get("text") or part.get("transcript") or "")
@@ -1278,7 +1280,12 @@ class ServerSession:
         response.open_audio_ms += ms
         response.output_audio_ms += ms
         self.stats.output_audio_bytes += len(audio)
-        if response.conversation == "auto" and not item.get("_truncated"):
+        # Truncated or deleted while streaming: the rest is sent, not kept (see truncate).
+        if (
+            response.conversation == "auto"
+            and not item.get("_truncated")
+            and item["id"] in self._items
+        ):
             key = (item["id"], 0)
             held = self._audio.get(key)
             if isinstance(held, bytearray):
@@ -1425,10 +1432,12 @@ async def stream_response(
     flush: Flush,
     sleep: Callable[[float], Awaitable[None]],
     realtime: bool,
+    synthesizer: Synthesizer = buzz,
 ) -> None:
     """Turn a responder's parts into the response's event cascade. ``flush`` hands the queued
-    events to the writer (and waits when it is behind); ``sleep`` is the pacing clock. A
-    response cancelled meanwhile (client cancel, barge-in) just stops producing."""
+    events to the writer (and waits when it is behind); ``sleep`` is the pacing clock;
+    ``synthesizer`` speaks `Text` parts. A response cancelled meanwhile (client cancel,
+    barge-in) just stops producing."""
     responder = responder or default_responder
     chunk_ms = session.audio_chunk_ms
     parts = iterate_parts(responder(response.context))
@@ -1441,7 +1450,14 @@ async def stream_response(
                 await sleep(part.seconds)
             elif isinstance(part, Text):
                 if response.effective.audio_output:
-                    speech = synthesize_speech(part.text)
+                    voice = response.effective.voice
+                    voice = voice if isinstance(voice, str) else "alloy"
+                    if synthesizer is buzz:
+                        speech = buzz(part.text, voice)
+                    else:  # a program or a model: off the event loop
+                        speech = await anyio.to_thread.run_sync(synthesizer, part.text, voice)
+                    if response.done:
+                        break
                     await _speak(
                         session,
                         response,
