@@ -17,7 +17,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         rows = [r for r in results if r["framework"] == framework]
         passed = [r["scenario"] for r in rows if r.get("checked")]
         failed = [r["scenario"] for r in rows if not r.get("checked")]
-        versions = next((r["versions"] for r in rows if r["versions"]), {})
+        versions: dict[str, str] = next((r["versions"] for r in rows if r["versions"]), {})
         seconds = sum(r["seconds"] for r in rows)
         write(f"{framework}: {len(passed)}/{len(rows)} scenarios in {seconds:.1f} s "
               f"({', '.join(f'{k} {v}' for k, v in versions.items())})")

@@ -1,9 +1,10 @@
 """One virtual environment per framework, built from its pins file and cached outside the repo.
 
 The cache key is a hash of the pins (<framework>.txt, the direct requirements, and
-<framework>.lock, the frozen constraints for all they pull in) and of the interpreter that builds the environment,
-so a second run (or a second CI run on the same machine) reuses what the first one installed,
-and a changed pin builds a new environment beside the old one. The location is
+<framework>.lock, the frozen constraints for all they pull in) and of the version of the
+interpreter that builds the environment, so a second run (or a second CI run on the same
+machine) reuses what the first one installed, and a changed pin builds a new environment beside
+the old one. The location is
 ``$REALTALK_ECOSYSTEM_CACHE`` (default ``~/.cache/realtalk/ecosystem``)/<hash>/<framework>.
 
 Standard library only: it runs under whatever Python drives the tests.
@@ -21,6 +22,7 @@ import os
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
 from pathlib import Path
 
 PINS_DIR = Path(__file__).resolve().parent / "pins"
@@ -74,7 +76,7 @@ def env_python(framework: str) -> Path:
     return env_dir(framework) / "bin" / "python"
 
 
-def ensure_env(framework: str, *, log=print) -> Path:
+def ensure_env(framework: str, *, log: Callable[[str], object] = print) -> Path:
     """Return the environment's python, building the environment first if it is missing.
 
     Built under a lock, and marked complete only once pip succeeded, so an interrupted or

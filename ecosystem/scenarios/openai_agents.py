@@ -116,7 +116,8 @@ async def vad_barge_in(session: Any, report: common.Report, args: Any) -> None:
     report.outcome["interrupted_at"] = len(report.events)
     await common.paced(common.speech_frames(args.speech), session.send_audio)
     report.outcome["truncated"] = await report.wait_for("conversation.item.truncated", 5)
-    await report.wait_for("response.done", 10, where=lambda e: e["response"]["status"] == "completed")
+    await report.wait_for("response.done", 10,
+                          where=lambda e: e["response"]["status"] == "completed")
 
 
 SCENARIO_STEPS = {"text": text_turn, "audio": audio_turn, "tool": tool_turn,

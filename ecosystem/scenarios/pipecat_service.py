@@ -197,7 +197,8 @@ async def vad_barge_in(worker: Any, llm: Any, report: common.Report, args: Any) 
 
     await common.paced(common.speech_frames(args.speech), send)
     report.outcome["truncated"] = await report.wait_for("conversation.item.truncated", 5)
-    await report.wait_for("response.done", 10, where=lambda e: e["response"]["status"] == "completed")
+    await report.wait_for("response.done", 10,
+                          where=lambda e: e["response"]["status"] == "completed")
 
 
 SCENARIO_STEPS = {"text": text_turn, "audio": audio_turn, "tool": tool_turn,
