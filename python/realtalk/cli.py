@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -18,6 +19,23 @@ EXIT_USAGE = 2
 
 class CliError(Exception):
     """A failure to report as one line (without a traceback)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"realtalk: {message} (see: {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, not {port}")
+    return port
 
 
 SIMULATE_DESCRIPTION = """\
@@ -39,7 +57,7 @@ what the model says (format and example in the README's simulator section)."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="realtalk",
         description="Voice agents on the OpenAI Realtime API. Without OPENAI_API_KEY or --url, "
         "`talk` runs against the embedded simulator.",
@@ -56,6 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--speaker", action="store_true", help="play the reply on the speaker")
     talk.add_argument("--url", help="Realtime endpoint (default: OpenAI with a key, else the "
                       "embedded simulator)")
+    talk.add_argument("--api-key", metavar="KEY", help="the API key, or a relay token for a "
+                      "realtalk relay (default: OPENAI_API_KEY)")
     talk.add_argument("--model", default="gpt-realtime")
     talk.add_argument("--voice", default="alloy")
     talk.add_argument("--instructions", metavar="S", help="session instructions")
@@ -79,7 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description=SIMULATE_DESCRIPTION)
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on "
                           "(default 127.0.0.1)")
-    simulate.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    simulate.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
     simulate.add_argument("--pace", default="realtime", choices=["realtime", "fast"],
                           help="stream reply audio at playback speed (default) or as fast as "
                           "the client reads")
@@ -98,7 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "it as the openai-insecure-api-key.<token> subprotocol). The signing secret comes from "
         "REALTALK_RELAY_SECRET (at least 16 bytes), the upstream key from OPENAI_API_KEY.")
     relay.add_argument("--host", default="127.0.0.1")
-    relay.add_argument("--port", type=int, default=8080)
+    relay.add_argument("--port", type=_port, default=8080)
     relay.add_argument("--upstream", metavar="URL",
                        help="Realtime endpoint the relay connects to (default: an embedded "
                        "simulator)")
@@ -172,12 +192,14 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, {answers}"
               f"replies in {speech}, accepts {keys}); Ctrl-C stops it", flush=True)
 
+    from realtalk.errors import ConnectError
+
     try:
         anyio.run(lambda: run_simulator(
             args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key,
             synthesizer=synthesizer, script=script))
-    except OSError as exc:
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except (OSError, ConnectError) as exc:
+        raise _cannot_listen(args, exc) from None
     return 0
 
 
@@ -217,11 +239,20 @@ def _relay(args: argparse.Namespace) -> int:
             await run_relay(args.host, args.port, upstream=upstream, api_key=upstream_key,
                             secret=secret, ready=ready)
 
+    from realtalk.errors import ConnectError
+
     try:
         anyio.run(serve)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except (OSError, ConnectError) as exc:
+        raise _cannot_listen(args, exc) from None
     return 0
+
+
+def _cannot_listen(args: argparse.Namespace, error: Exception) -> CliError:
+    # The transport maps the socket's OSError to ConnectError and keeps it as the cause.
+    cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return CliError(f"cannot listen on {args.host}:{args.port}: {reason}")
 
 
 def environment_api_key() -> str | None:
