@@ -101,22 +101,10 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def environments() -> dict[str, Path]:
-    return {}
-
-
-def framework_python(framework: str, environments: dict[str, Path]) -> Path:
-    if framework not in environments:
-        environments[framework] = envs.ensure_env(framework)
-    return environments[framework]
-
-
 @pytest.mark.parametrize(("framework", "scenario"), CASES, ids=[f"{f}-{s}" for f, s in CASES])
 def test_framework_scenario(framework: str, scenario: str, simulator: str,
-                            speech: tuple[Path, float], environments: dict[str, Path],
-                            tmp_path: Path) -> None:
-    python = framework_python(framework, environments)
+                            speech: tuple[Path, float], tmp_path: Path) -> None:
+    python = envs.ensure_env(framework)  # built by `make test-ecosystem` before pytest
     script, _ = FRAMEWORKS[framework]
     report_path = tmp_path / "report.json"
     started = time.monotonic()
