@@ -49,7 +49,7 @@ FRAMEWORKS: dict[str, tuple[str, list[str]]] = {
     "openai_agents": ("openai_agents.py", ["text", "audio", "tool", "barge_in", "vad_barge_in"]),
     "pipecat": ("pipecat_service.py", ["text", "audio", "tool", "barge_in", "vad_barge_in",
                                        "retrieve"]),
-    "livekit": ("livekit_agents.py", ["text", "audio", "tool", "barge_in"]),
+    "livekit": ("livekit_agents.py", ["text", "audio", "tool", "barge_in", "vad_barge_in"]),
 }
 CASES = [(framework, scenario) for framework, (_, scenarios) in FRAMEWORKS.items()
          for scenario in scenarios]
@@ -139,8 +139,8 @@ def unexpected_errors(kind: str, events: list[dict[str, Any]]) -> list[Any]:
 
     Besides the scenario's expected codes, one more is the live API's own answer: a
     response.cancel when no response is active gets `response_cancel_not_active`
-    (protocol.md, response.cancel). livekit cancels from two places on an interrupt, so the
-    second cancel meets a response that the first one already ended.
+    (protocol.md, response.cancel). livekit sends response.cancel on every interruption, also
+    when its first cancel or the server's VAD (turn_detected) has already ended the response.
     """
     wanted = list(EXPECTED_ERROR_CODES.get(kind, []))
     unexpected: list[Any] = []

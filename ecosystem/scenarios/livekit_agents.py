@@ -27,7 +27,7 @@ from livekit.plugins.openai.realtime import RealtimeModel
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
-SCENARIOS = ["text", "audio", "tool", "barge_in"]
+SCENARIOS = ["text", "audio", "tool", "barge_in", "vad_barge_in"]
 weather_calls: list[str] = []
 
 
@@ -119,7 +119,10 @@ def main() -> int:
             model = RecordedRealtimeModel(
                 base_url=http_url, api_key="sk-ecosystem", http_session=http,
                 **({"modalities": ["text"]} if text_only else {}))
-            session: AgentSession = AgentSession(llm=model)
+            # The microphone hears no echo of the speaker, so no AEC warm-up (livekit's
+            # documented setting for such inputs, e.g. SIP): the user may talk over the reply
+            # from its start.
+            session: AgentSession = AgentSession(llm=model, aec_warmup_duration=None)
             session.on("error", lambda event: session_errors.append(repr(event.error)[:2000]))
             microphone = Microphone()
             session.input.audio = microphone
@@ -185,8 +188,28 @@ async def barge_in(session: AgentSession, microphone: Microphone, report: common
     report.outcome["truncated"] = await report.wait_for("conversation.item.truncated", 5)
 
 
+async def vad_barge_in(session: AgentSession, microphone: Microphone, report: common.Report,
+                       args: Any) -> None:
+    """The user talks over the reply through the microphone: the server's VAD cancels it, the
+    agent stops the speaker and truncates the item at its position; the user's turn is
+    answered."""
+    session.generate_reply(user_input=common.LONG_PROMPT)
+    await report.wait_for("response.output_audio.delta", 10)
+    await asyncio.sleep(0.6)
+    report.outcome["interrupted_at"] = len(report.events)
+
+    async def push(frame: bytes) -> None:
+        microphone.frames.put_nowait(rtc.AudioFrame(
+            frame, sample_rate=common.RATE, num_channels=1, samples_per_channel=len(frame) // 2))
+
+    await common.paced(common.speech_frames(args.speech), push)
+    report.outcome["truncated"] = await report.wait_for("conversation.item.truncated", 5)
+    await report.wait_for("response.done", 10,
+                          where=lambda e: e["response"]["status"] == "completed")
+
+
 SCENARIO_STEPS = {"text": text_turn, "audio": audio_turn, "tool": tool_turn,
-                  "barge_in": barge_in}
+                  "barge_in": barge_in, "vad_barge_in": vad_barge_in}
 
 if __name__ == "__main__":
     raise SystemExit(main())
