@@ -6,6 +6,7 @@ runs it."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import os
 import socket
@@ -139,6 +140,39 @@ async def test_each_connection_starts_the_script_afresh() -> None:
 
         replies = [await anyio.to_thread.run_sync(first_reply) for _ in range(2)]
     assert replies == ["Let me check.", "Let me check."]
+
+
+async def test_a_long_running_script_forgets_each_connection_when_it_ends() -> None:
+    # `simulate --script` runs for days: where a connection is in the script must go with the
+    # connection, not pile up in the script (once per connection ever made).
+    from realtalk.simulator.script import _Progress
+    from realtalk.transport import open_websocket
+
+    def progress_records() -> int:
+        gc.collect()
+        return sum(isinstance(o, _Progress) for o in gc.get_objects())
+
+    script = Script.from_json(WEATHER_SCRIPT)
+    before = progress_records()
+    async with Simulator(script=script) as sim:
+        for _ in range(12):
+            url = sim.url + "?model=gpt-realtime"
+            async with open_websocket(url, headers={"Authorization": "Bearer sk-test"}) as ws:
+                await ws.send_text(json.dumps({"type": "session.update", "session": {
+                    "type": "realtime", "output_modalities": ["text"]}}))  # fmt: skip
+                await ws.send_text(json.dumps({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "user",
+                    "content": [{"type": "input_text", "text": "weather in Oslo"}]}}))  # fmt: skip
+                await ws.send_text(json.dumps({"type": "response.create"}))
+                with anyio.fail_after(10):
+                    while json.loads(await ws.receive())["type"] != "response.done":
+                        pass
+                # While the connection lives, its place in the script is kept.
+                assert progress_records() == before + 1
+            with anyio.fail_after(10):
+                while sim._live:  # the server side finishes closing
+                    await anyio.sleep(0.01)
+        assert progress_records() == before
 
 
 async def test_match_mode_picks_the_first_turn_that_holds_then_the_fallback() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from realtalk.simulator import Delay, FunctionCall, ServerSession, Text
 from realtalk.simulator._audio_io import make_vad
-from realtalk.simulator.session import stream_response
+from realtalk.simulator.streaming import stream_response
 
 EVENT_ID = re.compile(r"^event_[0-9A-Za-z]{21}$")
 RATE = 24000

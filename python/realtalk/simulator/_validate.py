@@ -301,3 +301,15 @@ def either(*checks: Check, expected: str) -> Check:
         raise invalid_type(path, expected, value)
 
     return check
+
+
+def event_fields(
+    event: dict[str, Any], fields: dict[str, Check], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A client event checked against its fields (``type`` and ``event_id`` are checked by
+    the dispatcher): unknown fields, wrong types and missing required fields are refused."""
+    spec = dict(fields)
+    spec["type"] = anything()
+    spec["event_id"] = anything()
+    checked: dict[str, Any] = Obj(spec, required)(event, "")
+    return checked

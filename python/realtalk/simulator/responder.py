@@ -16,6 +16,9 @@ function returning any of those, or an async generator function yielding parts::
     async def responder(ctx: ResponseContext):
         yield Text("Let me check.")
         yield FunctionCall("get_weather", {"city": ctx.user_text or "Paris"})
+
+What a responder remembers between the responses of one connection goes in
+``ctx.session_state`` (a dict the session keeps and drops when the connection ends).
 """
 
 from __future__ import annotations
@@ -109,7 +112,11 @@ class ResponseContext:
     conversation: str
     protocol: str
     audio_ms: dict[str, float] = field(default_factory=dict)
-    session_id: str = ""  # which connection asks: a responder may keep state per session
+    session_id: str = ""  # which connection asks
+    # Per-connection state for the responder, kept by the session and dropped with it: a
+    # responder keeps what it remembers between responses here (keyed by itself), not in a
+    # table of its own that would grow with every connection a long-running server accepts.
+    session_state: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def last_item(self) -> dict[str, Any] | None:

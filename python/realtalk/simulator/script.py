@@ -105,7 +105,6 @@ class Script:
         self.turns = list(turns)
         self.mode = mode
         self.otherwise = otherwise
-        self._sessions: dict[str, _Progress] = {}
 
     # ---- loading --------------------------------------------------------------------------
 
@@ -150,7 +149,8 @@ class Script:
     # ---- answering ------------------------------------------------------------------------
 
     def __call__(self, ctx: ResponseContext) -> list[Part]:
-        progress = self._sessions.setdefault(ctx.session_id, _Progress())
+        # Where this connection is in the script lives and dies with the connection.
+        progress = ctx.session_state.setdefault(self, _Progress())
         if self.mode == "sequence":
             if progress.next_turn < len(self.turns):
                 index = progress.next_turn
