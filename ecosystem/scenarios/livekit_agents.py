@@ -55,14 +55,22 @@ class Microphone(io.AudioInput):
 
 class Speaker(io.AudioOutput):
     """Plays in real time (it only keeps time): a segment ends when its audio has had time to
-    play, and clear_buffer() stops it at the position reached, as a real speaker would."""
+    play, pause() stops the clock until resume(), and clear_buffer() stops playback at the
+    position reached, as a real speaker would."""
 
     def __init__(self) -> None:
         super().__init__(label="ecosystem-speaker", capabilities=io.AudioOutputCapabilities(
-            pause=False), sample_rate=common.RATE)
+            pause=True), sample_rate=common.RATE)
         self.started: float | None = None
         self.pushed = 0.0
+        self.paused_for = 0.0
+        self.paused_at: float | None = None
         self.finisher: asyncio.Task[None] | None = None
+
+    def played(self) -> float:
+        assert self.started is not None
+        now = self.paused_at if self.paused_at is not None else time.monotonic()
+        return min(self.pushed, now - self.started - self.paused_for)
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
@@ -77,9 +85,20 @@ class Speaker(io.AudioOutput):
             self.finisher = asyncio.get_running_loop().create_task(self._play_out())
 
     async def _play_out(self) -> None:
-        assert self.started is not None
-        await asyncio.sleep(max(0.0, self.started + self.pushed - time.monotonic()))
+        while self.played() < self.pushed or self.paused_at is not None:
+            await asyncio.sleep(0.02)
         self._finish(interrupted=False)
+
+    def pause(self) -> None:
+        super().pause()
+        if self.paused_at is None:
+            self.paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        super().resume()
+        if self.paused_at is not None:
+            self.paused_for += time.monotonic() - self.paused_at
+            self.paused_at = None
 
     def clear_buffer(self) -> None:
         if self.finisher is not None:
@@ -88,9 +107,9 @@ class Speaker(io.AudioOutput):
             self._finish(interrupted=True)
 
     def _finish(self, *, interrupted: bool) -> None:
-        assert self.started is not None
-        position = min(self.pushed, time.monotonic() - self.started)
+        position = self.played()
         self.started, self.pushed, self.finisher = None, 0.0, None
+        self.paused_for, self.paused_at = 0.0, None
         self.on_playback_finished(playback_position=position, interrupted=interrupted)
 
 
