@@ -27,6 +27,8 @@ _ITEM_VERBS = {"retrieve": "retrieving", "delete": "deleting", "truncate": "trun
 
 
 class Conversation:
+    """Answers `conversation.item.*`; keeps the item order and shows items on the wire."""
+
     def __init__(self, state: SessionState) -> None:
         self.state = state
 

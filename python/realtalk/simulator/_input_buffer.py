@@ -19,7 +19,13 @@ MIN_COMMIT_MS = 100.0
 
 
 class InputBuffer:
-    def __init__(self, state: SessionState, conversation: Conversation, responses: Responses):
+    """Answers `input_audio_buffer.append/commit/clear` (and beta's `output_audio_buffer.clear`);
+    a finished turn becomes a user item (`Conversation`) and may start or cancel a response
+    (`Responses`)."""
+
+    def __init__(
+        self, state: SessionState, conversation: Conversation, responses: Responses
+    ) -> None:
         self.state = state
         self.conversation = conversation
         self.responses = responses

@@ -20,6 +20,9 @@ RATE_LIMIT_TOKENS = 40000
 
 
 class Responses:
+    """Answers `response.create` / `response.cancel` and takes the cascade's steps; a
+    response's items join the conversation (`Conversation`)."""
+
     def __init__(self, state: SessionState, conversation: Conversation) -> None:
         self.state = state
         self.conversation = conversation

@@ -13,6 +13,9 @@ from realtalk.simulator._validate import ClientError, event_fields
 
 
 class SessionConfig:
+    """Answers `session.update` / `transcription_session.update`; a new turn detection or
+    input format gives the input buffer a new detector."""
+
     def __init__(self, state: SessionState, input_buffer: InputBuffer) -> None:
         self.state = state
         self.input_buffer = input_buffer

@@ -65,6 +65,8 @@ class ResponseState:
 
 
 class SessionState:
+    """One connection's state. The sections change it; only `emit` queues output."""
+
     def __init__(
         self,
         *,
