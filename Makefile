@@ -87,6 +87,12 @@ docs: $(DOCS_VENV)/bin/mkdocs  ## the API reference from the docstrings into sit
 check-workflows: $(BUILD_VENV)/bin/maturin  ## validate the release workflow against the GitHub Actions schema
 	$(BUILD_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
+.PHONY: test-ecosystem
+test-ecosystem:  ## openai, openai-agents, pipecat and livekit-agents against `realtalk simulate` (after `make test`)
+	@test -x $(TEST_VENV)/bin/python || { echo "test-ecosystem: $(TEST_VENV) is missing; run 'make test' first" >&2; exit 2; }
+	$(TEST_VENV)/bin/python ecosystem/envs.py
+	$(TEST_VENV)/bin/python -m pytest ecosystem -q -p no:cacheprovider $(PYTEST_ARGS)
+
 .PHONY: lint
 lint:  ## clippy (pedantic) and the stub check
 	cargo clippy --all-targets --no-default-features -- -D warnings
