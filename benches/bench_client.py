@@ -287,10 +287,10 @@ def _soak_responder(ctx: Any) -> Any:
 def _serve_simulator(port_out: Any) -> None:
     import anyio
 
-    from realtalk.simulator import Simulator
+    from realtalk.simulator import Simulator, buzz
 
     async def main() -> None:
-        async with Simulator(responder=_soak_responder, pace="fast") as simulator:
+        async with Simulator(responder=_soak_responder, pace="fast", synthesizer=buzz) as simulator:
             port_out.send(simulator.port)
             await anyio.sleep_forever()
 

@@ -75,10 +75,11 @@ def serve(kind: str, upstream: str) -> None:
 
         async with AsyncExitStack() as stack:
             if kind == "simulator":
-                from realtalk.simulator import Simulator
+                from realtalk.simulator import Simulator, buzz
 
                 server: Any = await stack.enter_async_context(
-                    Simulator(api_keys={KEY}, compression=None, keepalive_s=None))
+                    Simulator(api_keys={KEY}, compression=None, keepalive_s=None,
+                              synthesizer=buzz))
             else:
                 from realtalk.relay import Relay, RelayPolicy
 

@@ -75,10 +75,10 @@ def frames_for(pcm: bytes) -> list[bytes]:
 
 
 def serve_main() -> None:
-    from realtalk.simulator import Simulator
+    from realtalk.simulator import Simulator, buzz
 
     async def main() -> None:
-        async with Simulator(port=0, compression=None, keepalive_s=None) as sim:
+        async with Simulator(port=0, compression=None, keepalive_s=None, synthesizer=buzz) as sim:
             print(json.dumps({"port": sim.port}), flush=True)
             while True:
                 line = await anyio.to_thread.run_sync(sys.stdin.readline)

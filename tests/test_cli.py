@@ -118,37 +118,143 @@ def serve_one_turn_each_way(server: subprocess.Popen[str], port: int) -> None:
     assert "code 3000" in log
 
 
-def float_wav(path: Path) -> None:
-    data = np.zeros(160, dtype="<f4").tobytes()
+def adpcm_wav(path: Path) -> None:
+    data = bytes(256)
     header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
-              + struct.pack("<IHHIIHH", 16, 3, 1, 16000, 64000, 4, 32)
+              + struct.pack("<IHHIIHH", 16, 2, 1, 8000, 4096, 256, 4)
               + b"data" + struct.pack("<I", len(data)))
     path.write_bytes(header + data)
 
 
-@pytest.mark.parametrize("case", ["missing", "not-pcm", "unreachable", "nothing-to-say"])
+def plain_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.astype("<i2").tobytes())
+
+
+def float_speech_wav(path: Path) -> None:
+    """Speech as ffmpeg writes it by default for float input: IEEE float32, extensible header."""
+    speech = np.frombuffer(synthesize_speech("Hello there, how are you?").pcm, dtype=np.int16)
+    data = (speech.astype(np.float32) / 32768.0).astype("<f4").tobytes()
+    guid_tail = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+    fmt = (struct.pack("<HHIIHH", 0xFFFE, 1, 24000, 96000, 4, 32)
+           + struct.pack("<HHIH", 22, 32, 4, 3) + guid_tail)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", len(data)) + data)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+ERROR_CASES = ["missing", "not-pcm", "unreachable", "nothing-to-say", "two-inputs",
+               "out-missing-folder", "out-is-a-directory", "silent-wav", "empty-wav",
+               "below-8k", "truncated-wav", "url-not-a-url", "url-bad-scheme", "url-bad-port",
+               "audio-is-a-directory"]
+
+
+@pytest.mark.parametrize("case", ERROR_CASES)
 def test_errors_are_one_line_and_a_non_zero_exit(tmp_path: Path, case: str) -> None:
+    quiet = np.zeros(24000, dtype=np.int16)
+    started = time.monotonic()
     if case == "missing":
         result = run("talk", "--audio", str(tmp_path / "nope.wav"))
         expected = "no such file"
     elif case == "not-pcm":
-        float_wav(tmp_path / "float.wav")
-        result = run("talk", "--audio", str(tmp_path / "float.wav"))
-        expected = "not integer PCM"
+        adpcm_wav(tmp_path / "adpcm.wav")
+        result = run("talk", "--audio", str(tmp_path / "adpcm.wav"))
+        expected = "not PCM or float audio (format tag 0x0002"
     elif case == "unreachable":
-        with socket.socket() as probe:  # a port nobody listens on
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        started = time.monotonic()
-        result = run("talk", "hi", "--url", f"ws://127.0.0.1:{port}/v1/realtime")
-        assert time.monotonic() - started < 30
+        result = run("talk", "hi", "--url", f"ws://127.0.0.1:{free_port()}/v1/realtime")
         expected = "cannot reach"
-    else:
+    elif case == "nothing-to-say":
         result = run("talk")
         expected = "give one of TEXT, --audio IN.wav or --mic"
-    assert result.returncode == 1
-    assert result.stderr.startswith("realtalk: ") and expected in result.stderr
+    elif case == "two-inputs":
+        plain_wav(tmp_path / "q.wav", quiet, 24000)
+        result = run("talk", "hi", "--audio", str(tmp_path / "q.wav"))
+        expected = "give only one of TEXT, --audio IN.wav or --mic"
+    elif case == "out-missing-folder":
+        result = run("talk", "hi", "--out", str(tmp_path / "no" / "such" / "r.wav"))
+        expected = f"no such folder: {tmp_path / 'no' / 'such'}"
+    elif case == "out-is-a-directory":
+        result = run("talk", "hi", "--out", str(tmp_path))
+        expected = "is a directory"
+    elif case == "silent-wav":
+        plain_wav(tmp_path / "q.wav", quiet, 16000)
+        result = run("talk", "--audio", str(tmp_path / "q.wav"))
+        expected = f"no speech detected in {tmp_path / 'q.wav'}: 1.50 s, loudest digital silence"
+    elif case == "empty-wav":
+        plain_wav(tmp_path / "q.wav", quiet[:0], 16000)
+        result = run("talk", "--audio", str(tmp_path / "q.wav"))
+        expected = "holds no audio"
+    elif case == "below-8k":
+        plain_wav(tmp_path / "q.wav", quiet, 4000)
+        result = run("talk", "--audio", str(tmp_path / "q.wav"))
+        expected = "sampled at 4000 Hz: realtalk needs at least 8000 Hz"
+    elif case == "truncated-wav":
+        plain_wav(tmp_path / "q.wav", quiet, 16000)
+        (tmp_path / "q.wav").write_bytes((tmp_path / "q.wav").read_bytes()[:1000])
+        result = run("talk", "--audio", str(tmp_path / "q.wav"))
+        expected = "truncated: the header promises 48000 bytes of audio, the file holds 956"
+    elif case == "url-not-a-url":
+        result = run("talk", "hi", "--url", "notaurl")
+        expected = "--url must be a ws:// or wss:// URL with a host"
+    elif case == "url-bad-scheme":
+        result = run("talk", "hi", "--url", "ftp://127.0.0.1/v1/realtime")
+        expected = "--url must be a ws:// or wss:// URL"
+    elif case == "url-bad-port":
+        result = run("talk", "hi", "--url", "ws://127.0.0.1:99999/v1/realtime")
+        expected = "is not a valid URL"
+    else:
+        result = run("talk", "--audio", str(tmp_path))
+        expected = "is a directory, not a WAV file"
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("realtalk: ") and expected in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert "API key" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["simulate", "--port", "70000"], ["relay", "--port", "-1"],
+                                  ["simulate", "--port", "http"], ["talk", "--format", "mp3"],
+                                  ["nonsense"]])
+def test_usage_mistakes_are_one_line(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("realtalk: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "--help" in result.stderr
+
+
+def test_a_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("simulate", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr == f"realtalk: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_a_float_extensible_wav_is_a_turn(tmp_path: Path) -> None:
+    float_speech_wav(tmp_path / "q.wav")
+    result = run("talk", "--audio", str(tmp_path / "q.wav"), "--fast", "--out",
+                 str(tmp_path / "r.wav"))
+    assert result.returncode == 0, result.stderr
+    assert read_wav(tmp_path / "r.wav")[0].shape[0] > 0
+
+
+def test_vad_none_says_what_it_sends(tmp_path: Path) -> None:
+    plain_wav(tmp_path / "q.wav", np.zeros(8000, dtype=np.int16), 16000)
+    result = run("talk", "--audio", str(tmp_path / "q.wav"), "--vad", "none", "--fast")
+    assert result.returncode == 0, result.stderr
+    assert (f"realtalk: sending 0.50 s of {tmp_path / 'q.wav'} (loudest: digital silence) and "
+            "committing it: --vad none detects no turns") in result.stderr
 
 
 def test_devices_need_the_extra() -> None:
@@ -159,6 +265,17 @@ def test_devices_need_the_extra() -> None:
         assert result.returncode == 1 and "realtalk[devices]" in result.stderr
     else:  # pragma: no cover - only where the extra is installed
         pytest.skip("sounddevice is installed here")
+
+
+def test_devices_without_portaudio_name_the_library(tmp_path: Path) -> None:
+    # What sounddevice does when the extra is installed but the PortAudio library is not.
+    (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run("talk", "--mic", env={"PYTHONPATH": path})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "need the PortAudio library, which is missing (PortAudio library not found)" in (
+        result.stderr)
+    assert "libportaudio2" in result.stderr and "realtalk[devices]" not in result.stderr
 
 
 def test_mic_and_speaker_loop_through_the_sound_devices(tmp_path: Path) -> None:
@@ -199,3 +316,16 @@ def test_bench_prints_realtalk_next_to_the_usual_way() -> None:
         assert ours > 0 and theirs > 0
         # the ratio is of the unrounded times; the printed times carry 2 decimals
         assert float(row.split()[-1][:-1]) == pytest.approx(theirs / ours, rel=0.05, abs=0.1)
+
+
+def test_bench_names_the_rows_it_leaves_out(tmp_path: Path) -> None:
+    # soxr and audioop made unimportable, as on a machine without them.
+    for name in ("soxr", "audioop"):
+        (tmp_path / f"{name}.py").write_text(f"raise ImportError('no {name} here')\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run("bench", env={"PYTHONPATH": path}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("note:")[0]
+    assert "uplink 24 kHz" in table and "48 kHz" not in table and "mu-law" not in table
+    assert "note: soxr is not installed: the two 48 kHz rows" in result.stdout
+    assert "note: audioop is not importable: the mu-law row is left out" in result.stdout

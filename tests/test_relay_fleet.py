@@ -199,8 +199,9 @@ anyio.run(lambda: run_relay("127.0.0.1", 0, upstream=upstream, api_key=key, secr
 async def relay_process(command: list[str], env: dict[str, str] | None = None
                         ) -> AsyncIterator[str]:
     """Start a relay process; yield its URL once it listens."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "python"), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    # The same interpreter and environment as the tests: the installed wheel, never the
+    # checkout's python/ (which has no built extension in CI).
+    environment = {**os.environ, **(env or {})}
     async with await anyio.open_process(command, env=environment,
                                         stderr=subprocess.STDOUT) as process:
         assert process.stdout is not None
@@ -228,6 +229,22 @@ async def relay_process(command: list[str], env: dict[str, str] | None = None
 async def connect(url: str, token: str) -> AsyncIterator[Client]:
     async with open_websocket(url, headers={"Authorization": f"Bearer {token}"}) as ws:
         yield Client(ws)
+
+
+async def fleet_sessions_become(redis_url: str, count: int) -> None:
+    """Wait (5 s at most) until the fleet's store counts ``count`` open sessions. A relay
+    releases a session's slot as the session ends, just after the client has seen the close,
+    so a client that reconnects at once may meet its own old session still counted."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with anyio.fail_after(5):
+            while await anyio.to_thread.run_sync(client.zcard,
+                                                  "{realtalk-relay}:sessions") != count:
+                await anyio.sleep(0.02)
+    finally:
+        client.close()
 
 
 async def refusal(url: str, token: str) -> tuple[str, int]:
@@ -258,6 +275,7 @@ async def test_two_relay_processes_share_limits_and_single_use_tokens(
                     assert (await carol.recv())["type"] == "session.created"
                     # So does the fleet-wide cap (3 sessions).
                     assert await refusal(second, token("dave")) == ("relay_at_capacity", 1013)
+                await fleet_sessions_become(redis_server.url, 1)  # alice's
                 # A single-use token opens one session in the whole fleet.
                 once = token("erin")
                 async with connect(first, once) as erin:
@@ -266,6 +284,7 @@ async def test_two_relay_processes_share_limits_and_single_use_tokens(
                     assert await refusal(url, once) == ("invalid_api_key", 3000)
             # Released on close: alice may connect again, through either relay.
             for url in (second, first):
+                await fleet_sessions_become(redis_server.url, 0)
                 async with connect(url, token("alice")) as again:
                     assert (await again.recv())["type"] == "session.created"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from realtalk.simulator import Delay, FunctionCall, ServerSession, Text
 from realtalk.simulator._audio_io import make_vad
-from realtalk.simulator.session import stream_response
+from realtalk.simulator.streaming import stream_response
 
 EVENT_ID = re.compile(r"^event_[0-9A-Za-z]{21}$")
 RATE = 24000
@@ -644,6 +644,134 @@ async def test_truncate_cuts_audio_and_deletes_the_transcript() -> None:
     assert len(base64.b64decode(content["audio"])) == 500 * 48
 
 
+async def stream_with_client_events(
+    driver: Driver, client_events_after: dict[int, Any]
+) -> dict[int, list[dict[str, Any]]]:
+    """Stream the pending response; once n audio deltas are out, the client sends
+    ``client_events_after[n](item_id)`` about the assistant item that is still streaming.
+    Returns each one's replies."""
+    replies: dict[int, list[dict[str, Any]]] = {}
+    for response in driver.session.take_new_responses():
+
+        async def flush() -> None:
+            driver.events.extend(driver.session.drain())
+            added = [e for e in driver.events if e["type"] == "response.output_item.added"]
+            if not added:
+                return
+            deltas = sum(e["type"] == "response.output_audio.delta" for e in driver.events)
+            for after, make_event in client_events_after.items():
+                if deltas >= after and after not in replies:
+                    event = make_event(added[-1]["item"]["id"])
+                    replies[after] = driver.session.receive(json.dumps(event))
+                    driver.events.extend(replies[after])
+
+        await stream_response(
+            driver.session,
+            response,
+            driver.responder,
+            flush=flush,
+            sleep=lambda s: anyio.lowlevel.checkpoint(),
+            realtime=False,
+        )
+    return replies
+
+
+def truncate_at(ms: int) -> Any:
+    return lambda item_id: {
+        "type": "conversation.item.truncate",
+        "event_id": "evt_t",
+        "item_id": item_id,
+        "content_index": 0,
+        "audio_end_ms": ms,
+    }
+
+
+async def start_spoken_reply(driver: Driver) -> None:
+    driver.responder = lambda ctx: [Text("one two three four five six seven eight nine ten")]
+    driver.session.feed(json.dumps({**USER_TEXT, "item": {**USER_TEXT["item"], "id": "msg_u"}}))
+    driver.session.feed(json.dumps({"type": "response.create"}))
+    driver.events += driver.session.drain()
+
+
+async def test_truncate_of_the_item_still_streaming_cuts_it() -> None:
+    # openai-agents' session.interrupt() truncates while the reply streams (with server VAD's
+    # interrupt_response it sends no response.cancel): the live API cuts the item at the
+    # audio played so far, and the conversation keeps neither later audio nor the transcript.
+    driver = Driver("ga")
+    await start_spoken_reply(driver)
+    replies = await stream_with_client_events(driver, {3: truncate_at(150)})
+    assert [e["type"] for e in replies[3]] == ["conversation.item.truncated"]
+    assert replies[3][0]["audio_end_ms"] == 150
+    item_id = replies[3][0]["item_id"]
+    # The response went on (nothing cancelled it); the item keeps only what was heard.
+    done = next(e for e in driver.events if e["type"] == "response.done")["response"]
+    assert done["status"] == "completed"
+    sent = sum(
+        len(base64.b64decode(e["delta"]))
+        for e in driver.events
+        if e["type"] == "response.output_audio.delta"
+    )
+    assert sent > 5 * 100 * 48
+    retrieved = (await driver.send({"type": "conversation.item.retrieve", "item_id": item_id}))[0]
+    content = retrieved["item"]["content"]
+    assert [part["type"] for part in content] == ["output_audio"]
+    assert content[0]["transcript"] == ""
+    assert len(base64.b64decode(content[0]["audio"])) == 150 * 48
+
+
+async def test_truncate_while_streaming_refuses_only_audio_not_yet_sent() -> None:
+    driver = Driver("ga")
+    await start_spoken_reply(driver)
+    # Two 100 ms chunks are out: 250 ms is beyond them, 200 ms is not.
+    replies = await stream_with_client_events(driver, {2: truncate_at(250), 3: truncate_at(200)})
+    error = replies[2][0]["error"]
+    assert error["message"] == "Audio content of 200ms is already shorter than 250ms"
+    assert [e["type"] for e in replies[3]] == ["conversation.item.truncated"]
+
+
+async def test_delete_of_the_item_still_streaming_keeps_it_out() -> None:
+    # livekit deletes the reply item instead of truncating it when nothing was played yet
+    # (audio_end_ms 0), possibly while it still streams; later deltas must not bring it back.
+    driver = Driver("ga")
+    await start_spoken_reply(driver)
+    replies = await stream_with_client_events(
+        driver, {1: lambda item_id: {"type": "conversation.item.delete", "item_id": item_id}}
+    )
+    item_id = replies[1][0]["item_id"]
+    assert [e["type"] for e in replies[1]] == ["conversation.item.deleted"]
+    assert not any(key[0] == item_id for key in driver.session._audio)
+    assert item_id not in driver.session._order
+    retrieved = await driver.send({"type": "conversation.item.retrieve", "item_id": item_id})
+    assert retrieved[0]["error"]["code"] == "item_retrieve_invalid_item_id"
+
+
+async def test_truncate_of_an_item_without_audio_is_unsupported_content_type() -> None:
+    # Live: "Only model output audio messages can be truncated", code unsupported_content_type
+    # (livekit sends audio_end_ms=0 when interrupted before the first audio delta).
+    expected = {
+        "type": "invalid_request_error",
+        "code": "unsupported_content_type",
+        "message": "Only model output audio messages can be truncated",
+        "param": None,
+        "event_id": "evt_t",
+    }
+    driver = Driver("ga")
+    await start_spoken_reply(driver)
+    # The assistant item is announced (content_part.added sent), no audio produced yet.
+    (response,) = driver.session.take_new_responses()
+    driver.session.open_message(response)
+    added = driver.session.drain()
+    assert added[-1]["type"] == "response.content_part.added"
+    item_id = added[-1]["item_id"]
+    assert [e.get("error") for e in driver.session.receive(json.dumps(truncate_at(0)(item_id)))] == [
+        expected
+    ]
+    # A user item is never model output audio.
+    assert [e.get("error") for e in driver.session.receive(json.dumps(truncate_at(0)("msg_u")))] == [
+        expected
+    ]
+
+
 async def test_items_ordering_with_previous_item_id_and_root() -> None:
     driver = Driver("ga")
 
@@ -942,17 +1070,25 @@ ERROR_CASES: list[tuple[str, str, Any, str | None, str | None, str]] = [
         "ga",
         "retrieve unknown",
         {"type": "conversation.item.retrieve", "item_id": "msg_x"},
-        "invalid_value",
-        "item_id",
-        "^Error retrieving item: .*'msg_x' does not exist",
+        "item_retrieve_invalid_item_id",
+        None,
+        "Error retrieving item: the item with id 'msg_x' does not exist.",
+    ),
+    (
+        "beta",
+        "retrieve unknown, pipecat's event_id echoed",
+        {"type": "conversation.item.retrieve", "item_id": "msg_x", "event_id": "rci_msg_x"},
+        "item_retrieve_invalid_item_id",
+        None,
+        "Error retrieving item: the item with id 'msg_x' does not exist.",
     ),
     (
         "ga",
         "delete unknown",
         {"type": "conversation.item.delete", "item_id": "msg_x"},
-        "invalid_value",
-        "item_id",
-        "^Error deleting item: .*'msg_x' does not exist",
+        "item_delete_invalid_item_id",
+        None,
+        "Error deleting item: the item with id 'msg_x' does not exist.",
     ),
     (
         "ga",
@@ -963,9 +1099,9 @@ ERROR_CASES: list[tuple[str, str, Any, str | None, str | None, str]] = [
             "content_index": 0,
             "audio_end_ms": 10,
         },
-        "invalid_value",
-        "item_id",
-        "^Error truncating item: .*'msg_x' does not exist",
+        "item_truncate_invalid_item_id",
+        None,
+        "Error truncating item: the item with id 'msg_x' does not exist.",
     ),
     (
         "ga",
@@ -1019,6 +1155,36 @@ def test_error_cases_of_section_8(
     # The failing event changed nothing.
     assert json.dumps(session.session, sort_keys=True) == before
     assert session._order == items_before
+
+
+@pytest.mark.parametrize("protocol", ["ga", "beta"])
+def test_duplicate_item_id_is_refused_with_the_live_code(protocol: str) -> None:
+    # Live: code item_create_duplicate_item_id, param null; the second item is not added.
+    session = ServerSession(protocol=protocol)  # type: ignore[arg-type]
+    session.created_events()
+    create = {
+        "type": "conversation.item.create",
+        "item": {
+            "id": "msg_a",
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "first"}],
+        },
+    }
+    assert session.receive(json.dumps(create))[-1]["item"]["id"] == "msg_a"
+    again = {**create, "event_id": "evt_again"}
+    again["item"] = {**create["item"], "content": [{"type": "input_text", "text": "second"}]}
+    events = session.receive(json.dumps(again))
+    assert [e["type"] for e in events] == ["error"]
+    assert events[0]["error"] == {
+        "type": "invalid_request_error",
+        "code": "item_create_duplicate_item_id",
+        "message": "Error adding item: an item with id 'msg_a' already exists.",
+        "param": None,
+        "event_id": "evt_again",
+    }
+    assert session._order == ["msg_a"]
+    assert session._items["msg_a"]["content"][0]["text"] == "first"
 
 
 async def test_errors_that_need_state() -> None:
@@ -1078,7 +1244,8 @@ async def test_errors_that_need_state() -> None:
             }
         )
     )[0]["error"]
-    assert error["message"] == "Only assistant messages with audio content can be truncated."
+    assert error["message"] == "Only model output audio messages can be truncated"
+    assert (error["code"], error["param"]) == ("unsupported_content_type", None)
     await driver.send(
         {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["audio"]}}
     )

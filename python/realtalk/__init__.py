@@ -48,3 +48,16 @@ __all__ = [
     "__version__",
     "connect",
 ]
+
+# Submodules a program reaches through the package (``realtalk.simulator.Simulator`` after a
+# bare ``import realtalk``), imported on first use so that ``import realtalk`` stays light.
+_SUBMODULES = frozenset({"audio", "events", "relay", "simulator", "tokens", "tools", "transport",
+                         "wav"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"realtalk.{name}")
+    raise AttributeError(f"module 'realtalk' has no attribute {name!r}")

@@ -71,28 +71,105 @@ class TurnLog:
 
 
 def run_talk(args: argparse.Namespace) -> int:
+    # Everything a user can get wrong is refused here, before a session opens (and, on OpenAI,
+    # before a reply is paid for).
     if args.mic or args.speaker:
-        try:
-            import sounddevice  # noqa: F401
-        except (ImportError, OSError):  # OSError: the extra is there but PortAudio is not
-            raise CliError(
-                "--mic and --speaker need the optional extra: pip install 'realtalk[devices]'"
-            ) from None
-    if sum(map(bool, (args.text, args.audio, args.mic))) != 1:
+        _check_sound_devices()
+    given = sum(map(bool, (args.text, args.audio, args.mic)))
+    if given == 0:
         raise CliError("say something: give one of TEXT, --audio IN.wav or --mic")
+    if given > 1:
+        raise CliError("give only one of TEXT, --audio IN.wav or --mic")
     if args.mic and args.vad == "none":
         raise CliError("--mic needs a turn detector: --vad server or --vad local")
     if not 8000 <= args.out_rate <= 192000:
         raise CliError(f"--out-rate must be between 8000 and 192000 Hz, not {args.out_rate}")
+    if args.url is not None:
+        _check_url(args.url)
+    if args.out:
+        _check_writable(args.out)
     wav: WavAudio | None = None
     if args.audio:
         try:
             wav = read_wav(args.audio)
         except FileNotFoundError:
             raise CliError(f"no such file: {args.audio}") from None
+        except IsADirectoryError:
+            raise CliError(f"{args.audio} is a directory, not a WAV file") from None
         except (WavError, OSError) as exc:
             raise CliError(str(exc)) from None
+        _check_speech(wav, args)
     return anyio.run(_talk, args, wav)
+
+
+def _check_sound_devices() -> None:
+    try:
+        import sounddevice  # noqa: F401
+    except ImportError:
+        raise CliError(
+            "--mic and --speaker need the optional extra: pip install 'realtalk[devices]'"
+        ) from None
+    except OSError as exc:  # the extra is installed, the PortAudio library is not
+        raise CliError(f"--mic and --speaker need the PortAudio library, which is missing "
+                       f"({exc}): install it with your system's packages (Debian and Ubuntu: "
+                       f"apt install libportaudio2; macOS: brew install portaudio)") from None
+
+
+def _check_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise CliError(f"--url {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise CliError(f"--url must be a ws:// or wss:// URL with a host "
+                       f"(e.g. ws://127.0.0.1:8765/v1/realtime), not {url!r}")
+    if port == 0:
+        raise CliError(f"--url {url!r} has port 0")
+
+
+def _check_writable(out: str) -> None:
+    import os
+    from pathlib import Path
+
+    path = Path(out)
+    if path.is_dir():
+        raise CliError(f"--out {out} is a directory: give a file name such as {path / 'reply.wav'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise CliError(f"--out {out}: no such folder: {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"--out {out}: not writable")
+
+
+def _check_speech(wav: WavAudio, args: argparse.Namespace) -> None:
+    """Refuse audio the turn detector will never hear speech in, rather than wait for a reply
+    that cannot come; with --vad none, say what is sent."""
+    from realtalk.audio import Vad, resample
+
+    name = args.audio
+    if wav.samples.shape[0] == 0:
+        raise CliError(f"{name} holds no audio")
+    if wav.sample_rate < 8000:
+        raise CliError(f"{name} is sampled at {wav.sample_rate} Hz: realtalk needs at least "
+                       f"8000 Hz (telephone quality)")
+    peak = float(np.max(np.abs(wav.samples)))
+    loudest = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
+    if args.vad == "none":
+        print(f"realtalk: sending {wav.duration_s:.2f} s of {name} (loudest: {loudest}) and "
+              f"committing it: --vad none detects no turns", file=sys.stderr)
+        return
+    mono = wav.mono()
+    samples = mono if wav.sample_rate == INPUT_RATE else resample(mono, wav.sample_rate,
+                                                                  INPUT_RATE)
+    detector = Vad(INPUT_RATE, silence_duration_ms=SILENCE_MS)
+    tail = np.zeros(INPUT_RATE * END_SILENCE_MS // 1000, dtype=np.float32)
+    if not any(event.type == "speech_started"
+               for event in detector.process(np.concatenate([samples, tail]))):
+        raise CliError(f"no speech detected in {name}: {wav.duration_s:.2f} s, loudest "
+                       f"{loudest}; give --vad none to send it anyway")
 
 
 def _session_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,7 +216,7 @@ async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
     log = TurnLog()
     async with contextlib.AsyncExitStack() as stack:
         url: str | None = args.url
-        api_key = environment_api_key()
+        api_key = args.api_key or environment_api_key()
         if url is None and api_key is None:
             from realtalk.simulator import Simulator
 
@@ -153,8 +230,8 @@ async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
             _say(out, args, f"realtalk: talking to {url}")
             if api_key is None:
                 if not _is_loopback(url):
-                    raise CliError("no API key: set OPENAI_API_KEY for a server that is not "
-                                   "on this machine")
+                    raise CliError("no API key: set OPENAI_API_KEY or give --api-key for a "
+                                   "server that is not on this machine")
                 api_key = "sk-local"  # a local simulator or relay takes any key
         local_vad = Vad(INPUT_RATE) if args.vad == "local" else None
         client = RealtimeClient(

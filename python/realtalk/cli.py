@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -21,8 +21,43 @@ class CliError(Exception):
     """A failure to report as one line (without a traceback)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"realtalk: {message} (see: {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, not {port}")
+    return port
+
+
+SIMULATE_DESCRIPTION = """\
+A local server that speaks the OpenAI Realtime protocol (GA and beta) at
+ws://HOST:PORT/v1/realtime, for tests and offline development. It is not a model.
+What the default responder does:
+  - a text message is echoed back ("You said: ...");
+  - audio input is answered with its measured length ("I heard 1.52 s of speech.");
+  - the input audio transcript is a placeholder ("(1.52 s of speech)"), not the words;
+  - reply audio is espeak-ng speech when espeak-ng is installed (--speech), otherwise a
+    synthetic voiced buzz with the reply's rhythm that is not intelligible;
+  - a tool is called when the user names it ("weather" or "get weather" for get_weather)
+    or when tool_choice forces one; its arguments come from the user's words where the
+    schema allows ("How warm is it in Paris?" gives {"city": "Paris"}), else from the
+    schema's examples; a tool's output is read back.
+With --script TURNS.json the script's turns answer instead: user text patterns or audio
+turns mapped to replies (text, tool calls with arguments, faults), so a test suite can pin
+what the model says (format and example in the README's simulator section)."""
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="realtalk",
         description="Voice agents on the OpenAI Realtime API. Without OPENAI_API_KEY or --url, "
         "`talk` runs against the embedded simulator.",
@@ -39,6 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--speaker", action="store_true", help="play the reply on the speaker")
     talk.add_argument("--url", help="Realtime endpoint (default: OpenAI with a key, else the "
                       "embedded simulator)")
+    talk.add_argument("--api-key", metavar="KEY", help="the API key, or a relay token for a "
+                      "realtalk relay (default: OPENAI_API_KEY)")
     talk.add_argument("--model", default="gpt-realtime")
     talk.add_argument("--voice", default="alloy")
     talk.add_argument("--instructions", metavar="S", help="session instructions")
@@ -56,12 +93,24 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--json", action="store_true",
                       help="print the event log as JSON lines instead of the transcript")
 
-    simulate = commands.add_parser("simulate", help="run the local Realtime simulator")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8765)
-    simulate.add_argument("--pace", default="realtime", choices=["realtime", "fast"])
+    simulate = commands.add_parser(
+        "simulate", help="run the local Realtime simulator",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=SIMULATE_DESCRIPTION)
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                          "(default 127.0.0.1)")
+    simulate.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    simulate.add_argument("--pace", default="realtime", choices=["realtime", "fast"],
+                          help="stream reply audio at playback speed (default) or as fast as "
+                          "the client reads")
     simulate.add_argument("--api-key", metavar="K", action="append",
                           help="accept only this key (repeatable; default: any key)")
+    simulate.add_argument("--script", metavar="TURNS.json",
+                          help="answer from a script of turns instead of the default responder "
+                          "(see the README's simulator section)")
+    simulate.add_argument("--speech", default="auto", choices=["auto", "espeak-ng", "buzz"],
+                          help="reply audio: espeak-ng speech, the synthetic buzz, or auto "
+                          "(espeak-ng when installed; the default)")
 
     relay = commands.add_parser(
         "relay", help="run a relay: clients holding a relay token talk Realtime through your key",
@@ -69,7 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "it as the openai-insecure-api-key.<token> subprotocol). The signing secret comes from "
         "REALTALK_RELAY_SECRET (at least 16 bytes), the upstream key from OPENAI_API_KEY.")
     relay.add_argument("--host", default="127.0.0.1")
-    relay.add_argument("--port", type=int, default=8080)
+    relay.add_argument("--port", type=_port, default=8080)
     relay.add_argument("--upstream", metavar="URL",
                        help="Realtime endpoint the relay connects to (default: an embedded "
                        "simulator)")
@@ -90,7 +139,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "Without --upstream the relay fronts the embedded simulator and needs no key; "
         "REALTALK_RELAY_SECRET is optional (default: a random one).")
     console.add_argument("--host", default="127.0.0.1")
-    console.add_argument("--port", type=int, default=8080)
+    console.add_argument("--port", type=_port, default=8080)
     console.add_argument("--upstream", metavar="URL",
                          help="Realtime endpoint (needs OPENAI_API_KEY; default: the embedded "
                          "simulator, pacing its replies in real time)")
@@ -128,20 +177,49 @@ def _simulate(args: argparse.Namespace) -> int:
 
     import anyio
 
-    from realtalk.simulator import Simulator, run_simulator
+    from realtalk.simulator import (
+        EspeakNg,
+        Script,
+        ScriptError,
+        Simulator,
+        SynthesisError,
+        Synthesizer,
+        buzz,
+        default_synthesizer,
+        run_simulator,
+    )
 
+    script = None
+    if args.script is not None:
+        try:
+            script = Script.load(args.script)
+        except ScriptError as exc:
+            raise CliError(f"--script: {exc}") from None
+    synthesizer: Synthesizer = buzz
+    if args.speech == "auto":
+        synthesizer = default_synthesizer()
+    elif args.speech == "espeak-ng":
+        try:
+            synthesizer = EspeakNg()
+        except SynthesisError as exc:
+            raise CliError(f"--speech espeak-ng: {exc}") from None
+    speech = "espeak-ng speech" if isinstance(synthesizer, EspeakNg) else "a synthetic buzz"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     def ready(simulator: Simulator) -> None:
         keys = "any key" if not args.api_key else f"{len(args.api_key)} key(s)"
-        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, accepts "
-              f"{keys}); Ctrl-C stops it", flush=True)
+        answers = f"script {args.script}, " if script is not None else ""
+        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, {answers}"
+              f"replies in {speech}, accepts {keys}); Ctrl-C stops it", flush=True)
+
+    from realtalk.errors import ConnectError
 
     try:
         anyio.run(lambda: run_simulator(
-            args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key))
-    except OSError as exc:
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+            args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key,
+            synthesizer=synthesizer, script=script))
+    except (OSError, ConnectError) as exc:
+        raise _cannot_listen(args, exc) from None
     return 0
 
 
@@ -216,11 +294,15 @@ def _serve_relay(args: argparse.Namespace, secret: str, *, store: Any, console: 
     try:
         anyio.run(serve)
     except (OSError, ConnectError) as exc:
-        # The transport reports a port it cannot bind as a ConnectError caused by the OSError.
-        cause = exc if isinstance(exc, OSError) else exc.__cause__
-        detail = getattr(cause, "strerror", None) or exc
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {detail}") from None
+        raise _cannot_listen(args, exc) from None
     return 0
+
+
+def _cannot_listen(args: argparse.Namespace, error: Exception) -> CliError:
+    # The transport maps the socket's OSError to ConnectError and keeps it as the cause.
+    cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return CliError(f"cannot listen on {args.host}:{args.port}: {reason}")
 
 
 def environment_api_key() -> str | None:

@@ -73,9 +73,13 @@ class RealtimeConnection:
         self._parse = server_event_parser(protocol)
 
     async def send(self, event: ClientEvent | UnknownEvent | Mapping[str, Any]) -> None:
+        """Send one client event: a typed event or a mapping in GA names and shapes, translated to
+        the beta wire shape on a beta connection."""
         await self.websocket.send_text(serialize_client_event(event, self.protocol))
 
     async def recv(self) -> ServerEvent | UnknownEvent:
+        """The next server event, typed and GA-shaped; raises the transport's exception when the
+        connection closes (an `error` event is an ordinary event)."""
         data, is_text = await self.websocket.receive_raw()
         if not is_text:
             raise _binary_frame()
@@ -116,6 +120,7 @@ class RealtimeConnection:
             yield event
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with this code and reason, and wait for the close handshake."""
         await self.websocket.close(code, reason)
 
 

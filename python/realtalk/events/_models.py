@@ -64,11 +64,13 @@ class UnknownEvent(msgspec.Struct, kw_only=True):
 
     @property
     def event_id(self) -> str | UnsetType:
+        """The event's `event_id` when it has a string one, else UNSET."""
         value = self.data.get("event_id", UNSET)
         return value if isinstance(value, str) else UNSET
 
     @property
     def extra(self) -> JSONObject:
+        """Always empty: every field of an unknown event is in `data`."""
         return {}
 
     def to_dict(self) -> JSONObject:

@@ -58,7 +58,7 @@ class SessionStore(Protocol):
         """Release the store's connections."""
 
 
-class MemoryStore:
+class MemoryStore(SessionStore):
     """The in-process store: one relay's sessions and nonces."""
 
     lease_s: float | None = None  # sessions end with the process: no lease to renew
@@ -149,7 +149,7 @@ def _subject_key(subject: str) -> str:
     return f"{_PREFIX}subject:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
 
 
-class RedisStore:
+class RedisStore(SessionStore):
     """Sessions and nonces in Redis (``redis://host:port/db``, ``rediss://`` for TLS), shared by
     every relay process that uses the same URL.
 

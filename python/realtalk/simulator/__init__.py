@@ -4,7 +4,9 @@
         client = AsyncOpenAI(api_key="sk-local", websocket_base_url=sim.websocket_base_url)
 
 `ServerSession` is the I/O-free protocol engine behind each connection; `responder` holds the
-plug-in API for scripting what the simulated model says (and the fault hooks).
+plug-in API for what the simulated model says (and the fault hooks); `script` the scripted
+sessions built on it (``Simulator(script="turns.json")``); `speech` the synthesiser that
+voices replies (espeak-ng when installed, else a speech-like buzz).
 """
 
 from realtalk.simulator.responder import (
@@ -19,7 +21,6 @@ from realtalk.simulator.responder import (
     ServerError,
     Text,
     default_responder,
-    synthesize_speech,
 )
 from realtalk.simulator.server import (
     Simulator,
@@ -28,25 +29,43 @@ from realtalk.simulator.server import (
     WallClock,
     run_simulator,
 )
+from realtalk.simulator.script import Script, ScriptError
 from realtalk.simulator.session import ServerSession
+from realtalk.simulator.speech import (
+    EspeakNg,
+    Speech,
+    SynthesisError,
+    Synthesizer,
+    buzz,
+    default_synthesizer,
+    synthesize_speech,
+)
 
 __all__ = [
     "Audio",
     "Close",
     "Delay",
     "Drop",
+    "EspeakNg",
     "FunctionCall",
     "Part",
     "Responder",
     "ResponseContext",
+    "Script",
+    "ScriptError",
     "ServerError",
     "ServerSession",
+    "Speech",
+    "SynthesisError",
+    "Synthesizer",
     "Simulator",
     "SimulatorStats",
     "Text",
     "VirtualClock",
     "WallClock",
+    "buzz",
     "default_responder",
+    "default_synthesizer",
     "run_simulator",
     "synthesize_speech",
 ]

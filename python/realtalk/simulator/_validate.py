@@ -179,7 +179,14 @@ def anything() -> Check:
 
 
 def nullable(inner: Check) -> Check:
-    return lambda value, path: None if value is None else inner(value, path)
+    """A field whose null has a meaning of its own (turn detection off, no metadata ...): it is
+    kept as null. Any other optional field treats null as absent (see `Obj`)."""
+
+    def check(value: Any, path: str) -> Any:
+        return None if value is None else inner(value, path)
+
+    check.keeps_null = True  # type: ignore[attr-defined]
+    return check
 
 
 def array(inner: Check, *, min_length: int = 0, max_length: int | None = None) -> Check:
@@ -230,7 +237,11 @@ def string_map(*, max_pairs: int, max_key: int, max_value: int) -> Check:
 @dataclass(frozen=True)
 class Obj:
     """An object with known fields: a missing required field is reported first, then fields
-    in the order the client wrote them (the first failure wins)."""
+    in the order the client wrote them (the first failure wins).
+
+    Null on an optional field means "not set", as on the live server (livekit sends
+    ``"instructions": null`` with every reply it asks for): the field is dropped, unless its
+    checker is `nullable` (null is then a value). A required field refuses null."""
 
     fields: Mapping[str, Check]
     required: tuple[str, ...] = ()
@@ -250,8 +261,14 @@ class Obj:
                     raise unknown(join(path, key))
                 out[key] = item
                 continue
+            if item is None and key not in self.required and not _keeps_null(checker):
+                continue
             out[key] = checker(item, join(path, key))
         return out
+
+
+def _keeps_null(checker: Check) -> bool:
+    return bool(getattr(checker, "keeps_null", False))
 
 
 def tagged(tag: str, variants: Mapping[str, Check], *, path_hint: str = "type") -> Check:
@@ -284,3 +301,15 @@ def either(*checks: Check, expected: str) -> Check:
         raise invalid_type(path, expected, value)
 
     return check
+
+
+def event_fields(
+    event: dict[str, Any], fields: dict[str, Check], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A client event checked against its fields (``type`` and ``event_id`` are checked by
+    the dispatcher): unknown fields, wrong types and missing required fields are refused."""
+    spec = dict(fields)
+    spec["type"] = anything()
+    spec["event_id"] = anything()
+    checked: dict[str, Any] = Obj(spec, required)(event, "")
+    return checked

@@ -16,20 +16,23 @@ function returning any of those, or an async generator function yielding parts::
     async def responder(ctx: ResponseContext):
         yield Text("Let me check.")
         yield FunctionCall("get_weather", {"city": ctx.user_text or "Paris"})
+
+What a responder remembers between the responses of one connection goes in
+``ctx.session_state`` (a dict the session keeps and drops when the connection ends).
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import re
-import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import numpy as np
+
+from realtalk.simulator._arguments import arguments_from_words
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class FunctionCall:
 
     @property
     def arguments_json(self) -> str:
+        """The arguments as the JSON string that goes on the wire."""
         if isinstance(self.arguments, str):
             return self.arguments
         return json.dumps(dict(self.arguments))
@@ -109,9 +113,15 @@ class ResponseContext:
     conversation: str
     protocol: str
     audio_ms: dict[str, float] = field(default_factory=dict)
+    session_id: str = ""  # which connection asks
+    # Per-connection state for the responder, kept by the session and dropped with it: a
+    # responder keeps what it remembers between responses here (keyed by itself), not in a
+    # table of its own that would grow with every connection a long-running server accepts.
+    session_state: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def last_item(self) -> dict[str, Any] | None:
+        """The conversation's last item, or None when it is empty."""
         return self.items[-1] if self.items else None
 
     @property
@@ -128,6 +138,7 @@ class ResponseContext:
         return None
 
     def input_audio_ms(self, item: Mapping[str, Any]) -> float:
+        """How long the user's audio in this item is, in milliseconds."""
         return self.audio_ms.get(str(item.get("id")), 0.0)
 
 
@@ -177,6 +188,8 @@ def example_value(schema: Mapping[str, Any], name: str = "value") -> Any:
         return schema["enum"][0]
     if "default" in schema:
         return schema["default"]
+    if schema.get("examples"):
+        return schema["examples"][0]
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -200,6 +213,23 @@ def example_value(schema: Mapping[str, Any], name: str = "value") -> Any:
     return text.ljust(min_length, "x")
 
 
+# Verbs that start tool names ("get_weather"): naming the rest ("weather") names the tool.
+_TOOL_VERBS = {"get", "set", "fetch", "lookup", "look", "up", "find", "search", "check", "do",
+               "make", "call", "run", "list", "create", "update", "delete", "query", "send"}  # fmt: skip
+
+
+def _names(name: str, text: str) -> bool:
+    """Whether ``text`` names the tool ``name``: the name itself, its words spaced out, or its
+    words other than a leading verb ("weather" for get_weather)."""
+    said = set(re.findall(r"[a-z0-9]+", text.lower()))
+    parts = [p for p in re.split(r"[_\W]+|(?<=[a-z])(?=[A-Z])", name) if p]
+    lowered = [p.lower() for p in parts]
+    if name.lower() in said or " ".join(lowered) in " ".join(re.findall(r"[a-z0-9]+", text.lower())):
+        return True
+    subject = [p for p in lowered if p not in _TOOL_VERBS]
+    return bool(subject) and all(p in said for p in subject)
+
+
 def _named_tool(ctx: ResponseContext, text: str) -> dict[str, Any] | None:
     functions = [t for t in ctx.tools if t.get("type") == "function"]
     choice = ctx.tool_choice
@@ -208,11 +238,8 @@ def _named_tool(ctx: ResponseContext, text: str) -> dict[str, Any] | None:
     if isinstance(choice, Mapping):
         wanted = choice.get("name") or (choice.get("function") or {}).get("name")
         return next((t for t in functions if t.get("name") == wanted), None)
-    lowered = text.lower()
     for tool in functions:
-        name = str(tool.get("name", ""))
-        spoken = name.replace("_", " ").lower()
-        if re.search(rf"\b{re.escape(name.lower())}\b", lowered) or spoken in lowered:
+        if _names(str(tool.get("name", "")), text):
             return tool
     if choice == "required":
         return functions[0]
@@ -221,7 +248,8 @@ def _named_tool(ctx: ResponseContext, text: str) -> dict[str, Any] | None:
 
 def default_responder(ctx: ResponseContext) -> list[Part]:
     """Deterministic replies derived from the input: it echoes text, measures audio, calls a
-    tool the user names (with schema-valid arguments) and reports a tool's output."""
+    tool the user names (with arguments from the user's words where the schema allows, see
+    `realtalk.simulator._arguments`) and reports a tool's output."""
     last = ctx.last_item
     if last is None:
         return [Text("Hello! How can I help you today?")]
@@ -243,77 +271,15 @@ def default_responder(ctx: ResponseContext) -> list[Part]:
         spoken = " ".join(texts)
         tool = _named_tool(ctx, spoken)
         if tool is not None:
-            arguments = example_value(tool.get("parameters") or {"type": "object"})
-            return [FunctionCall(str(tool["name"]), json.dumps(arguments))]
+            name = str(tool["name"])
+            schema = tool.get("parameters") or {"type": "object"}
+            arguments = arguments_from_words(schema, spoken, example_value, name)
+            return [FunctionCall(name, json.dumps(arguments))]
         if texts:
             return [Text(f"You said: {spoken}")]
         if audio_ms > 0:
             return [Text(f"I heard {audio_ms / 1000:.2f} s of speech.")]
     return [Text("I am listening.")]
-
-
-# ---- speech-like audio ------------------------------------------------------------------
-
-SAMPLE_RATE = 24000
-
-
-@dataclass(frozen=True)
-class Speech:
-    """Synthesised speech for a text: pcm16 at 24 kHz, and where each word starts (ms)."""
-
-    pcm: bytes
-    word_starts_ms: tuple[float, ...]
-    words: tuple[str, ...]
-
-
-def _glottal_table(size: int = 4096) -> np.ndarray:
-    """One period of a voiced source: 12 harmonics with a falling spectrum."""
-    phase = 2 * np.pi * np.arange(size) / size
-    table = sum(np.sin(k * phase) / k**1.2 for k in range(1, 13))
-    return np.asarray(table / np.abs(table).max(), dtype=np.float32)
-
-
-_GLOTTAL = _glottal_table()
-
-
-@functools.lru_cache(maxsize=4096)
-def _spoken_word(word: str) -> np.ndarray:
-    """A word's waveform (pcm16 samples), cached: replies reuse most of their words."""
-    seed = zlib.crc32(word.encode())
-    letters = max(1, sum(ch.isalnum() for ch in word))
-    duration = min(0.75, 0.12 + 0.055 * letters)
-    n = int(duration * SAMPLE_RATE)
-    t = np.arange(n, dtype=np.float32) / SAMPLE_RATE
-    f0 = (120 + seed % 60) + 25 * np.sin(np.pi * t / duration) - 10 * t / duration
-    cycles = np.cumsum(f0) / SAMPLE_RATE  # periods elapsed at each sample
-    size = len(_GLOTTAL)
-    voiced = _GLOTTAL[(cycles * size).astype(np.int64) % size]
-    syllables = max(1, round(letters / 3))
-    envelope = 0.55 + 0.45 * np.sin(np.pi * syllables * t / duration) ** 2
-    edge = min(n // 2, int(0.02 * SAMPLE_RATE))
-    if edge:
-        ramp = np.linspace(0.0, 1.0, edge, dtype=np.float32)
-        envelope[:edge] *= ramp
-        envelope[n - edge :] *= ramp[::-1]
-    return np.round(0.3 * 32767 * voiced * envelope).astype("<i2")
-
-
-@functools.lru_cache(maxsize=256)
-def synthesize_speech(text: str) -> Speech:
-    """Voiced, speech-like sound: a glottal-pulse-like harmonic tone (120-205 Hz, gliding)
-    shaped into syllables, words separated by short pauses and sentences by longer ones. Loud
-    enough for any energy or voicing VAD to call it speech; deterministic."""
-    words = tuple(text.split()) or ("…",)
-    chunks: list[np.ndarray] = []
-    starts: list[float] = []
-    position = 0
-    for word in words:
-        waveform = _spoken_word(word)
-        starts.append(position * 1000 / SAMPLE_RATE)
-        gap = int((0.32 if word[-1:] in ".!?;:," else 0.09) * SAMPLE_RATE)
-        chunks += [waveform, np.zeros(gap, dtype="<i2")]
-        position += len(waveform) + gap
-    return Speech(np.concatenate(chunks).tobytes(), tuple(starts), words)
 
 
 __all__ = [
@@ -326,9 +292,7 @@ __all__ = [
     "Responder",
     "ResponseContext",
     "ServerError",
-    "Speech",
     "Text",
     "default_responder",
     "example_value",
-    "synthesize_speech",
 ]

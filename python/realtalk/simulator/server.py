@@ -1,7 +1,8 @@
 """The simulator on the network: WebSocket connections at ``/v1/realtime`` (GA, or beta with
 ``OpenAI-Beta: realtime=v1``), the REST token endpoints, authentication, keepalive pings and
-session expiry. Each connection owns a task group: a reader, a writer, and one task per
-running response; nothing outlives the connection.
+session expiry. Each connection (`realtalk.simulator._connection.Connection`) owns a task
+group: a reader, a writer, and one task per running response; nothing outlives the
+connection.
 """
 
 from __future__ import annotations
@@ -9,36 +10,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from pathlib import Path
 
 import anyio
-import anyio.abc
-import msgspec
 
-from realtalk.errors import ConnectionClosed
 from realtalk.simulator import _config as cfg
 from realtalk.simulator._audio_io import make_vad
+from realtalk.simulator._connection import Connection, bearer_token
+from realtalk.simulator._connection import expiry_reason as expiry_reason
 from realtalk.simulator._ids import IdFactory
 from realtalk.simulator._validate import ClientError, Obj, enum, integer
-from realtalk.simulator.responder import Close, Drop, Responder
-from realtalk.simulator.session import (
-    ConnectionFault,
-    ResponseState,
-    ServerSession,
-    VadFactory,
-    stream_response,
-)
+from realtalk.simulator.responder import Responder
+from realtalk.simulator.script import Script
+from realtalk.simulator.speech import Synthesizer, default_synthesizer
+from realtalk.simulator.session import ServerSession, VadFactory
 from realtalk.transport import HTTPRequest, HTTPResponse, WebSocket, WebSocketServer
 
 logger = logging.getLogger("realtalk.simulator")
 Pace = Literal["fast", "realtime"]
-_encoder = msgspec.json.Encoder()
 MAX_MESSAGE_BYTES = 24 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON
-WRITE_HIGH_WATER = 1 << 20
 PATH = "/v1/realtime"
 
 
@@ -50,6 +44,7 @@ class VirtualClock:
         self._now = start
 
     def time(self) -> float:
+        """The clock's time: advanced only by `sleep`."""
         return self._now
 
     def advance(self, seconds: float) -> None:
@@ -57,15 +52,20 @@ class VirtualClock:
         self._now += max(0.0, seconds)
 
     async def sleep(self, seconds: float) -> None:
+        """Advance the clock at once (nothing waits)."""
         self._now += max(0.0, seconds)
         await anyio.lowlevel.checkpoint()
 
 
 class WallClock:
+    """Real time: the wall clock and anyio's sleep (the default pace)."""
+
     def time(self) -> float:
+        """Seconds since the epoch (`time.time`)."""
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
+        """Wait for real."""
         await anyio.sleep(seconds)
 
 
@@ -103,6 +103,10 @@ class Simulator:
 
     - ``responder``: what the model says (see `realtalk.simulator.responder`); default: the
       deterministic `default_responder`.
+    - ``script``: a scripted session instead (`realtalk.simulator.script`): a `Script`, the
+      path of its JSON file, or the parsed JSON; not together with ``responder``.
+    - ``synthesizer``: how replies sound (see `realtalk.simulator.speech`); default:
+      espeak-ng speech when ``espeak-ng`` is installed, else the speech-like `buzz`.
     - ``api_keys``: accepted keys (``None`` accepts any key; a missing key is always refused
       with the `error` event and close 3000, as the real server does). ``ek_`` tokens from
       the REST endpoints are accepted until they expire.
@@ -127,6 +131,8 @@ class Simulator:
         port: int = 0,
         *,
         responder: Responder | None = None,
+        script: Script | str | Path | dict[str, Any] | list[Any] | None = None,
+        synthesizer: Synthesizer | None = None,
         api_keys: set[str] | list[str] | tuple[str, ...] | None = None,
         beta: Literal["accept", "retired"] = "accept",
         pace: Pace = "fast",
@@ -148,7 +154,16 @@ class Simulator:
         self.host = host
         self._requested_port = port
         self.port = 0
+        if script is not None:
+            if responder is not None:
+                raise ValueError("pass a responder or a script, not both")
+            if isinstance(script, (str, Path)):
+                script = Script.load(script)
+            elif not isinstance(script, Script):
+                script = Script.from_json(script)
+            responder = script
         self.responder = responder
+        self.synthesizer = synthesizer or default_synthesizer()
         self.api_keys = None if api_keys is None else set(api_keys)
         self.beta = beta
         self.pace = pace
@@ -159,7 +174,7 @@ class Simulator:
         self.drop_after_events = drop_after_events
         self.vad_factory = vad_factory or make_vad
         self._stats = SimulatorStats()
-        self._live: set[_Connection] = set()
+        self._live: set[Connection] = set()
         self._seed = seed
         self._ids = IdFactory(f"{seed}:simulator")
         self._tokens: dict[str, _Token] = {}
@@ -181,10 +196,12 @@ class Simulator:
 
     @property
     def url(self) -> str:
+        """The WebSocket URL clients connect to (`ws://HOST:PORT/v1/realtime`)."""
         return f"ws://{self._url_host}:{self.port}{PATH}"
 
     @property
     def http_url(self) -> str:
+        """The base URL of the REST endpoints (`http://HOST:PORT/v1`)."""
         return f"http://{self._url_host}:{self.port}/v1"
 
     @property
@@ -246,7 +263,7 @@ class Simulator:
             return 404, _api_error(f"Invalid URL ({method} {path})", None, None)
         if method != "POST":
             return 405, _api_error(f"Invalid method for URL ({method} {path})", None, None)
-        key = _bearer(headers.get("authorization", ""))
+        key = bearer_token(headers.get("authorization", ""))
         problem = self._check_key(key, allow_ephemeral=False)
         if problem is not None:
             return 401, {"error": problem.payload(None) | {"event_id": None}}
@@ -364,7 +381,7 @@ class Simulator:
         started = time.monotonic()
         path = ws.request.path.split("?", 1)[0] if ws.request is not None else "?"
         logger.info("connection %d opened: %s", number, path)
-        connection = _Connection(self, ws)
+        connection = Connection(self, ws)
         self._live.add(connection)
         try:
             await connection.run()
@@ -383,313 +400,9 @@ def _api_error(message: str, param: str | None, code: str | None) -> dict[str, A
     }
 
 
-def _bearer(value: str) -> str | None:
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
 def _select_subprotocol(request: HTTPRequest, offered: Sequence[str]) -> str | None:
     # Browsers offer "realtime" plus the key as a subprotocol; answer "realtime" only then.
     return "realtime" if "realtime" in offered else None
-
-
-class _Connection:
-    """One WebSocket: a reader feeding the session, a single writer (so events keep the order
-    the session produced them in), and one task per running response."""
-
-    def __init__(self, sim: Simulator, ws: WebSocket) -> None:
-        self.sim = sim
-        self.ws = ws
-        self.session: ServerSession | None = None
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._wake = anyio.Event()
-        self._drained = anyio.Event()
-        self._close_with: tuple[int, str] | None = None
-        self._dropped = False
-        self._events_sent = 0
-        self._task_group: anyio.abc.TaskGroup | None = None
-
-    # -- output --
-
-    def push(self) -> None:
-        """Serialise what the session queued and send it, in order: straight to the socket
-        while nothing waits ahead of it (no task switch), else through the writer."""
-        if self.session is None or self._dropped or self._close_with is not None:
-            return
-        events = self.session.drain()
-        if not events:  # most appends answer nothing: leave the writer asleep
-            return
-        limit = self.sim.drop_after_events
-        queue = self._queue
-        send_now = None if queue else self.ws.try_send_text
-        for event in events:
-            if limit is not None and self._events_sent >= limit:
-                self._drop()
-                return
-            data = _encoder.encode(event)
-            self._events_sent += 1
-            if send_now is not None:
-                if send_now(data):
-                    self.sim._stats.events_sent += 1
-                    continue
-                send_now = None  # refused (a write in progress, backpressure): queue from here
-            queue.append(data)
-            self._queued_bytes += len(data)
-        if queue:
-            self._wake.set()
-
-    async def flush(self) -> None:
-        self.push()
-        while self._queued_bytes > WRITE_HIGH_WATER and not (self._dropped or self._closing_done):
-            self._drained = anyio.Event()
-            await self._drained.wait()
-        await anyio.lowlevel.checkpoint()
-
-    def close(self, code: int, reason: str) -> None:
-        """Send what is queued, then the close frame."""
-        self.push()
-        if self._close_with is None:
-            self._close_with = (code, reason)
-            self._wake.set()
-
-    def _drop(self) -> None:
-        # What is queued still goes out; nothing after it, and no close frame.
-        self._dropped = True
-        self._wake.set()
-
-    _closing_done = False
-
-    async def _writer(self) -> None:
-        ws = self.ws
-        while True:
-            while self._queue:
-                # Everything queued goes out in one socket write.
-                burst = list(self._queue)
-                self._queue.clear()
-                self._queued_bytes -= sum(len(data) for data in burst)
-                await ws.send_texts(burst)
-                self.sim._stats.events_sent += len(burst)
-            self._drained.set()
-            if self._dropped:
-                # A fault hook: the TCP connection ends without a close frame (1006).
-                ws.abort("dropped by a simulator fault hook")
-                raise _Finished
-            if self._close_with is not None:
-                self._closing_done = True
-                await ws.close(*self._close_with)
-                raise _Finished
-            self._wake = anyio.Event()
-            if self._queue:
-                continue
-            await self._wake.wait()
-
-    # -- lifecycle --
-
-    async def run(self) -> None:
-        try:
-            async with anyio.create_task_group() as tg:
-                self._task_group = tg
-                tg.start_soon(self._writer)
-                if self._open_session():
-                    tg.start_soon(self._expiry)
-                    tg.start_soon(self._reader)
-        except* _Finished:
-            pass
-        except* ConnectionClosed:
-            pass
-        finally:
-            if self.session is not None:
-                stats = self.sim._stats
-                stats.input_audio_bytes += self.session.stats.input_audio_bytes
-                stats.output_audio_bytes += self.session.stats.output_audio_bytes
-                stats.responses += self.session.stats.responses
-                stats.errors += self.session.stats.errors
-
-    def _open_session(self) -> bool:
-        request = self.ws.request
-        assert request is not None
-        headers = request.headers
-        query = request.query
-        subprotocols = [
-            p.strip()
-            for value in headers.get_all("Sec-WebSocket-Protocol")
-            for p in value.split(",")
-        ]
-        beta = headers.get("OpenAI-Beta", "").replace(" ", "") == "realtime=v1"
-        beta = beta or "openai-beta.realtime-v1" in subprotocols
-        key = _bearer(headers.get("Authorization", ""))
-        if key is None:
-            key = next(
-                (
-                    p[len("openai-insecure-api-key.") :]
-                    for p in subprotocols
-                    if p.startswith("openai-insecure-api-key.")
-                ),
-                None,
-            )
-        problem = self.sim._check_key(key, allow_ephemeral=True)
-        if problem is not None:
-            self._refuse(problem, 3000)
-            return False
-        if beta and self.sim.beta == "retired":
-            self._refuse(
-                ClientError(
-                    "beta_api_shape_disabled",
-                    "The Realtime Beta API is no longer supported. Please use /v1/realtime for "
-                    "the GA API.",
-                ),
-                4000,
-            )
-            return False
-        token = self.sim._tokens.get(key or "")
-        protocol: Literal["ga", "beta"] = "beta" if beta else "ga"
-        intent = query.get("intent", token.intent if token else "realtime")
-        model = query.get("model") or (token.model if token else None)
-        if intent not in ("realtime", "transcription"):
-            self._refuse(
-                ClientError(
-                    "invalid_value",
-                    f"Invalid value: '{intent}'. Supported "
-                    "values are: 'realtime' and 'transcription'.",
-                    "intent",
-                ),
-                4000,
-            )
-            return False
-        if model is None and intent != "transcription":
-            self._refuse(
-                ClientError("missing_model", "Missing required parameter: 'model'.", "model"), 4000
-            )
-            return False
-        if model is not None and not cfg.model_supported(model):
-            self._refuse(
-                ClientError(
-                    "invalid_model",
-                    f'Model "{model}" is not supported in realtime mode. Please use a realtime '
-                    "model such as gpt-realtime.",
-                    "model",
-                ),
-                4000,
-            )
-            return False
-        self.sim._stats.sessions += 1
-        index = self.sim._stats.sessions
-        session = ServerSession(
-            protocol=protocol,
-            model=model or "gpt-realtime",
-            intent=intent,
-            ids=IdFactory(f"{self.sim._seed}:{index}"),
-            now=self.sim.clock.time,
-            max_session_s=self.sim.max_session_s,
-            vad_factory=self.sim.vad_factory,
-            audio_chunk_ms=self.sim.audio_chunk_ms,
-        )
-        if token is not None and token.protocol == protocol:
-            session.preconfigure(token.config)
-        self.session = session
-        session.start()
-        self.push()
-        return True
-
-    def _refuse(self, problem: ClientError, code: int) -> None:
-        event = {
-            "type": "error",
-            "event_id": IdFactory(None).new("event"),
-            "error": problem.payload(None),
-        }
-        data = _encoder.encode(event)
-        self._queue.append(data)
-        self._queued_bytes += len(data)
-        suffix = f".{problem.code}" if problem.code else ""
-        self._close_with = (code, f"invalid_request_error{suffix}")
-        self._wake.set()
-
-    async def _reader(self) -> None:
-        assert self.session is not None
-        session = self.session
-        stats = self.sim._stats
-
-        # Called by the transport's reader as each message arrives: no hand-off to this task.
-        def on_message(data: bytes, is_text: bool) -> None:
-            stats.events_received += 1
-            if is_text:
-                session.feed_text(data)
-            else:
-                session.feed(data)
-            # Most appends start nothing and answer nothing: skip the calls then.
-            if session.has_new_responses:
-                self._start_responses()
-            if session.has_output:
-                self.push()
-
-        await self.ws.consume(on_message)
-
-    def _start_responses(self) -> None:
-        assert self.session is not None and self._task_group is not None
-        for response in self.session.take_new_responses():
-            self._task_group.start_soon(self._run_response, response)
-
-    async def _run_response(self, response: ResponseState) -> None:
-        assert self.session is not None
-        session = self.session
-        sim = self.sim
-        try:
-            await stream_response(
-                session,
-                response,
-                sim.responder,
-                flush=self.flush,
-                sleep=sim.clock.sleep,
-                realtime=sim.pace == "realtime",
-            )
-        except ConnectionFault as fault:
-            if isinstance(fault.part, Close):
-                self.close(fault.part.code, fault.part.reason)
-            elif isinstance(fault.part, Drop):
-                self.push()
-                self._drop()
-        except Exception as exc:  # a responder bug fails the response, not the server
-            logger.exception("responder failed")
-            session.fail_response(response, f"The responder raised {type(exc).__name__}: {exc}")
-            self.push()
-        self._start_responses()
-
-    async def _expiry(self) -> None:
-        # Always wall time: a virtual clock jumps ahead on every sleep, which would end every
-        # session at once.
-        assert self.session is not None
-        await anyio.sleep(self.sim.max_session_s)
-        reason = expiry_reason(self.sim.max_session_s)
-        if self.session.protocol == "beta":
-            self.session.emit(
-                "error",
-                error={
-                    "type": "invalid_request_error",
-                    "code": "session_expired",
-                    "message": reason,
-                    "param": None,
-                    "event_id": None,
-                },
-            )
-        self.close(1001, reason)
-
-
-def expiry_reason(max_session_s: float) -> str:
-    """The close reason (GA) and error message (beta) at the session limit:
-    "Your session hit the maximum duration of 60 minutes." for the default 3600 s."""
-    if max_session_s % 60 == 0:
-        minutes = int(max_session_s // 60)
-        span = f"{minutes} minute" + ("s" if minutes != 1 else "")
-    else:
-        span = f"{max_session_s:g} second" + ("s" if max_session_s != 1 else "")
-    return f"Your session hit the maximum duration of {span}."
-
-
-class _Finished(Exception):
-    pass
 
 
 async def run_simulator(
