@@ -15,7 +15,7 @@ use crate::codec::{
 use crate::pcm::{f32_to_pcm16_into, pcm16_to_f32_into};
 use crate::resample::{Quality, Resampler};
 use crate::ring::PlaybackBuffer;
-use crate::AudioError;
+use crate::{memory, AudioError};
 
 /// The audio format of the session on the wire, and with it the wire's sample rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -938,7 +938,7 @@ impl Uplink {
             }
             None => mono,
         };
-        self.wire_i16.resize(wire.len(), 0);
+        memory::resize(&mut self.wire_i16, wire.len(), 0, "the wire samples")?;
         f32_to_pcm16_into(wire, &mut self.wire_i16)?;
         self.finish_stage()
     }
@@ -970,7 +970,7 @@ impl Uplink {
         if let Some(resampler) = &mut self.resampler {
             self.wire_f32.clear();
             resampler.flush_into(&mut self.wire_f32);
-            self.wire_i16.resize(self.wire_f32.len(), 0);
+            memory::resize(&mut self.wire_i16, self.wire_f32.len(), 0, "the wire samples")?;
             f32_to_pcm16_into(&self.wire_f32, &mut self.wire_i16)?;
         }
         self.finish_stage()
@@ -980,11 +980,11 @@ impl Uplink {
         match self.format {
             WireFormat::Pcm16 => {}
             WireFormat::G711Ulaw => {
-                self.codes.resize(self.wire_i16.len(), 0);
+                memory::resize(&mut self.codes, self.wire_i16.len(), 0, "the G.711 codes")?;
                 ulaw_encode_into(&self.wire_i16, &mut self.codes)?;
             }
             WireFormat::G711Alaw => {
-                self.codes.resize(self.wire_i16.len(), 0);
+                memory::resize(&mut self.codes, self.wire_i16.len(), 0, "the G.711 codes")?;
                 alaw_encode_into(&self.wire_i16, &mut self.codes)?;
             }
         }
@@ -1018,7 +1018,7 @@ impl Uplink {
 
     fn write_event_to_vec(&self, event_id: Option<&str>, out: &mut Vec<u8>) -> Result<(), AudioError> {
         let start = out.len();
-        out.resize(start + self.event_len(event_id), 0);
+        memory::resize(out, start + self.event_len(event_id), 0, "the event")?;
         self.write_event(event_id, &mut out[start..])
     }
 
@@ -1113,7 +1113,7 @@ impl Downlink {
                         "pcm16 audio must be a whole number of 2-byte samples, got {byte_len} bytes"
                     )));
                 }
-                self.wire_i16.resize(byte_len / 2, 0);
+                memory::resize(&mut self.wire_i16, byte_len / 2, 0, "the wire samples")?;
                 #[cfg(target_endian = "little")]
                 {
                     // SAFETY: every bit pattern is a valid i16, u8 has alignment 1, and the
@@ -1126,7 +1126,7 @@ impl Downlink {
                 }
                 #[cfg(not(target_endian = "little"))]
                 {
-                    self.wire_bytes.resize(byte_len, 0);
+                    memory::resize(&mut self.wire_bytes, byte_len, 0, "the wire bytes")?;
                     b64_decode_into(audio, &mut self.wire_bytes)?;
                     for (sample, pair) in self.wire_i16.iter_mut().zip(self.wire_bytes.chunks_exact(2)) {
                         *sample = i16::from_le_bytes([pair[0], pair[1]]);
@@ -1134,9 +1134,9 @@ impl Downlink {
                 }
             }
             WireFormat::G711Ulaw | WireFormat::G711Alaw => {
-                self.wire_bytes.resize(byte_len, 0);
+                memory::resize(&mut self.wire_bytes, byte_len, 0, "the wire bytes")?;
                 b64_decode_into(audio, &mut self.wire_bytes)?;
-                self.wire_i16.resize(byte_len, 0);
+                memory::resize(&mut self.wire_i16, byte_len, 0, "the wire samples")?;
                 if self.format == WireFormat::G711Ulaw {
                     ulaw_decode_into(&self.wire_bytes, &mut self.wire_i16)?;
                 } else {
@@ -1169,7 +1169,7 @@ impl Downlink {
         self.decode_wire(audio)?;
         Self::check_output_len(self.output_len_for(self.wire_i16.len()), out.len())?;
         if let Some(resampler) = &mut self.resampler {
-            self.wire_f32.resize(self.wire_i16.len(), 0.0);
+            memory::resize(&mut self.wire_f32, self.wire_i16.len(), 0.0, "the wire samples")?;
             pcm16_to_f32_into(&self.wire_i16, &mut self.wire_f32)?;
             self.out_f32.clear();
             resampler.process_into(&self.wire_f32, &mut self.out_f32)?;
@@ -1219,7 +1219,7 @@ impl Downlink {
     /// On error nothing is appended and the stream is unchanged.
     pub fn decode_f32(&mut self, audio: &[u8], out: &mut Vec<f32>) -> Result<(), AudioError> {
         let start = out.len();
-        out.resize(start + self.output_len(audio)?, 0.0);
+        memory::resize(out, start + self.output_len(audio)?, 0.0, "the decoded samples")?;
         let decoded = self.decode_f32_into(audio, &mut out[start..]);
         if decoded.is_err() {
             out.truncate(start);
@@ -1230,7 +1230,7 @@ impl Downlink {
     /// Decodes one delta's base64 audio and appends its PCM16 samples at `out_rate` to `out`.
     pub fn decode_i16(&mut self, audio: &[u8], out: &mut Vec<i16>) -> Result<(), AudioError> {
         let start = out.len();
-        out.resize(start + self.output_len(audio)?, 0);
+        memory::resize(out, start + self.output_len(audio)?, 0, "the decoded samples")?;
         let decoded = self.decode_i16_into(audio, &mut out[start..]);
         if decoded.is_err() {
             out.truncate(start);
@@ -1657,7 +1657,7 @@ mod tests {
         let mut downlink = Downlink::new(24_000, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
         let mut playback = PlaybackBuffer::new(24_000, 1000).unwrap();
         assert_eq!(downlink.decode_into_playback("i", 0, audio.as_bytes(), &mut playback), Ok((480, 480)));
-        assert_eq!(playback.pull(480), samples);
+        assert_eq!(playback.pull(480).unwrap(), samples);
         let mut wrong_rate = PlaybackBuffer::new(48_000, 1000).unwrap();
         assert!(downlink.decode_into_playback("i", 0, audio.as_bytes(), &mut wrong_rate).is_err());
         assert!(downlink.decode_into_playback("i", -1, audio.as_bytes(), &mut playback).is_err());

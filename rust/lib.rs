@@ -5,6 +5,7 @@
 //! so `cargo test --no-default-features` and the criterion benches need no libpython.
 
 pub mod error;
+pub mod memory;
 // ---- pcm ----
 pub mod pcm;
 

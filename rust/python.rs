@@ -5,15 +5,89 @@
 //! allocation); work on large inputs runs detached from the interpreter; every `AudioError`
 //! becomes a `ValueError`. Sections are grouped by core module.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::AudioError;
 
 impl From<AudioError> for PyErr {
     fn from(err: AudioError) -> PyErr {
-        PyValueError::new_err(err.to_string())
+        match err {
+            AudioError::Invalid(message) => PyValueError::new_err(message),
+            AudioError::OutOfMemory(message) => PyMemoryError::new_err(message),
+        }
     }
+}
+
+/// A Python `int` argument of any size (a size, a rate, a duration), checked against its
+/// range by `within` so that negative and huge values alike get one `ValueError` naming the
+/// argument and its range (pyo3's own conversion to `usize`/`u32` raises `OverflowError`,
+/// whose message names neither).
+#[derive(Clone, Copy, Debug)]
+pub struct Int(i128);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Int {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i128>() {
+            Ok(value) => Ok(Self(value)),
+            // Beyond +-2**127: what matters is only which side.
+            Err(err) if err.is_instance_of::<PyOverflowError>(obj.py()) => {
+                Ok(Self(if obj.lt(0)? { i128::MIN } else { i128::MAX }))
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Int {
+    /// The value if it lies in `min..=max`, else a `ValueError` such as "capacity must be an
+    /// integer from 1 to 2147483648 samples, got -1".
+    fn within<T: TryFrom<i128>>(self, name: &str, min: T, max: T, unit: &str) -> PyResult<T>
+    where
+        i128: From<T>,
+    {
+        let (low, high) = (i128::from(min), i128::from(max));
+        if (low..=high).contains(&self.0) {
+            if let Ok(value) = T::try_from(self.0) {
+                return Ok(value);
+            }
+        }
+        let got = match self.0 {
+            i128::MIN => "an integer below -2**127".to_owned(),
+            i128::MAX => "an integer above 2**127".to_owned(),
+            value => value.to_string(),
+        };
+        Err(PyValueError::new_err(format!(
+            "{name} must be an integer from {low} to {high}{unit}, got {got}"
+        )))
+    }
+
+    /// A sample count from `min` to `ring::MAX_SAMPLES`.
+    fn samples(self, name: &str, min: usize) -> PyResult<usize> {
+        let max = crate::ring::MAX_SAMPLES as u64;
+        Ok(self.within(name, min as u64, max, " samples")? as usize)
+    }
+
+    /// A count that only bounds how much is returned (`read(n)`): any non-negative integer,
+    /// larger ones clamped.
+    fn limit(self, name: &str) -> PyResult<usize> {
+        if self.0 >= 0 {
+            return Ok(usize::try_from(self.0).unwrap_or(usize::MAX));
+        }
+        self.within(name, 0, u64::MAX, "").map(|_| 0)
+    }
+}
+
+/// A sample rate the resampler supports, in Hz.
+fn resampler_rate(name: &str, value: Int) -> PyResult<u32> {
+    value.within(name, crate::resample::MIN_RATE, crate::resample::MAX_RATE, " Hz")
+}
+
+/// A channel count from 1 to `max`.
+fn channel_count(value: Int, max: usize) -> PyResult<usize> {
+    Ok(value.within("channels", 1, max as u64, "")? as usize)
 }
 
 // ---- pcm ----
@@ -106,6 +180,15 @@ fn get_buffer<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Borrowed<'py
     }
     if let Ok(array) = obj.cast::<PyUntypedArray>() {
         check_vector(array, what)?;
+        if array.dtype().has_object() {
+            // Its bytes are the addresses of Python objects: encoding them would leak
+            // pointers and decode to nothing meaningful.
+            return Err(PyValueError::new_err(format!(
+                "expected {what}, got an array of Python objects (dtype {}); its bytes are \
+                 pointers, not data",
+                describe_dtype(array)
+            )));
+        }
         return Ok(Borrowed::Array(array.clone()));
     }
     let buffer = PyBuffer::<u8>::get(obj).map_err(|_| {
@@ -165,18 +248,67 @@ fn with_slice<T: Element + Sync, R: Send>(
     Ok(py.detach(|| work(slice)))
 }
 
+/// A new zeroed 1-D array of `len` elements, or numpy's `MemoryError` if it cannot be had
+/// (`PyArray1::zeros` panics instead, which surfaces as a `PanicException`).
+fn zeros_array<T: Element>(py: Python<'_>, len: usize) -> PyResult<Bound<'_, PyArray1<T>>> {
+    let mut dims = array_dims(len)?;
+    // SAFETY: a 1-D request with a valid dtype reference (which numpy steals); a null result
+    // carries numpy's exception, turned into an error by `from_owned_ptr_or_err`.
+    unsafe {
+        let array = numpy::PY_ARRAY_API.PyArray_Zeros(
+            py,
+            1,
+            dims.as_mut_ptr(),
+            numpy::dtype::<T>(py).into_dtype_ptr(),
+            0,
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, array)?.cast_into_unchecked())
+    }
+}
+
+fn array_dims(len: usize) -> PyResult<[numpy::npyffi::npy_intp; 1]> {
+    Ok([numpy::npyffi::npy_intp::try_from(len)
+        .map_err(|_| PyMemoryError::new_err(format!("cannot allocate an array of {len} elements")))?])
+}
+
+/// A new 1-D array of `len` elements left uninitialised, or numpy's `MemoryError` (where
+/// `PyArray1::new` would panic). The cheapest allocation numpy offers: no zeroing, and unlike
+/// `PyArray_Zeros` it does not detach from the interpreter around the allocation.
+///
+/// # Safety
+/// The caller must write every element before anything reads it.
+unsafe fn uninit_array<T: Element>(py: Python<'_>, len: usize) -> PyResult<Bound<'_, PyArray1<T>>> {
+    let mut dims = array_dims(len)?;
+    // SAFETY: a 1-D C-ordered request with a valid dtype reference (which numpy steals) and
+    // numpy's own array type; a null result carries numpy's exception.
+    unsafe {
+        let array = numpy::PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            numpy::npyffi::get_type_object(py, numpy::npyffi::NpyTypes::PyArray_Type),
+            numpy::dtype::<T>(py).into_dtype_ptr(),
+            1,
+            dims.as_mut_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, array)?.cast_into_unchecked())
+    }
+}
+
 /// A new 1-D array of `len` elements filled by `fill` (numpy's own allocation, zeroed first so
 /// the kernel never sees uninitialised memory).
 fn new_array<T: Element + Send>(
     py: Python<'_>,
     len: usize,
     fill: impl FnOnce(&mut [T]) + Send,
-) -> Bound<'_, PyArray1<T>> {
-    let array = PyArray1::<T>::zeros(py, len, false);
+) -> PyResult<Bound<'_, PyArray1<T>>> {
+    let array = zeros_array::<T>(py, len)?;
     // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
-    let slice = unsafe { array.as_slice_mut() }.expect("a fresh array is contiguous");
+    let slice = unsafe { array.as_slice_mut() }?;
     detach_if_large(py, len, || fill(slice));
-    array
+    Ok(array)
 }
 
 /// PCM16 input: an int16 array, or little-endian bytes-like data.
@@ -272,9 +404,9 @@ fn float_to_pcm16_py<'py>(
         )));
     };
     let dtype = array.dtype();
-    let output = PyArray1::<i16>::zeros(py, array.len(), false);
+    let output = zeros_array::<i16>(py, array.len())?;
     // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
-    let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+    let out = unsafe { output.as_slice_mut() }?;
     if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
         let input = get_array::<f32>(samples, FLOAT_INPUT)?;
         with_slice(&input, |input| crate::pcm::f32_to_pcm16_into(input, out))??;
@@ -306,9 +438,9 @@ fn pcm16_to_float_py<'py>(
     samples: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let input = get_pcm16(samples)?;
-    let output = PyArray1::<f32>::zeros(py, input.len(), false);
+    let output = zeros_array::<f32>(py, input.len())?;
     // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
-    let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+    let out = unsafe { output.as_slice_mut() }?;
     input.with_samples(py, |input| crate::pcm::pcm16_to_f32_into(input, out))??;
     Ok(output)
 }
@@ -502,9 +634,9 @@ fn pcm16_from_base64_py<'py>(
             "PCM16 data must have an even number of bytes, the base64 text decodes to {len}"
         )));
     }
-    let output = PyArray1::<i16>::zeros(py, len / 2, false);
+    let output = zeros_array::<i16>(py, len / 2)?;
     // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
-    let samples = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+    let samples = unsafe { output.as_slice_mut() }?;
     detach_if_large(py, text.len(), || {
         // SAFETY: the i16 buffer viewed as bytes; every byte pattern is a valid i16.
         let bytes = unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast(), len) };
@@ -543,9 +675,9 @@ macro_rules! g711_pyfunctions {
             pcm16: &Bound<'py, PyAny>,
         ) -> PyResult<Bound<'py, PyArray1<u8>>> {
             let input = get_pcm16(pcm16)?;
-            let output = PyArray1::<u8>::zeros(py, input.len(), false);
+            let output = zeros_array::<u8>(py, input.len())?;
             // SAFETY: the array was just created and is referenced nowhere else.
-            let out = unsafe { output.as_slice_mut() }.expect("a fresh array is contiguous");
+            let out = unsafe { output.as_slice_mut() }?;
             input.with_samples(py, |input| $encode_kernel(input, out))??;
             Ok(output)
         }
@@ -561,9 +693,10 @@ macro_rules! g711_pyfunctions {
         ) -> PyResult<Bound<'py, PyArray1<i16>>> {
             let input = codes_input(codes)?;
             let input = input.bytes();
-            Ok(new_array(py, input.len(), |out| {
-                $decode_kernel(input, out).expect("the output has the input's length");
-            }))
+            let mut decoded = Ok(());
+            let output = new_array(py, input.len(), |out| decoded = $decode_kernel(input, out))?;
+            decoded?;
+            Ok(output)
         }
     };
 }
@@ -605,7 +738,8 @@ pub struct PyRingBuffer {
 #[pymethods]
 impl PyRingBuffer {
     #[new]
-    fn new(capacity: usize) -> PyResult<Self> {
+    fn new(capacity: Int) -> PyResult<Self> {
+        let capacity = capacity.samples("capacity", 1)?;
         Ok(Self { inner: Mutex::new(crate::ring::RingBuffer::new(capacity)?) })
     }
 
@@ -616,15 +750,23 @@ impl PyRingBuffer {
     }
 
     /// Removes and returns up to `n` of the oldest samples.
-    fn read<'py>(&self, py: Python<'py>, n: usize) -> Bound<'py, PyArray1<i16>> {
-        let output = lock(&self.inner).read(n);
-        PyArray1::from_vec(py, output)
+    fn read<'py>(&self, py: Python<'py>, n: Int) -> PyResult<Bound<'py, PyArray1<i16>>> {
+        let n = n.limit("n")?;
+        let mut ring = lock(&self.inner);
+        let output = zeros_array::<i16>(py, n.min(ring.len()))?;
+        // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+        ring.read_into(unsafe { output.as_slice_mut() }?);
+        Ok(output)
     }
 
     /// Returns up to `n` of the oldest samples without removing them.
-    fn peek<'py>(&self, py: Python<'py>, n: usize) -> Bound<'py, PyArray1<i16>> {
-        let output = lock(&self.inner).peek(n);
-        PyArray1::from_vec(py, output)
+    fn peek<'py>(&self, py: Python<'py>, n: Int) -> PyResult<Bound<'py, PyArray1<i16>>> {
+        let n = n.limit("n")?;
+        let ring = lock(&self.inner);
+        let output = zeros_array::<i16>(py, n.min(ring.len()))?;
+        // SAFETY: as in `read`.
+        ring.peek_into(unsafe { output.as_slice_mut() }?);
+        Ok(output)
     }
 
     fn clear(&self) {
@@ -685,8 +827,10 @@ pub struct PyPlaybackBuffer {
 #[pymethods]
 impl PyPlaybackBuffer {
     #[new]
-    #[pyo3(signature = (sample_rate, capacity_ms = 60_000))]
-    fn new(sample_rate: u32, capacity_ms: u32) -> PyResult<Self> {
+    #[pyo3(signature = (sample_rate, capacity_ms = Int(60_000)), text_signature = "(sample_rate, capacity_ms=60000)")]
+    fn new(sample_rate: Int, capacity_ms: Int) -> PyResult<Self> {
+        let sample_rate = sample_rate.within("sample_rate", 1, u32::MAX, " Hz")?;
+        let capacity_ms = capacity_ms.within("capacity_ms", 0, u32::MAX, " ms")?;
         Ok(Self { inner: Mutex::new(crate::ring::PlaybackBuffer::new(sample_rate, capacity_ms)?) })
     }
 
@@ -697,9 +841,11 @@ impl PyPlaybackBuffer {
     }
 
     /// The next `n` samples, zero-filled past what is queued.
-    fn pull<'py>(&self, py: Python<'py>, n: usize) -> Bound<'py, PyArray1<i16>> {
-        let output = lock(&self.inner).pull(n);
-        PyArray1::from_vec(py, output)
+    fn pull<'py>(&self, py: Python<'py>, n: Int) -> PyResult<Bound<'py, PyArray1<i16>>> {
+        let output = zeros_array::<i16>(py, n.samples("n", 0)?)?;
+        // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+        lock(&self.inner).pull_into(unsafe { output.as_slice_mut() }?);
+        Ok(output)
     }
 
     /// Fills a writable int16 array in place; returns how many real samples it got.
@@ -798,24 +944,13 @@ mod resample_bindings {
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
+    use super::{channel_count, resampler_rate, Int};
     use crate::resample::{self, Quality};
-    use crate::AudioError;
+    use crate::{memory, AudioError};
 
     /// Inputs longer than this many samples are resampled with the interpreter released.
     const DETACH_SAMPLES: usize = 1 << 15;
 
-    fn rate(name: &str, value: i64) -> Result<u32, AudioError> {
-        u32::try_from(value)
-            .ok()
-            .filter(|rate| (resample::MIN_RATE..=resample::MAX_RATE).contains(rate))
-            .ok_or_else(|| {
-                AudioError::invalid(format!(
-                    "{name} must be an integer from {} to {} Hz, got {value}",
-                    resample::MIN_RATE,
-                    resample::MAX_RATE
-                ))
-            })
-    }
 
     /// A borrowed, checked input: its samples and the shape the output must mirror.
     enum Samples<'py> {
@@ -898,6 +1033,14 @@ mod resample_bindings {
     const LAST_I16: u8 = 1;
     const LAST_2D: u8 = 2;
 
+    /// Room for everything `process` emits for `samples` more input samples, asked for
+    /// fallibly: the output can be 24 times the input (8 to 192 kHz).
+    fn output_vec<T>(resampler: &resample::Resampler, samples: usize) -> Result<Vec<T>, AudioError> {
+        let channels = resampler.channels();
+        let len = resampler.output_len_for(samples / channels).checked_mul(channels);
+        memory::with_capacity(len.unwrap_or(usize::MAX), "the resampled output")
+    }
+
     impl Resampler {
         fn lock(&self) -> MutexGuard<'_, resample::Resampler> {
             // A panic cannot happen while the lock is held (the kernels return errors instead),
@@ -909,19 +1052,14 @@ mod resample_bindings {
     #[pymethods]
     impl Resampler {
         #[new]
-        #[pyo3(signature = (in_rate, out_rate, *, channels = 1, quality = "high"))]
-        fn new(in_rate: i64, out_rate: i64, channels: i64, quality: &str) -> PyResult<Self> {
-            let in_rate = rate("in_rate", in_rate)?;
-            let out_rate = rate("out_rate", out_rate)?;
-            let channels = usize::try_from(channels)
-                .ok()
-                .filter(|c| (1..=resample::MAX_CHANNELS).contains(c))
-                .ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "channels must be from 1 to {}, got {channels}",
-                        resample::MAX_CHANNELS
-                    ))
-                })?;
+        #[pyo3(
+            signature = (in_rate, out_rate, *, channels = Int(1), quality = "high"),
+            text_signature = "(in_rate, out_rate, *, channels=1, quality=\"high\")"
+        )]
+        fn new(in_rate: Int, out_rate: Int, channels: Int, quality: &str) -> PyResult<Self> {
+            let in_rate = resampler_rate("in_rate", in_rate)?;
+            let out_rate = resampler_rate("out_rate", out_rate)?;
+            let channels = channel_count(channels, resample::MAX_CHANNELS)?;
             let inner =
                 resample::Resampler::new(in_rate, out_rate, channels, Quality::parse(quality)?)?;
             let delay = inner.delay();
@@ -951,9 +1089,7 @@ mod resample_bindings {
             match borrowed {
                 Samples::F32(array) => {
                     let input = array.as_slice().map_err(not_contiguous)?;
-                    let mut out = Vec::with_capacity(
-                        resampler.output_len_for(input.len() / self.channels) * self.channels,
-                    );
+                    let mut out = output_vec(resampler, input.len())?;
                     if input.len() > DETACH_SAMPLES {
                         py.detach(|| resampler.process_into(input, &mut out))?;
                     } else {
@@ -963,9 +1099,7 @@ mod resample_bindings {
                 }
                 Samples::I16(array) => {
                     let input = array.as_slice().map_err(not_contiguous)?;
-                    let mut out = Vec::with_capacity(
-                        resampler.output_len_for(input.len() / self.channels) * self.channels,
-                    );
+                    let mut out = output_vec(resampler, input.len())?;
                     if input.len() > DETACH_SAMPLES {
                         py.detach(|| resampler.process_i16_into(input, &mut out))?;
                     } else {
@@ -1004,12 +1138,13 @@ mod resample_bindings {
             };
             let mut resampler = self.lock();
             let two_d = self.channels > 1 || last & LAST_2D != 0;
+            let len = resampler.flush_len() * self.channels;
             if as_i16 {
-                let mut out = Vec::with_capacity(resampler.flush_len() * self.channels);
+                let mut out = memory::with_capacity(len, "the resampled tail")?;
                 resampler.flush_i16_into(&mut out);
                 shaped(py, out, self.channels, two_d)
             } else {
-                let mut out = Vec::with_capacity(resampler.flush_len() * self.channels);
+                let mut out = memory::with_capacity(len, "the resampled tail")?;
                 resampler.flush_into(&mut out);
                 shaped(py, out, self.channels, two_d)
             }
@@ -1066,12 +1201,12 @@ mod resample_bindings {
     pub fn resample_py<'py>(
         py: Python<'py>,
         samples: &Bound<'py, PyAny>,
-        in_rate: i64,
-        out_rate: i64,
+        in_rate: Int,
+        out_rate: Int,
         quality: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let in_rate = rate("in_rate", in_rate)?;
-        let out_rate = rate("out_rate", out_rate)?;
+        let in_rate = resampler_rate("in_rate", in_rate)?;
+        let out_rate = resampler_rate("out_rate", out_rate)?;
         let quality = Quality::parse(quality)?;
         let ndim = samples
             .cast::<numpy::PyUntypedArray>()
@@ -1122,6 +1257,7 @@ mod vad_bindings {
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
 
+    use super::Int;
     use crate::vad as core;
 
     /// Above this many samples the work runs detached from the interpreter.
@@ -1243,29 +1379,30 @@ mod vad_bindings {
         }
     }
 
-    fn non_negative(name: &str, value: i64) -> PyResult<u32> {
-        u32::try_from(value).map_err(|_| {
-            PyValueError::new_err(format!("{name} must be a non-negative integer, got {value}"))
-        })
+    fn non_negative(name: &str, value: Int, unit: &str) -> PyResult<u32> {
+        value.within(name, 0, u32::MAX, unit)
     }
 
     #[pymethods]
     impl Vad {
         #[new]
-        #[pyo3(signature = (sample_rate = 24000, *, threshold = 0.5, prefix_padding_ms = 300, silence_duration_ms = 500, frame_ms = 10))]
+        #[pyo3(
+            signature = (sample_rate = Int(24000), *, threshold = 0.5, prefix_padding_ms = Int(300), silence_duration_ms = Int(500), frame_ms = Int(10)),
+            text_signature = "(sample_rate=24000, *, threshold=0.5, prefix_padding_ms=300, silence_duration_ms=500, frame_ms=10)"
+        )]
         fn new(
-            sample_rate: i64,
+            sample_rate: Int,
             threshold: f64,
-            prefix_padding_ms: i64,
-            silence_duration_ms: i64,
-            frame_ms: i64,
+            prefix_padding_ms: Int,
+            silence_duration_ms: Int,
+            frame_ms: Int,
         ) -> PyResult<Self> {
             let config = core::VadConfig {
-                sample_rate: non_negative("sample_rate", sample_rate)?,
+                sample_rate: non_negative("sample_rate", sample_rate, " Hz")?,
                 threshold: threshold as f32,
-                prefix_padding_ms: non_negative("prefix_padding_ms", prefix_padding_ms)?,
-                silence_duration_ms: non_negative("silence_duration_ms", silence_duration_ms)?,
-                frame_ms: non_negative("frame_ms", frame_ms)?,
+                prefix_padding_ms: non_negative("prefix_padding_ms", prefix_padding_ms, " ms")?,
+                silence_duration_ms: non_negative("silence_duration_ms", silence_duration_ms, " ms")?,
+                frame_ms: non_negative("frame_ms", frame_ms, " ms")?,
             };
             Ok(Self { inner: Mutex::new(core::Vad::new(config)?) })
         }
@@ -1360,8 +1497,9 @@ mod frame_bindings {
     use pyo3::sync::PyOnceLock;
     use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
 
+    use super::{channel_count, resampler_rate, Int};
     use crate::frame::{self, Protocol, Scan, WireFormat};
-    use crate::resample::{self, Quality};
+    use crate::resample::Quality;
     use crate::AudioError;
 
     fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1370,18 +1508,6 @@ mod frame_bindings {
         mutex.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn sample_rate(name: &str, value: i64) -> Result<u32, AudioError> {
-        u32::try_from(value)
-            .ok()
-            .filter(|rate| (resample::MIN_RATE..=resample::MAX_RATE).contains(rate))
-            .ok_or_else(|| {
-                AudioError::invalid(format!(
-                    "{name} must be an integer from {} to {} Hz, got {value}",
-                    resample::MIN_RATE,
-                    resample::MAX_RATE
-                ))
-            })
-    }
 
     /// A frame: float32 or int16, 1-D (mono) or (frames, channels), C-contiguous.
     enum Frame<'py> {
@@ -1460,18 +1586,13 @@ mod frame_bindings {
     #[pymethods]
     impl Uplink {
         #[new]
-        #[pyo3(signature = (in_rate, *, format = "pcm16", channels = 1, quality = "high"))]
-        fn new(in_rate: i64, format: &str, channels: i64, quality: &str) -> PyResult<Self> {
-            let in_rate = sample_rate("in_rate", in_rate)?;
-            let channels = usize::try_from(channels)
-                .ok()
-                .filter(|c| (1..=frame::MAX_CHANNELS).contains(c))
-                .ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "channels must be from 1 to {}, got {channels}",
-                        frame::MAX_CHANNELS
-                    ))
-                })?;
+        #[pyo3(
+            signature = (in_rate, *, format = "pcm16", channels = Int(1), quality = "high"),
+            text_signature = "(in_rate, *, format=\"pcm16\", channels=1, quality=\"high\")"
+        )]
+        fn new(in_rate: Int, format: &str, channels: Int, quality: &str) -> PyResult<Self> {
+            let in_rate = resampler_rate("in_rate", in_rate)?;
+            let channels = channel_count(channels, frame::MAX_CHANNELS)?;
             let uplink = frame::Uplink::new(in_rate, WireFormat::parse(format)?, channels, Quality::parse(quality)?)?;
             Ok(Self { inner: Mutex::new(uplink), channels })
         }
@@ -1722,7 +1843,7 @@ mod frame_bindings {
         // SAFETY: a fresh contiguous array of `len` elements, referenced nowhere else; it is
         // zeroed before any slice of it exists, so the kernel never sees uninitialised memory
         // (all-zero bytes are a valid float32 and int16).
-        let array = unsafe { PyArray1::<T>::new(py, len, false) };
+        let array = unsafe { super::uninit_array::<T>(py, len)? };
         let samples = unsafe {
             std::ptr::write_bytes(array.data(), 0, len);
             std::slice::from_raw_parts_mut(array.data(), len)
@@ -1783,13 +1904,13 @@ mod frame_bindings {
         #[pyo3(signature = (out_rate, *, format = "pcm16", protocol = "ga", dtype = None, quality = "high"))]
         fn new(
             py: Python<'_>,
-            out_rate: i64,
+            out_rate: Int,
             format: &str,
             protocol: &str,
             dtype: Option<&Bound<'_, PyAny>>,
             quality: &str,
         ) -> PyResult<Self> {
-            let out_rate = sample_rate("out_rate", out_rate)?;
+            let out_rate = resampler_rate("out_rate", out_rate)?;
             let int16 = match dtype {
                 None => false,
                 Some(dtype) => {

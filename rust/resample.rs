@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::AudioError;
+use crate::{memory, AudioError};
 
 /// Lowest and highest sample rates accepted, in Hz.
 pub const MIN_RATE: u32 = 8_000;
@@ -795,9 +795,21 @@ impl Resampler {
         }
     }
 
+    /// Makes room, fallibly, for `frames` more input frames and the output they complete: the
+    /// output can be 24 times the input, so a large chunk must fail as an error, not an abort.
+    fn reserve_for<T>(&mut self, frames: usize, out: &mut Vec<T>) -> Result<(), AudioError> {
+        let outputs = self.output_len_for(frames).saturating_mul(self.channels);
+        memory::reserve(out, outputs, "the resampled output")?;
+        for history in &mut self.history {
+            memory::reserve(history, frames, "the resampler's history")?;
+        }
+        Ok(())
+    }
+
     /// Resamples interleaved frames, appending every output that is complete to `out`.
     pub fn process_into(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
         let frames = self.check_shape(input.len())?;
+        self.reserve_for(frames, out)?;
         self.append(input, frames);
         let until = self.next_out + self.output_len_for(0) as u64;
         self.emit(until, out);
@@ -812,10 +824,18 @@ impl Resampler {
         out: &mut Vec<i16>,
     ) -> Result<(), AudioError> {
         let frames = self.check_shape(input.len())?;
-        self.append_i16(input, frames);
-        let until = self.next_out + self.output_len_for(0) as u64;
         let mut staged = std::mem::take(&mut self.scratch_out);
         staged.clear();
+        let reserved = self
+            .reserve_for(frames, &mut staged)
+            .and_then(|()| memory::reserve(out, staged.capacity(), "the resampled output"))
+            .and_then(|()| memory::reserve(&mut self.scratch_in, input.len(), "the resampler's input"));
+        if let Err(error) = reserved {
+            self.scratch_out = staged;
+            return Err(error);
+        }
+        self.append_i16(input, frames);
+        let until = self.next_out + self.output_len_for(0) as u64;
         self.emit(until, &mut staged);
         self.discard_consumed();
         f32_to_i16_extend(&staged, out);
@@ -1181,13 +1201,14 @@ pub fn resample(
 ) -> Result<Vec<f32>, AudioError> {
     let mut resampler = Resampler::new(in_rate, out_rate, channels, quality)?;
     let frames = resampler.check_shape(input.len())?;
-    let mut out = Vec::with_capacity(
-        (rounded_ratio(frames as u64, resampler.up, resampler.down) as usize) * channels,
-    );
+    let total = usize::try_from(rounded_ratio(frames as u64, resampler.up, resampler.down))
+        .ok()
+        .and_then(|total| total.checked_mul(channels));
+    let mut out = memory::with_capacity(total.unwrap_or(usize::MAX), "the resampled output")?;
     // Room for the whole signal plus the flush's silence: no regrowth copies of a long input.
     let headroom = 2 * resampler.filter.taps + resampler.down as usize;
     for history in &mut resampler.history {
-        history.reserve(frames + headroom);
+        memory::reserve(history, frames.saturating_add(headroom), "the resampler's history")?;
     }
     resampler.process_into(input, &mut out)?;
     resampler.flush_into(&mut out);
