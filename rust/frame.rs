@@ -15,7 +15,7 @@ use crate::codec::{
 use crate::pcm::{f32_to_pcm16_into, pcm16_to_f32_into};
 use crate::resample::{Quality, Resampler};
 use crate::ring::PlaybackBuffer;
-use crate::{memory, AudioError};
+use crate::{memory, simd, AudioError};
 
 /// The audio format of the session on the wire, and with it the wire's sample rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,17 +306,14 @@ fn is_string_special(byte: u8) -> bool {
 /// at a time where the CPU allows.
 fn find_string_special(bytes: &[u8], from: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
-    {
-        x86::find_string_special(bytes, from)
+    if simd::enabled(&[simd::Feature::Sse2]) {
+        return x86::find_string_special(bytes, from);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        find_string_special_swar(bytes, from)
-    }
+    find_string_special_swar(bytes, from)
 }
 
-/// [`find_string_special`] eight bytes at a time, in plain integer arithmetic.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+/// [`find_string_special`] eight bytes at a time, in plain integer arithmetic (the portable
+/// path).
 fn find_string_special_swar(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -369,7 +366,7 @@ mod x86 {
                 return Some(at + mask.trailing_zeros() as usize);
             }
             at += 16;
-            if len - at >= LONG_RUN && std::arch::is_x86_feature_detected!("avx2") {
+            if len - at >= LONG_RUN && crate::simd::enabled(&[crate::simd::Feature::Avx2]) {
                 // SAFETY: the CPU supports AVX2.
                 at = unsafe { skip_plain_avx2(bytes, at) };
             }
@@ -1440,31 +1437,36 @@ mod tests {
         let plain_search = |bytes: &[u8], from: usize| {
             bytes.get(from..)?.iter().position(|&b| is_string_special(b)).map(|i| from + i)
         };
-        let searches: [Search; 2] = [find_string_special, find_string_special_swar];
+        // The dispatched search at every level this CPU has (`simd`), and the portable one.
+        let searches = simd::levels()
+            .map(|level| (level, find_string_special as Search))
+            .chain([(simd::Level::Scalar, find_string_special_swar as Search)]);
         let mut bytes: Vec<u8> = (0..=255u8).collect();
         bytes.extend(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
-        for search in searches {
-            for start in 0..=bytes.len() {
-                assert_eq!(search(&bytes, start), plain_search(&bytes, start), "from {start}");
-            }
-            // Every length up to well past the 16- and 32-byte blocks, every start, and a
-            // special byte at every place (or none).
-            let plain: Vec<u8> = (0..200).map(|i| b"QUJDRA+/09az"[i % 12]).collect();
-            for len in 0..plain.len() {
-                for start in (0..=len).step_by(7) {
-                    assert_eq!(search(&plain[..len], start), None, "{len} {start}");
-                    for place in start..len {
-                        for special in [b'"', b'\\', 0x1f, 0x00, 0x80, 0xff] {
-                            let mut probe = plain[..len].to_vec();
-                            probe[place] = special;
-                            if place + 1 < len {
-                                probe[len - 1] = b'"'; // a later special byte changes nothing
+        for (level, search) in searches {
+            simd::with_cap(level, || {
+                for start in 0..=bytes.len() {
+                    assert_eq!(search(&bytes, start), plain_search(&bytes, start), "from {start}");
+                }
+                // Every length up to well past the 16- and 32-byte blocks, every start, and a
+                // special byte at every place (or none).
+                let plain: Vec<u8> = (0..200).map(|i| b"QUJDRA+/09az"[i % 12]).collect();
+                for len in 0..plain.len() {
+                    for start in (0..=len).step_by(7) {
+                        assert_eq!(search(&plain[..len], start), None, "{len} {start}");
+                        for place in start..len {
+                            for special in [b'"', b'\\', 0x1f, 0x00, 0x80, 0xff] {
+                                let mut probe = plain[..len].to_vec();
+                                probe[place] = special;
+                                if place + 1 < len {
+                                    probe[len - 1] = b'"'; // a later special byte changes nothing
+                                }
+                                assert_eq!(search(&probe, start), Some(place), "{len} {start} {place}");
                             }
-                            assert_eq!(search(&probe, start), Some(place), "{len} {start} {place}");
                         }
                     }
                 }
-            }
+            });
         }
     }
 
@@ -1580,6 +1582,34 @@ mod tests {
             crate::pcm::f32_to_pcm16(&expected).iter().flat_map(|s| s.to_le_bytes()).collect();
         assert_eq!(got, expected);
         assert_eq!(uplink.appended_samples() as usize, expected.len() / 2);
+    }
+
+    /// Both fused paths at every level this CPU has against the portable code (`simd`), at the
+    /// wire rate (no resampling, so every kernel on the way promises the same bits): PCM
+    /// conversion, base64 both ways, G.711 both ways and the JSON scanner.
+    #[test]
+    fn every_simd_level_matches_the_scalar_path() {
+        let samples: Vec<f32> = (0..4801).map(|i| ((i * 7919) % 20_011) as f32 / 10_000.0 - 1.0).collect();
+        for format in [WireFormat::Pcm16, WireFormat::G711Ulaw, WireFormat::G711Alaw] {
+            let rate = format.wire_rate();
+            let event = || {
+                let mut uplink = Uplink::new(rate, format, 1, Quality::High).unwrap();
+                let mut event = Vec::new();
+                uplink.encode_f32(&samples, Some("evt_1"), &mut event).unwrap();
+                event
+            };
+            simd::assert_every_level_matches_scalar(&format!("{} uplink", format.name()), event);
+            let (_, audio) = parse_append(&event());
+            let message = delta_message(&audio);
+            simd::assert_every_level_matches_scalar(&format!("{} downlink", format.name()), || {
+                let mut downlink = Downlink::new(rate, format, Protocol::Ga, Quality::High).unwrap();
+                let Scan::Delta(fields) = downlink.scan(message.as_bytes(), true) else { panic!("not a delta") };
+                let (mut floats, mut pcm) = (Vec::new(), Vec::new());
+                downlink.decode_f32(fields.delta, &mut floats).unwrap();
+                downlink.decode_i16(fields.delta, &mut pcm).unwrap();
+                (floats.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), pcm)
+            });
+        }
     }
 
     fn delta_message(audio: &str) -> String {

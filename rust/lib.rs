@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod memory;
+pub mod simd;
 // ---- pcm ----
 pub mod pcm;
 

@@ -2089,6 +2089,8 @@ mod _audio {
             "build_profile",
             if cfg!(debug_assertions) { "debug" } else { "release" },
         )?;
+        // The SIMD level the kernels run at: the CPU's best, capped by REALTALK_SIMD.
+        m.add("simd", crate::simd::cap_name())?;
         Ok(())
     }
 }
