@@ -797,13 +797,14 @@ impl Resampler {
 
     /// Makes room, fallibly, for `frames` more input frames and the output they complete: the
     /// output can be 24 times the input, so a large chunk must fail as an error, not an abort.
-    fn reserve_for<T>(&mut self, frames: usize, out: &mut Vec<T>) -> Result<(), AudioError> {
+    /// Returns how many output samples that is.
+    fn reserve_for<T>(&mut self, frames: usize, out: &mut Vec<T>) -> Result<usize, AudioError> {
         let outputs = self.output_len_for(frames).saturating_mul(self.channels);
         memory::reserve(out, outputs, "the resampled output")?;
         for history in &mut self.history {
             memory::reserve(history, frames, "the resampler's history")?;
         }
-        Ok(())
+        Ok(outputs)
     }
 
     /// Resamples interleaved frames, appending every output that is complete to `out`.
@@ -828,7 +829,7 @@ impl Resampler {
         staged.clear();
         let reserved = self
             .reserve_for(frames, &mut staged)
-            .and_then(|()| memory::reserve(out, staged.capacity(), "the resampled output"))
+            .and_then(|outputs| memory::reserve(out, outputs, "the resampled output"))
             .and_then(|()| memory::reserve(&mut self.scratch_in, input.len(), "the resampler's input"));
         if let Err(error) = reserved {
             self.scratch_out = staged;

@@ -125,6 +125,13 @@ fn usable() -> u32 {
     if mask & COMPUTED != 0 {
         return mask;
     }
+    compute_usable()
+}
+
+/// The first call's work, kept out of the kernels' inlined fast path.
+#[cold]
+#[inline(never)]
+fn compute_usable() -> u32 {
     let detected = Feature::ALL
         .into_iter()
         .filter(|f| f.detected())
