@@ -5,10 +5,11 @@
 //! here, through [`enabled`], rather than detecting CPU features themselves, so that one
 //! setting steers them all:
 //!
-//! - `REALTALK_SIMD=scalar|sse2|avx2|avx512` (read once, at the first kernel call) caps the
-//!   level. `scalar` runs the portable code every kernel has, the very code a non-x86 build
-//!   runs: CI on x86 tests the fallbacks that ARM wheels ship. An unknown value caps nothing,
-//!   and [`cap_name`] reports what is in effect.
+//! - `REALTALK_SIMD=scalar|sse2|avx2|avx512` caps the level. It is read once: when the
+//!   extension module loads (which reports the outcome as `realtalk._audio.simd`, see
+//!   [`cap_name`]), or at the first kernel call in a pure-Rust program. `scalar` runs the
+//!   portable code every kernel has, the very code a non-x86 build runs: CI on x86 tests the
+//!   fallbacks that ARM wheels ship. An unknown value caps nothing.
 //! - Tests force a level on their own thread with [`with_cap`], to compare each kernel's
 //!   portable path with its vector paths on one machine.
 //!
