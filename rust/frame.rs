@@ -313,7 +313,9 @@ fn find_string_special(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// [`find_string_special`] eight bytes at a time, in plain integer arithmetic (the portable
-/// path).
+/// path). Kept out of line on x86, where it runs only under `REALTALK_SIMD=scalar`, so that the
+/// dispatching function stays small enough to inline into the scanner.
+#[cfg_attr(target_arch = "x86_64", inline(never))]
 fn find_string_special_swar(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;

@@ -72,7 +72,7 @@ impl Feature {
         Feature::Avx512Vbmi,
     ];
 
-    fn bit(self) -> u32 {
+    const fn bit(self) -> u32 {
         1 << self as u32
     }
 
@@ -120,7 +120,8 @@ fn env_cap() -> Option<Level> {
 }
 
 /// Features detected on this CPU and allowed by the environment's cap.
-#[inline]
+#[allow(clippy::inline_always)]
+#[inline(always)]
 fn usable() -> u32 {
     let mask = USABLE.load(Ordering::Relaxed);
     if mask & COMPUTED != 0 {
@@ -150,7 +151,11 @@ thread_local! {
 }
 
 /// Whether a kernel may use every one of `features`: the CPU has them and the cap allows them.
-#[inline]
+///
+/// Always inlined, so that the constant list at each call folds into a constant mask and the
+/// check is one load, one mask and one branch (some kernels ask per JSON string or per frame).
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub fn enabled(features: &[Feature]) -> bool {
     let wanted = features.iter().fold(0, |mask, f| mask | f.bit());
     #[allow(unused_mut)]
