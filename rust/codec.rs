@@ -14,7 +14,7 @@
 //! `alaw2lin` at width 2). Encoding looks up a table indexed by the sample's top 14 (mu-law)
 //! or 13 (A-law) bits, which is all `audioop` looks at; decoding is a 256-entry table.
 
-use crate::AudioError;
+use crate::{simd, AudioError};
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const PAD: u8 = b'=';
@@ -48,14 +48,14 @@ pub fn b64_encode_into(input: &[u8], output: &mut [u8]) -> Result<usize, AudioEr
 /// overlap `input`.
 pub unsafe fn b64_encode_raw(input: &[u8], output: *mut u8) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512_vbmi() {
+    if simd::enabled(VBMI) {
         // SAFETY: the CPU has the features the function was compiled for; the caller
         // guarantees the output length.
         unsafe { x86::encode_vbmi(input, output) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if simd::enabled(&[simd::Feature::Avx2]) {
         // SAFETY: as above.
         unsafe { x86::encode_avx2(input, output) };
         return;
@@ -123,11 +123,11 @@ pub fn b64_decode_into(text: &[u8], output: &mut [u8]) -> Result<usize, AudioErr
     let body_out = body.len() / 4 * 3;
     let (body_output, last_output) = output[..decoded].split_at_mut(body_out);
     #[cfg(target_arch = "x86_64")]
-    let body_ok = if has_avx512_vbmi() {
+    let body_ok = if simd::enabled(VBMI) {
         // SAFETY: the CPU has the features; `body` is whole groups and `body_output` holds
         // exactly three bytes per group.
         unsafe { x86::decode_vbmi(body, body_output) }
-    } else if std::arch::is_x86_feature_detected!("avx2") {
+    } else if simd::enabled(&[simd::Feature::Avx2]) {
         // SAFETY: as above.
         unsafe { x86::decode_avx2(body, body_output) }
     } else {
@@ -148,11 +148,9 @@ pub fn b64_decode(text: &[u8]) -> Result<Vec<u8>, AudioError> {
     Ok(output)
 }
 
+/// What the AVX-512 kernels are compiled for.
 #[cfg(target_arch = "x86_64")]
-fn has_avx512_vbmi() -> bool {
-    std::arch::is_x86_feature_detected!("avx512vbmi")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-}
+const VBMI: &[simd::Feature] = &[simd::Feature::Avx512F, simd::Feature::Avx512Bw, simd::Feature::Avx512Vbmi];
 
 /// 12 bits -> the two characters that encode them.
 static ENCODE_PAIRS: [[u8; 2]; 4096] = {
@@ -509,7 +507,7 @@ fn decode_g711(
 /// Decodes `min(codes.len(), output.len())` codes.
 fn decode_g711_unchecked(table: &[i16; 256], split: &SplitTable, codes: &[u8], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512_vbmi() {
+    if simd::enabled(VBMI) {
         // SAFETY: the CPU has the features the function was compiled for.
         unsafe { x86::decode_g711_vbmi(split, codes, output) };
         return;
@@ -958,7 +956,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn avx2_paths_match_scalar() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
+        if !simd::enabled(&[simd::Feature::Avx2]) {
             return;
         }
         for len in (0..200).chain([480, 960, 4800]) {
@@ -1082,6 +1080,34 @@ mod tests {
                 assert_eq!(got, want, "length {len}");
             }
         }
+    }
+
+    /// Every kernel at every level this CPU has, against the portable code (`simd`): encode
+    /// and decode at every length around the vector widths, decode of text with a bad byte
+    /// anywhere in a block (the reported offset included), and G.711 decode of every code.
+    #[test]
+    fn every_simd_level_matches_the_scalar_path() {
+        for len in (0..200).chain([255, 256, 480, 960, 4800]) {
+            let raw = pseudo_random_bytes(len, len as u64 + 11);
+            simd::assert_every_level_matches_scalar(&format!("b64 encode of {len} bytes"), || b64_encode(&raw));
+            let text = naive_encode(&raw);
+            simd::assert_every_level_matches_scalar(&format!("b64 decode of {len} bytes"), || b64_decode(&text));
+        }
+        let valid = naive_encode(&pseudo_random_bytes(96, 5));
+        for position in (0..valid.len()).step_by(3).chain([31, 32, 63, 64, 127]) {
+            for bad in [b'!', b'=', b'-', 0x80, 0xFF, 0, b'\n'] {
+                let mut text = valid.clone();
+                text[position] = bad;
+                simd::assert_every_level_matches_scalar("b64 decode of bad text", || b64_decode(&text));
+            }
+        }
+        let codes: Vec<u8> = (0..=255).cycle().take(4099).collect();
+        simd::assert_every_level_matches_scalar("ulaw decode", || ulaw_decode(&codes));
+        simd::assert_every_level_matches_scalar("alaw decode", || alaw_decode(&codes));
+        // The encoders are table lookups with no vector path; checked all the same.
+        let samples: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        simd::assert_every_level_matches_scalar("ulaw encode", || ulaw_encode(&samples));
+        simd::assert_every_level_matches_scalar("alaw encode", || alaw_encode(&samples));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::codec::{
 use crate::pcm::{f32_to_pcm16_into, pcm16_to_f32_into};
 use crate::resample::{Quality, Resampler};
 use crate::ring::PlaybackBuffer;
-use crate::AudioError;
+use crate::{memory, simd, AudioError};
 
 /// The audio format of the session on the wire, and with it the wire's sample rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,17 +306,16 @@ fn is_string_special(byte: u8) -> bool {
 /// at a time where the CPU allows.
 fn find_string_special(bytes: &[u8], from: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
-    {
-        x86::find_string_special(bytes, from)
+    if simd::enabled(&[simd::Feature::Sse2]) {
+        return x86::find_string_special(bytes, from);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        find_string_special_swar(bytes, from)
-    }
+    find_string_special_swar(bytes, from)
 }
 
-/// [`find_string_special`] eight bytes at a time, in plain integer arithmetic.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+/// [`find_string_special`] eight bytes at a time, in plain integer arithmetic (the portable
+/// path). Kept out of line on x86, where it runs only under `REALTALK_SIMD=scalar`, so that the
+/// dispatching function stays small enough to inline into the scanner.
+#[cfg_attr(target_arch = "x86_64", inline(never))]
 fn find_string_special_swar(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -369,7 +368,7 @@ mod x86 {
                 return Some(at + mask.trailing_zeros() as usize);
             }
             at += 16;
-            if len - at >= LONG_RUN && std::arch::is_x86_feature_detected!("avx2") {
+            if len - at >= LONG_RUN && crate::simd::enabled(&[crate::simd::Feature::Avx2]) {
                 // SAFETY: the CPU supports AVX2.
                 at = unsafe { skip_plain_avx2(bytes, at) };
             }
@@ -938,7 +937,7 @@ impl Uplink {
             }
             None => mono,
         };
-        self.wire_i16.resize(wire.len(), 0);
+        memory::resize(&mut self.wire_i16, wire.len(), 0, "the wire samples")?;
         f32_to_pcm16_into(wire, &mut self.wire_i16)?;
         self.finish_stage()
     }
@@ -970,7 +969,7 @@ impl Uplink {
         if let Some(resampler) = &mut self.resampler {
             self.wire_f32.clear();
             resampler.flush_into(&mut self.wire_f32);
-            self.wire_i16.resize(self.wire_f32.len(), 0);
+            memory::resize(&mut self.wire_i16, self.wire_f32.len(), 0, "the wire samples")?;
             f32_to_pcm16_into(&self.wire_f32, &mut self.wire_i16)?;
         }
         self.finish_stage()
@@ -980,11 +979,11 @@ impl Uplink {
         match self.format {
             WireFormat::Pcm16 => {}
             WireFormat::G711Ulaw => {
-                self.codes.resize(self.wire_i16.len(), 0);
+                memory::resize(&mut self.codes, self.wire_i16.len(), 0, "the G.711 codes")?;
                 ulaw_encode_into(&self.wire_i16, &mut self.codes)?;
             }
             WireFormat::G711Alaw => {
-                self.codes.resize(self.wire_i16.len(), 0);
+                memory::resize(&mut self.codes, self.wire_i16.len(), 0, "the G.711 codes")?;
                 alaw_encode_into(&self.wire_i16, &mut self.codes)?;
             }
         }
@@ -1018,7 +1017,7 @@ impl Uplink {
 
     fn write_event_to_vec(&self, event_id: Option<&str>, out: &mut Vec<u8>) -> Result<(), AudioError> {
         let start = out.len();
-        out.resize(start + self.event_len(event_id), 0);
+        memory::resize(out, start + self.event_len(event_id), 0, "the event")?;
         self.write_event(event_id, &mut out[start..])
     }
 
@@ -1113,7 +1112,7 @@ impl Downlink {
                         "pcm16 audio must be a whole number of 2-byte samples, got {byte_len} bytes"
                     )));
                 }
-                self.wire_i16.resize(byte_len / 2, 0);
+                memory::resize(&mut self.wire_i16, byte_len / 2, 0, "the wire samples")?;
                 #[cfg(target_endian = "little")]
                 {
                     // SAFETY: every bit pattern is a valid i16, u8 has alignment 1, and the
@@ -1126,7 +1125,7 @@ impl Downlink {
                 }
                 #[cfg(not(target_endian = "little"))]
                 {
-                    self.wire_bytes.resize(byte_len, 0);
+                    memory::resize(&mut self.wire_bytes, byte_len, 0, "the wire bytes")?;
                     b64_decode_into(audio, &mut self.wire_bytes)?;
                     for (sample, pair) in self.wire_i16.iter_mut().zip(self.wire_bytes.chunks_exact(2)) {
                         *sample = i16::from_le_bytes([pair[0], pair[1]]);
@@ -1134,9 +1133,9 @@ impl Downlink {
                 }
             }
             WireFormat::G711Ulaw | WireFormat::G711Alaw => {
-                self.wire_bytes.resize(byte_len, 0);
+                memory::resize(&mut self.wire_bytes, byte_len, 0, "the wire bytes")?;
                 b64_decode_into(audio, &mut self.wire_bytes)?;
-                self.wire_i16.resize(byte_len, 0);
+                memory::resize(&mut self.wire_i16, byte_len, 0, "the wire samples")?;
                 if self.format == WireFormat::G711Ulaw {
                     ulaw_decode_into(&self.wire_bytes, &mut self.wire_i16)?;
                 } else {
@@ -1169,7 +1168,7 @@ impl Downlink {
         self.decode_wire(audio)?;
         Self::check_output_len(self.output_len_for(self.wire_i16.len()), out.len())?;
         if let Some(resampler) = &mut self.resampler {
-            self.wire_f32.resize(self.wire_i16.len(), 0.0);
+            memory::resize(&mut self.wire_f32, self.wire_i16.len(), 0.0, "the wire samples")?;
             pcm16_to_f32_into(&self.wire_i16, &mut self.wire_f32)?;
             self.out_f32.clear();
             resampler.process_into(&self.wire_f32, &mut self.out_f32)?;
@@ -1219,7 +1218,7 @@ impl Downlink {
     /// On error nothing is appended and the stream is unchanged.
     pub fn decode_f32(&mut self, audio: &[u8], out: &mut Vec<f32>) -> Result<(), AudioError> {
         let start = out.len();
-        out.resize(start + self.output_len(audio)?, 0.0);
+        memory::resize(out, start + self.output_len(audio)?, 0.0, "the decoded samples")?;
         let decoded = self.decode_f32_into(audio, &mut out[start..]);
         if decoded.is_err() {
             out.truncate(start);
@@ -1230,7 +1229,7 @@ impl Downlink {
     /// Decodes one delta's base64 audio and appends its PCM16 samples at `out_rate` to `out`.
     pub fn decode_i16(&mut self, audio: &[u8], out: &mut Vec<i16>) -> Result<(), AudioError> {
         let start = out.len();
-        out.resize(start + self.output_len(audio)?, 0);
+        memory::resize(out, start + self.output_len(audio)?, 0, "the decoded samples")?;
         let decoded = self.decode_i16_into(audio, &mut out[start..]);
         if decoded.is_err() {
             out.truncate(start);
@@ -1440,31 +1439,36 @@ mod tests {
         let plain_search = |bytes: &[u8], from: usize| {
             bytes.get(from..)?.iter().position(|&b| is_string_special(b)).map(|i| from + i)
         };
-        let searches: [Search; 2] = [find_string_special, find_string_special_swar];
+        // The dispatched search at every level this CPU has (`simd`), and the portable one.
+        let searches = simd::levels()
+            .map(|level| (level, find_string_special as Search))
+            .chain([(simd::Level::Scalar, find_string_special_swar as Search)]);
         let mut bytes: Vec<u8> = (0..=255u8).collect();
         bytes.extend(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
-        for search in searches {
-            for start in 0..=bytes.len() {
-                assert_eq!(search(&bytes, start), plain_search(&bytes, start), "from {start}");
-            }
-            // Every length up to well past the 16- and 32-byte blocks, every start, and a
-            // special byte at every place (or none).
-            let plain: Vec<u8> = (0..200).map(|i| b"QUJDRA+/09az"[i % 12]).collect();
-            for len in 0..plain.len() {
-                for start in (0..=len).step_by(7) {
-                    assert_eq!(search(&plain[..len], start), None, "{len} {start}");
-                    for place in start..len {
-                        for special in [b'"', b'\\', 0x1f, 0x00, 0x80, 0xff] {
-                            let mut probe = plain[..len].to_vec();
-                            probe[place] = special;
-                            if place + 1 < len {
-                                probe[len - 1] = b'"'; // a later special byte changes nothing
+        for (level, search) in searches {
+            simd::with_cap(level, || {
+                for start in 0..=bytes.len() {
+                    assert_eq!(search(&bytes, start), plain_search(&bytes, start), "from {start}");
+                }
+                // Every length up to well past the 16- and 32-byte blocks, every start, and a
+                // special byte at every place (or none).
+                let plain: Vec<u8> = (0..200).map(|i| b"QUJDRA+/09az"[i % 12]).collect();
+                for len in 0..plain.len() {
+                    for start in (0..=len).step_by(7) {
+                        assert_eq!(search(&plain[..len], start), None, "{len} {start}");
+                        for place in start..len {
+                            for special in [b'"', b'\\', 0x1f, 0x00, 0x80, 0xff] {
+                                let mut probe = plain[..len].to_vec();
+                                probe[place] = special;
+                                if place + 1 < len {
+                                    probe[len - 1] = b'"'; // a later special byte changes nothing
+                                }
+                                assert_eq!(search(&probe, start), Some(place), "{len} {start} {place}");
                             }
-                            assert_eq!(search(&probe, start), Some(place), "{len} {start} {place}");
                         }
                     }
                 }
-            }
+            });
         }
     }
 
@@ -1582,6 +1586,34 @@ mod tests {
         assert_eq!(uplink.appended_samples() as usize, expected.len() / 2);
     }
 
+    /// Both fused paths at every level this CPU has against the portable code (`simd`), at the
+    /// wire rate (no resampling, so every kernel on the way promises the same bits): PCM
+    /// conversion, base64 both ways, G.711 both ways and the JSON scanner.
+    #[test]
+    fn every_simd_level_matches_the_scalar_path() {
+        let samples: Vec<f32> = (0..4801).map(|i| ((i * 7919) % 20_011) as f32 / 10_000.0 - 1.0).collect();
+        for format in [WireFormat::Pcm16, WireFormat::G711Ulaw, WireFormat::G711Alaw] {
+            let rate = format.wire_rate();
+            let event = || {
+                let mut uplink = Uplink::new(rate, format, 1, Quality::High).unwrap();
+                let mut event = Vec::new();
+                uplink.encode_f32(&samples, Some("evt_1"), &mut event).unwrap();
+                event
+            };
+            simd::assert_every_level_matches_scalar(&format!("{} uplink", format.name()), event);
+            let (_, audio) = parse_append(&event());
+            let message = delta_message(&audio);
+            simd::assert_every_level_matches_scalar(&format!("{} downlink", format.name()), || {
+                let mut downlink = Downlink::new(rate, format, Protocol::Ga, Quality::High).unwrap();
+                let Scan::Delta(fields) = downlink.scan(message.as_bytes(), true) else { panic!("not a delta") };
+                let (mut floats, mut pcm) = (Vec::new(), Vec::new());
+                downlink.decode_f32(fields.delta, &mut floats).unwrap();
+                downlink.decode_i16(fields.delta, &mut pcm).unwrap();
+                (floats.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), pcm)
+            });
+        }
+    }
+
     fn delta_message(audio: &str) -> String {
         format!(r#"{{"type":"response.output_audio.delta","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":1,"delta":"{audio}","obfuscation":"xyz"}}"#)
     }
@@ -1657,7 +1689,7 @@ mod tests {
         let mut downlink = Downlink::new(24_000, WireFormat::Pcm16, Protocol::Ga, Quality::High).unwrap();
         let mut playback = PlaybackBuffer::new(24_000, 1000).unwrap();
         assert_eq!(downlink.decode_into_playback("i", 0, audio.as_bytes(), &mut playback), Ok((480, 480)));
-        assert_eq!(playback.pull(480), samples);
+        assert_eq!(playback.pull(480).unwrap(), samples);
         let mut wrong_rate = PlaybackBuffer::new(48_000, 1000).unwrap();
         assert!(downlink.decode_into_playback("i", 0, audio.as_bytes(), &mut wrong_rate).is_err());
         assert!(downlink.decode_into_playback("i", -1, audio.as_bytes(), &mut playback).is_err());

@@ -1,10 +1,14 @@
 //! realtalk's audio core: plain Rust kernels for voice streaming.
 //!
 //! Every module here works on slices and returns `Result<_, AudioError>`; none of them
-//! knows Python. The pyo3 bindings live in `python.rs`, behind the default `python` feature,
-//! so `cargo test --no-default-features` and the criterion benches need no libpython.
+//! knows Python. The pyo3 bindings live in `python/` (one file per core module), behind the
+//! default `python` feature, so `cargo test --no-default-features` and the criterion benches
+//! need no libpython. Kernels choose their SIMD code through `simd`; caller-sized buffers are
+//! allocated through `memory`.
 
 pub mod error;
+pub mod memory;
+pub mod simd;
 // ---- pcm ----
 pub mod pcm;
 

@@ -5,11 +5,11 @@
 //! input's own precision. `PCM16 -> float` divides by 32768 (exact in f32).
 //!
 //! The wheel is built for the baseline x86-64 CPU (SSE2), so the hot loops are compiled several
-//! times with `#[target_feature]` and the best one is picked at run time. Rounding uses the
+//! times with `#[target_feature]` and the best one is picked at run time (`simd`). Rounding uses the
 //! CPU's current rounding mode (round-to-nearest-even unless someone changed MXCSR), the same
 //! mode numpy's `rint` obeys.
 
-use crate::AudioError;
+use crate::{simd, AudioError};
 
 const SCALE: f32 = 32767.0;
 const INV_SCALE_TO_FLOAT: f32 = 1.0 / 32768.0;
@@ -51,18 +51,22 @@ pub fn f32_to_pcm16_into(input: &[f32], output: &mut [i16]) -> Result<(), AudioE
 fn convert_f32(input: &[f32], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if has_avx512() {
+        if simd::enabled(AVX512) {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::f32_to_pcm16_avx512(input, output) };
-        } else if std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        if simd::enabled(&[simd::Feature::Avx2]) {
             // SAFETY: as above.
             unsafe { x86::f32_to_pcm16_avx2(input, output) };
-        } else {
-            // SAFETY: SSE2 is part of the x86-64 baseline.
+            return;
+        }
+        if simd::enabled(&[simd::Feature::Sse2]) {
+            // SAFETY: as above.
             unsafe { x86::f32_to_pcm16_sse2(input, output) };
+            return;
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
     for (out, &x) in output.iter_mut().zip(input) {
         *out = f32_sample_to_pcm16(x);
     }
@@ -79,15 +83,17 @@ pub fn f64_to_pcm16_into(input: &[f64], output: &mut [i16]) -> Result<(), AudioE
 fn convert_f64(input: &[f64], output: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if simd::enabled(&[simd::Feature::Avx2]) {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::f64_to_pcm16_avx2(input, output) };
-        } else {
-            // SAFETY: SSE2 is part of the x86-64 baseline.
+            return;
+        }
+        if simd::enabled(&[simd::Feature::Sse2]) {
+            // SAFETY: as above.
             unsafe { x86::f64_to_pcm16_sse2(input, output) };
+            return;
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
     for (out, &x) in output.iter_mut().zip(input) {
         *out = f64_sample_to_pcm16(x);
     }
@@ -103,27 +109,28 @@ pub fn pcm16_to_f32_into(input: &[i16], output: &mut [f32]) -> Result<(), AudioE
 fn convert_pcm16(input: &[i16], output: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if has_avx512() {
+        if simd::enabled(AVX512) {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { x86::pcm16_to_f32_avx512(input, output) };
-        } else if std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        if simd::enabled(&[simd::Feature::Avx2]) {
             // SAFETY: as above.
             unsafe { x86::pcm16_to_f32_avx2(input, output) };
-        } else {
-            // SAFETY: SSE2 is part of the x86-64 baseline.
+            return;
+        }
+        if simd::enabled(&[simd::Feature::Sse2]) {
+            // SAFETY: as above.
             unsafe { x86::pcm16_to_f32_sse2(input, output) };
+            return;
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
     pcm16_to_f32_portable(input, output);
 }
 
+/// What the AVX-512 kernels are compiled for.
 #[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-}
+const AVX512: &[simd::Feature] = &[simd::Feature::Avx512F, simd::Feature::Avx512Bw, simd::Feature::Avx512Vl];
 
 #[allow(clippy::inline_always)]
 #[inline(always)]
@@ -427,20 +434,26 @@ mod tests {
     fn f32_every_dispatch_level_agrees() {
         let values = awkward_f32();
         let want: Vec<i16> = values.iter().map(|&x| reference_f32(x)).collect();
-        let mut got = vec![0; values.len()];
-        // SAFETY: SSE2 is the x86-64 baseline; the others are checked first.
-        unsafe { x86::f32_to_pcm16_sse2(&values, &mut got) };
-        assert_eq!(got, want);
-        if std::arch::is_x86_feature_detected!("avx2") {
-            got.fill(0);
-            unsafe { x86::f32_to_pcm16_avx2(&values, &mut got) };
-            assert_eq!(got, want);
+        for level in simd::levels() {
+            for len in [0, 1, 7, 8, 15, 16, 17, 31, 33, 63, 65, values.len()] {
+                let got = simd::with_cap(level, || f32_to_pcm16(&values[..len]));
+                assert_eq!(got, want[..len], "{} path, length {len}", level.name());
+            }
         }
-        if has_avx512() {
-            got.fill(0);
-            unsafe { x86::f32_to_pcm16_avx512(&values, &mut got) };
-            assert_eq!(got, want);
-        }
+        simd::assert_every_level_matches_scalar("f32_to_pcm16", || f32_to_pcm16(&noise_f32(4099, 1)));
+    }
+
+    /// Pseudo-random samples, a third of them outside [-1, 1].
+    fn noise_f32(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 3.0 - 1.5
+            })
+            .collect()
     }
 
     #[test]
@@ -448,10 +461,14 @@ mod tests {
         let mut values: Vec<f64> = awkward_f32().into_iter().map(f64::from).collect();
         values.extend([0.5 / 32767.0, 1.0 - 1e-12, f64::NAN, f64::INFINITY, -7.0]);
         let want: Vec<i16> = values.iter().map(|&x| f64_sample_to_pcm16(x)).collect();
-        assert_eq!(f64_to_pcm16(&values), want);
-        let mut got = vec![0; values.len()];
-        unsafe { x86::f64_to_pcm16_sse2(&values, &mut got) };
-        assert_eq!(got, want);
+        for level in simd::levels() {
+            for len in [0, 1, 3, 4, 5, 9, values.len()] {
+                let got = simd::with_cap(level, || f64_to_pcm16(&values[..len]));
+                assert_eq!(got, want[..len], "{} path, length {len}", level.name());
+            }
+        }
+        let noise: Vec<f64> = noise_f32(4099, 2).into_iter().map(|x| f64::from(x) * 1.0001).collect();
+        simd::assert_every_level_matches_scalar("f64_to_pcm16", || f64_to_pcm16(&noise));
         // Spot checks that do not depend on the helper under test.
         assert_eq!(
             f64_to_pcm16(&[0.5 / 32767.0, 1.5 / 32767.0, -1.0, 2.0, f64::NAN]),
@@ -478,20 +495,13 @@ mod tests {
                 .iter()
                 .map(|&x| f32::from(x) / 32768.0)
                 .collect();
-            let mut got = vec![f32::NAN; len];
-            unsafe { x86::pcm16_to_f32_sse2(&input[..len], &mut got) };
-            assert_eq!(got, want);
-            if std::arch::is_x86_feature_detected!("avx2") {
-                got.fill(f32::NAN);
-                unsafe { x86::pcm16_to_f32_avx2(&input[..len], &mut got) };
-                assert_eq!(got, want);
-            }
-            if has_avx512() {
-                got.fill(f32::NAN);
-                unsafe { x86::pcm16_to_f32_avx512(&input[..len], &mut got) };
-                assert_eq!(got, want);
+            for level in simd::levels() {
+                let got = simd::with_cap(level, || pcm16_to_f32(&input[..len]));
+                assert_eq!(got, want, "{} path, length {len}", level.name());
             }
         }
+        let every: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        simd::assert_every_level_matches_scalar("pcm16_to_f32", || pcm16_to_f32(&every));
     }
 
     #[test]

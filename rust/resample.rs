@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::AudioError;
+use crate::{memory, simd, AudioError};
 
 /// Lowest and highest sample rates accepted, in Hz.
 pub const MIN_RATE: u32 = 8_000;
@@ -795,9 +795,22 @@ impl Resampler {
         }
     }
 
+    /// Makes room, fallibly, for `frames` more input frames and the output they complete: the
+    /// output can be 24 times the input, so a large chunk must fail as an error, not an abort.
+    /// Returns how many output samples that is.
+    fn reserve_for<T>(&mut self, frames: usize, out: &mut Vec<T>) -> Result<usize, AudioError> {
+        let outputs = self.output_len_for(frames).saturating_mul(self.channels);
+        memory::reserve(out, outputs, "the resampled output")?;
+        for history in &mut self.history {
+            memory::reserve(history, frames, "the resampler's history")?;
+        }
+        Ok(outputs)
+    }
+
     /// Resamples interleaved frames, appending every output that is complete to `out`.
     pub fn process_into(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
         let frames = self.check_shape(input.len())?;
+        self.reserve_for(frames, out)?;
         self.append(input, frames);
         let until = self.next_out + self.output_len_for(0) as u64;
         self.emit(until, out);
@@ -812,10 +825,18 @@ impl Resampler {
         out: &mut Vec<i16>,
     ) -> Result<(), AudioError> {
         let frames = self.check_shape(input.len())?;
-        self.append_i16(input, frames);
-        let until = self.next_out + self.output_len_for(0) as u64;
         let mut staged = std::mem::take(&mut self.scratch_out);
         staged.clear();
+        let reserved = self
+            .reserve_for(frames, &mut staged)
+            .and_then(|outputs| memory::reserve(out, outputs, "the resampled output"))
+            .and_then(|()| memory::reserve(&mut self.scratch_in, input.len(), "the resampler's input"));
+        if let Err(error) = reserved {
+            self.scratch_out = staged;
+            return Err(error);
+        }
+        self.append_i16(input, frames);
+        let until = self.next_out + self.output_len_for(0) as u64;
         self.emit(until, &mut staged);
         self.discard_consumed();
         f32_to_i16_extend(&staged, out);
@@ -1181,13 +1202,14 @@ pub fn resample(
 ) -> Result<Vec<f32>, AudioError> {
     let mut resampler = Resampler::new(in_rate, out_rate, channels, quality)?;
     let frames = resampler.check_shape(input.len())?;
-    let mut out = Vec::with_capacity(
-        (rounded_ratio(frames as u64, resampler.up, resampler.down) as usize) * channels,
-    );
+    let total = usize::try_from(rounded_ratio(frames as u64, resampler.up, resampler.down))
+        .ok()
+        .and_then(|total| total.checked_mul(channels));
+    let mut out = memory::with_capacity(total.unwrap_or(usize::MAX), "the resampled output")?;
     // Room for the whole signal plus the flush's silence: no regrowth copies of a long input.
     let headroom = 2 * resampler.filter.taps + resampler.down as usize;
     for history in &mut resampler.history {
-        history.reserve(frames + headroom);
+        memory::reserve(history, frames.saturating_add(headroom), "the resampler's history")?;
     }
     resampler.process_into(input, &mut out)?;
     resampler.flush_into(&mut out);
@@ -1226,20 +1248,16 @@ enum Kernel {
 }
 
 impl Kernel {
-    /// The widest kernel the CPU supports, capped by `REALTALK_SIMD` ("scalar", "avx2") so
-    /// tests and benches can compare the variants on one machine.
+    /// The widest kernel `simd` allows (the CPU's, capped by `REALTALK_SIMD`), chosen when a
+    /// resampler is made.
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            let cap = std::env::var("REALTALK_SIMD").unwrap_or_default();
-            if cap == "scalar" {
-                return Self::Scalar;
-            }
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            if avx2 && cap != "avx2" && is_x86_feature_detected!("avx512f") {
+            use simd::Feature::{Avx2, Avx512F, Fma};
+            if simd::enabled(&[Avx512F, Avx2, Fma]) {
                 return Self::Avx512;
             }
-            if avx2 {
+            if simd::enabled(&[Avx2, Fma]) {
                 return Self::Avx2;
             }
         }
@@ -2179,31 +2197,48 @@ mod tests {
         }
     }
 
+    /// Resamplers made at every level this CPU has (`simd`) against the portable kernel. The
+    /// vector kernels fuse multiply-adds, so they promise closeness, not the same bits: within
+    /// 1e-6 on floats and one step on PCM16, for the dot-product and the lane paths, mono and
+    /// stereo.
     #[test]
     fn every_kernel_gives_nearly_the_same_output() {
         let input = noise(4_800, 9);
-        let mut outputs = Vec::new();
-        for kernel in [Kernel::Scalar, Kernel::detect()] {
-            let mut resampler = Resampler::new(44_100, 24_000, 1, Quality::High).unwrap();
-            resampler.kernel = kernel;
-            outputs.push(streamed(&mut resampler, &input, &[441]));
-        }
-        for (a, b) in outputs[0].iter().zip(&outputs[1]) {
-            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        let stereo: Vec<f32> = input.iter().flat_map(|&x| [x, -0.5 * x]).collect();
+        let pcm: Vec<i16> = input.iter().map(|&x| (x * 30_000.0) as i16).collect();
+        for (in_rate, out_rate) in [(44_100, 24_000), (48_000, 24_000), (8_000, 24_000), (24_000, 16_000)] {
+            for quality in [Quality::Low, Quality::High] {
+                let run = || {
+                    let kernel = Kernel::detect();
+                    let mono = resample(&input, in_rate, out_rate, 1, quality).unwrap();
+                    let two = resample(&stereo, in_rate, out_rate, 2, quality).unwrap();
+                    let ints = resample_i16(&pcm, in_rate, out_rate, 1, quality).unwrap();
+                    (kernel, mono, two, ints)
+                };
+                let (scalar_kernel, mono, two, ints) = simd::with_cap(simd::Level::Scalar, run);
+                assert_eq!(scalar_kernel, Kernel::Scalar);
+                for level in simd::levels() {
+                    let (kernel, got_mono, got_two, got_ints) = simd::with_cap(level, run);
+                    let what = format!("{in_rate}->{out_rate} {quality:?} at {} ({kernel:?})", level.name());
+                    for (want, got) in [(&mono, &got_mono), (&two, &got_two)] {
+                        assert_eq!(want.len(), got.len(), "{what}");
+                        for (a, b) in want.iter().zip(got) {
+                            assert!((a - b).abs() < 1e-6, "{what}: {a} vs {b}");
+                        }
+                    }
+                    assert_eq!(ints.len(), got_ints.len(), "{what}");
+                    for (a, b) in ints.iter().zip(&got_ints) {
+                        assert!((i32::from(*a) - i32::from(*b)).abs() <= 1, "{what}: {a} vs {b}");
+                    }
+                }
+            }
         }
     }
 
+    /// The kernels `simd` lets this machine run, one per level, scalar first.
     fn available_kernels() -> Vec<Kernel> {
-        let mut kernels = vec![Kernel::Scalar];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                kernels.push(Kernel::Avx2);
-            }
-            if Kernel::detect() == Kernel::Avx512 {
-                kernels.push(Kernel::Avx512);
-            }
-        }
+        let mut kernels: Vec<Kernel> = simd::levels().map(|level| simd::with_cap(level, Kernel::detect)).collect();
+        kernels.dedup();
         kernels
     }
 

@@ -8,7 +8,21 @@
 
 use std::collections::VecDeque;
 
-use crate::AudioError;
+use crate::{memory, AudioError};
+
+/// The most samples a buffer may hold, or a pull may ask for: 2**31 PCM16 samples (4 GiB,
+/// 12.4 hours at 48 kHz). Any larger size is a mistake (a rate taken for a duration, bytes for
+/// samples) and is refused with a message rather than left to the allocator.
+pub const MAX_SAMPLES: usize = 1 << 31;
+
+/// Refuses a sample count above `MAX_SAMPLES`; `what` names it in the message.
+fn check_samples(what: &str, count: u64) -> Result<usize, AudioError> {
+    usize::try_from(count).ok().filter(|&count| count <= MAX_SAMPLES).ok_or_else(|| {
+        AudioError::invalid(format!(
+            "{what} is {count} samples, more than the {MAX_SAMPLES} a buffer may hold"
+        ))
+    })
+}
 
 /// A first-in first-out queue of at most `capacity` PCM16 samples.
 ///
@@ -23,14 +37,16 @@ pub struct RingBuffer {
 }
 
 impl RingBuffer {
+    /// A buffer of `capacity` samples, 1 to `MAX_SAMPLES`; the memory is asked for fallibly.
     pub fn new(capacity: usize) -> Result<Self, AudioError> {
         if capacity == 0 {
             return Err(AudioError::invalid(
                 "ring buffer capacity must be at least 1 sample",
             ));
         }
+        let capacity = check_samples("ring buffer capacity", capacity as u64)?;
         Ok(Self {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: memory::zeroed_slice(capacity, "the ring buffer's samples")?,
             head: 0,
             len: 0,
         })
@@ -99,17 +115,17 @@ impl RingBuffer {
     }
 
     /// The oldest `min(n, len)` samples, removed from the buffer.
-    pub fn read(&mut self, n: usize) -> Vec<i16> {
-        let mut output = vec![0; n.min(self.len)];
+    pub fn read(&mut self, n: usize) -> Result<Vec<i16>, AudioError> {
+        let mut output = memory::zeroed_slice(n.min(self.len), "the samples read")?.into_vec();
         self.read_into(&mut output);
-        output
+        Ok(output)
     }
 
     /// The oldest `min(n, len)` samples, left in the buffer.
-    pub fn peek(&self, n: usize) -> Vec<i16> {
-        let mut output = vec![0; n.min(self.len)];
+    pub fn peek(&self, n: usize) -> Result<Vec<i16>, AudioError> {
+        let mut output = memory::zeroed_slice(n.min(self.len), "the samples peeked")?.into_vec();
         self.peek_into(&mut output);
-        output
+        Ok(output)
     }
 }
 
@@ -176,14 +192,17 @@ impl PlaybackBuffer {
         if sample_rate == 0 {
             return Err(AudioError::invalid("sample_rate must be positive"));
         }
+        // Cannot overflow: both factors are below 2**32.
         let capacity = u64::from(sample_rate) * u64::from(capacity_ms) / 1000;
         if capacity == 0 {
             return Err(AudioError::invalid(format!(
                 "capacity_ms={capacity_ms} holds no sample at {sample_rate} Hz"
             )));
         }
-        let capacity = usize::try_from(capacity)
-            .map_err(|_| AudioError::invalid("playback buffer capacity is too large"))?;
+        let capacity = check_samples(
+            &format!("capacity_ms={capacity_ms} at {sample_rate} Hz"),
+            capacity,
+        )?;
         Ok(Self {
             sample_rate,
             samples: RingBuffer::new(capacity)?,
@@ -291,11 +310,12 @@ impl PlaybackBuffer {
         delivered
     }
 
-    /// The next `n` samples, zero-filled past what is queued.
-    pub fn pull(&mut self, n: usize) -> Vec<i16> {
-        let mut output = vec![0; n];
+    /// The next `n` samples (at most `MAX_SAMPLES`), zero-filled past what is queued.
+    pub fn pull(&mut self, n: usize) -> Result<Vec<i16>, AudioError> {
+        let n = check_samples("the pull", n as u64)?;
+        let mut output = memory::zeroed_slice(n, "the samples pulled")?.into_vec();
         self.pull_into(&mut output);
-        output
+        Ok(output)
     }
 
     /// Samples of `item_id` (all its content parts) played so far; 0 for unknown items.
@@ -348,6 +368,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn absurd_sizes_are_refused_not_aborted() {
+        let refused = |result: Result<RingBuffer, AudioError>| match result {
+            Err(AudioError::Invalid(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert!(refused(RingBuffer::new(MAX_SAMPLES + 1)).contains("more than the 2147483648"));
+        refused(RingBuffer::new(1 << 40));
+        refused(RingBuffer::new(usize::MAX));
+        // A rate taken for a duration: 10**9 Hz for the default minute.
+        let error = PlaybackBuffer::new(1_000_000_000, 60_000).unwrap_err();
+        assert!(error.to_string().contains("capacity_ms=60000 at 1000000000 Hz"), "{error}");
+        assert!(PlaybackBuffer::new(u32::MAX, u32::MAX).is_err());
+        let mut buffer = PlaybackBuffer::new(24_000, 1000).unwrap();
+        assert!(matches!(buffer.pull(1 << 40), Err(AudioError::Invalid(_))));
+        assert!(matches!(buffer.pull(usize::MAX), Err(AudioError::Invalid(_))));
+        // Reads and peeks never allocate more than what is queued, however much is asked.
+        let mut ring = RingBuffer::new(4).unwrap();
+        ring.write(&[1, 2, 3]);
+        assert_eq!(ring.peek(usize::MAX).unwrap(), [1, 2, 3]);
+        assert_eq!(ring.read(usize::MAX).unwrap(), [1, 2, 3]);
+    }
+
+    #[test]
     fn ring_matches_a_deque_model_through_wraparound() {
         let mut ring = RingBuffer::new(7).unwrap();
         let mut model: VecDeque<i16> = VecDeque::new();
@@ -363,11 +406,11 @@ mod tests {
             model.extend(&chunk[..accepted]);
             next = next.wrapping_add(accepted as i16);
             assert_eq!(
-                ring.peek(3),
+                ring.peek(3).unwrap(),
                 model.iter().take(3).copied().collect::<Vec<_>>()
             );
             let read_len = (step * 3) % 8;
-            let got = ring.read(read_len);
+            let got = ring.read(read_len).unwrap();
             let want: Vec<i16> = (0..read_len.min(model.len()))
                 .map(|_| model.pop_front().unwrap())
                 .collect();
@@ -393,11 +436,11 @@ mod tests {
         assert_eq!(buffer.push("a", 0, &ramp(481, 480)), 480);
         assert_eq!(buffer.push("b", 0, &ramp(961, 240)), 240);
         assert_eq!(buffer.queued(), 1200);
-        assert_eq!(buffer.pull(700), ramp(1, 700));
+        assert_eq!(buffer.pull(700).unwrap(), ramp(1, 700));
         assert_eq!(buffer.played("a"), 700);
         assert_eq!(buffer.current().unwrap().item_id, "a");
         // A pull that crosses from "a" into "b".
-        assert_eq!(buffer.pull(300), ramp(701, 300));
+        assert_eq!(buffer.pull(300).unwrap(), ramp(701, 300));
         assert_eq!(buffer.played("a"), 960);
         assert_eq!(buffer.played("b"), 40);
         assert_eq!(buffer.current().unwrap().item_id, "b");
@@ -407,28 +450,28 @@ mod tests {
         assert_eq!(heard.audio_end_ms, 1); // 40 samples at 24 kHz = 1.67 ms, rounded down
         assert_eq!(buffer.queued(), 0);
         assert_eq!(buffer.interrupt(), None);
-        assert_eq!(buffer.pull(4), [0; 4]);
+        assert_eq!(buffer.pull(4).unwrap(), [0; 4]);
     }
 
     #[test]
     fn underruns_count_dry_spells_once() {
         let mut buffer = PlaybackBuffer::new(16_000, 100).unwrap();
-        assert_eq!(buffer.pull(10), [0; 10]);
+        assert_eq!(buffer.pull(10).unwrap(), [0; 10]);
         assert_eq!(
             buffer.underruns(),
             0,
             "idle before any audio is not an underrun"
         );
         buffer.push("a", 0, &[5; 15]);
-        assert_eq!(buffer.pull(10), [5; 10]);
+        assert_eq!(buffer.pull(10).unwrap(), [5; 10]);
         let mut out = [9i16; 10];
         assert_eq!(buffer.pull_into(&mut out), 5);
         assert_eq!(out, [5, 5, 5, 5, 5, 0, 0, 0, 0, 0]);
         assert_eq!(buffer.underruns(), 1);
-        buffer.pull(10);
+        buffer.pull(10).unwrap();
         assert_eq!(buffer.underruns(), 1, "one dry spell");
         buffer.push("a", 0, &[1; 3]);
-        buffer.pull(10);
+        buffer.pull(10).unwrap();
         assert_eq!(buffer.underruns(), 2);
         // The item finished playing but was never interrupted: it is still the current one.
         let heard = buffer.interrupt().unwrap();
@@ -447,7 +490,7 @@ mod tests {
         let mut buffer = PlaybackBuffer::new(1000, 10).unwrap();
         assert_eq!(buffer.push("a", 1, &[7; 25]), 10);
         assert_eq!(buffer.push("a", 1, &[7; 25]), 0);
-        assert_eq!(buffer.pull(12), [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0]);
+        assert_eq!(buffer.pull(12).unwrap(), [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0]);
         let heard = buffer.interrupt().unwrap();
         assert_eq!(
             (

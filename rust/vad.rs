@@ -16,7 +16,7 @@
 //! Nothing allocates per frame: the detector keeps one fixed-size frame buffer, and input
 //! chunks of any size stream through it, so any chunking of a stream gives the same decisions.
 
-use crate::AudioError;
+use crate::{simd, AudioError};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::__m256;
 
@@ -574,10 +574,10 @@ fn decimate<S: Sample, const M: usize>(input: &[S], out: &mut [f32], scale: f32)
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if simd::enabled(&[simd::Feature::Avx512F]) {
             // SAFETY: AVX-512F is available; the kernel reads only `input[..done * M]`.
             done = unsafe { decimate_avx512::<S, M>(input, out, scale) };
-        } else if std::arch::is_x86_feature_detected!("avx2") {
+        } else if simd::enabled(&[simd::Feature::Avx2]) {
             // SAFETY: AVX2 is available; the kernel reads only `input[..done * M]`.
             done = unsafe { decimate_avx2::<S, M>(input, out, scale) };
         }
@@ -730,18 +730,20 @@ fn autocorrelation(buffer: &[f32], n: usize) -> [f32; LAGS] {
     assert!(n.is_multiple_of(8) && buffer.len() >= HISTORY + n);
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512vl") {
-            // SAFETY: AVX-512VL (and so AVX) is available and the assert bounds every load.
+        use simd::Feature::{Avx, Avx512F, Avx512Vl, Sse2};
+        if simd::enabled(&[Avx, Avx512F, Avx512Vl]) {
+            // SAFETY: the features are available and the assert bounds every load.
             return unsafe { autocorrelation_avx512(buffer, n) };
         }
-        if std::arch::is_x86_feature_detected!("avx") {
+        if simd::enabled(&[Avx]) {
             // SAFETY: AVX is available (checked above) and the assert bounds every load.
             return unsafe { autocorrelation_avx(buffer, n) };
         }
-        // SAFETY: SSE2 is part of x86_64; the assert bounds every load.
-        unsafe { autocorrelation_sse2(buffer, n) }
+        if simd::enabled(&[Sse2]) {
+            // SAFETY: SSE2 is available; the assert bounds every load.
+            return unsafe { autocorrelation_sse2(buffer, n) };
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
     autocorrelation_portable(buffer, n)
 }
 
@@ -750,7 +752,6 @@ fn reduce_lanes(acc: [f32; 8]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-#[cfg(any(test, not(target_arch = "x86_64")))]
 fn autocorrelation_portable(buffer: &[f32], n: usize) -> [f32; LAGS] {
     let current = &buffer[HISTORY..HISTORY + n];
     let mut lags = [0.0f32; LAGS];
@@ -1161,6 +1162,25 @@ mod tests {
         assert_eq!(vad.process(&audio).unwrap(), first);
     }
 
+    /// The whole detector at every level this CPU has against the portable code (`simd`):
+    /// the same decisions and events, for float and PCM16 input, at every rate and frame size.
+    #[test]
+    fn every_simd_level_matches_the_scalar_path() {
+        for rate in SAMPLE_RATES {
+            let audio = signal(rate, 3.0, &[(0.5, 1.4), (2.0, 2.6)], 0.01);
+            let pcm: Vec<i16> = audio.iter().map(|&x| (x * 20_000.0) as i16).collect();
+            for frame_ms in FRAME_DURATIONS_MS {
+                let config = VadConfig { sample_rate: rate, frame_ms, ..VadConfig::default() };
+                simd::assert_every_level_matches_scalar(&format!("vad at {rate} Hz, {frame_ms} ms"), || {
+                    let mut vad = Vad::new(config).unwrap();
+                    let decisions = vad.classify(&audio).unwrap();
+                    vad.reset();
+                    (decisions, vad.process(&pcm).unwrap())
+                });
+            }
+        }
+    }
+
     #[test]
     fn every_autocorrelation_build_agrees_bit_for_bit() {
         let mut noise = Noise(3);
@@ -1171,14 +1191,16 @@ mod tests {
             let bits = |lags: [f32; LAGS]| lags.map(f32::to_bits);
             let portable = autocorrelation_portable(&buffer, n);
             assert_eq!(bits(autocorrelation(&buffer, n)), bits(portable));
+            simd::assert_every_level_matches_scalar("autocorrelation", || bits(autocorrelation(&buffer, n)));
+            assert_eq!(simd::with_cap(simd::Level::Scalar, || bits(autocorrelation(&buffer, n))), bits(portable));
             #[cfg(target_arch = "x86_64")]
             // SAFETY: SSE2 is part of x86_64; AVX is checked before use.
             unsafe {
                 assert_eq!(bits(autocorrelation_sse2(&buffer, n)), bits(portable));
-                if std::arch::is_x86_feature_detected!("avx") {
+                if simd::enabled(&[simd::Feature::Avx]) {
                     assert_eq!(bits(autocorrelation_avx(&buffer, n)), bits(portable));
                 }
-                if std::arch::is_x86_feature_detected!("avx512vl") {
+                if simd::enabled(&[simd::Feature::Avx, simd::Feature::Avx512F, simd::Feature::Avx512Vl]) {
                     assert_eq!(bits(autocorrelation_avx512(&buffer, n)), bits(portable));
                 }
             }
@@ -1214,9 +1236,11 @@ mod tests {
                         "{value} vs {exact}"
                     );
                 }
-                let mut dispatched = vec![f32::NAN; outputs];
-                decimate::<S, M>(input, &mut dispatched, scale);
-                assert_eq!(bits(&dispatched), bits(&portable), "M={M} n={outputs}");
+                for level in simd::levels() {
+                    let mut dispatched = vec![f32::NAN; outputs];
+                    simd::with_cap(level, || decimate::<S, M>(input, &mut dispatched, scale));
+                    assert_eq!(bits(&dispatched), bits(&portable), "M={M} n={outputs} {}", level.name());
+                }
                 #[cfg(target_arch = "x86_64")]
                 {
                     let tail = |kernel: unsafe fn(&[S], &mut [f32], f32) -> usize| {
@@ -1227,10 +1251,10 @@ mod tests {
                         assert_eq!(bits(&out[..done]), bits(&portable[..done]), "M={M}");
                         assert!(out[done..].iter().all(|x| x.is_nan()), "wrote past {done}");
                     };
-                    if std::arch::is_x86_feature_detected!("avx2") {
+                    if simd::enabled(&[simd::Feature::Avx2]) {
                         tail(decimate_avx2::<S, M>);
                     }
-                    if std::arch::is_x86_feature_detected!("avx512f") {
+                    if simd::enabled(&[simd::Feature::Avx512F]) {
                         tail(decimate_avx512::<S, M>);
                     }
                 }

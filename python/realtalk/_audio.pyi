@@ -17,6 +17,7 @@ _Codes: TypeAlias = npt.NDArray[np.uint8] | bytes | bytearray | memoryview
 __all__ = [
     "__version__",
     "build_profile",
+    "simd",
     # ---- pcm ----
     "float_to_pcm16",
     "pcm16_to_float",
@@ -54,6 +55,9 @@ __all__ = [
 
 __version__: Final[str]
 build_profile: Final[str]
+simd: Final[str]
+"""The SIMD level the kernels run at ("scalar", "sse2", "avx2" or "avx512"): the CPU's best,
+capped by the environment variable REALTALK_SIMD when the module is loaded."""
 
 # ---- pcm ----
 

@@ -3,7 +3,10 @@
 Everything here takes numpy arrays (or bytes-like PCM16) and returns numpy arrays, ``str`` or
 ``bytes``. Inputs are borrowed without copies; each output is one fresh allocation. Bad input
 (wrong dtype, wrong shape, non-contiguous arrays, odd byte counts, invalid base64) raises
-``ValueError`` with a message that says what was wrong.
+``ValueError`` with a message that says what was wrong. So does a size, count, rate or
+duration outside its documented range, negative and huge alike (a ring or playback buffer holds
+at most 2**31 samples); an allocation the machine cannot give raises ``MemoryError``. Nothing
+here aborts the interpreter.
 """
 
 from __future__ import annotations

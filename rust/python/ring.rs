@@ -1,0 +1,222 @@
+//! Bindings of `crate::ring`: the ring and playback buffers.
+
+use std::sync::Mutex;
+
+use numpy::{PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::{check_vector, describe_dtype, get_pcm16, lock, zeros_array, Int};
+
+/// A fixed-capacity FIFO of int16 samples, safe to share between threads.
+///
+/// `write` accepts as many samples as fit and returns that count: the buffer never grows and
+/// never drops or overwrites what it accepted. `read(n)` removes and returns up to `n` of the
+/// oldest samples, `peek(n)` returns them without removing; `len()`, `free` and `capacity`
+/// count samples. Inputs are int16 arrays or bytes-like PCM16; outputs are new arrays.
+///
+/// >>> import numpy as np
+/// >>> ring = RingBuffer(4)
+/// >>> ring.write(np.array([1, 2, 3], dtype=np.int16)), ring.write(b"\x04\x00\x05\x00")
+/// (3, 1)
+/// >>> ring.read(2), len(ring), ring.free
+/// (array([1, 2], dtype=int16), 2, 2)
+#[pyclass(name = "RingBuffer", module = "realtalk._audio", frozen)]
+pub struct PyRingBuffer {
+    inner: Mutex<crate::ring::RingBuffer>,
+}
+
+#[pymethods]
+impl PyRingBuffer {
+    #[new]
+    fn new(capacity: Int) -> PyResult<Self> {
+        let capacity = capacity.samples("capacity", 1)?;
+        Ok(Self { inner: Mutex::new(crate::ring::RingBuffer::new(capacity)?) })
+    }
+
+    /// Appends as many samples as fit; returns how many were accepted.
+    fn write(&self, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let input = get_pcm16(samples)?;
+        input.with_samples(samples.py(), |input| lock(&self.inner).write(input))
+    }
+
+    /// Removes and returns up to `n` of the oldest samples.
+    fn read<'py>(&self, py: Python<'py>, n: Int) -> PyResult<Bound<'py, PyArray1<i16>>> {
+        let n = n.limit("n")?;
+        let mut ring = lock(&self.inner);
+        let output = zeros_array::<i16>(py, n.min(ring.len()))?;
+        // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+        ring.read_into(unsafe { output.as_slice_mut() }?);
+        Ok(output)
+    }
+
+    /// Returns up to `n` of the oldest samples without removing them.
+    fn peek<'py>(&self, py: Python<'py>, n: Int) -> PyResult<Bound<'py, PyArray1<i16>>> {
+        let n = n.limit("n")?;
+        let ring = lock(&self.inner);
+        let output = zeros_array::<i16>(py, n.min(ring.len()))?;
+        // SAFETY: as in `read`.
+        ring.peek_into(unsafe { output.as_slice_mut() }?);
+        Ok(output)
+    }
+
+    fn clear(&self) {
+        lock(&self.inner).clear();
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        lock(&self.inner).capacity()
+    }
+
+    /// Room left, in samples.
+    #[getter]
+    fn free(&self) -> usize {
+        lock(&self.inner).free()
+    }
+
+    fn __len__(&self) -> usize {
+        lock(&self.inner).len()
+    }
+
+    fn __repr__(&self) -> String {
+        let ring = lock(&self.inner);
+        format!("RingBuffer(capacity={}, len={})", ring.capacity(), ring.len())
+    }
+}
+
+/// The speaker side of a conversation: the event loop pushes audio deltas as they arrive and
+/// the audio device callback pulls fixed-size blocks (from its own thread; every method
+/// takes an internal lock).
+///
+/// `push(item_id, content_index, samples)` queues samples of one content part and returns
+/// how many fit in `capacity_ms` of audio. `pull(n)` (or `pull_into(out)`) always yields `n`
+/// samples, zero-filled past what is queued; each dry spell after audio was pushed counts one
+/// `underruns`. `played(item_id)` is how many samples of the item were pulled so far.
+/// `interrupt()` drops everything queued and returns `(item_id, content_index,
+/// audio_end_ms)` for the part being heard (`audio_end_ms` = samples played of it, in whole
+/// milliseconds at this buffer's sample rate, rounded down: what
+/// `conversation.item.truncate` needs), or None if nothing was pushed since the last
+/// interrupt/clear. `current` names that part; `queued` counts samples not yet pulled.
+///
+/// >>> import numpy as np
+/// >>> speaker = PlaybackBuffer(24000, capacity_ms=1000)
+/// >>> speaker.push("item_1", 0, np.ones(4800, dtype=np.int16))  # 200 ms
+/// 4800
+/// >>> block = speaker.pull(2400)  # the device played 100 ms
+/// >>> speaker.current, speaker.queued, speaker.played("item_1")
+/// (('item_1', 0), 2400, 2400)
+/// >>> speaker.interrupt()  # the user barged in
+/// ('item_1', 0, 100)
+/// >>> speaker.queued, speaker.interrupt()
+/// (0, None)
+#[pyclass(name = "PlaybackBuffer", module = "realtalk._audio", frozen)]
+pub struct PyPlaybackBuffer {
+    /// Shared with `Downlink.decode_into`, which queues decoded deltas under the same lock.
+    pub(super) inner: Mutex<crate::ring::PlaybackBuffer>,
+}
+
+#[pymethods]
+impl PyPlaybackBuffer {
+    #[new]
+    #[pyo3(signature = (sample_rate, capacity_ms = Int(60_000)), text_signature = "(sample_rate, capacity_ms=60000)")]
+    fn new(sample_rate: Int, capacity_ms: Int) -> PyResult<Self> {
+        let sample_rate = sample_rate.within("sample_rate", 1, u32::MAX, " Hz")?;
+        let capacity_ms = capacity_ms.within("capacity_ms", 0, u32::MAX, " ms")?;
+        Ok(Self { inner: Mutex::new(crate::ring::PlaybackBuffer::new(sample_rate, capacity_ms)?) })
+    }
+
+    /// Queues samples of one content part; returns how many fit.
+    fn push(&self, item_id: &str, content_index: u32, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let input = get_pcm16(samples)?;
+        input.with_samples(samples.py(), |input| lock(&self.inner).push(item_id, content_index, input))
+    }
+
+    /// The next `n` samples, zero-filled past what is queued.
+    fn pull<'py>(&self, py: Python<'py>, n: Int) -> PyResult<Bound<'py, PyArray1<i16>>> {
+        let output = zeros_array::<i16>(py, n.samples("n", 0)?)?;
+        // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+        lock(&self.inner).pull_into(unsafe { output.as_slice_mut() }?);
+        Ok(output)
+    }
+
+    /// Fills a writable int16 array in place; returns how many real samples it got.
+    fn pull_into(&self, out: &Bound<'_, PyAny>) -> PyResult<usize> {
+        const WHAT: &str = "a writable 1-D contiguous int16 array";
+        let Ok(array) = out.cast::<PyUntypedArray>() else {
+            return Err(PyValueError::new_err(format!("expected {WHAT}")));
+        };
+        check_vector(array, WHAT)?;
+        if !array.dtype().is_equiv_to(&numpy::dtype::<i16>(out.py())) {
+            return Err(PyValueError::new_err(format!(
+                "expected {WHAT}, got an array of dtype {}",
+                describe_dtype(array)
+            )));
+        }
+        // SAFETY: dimensionality and dtype were checked just above.
+        let typed = unsafe { array.cast_unchecked::<PyArray1<i16>>() };
+        let mut writable =
+            typed.try_readwrite().map_err(|err| PyValueError::new_err(format!("{WHAT}: {err}")))?;
+        Ok(lock(&self.inner).pull_into(writable.as_slice_mut()?))
+    }
+
+    /// Samples of `item_id` played so far (all its content parts); 0 if unknown.
+    fn played(&self, item_id: &str) -> u64 {
+        lock(&self.inner).played(item_id)
+    }
+
+    /// Drops the queue; returns `(item_id, content_index, audio_end_ms)` of the part being
+    /// heard, or None.
+    fn interrupt(&self) -> Option<(String, u32, u64)> {
+        lock(&self.inner)
+            .interrupt()
+            .map(|heard| (heard.item_id, heard.content_index, heard.audio_end_ms))
+    }
+
+    /// Drops the queue and forgets the current part.
+    fn clear(&self) {
+        lock(&self.inner).clear();
+    }
+
+    /// `(item_id, content_index)` of the part being heard, or None.
+    #[getter]
+    fn current(&self) -> Option<(String, u32)> {
+        lock(&self.inner).current().map(|part| (part.item_id.clone(), part.content_index))
+    }
+
+    #[getter]
+    fn sample_rate(&self) -> u32 {
+        lock(&self.inner).sample_rate()
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        lock(&self.inner).capacity()
+    }
+
+    #[getter]
+    fn queued(&self) -> usize {
+        lock(&self.inner).queued()
+    }
+
+    #[getter]
+    fn free(&self) -> usize {
+        lock(&self.inner).free()
+    }
+
+    #[getter]
+    fn underruns(&self) -> u64 {
+        lock(&self.inner).underruns()
+    }
+
+    fn __repr__(&self) -> String {
+        let buffer = lock(&self.inner);
+        format!(
+            "PlaybackBuffer(sample_rate={}, capacity={}, queued={}, underruns={})",
+            buffer.sample_rate(),
+            buffer.capacity(),
+            buffer.queued(),
+            buffer.underruns()
+        )
+    }
+}
