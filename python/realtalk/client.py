@@ -19,6 +19,7 @@ import contextlib
 import functools
 import inspect
 import json
+import math
 import random
 import threading
 import time
@@ -62,6 +63,7 @@ __all__ = [
     "Link",
     "RealtimeClient",
     "ResponseBusy",
+    "ResponseRefused",
     "TurnMetrics",
 ]
 
@@ -99,6 +101,15 @@ ConnectFactory = Callable[[], AbstractAsyncContextManager[Link]]
 
 class ResponseBusy(RealtalkError):
     """``create_response(wait=False)`` while a response is still running."""
+
+
+class ResponseRefused(RealtalkError):
+    """The server refused a ``response.create`` (its ``error`` object is in ``error``)."""
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        self.error = dict(error)
+        super().__init__(f"response.create was refused: {error.get('message')} "
+                         f"(code={error.get('code')}, param={error.get('param')})")
 
 
 class InputBackpressure(RealtalkError):
@@ -140,6 +151,8 @@ class ClientMetrics:
     outage_audio_dropped_ms: float = 0.0
     events_dropped: int = 0
     playback_dropped_samples: int = 0
+    # Server frames that could not be decoded or applied (each reported as an error event).
+    invalid_server_events: int = 0
 
 
 def _encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
@@ -201,7 +214,9 @@ class RealtimeClient:
     it. ``playback_rate`` is the audio device's rate. ``local_vad`` (a ``realtalk.audio.Vad`` at
     the input rate) turns the client into the turn detector when the session's turn detection
     is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
-    returning an async context manager of a :class:`Link`."""
+    returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
+    the response after tool outputs, refused for a rate limit, is asked for once more after
+    the server's ``reset_seconds`` (at most this long); by default the refusal is reported."""
 
     def __init__(
         self,
@@ -227,6 +242,7 @@ class RealtimeClient:
         event_queue_size: int = 1024,
         max_conversation_audio_s: float = 600.0,
         connect_timeout_s: float = 15.0,
+        retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
     ) -> None:
         if protocol not in ("ga", "beta"):
@@ -261,6 +277,12 @@ class RealtimeClient:
         self.backoff_max_s = backoff_max_s
         self.expiry_margin_s = expiry_margin_s
         self.connect_timeout_s = connect_timeout_s
+        if retry_rate_limited_s is not None and not (
+                retry_rate_limited_s > 0 and math.isfinite(retry_rate_limited_s)):
+            raise ValueError("retry_rate_limited_s must be a positive number of seconds or None,"
+                             f" got {retry_rate_limited_s!r}")
+        self.retry_rate_limited_s = retry_rate_limited_s
+        self._rate_limits: list[Mapping[str, Any]] = []
         self.outage_audio_ms = outage_audio_ms
         self._uplink_queue_frames = uplink_queue_frames
         self._event_queue_size = event_queue_size
@@ -665,8 +687,7 @@ class RealtimeClient:
             await self._response_started.wait()
             if self._response_error is not None:
                 error, self._response_error = self._response_error, None
-                raise RealtalkError(f"response.create was refused: {error.get('message')} "
-                                    f"(code={error.get('code')}, param={error.get('param')})")
+                raise ResponseRefused(error)
             return self._response_outcome
 
     async def cancel_response(self) -> None:
@@ -847,7 +868,11 @@ class RealtimeClient:
     async def _handshake(self, link: Link, *, reconnecting: bool) -> None:
         while True:
             data, _ = await link.receive_raw()
-            first = self._parse(data)
+            try:
+                first = self._parse(data)
+            except Exception as exc:  # garbage before session.created: skipped, reported
+                self._invalid_server_event(data, exc)
+                continue
             if first.get("type") == "session.created":
                 break
             if first.get("type") != "error":
@@ -978,14 +1003,27 @@ class RealtimeClient:
         if self._listening("realtime.event"):
             self._emit("realtime.event", {"source": "server", "time": time.time(),
                                           "event": _loads(message)})
-        delta = self._downlink.decode(message)
-        if delta is not None:
-            if not (self.conversation.is_out_of_band(delta.response_id)
-                    or delta.response_id in self._muted_responses
-                    or delta.item_id in self._muted_items):
-                self._on_audio(delta.item_id, delta.content_index, delta.samples)
-            return
-        self._dispatch(self._parse(message))
+        try:
+            delta = self._downlink.decode(message)
+            if delta is not None:
+                if not (self.conversation.is_out_of_band(delta.response_id)
+                        or delta.response_id in self._muted_responses
+                        or delta.item_id in self._muted_items):
+                    self._on_audio(delta.item_id, delta.content_index, delta.samples)
+                return
+            self._dispatch(self._parse(message))
+        except Exception as exc:
+            # The server's bytes are not ours to trust: whatever a frame does (bad JSON or
+            # UTF-8, absurd nesting, a schema it breaks, a shape a handler trips on), it costs
+            # that one event, reported, and the session goes on.
+            self._invalid_server_event(message, exc)
+
+    def _invalid_server_event(self, message: bytes, exc: BaseException) -> None:
+        self.metrics.invalid_server_events += 1
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        self._local_error("invalid_server_event",
+                          f"a server event could not be used and was skipped: {reason}",
+                          bytes=len(message), reason=reason)
 
     def _on_audio(self, item_id: str, content_index: int, samples: np.ndarray) -> None:
         accepted = self.playback.push(item_id, content_index, samples)
@@ -1024,6 +1062,9 @@ class RealtimeClient:
             self._speech_end = time.perf_counter()
         elif kind == "input_audio_buffer.committed":
             self._uncommitted_ms = 0.0
+        elif kind == "rate_limits.updated":
+            self._rate_limits = [limit for limit in event.get("rate_limits") or ()
+                                 if isinstance(limit, Mapping)]
         try:
             changes = self.conversation.apply(event)
         except (ValueError, TypeError) as exc:
@@ -1142,11 +1183,60 @@ class RealtimeClient:
         async with anyio.create_task_group() as tg:
             for call in calls:
                 tg.start_soon(run, call)
-        for call_id, output in outputs:
-            await self._send_event({"type": "conversation.item.create",
-                                    "item": {"type": "function_call_output", "call_id": call_id,
-                                             "output": output}})
-        await self.create_response()
+        call_ids = [call_id for call_id, _ in outputs]
+        try:
+            for call_id, output in outputs:
+                await self._send_event({"type": "conversation.item.create",
+                                        "item": {"id": _new_item_id(),
+                                                 "type": "function_call_output",
+                                                 "call_id": call_id, "output": output}})
+            await self._follow_up(call_ids)
+        except RealtalkError as exc:
+            # This runs in the background: a failure here is the user's to see, in an event,
+            # never an exception that ends the session.
+            self._local_error("followup_failed", f"the response after tool calls {call_ids} "
+                              f"did not start: {exc}", call_ids=call_ids)
+
+    async def _follow_up(self, call_ids: list[str]) -> None:
+        """The one response after a turn's tool outputs. A refusal is reported (the outputs
+        stay in the conversation; the user's code decides); a rate-limit refusal is retried
+        once after the server's reset time when ``retry_rate_limited_s`` allows it."""
+        retried = False
+        while True:
+            try:
+                await self.create_response()
+                return
+            except ResponseRefused as refused:
+                code = refused.error.get("code")
+                delay = None
+                if code == "rate_limit_exceeded" and not retried \
+                        and self.retry_rate_limited_s is not None:
+                    delay = self._rate_limit_wait(self.retry_rate_limited_s)
+                self._local_error(
+                    "followup_refused",
+                    f"the response after tool calls {call_ids} was refused ({code}); the tool "
+                    "outputs stay in the conversation"
+                    + (f"; retrying in {delay:.2f} s" if delay is not None else ""),
+                    server_code=code, call_ids=call_ids, retry_in_s=delay)
+                if delay is None:
+                    return
+                retried = True
+                await anyio.sleep(delay)
+
+    def _rate_limit_wait(self, longest: float) -> float:
+        """How long until the server takes requests again, from its last ``rate_limits``:
+        the latest reset among the exhausted limits (else the soonest reset), capped."""
+        def seconds(limit: Mapping[str, Any]) -> float | None:
+            value = limit.get("reset_seconds")
+            if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+                return float(value)
+            return None
+
+        exhausted = [s for limit in self._rate_limits if limit.get("remaining") == 0
+                     and (s := seconds(limit)) is not None]
+        known = [s for limit in self._rate_limits if (s := seconds(limit)) is not None]
+        wait = max(exhausted) if exhausted else min(known) if known else longest
+        return min(wait, longest)
 
     # ---- metrics ----
 
@@ -1252,7 +1342,7 @@ def _vad_kind(event: Any) -> str:
 def _loads(message: str | bytes) -> Any:
     try:
         return msgspec.json.decode(message)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {"type": None, "raw": message}
 
 

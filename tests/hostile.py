@@ -1,0 +1,126 @@
+"""A hostile network between the simulator and a RealtimeClient.
+
+``HostileNetwork(sim.url)`` is a ``connect=`` factory for ``RealtimeClient``: each connection is
+a real WebSocket to the simulator wrapped in a :class:`HostileLink`, through which a test (or
+the chaos soak) injects frames the server never sent, cuts the connection as a dropped TCP
+link would (1006), or ends it with a close code, at any moment."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from realtalk import transport
+from realtalk.connection import realtime_request
+from realtalk.errors import ConnectionClosed
+
+
+class HostileLink:
+    """One connection: the simulator's frames, with injected ones in between."""
+
+    def __init__(self, inner: Any, send: MemoryObjectSendStream[tuple[bytes, bool]],
+                 receive: MemoryObjectReceiveStream[tuple[bytes, bool]]) -> None:
+        self.inner = inner
+        self._send = send
+        self._receive = receive
+        self._ended: BaseException | None = None
+        self.sent: list[bytes] = []
+        self.written_before_cut: list[bytes] = []
+
+    # ---- the client's side ----
+
+    async def send_text(self, message: str | bytes) -> None:
+        if self._ended is not None:
+            raise self._ended
+        data = message.encode() if isinstance(message, str) else bytes(message)
+        self.sent.append(data)
+        await self.inner.send_text(data)
+
+    async def receive_raw(self) -> tuple[bytes, bool]:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise self._ended or ConnectionClosed(1006, "the hostile link ended") from None
+
+    # ---- the test's side ----
+
+    def inject(self, frame: bytes | str | dict[str, Any], *, is_text: bool = True) -> None:
+        """Deliver ``frame`` to the client as if the server had sent it."""
+        if isinstance(frame, dict):
+            frame = json.dumps(frame)
+        data = frame.encode() if isinstance(frame, str) else bytes(frame)
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError,
+                                 anyio.WouldBlock):
+            self._send.send_nowait((data, is_text))
+
+    def cut(self, code: int = 1006, reason: str = "cut by the hostile network") -> None:
+        """End the connection now: 1006 as a dropped TCP link, or any close code. Frames the
+        client writes from here on are lost (as on a dead socket, the write raises)."""
+        if self._ended is None:
+            self._ended = ConnectionClosed(code, reason)
+        self._send.close()
+        with contextlib.suppress(Exception):
+            self.inner.abort(reason)
+
+    async def pump(self) -> None:
+        try:
+            while True:
+                frame = await self.inner.receive_raw()
+                await self._send.send(frame)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        except ConnectionClosed as exc:
+            if self._ended is None:
+                self._ended = exc
+        except Exception as exc:  # the socket failed: the client sees a dropped link
+            if self._ended is None:
+                self._ended = ConnectionClosed(1006, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._send.close()
+
+
+class HostileNetwork:
+    """A ``connect=`` factory; ``links`` holds every connection made, the newest last."""
+
+    def __init__(self, url: str, *, api_key: str = "sk-test", protocol: str = "ga") -> None:
+        self.url = url
+        self.api_key = api_key
+        self.protocol = protocol
+        self.links: list[HostileLink] = []
+
+    @property
+    def link(self) -> HostileLink:
+        return self.links[-1]
+
+    def __call__(self) -> contextlib.AbstractAsyncContextManager[HostileLink]:
+        return self._connect()
+
+    @contextlib.asynccontextmanager
+    async def _connect(self) -> AsyncIterator[HostileLink]:
+        url, headers = realtime_request(self.url, api_key=self.api_key,
+                                        protocol=self.protocol)  # type: ignore[arg-type]
+        async with transport.open_websocket(url, headers=headers) as inner:
+            send, receive = anyio.create_memory_object_stream[tuple[bytes, bool]](1000)
+            link = HostileLink(inner, send, receive)
+            self.links.append(link)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(link.pump)
+                    try:
+                        yield link
+                    finally:
+                        tg.cancel_scope.cancel()
+                        send.close()
+                        receive.close()
+            except BaseExceptionGroup as group:
+                # The pump never raises: what ended the connection is the client's own error,
+                # and it gets it back as it was raised (not wrapped in a group).
+                leaf: BaseException = group
+                while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+                    leaf = leaf.exceptions[0]
+                raise leaf from None
