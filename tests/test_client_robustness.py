@@ -282,3 +282,106 @@ async def test_deep_tool_arguments_from_the_model_do_not_kill_the_client() -> No
         (output,) = [i for i in client.conversation.items if i.type == "function_call_output"]
         assert "error" in json.loads(output.output or "")
         assert recorder.errors("tool_failed")
+
+
+# ---- finding 5: a device thread never waits for the event loop ----
+
+
+def tone(ms: int, rate: int = 24000) -> Any:
+    import numpy as np
+
+    t = np.arange(rate * ms // 1000) / rate
+    return (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+
+
+class DeviceThread:
+    """A sound card's callback thread: ``frames`` appends, one every ``period_s``, each timed."""
+
+    def __init__(self, client: RealtimeClient, frames: int, period_s: float) -> None:
+        import threading
+
+        self.client = client
+        self.frames = frames
+        self.period_s = period_s
+        self.durations: list[float] = []
+        self.accepted = 0
+        self.refused = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        import time
+
+        from realtalk.client import InputBackpressure
+
+        frame = tone(20)
+        for _ in range(self.frames):
+            started = time.perf_counter()
+            try:
+                self.client.append_input_audio(frame)
+                self.accepted += 1
+            except InputBackpressure:
+                self.refused += 1
+            self.durations.append(time.perf_counter() - started)
+            time.sleep(self.period_s)
+
+    async def join(self) -> None:
+        await until(lambda: not self.thread.is_alive(), timeout=10)
+
+
+NO_TURNS = {"audio": {"input": {"turn_detection": None}}, **TEXT_ONLY}
+
+
+async def test_append_from_a_device_thread_never_waits_for_a_stalled_loop() -> None:
+    import time
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=NO_TURNS) as client:
+        recorder = Recorder(client)
+        device = DeviceThread(client, frames=100, period_s=0.003)
+        device.thread.start()
+        await anyio.sleep(0.02)
+        time.sleep(0.2)  # the event loop is busy (a blocking call) for 200 ms
+        await device.join()
+        # On main every append during the stall waited for the loop: ~200 ms.
+        assert max(device.durations) < 0.02
+        assert device.accepted == 100 and client.metrics.input_frames_refused == 0
+        await client.commit_input_audio()
+        await until(lambda: recorder.wire("server", "input_audio_buffer.committed"))
+        assert len(recorder.wire("client", "input_audio_buffer.append")) == 100
+        assert recorder.errors() == []
+
+
+async def test_a_full_hand_off_drops_and_counts_without_waiting() -> None:
+    import time
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", session=NO_TURNS,
+                                                  uplink_queue_frames=4) as client:
+        recorder = Recorder(client)
+        device = DeviceThread(client, frames=10, period_s=0.001)
+        device.thread.start()
+        time.sleep(0.1)  # the loop is stalled for the whole burst
+        await device.join()
+        assert max(device.durations) < 0.02
+        assert (device.accepted, device.refused) == (4, 6)
+        assert client.metrics.input_frames_refused == 6
+        await client.commit_input_audio()  # the 4 handed-over frames go first (80 ms < 100)
+        await until(lambda: len(recorder.wire("client", "input_audio_buffer.append")) == 4)
+        assert [e["error"]["code"] for e in recorder.events if e.type == "error"] == [
+            "input_audio_buffer_commit_empty"]
+
+
+async def test_frames_handed_over_before_a_commit_are_sent_before_it() -> None:
+    import time
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=NO_TURNS) as client:
+        recorder = Recorder(client)
+        device = DeviceThread(client, frames=10, period_s=0.0)
+        device.thread.start()
+        device.thread.join()  # the loop has not run since: all 10 wait in the hand-off
+        time.sleep(0.001)
+        await client.commit_input_audio()
+        await until(lambda: recorder.wire("server", "input_audio_buffer.committed"))
+        sent = [e["event"]["type"] for e in recorder.events if e.type == "realtime.event"
+                and e["source"] == "client" and e["event"]["type"] != "session.update"]
+        assert sent == ["input_audio_buffer.append"] * 10 + ["input_audio_buffer.commit"]

@@ -33,7 +33,6 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-import anyio.from_thread
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 import msgspec
@@ -300,7 +299,12 @@ class RealtimeClient:
         self._output_format = "pcm16"
         self._uplinks: dict[int, Any] = {}
         self._downlink: Any = None
-        self._uplink_lock = threading.Lock()
+        # Frames from foreign threads waiting for the loop (the only place they are encoded,
+        # so the uplinks' resampler state belongs to the loop): (samples, rate).
+        self._handoff_lock = threading.Lock()
+        self._handoff: deque[tuple[np.ndarray, int]] = deque()
+        self._handoff_wake_pending = False
+        self._call_soon_threadsafe: Callable[[Callable[[], None]], Any] | None = None
         self._outage: deque[tuple[bytes, float]] = deque()
         self._outage_ms = 0.0
         self._uncommitted_ms = 0.0
@@ -331,6 +335,7 @@ class RealtimeClient:
 
     async def __aenter__(self) -> RealtimeClient:
         self._token = anyio.lowlevel.current_token()
+        self._call_soon_threadsafe = _call_soon_threadsafe(self._token)
         self._loop_thread = threading.get_ident()
         send, receive = anyio.create_memory_object_stream[bytes](self._uplink_queue_frames)
         self._outbox_send, self._outbox_receive = send, receive
@@ -492,6 +497,7 @@ class RealtimeClient:
 
     async def _send_event(self, event: Mapping[str, Any]) -> str | None:
         self._check_usable()
+        await self._flush_handoff()
         data = dict(event)
         if "event_id" not in data:
             data["event_id"] = "event_" + uuid.uuid4().hex[:20]
@@ -555,41 +561,88 @@ class RealtimeClient:
         ``input_rate``). It is resampled and encoded for the session's input format by the
         Rust core, with the resampler's state carried from frame to frame.
 
-        Safe from any thread: from a foreign thread (an audio device callback) the frame
-        crosses into the event loop through a bounded channel. Raises
-        :class:`InputBackpressure` when that channel is full (the frame is not queued; the
-        caller decides whether to retry or drop)."""
+        Safe from any thread, and never waits for the event loop: from a foreign thread (an
+        audio device callback) the frame is copied into a bounded hand-off queue and the loop
+        is woken without waiting for it (it encodes and sends the frame when it runs). Raises
+        :class:`InputBackpressure` when that queue (or, in the loop's own thread, the uplink
+        queue) is full: the frame is dropped and counted in ``metrics.input_frames_refused``;
+        the caller decides whether to retry."""
         if self._token is None or self._closed:
             raise RuntimeError("the client is not running (use it inside 'async with')")
         self._check_usable()
-        rate = int(sample_rate or self.input_rate)
+        rate = self.input_rate if sample_rate is None else int(sample_rate)
+        if rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {rate}")
         frame = _as_audio(samples)
-        duration_ms = (frame.shape[0] * 1000.0) / rate
-        with self._uplink_lock:
-            uplink = self._uplinks.get(rate)
-            if uplink is None:
-                if rate <= 0:
-                    raise ValueError(f"sample_rate must be positive, got {rate}")
-                uplink = _audio.Uplink(rate, format=self._input_format)
-                self._uplinks[rate] = uplink
-            message = uplink.encode(frame)
-        vad_events: Any = ()
-        if self._local_vad_active():
-            if rate != self.local_vad.sample_rate:
-                raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
-                                 f"this frame is at {rate} Hz")
-            vad_events = self.local_vad.process(frame if frame.ndim == 1 else
-                                                frame.mean(axis=1, dtype=np.float32))
+        if frame.ndim not in (1, 2):
+            raise ValueError(f"audio is mono samples or (frames, channels), got {frame.ndim} "
+                             "dimensions")
+        if self.local_vad is not None and rate != self.local_vad.sample_rate \
+                and self._local_vad_active():
+            raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
+                             f"this frame is at {rate} Hz")
         if threading.get_ident() == self._loop_thread:
-            self._queue_audio(message, duration_ms, vad_events)
-        else:
-            anyio.from_thread.run_sync(self._queue_audio, message, duration_ms, vad_events,
-                                       token=self._token)
+            # Frames handed over by other threads first: they were appended before this one.
+            if not self._drain_handoff() or not self._take_frame(frame, rate):
+                self.metrics.input_frames_refused += 1
+                raise InputBackpressure("the uplink queue is full; the frame was not queued")
+            return
+        # A device reuses its buffer once the callback returns: the loop gets a copy.
+        frame = frame.copy()
+        with self._handoff_lock:
+            if len(self._handoff) >= self._uplink_queue_frames:
+                self.metrics.input_frames_refused += 1
+                raise InputBackpressure("the hand-off queue to the event loop is full; "
+                                        "the frame was dropped")
+            self._handoff.append((frame, rate))
+            wake = not self._handoff_wake_pending
+            self._handoff_wake_pending = True
+        if wake and self._call_soon_threadsafe is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the client is closing
+                self._call_soon_threadsafe(self._drain_handoff)
 
     def _local_vad_active(self) -> bool:
         return self.local_vad is not None and self._turn_detection() is None
 
-    def _queue_audio(self, message: bytes, duration_ms: float, vad_events: Any) -> None:
+    def _drain_handoff(self) -> bool:
+        """Move frames from the hand-off into the uplink (loop thread). False when the
+        uplink queue is full: the rest wait, and the writer drains again as it makes room."""
+        with self._handoff_lock:
+            self._handoff_wake_pending = False
+        while self._handoff:
+            frame, rate = self._handoff[0]
+            if not self._take_frame(frame, rate):
+                return False
+            self._handoff.popleft()
+        return True
+
+    async def _flush_handoff(self) -> None:
+        """Every frame handed over so far into the uplink, waiting for room if need be:
+        what the loop sends next (a commit, a response.create) comes after them."""
+        while self._handoff and not self._drain_handoff():
+            frame, rate = self._handoff.popleft()
+            encoded = self._encode_frame(frame, rate)
+            if encoded is not None:
+                message, duration_ms, vad_events = encoded
+                # A waiting sender goes before any later send_nowait: the order holds.
+                await self._outbox_send.send(message)
+                self._account_audio(duration_ms, vad_events)
+
+    def _uplink_full(self) -> bool:
+        stats = self._outbox_send.statistics()
+        return (stats.current_buffer_used >= stats.max_buffer_size
+                and not stats.tasks_waiting_receive)
+
+    def _take_frame(self, frame: np.ndarray, rate: int) -> bool:
+        """Encode one frame and route it (loop thread): into the outage buffer while
+        disconnected, straight onto the link, or into the uplink queue. False: that queue is
+        full, and nothing was done (the resampler has not seen the frame)."""
+        if self.connected and self._uplink_full():
+            return False
+        encoded = self._encode_frame(frame, rate)
+        if encoded is None:
+            return True
+        message, duration_ms, vad_events = encoded
         if not self.connected:
             self._outage.append((message, duration_ms))
             self._outage_ms += duration_ms
@@ -598,12 +651,32 @@ class RealtimeClient:
                 self._outage_ms -= dropped
                 self.metrics.outage_audio_dropped_ms += dropped
         elif not self._send_directly(message):
-            try:
-                self._outbox_send.send_nowait(message)
-            except anyio.WouldBlock:
-                self.metrics.input_frames_refused += 1
-                raise InputBackpressure(
-                    "the uplink queue is full; the frame was not queued") from None
+            self._outbox_send.send_nowait(message)  # room checked above, nothing ran since
+        self._account_audio(duration_ms, vad_events)
+        return True
+
+    def _encode_frame(self, frame: np.ndarray, rate: int) -> tuple[bytes, float, Any] | None:
+        """The frame as an ``input_audio_buffer.append`` message in the session's format, its
+        length in ms, and what the local VAD made of it. None (reported) if the Rust core
+        refuses the frame: it runs in the loop, where an exception would end the session."""
+        try:
+            uplink = self._uplinks.get(rate)
+            if uplink is None:
+                uplink = _audio.Uplink(rate, format=self._input_format)
+                self._uplinks[rate] = uplink
+            message = uplink.encode(frame)
+            vad_events: Any = ()
+            if self._local_vad_active():
+                vad_events = self.local_vad.process(frame if frame.ndim == 1 else
+                                                    frame.mean(axis=1, dtype=np.float32))
+        except (ValueError, TypeError, OverflowError) as exc:
+            self._local_error("input_frame_refused", f"a microphone frame could not be "
+                              f"encoded and was dropped: {exc}")
+            self.metrics.input_frames_refused += 1
+            return None
+        return message, (frame.shape[0] * 1000.0) / rate, vad_events
+
+    def _account_audio(self, duration_ms: float, vad_events: Any) -> None:
         self._appended_ms += duration_ms
         self._uncommitted_ms += duration_ms
         for vad_event in vad_events:
@@ -641,6 +714,7 @@ class RealtimeClient:
     async def commit_input_audio(self) -> None:
         """Commit the input buffer. Under 100 ms of audio (in the input format's clock) the
         server would refuse, so nothing is sent and an ``error`` event says why."""
+        await self._flush_handoff()
         if self._uncommitted_ms < _MIN_COMMIT_MS:
             self._emit("error", {"error": {"type": "client_error",
                                            "code": "input_audio_buffer_commit_empty",
@@ -893,6 +967,8 @@ class RealtimeClient:
             self._outage_ms -= duration
             await self._send_on(link, message)
         self._link = link
+        if self._handoff:
+            self._drain_handoff()
 
     async def _replay_history(self, link: Link) -> None:
         """Give the new session the conversation so far, chained in order: messages as text
@@ -979,6 +1055,8 @@ class RealtimeClient:
             self._pending = message
             await self._send_on(link, message)
             self._pending = None
+            if self._handoff:
+                self._drain_handoff()
 
     async def _send_on(self, link: Link, message: bytes) -> None:
         await link.send_text(message)
@@ -1110,8 +1188,7 @@ class RealtimeClient:
             self._downlink = self._new_downlink(name)
         elif direction == "input" and name != self._input_format:
             self._input_format = name
-            with self._uplink_lock:
-                self._uplinks.clear()  # one Uplink per input rate, for the current format
+            self._uplinks.clear()  # one Uplink per input rate, for the current format
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
@@ -1279,8 +1356,26 @@ async def _await_handler(result: Awaitable[Any], client: RealtimeClient, name: s
                                    "local": True})
 
 
+def _call_soon_threadsafe(token: Any) -> Callable[[Callable[[], None]], Any]:
+    """The running loop's own way to schedule a callback from another thread without waiting
+    for it (``anyio.from_thread.run_sync`` waits for the result, and so blocks the caller
+    while the loop is busy)."""
+    native = token.native_token
+    for name in ("call_soon_threadsafe", "run_sync_soon"):  # asyncio's loop, trio's token
+        schedule = getattr(native, name, None)
+        if schedule is not None:
+            return schedule  # type: ignore[no-any-return]
+    raise RuntimeError(f"no thread-safe scheduling on {type(native).__name__}")
+
+
+_NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.int16))
+
+
 def _as_audio(samples: npt.ArrayLike) -> np.ndarray:
     """float32 or int16 samples, contiguous, from any numeric audio."""
+    if type(samples) is np.ndarray and samples.ndim and samples.flags.c_contiguous \
+            and samples.dtype in _NATIVE_DTYPES:
+        return samples  # the common case, on the audio thread: no numpy call at all
     frame = np.asarray(samples)
     if frame.dtype == np.float32 or frame.dtype == np.int16:
         return np.ascontiguousarray(frame)
