@@ -31,6 +31,7 @@ class HostileLink:
         self._ended: BaseException | None = None
         self.sent: list[bytes] = []
         self.written_before_cut: list[bytes] = []
+        self.network: HostileNetwork | None = None
 
     # ---- the client's side ----
 
@@ -39,6 +40,11 @@ class HostileLink:
             raise self._ended
         data = message.encode() if isinstance(message, str) else bytes(message)
         self.sent.append(data)
+        if self.network is not None and self.network.swallows(data):
+            # The write returned, as into a socket buffer, but the link died with it.
+            self.written_before_cut.append(data)
+            self.cut(1006, "the connection dropped right after a write")
+            return
         await self.inner.send_text(data)
 
     async def receive_raw(self) -> tuple[bytes, bool]:
@@ -92,6 +98,24 @@ class HostileNetwork:
         self.api_key = api_key
         self.protocol = protocol
         self.links: list[HostileLink] = []
+        self._swallow: list[Any] = []
+
+    def swallow(self, wanted: Any, times: int = 1) -> None:
+        """The next ``times`` client events for which ``wanted(event)`` holds are written into
+        a connection that drops right then: the server never sees them."""
+        self._swallow.extend([wanted] * times)
+
+    def swallows(self, data: bytes) -> bool:
+        if not self._swallow:
+            return False
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return False
+        if self._swallow[0](event):
+            self._swallow.pop(0)
+            return True
+        return False
 
     @property
     def link(self) -> HostileLink:
@@ -107,6 +131,7 @@ class HostileNetwork:
         async with transport.open_websocket(url, headers=headers) as inner:
             send, receive = anyio.create_memory_object_stream[tuple[bytes, bool]](1000)
             link = HostileLink(inner, send, receive)
+            link.network = self
             self.links.append(link)
             try:
                 async with anyio.create_task_group() as tg:

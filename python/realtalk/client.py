@@ -41,6 +41,7 @@ import numpy.typing as npt
 
 from realtalk import audio as _audio
 from realtalk import events as _events
+from realtalk._delivery import Delivery, DeliveryLedger
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
     AuthenticationError,
@@ -152,6 +153,10 @@ class ClientMetrics:
     playback_dropped_samples: int = 0
     # Server frames that could not be decoded or applied (each reported as an error event).
     invalid_server_events: int = 0
+    # User-level events written, unconfirmed when the connection dropped, and sent again on
+    # the next one; and those given up on (each reported in a client_event_lost error).
+    client_events_replayed: int = 0
+    client_events_lost: int = 0
 
 
 def _encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
@@ -319,6 +324,8 @@ class RealtimeClient:
         self._request_event_id: str | None = None
         self._create_lock = anyio.Lock()
         self._requeue: list[bytes] = []
+        self._ledger = DeliveryLedger()
+        self._replayed_ids: dict[str, str] = {}
         self._item_waiters: list[tuple[anyio.Event, bool, list[Item]]] = []
         self._turn: TurnMetrics | None = None
         self._speech_end: float | None = None
@@ -501,7 +508,14 @@ class RealtimeClient:
         data = dict(event)
         if "event_id" not in data:
             data["event_id"] = "event_" + uuid.uuid4().hex[:20]
+        item = data.get("item")
+        if data.get("type") == "conversation.item.create" and isinstance(item, Mapping) \
+                and "id" not in item:
+            # A client-chosen id: the echo confirms this very item, and a replay of it can
+            # never become a second copy.
+            data["item"] = {"id": _new_item_id(), **item}
         message = _events.serialize_client_event(data, self.protocol)
+        self._ledger.record(data, message)
         await self._outbox_send.send(message)
         return str(data["event_id"])
 
@@ -901,6 +915,8 @@ class RealtimeClient:
             if final or attempt > self.max_reconnect_attempts:
                 self._final_error = error
                 self._drain_outbox_into_outage()
+                for delivery in self._ledger.give_up():
+                    self._report_lost(delivery, "no new connection came to replay it")
                 undelivered = len(self._requeue) + len(self._outage)
                 self._local_error("connection_failed",
                                   f"giving up on the connection: {error}; {undelivered} "
@@ -914,7 +930,10 @@ class RealtimeClient:
     def _on_connection_lost(self, error: BaseException | None) -> None:
         code = getattr(error, "code", None)
         self._emit("connection.lost", {"code": code, "reason": str(error) if error else ""})
-        if self._response_state != "idle":
+        if self._response_state == "requested" and any(
+                d.event_id == self._request_event_id for d in self._ledger.pending()):
+            pass  # not started yet: the request goes out again and its caller keeps waiting
+        elif self._response_state != "idle":
             self._local_error("response_lost",
                               f"the connection closed during response {self._response_id}")
             self._finish_response(None)
@@ -959,6 +978,7 @@ class RealtimeClient:
              "event_id": "event_" + uuid.uuid4().hex[:20]}, self.protocol))
         if reconnecting:
             await self._replay_history(link)
+            await self._replay_unconfirmed(link)
         requeue, self._requeue = self._requeue, []
         for message in requeue:
             await self._send_on(link, message)
@@ -970,10 +990,42 @@ class RealtimeClient:
         if self._handoff:
             self._drain_handoff()
 
+    async def _replay_unconfirmed(self, link: Link) -> None:
+        """User-level events written to the old connection that the server never confirmed
+        go out again, once; those already replayed once are reported lost."""
+        replay, lost = self._ledger.at_reconnect()
+        for delivery in lost:
+            self._report_lost(delivery, "was replayed once and still never confirmed")
+        for delivery in replay:
+            event = dict(delivery.event)
+            previous = event.get("previous_item_id")
+            if isinstance(previous, str) and previous != "root":
+                if previous in self._replayed_ids:
+                    event["previous_item_id"] = self._replayed_ids[previous]
+                elif not any(previous == d.item_id for d in self._ledger.pending()):
+                    # Not in the new session under any id: the item goes at the end.
+                    del event["previous_item_id"]
+            message = _events.serialize_client_event(event, self.protocol)
+            self._ledger.replace_message(delivery, event, message)
+            self.metrics.client_events_replayed += 1
+            await self._send_on(link, message)
+
+    def _report_lost(self, delivery: Delivery, why: str) -> None:
+        self.metrics.client_events_lost += 1
+        self._local_error("client_event_lost",
+                          f"{delivery.type} {delivery.event_id}"
+                          + (f" (item {delivery.item_id})" if delivery.item_id else "")
+                          + f" was written before the connection dropped and {why}: the "
+                          "server may never have had it", **delivery.describe())
+        if delivery.type == "response.create" and delivery.event_id == self._request_event_id \
+                and self._response_state == "requested":
+            self._finish_response(None)
+
     async def _replay_history(self, link: Link) -> None:
         """Give the new session the conversation so far, chained in order: messages as text
         (their transcript for audio), tool calls with their arguments and outputs."""
         self.conversation.start_new_session()
+        self._replayed_ids = {}
         previous: str | None = None
         replayed_calls: set[str] = set()
         for item in self.conversation.items:
@@ -982,6 +1034,7 @@ class RealtimeClient:
                 continue
             replay_id = _new_item_id()
             self.conversation.alias(replay_id, item.id)
+            self._replayed_ids[item.id] = replay_id
             event: dict[str, Any] = {"type": "conversation.item.create",
                                      "event_id": "event_" + uuid.uuid4().hex[:20],
                                      "item": {"id": replay_id, **body}}
@@ -1060,6 +1113,7 @@ class RealtimeClient:
 
     async def _send_on(self, link: Link, message: bytes) -> None:
         await link.send_text(message)
+        self._ledger.written(message)
         if self._listening("realtime.event"):
             self._emit("realtime.event", {"source": "client", "time": time.time(),
                                           "event": _loads(message)})
@@ -1124,9 +1178,19 @@ class RealtimeClient:
             self._on_error(event)
             return
         if kind in ("session.created", "session.updated"):
+            if kind == "session.updated":
+                self._ledger.confirm_session_update()
             self._on_session(event)
         elif kind == "response.created":
+            response = event.get("response") or {}
+            self._ledger.confirm_response(
+                self._request_event_id if self._response_state == "requested" else None,
+                out_of_band="conversation_id" in response and response["conversation_id"] is None)
             self._on_response_created(event)
+        elif kind in ("conversation.item.added", "conversation.item.created"):
+            item = event.get("item")
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                self._ledger.confirm_item(item["id"])
         elif kind == "response.done":
             self._on_response_done(event)
         elif kind == "input_audio_buffer.speech_started":
@@ -1193,7 +1257,10 @@ class RealtimeClient:
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
         code = error.get("code")
-        benign = code in BENIGN_ERROR_CODES
+        answered = self._ledger.answer_error(error)
+        # A replayed item the server already has: it got there, and only once.
+        benign = code in BENIGN_ERROR_CODES or (answered is not None
+                                                and answered.outcome == "confirmed")
         if code == "conversation_already_has_active_response" and (
             self._response_state == "requested"
         ):
