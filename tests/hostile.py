@@ -32,6 +32,7 @@ class HostileLink:
         self.sent: list[bytes] = []
         self.written_before_cut: list[bytes] = []
         self.network: HostileNetwork | None = None
+        self._held: anyio.Event | None = None
 
     # ---- the client's side ----
 
@@ -39,11 +40,21 @@ class HostileLink:
         if self._ended is not None:
             raise self._ended
         data = message.encode() if isinstance(message, str) else bytes(message)
+        if self._held is not None:
+            # A stalled socket: the write never completes, and the cut ends it.
+            await self._held.wait()
+            raise self._ended or ConnectionClosed(1006, "the hostile link ended")
         self.sent.append(data)
         if self.network is not None and self.network.swallows(data):
             # The write returned, as into a socket buffer, but the link died with it.
             self.written_before_cut.append(data)
             self.cut(1006, "the connection dropped right after a write")
+            return
+        refusal = self.network.refusal(data) if self.network is not None else None
+        if refusal is not None:
+            # The server refuses the event instead of acting on it.
+            self.inject({"type": "error", "event_id": "event_hostile_refusal",
+                         "error": refusal})
             return
         await self.inner.send_text(data)
 
@@ -69,9 +80,15 @@ class HostileLink:
         client writes from here on are lost (as on a dead socket, the write raises)."""
         if self._ended is None:
             self._ended = ConnectionClosed(code, reason)
+        if self._held is not None:
+            self._held.set()
         self._send.close()
         with contextlib.suppress(Exception):
             self.inner.abort(reason)
+
+    def hold(self) -> None:
+        """From now on the client's writes stall (a full socket buffer) until ``cut``."""
+        self._held = anyio.Event()
 
     async def pump(self) -> None:
         try:
@@ -99,6 +116,25 @@ class HostileNetwork:
         self.protocol = protocol
         self.links: list[HostileLink] = []
         self._swallow: list[Any] = []
+        self._refuse: list[tuple[Any, dict[str, Any]]] = []
+
+    def refuse(self, wanted: Any, error: dict[str, Any]) -> None:
+        """The next client event for which ``wanted(event)`` holds is answered with an
+        ``error`` event (``error``, naming that event's id) instead of reaching the server."""
+        self._refuse.append((wanted, error))
+
+    def refusal(self, data: bytes) -> dict[str, Any] | None:
+        if not self._refuse:
+            return None
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return None
+        wanted, error = self._refuse[0]
+        if not wanted(event):
+            return None
+        self._refuse.pop(0)
+        return {**error, "event_id": event.get("event_id")}
 
     def swallow(self, wanted: Any, times: int = 1) -> None:
         """The next ``times`` client events for which ``wanted(event)`` holds are written into

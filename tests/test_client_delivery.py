@@ -251,3 +251,37 @@ def test_ledger_follows_a_replayed_message() -> None:
     assert delivery.writes == 1
     ledger.written(second)
     assert delivery.writes == 2
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_events_queued_during_an_outage_survive_a_handshake_that_dies_too() -> None:
+    # Found by the chaos soak: the second connection died while its handshake sent the
+    # queued events, and those after the fatal write vanished with it.
+    async with Simulator(responder=describe_context) as sim:
+        network = HostileNetwork(sim.url)
+        async with RealtimeClient(connect=network, session=TEXT_ONLY,
+                                  backoff_initial_s=0.05) as client:
+            recorder = Recorder(client)
+            await client.send_user_message_content("zero")
+            await until(lambda: len(client.conversation.items) == 1)
+            network.swallow(lambda e: user_item(e) and e["item"]["content"][0]["text"] == "one")
+            link = network.link
+            link.hold()  # the socket stalls: what follows stays queued in the client
+            await client.send_user_message_content("one")
+            async with anyio.create_task_group() as tg:
+                asked: list[str | None] = []
+
+                async def ask() -> None:
+                    with anyio.fail_after(5):
+                        asked.append(await client.create_response())
+
+                tg.start_soon(ask)
+                await until(lambda: client.response_active)
+                await anyio.sleep(0.01)
+                link.cut(1011, "going down")
+            (response_id,) = asked
+            assert response_id is not None
+            await client.wait_for_response_done(5)
+            assert len(network.links) == 3
+            assert client.conversation.items[-1].text == "message:zero / message:one"
+            assert recorder.errors("client_event_lost") == []

@@ -947,7 +947,7 @@ class RealtimeClient:
         self._finish_response(None)
 
     def _drain_outbox_into_outage(self) -> None:
-        keep: list[bytes] = []
+        keep = self._requeue  # what an earlier handshake did not get to comes first
         if self._pending is not None:
             keep.append(self._pending)
             self._pending = None
@@ -979,13 +979,16 @@ class RealtimeClient:
         if reconnecting:
             await self._replay_history(link)
             await self._replay_unconfirmed(link)
-        requeue, self._requeue = self._requeue, []
-        for message in requeue:
-            await self._send_on(link, message)
+        # Each message leaves its queue only once written: if this connection dies too, the
+        # rest waits for the next one instead of vanishing with the handshake.
+        while self._requeue:
+            await self._send_on(link, self._requeue[0])
+            del self._requeue[0]
         while self._outage:
-            message, duration = self._outage.popleft()
-            self._outage_ms -= duration
+            message, duration = self._outage[0]
             await self._send_on(link, message)
+            self._outage.popleft()
+            self._outage_ms -= duration
         self._link = link
         if self._handoff:
             self._drain_handoff()
