@@ -10,8 +10,9 @@ between the planned moments is the event loop's). Each turn sends one user messa
   (``ServerError``), a pause;
 - network side (tests/hostile.py between simulator and client): malformed or invalid frames
   injected, an ``error`` event out of nowhere, the connection cut right after the user's
-  message or the ``response.create`` was written (the server never sees them), cut at a random
-  moment of the response, ``response.create`` refused (rate limit);
+  message or the ``response.create`` was written (the server never sees them), the message's
+  write and its replay both cut (it must be reported lost), cut at a random moment of the
+  response, ``response.create`` refused (rate limit);
 - tools: a turn whose model calls a tool that answers, raises or hangs past the timeout.
 
 What is checked (``SoakReport.problems``): the client never dies and no turn hangs; every
@@ -58,6 +59,7 @@ FAULTS: list[tuple[str, int]] = [
     ("response_failed", 4),
     ("refuse_create", 4),
     ("cut_after_user_write", 5),
+    ("message_lost", 2),
     ("cut_after_create_write", 5),
     ("cut_during_response", 5),
     ("tool_ok", 4),
@@ -165,19 +167,32 @@ class Chaos:
         self.seed = seed
         self.turns = turns
         self.report = SoakReport(seed, backend)
-        self.server_views: dict[str, list[tuple[Any, ...]]] = {}
-        self.client_views: dict[str, list[tuple[Any, ...]]] = {}
+        # Each response's context as the server had it and as the client had it; compared
+        # (and let go) as soon as both are known.
+        self._views: dict[str, dict[str, list[tuple[Any, ...]]]] = {"server": {}, "client": {}}
         self.answered: set[int] = set()
         self.audit: list[tuple[Any, ...]] | None = None
 
     # ---- the model ----
 
+    def _record(self, side: str, response_id: str, view: list[tuple[Any, ...]]) -> None:
+        other = self._views["client" if side == "server" else "server"].pop(response_id, None)
+        if other is None:
+            self._views[side][response_id] = view
+            return
+        self.report.responses_checked += 1
+        mine, server = (view, other) if side == "client" else (other, view)
+        if mine != server:
+            self.report.problems.append(f"at {response_id} the client's conversation differs "
+                                        f"from the server's: {_diff(mine, server)}")
+
     def responder(self, ctx: ResponseContext) -> Any:
-        self.server_views[ctx.response_id] = _server_view(ctx.items)
+        server_view = _server_view(ctx.items)
+        self._record("server", ctx.response_id, server_view)
         users = [i for i in ctx.items if i.get("type") == "message" and i.get("role") == "user"]
         text = str(((users[-1].get("content") or [{}])[0]).get("text") or "") if users else ""
         if text == "audit":
-            self.audit = self.server_views[ctx.response_id]
+            self.audit = server_view
             return Text("audited")
         match = re.fullmatch(r"turn (\d+)", text)
         if match is None:
@@ -247,6 +262,8 @@ class Chaos:
                                                    f"{_state(client, network)}")
                             break
                         report.turns += 1
+                        for old in network.links[:-1]:
+                            old.sent.clear()  # the harness's own record, not the client's
                         if turn == max(self.turns // 10, 1):
                             report.rss_kb_after_warmup = _rss_kb()
                     tg.cancel_scope.cancel()
@@ -275,7 +292,7 @@ class Chaos:
                     and data.get("type") == "response.created":
                 response_id = (data.get("response") or {}).get("id")
                 if isinstance(response_id, str):
-                    self.client_views[response_id] = _client_view(client)
+                    self._record("client", response_id, _client_view(client))
 
         return on_wire
 
@@ -290,9 +307,11 @@ class Chaos:
         rng = random.Random(f"{self.seed}:{turn}:moments")
         text = f"turn {turn}"
         await self._until(lambda: client.connected)
-        if fault == "cut_after_user_write":
+        if fault in ("cut_after_user_write", "message_lost"):
+            # message_lost: the write and its one replay both vanish; it must be reported.
             network.swallow(lambda e: e.get("type") == "conversation.item.create"
-                            and (e["item"].get("content") or [{}])[0].get("text") == text)
+                            and (e["item"].get("content") or [{}])[0].get("text") == text,
+                            times=2 if fault == "message_lost" else 1)
         item_turns[await client.send_user_message_content(text)] = turn
         if fault == "garbage":
             for frame in rng.sample(GARBAGE, rng.randint(1, 3)):
@@ -357,15 +376,6 @@ class Chaos:
             if users[f"turn {turn}"] != expected:
                 problems.append(f"turn {turn} is in the client's conversation "
                                 f"{users[f'turn {turn}']} times, expected {expected}")
-        # The client's conversation is the server's, at every response the server started.
-        for response_id, server in self.server_views.items():
-            mine = self.client_views.get(response_id)
-            if mine is None:
-                continue  # started on a connection that died before the client saw it
-            report.responses_checked += 1
-            if mine != server:
-                problems.append(f"at {response_id} the client's conversation differs from "
-                                f"the server's: {_diff(mine, server)}")
         # Nothing piles up inside the client.
         leftovers = {"unconfirmed events": len(client._ledger),
                      "requeued messages": len(client._requeue),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from chaos import soak
+from chaos import plan, soak
 
 SEED = int(os.environ.get("REALTALK_SOAK_SEED", "16"))
 LONG_TURNS = int(os.environ.get("REALTALK_SOAK_TURNS", "0") or 0) or (
@@ -24,6 +24,8 @@ async def test_chaos_soak_short(anyio_backend: str) -> None:
     assert report.turns == 40
     assert report.reconnects >= 3  # the plan of seed 16 cuts the connection this often
     assert report.responses_checked >= 20
+    assert report.reported_lost == [  # the plan's message_lost turns, and only those
+        turn for turn in range(40) if plan(SEED, turn) == "message_lost"]
 
 
 @pytest.mark.slow
