@@ -35,7 +35,7 @@ from typing import Any
 import anyio
 from hostile import HostileNetwork
 
-from realtalk.client import ClientEvent, RealtimeClient, ResponseRefused
+from realtalk.client import Notification, RealtimeClient, ResponseRefused
 from realtalk.simulator import Simulator
 from realtalk.simulator.responder import (
     Close,
@@ -239,7 +239,7 @@ class Chaos:
     async def run(self) -> SoakReport:
         report = self.report
         started = time.perf_counter()
-        events: list[ClientEvent] = []
+        events: list[Notification] = []
         item_turns: dict[str, int] = {}
         async with Simulator(responder=self.responder) as sim:
             network = HostileNetwork(sim.url)
@@ -284,7 +284,7 @@ class Chaos:
         return report
 
     def _watch(self, client: RealtimeClient) -> Any:
-        def on_wire(event: ClientEvent) -> None:
+        def on_wire(event: Notification) -> None:
             data = event["event"]
             # Called before the client applies the event: its conversation is the context
             # the server had when it started this response.
@@ -345,7 +345,7 @@ class Chaos:
                                           for i in client.conversation.items))
             await client.wait_for_response_done()
 
-    def _check(self, client: RealtimeClient, errors: list[ClientEvent],
+    def _check(self, client: RealtimeClient, errors: list[Notification],
                item_turns: dict[str, int]) -> None:
         report = self.report
         problems = report.problems

@@ -12,7 +12,7 @@ import pytest
 from hostile import HostileNetwork
 
 from realtalk._delivery import DeliveryLedger
-from realtalk.client import ClientEvent, RealtimeClient
+from realtalk.client import Notification, RealtimeClient
 from realtalk.simulator import Simulator
 from realtalk.simulator.responder import FunctionCall, ResponseContext, Text
 
@@ -21,7 +21,7 @@ TEXT_ONLY = {"output_modalities": ["text"]}
 
 class Recorder:
     def __init__(self, client: RealtimeClient) -> None:
-        self.events: list[ClientEvent] = []
+        self.events: list[Notification] = []
         client.on("*", self.events.append)
 
     def names(self) -> list[str]:

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from hostile import HostileNetwork
 
-from realtalk.client import ClientEvent, RealtimeClient
+from realtalk.client import Notification, RealtimeClient
 from realtalk.simulator import Simulator
 from realtalk.simulator.responder import FunctionCall, ResponseContext, Text
 from realtalk.tools import ToolRegistry
@@ -22,7 +22,7 @@ TEXT_ONLY = {"output_modalities": ["text"]}
 
 class Recorder:
     def __init__(self, client: RealtimeClient) -> None:
-        self.events: list[ClientEvent] = []
+        self.events: list[Notification] = []
         client.on("*", self.events.append)
 
     def names(self) -> list[str]:
@@ -385,3 +385,12 @@ async def test_frames_handed_over_before_a_commit_are_sent_before_it() -> None:
         sent = [e["event"]["type"] for e in recorder.events if e.type == "realtime.event"
                 and e["source"] == "client" and e["event"]["type"] != "session.update"]
         assert sent == ["input_audio_buffer.append"] * 10 + ["input_audio_buffer.commit"]
+
+
+def test_the_notification_type_no_longer_clashes_with_the_wire_events() -> None:
+    import realtalk
+    import realtalk.events
+
+    assert realtalk.Notification is Notification
+    assert realtalk.ClientEvent is Notification  # the old name, kept for old code
+    assert realtalk.Notification is not realtalk.events.ClientEvent

@@ -61,6 +61,7 @@ __all__ = [
     "EventStream",
     "InputBackpressure",
     "Link",
+    "Notification",
     "RealtimeClient",
     "ResponseBusy",
     "ResponseRefused",
@@ -117,8 +118,9 @@ class InputBackpressure(RealtalkError):
 
 
 @dataclass(frozen=True, slots=True)
-class ClientEvent:
-    """What ``on()`` handlers and ``events()`` receive: a name and its fields."""
+class Notification:
+    """What ``on()`` handlers and ``events()`` receive: a name and its fields. (Not a wire
+    event: those are ``realtalk.events.ClientEvent`` / ``ServerEvent``.)"""
 
     type: str
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -128,6 +130,10 @@ class ClientEvent:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
+
+
+# The name this type had before it clashed with realtalk.events.ClientEvent; kept for old code.
+ClientEvent = Notification
 
 
 @dataclass
@@ -181,8 +187,8 @@ class EventStream:
     def __init__(
         self,
         client: RealtimeClient,
-        send: MemoryObjectSendStream[ClientEvent],
-        receive: MemoryObjectReceiveStream[ClientEvent],
+        send: MemoryObjectSendStream[Notification],
+        receive: MemoryObjectReceiveStream[Notification],
     ) -> None:
         self._client = client
         self._send = send
@@ -191,7 +197,7 @@ class EventStream:
     def __aiter__(self) -> EventStream:
         return self
 
-    async def __anext__(self) -> ClientEvent:
+    async def __anext__(self) -> Notification:
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -290,8 +296,8 @@ class RealtimeClient:
         self.outage_audio_ms = outage_audio_ms
         self._uplink_queue_frames = uplink_queue_frames
         self._event_queue_size = event_queue_size
-        self._handlers: dict[str, list[Callable[[ClientEvent], Any]]] = {}
-        self._subscribers: list[MemoryObjectSendStream[ClientEvent]] = []
+        self._handlers: dict[str, list[Callable[[Notification], Any]]] = {}
+        self._subscribers: list[MemoryObjectSendStream[Notification]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._token: Any = None
         self._loop_thread: int | None = None
@@ -392,7 +398,7 @@ class RealtimeClient:
 
     # ---- events ----
 
-    def on(self, name: str, handler: Callable[[ClientEvent], Any]) -> Callable[[], None]:
+    def on(self, name: str, handler: Callable[[Notification], Any]) -> Callable[[], None]:
         """Call ``handler(event)`` for each event ``name`` (``"*"`` for all). Async handlers run
         in the client's task group. Returns a function that removes the handler."""
         self._handlers.setdefault(name, []).append(handler)
@@ -408,7 +414,7 @@ class RealtimeClient:
         counted in ``metrics.events_dropped``). Use ``async for event in client.events()``;
         ``async with client.events() as stream`` stops the subscription on exit (it also
         stops when the client closes)."""
-        send, receive = anyio.create_memory_object_stream[ClientEvent](self._event_queue_size)
+        send, receive = anyio.create_memory_object_stream[Notification](self._event_queue_size)
         self._subscribers.append(send)
         return EventStream(self, send, receive)
 
@@ -416,7 +422,7 @@ class RealtimeClient:
         return bool(self._subscribers or self._handlers.get(name) or self._handlers.get("*"))
 
     def _emit(self, name: str, data: Mapping[str, Any]) -> None:
-        event = ClientEvent(name, data)
+        event = Notification(name, data)
         for handler in (*self._handlers.get(name, ()), *self._handlers.get("*", ())):
             try:
                 result = handler(event)
