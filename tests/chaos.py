@@ -394,7 +394,7 @@ def _state(client: RealtimeClient, network: HostileNetwork) -> str:
             f"connections {len(network.links)}, last link ended: {network.link._ended!r}, "
             f"outbox {client._outbox_send.statistics()}, pending {client._pending!r}, "
             f"requeue {client._requeue!r}, per link: "
-            + " | ".join(",".join(str(json.loads(m).get("type")).replace("conversation.item.", "item.") for m in link.sent)
+            + " | ".join(",".join(str(json.loads(m).get("type")) for m in link.sent)
                          + f" [{link._ended!r}]" for link in network.links))
 
 

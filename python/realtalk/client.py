@@ -14,7 +14,6 @@ applied to the ``conversation``.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import inspect
@@ -28,7 +27,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -41,6 +39,7 @@ import numpy.typing as npt
 
 from realtalk import audio as _audio
 from realtalk import events as _events
+from realtalk._content import user_content_part
 from realtalk._delivery import Delivery, DeliveryLedger
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
@@ -80,7 +79,6 @@ BENIGN_ERROR_CODES = frozenset(
 RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 
 _FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
-_WIRE_RATES = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
 _MIN_COMMIT_MS = 100
 
 
@@ -163,22 +161,6 @@ class ClientMetrics:
     # the next one; and those given up on (each reported in a client_event_lost error).
     client_events_replayed: int = 0
     client_events_lost: int = 0
-
-
-def _encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
-    """A whole clip (not a stream) as base64 in a session input format."""
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1, dtype=np.float32)
-    if samples.dtype not in (np.float32, np.int16):
-        samples = samples.astype(np.float32)
-    wire_rate = _WIRE_RATES[format_]
-    if rate != wire_rate:
-        samples = _audio.resample(np.ascontiguousarray(samples), rate, wire_rate)
-    pcm = samples if samples.dtype == np.int16 else _audio.float_to_pcm16(samples)
-    if format_ == "pcm16":
-        return _audio.pcm16_to_base64(pcm)
-    codes = _audio.ulaw_encode(pcm) if format_ == "g711_ulaw" else _audio.alaw_encode(pcm)
-    return _audio.b64encode(codes)
 
 
 class EventStream:
@@ -533,7 +515,8 @@ class RealtimeClient:
         rate, or bytes already in the input format), ``input_image`` (``image`` as bytes or a
         path; ``detail`` optional). Returns the item id."""
         parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else [
-            self._content_part(part) for part in content]
+            user_content_part(part, input_rate=self.input_rate,
+                              input_format=self._input_format) for part in content]
         item_id = _new_item_id()
         event: dict[str, Any] = {"type": "conversation.item.create",
                                  "item": {"id": item_id, "type": "message", "role": "user",
@@ -542,38 +525,6 @@ class RealtimeClient:
             event["previous_item_id"] = previous_item_id
         await self._send_event(event)
         return item_id
-
-    def _content_part(self, part: Mapping[str, Any]) -> dict[str, Any]:
-        kind = part.get("type")
-        if kind == "input_text":
-            return {"type": "input_text", "text": str(part["text"])}
-        if kind == "input_audio":
-            data = part.get("audio")
-            if isinstance(data, np.ndarray):
-                rate = int(part.get("sample_rate", self.input_rate))
-                return {"type": "input_audio",
-                        "audio": _encode_clip(data, rate, self._input_format)}
-            if isinstance(data, bytes | bytearray | memoryview):
-                return {"type": "input_audio", "audio": base64.b64encode(bytes(data)).decode()}
-            if isinstance(data, str):
-                return {"type": "input_audio", "audio": data}
-            raise TypeError("input_audio needs 'audio' as a numpy array, bytes or base64 text")
-        if kind == "input_image":
-            image = part.get("image", part.get("image_url"))
-            if isinstance(image, str) and image.startswith("data:"):
-                url = image
-            elif isinstance(image, str | Path):
-                path = Path(image)
-                url = _data_url(path.read_bytes(), _mime_for(path.suffix))
-            elif isinstance(image, bytes | bytearray):
-                url = _data_url(bytes(image), _sniff_image(bytes(image)))
-            else:
-                raise TypeError("input_image needs 'image' as bytes, a path or a data URL")
-            result = {"type": "input_image", "image_url": url}
-            if "detail" in part:
-                result["detail"] = part["detail"]
-            return result
-        raise ValueError(f"unsupported user content type {kind!r}")
 
     def append_input_audio(self, samples: npt.ArrayLike, sample_rate: int | None = None) -> None:
         """Queue microphone audio: any numeric dtype (floats in [-1, 1], integer PCM at its
@@ -1528,25 +1479,3 @@ def _event_dict(event: Any) -> dict[str, Any]:
     if not isinstance(built, dict):
         raise ProtocolError(f"a server event must be an object, got {type(built).__name__}")
     return built
-
-
-def _data_url(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-
-
-def _mime_for(suffix: str) -> str:
-    return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-            ".gif": "image/gif", ".webp": "image/webp"}.get(suffix.lower(), "image/png")
-
-
-def _sniff_image(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    raise ValueError("input_image bytes are not a PNG, JPEG, GIF or WebP image")
-
