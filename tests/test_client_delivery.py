@@ -142,7 +142,8 @@ async def test_a_tool_output_written_before_a_drop_follows_the_replayed_history(
                             and e["item"].get("type") == "function_call_output")
             await client.send_user_message_content("look it up")
             await client.create_response()
-            await until(lambda: any(i.role == "assistant" for i in client.conversation.items))
+            await until(lambda: any(i.role == "assistant" and i.status == "completed"
+                                    for i in client.conversation.items))
             reply = [i for i in client.conversation.items if i.role == "assistant"][-1]
             assert reply.text == ("message:look it up / function_call:lookup / "
                                   "function_call_output:forty-two")

@@ -41,13 +41,14 @@ from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
 from realtalk._delivery import Delivery, DeliveryLedger
+# RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
+from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
+from realtalk._supervision import ReconnectPolicy
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
-    AuthenticationError,
     ConnectError,
     ConnectionClosed,
     HandshakeError,
-    InvalidRequestError,
     ProtocolError,
     RealtalkError,
     Timeout,
@@ -75,8 +76,6 @@ BENIGN_ERROR_CODES = frozenset(
         "input_audio_buffer_commit_empty",
     }
 )
-# Close codes after which the same request may succeed again (design.md, supervision).
-RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 
 _FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
 _MIN_COMMIT_MS = 100
@@ -857,11 +856,9 @@ class RealtimeClient:
                 self._link = None
             if self._closed:
                 return
-            final = (not self.reconnect or isinstance(
-                error, AuthenticationError | InvalidRequestError) or (
-                isinstance(error, ConnectionClosed)
-                and error.code not in RETRYABLE_CLOSE_CODES) or (
-                isinstance(error, HandshakeError) and 400 <= error.status < 500))
+            # Read each time: the settings are public attributes a program may change.
+            policy = ReconnectPolicy(self.reconnect, self.max_reconnect_attempts,
+                                     self.backoff_initial_s, self.backoff_max_s)
             if not started:
                 raise error or ConnectionClosed(1006, "connection ended during setup")
             if not restored_after_loss:
@@ -869,7 +866,7 @@ class RealtimeClient:
                 restored_after_loss = True
                 dropped_before = self.metrics.outage_audio_dropped_ms
             attempt += 1
-            if final or attempt > self.max_reconnect_attempts:
+            if policy.gives_up(error, attempt):
                 self._final_error = error
                 self._drain_outbox_into_outage()
                 for delivery in self._ledger.give_up():
@@ -881,8 +878,7 @@ class RealtimeClient:
                                   undelivered=undelivered)
                 self._fail_waiters()
                 return
-            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
-            await anyio.sleep(delay * (0.5 + random.random() / 2))
+            await anyio.sleep(policy.delay(attempt, random.random()))
 
     def _on_connection_lost(self, error: BaseException | None) -> None:
         code = getattr(error, "code", None)
