@@ -45,5 +45,5 @@ class ReconnectPolicy:
 
     def delay(self, attempt: int, jitter: float) -> float:
         """The wait before attempt ``attempt`` (from 1); ``jitter`` is uniform in [0, 1)."""
-        ceiling = min(self.max_s, self.initial_s * 2 ** (attempt - 1))
+        ceiling = min(self.max_s, self.initial_s * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + jitter / 2)

@@ -296,7 +296,7 @@ class RealtimeClient:
         self._handoff_lock = threading.Lock()
         self._handoff: deque[tuple[np.ndarray, int]] = deque()
         self._handoff_wake_pending = False
-        self._call_soon_threadsafe: Callable[[Callable[[], None]], Any] | None = None
+        self._call_soon_threadsafe: Callable[[Callable[[], object]], object] | None = None
         self._outage: deque[tuple[bytes, float]] = deque()
         self._outage_ms = 0.0
         self._uncommitted_ms = 0.0
@@ -1379,7 +1379,7 @@ async def _await_handler(result: Awaitable[Any], client: RealtimeClient, name: s
                                    "local": True})
 
 
-def _call_soon_threadsafe(token: Any) -> Callable[[Callable[[], None]], Any]:
+def _call_soon_threadsafe(token: Any) -> Callable[[Callable[[], object]], object]:
     """The running loop's own way to schedule a callback from another thread without waiting
     for it (``anyio.from_thread.run_sync`` waits for the result, and so blocks the caller
     while the loop is busy)."""
