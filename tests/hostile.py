@@ -108,13 +108,15 @@ class HostileLink:
 
 
 class HostileNetwork:
-    """A ``connect=`` factory; ``links`` holds every connection made, the newest last."""
+    """A ``connect=`` factory; ``links`` holds the connections made, the newest last (a long
+    run may let go of the old ones); ``connections`` counts them all."""
 
     def __init__(self, url: str, *, api_key: str = "sk-test", protocol: str = "ga") -> None:
         self.url = url
         self.api_key = api_key
         self.protocol = protocol
         self.links: list[HostileLink] = []
+        self.connections = 0
         self._swallow: list[Any] = []
         self._refuse: list[tuple[Any, dict[str, Any]]] = []
 
@@ -169,6 +171,7 @@ class HostileNetwork:
             link = HostileLink(inner, send, receive)
             link.network = self
             self.links.append(link)
+            self.connections += 1
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(link.pump)

@@ -286,3 +286,26 @@ async def test_events_queued_during_an_outage_survive_a_handshake_that_dies_too(
             assert len(network.links) == 3
             assert client.conversation.items[-1].text == "message:zero / message:one"
             assert recorder.errors("client_event_lost") == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_reconnects_do_not_pile_up_ids_of_dead_sessions() -> None:
+    # Found by the soak's memory figure: every reconnect replays the history under new ids,
+    # and the ids of every earlier replay were kept for good.
+    async with Simulator(responder=describe_context) as sim:
+        network = HostileNetwork(sim.url)
+        async with RealtimeClient(connect=network, session=TEXT_ONLY,
+                                  backoff_initial_s=0.005) as client:
+            for word in ("one", "two", "three"):
+                await client.send_user_message_content(word)
+            await until(lambda: len(client.conversation.items) == 3)
+            for cut in range(5):
+                network.link.cut(1006, "cut")
+                await until(lambda: client.metrics.reconnects == cut + 1)
+            # The live session's ids for the three replayed items (and the end marker) only.
+            assert len(client.conversation._aliases) <= 3
+            await client.send_user_message_content("four")
+            await client.create_response()
+            await client.wait_for_response_done(5)
+            assert client.conversation.items[-1].text == (
+                "message:one / message:two / message:three / message:four")
