@@ -494,7 +494,7 @@ class RealtimeClient:
         await self._flush_handoff()
         data = dict(event)
         if "event_id" not in data:
-            data["event_id"] = "event_" + uuid.uuid4().hex[:20]
+            data["event_id"] = _new_event_id()
         item = data.get("item")
         if data.get("type") == "conversation.item.create" and isinstance(item, Mapping) \
                 and "id" not in item:
@@ -928,7 +928,7 @@ class RealtimeClient:
         self._on_session(first)
         await self._send_on(link, _events.serialize_client_event(
             {"type": "session.update", "session": self._full_session(),
-             "event_id": "event_" + uuid.uuid4().hex[:20]}, self.protocol))
+             "event_id": _new_event_id()}, self.protocol))
         if reconnecting:
             await self._replay_history(link)
             await self._replay_unconfirmed(link)
@@ -992,7 +992,7 @@ class RealtimeClient:
             self.conversation.alias(replay_id, item.id)
             self._replayed_ids[item.id] = replay_id
             event: dict[str, Any] = {"type": "conversation.item.create",
-                                     "event_id": "event_" + uuid.uuid4().hex[:20],
+                                     "event_id": _new_event_id(),
                                      "item": {"id": replay_id, **body}}
             if previous is not None:
                 event["previous_item_id"] = previous
@@ -1443,6 +1443,11 @@ def _format_name(format_: Any) -> str:
 
 def _new_item_id() -> str:
     return "item_rt" + uuid.uuid4().hex[:22]
+
+
+def _new_event_id() -> str:
+    """The one place client event ids are minted (the ledger and refusals match on them)."""
+    return "event_" + uuid.uuid4().hex[:20]
 
 
 def _vad_kind(event: Any) -> str:
