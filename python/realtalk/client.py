@@ -2,14 +2,21 @@
 
 One client owns one task group (nothing outlives its ``async with``) in which a supervisor task
 owns the connection: it connects, pushes the session config and tools, runs one reader and one
-writer task per connection, and on a retryable close reconnects with jittered backoff, replays
-the conversation's history (messages as text, tool calls and their outputs) and then the audio
-appended during the outage.
+writer task per connection, and on a retryable close (``_supervision.ReconnectPolicy``)
+reconnects with jittered backoff, replays the conversation's history (messages as text, tool
+calls and their outputs), then the user-level events the old connection never confirmed
+(``_delivery``: each replayed once, else reported lost), then what was still queued and the
+audio appended during the outage.
 
-Hot paths: microphone frames become wire messages in one Rust call (``Uplink.encode``, done in
-the caller's thread); audio deltas go from the wire into ``playback`` in one Rust call
-(``Downlink.decode``) without a JSON parse. Everything else is parsed into GA-named dicts and
-applied to the ``conversation``.
+Nothing the server sends ends the session: a frame that cannot be decoded or applied is one
+``error`` event (``invalid_server_event``), a refused follow-up after tool calls is one
+``error`` event. User message content is encoded by ``_content``.
+
+Hot paths: microphone frames from the loop's thread become wire messages in one Rust call
+(``Uplink.encode``); from any other thread (an audio callback) they are copied into a bounded
+hand-off queue and the loop is woken without waiting for it, and the loop encodes them. Audio
+deltas go from the wire into ``playback`` in one Rust call (``Downlink.decode``) without a JSON
+parse. Everything else is parsed into GA-named dicts and applied to the ``conversation``.
 """
 
 from __future__ import annotations
