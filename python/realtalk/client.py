@@ -51,6 +51,7 @@ from realtalk._delivery import Delivery, DeliveryLedger
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
 from realtalk._supervision import ReconnectPolicy
+from realtalk._uplink import FrameHandoff, HandoffFull, OutageBuffer
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
     ConnectError,
@@ -300,12 +301,10 @@ class RealtimeClient:
         self._downlink: Any = None
         # Frames from foreign threads waiting for the loop (the only place they are encoded,
         # so the uplinks' resampler state belongs to the loop): (samples, rate).
-        self._handoff_lock = threading.Lock()
-        self._handoff: deque[tuple[np.ndarray, int]] = deque()
-        self._handoff_wake_pending = False
+        self._handoff: FrameHandoff[tuple[np.ndarray, int]] = FrameHandoff(
+            max(1, uplink_queue_frames))
         self._call_soon_threadsafe: Callable[[Callable[[], object]], object] | None = None
-        self._outage: deque[tuple[bytes, float]] = deque()
-        self._outage_ms = 0.0
+        self._outage = OutageBuffer()
         self._uncommitted_ms = 0.0
         self._appended_ms = 0.0
         # Responses in the default conversation, one at a time.
@@ -561,19 +560,17 @@ class RealtimeClient:
         if threading.get_ident() == self._loop_thread:
             # Frames handed over by other threads first: they were appended before this one.
             if not self._drain_handoff() or not self._take_frame(frame, rate):
-                self.metrics.input_frames_refused += 1
+                self._count_refused()
                 raise InputBackpressure("the uplink queue is full; the frame was not queued")
             return
         # A device reuses its buffer once the callback returns: the loop gets a copy.
         frame = frame.copy()
-        with self._handoff_lock:
-            if len(self._handoff) >= self._uplink_queue_frames:
-                self.metrics.input_frames_refused += 1
-                raise InputBackpressure("the hand-off queue to the event loop is full; "
-                                        "the frame was dropped")
-            self._handoff.append((frame, rate))
-            wake = not self._handoff_wake_pending
-            self._handoff_wake_pending = True
+        try:
+            wake = self._handoff.put((frame, rate))
+        except HandoffFull:
+            self._count_refused()
+            raise InputBackpressure("the hand-off queue to the event loop is full; "
+                                    "the frame was dropped") from None
         if wake and self._call_soon_threadsafe is not None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: the client is closing
                 self._call_soon_threadsafe(self._drain_handoff)
@@ -584,20 +581,24 @@ class RealtimeClient:
     def _drain_handoff(self) -> bool:
         """Move frames from the hand-off into the uplink (loop thread). False when the
         uplink queue is full: the rest wait, and the writer drains again as it makes room."""
-        with self._handoff_lock:
-            self._handoff_wake_pending = False
+        self._handoff.woken()
         while self._handoff:
-            frame, rate = self._handoff[0]
+            frame, rate = self._handoff.peek()
             if not self._take_frame(frame, rate):
                 return False
-            self._handoff.popleft()
+            self._handoff.pop()
         return True
+
+    def _count_refused(self) -> None:
+        # Under the hand-off's lock: refusals are counted from the loop and other threads.
+        with self._handoff.lock:
+            self.metrics.input_frames_refused += 1
 
     async def _flush_handoff(self) -> None:
         """Every frame handed over so far into the uplink, waiting for room if need be:
         what the loop sends next (a commit, a response.create) comes after them."""
         while self._handoff and not self._drain_handoff():
-            frame, rate = self._handoff.popleft()
+            frame, rate = self._handoff.pop()
             encoded = self._encode_frame(frame, rate)
             if encoded is not None:
                 message, duration_ms, vad_events = encoded
@@ -621,12 +622,8 @@ class RealtimeClient:
             return True
         message, duration_ms, vad_events = encoded
         if not self.connected:
-            self._outage.append((message, duration_ms))
-            self._outage_ms += duration_ms
-            while self._outage_ms > self.outage_audio_ms and self._outage:
-                _, dropped = self._outage.popleft()
-                self._outage_ms -= dropped
-                self.metrics.outage_audio_dropped_ms += dropped
+            self.metrics.outage_audio_dropped_ms += self._outage.append(
+                message, duration_ms, self.outage_audio_ms)
         elif not self._send_directly(message):
             self._outbox_send.send_nowait(message)  # room checked above, nothing ran since
         self._account_audio(duration_ms, vad_events)
@@ -649,7 +646,7 @@ class RealtimeClient:
         except (ValueError, TypeError, OverflowError) as exc:
             self._local_error("input_frame_refused", f"a microphone frame could not be "
                               f"encoded and was dropped: {exc}")
-            self.metrics.input_frames_refused += 1
+            self._count_refused()
             return None
         return message, (frame.shape[0] * 1000.0) / rate, vad_events
 
@@ -945,10 +942,8 @@ class RealtimeClient:
             await self._send_on(link, self._requeue[0])
             del self._requeue[0]
         while self._outage:
-            message, duration = self._outage[0]
-            await self._send_on(link, message)
-            self._outage.popleft()
-            self._outage_ms -= duration
+            await self._send_on(link, self._outage.peek())
+            self._outage.pop()
         self._link = link
         if self._handoff:
             self._drain_handoff()
