@@ -172,6 +172,7 @@ class Chaos:
         self._views: dict[str, dict[str, list[tuple[Any, ...]]]] = {"server": {}, "client": {}}
         self.answered: set[int] = set()
         self.audit: list[tuple[Any, ...]] | None = None
+        self.losses = 0  # connection.lost notifications so far
 
     # ---- the model ----
 
@@ -247,6 +248,7 @@ class Chaos:
                                       backoff_initial_s=0.005, backoff_max_s=0.05,
                                       tool_timeout=0.2, max_reconnect_attempts=20) as client:
                 client.on("error", events.append)
+                client.on("connection.lost", self._count_loss)
                 client.on("realtime.event", self._watch(client))
                 for tool in (self.lookup, self.explode, self.stall):
                     await client.add_tool({"name": tool.__name__}, tool)
@@ -284,6 +286,9 @@ class Chaos:
         report.elapsed_s = time.perf_counter() - started
         return report
 
+    def _count_loss(self, _: Notification) -> None:
+        self.losses += 1
+
     def _watch(self, client: RealtimeClient) -> Any:
         def on_wire(event: Notification) -> None:
             data = event["event"]
@@ -306,6 +311,7 @@ class Chaos:
                     tg: anyio.abc.TaskGroup, turn: int, fault: str,
                     item_turns: dict[str, int]) -> None:
         rng = random.Random(f"{self.seed}:{turn}:moments")
+        losses_before = self.losses
         text = f"turn {turn}"
         await self._until(lambda: client.connected)
         if fault in ("cut_after_user_write", "message_lost"):
@@ -341,9 +347,12 @@ class Chaos:
             self.report.refused_creates += 1
         await client.wait_for_response_done()
         if fault in TOOL_FAULTS:
-            # The tool runs and its one follow-up response comes on its own.
-            await self._until(lambda: any(i.role == "assistant" and i.text == f"ack {turn} tool"
-                                          for i in client.conversation.items))
+            # The tool runs and its one follow-up response comes on its own, unless a cut
+            # (a fault planned a turn earlier may land now) takes it: then it was reported.
+            await self._until(lambda: self.losses > losses_before or any(
+                i.role == "assistant" and i.text == f"ack {turn} tool"
+                for i in client.conversation.items))
+            await self._until(lambda: client.connected)
             await client.wait_for_response_done()
 
     def _check(self, client: RealtimeClient, errors: list[Notification],
