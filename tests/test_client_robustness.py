@@ -352,14 +352,15 @@ async def test_append_from_a_device_thread_never_waits_for_a_stalled_loop() -> N
 
 
 async def test_a_full_hand_off_drops_and_counts_without_waiting() -> None:
-    import time
-
     async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", session=NO_TURNS,
                                                   uplink_queue_frames=4) as client:
         recorder = Recorder(client)
         device = DeviceThread(client, frames=10, period_s=0.001)
         device.thread.start()
-        time.sleep(0.1)  # the loop is stalled for the whole burst
+        # The loop is stalled for the whole burst: it waits for the device thread, which
+        # must never need the loop (on main the two waited for each other until the timeout).
+        device.thread.join(timeout=2)
+        assert not device.thread.is_alive()
         await device.join()
         assert max(device.durations) < 0.02
         assert (device.accepted, device.refused) == (4, 6)

@@ -24,8 +24,11 @@ async def test_chaos_soak_short(anyio_backend: str) -> None:
     assert report.turns == 40
     assert report.reconnects >= 3  # the plan of seed 16 cuts the connection this often
     assert report.responses_checked >= 20
-    assert report.reported_lost == [  # the plan's message_lost turns, and only those
-        turn for turn in range(40) if plan(SEED, turn) == "message_lost"]
+    # The plan's message_lost turns are reported lost; a cut planned for one turn may land on
+    # the next and cost a replay too, so others may join them (problems == [] says they were
+    # reported and nowhere else).
+    assert {turn for turn in range(40) if plan(SEED, turn) == "message_lost"} <= set(
+        report.reported_lost)
 
 
 @pytest.mark.slow
