@@ -336,6 +336,9 @@ async def test_append_input_audio_from_a_foreign_thread_with_backpressure() -> N
         with anyio.fail_after(5):
             while len(recorder.wire("client", "input_audio_buffer.append")) < accepted:
                 await anyio.sleep(0.01)
+        # The hand-off never waits for the loop (issue 16): a burst may leave just the 4
+        # frames the queue holds (80 ms), under the 100 ms a commit needs.
+        client.append_input_audio(tone(100))
         await client.commit_input_audio()
         with anyio.fail_after(5):
             while not recorder.wire("server", "input_audio_buffer.committed"):

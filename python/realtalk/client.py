@@ -2,23 +2,30 @@
 
 One client owns one task group (nothing outlives its ``async with``) in which a supervisor task
 owns the connection: it connects, pushes the session config and tools, runs one reader and one
-writer task per connection, and on a retryable close reconnects with jittered backoff, replays
-the conversation's history (messages as text, tool calls and their outputs) and then the audio
-appended during the outage.
+writer task per connection, and on a retryable close (``_supervision.ReconnectPolicy``)
+reconnects with jittered backoff, replays the conversation's history (messages as text, tool
+calls and their outputs), then the user-level events the old connection never confirmed
+(``_delivery``: each replayed once, else reported lost), then what was still queued and the
+audio appended during the outage.
 
-Hot paths: microphone frames become wire messages in one Rust call (``Uplink.encode``, done in
-the caller's thread); audio deltas go from the wire into ``playback`` in one Rust call
-(``Downlink.decode``) without a JSON parse. Everything else is parsed into GA-named dicts and
-applied to the ``conversation``.
+Nothing the server sends ends the session: a frame that cannot be decoded or applied is one
+``error`` event (``invalid_server_event``), a refused follow-up after tool calls is one
+``error`` event. User message content is encoded by ``_content``.
+
+Hot paths: microphone frames from the loop's thread become wire messages in one Rust call
+(``Uplink.encode``); from any other thread (an audio callback) they are copied into a bounded
+hand-off queue and the loop is woken without waiting for it, and the loop encodes them. Audio
+deltas go from the wire into ``playback`` in one Rust call (``Downlink.decode``) without a JSON
+parse. Everything else is parsed into GA-named dicts and applied to the ``conversation``.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import inspect
 import json
+import math
 import random
 import threading
 import time
@@ -27,12 +34,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-import anyio.from_thread
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 import msgspec
@@ -41,13 +46,17 @@ import numpy.typing as npt
 
 from realtalk import audio as _audio
 from realtalk import events as _events
+from realtalk._content import user_content_part
+from realtalk._delivery import Delivery, DeliveryLedger
+# RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
+from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
+from realtalk._supervision import ReconnectPolicy
+from realtalk._uplink import FrameHandoff, HandoffFull, OutageBuffer
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
-    AuthenticationError,
     ConnectError,
     ConnectionClosed,
     HandshakeError,
-    InvalidRequestError,
     ProtocolError,
     RealtalkError,
     Timeout,
@@ -60,8 +69,10 @@ __all__ = [
     "EventStream",
     "InputBackpressure",
     "Link",
+    "Notification",
     "RealtimeClient",
     "ResponseBusy",
+    "ResponseRefused",
     "TurnMetrics",
 ]
 
@@ -73,11 +84,8 @@ BENIGN_ERROR_CODES = frozenset(
         "input_audio_buffer_commit_empty",
     }
 )
-# Close codes after which the same request may succeed again (design.md, supervision).
-RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 
 _FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
-_WIRE_RATES = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
 _MIN_COMMIT_MS = 100
 
 
@@ -101,13 +109,23 @@ class ResponseBusy(RealtalkError):
     """``create_response(wait=False)`` while a response is still running."""
 
 
+class ResponseRefused(RealtalkError):
+    """The server refused a ``response.create`` (its ``error`` object is in ``error``)."""
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        self.error = dict(error)
+        super().__init__(f"response.create was refused: {error.get('message')} "
+                         f"(code={error.get('code')}, param={error.get('param')})")
+
+
 class InputBackpressure(RealtalkError):
     """``append_input_audio`` could not queue a frame: the uplink is full. Nothing was queued."""
 
 
 @dataclass(frozen=True, slots=True)
-class ClientEvent:
-    """What ``on()`` handlers and ``events()`` receive: a name and its fields."""
+class Notification:
+    """What ``on()`` handlers and ``events()`` receive: a name and its fields. (Not a wire
+    event: those are ``realtalk.events.ClientEvent`` / ``ServerEvent``.)"""
 
     type: str
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -117,6 +135,10 @@ class ClientEvent:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
+
+
+# The name this type had before it clashed with realtalk.events.ClientEvent; kept for old code.
+ClientEvent = Notification
 
 
 @dataclass
@@ -140,22 +162,12 @@ class ClientMetrics:
     outage_audio_dropped_ms: float = 0.0
     events_dropped: int = 0
     playback_dropped_samples: int = 0
-
-
-def _encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
-    """A whole clip (not a stream) as base64 in a session input format."""
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1, dtype=np.float32)
-    if samples.dtype not in (np.float32, np.int16):
-        samples = samples.astype(np.float32)
-    wire_rate = _WIRE_RATES[format_]
-    if rate != wire_rate:
-        samples = _audio.resample(np.ascontiguousarray(samples), rate, wire_rate)
-    pcm = samples if samples.dtype == np.int16 else _audio.float_to_pcm16(samples)
-    if format_ == "pcm16":
-        return _audio.pcm16_to_base64(pcm)
-    codes = _audio.ulaw_encode(pcm) if format_ == "g711_ulaw" else _audio.alaw_encode(pcm)
-    return _audio.b64encode(codes)
+    # Server frames that could not be decoded or applied (each reported as an error event).
+    invalid_server_events: int = 0
+    # User-level events written, unconfirmed when the connection dropped, and sent again on
+    # the next one; and those given up on (each reported in a client_event_lost error).
+    client_events_replayed: int = 0
+    client_events_lost: int = 0
 
 
 class EventStream:
@@ -164,8 +176,8 @@ class EventStream:
     def __init__(
         self,
         client: RealtimeClient,
-        send: MemoryObjectSendStream[ClientEvent],
-        receive: MemoryObjectReceiveStream[ClientEvent],
+        send: MemoryObjectSendStream[Notification],
+        receive: MemoryObjectReceiveStream[Notification],
     ) -> None:
         self._client = client
         self._send = send
@@ -174,7 +186,7 @@ class EventStream:
     def __aiter__(self) -> EventStream:
         return self
 
-    async def __anext__(self) -> ClientEvent:
+    async def __anext__(self) -> Notification:
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -201,7 +213,9 @@ class RealtimeClient:
     it. ``playback_rate`` is the audio device's rate. ``local_vad`` (a ``realtalk.audio.Vad`` at
     the input rate) turns the client into the turn detector when the session's turn detection
     is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
-    returning an async context manager of a :class:`Link`."""
+    returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
+    the response after tool outputs, refused for a rate limit, is asked for once more after
+    the server's ``reset_seconds`` (at most this long); by default the refusal is reported."""
 
     def __init__(
         self,
@@ -227,6 +241,7 @@ class RealtimeClient:
         event_queue_size: int = 1024,
         max_conversation_audio_s: float = 600.0,
         connect_timeout_s: float = 15.0,
+        retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
     ) -> None:
         if protocol not in ("ga", "beta"):
@@ -261,11 +276,17 @@ class RealtimeClient:
         self.backoff_max_s = backoff_max_s
         self.expiry_margin_s = expiry_margin_s
         self.connect_timeout_s = connect_timeout_s
+        if retry_rate_limited_s is not None and not (
+                retry_rate_limited_s > 0 and math.isfinite(retry_rate_limited_s)):
+            raise ValueError("retry_rate_limited_s must be a positive number of seconds or None,"
+                             f" got {retry_rate_limited_s!r}")
+        self.retry_rate_limited_s = retry_rate_limited_s
+        self._rate_limits: list[Mapping[str, Any]] = []
         self.outage_audio_ms = outage_audio_ms
         self._uplink_queue_frames = uplink_queue_frames
         self._event_queue_size = event_queue_size
-        self._handlers: dict[str, list[Callable[[ClientEvent], Any]]] = {}
-        self._subscribers: list[MemoryObjectSendStream[ClientEvent]] = []
+        self._handlers: dict[str, list[Callable[[Notification], Any]]] = {}
+        self._subscribers: list[MemoryObjectSendStream[Notification]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._token: Any = None
         self._loop_thread: int | None = None
@@ -278,9 +299,12 @@ class RealtimeClient:
         self._output_format = "pcm16"
         self._uplinks: dict[int, Any] = {}
         self._downlink: Any = None
-        self._uplink_lock = threading.Lock()
-        self._outage: deque[tuple[bytes, float]] = deque()
-        self._outage_ms = 0.0
+        # Frames from foreign threads waiting for the loop (the only place they are encoded,
+        # so the uplinks' resampler state belongs to the loop): (samples, rate).
+        self._handoff: FrameHandoff[tuple[np.ndarray, int]] = FrameHandoff(
+            max(1, uplink_queue_frames))
+        self._call_soon_threadsafe: Callable[[Callable[[], object]], object] | None = None
+        self._outage = OutageBuffer()
         self._uncommitted_ms = 0.0
         self._appended_ms = 0.0
         # Responses in the default conversation, one at a time.
@@ -293,6 +317,8 @@ class RealtimeClient:
         self._request_event_id: str | None = None
         self._create_lock = anyio.Lock()
         self._requeue: list[bytes] = []
+        self._ledger = DeliveryLedger()
+        self._replayed_ids: dict[str, str] = {}
         self._item_waiters: list[tuple[anyio.Event, bool, list[Item]]] = []
         self._turn: TurnMetrics | None = None
         self._speech_end: float | None = None
@@ -309,6 +335,7 @@ class RealtimeClient:
 
     async def __aenter__(self) -> RealtimeClient:
         self._token = anyio.lowlevel.current_token()
+        self._call_soon_threadsafe = _call_soon_threadsafe(self._token)
         self._loop_thread = threading.get_ident()
         send, receive = anyio.create_memory_object_stream[bytes](self._uplink_queue_frames)
         self._outbox_send, self._outbox_receive = send, receive
@@ -358,7 +385,7 @@ class RealtimeClient:
 
     # ---- events ----
 
-    def on(self, name: str, handler: Callable[[ClientEvent], Any]) -> Callable[[], None]:
+    def on(self, name: str, handler: Callable[[Notification], Any]) -> Callable[[], None]:
         """Call ``handler(event)`` for each event ``name`` (``"*"`` for all). Async handlers run
         in the client's task group. Returns a function that removes the handler."""
         self._handlers.setdefault(name, []).append(handler)
@@ -374,7 +401,7 @@ class RealtimeClient:
         counted in ``metrics.events_dropped``). Use ``async for event in client.events()``;
         ``async with client.events() as stream`` stops the subscription on exit (it also
         stops when the client closes)."""
-        send, receive = anyio.create_memory_object_stream[ClientEvent](self._event_queue_size)
+        send, receive = anyio.create_memory_object_stream[Notification](self._event_queue_size)
         self._subscribers.append(send)
         return EventStream(self, send, receive)
 
@@ -382,7 +409,7 @@ class RealtimeClient:
         return bool(self._subscribers or self._handlers.get(name) or self._handlers.get("*"))
 
     def _emit(self, name: str, data: Mapping[str, Any]) -> None:
-        event = ClientEvent(name, data)
+        event = Notification(name, data)
         for handler in (*self._handlers.get(name, ()), *self._handlers.get("*", ())):
             try:
                 result = handler(event)
@@ -470,10 +497,18 @@ class RealtimeClient:
 
     async def _send_event(self, event: Mapping[str, Any]) -> str | None:
         self._check_usable()
+        await self._flush_handoff()
         data = dict(event)
         if "event_id" not in data:
-            data["event_id"] = "event_" + uuid.uuid4().hex[:20]
+            data["event_id"] = _new_event_id()
+        item = data.get("item")
+        if data.get("type") == "conversation.item.create" and isinstance(item, Mapping) \
+                and "id" not in item:
+            # A client-chosen id: the echo confirms this very item, and a replay of it can
+            # never become a second copy.
+            data["item"] = {"id": _new_item_id(), **item}
         message = _events.serialize_client_event(data, self.protocol)
+        self._ledger.record(data, message)
         await self._outbox_send.send(message)
         return str(data["event_id"])
 
@@ -485,7 +520,8 @@ class RealtimeClient:
         rate, or bytes already in the input format), ``input_image`` (``image`` as bytes or a
         path; ``detail`` optional). Returns the item id."""
         parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else [
-            self._content_part(part) for part in content]
+            user_content_part(part, input_rate=self.input_rate,
+                              input_format=self._input_format) for part in content]
         item_id = _new_item_id()
         event: dict[str, Any] = {"type": "conversation.item.create",
                                  "item": {"id": item_id, "type": "message", "role": "user",
@@ -495,93 +531,126 @@ class RealtimeClient:
         await self._send_event(event)
         return item_id
 
-    def _content_part(self, part: Mapping[str, Any]) -> dict[str, Any]:
-        kind = part.get("type")
-        if kind == "input_text":
-            return {"type": "input_text", "text": str(part["text"])}
-        if kind == "input_audio":
-            data = part.get("audio")
-            if isinstance(data, np.ndarray):
-                rate = int(part.get("sample_rate", self.input_rate))
-                return {"type": "input_audio",
-                        "audio": _encode_clip(data, rate, self._input_format)}
-            if isinstance(data, bytes | bytearray | memoryview):
-                return {"type": "input_audio", "audio": base64.b64encode(bytes(data)).decode()}
-            if isinstance(data, str):
-                return {"type": "input_audio", "audio": data}
-            raise TypeError("input_audio needs 'audio' as a numpy array, bytes or base64 text")
-        if kind == "input_image":
-            image = part.get("image", part.get("image_url"))
-            if isinstance(image, str) and image.startswith("data:"):
-                url = image
-            elif isinstance(image, str | Path):
-                path = Path(image)
-                url = _data_url(path.read_bytes(), _mime_for(path.suffix))
-            elif isinstance(image, bytes | bytearray):
-                url = _data_url(bytes(image), _sniff_image(bytes(image)))
-            else:
-                raise TypeError("input_image needs 'image' as bytes, a path or a data URL")
-            result = {"type": "input_image", "image_url": url}
-            if "detail" in part:
-                result["detail"] = part["detail"]
-            return result
-        raise ValueError(f"unsupported user content type {kind!r}")
-
     def append_input_audio(self, samples: npt.ArrayLike, sample_rate: int | None = None) -> None:
         """Queue microphone audio: any numeric dtype (floats in [-1, 1], integer PCM at its
         full scale), mono or ``(frames, channels)``, at ``sample_rate`` (default: the client's
         ``input_rate``). It is resampled and encoded for the session's input format by the
         Rust core, with the resampler's state carried from frame to frame.
 
-        Safe from any thread: from a foreign thread (an audio device callback) the frame
-        crosses into the event loop through a bounded channel. Raises
-        :class:`InputBackpressure` when that channel is full (the frame is not queued; the
-        caller decides whether to retry or drop)."""
+        Safe from any thread, and never waits for the event loop: from a foreign thread (an
+        audio device callback) the frame is copied into a bounded hand-off queue and the loop
+        is woken without waiting for it (it encodes and sends the frame when it runs). Raises
+        :class:`InputBackpressure` when that queue (or, in the loop's own thread, the uplink
+        queue) is full: the frame is dropped and counted in ``metrics.input_frames_refused``;
+        the caller decides whether to retry."""
         if self._token is None or self._closed:
             raise RuntimeError("the client is not running (use it inside 'async with')")
         self._check_usable()
-        rate = int(sample_rate or self.input_rate)
+        rate = self.input_rate if sample_rate is None else int(sample_rate)
+        if rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {rate}")
         frame = _as_audio(samples)
-        duration_ms = (frame.shape[0] * 1000.0) / rate
-        with self._uplink_lock:
-            uplink = self._uplinks.get(rate)
-            if uplink is None:
-                if rate <= 0:
-                    raise ValueError(f"sample_rate must be positive, got {rate}")
-                uplink = _audio.Uplink(rate, format=self._input_format)
-                self._uplinks[rate] = uplink
-            message = uplink.encode(frame)
-        vad_events: Any = ()
-        if self._local_vad_active():
-            if rate != self.local_vad.sample_rate:
-                raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
-                                 f"this frame is at {rate} Hz")
-            vad_events = self.local_vad.process(frame if frame.ndim == 1 else
-                                                frame.mean(axis=1, dtype=np.float32))
+        if frame.ndim not in (1, 2):
+            raise ValueError(f"audio is mono samples or (frames, channels), got {frame.ndim} "
+                             "dimensions")
+        if self.local_vad is not None and rate != self.local_vad.sample_rate \
+                and self._local_vad_active():
+            raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
+                             f"this frame is at {rate} Hz")
         if threading.get_ident() == self._loop_thread:
-            self._queue_audio(message, duration_ms, vad_events)
-        else:
-            anyio.from_thread.run_sync(self._queue_audio, message, duration_ms, vad_events,
-                                       token=self._token)
+            # Frames handed over by other threads first: they were appended before this one.
+            if not self._drain_handoff() or not self._take_frame(frame, rate):
+                self._count_refused()
+                raise InputBackpressure("the uplink queue is full; the frame was not queued")
+            return
+        # A device reuses its buffer once the callback returns: the loop gets a copy.
+        frame = frame.copy()
+        try:
+            wake = self._handoff.put((frame, rate))
+        except HandoffFull:
+            self._count_refused()
+            raise InputBackpressure("the hand-off queue to the event loop is full; "
+                                    "the frame was dropped") from None
+        if wake and self._call_soon_threadsafe is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the client is closing
+                self._call_soon_threadsafe(self._drain_handoff)
 
     def _local_vad_active(self) -> bool:
         return self.local_vad is not None and self._turn_detection() is None
 
-    def _queue_audio(self, message: bytes, duration_ms: float, vad_events: Any) -> None:
+    def _drain_handoff(self) -> bool:
+        """Move frames from the hand-off into the uplink (loop thread). False when the
+        uplink queue is full: the rest wait, and the writer drains again as it makes room."""
+        self._handoff.woken()
+        while self._handoff:
+            frame, rate = self._handoff.peek()
+            if not self._take_frame(frame, rate):
+                return False
+            self._handoff.pop()
+        return True
+
+    def _count_refused(self) -> None:
+        # Under the hand-off's lock: refusals are counted from the loop and other threads.
+        with self._handoff.lock:
+            self.metrics.input_frames_refused += 1
+
+    async def _flush_handoff(self) -> None:
+        """Every frame handed over so far into the uplink, waiting for room if need be:
+        what the loop sends next (a commit, a response.create) comes after them."""
+        while self._handoff and not self._drain_handoff():
+            frame, rate = self._handoff.pop()
+            encoded = self._encode_frame(frame, rate)
+            if encoded is not None:
+                message, duration_ms, vad_events = encoded
+                # A waiting sender goes before any later send_nowait: the order holds.
+                await self._outbox_send.send(message)
+                self._account_audio(duration_ms, vad_events)
+
+    def _uplink_full(self) -> bool:
+        stats = self._outbox_send.statistics()
+        return (stats.current_buffer_used >= stats.max_buffer_size
+                and not stats.tasks_waiting_receive)
+
+    def _take_frame(self, frame: np.ndarray, rate: int) -> bool:
+        """Encode one frame and route it (loop thread): into the outage buffer while
+        disconnected, straight onto the link, or into the uplink queue. False: that queue is
+        full, and nothing was done (the resampler has not seen the frame)."""
+        if self.connected and self._uplink_full():
+            return False
+        encoded = self._encode_frame(frame, rate)
+        if encoded is None:
+            return True
+        message, duration_ms, vad_events = encoded
         if not self.connected:
-            self._outage.append((message, duration_ms))
-            self._outage_ms += duration_ms
-            while self._outage_ms > self.outage_audio_ms and self._outage:
-                _, dropped = self._outage.popleft()
-                self._outage_ms -= dropped
-                self.metrics.outage_audio_dropped_ms += dropped
+            self.metrics.outage_audio_dropped_ms += self._outage.append(
+                message, duration_ms, self.outage_audio_ms)
         elif not self._send_directly(message):
-            try:
-                self._outbox_send.send_nowait(message)
-            except anyio.WouldBlock:
-                self.metrics.input_frames_refused += 1
-                raise InputBackpressure(
-                    "the uplink queue is full; the frame was not queued") from None
+            self._outbox_send.send_nowait(message)  # room checked above, nothing ran since
+        self._account_audio(duration_ms, vad_events)
+        return True
+
+    def _encode_frame(self, frame: np.ndarray, rate: int) -> tuple[bytes, float, Any] | None:
+        """The frame as an ``input_audio_buffer.append`` message in the session's format, its
+        length in ms, and what the local VAD made of it. None (reported) if the Rust core
+        refuses the frame: it runs in the loop, where an exception would end the session."""
+        try:
+            uplink = self._uplinks.get(rate)
+            if uplink is None:
+                uplink = _audio.Uplink(rate, format=self._input_format)
+                self._uplinks[rate] = uplink
+            message = uplink.encode(frame)
+            vad_events: Any = ()
+            if self._local_vad_active():
+                vad_events = self.local_vad.process(frame if frame.ndim == 1 else
+                                                    frame.mean(axis=1, dtype=np.float32))
+        except (ValueError, TypeError, OverflowError) as exc:
+            self._local_error("input_frame_refused", f"a microphone frame could not be "
+                              f"encoded and was dropped: {exc}")
+            self._count_refused()
+            return None
+        return message, (frame.shape[0] * 1000.0) / rate, vad_events
+
+    def _account_audio(self, duration_ms: float, vad_events: Any) -> None:
         self._appended_ms += duration_ms
         self._uncommitted_ms += duration_ms
         for vad_event in vad_events:
@@ -619,6 +688,7 @@ class RealtimeClient:
     async def commit_input_audio(self) -> None:
         """Commit the input buffer. Under 100 ms of audio (in the input format's clock) the
         server would refuse, so nothing is sent and an ``error`` event says why."""
+        await self._flush_handoff()
         if self._uncommitted_ms < _MIN_COMMIT_MS:
             self._emit("error", {"error": {"type": "client_error",
                                            "code": "input_audio_buffer_commit_empty",
@@ -665,8 +735,7 @@ class RealtimeClient:
             await self._response_started.wait()
             if self._response_error is not None:
                 error, self._response_error = self._response_error, None
-                raise RealtalkError(f"response.create was refused: {error.get('message')} "
-                                    f"(code={error.get('code')}, param={error.get('param')})")
+                raise ResponseRefused(error)
             return self._response_outcome
 
     async def cancel_response(self) -> None:
@@ -791,11 +860,9 @@ class RealtimeClient:
                 self._link = None
             if self._closed:
                 return
-            final = (not self.reconnect or isinstance(
-                error, AuthenticationError | InvalidRequestError) or (
-                isinstance(error, ConnectionClosed)
-                and error.code not in RETRYABLE_CLOSE_CODES) or (
-                isinstance(error, HandshakeError) and 400 <= error.status < 500))
+            # Read each time: the settings are public attributes a program may change.
+            policy = ReconnectPolicy(self.reconnect, self.max_reconnect_attempts,
+                                     self.backoff_initial_s, self.backoff_max_s)
             if not started:
                 raise error or ConnectionClosed(1006, "connection ended during setup")
             if not restored_after_loss:
@@ -803,9 +870,11 @@ class RealtimeClient:
                 restored_after_loss = True
                 dropped_before = self.metrics.outage_audio_dropped_ms
             attempt += 1
-            if final or attempt > self.max_reconnect_attempts:
+            if policy.gives_up(error, attempt):
                 self._final_error = error
                 self._drain_outbox_into_outage()
+                for delivery in self._ledger.give_up():
+                    self._report_lost(delivery, "no new connection came to replay it")
                 undelivered = len(self._requeue) + len(self._outage)
                 self._local_error("connection_failed",
                                   f"giving up on the connection: {error}; {undelivered} "
@@ -813,13 +882,15 @@ class RealtimeClient:
                                   undelivered=undelivered)
                 self._fail_waiters()
                 return
-            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
-            await anyio.sleep(delay * (0.5 + random.random() / 2))
+            await anyio.sleep(policy.delay(attempt, random.random()))
 
     def _on_connection_lost(self, error: BaseException | None) -> None:
         code = getattr(error, "code", None)
         self._emit("connection.lost", {"code": code, "reason": str(error) if error else ""})
-        if self._response_state != "idle":
+        if self._response_state == "requested" and any(
+                d.event_id == self._request_event_id for d in self._ledger.pending()):
+            pass  # not started yet: the request goes out again and its caller keeps waiting
+        elif self._response_state != "idle":
             self._local_error("response_lost",
                               f"the connection closed during response {self._response_id}")
             self._finish_response(None)
@@ -833,7 +904,7 @@ class RealtimeClient:
         self._finish_response(None)
 
     def _drain_outbox_into_outage(self) -> None:
-        keep: list[bytes] = []
+        keep = self._requeue  # what an earlier handshake did not get to comes first
         if self._pending is not None:
             keep.append(self._pending)
             self._pending = None
@@ -847,7 +918,11 @@ class RealtimeClient:
     async def _handshake(self, link: Link, *, reconnecting: bool) -> None:
         while True:
             data, _ = await link.receive_raw()
-            first = self._parse(data)
+            try:
+                first = self._parse(data)
+            except Exception as exc:  # garbage before session.created: skipped, reported
+                self._invalid_server_event(data, exc)
+                continue
             if first.get("type") == "session.created":
                 break
             if first.get("type") != "error":
@@ -857,22 +932,58 @@ class RealtimeClient:
         self._on_session(first)
         await self._send_on(link, _events.serialize_client_event(
             {"type": "session.update", "session": self._full_session(),
-             "event_id": "event_" + uuid.uuid4().hex[:20]}, self.protocol))
+             "event_id": _new_event_id()}, self.protocol))
         if reconnecting:
             await self._replay_history(link)
-        requeue, self._requeue = self._requeue, []
-        for message in requeue:
-            await self._send_on(link, message)
+            await self._replay_unconfirmed(link)
+        # Each message leaves its queue only once written: if this connection dies too, the
+        # rest waits for the next one instead of vanishing with the handshake.
+        while self._requeue:
+            await self._send_on(link, self._requeue[0])
+            del self._requeue[0]
         while self._outage:
-            message, duration = self._outage.popleft()
-            self._outage_ms -= duration
-            await self._send_on(link, message)
+            await self._send_on(link, self._outage.peek())
+            self._outage.pop()
         self._link = link
+        if self._handoff:
+            self._drain_handoff()
+
+    async def _replay_unconfirmed(self, link: Link) -> None:
+        """User-level events written to the old connection that the server never confirmed
+        go out again, once; those already replayed once are reported lost."""
+        replay, lost = self._ledger.at_reconnect()
+        for delivery in lost:
+            self._report_lost(delivery, "was replayed once and still never confirmed")
+        for delivery in replay:
+            event = dict(delivery.event)
+            previous = event.get("previous_item_id")
+            if isinstance(previous, str) and previous != "root":
+                if previous in self._replayed_ids:
+                    event["previous_item_id"] = self._replayed_ids[previous]
+                elif not any(previous == d.item_id for d in self._ledger.pending()):
+                    # Not in the new session under any id: the item goes at the end.
+                    del event["previous_item_id"]
+            message = _events.serialize_client_event(event, self.protocol)
+            self._ledger.replace_message(delivery, event, message)
+            self.metrics.client_events_replayed += 1
+            await self._send_on(link, message)
+
+    def _report_lost(self, delivery: Delivery, why: str) -> None:
+        self.metrics.client_events_lost += 1
+        self._local_error("client_event_lost",
+                          f"{delivery.type} {delivery.event_id}"
+                          + (f" (item {delivery.item_id})" if delivery.item_id else "")
+                          + f" was written before the connection dropped and {why}: the "
+                          "server may never have had it", **delivery.describe())
+        if delivery.type == "response.create" and delivery.event_id == self._request_event_id \
+                and self._response_state == "requested":
+            self._finish_response(None)
 
     async def _replay_history(self, link: Link) -> None:
         """Give the new session the conversation so far, chained in order: messages as text
         (their transcript for audio), tool calls with their arguments and outputs."""
         self.conversation.start_new_session()
+        self._replayed_ids = {}
         previous: str | None = None
         replayed_calls: set[str] = set()
         for item in self.conversation.items:
@@ -881,8 +992,9 @@ class RealtimeClient:
                 continue
             replay_id = _new_item_id()
             self.conversation.alias(replay_id, item.id)
+            self._replayed_ids[item.id] = replay_id
             event: dict[str, Any] = {"type": "conversation.item.create",
-                                     "event_id": "event_" + uuid.uuid4().hex[:20],
+                                     "event_id": _new_event_id(),
                                      "item": {"id": replay_id, **body}}
             if previous is not None:
                 event["previous_item_id"] = previous
@@ -954,9 +1066,12 @@ class RealtimeClient:
             self._pending = message
             await self._send_on(link, message)
             self._pending = None
+            if self._handoff:
+                self._drain_handoff()
 
     async def _send_on(self, link: Link, message: bytes) -> None:
         await link.send_text(message)
+        self._ledger.written(message)
         if self._listening("realtime.event"):
             self._emit("realtime.event", {"source": "client", "time": time.time(),
                                           "event": _loads(message)})
@@ -978,14 +1093,27 @@ class RealtimeClient:
         if self._listening("realtime.event"):
             self._emit("realtime.event", {"source": "server", "time": time.time(),
                                           "event": _loads(message)})
-        delta = self._downlink.decode(message)
-        if delta is not None:
-            if not (self.conversation.is_out_of_band(delta.response_id)
-                    or delta.response_id in self._muted_responses
-                    or delta.item_id in self._muted_items):
-                self._on_audio(delta.item_id, delta.content_index, delta.samples)
-            return
-        self._dispatch(self._parse(message))
+        try:
+            delta = self._downlink.decode(message)
+            if delta is not None:
+                if not (self.conversation.is_out_of_band(delta.response_id)
+                        or delta.response_id in self._muted_responses
+                        or delta.item_id in self._muted_items):
+                    self._on_audio(delta.item_id, delta.content_index, delta.samples)
+                return
+            self._dispatch(self._parse(message))
+        except Exception as exc:
+            # The server's bytes are not ours to trust: whatever a frame does (bad JSON or
+            # UTF-8, absurd nesting, a schema it breaks, a shape a handler trips on), it costs
+            # that one event, reported, and the session goes on.
+            self._invalid_server_event(message, exc)
+
+    def _invalid_server_event(self, message: bytes, exc: BaseException) -> None:
+        self.metrics.invalid_server_events += 1
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        self._local_error("invalid_server_event",
+                          f"a server event could not be used and was skipped: {reason}",
+                          bytes=len(message), reason=reason)
 
     def _on_audio(self, item_id: str, content_index: int, samples: np.ndarray) -> None:
         accepted = self.playback.push(item_id, content_index, samples)
@@ -1008,9 +1136,19 @@ class RealtimeClient:
             self._on_error(event)
             return
         if kind in ("session.created", "session.updated"):
+            if kind == "session.updated":
+                self._ledger.confirm_session_update()
             self._on_session(event)
         elif kind == "response.created":
+            response = event.get("response") or {}
+            self._ledger.confirm_response(
+                self._request_event_id if self._response_state == "requested" else None,
+                out_of_band="conversation_id" in response and response["conversation_id"] is None)
             self._on_response_created(event)
+        elif kind in ("conversation.item.added", "conversation.item.created"):
+            item = event.get("item")
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                self._ledger.confirm_item(item["id"])
         elif kind == "response.done":
             self._on_response_done(event)
         elif kind == "input_audio_buffer.speech_started":
@@ -1024,6 +1162,9 @@ class RealtimeClient:
             self._speech_end = time.perf_counter()
         elif kind == "input_audio_buffer.committed":
             self._uncommitted_ms = 0.0
+        elif kind == "rate_limits.updated":
+            self._rate_limits = [limit for limit in event.get("rate_limits") or ()
+                                 if isinstance(limit, Mapping)]
         try:
             changes = self.conversation.apply(event)
         except (ValueError, TypeError) as exc:
@@ -1069,13 +1210,15 @@ class RealtimeClient:
             self._downlink = self._new_downlink(name)
         elif direction == "input" and name != self._input_format:
             self._input_format = name
-            with self._uplink_lock:
-                self._uplinks.clear()  # one Uplink per input rate, for the current format
+            self._uplinks.clear()  # one Uplink per input rate, for the current format
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
         code = error.get("code")
-        benign = code in BENIGN_ERROR_CODES
+        answered = self._ledger.answer_error(error)
+        # A replayed item the server already has: it got there, and only once.
+        benign = code in BENIGN_ERROR_CODES or (answered is not None
+                                                and answered.outcome == "confirmed")
         if code == "conversation_already_has_active_response" and (
             self._response_state == "requested"
         ):
@@ -1142,11 +1285,60 @@ class RealtimeClient:
         async with anyio.create_task_group() as tg:
             for call in calls:
                 tg.start_soon(run, call)
-        for call_id, output in outputs:
-            await self._send_event({"type": "conversation.item.create",
-                                    "item": {"type": "function_call_output", "call_id": call_id,
-                                             "output": output}})
-        await self.create_response()
+        call_ids = [call_id for call_id, _ in outputs]
+        try:
+            for call_id, output in outputs:
+                await self._send_event({"type": "conversation.item.create",
+                                        "item": {"id": _new_item_id(),
+                                                 "type": "function_call_output",
+                                                 "call_id": call_id, "output": output}})
+            await self._follow_up(call_ids)
+        except RealtalkError as exc:
+            # This runs in the background: a failure here is the user's to see, in an event,
+            # never an exception that ends the session.
+            self._local_error("followup_failed", f"the response after tool calls {call_ids} "
+                              f"did not start: {exc}", call_ids=call_ids)
+
+    async def _follow_up(self, call_ids: list[str]) -> None:
+        """The one response after a turn's tool outputs. A refusal is reported (the outputs
+        stay in the conversation; the user's code decides); a rate-limit refusal is retried
+        once after the server's reset time when ``retry_rate_limited_s`` allows it."""
+        retried = False
+        while True:
+            try:
+                await self.create_response()
+                return
+            except ResponseRefused as refused:
+                code = refused.error.get("code")
+                delay = None
+                if code == "rate_limit_exceeded" and not retried \
+                        and self.retry_rate_limited_s is not None:
+                    delay = self._rate_limit_wait(self.retry_rate_limited_s)
+                self._local_error(
+                    "followup_refused",
+                    f"the response after tool calls {call_ids} was refused ({code}); the tool "
+                    "outputs stay in the conversation"
+                    + (f"; retrying in {delay:.2f} s" if delay is not None else ""),
+                    server_code=code, call_ids=call_ids, retry_in_s=delay)
+                if delay is None:
+                    return
+                retried = True
+                await anyio.sleep(delay)
+
+    def _rate_limit_wait(self, longest: float) -> float:
+        """How long until the server takes requests again, from its last ``rate_limits``:
+        the latest reset among the exhausted limits (else the soonest reset), capped."""
+        def seconds(limit: Mapping[str, Any]) -> float | None:
+            value = limit.get("reset_seconds")
+            if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+                return float(value)
+            return None
+
+        exhausted = [s for limit in self._rate_limits if limit.get("remaining") == 0
+                     and (s := seconds(limit)) is not None]
+        known = [s for limit in self._rate_limits if (s := seconds(limit)) is not None]
+        wait = max(exhausted) if exhausted else min(known) if known else longest
+        return min(wait, longest)
 
     # ---- metrics ----
 
@@ -1189,8 +1381,26 @@ async def _await_handler(result: Awaitable[Any], client: RealtimeClient, name: s
                                    "local": True})
 
 
+def _call_soon_threadsafe(token: Any) -> Callable[[Callable[[], object]], object]:
+    """The running loop's own way to schedule a callback from another thread without waiting
+    for it (``anyio.from_thread.run_sync`` waits for the result, and so blocks the caller
+    while the loop is busy)."""
+    native = token.native_token
+    for name in ("call_soon_threadsafe", "run_sync_soon"):  # asyncio's loop, trio's token
+        schedule = getattr(native, name, None)
+        if schedule is not None:
+            return schedule  # type: ignore[no-any-return]
+    raise RuntimeError(f"no thread-safe scheduling on {type(native).__name__}")
+
+
+_NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.int16))
+
+
 def _as_audio(samples: npt.ArrayLike) -> np.ndarray:
     """float32 or int16 samples, contiguous, from any numeric audio."""
+    if type(samples) is np.ndarray and samples.ndim and samples.flags.c_contiguous \
+            and samples.dtype in _NATIVE_DTYPES:
+        return samples  # the common case, on the audio thread: no numpy call at all
     frame = np.asarray(samples)
     if frame.dtype == np.float32 or frame.dtype == np.int16:
         return np.ascontiguousarray(frame)
@@ -1237,6 +1447,11 @@ def _new_item_id() -> str:
     return "item_rt" + uuid.uuid4().hex[:22]
 
 
+def _new_event_id() -> str:
+    """The one place client event ids are minted (the ledger and refusals match on them)."""
+    return "event_" + uuid.uuid4().hex[:20]
+
+
 def _vad_kind(event: Any) -> str:
     if isinstance(event, Mapping):
         return str(event.get("type", ""))
@@ -1252,7 +1467,7 @@ def _vad_kind(event: Any) -> str:
 def _loads(message: str | bytes) -> Any:
     try:
         return msgspec.json.decode(message)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {"type": None, "raw": message}
 
 
@@ -1267,25 +1482,3 @@ def _event_dict(event: Any) -> dict[str, Any]:
     if not isinstance(built, dict):
         raise ProtocolError(f"a server event must be an object, got {type(built).__name__}")
     return built
-
-
-def _data_url(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-
-
-def _mime_for(suffix: str) -> str:
-    return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-            ".gif": "image/gif", ".webp": "image/webp"}.get(suffix.lower(), "image/png")
-
-
-def _sniff_image(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    raise ValueError("input_image bytes are not a PNG, JPEG, GIF or WebP image")
-

@@ -274,8 +274,11 @@ class Conversation:
         return changes
 
     def start_new_session(self) -> None:
-        """A new server session continues this conversation: its root is our last item."""
+        """A new server session continues this conversation: its root is our last item. The
+        ids the previous session knew our items by die with it (the new one gets its own):
+        kept, they would pile up with every reconnect."""
         self._root = self._order[-1] if self._order else None
+        self._aliases.clear()
 
     # ---- applying server events ----
 

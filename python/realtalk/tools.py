@@ -2,10 +2,12 @@
 
 A handler receives the call's arguments as one ``dict`` (parsed from the model's JSON and
 checked against the tool's ``parameters`` schema first) and returns a ``str`` (sent as it is)
-or anything ``json.dumps`` accepts. Sync handlers run in a worker thread, async handlers in the
-caller's task; both under a timeout. Whatever goes wrong (unknown tool, bad JSON, arguments
-that break the schema, an exception, a timeout) becomes an ``{"error": ...}`` output the model
-can read, never an exception in the caller's loop. Cancellation of the caller still propagates.
+or anything ``json.dumps`` accepts (but NaN and Infinity, which JSON lacks: refused). Sync
+handlers run in a worker thread, async handlers in the caller's task; both under a timeout.
+Whatever goes wrong (unknown tool, bad JSON or JSON nested too deeply, arguments that break the
+schema, an exception, a timeout, an output that is not JSON) becomes an ``{"error": ...}`` output
+the model can read, never an exception in the caller's loop. Cancellation of the caller still
+propagates.
 """
 
 from __future__ import annotations
@@ -133,9 +135,18 @@ class ToolRegistry:
                 parsed = json.loads(arguments) if arguments.strip() else {}
             except (ValueError, AttributeError) as exc:
                 return finish(_error_output(f"the arguments are not valid JSON: {exc}"), False)
+            except RecursionError:
+                # The model controls these bytes: nesting deeper than the parser goes is a
+                # bad argument like any other, not a crash of the caller's loop.
+                return finish(_error_output("the arguments are nested too deeply to parse"),
+                              False)
         if not isinstance(parsed, dict):
             return finish(_error_output("the arguments must be a JSON object"), False)
-        error = jsonschema.exceptions.best_match(tool.validator.iter_errors(parsed))
+        try:
+            error = jsonschema.exceptions.best_match(tool.validator.iter_errors(parsed))
+        except RecursionError:
+            return finish(_error_output(f"the arguments for {name!r} are nested too deeply "
+                                        "to check against its schema"), False)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             return finish(
@@ -153,7 +164,11 @@ class ToolRegistry:
         if isinstance(result, str):
             return finish(result, True)
         try:
-            return finish(json.dumps(result), True)
+            # NaN and Infinity are not JSON: json.dumps would write them as bare words.
+            return finish(json.dumps(result, allow_nan=False), True)
+        except RecursionError:
+            return finish(_error_output(f"tool {name!r} returned a value nested too deeply "
+                                        "to send as JSON"), False)
         except (TypeError, ValueError) as exc:
             return finish(_error_output(f"tool {name!r} returned a value that is not JSON: "
                                         f"{exc}"), False)

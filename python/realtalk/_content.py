@@ -1,0 +1,94 @@
+"""User message content for ``conversation.item.create``: text, audio clips and images.
+
+The encoding half of ``RealtimeClient.send_user_message_content``: each content part a user
+passes (numpy audio at any rate, raw bytes, image bytes or a path) becomes the wire part in the
+session's input format. Pure functions; no connection or event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtalk import audio as _audio
+
+__all__ = ["encode_clip", "user_content_part"]
+
+# The sample rate of each session input format on the wire.
+WIRE_RATES = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
+
+
+def encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
+    """A whole clip (not a stream) as base64 in a session input format."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
+    if samples.dtype not in (np.float32, np.int16):
+        samples = samples.astype(np.float32)
+    wire_rate = WIRE_RATES[format_]
+    if rate != wire_rate:
+        samples = _audio.resample(np.ascontiguousarray(samples), rate, wire_rate)
+    pcm = samples if samples.dtype == np.int16 else _audio.float_to_pcm16(samples)
+    if format_ == "pcm16":
+        return _audio.pcm16_to_base64(pcm)
+    codes = _audio.ulaw_encode(pcm) if format_ == "g711_ulaw" else _audio.alaw_encode(pcm)
+    return _audio.b64encode(codes)
+
+
+def user_content_part(part: Mapping[str, Any], *, input_rate: int,
+                      input_format: str) -> dict[str, Any]:
+    """One part of a user message as it goes on the wire (see
+    ``RealtimeClient.send_user_message_content`` for what each type takes)."""
+    kind = part.get("type")
+    if kind == "input_text":
+        return {"type": "input_text", "text": str(part["text"])}
+    if kind == "input_audio":
+        data = part.get("audio")
+        if isinstance(data, np.ndarray):
+            rate = int(part.get("sample_rate", input_rate))
+            return {"type": "input_audio", "audio": encode_clip(data, rate, input_format)}
+        if isinstance(data, bytes | bytearray | memoryview):
+            return {"type": "input_audio", "audio": base64.b64encode(bytes(data)).decode()}
+        if isinstance(data, str):
+            return {"type": "input_audio", "audio": data}
+        raise TypeError("input_audio needs 'audio' as a numpy array, bytes or base64 text")
+    if kind == "input_image":
+        image = part.get("image", part.get("image_url"))
+        if isinstance(image, str) and image.startswith("data:"):
+            url = image
+        elif isinstance(image, str | Path):
+            path = Path(image)
+            url = data_url(path.read_bytes(), mime_for(path.suffix))
+        elif isinstance(image, bytes | bytearray):
+            url = data_url(bytes(image), sniff_image(bytes(image)))
+        else:
+            raise TypeError("input_image needs 'image' as bytes, a path or a data URL")
+        result = {"type": "input_image", "image_url": url}
+        if "detail" in part:
+            result["detail"] = part["detail"]
+        return result
+    raise ValueError(f"unsupported user content type {kind!r}")
+
+
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def mime_for(suffix: str) -> str:
+    return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+            ".gif": "image/gif", ".webp": "image/webp"}.get(suffix.lower(), "image/png")
+
+
+def sniff_image(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ValueError("input_image bytes are not a PNG, JPEG, GIF or WebP image")

@@ -1,0 +1,64 @@
+"""User message content parts (realtalk._content), checked against base64/numpy oracles."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtalk._content import encode_clip, user_content_part
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+
+
+def part(value: dict[str, object], fmt: str = "pcm16") -> dict[str, object]:
+    return user_content_part(value, input_rate=24000, input_format=fmt)
+
+
+def test_text_and_raw_audio_go_as_they_are() -> None:
+    assert part({"type": "input_text", "text": "hi"}) == {"type": "input_text", "text": "hi"}
+    raw = bytes(range(10))
+    encoded = part({"type": "input_audio", "audio": raw})
+    assert base64.b64decode(encoded["audio"]) == raw  # type: ignore[arg-type]
+    assert part({"type": "input_audio", "audio": "AAAA"})["audio"] == "AAAA"
+
+
+def test_a_clip_at_the_wire_rate_is_pcm16_of_its_samples() -> None:
+    samples = np.array([0.0, 0.5, -0.5, 1.0, -1.0], dtype=np.float32)
+    pcm = np.frombuffer(base64.b64decode(encode_clip(samples, 24000, "pcm16")), dtype="<i2")
+    expected = np.clip(np.rint(samples * 32767), -32768, 32767).astype(np.int16)
+    assert np.abs(pcm.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_clip_at_another_rate_is_resampled_to_the_formats_rate() -> None:
+    clip = np.zeros(48000, dtype=np.float32)  # one second at 48 kHz
+    pcm16 = base64.b64decode(encode_clip(clip, 48000, "pcm16"))
+    assert abs(len(pcm16) // 2 - 24000) <= 24
+    ulaw = base64.b64decode(encode_clip(clip, 48000, "g711_ulaw"))
+    assert abs(len(ulaw) - 8000) <= 8  # one byte a sample at 8 kHz
+    stereo = np.zeros((2400, 2), dtype=np.float32)
+    assert len(base64.b64decode(encode_clip(stereo, 24000, "pcm16"))) == 4800
+
+
+def test_images_by_bytes_path_or_data_url(tmp_path: Path) -> None:
+    url = part({"type": "input_image", "image": PNG, "detail": "low"})
+    assert url == {"type": "input_image", "detail": "low",
+                   "image_url": "data:image/png;base64," + base64.b64encode(PNG).decode()}
+    path = tmp_path / "photo.JPG"
+    path.write_bytes(b"\xff\xd8rest")
+    jpeg = str(part({"type": "input_image", "image": path})["image_url"])
+    assert jpeg.startswith("data:image/jpeg;base64,")
+    assert part({"type": "input_image", "image_url": "data:x"})["image_url"] == "data:x"
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ({"type": "input_image", "image": b"not an image"}, ValueError),
+    ({"type": "input_image", "image": 42}, TypeError),
+    ({"type": "input_audio", "audio": 42}, TypeError),
+    ({"type": "input_video"}, ValueError),
+])
+def test_bad_parts_get_a_clear_error(value: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        part(value)
