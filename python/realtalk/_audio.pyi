@@ -106,7 +106,8 @@ class RingBuffer:
         """Removes and returns up to ``n`` of the oldest samples."""
     def peek(self, n: int) -> _Int16Array:
         """Returns up to ``n`` of the oldest samples without removing them."""
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Drops every queued sample (the capacity stays)."""
     @property
     def capacity(self) -> int: ...
     @property

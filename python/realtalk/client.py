@@ -95,7 +95,8 @@ class Link(Protocol):
     (calls ``handler(data, is_text)`` per message, raises when the connection ends) is read
     through it."""
 
-    async def send_text(self, message: str | bytes) -> None: ...
+    async def send_text(self, message: str | bytes) -> None:
+        """Send one whole text message."""
 
     async def receive_raw(self) -> tuple[bytes, bool]:
         """The next message's payload (UTF-8 for text) and whether it was a text frame."""
@@ -134,6 +135,7 @@ class Notification:
         return self.data[key]
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The field `key`, or `default` when the notification has none."""
         return self.data.get(key, default)
 
 
@@ -199,6 +201,7 @@ class EventStream:
         self.close()
 
     def close(self) -> None:
+        """Stop receiving; notifications not yet read are dropped."""
         with contextlib.suppress(ValueError):
             self._client._subscribers.remove(self._send)
         self._send.close()
@@ -371,6 +374,7 @@ class RealtimeClient:
 
     @property
     def connected(self) -> bool:
+        """True while a connection to the server is open (False during an outage)."""
         return self._link is not None
 
     @property
@@ -447,10 +451,13 @@ class RealtimeClient:
                                                                               type="realtime")})
 
     async def add_tool(self, definition: Mapping[str, Any], handler: ToolHandler) -> None:
+        """Register a tool and its handler and push the tool list to the server; the client runs the
+        handler when the model calls it."""
         self.tools.add(definition, handler)
         await self._push_tools()
 
     async def remove_tool(self, name: str) -> None:
+        """Unregister a tool and push the remaining tool list to the server."""
         self.tools.remove(name)
         await self._push_tools()
 
@@ -700,6 +707,7 @@ class RealtimeClient:
         await self._send_event({"type": "input_audio_buffer.commit"})
 
     async def clear_input_audio(self) -> None:
+        """Drop the audio appended and not yet committed (`input_audio_buffer.clear`)."""
         self._uncommitted_ms = 0.0
         await self._send_event({"type": "input_audio_buffer.clear"})
 
@@ -707,6 +715,7 @@ class RealtimeClient:
 
     @property
     def response_active(self) -> bool:
+        """True from `create_response` (or the server's own turn) until the response is done."""
         return self._response_state != "idle"
 
     async def create_response(self, *, wait: bool = True, **params: Any) -> str | None:
@@ -785,9 +794,11 @@ class RealtimeClient:
     # ---- waiting for items ----
 
     async def wait_for_next_item(self, timeout: float | None = None) -> Item:
+        """Wait for the next item to appear in the conversation and return it."""
         return await self._wait_item(completed=False, timeout=timeout)
 
     async def wait_for_next_completed_item(self, timeout: float | None = None) -> Item:
+        """Wait for the next item to be completed and return it."""
         return await self._wait_item(completed=True, timeout=timeout)
 
     async def _wait_item(self, *, completed: bool, timeout: float | None) -> Item:

@@ -101,18 +101,22 @@ class Item:
 
     @property
     def text(self) -> str:
+        """The item's text so far (input text or a text reply, deltas joined)."""
         return "".join(self._text)
 
     @property
     def transcript(self) -> str:
+        """The transcript so far (of the user's audio, or of the model's spoken reply)."""
         return "".join(self._transcript)
 
     @property
     def arguments(self) -> str:
+        """A function call's arguments so far, as the JSON text the model wrote."""
         return "".join(self._arguments)
 
     @property
     def audio_chunks(self) -> tuple[Int16Array, ...]:
+        """The audio still held for this item, one int16 array per delta (no copy)."""
         return tuple(self._audio)
 
     @property
@@ -124,6 +128,7 @@ class Item:
 
     @property
     def is_final(self) -> bool:
+        """True once the item's status is final (completed, incomplete, cancelled or failed)."""
         return self.status in _FINAL_STATUSES
 
     def _set(self, parts: list[str], value: str) -> None:
@@ -216,6 +221,7 @@ class Conversation:
 
     @property
     def items(self) -> list[Item]:
+        """The items in the server's order (`previous_item_id`), not in arrival order."""
         return [self._items[item_id] for item_id in self._order]
 
     @property
@@ -234,10 +240,12 @@ class Conversation:
         return isinstance(item_id, str) and self._resolve(item_id) in self._items
 
     def get(self, item_id: str) -> Item | None:
+        """The item with this id (or a replay's id for it), or None."""
         return self._items.get(self._resolve(item_id))
 
     @property
     def audio_samples_held(self) -> int:
+        """Output audio samples held in all items (under the conversation-wide cap)."""
         return self._audio_held
 
     def is_out_of_band(self, response_id: str | None) -> bool:
@@ -247,6 +255,7 @@ class Conversation:
 
     @property
     def parked_events(self) -> int:
+        """Deltas and transcripts waiting for an item that has not arrived yet."""
         return self._parked_count
 
     def audio_ms_received(self, item_id: str) -> int:

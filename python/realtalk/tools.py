@@ -43,6 +43,7 @@ class Tool:
 
     @property
     def name(self) -> str:
+        """The tool's name, from its definition."""
         return str(self.definition["name"])
 
 
@@ -76,6 +77,7 @@ class ToolRegistry:
         return len(self._tools)
 
     def get(self, name: str) -> Tool | None:
+        """The tool with this name, or None."""
         return self._tools.get(name)
 
     def add(self, definition: Mapping[str, Any], handler: ToolHandler) -> Tool:
@@ -109,6 +111,7 @@ class ToolRegistry:
         return tool
 
     def remove(self, name: str) -> None:
+        """Unregister the tool with this name; KeyError when there is none."""
         if name not in self._tools:
             raise KeyError(f"no tool named {name!r} is registered")
         del self._tools[name]

@@ -60,6 +60,7 @@ impl PyRingBuffer {
         Ok(output)
     }
 
+    /// Drops every queued sample (the capacity stays).
     fn clear(&self) {
         lock(&self.inner).clear();
     }

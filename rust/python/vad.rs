@@ -186,6 +186,7 @@ impl Vad {
         Ok(PyArray1::from_vec(py, found))
     }
 
+    /// Start a new stream: the clock restarts at 0 and the noise floor is learnt again.
     fn reset(&self) {
         self.lock().reset();
     }
