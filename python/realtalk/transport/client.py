@@ -10,6 +10,7 @@ from typing import Any, Unpack
 
 import anyio
 import anyio.abc
+import h11
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
 from websockets.http11 import Response
@@ -20,7 +21,7 @@ from websockets.uri import parse_uri
 from realtalk.errors import ConnectionClosed
 from realtalk.transport.connection import WebSocket, run_connection
 from realtalk.transport.errors import map_exceptions
-from realtalk.transport.http11 import HTTPResponse, receive_head
+from realtalk.transport.http11 import HTTPResponse, read_response_head, write_upgrade_request
 from realtalk.transport.log import logger
 from realtalk.transport.options import (
     RECEIVE_SIZE,
@@ -35,13 +36,14 @@ def _client_ssl_context(ssl_context: ssl.SSLContext | None) -> ssl.SSLContext:
 
 
 async def _read_handshake(
-    stream: anyio.abc.ByteStream, protocol: ClientProtocol
+    stream: anyio.abc.ByteStream, protocol: ClientProtocol, parser: h11.Connection
 ) -> tuple[list[Any], bytes]:
     """Feed the stream to ``protocol`` until it yields the server's response or fails the
     handshake; return its events and the bytes that followed a 101 response's head. Those are
     kept from ``protocol``: the WebSocket's reader must see every frame from its first byte
-    (see ``WebSocket._frames_of``)."""
-    received, end, at_eof = await receive_head(stream)
+    (see ``WebSocket._frames_of``). h11 (``parser``, which wrote the request) finds the end
+    of the head."""
+    received, end, at_eof = await read_response_head(stream, parser)
     if end >= 0 and received.startswith(b"HTTP/1.1 101 "):
         protocol.receive_data(received[:end])  # a 101 response has no body
         return protocol.events_received(), received[end:]
@@ -117,10 +119,12 @@ async def open_websocket(
                     if name in request.headers:
                         del request.headers[name]
                     request.headers[name] = value
+                # h11 writes the request; websockets only logs it (credentials redacted).
+                parser, request_bytes = write_upgrade_request(request.path, request.headers)
                 protocol.send_request(request)
-                for chunk in protocol.data_to_send():
-                    await stream.send(chunk)
-                events, after_head = await _read_handshake(stream, protocol)
+                protocol.data_to_send()
+                await stream.send(request_bytes)
+                events, after_head = await _read_handshake(stream, protocol, parser)
                 if protocol.handshake_exc is not None:
                     raise protocol.handshake_exc
                 if not events or not isinstance(events[0], Response):

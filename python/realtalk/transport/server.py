@@ -11,6 +11,7 @@ from typing import Any, NoReturn, Self, Unpack
 
 import anyio
 import anyio.abc
+import h11
 from anyio.streams.tls import TLSStream
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.http11 import Request
@@ -26,7 +27,6 @@ from realtalk.transport.http11 import (
     HTTPResponse,
     RefuseRequest,
     is_upgrade,
-    parse_request_head,
     read_body,
     read_request_head,
     refuse,
@@ -60,6 +60,17 @@ async def _call_hook(
     except Exception:
         logger.exception("HTTP hook failed on %s %s", request.method, request.path)
         return HTTPResponse.text("Internal server error.\n", 500)
+
+
+async def _send_response(stream: anyio.abc.ByteStream, response: HTTPResponse) -> None:
+    """Send a hook's response; one h11 refuses to write (a header with a line break, say)
+    becomes a 500 rather than bytes that could split the response."""
+    try:
+        data = response.serialize()
+    except h11.LocalProtocolError as exc:
+        logger.error("HTTP hook returned an invalid response: %s", exc)
+        data = HTTPResponse.text("Internal server error.\n", 500).serialize()
+    await stream.send(data)
 
 
 class WebSocketServer:
@@ -186,16 +197,14 @@ class WebSocketServer:
                     standard_compatible=False,
                 )
             try:
-                head, rest = await read_request_head(stream)
-                method, target, headers = parse_request_head(head)
-                path, query = split_target(target)
-                upgrade = is_upgrade(method, headers)
-                body = b"" if upgrade else await read_body(stream, headers, rest,
-                                                            self._max_request_body)
+                head = await read_request_head(stream)
+                path, query = split_target(head.target)
+                upgrade = is_upgrade(head.method, head.headers)
+                body = b"" if upgrade else await read_body(stream, head, self._max_request_body)
             except RefuseRequest as refusal:
                 await stream.send(refusal.response.serialize())
                 return
-        request = HTTPRequest(method, path, query, headers, body)
+        request = HTTPRequest(head.method, path, query, head.headers, body)
         if not upgrade:
             if self._http_handler is None:
                 response = HTTPResponse.text(
@@ -205,14 +214,14 @@ class WebSocketServer:
                 )
             else:
                 response = await _call_hook(self._http_handler, request)
-            await stream.send(response.serialize())
+            await _send_response(stream, response)
             return
         if self._process_request is not None:
             rejection = await _call_hook(self._process_request, request)
             if rejection is not None:
-                await stream.send(rejection.serialize())
+                await _send_response(stream, rejection)
                 return
-        await self._upgrade(stream, request, head, rest)
+        await self._upgrade(stream, request, head.raw, head.rest)
 
     async def _upgrade(
         self, stream: anyio.abc.ByteStream, request: HTTPRequest, head: bytes, after_head: bytes
