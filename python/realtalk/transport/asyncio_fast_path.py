@@ -149,6 +149,7 @@ def push_receiver(
         or not isinstance(getattr(protocol, "read_queue", None), deque)
         or not isinstance(getattr(protocol, "read_event", None), asyncio.Event)
         or not hasattr(protocol, "is_at_eof")
+        or not hasattr(protocol, "exception")
         or not hasattr(transport, "set_protocol")
     ):
         return None
