@@ -69,6 +69,10 @@ def parsed(answer: bytes) -> http.client.HTTPResponse:
         (b"GET /x HTTP/1.1\r\n folded: value\r\nHost: a\r\n\r\n", 400),
         (b"GET /x HTTP/1.1\r\nHost: a\r\nBad Name: v\r\n\r\n", 400),
         (b"GET /x HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),  # a target must be ASCII
+        # h11 lets a DEL through in a value, websockets' Headers does not: still a 400, not a
+        # connection dropped without an answer.
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", 400),
         # Over the head limit, however the reads cut it (here the head completes in the read
         # that crosses the limit).
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * MAX_REQUEST_HEAD + b"\r\n\r\n", 431),

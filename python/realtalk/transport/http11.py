@@ -15,6 +15,7 @@ import anyio.abc
 import h11
 import msgspec
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader
 
 from realtalk.errors import ProtocolError
 from realtalk.transport.options import MAX_REQUEST_HEAD, RECEIVE_SIZE
@@ -163,8 +164,11 @@ def _head_of(parser: h11.Connection, event: h11.Request, received: bytes) -> Req
         raise refuse(505, "Only HTTP/1.1 is supported.")
     rest = parser.trailing_data[0]
     headers = Headers()
-    for name, value in event.headers.raw_items():
-        headers[name.decode("ascii")] = value.decode("latin-1")
+    try:
+        for name, value in event.headers.raw_items():
+            headers[name.decode("ascii")] = value.decode("latin-1")
+    except InvalidHeader:  # websockets refuses a DEL (0x7F) that h11 lets through
+        raise refuse(400, "Invalid HTTP header value.") from None
     return RequestHead(
         event.method.decode("ascii"),
         event.target.decode("ascii"),
