@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from realtalk.transport import RawMessage, WebSocket, _data_frame
+from realtalk.transport import RawMessage, WebSocket
+from realtalk.transport.frames import data_frame as _data_frame
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import (
     enable_client_permessage_deflate,

@@ -15,15 +15,11 @@ from realtalk.errors import (
     InvalidRequestError,
     SessionExpired,
 )
-from realtalk.transport import (
-    HTTPResponse,
-    RawMessage,
-    _MessageQueue,
-    _running_asyncio_loop,
-    _parse_request_head,
-    _RefuseRequest,
-    close_error,
-)
+from realtalk.transport import HTTPResponse, RawMessage, close_error
+from realtalk.transport.asyncio_fast_path import running_asyncio_loop as _running_asyncio_loop
+from realtalk.transport.http11 import RefuseRequest as _RefuseRequest
+from realtalk.transport.http11 import parse_request_head as _parse_request_head
+from realtalk.transport.messages import MessageQueue as _MessageQueue
 from websockets.client import ClientProtocol
 from websockets.http11 import Response
 from websockets.streams import StreamReader

@@ -1,0 +1,84 @@
+"""The one place where foreign errors (anyio, ssl, OS, websockets) and close frames become
+:mod:`realtalk.errors` exceptions."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import OK_CLOSE_CODES
+
+from realtalk.errors import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionClosed,
+    HandshakeError,
+    InvalidRequestError,
+    ProtocolError,
+    RealtalkError,
+    SessionExpired,
+    Timeout,
+)
+
+_SESSION_EXPIRED_MARKER = "maximum duration"
+
+
+def is_clean_close(exc: ConnectionClosed) -> bool:
+    """Whether a close ends ``async for`` quietly: 1000, 1001 or 1005, and not one of the
+    subclasses that say something went wrong (a 1001 session expiry still raises)."""
+    return type(exc) is ConnectionClosed and exc.code in OK_CLOSE_CODES
+
+
+def close_error(code: int, reason: str) -> ConnectionClosed:
+    """The exception that describes a connection closed with ``code`` and ``reason``."""
+    if code == 3000:
+        return AuthenticationError(code, reason)
+    if code == 4000:
+        return InvalidRequestError(code, reason)
+    if code == 1001 and _SESSION_EXPIRED_MARKER in reason.lower():
+        return SessionExpired(code, reason)
+    return ConnectionClosed(code, reason)
+
+
+def _translate(exc: BaseException, during: str) -> RealtalkError | None:
+    if isinstance(exc, RealtalkError):
+        return None
+    if isinstance(exc, TimeoutError):
+        return Timeout(f"{during} timed out")
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        return HandshakeError(response.status_code, bytes(response.body).decode(errors="replace"))
+    if isinstance(exc, InvalidHandshake):
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        return ProtocolError(f"invalid handshake answer during {during}: {exc}{cause}")
+    if isinstance(exc, InvalidURI):
+        return ConnectError(f"invalid WebSocket URL: {exc}")
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return ConnectError(f"TLS failed during {during}: {exc}")
+    if isinstance(exc, anyio.EndOfStream | anyio.BrokenResourceError | anyio.ClosedResourceError):
+        return ConnectionClosed(1006, "", message=f"connection lost during {during}")
+    if isinstance(exc, OSError):
+        return ConnectError(f"{during} failed: {exc.strerror or exc}")
+    if isinstance(exc, EOFError):
+        return ConnectionClosed(1006, "", message=f"connection lost during {during}")
+    return None
+
+
+@contextmanager
+def map_exceptions(during: str) -> Iterator[None]:
+    """Re-raise anyio, ssl, OS and websockets errors as realtalk errors, chained to the original.
+
+    ``during`` names the operation for the message (``"opening handshake"`` ...)."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = _translate(exc, during)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+# ---- HTTP request and response as the server's hooks see them ----
