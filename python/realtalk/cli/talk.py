@@ -14,7 +14,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
-from realtalk.cli import CliError, environment_api_key
+from realtalk.cli._common import CliError, environment_api_key
 from realtalk.errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -70,7 +70,8 @@ class TurnLog:
         return self.responses.get(self.reply_id) if self.reply_id else None
 
 
-def run_talk(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, then run the turn (or the --mic loop); the exit status."""
     # Everything a user can get wrong is refused here, before a session opens (and, on OpenAI,
     # before a reply is paid for).
     if args.mic or args.speaker:
