@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import mimetypes
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from realtalk._content import encode_clip, user_content_part
+from realtalk._content import encode_clip, mime_for, user_content_part
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
@@ -62,3 +63,31 @@ def test_images_by_bytes_path_or_data_url(tmp_path: Path) -> None:
 def test_bad_parts_get_a_clear_error(value: dict[str, object], error: type) -> None:
     with pytest.raises(error):
         part(value)
+
+
+# The hand-written table mime_for replaced (issue 21): the suffixes the client accepts and the
+# types they were sent as.
+SUFFIX_TYPES_BEFORE_MIMETYPES = {".png": "image/png", ".jpg": "image/jpeg",
+                                 ".jpeg": "image/jpeg", ".gif": "image/gif",
+                                 ".webp": "image/webp"}
+
+
+@pytest.mark.parametrize("suffix", [*SUFFIX_TYPES_BEFORE_MIMETYPES,
+                                    *(s.upper() for s in SUFFIX_TYPES_BEFORE_MIMETYPES)])
+def test_image_suffixes_the_client_accepts_keep_their_types(suffix: str) -> None:
+    assert mime_for(suffix) == SUFFIX_TYPES_BEFORE_MIMETYPES[suffix.lower()]
+
+
+@pytest.mark.parametrize("suffix", ["", ".txt", ".bmp", ".svg", ".gz", ".PNG.gz"])
+def test_other_suffixes_are_still_sent_as_png(suffix: str) -> None:
+    assert mime_for(suffix) == "image/png"
+
+
+def test_the_type_does_not_depend_on_the_machines_mime_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a host's mime.types or registry adds to the global table, on a stand-in table.
+    monkeypatch.setattr(mimetypes, "_db", mimetypes.MimeTypes())
+    mimetypes.add_type("image/x-png", ".png")
+    mimetypes.add_type("image/pjpeg", ".jpg")
+    assert mimetypes.guess_type("photo.jpg")[0] == "image/pjpeg"  # the global table moved
+    assert (mime_for(".png"), mime_for(".jpg")) == ("image/png", "image/jpeg")

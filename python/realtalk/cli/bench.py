@@ -96,7 +96,8 @@ def _rows(left_out: list[str]) -> list[tuple[str, float, str, float]]:
     return rows
 
 
-def run_bench() -> int:
+def run() -> int:
+    """Print the table; the exit status."""
     print("realtalk bench: best of 5 timed batches, microseconds (u) per 20 ms frame\n")
     left_out: list[str] = []
     rows = _rows(left_out)

@@ -1,6 +1,11 @@
 """The ``realtalk`` command line: ``talk`` (one voice turn), ``simulate``, ``relay``,
 ``console`` (the browser voice console) and ``bench``.
 
+This package holds the parser and the dispatch; each subcommand is its own module (``talk``,
+``simulate``, ``relay`` for ``relay`` and ``console``, ``bench``), imported only when it runs so
+that ``realtalk --help`` stays quick. The subcommands share ``_common`` and never import this
+package.
+
 Every failure a user can cause (a missing file, a WAV that is not PCM, an unreachable URL, a
 refused key) ends in one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -8,17 +13,13 @@ refused key) ends in one line on stderr and a non-zero exit status, never a trac
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Literal, NoReturn
+from typing import NoReturn
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from realtalk.cli._common import EXIT_FAILURE, EXIT_USAGE, CliError
 
-
-class CliError(Exception):
-    """A failure to report as one line (without a traceback)."""
+__all__ = ["CliError", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,165 +150,32 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``realtalk`` command with ``argv`` (default: the process's arguments); return
+    the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "talk":
-            from realtalk._talk import run_talk
+            from realtalk.cli import talk
 
-            return run_talk(args)
+            return talk.run(args)
         if args.command == "simulate":
-            return _simulate(args)
-        if args.command == "relay":
-            return _relay(args)
-        if args.command == "console":
-            return _console(args)
-        from realtalk._bench import run_bench
+            from realtalk.cli import simulate
 
-        return run_bench()
+            return simulate.run(args)
+        if args.command == "relay":
+            from realtalk.cli import relay
+
+            return relay.run(args)
+        if args.command == "console":
+            from realtalk.cli import relay
+
+            return relay.run_console(args)
+        from realtalk.cli import bench
+
+        return bench.run()
     except KeyboardInterrupt:
         return 130
     except CliError as exc:
         print(f"realtalk: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    import logging
-
-    import anyio
-
-    from realtalk.simulator import (
-        EspeakNg,
-        Script,
-        ScriptError,
-        Simulator,
-        SynthesisError,
-        Synthesizer,
-        buzz,
-        default_synthesizer,
-        run_simulator,
-    )
-
-    script = None
-    if args.script is not None:
-        try:
-            script = Script.load(args.script)
-        except ScriptError as exc:
-            raise CliError(f"--script: {exc}") from None
-    synthesizer: Synthesizer = buzz
-    if args.speech == "auto":
-        synthesizer = default_synthesizer()
-    elif args.speech == "espeak-ng":
-        try:
-            synthesizer = EspeakNg()
-        except SynthesisError as exc:
-            raise CliError(f"--speech espeak-ng: {exc}") from None
-    speech = "espeak-ng speech" if isinstance(synthesizer, EspeakNg) else "a synthetic buzz"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-
-    def ready(simulator: Simulator) -> None:
-        keys = "any key" if not args.api_key else f"{len(args.api_key)} key(s)"
-        answers = f"script {args.script}, " if script is not None else ""
-        print(f"realtalk simulator listening on {simulator.url} ({args.pace} pace, {answers}"
-              f"replies in {speech}, accepts {keys}); Ctrl-C stops it", flush=True)
-
-    from realtalk.errors import ConnectError
-
-    try:
-        anyio.run(lambda: run_simulator(
-            args.host, args.port, ready=ready, pace=args.pace, api_keys=args.api_key,
-            synthesizer=synthesizer, script=script))
-    except (OSError, ConnectError) as exc:
-        raise _cannot_listen(args, exc) from None
-    return 0
-
-
-def _relay(args: argparse.Namespace) -> int:
-    from realtalk.relay import issue_token
-
-    secret = os.environ.get("REALTALK_RELAY_SECRET")
-    if not secret or len(secret.encode()) < 16:
-        raise CliError("set REALTALK_RELAY_SECRET to a secret of at least 16 bytes")
-    if args.issue_token is not None:
-        try:
-            print(issue_token(secret, args.issue_token, subject=args.subject))
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        return 0
-    store = None
-    if args.redis is not None:
-        from realtalk.errors import RealtalkError
-        from realtalk.relay.store import RedisStore
-
-        try:
-            store = RedisStore(args.redis)
-        except (ValueError, RealtalkError) as exc:
-            raise CliError(f"--redis: {exc}") from None
-    return _serve_relay(args, secret, store=store, console=args.console, pace="fast")
-
-
-def _console(args: argparse.Namespace) -> int:
-    import secrets
-
-    secret = os.environ.get("REALTALK_RELAY_SECRET") or secrets.token_urlsafe(32)
-    if len(secret.encode()) < 16:
-        raise CliError("REALTALK_RELAY_SECRET must be at least 16 bytes")
-    return _serve_relay(args, secret, store=None, console=True, pace="realtime")
-
-
-def _serve_relay(args: argparse.Namespace, secret: str, *, store: Any, console: bool,
-                 pace: Literal["fast", "realtime"]) -> int:
-    """Run a relay (``realtalk relay``, ``realtalk console``) until Ctrl-C: to ``--upstream``
-    with OPENAI_API_KEY, else to an embedded simulator."""
-    import logging
-    from contextlib import AsyncExitStack
-
-    import anyio
-
-    from realtalk.relay import Relay, run_relay
-    from realtalk.simulator import Simulator
-
-    key = environment_api_key()
-    if args.upstream is not None and key is None:
-        raise CliError("set OPENAI_API_KEY: the relay opens upstream sessions with it")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-
-    def ready(relay: Relay) -> None:
-        print(f"realtalk relay listening on {relay.url} -> {relay.upstream}; metrics at "
-              f"http://{args.host}:{relay.port}/metrics; Ctrl-C stops it", flush=True)
-        if console:
-            print(f"realtalk console at http://{args.host}:{relay.port}/ (demo mode: the page "
-                  "gets its tokens from the relay)", flush=True)
-
-    async def serve() -> None:
-        async with AsyncExitStack() as stack:
-            upstream, upstream_key = args.upstream, key
-            if upstream is None:
-                simulator = await stack.enter_async_context(Simulator(pace=pace))
-                upstream, upstream_key = simulator.url, "sk-local"
-            await run_relay(args.host, args.port, upstream=upstream, api_key=upstream_key,
-                            secret=secret, ready=ready, store=store, console=console)
-
-    from realtalk.errors import ConnectError
-
-    try:
-        anyio.run(serve)
-    except (OSError, ConnectError) as exc:
-        raise _cannot_listen(args, exc) from None
-    return 0
-
-
-def _cannot_listen(args: argparse.Namespace, error: Exception) -> CliError:
-    # The transport maps the socket's OSError to ConnectError and keeps it as the cause.
-    cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
-    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
-    return CliError(f"cannot listen on {args.host}:{args.port}: {reason}")
-
-
-def environment_api_key() -> str | None:
-    return os.environ.get("OPENAI_API_KEY") or None
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,7 +14,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
-from realtalk.cli import CliError, environment_api_key
+from realtalk.cli._common import CliError, environment_api_key
 from realtalk.errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -70,7 +70,8 @@ class TurnLog:
         return self.responses.get(self.reply_id) if self.reply_id else None
 
 
-def run_talk(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, then run the turn (or the --mic loop); the exit status."""
     # Everything a user can get wrong is refused here, before a session opens (and, on OpenAI,
     # before a reply is paid for).
     if args.mic or args.speaker:
@@ -416,13 +417,13 @@ def _watch(client: Any, log: TurnLog, args: argparse.Namespace, out: TextIO) -> 
             if log.speech_end is not None and log.reply_id is None:
                 log.reply_id = response_id
         elif kind == "response.done":
-            response = message.get("response") or {}
-            usage = response.get("usage") or {}
+            finished = message.get("response") or {}
+            usage = finished.get("usage") or {}
             for key in ("input_tokens", "output_tokens", "total_tokens"):
                 log.usage[key] = log.usage.get(key, 0) + int(usage.get(key) or 0)
-            if response.get("id") == log.reply_id:
-                if response.get("status") == "failed":
-                    details = response.get("status_details") or {}
+            if finished.get("id") == log.reply_id:
+                if finished.get("status") == "failed":
+                    details = finished.get("status_details") or {}
                     log.failure = f"the response failed: {json.dumps(details)}"
                 log.done.set()
         if args.json:
@@ -478,10 +479,12 @@ def _summary(
         return f"{(end - start) * 1000:.0f} ms"
 
     reply = log.reply
+    first_audio = reply.first_audio if reply else None
+    last_audio = reply.last_audio if reply else None
     audio_s = audio.shape[0] / args.out_rate
     rows = [
-        ("speech end -> first audio", ms(log.speech_end, reply and reply.first_audio)),
-        ("first audio -> last audio", ms(reply and reply.first_audio, reply and reply.last_audio)),
+        ("speech end -> first audio", ms(log.speech_end, first_audio)),
+        ("first audio -> last audio", ms(first_audio, last_audio)),
         ("reply audio", f"{audio_s:.2f} s" + (f" -> {args.out}" if args.out else "")),
         ("tokens in / out", f"{log.usage.get('input_tokens', 0)} / "
                             f"{log.usage.get('output_tokens', 0)}"),
