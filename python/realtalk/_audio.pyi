@@ -383,7 +383,7 @@ class Downlink:
         out_rate: int,
         *,
         format: str = "pcm16",
-        protocol: str = "ga",
+        protocol: Literal["ga", "beta"] = "ga",
         dtype: DTypeLike | None = None,
         quality: str = "high",
     ) -> Downlink: ...
