@@ -9,11 +9,15 @@ the speaker really played.
 import asyncio
 import contextlib
 import sys
+from typing import Any
+
+import numpy as np
 
 from realtalk import RealtimeClient
 from realtalk.simulator import Simulator
 
 DEVICE_RATE = 48000
+BLOCK = DEVICE_RATE // 100  # 10 ms
 
 
 async def main(url: str | None) -> None:
@@ -22,13 +26,23 @@ async def main(url: str | None) -> None:
             url = (await stack.enter_async_context(Simulator())).url
         client = await stack.enter_async_context(
             RealtimeClient(url, api_key="sk-local", playback_rate=DEVICE_RATE))
+
+        def callback(outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+            # sounddevice's output callback: its default outdata is float32, frames x channels.
+            client.playback.pull_into(outdata)
+
         await client.send_user_message_content("Tell me a long story about the sea.")
         await client.create_response()
         await client.wait_for_response_done(timeout=30)
-        # A sound card would call pull() from its own thread every 10 ms; play 0.75 s.
+        # A stereo sound card (sounddevice.OutputStream(channels=2, callback=callback)) would
+        # call back from its own thread every 10 ms; here the loop plays 0.75 s.
+        outdata = np.zeros((BLOCK, 2), dtype=np.float32)
+        loudest = 0.0
         for _ in range(75):
-            client.playback.pull(DEVICE_RATE // 100)
+            callback(outdata, BLOCK, None, None)
+            loudest = max(loudest, float(np.abs(outdata).max()))
         cut = await client.interrupt()  # what the user heard, in the output format's clock
+        print(f"played 0.75 s in stereo, peak {loudest:.2f}")
         print(f"truncated {cut['item_id']} at {cut['audio_end_ms']} ms")
 
 

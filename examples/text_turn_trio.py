@@ -23,7 +23,7 @@ async def main(url: str | None) -> None:
         await client.create_response()
         await client.wait_for_response_done(timeout=30)
         reply = client.conversation.items[-1]
-        print(f"\n[{reply.role}: {reply.audio.shape[0] / 24000:.2f} s of audio]")
+        print(f"\n[{reply.role}: {len(reply.audio) / reply.sample_rate:.2f} s of audio]")
 
 
 if __name__ == "__main__":

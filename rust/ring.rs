@@ -310,6 +310,40 @@ impl PlaybackBuffer {
         delivered
     }
 
+    /// Fills an interleaved block of `output.len() / channels` frames: each next sample is
+    /// converted by `convert` and written to every channel of its frame, and frames past what
+    /// is queued get `convert(0)`. Returns how many real frames were delivered. The samples
+    /// pass through a small buffer on the stack, so this allocates nothing either; the
+    /// bookkeeping (played, current, underruns) is that of one `pull_into` of that many
+    /// samples.
+    pub fn pull_frames_into<T: Copy>(
+        &mut self,
+        output: &mut [T],
+        channels: usize,
+        convert: impl Fn(i16) -> T,
+    ) -> usize {
+        const CHUNK: usize = 256;
+        let channels = channels.max(1);
+        let mut scratch = [0i16; CHUNK];
+        let mut delivered = 0;
+        let mut dry = false;
+        for block in output.chunks_mut(CHUNK * channels) {
+            let frames = block.len() / channels;
+            let got = if dry { 0 } else { self.pull_into(&mut scratch[..frames]) };
+            // Once a pull comes up short the queue is empty: pulling again would only count
+            // the same dry spell twice.
+            dry = got < frames;
+            delivered += got;
+            if got < frames {
+                scratch[got..frames].fill(0);
+            }
+            for (frame, &sample) in block.chunks_exact_mut(channels).zip(&scratch[..frames]) {
+                frame.fill(convert(sample));
+            }
+        }
+        delivered
+    }
+
     /// The next `n` samples (at most `MAX_SAMPLES`), zero-filled past what is queued.
     pub fn pull(&mut self, n: usize) -> Result<Vec<i16>, AudioError> {
         let n = check_samples("the pull", n as u64)?;

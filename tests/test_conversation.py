@@ -355,3 +355,43 @@ def test_any_arrival_order_gives_the_chain_order(arrival: list[int]) -> None:
         previous = None if index == 0 else f"i{index - 1}"
         apply_all(conversation, user_text(f"i{index}", previous, str(index)))
     assert [i.id for i in conversation] == [f"i{k}" for k in range(8)]
+
+
+def test_items_carry_the_rate_their_audio_is_kept_at() -> None:
+    conversation = Conversation(audio_rate=16000)
+    conversation.apply({"type": "conversation.item.added", "previous_item_id": None,
+                        "item": {"id": "item_a", "type": "message", "role": "assistant"}})
+    item = conversation.items[0]
+    assert item.sample_rate == 16000
+    conversation.append_audio("item_a", np.zeros(8000, dtype=np.int16))
+    assert len(item.audio) / item.sample_rate == 0.5
+    assert conversation.audio_ms_received("item_a") == 500
+
+
+@pytest.mark.parametrize("playback_rate", [16000, 24000, 48000])
+async def test_readme_duration_arithmetic_holds_for_any_playback_rate(playback_rate: int) -> None:
+    """The README's `len(reply.audio) / reply.sample_rate` against the wire: the base64 audio
+    of the deltas the server sent (24 kHz pcm16, protocol.md), decoded with the stdlib."""
+    from realtalk import RealtimeClient
+    from realtalk.simulator import Simulator
+
+    wire_samples = 0
+
+    def count_wire_audio(event: Any) -> None:
+        nonlocal wire_samples
+        data = event["event"]
+        if event["source"] == "server" and data["type"] == "response.output_audio.delta":
+            wire_samples += len(base64.b64decode(data["delta"])) // 2
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  playback_rate=playback_rate) as client:
+        client.on("realtime.event", count_wire_audio)
+        await client.send_user_message_content("What is the capital of France?")
+        await client.create_response()
+        await client.wait_for_response_done(timeout=30)
+        reply = client.conversation.items[-1]
+    assert reply.sample_rate == playback_rate
+    assert wire_samples > 24000 // 2
+    heard_s = len(reply.audio) / reply.sample_rate
+    # The resampler holds back its delay (a few ms at most) until a flush.
+    assert abs(heard_s - wire_samples / 24000) < 0.005

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtalk.audio import PlaybackBuffer, RingBuffer
+from realtalk.audio import PlaybackBuffer, RingBuffer, pcm16_to_float
 from tests.test_pcm import run_docstring_examples
 
 ring_ops = st.lists(
@@ -161,12 +161,92 @@ def test_pull_into_fills_in_place() -> None:
     assert buffer.pull_into(out) == 5
     assert out.tolist() == [1, 2, 3, 4, 5, 0, 0, 0]
     assert buffer.underruns == 1
-    with pytest.raises(ValueError, match="writable"):
-        buffer.pull_into(np.zeros(4, dtype=np.float32))
     readonly = np.zeros(4, dtype=np.int16)
     readonly.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         buffer.pull_into(readonly)
+
+
+def spread(samples: list[int], channels: int, dtype: type) -> np.ndarray:
+    """The numpy oracle: each sample on every channel, float32 scaled by 1/32768."""
+    mono = np.array(samples, dtype=np.int16)
+    if dtype is np.float32:
+        mono = mono.astype(np.float32) / np.float32(32768)
+    return np.repeat(mono[:, None], channels, axis=1)
+
+
+pull_into_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("push"), st.sampled_from(["a", "b"]), st.integers(0, 600)),
+        st.tuples(st.just("pull"), st.just(""), st.integers(0, 700)),
+        st.tuples(st.just("interrupt"), st.just(""), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@given(st.sampled_from([np.int16, np.float32]), st.sampled_from([None, 1, 2, 3]), pull_into_ops)
+def test_pull_into_fills_every_channel_of_int16_and_float32_blocks(
+    dtype: type, channels: int | None, ops: list[tuple[str, str, int]]
+) -> None:
+    buffer = PlaybackBuffer(8000, capacity_ms=100)
+    model = PlaybackModel(8000, 800)
+    counter = 0
+    for op, item, n in ops:
+        if op == "push":
+            # Spread over the whole int16 range, both ends included.
+            samples = [(counter + k) * 7919 % 65536 - 32768 for k in range(n)]
+            counter += n
+            assert buffer.push(item, 0, np.array(samples, dtype=np.int16)) == model.push(
+                (item, 0), samples)
+        elif op == "pull":
+            shape = (n,) if channels is None else (n, channels)
+            out = np.full(shape, 99, dtype=dtype)
+            queued = len(model.queue)
+            expected = spread(model.pull(n), channels or 1, dtype)
+            assert buffer.pull_into(out) == min(n, queued)
+            np.testing.assert_array_equal(out.reshape(n, channels or 1), expected, strict=True)
+        else:
+            assert buffer.interrupt() == model.interrupt()
+        assert buffer.queued == len(model.queue)
+        assert buffer.current == model.current
+        assert buffer.underruns == model.underruns
+        for name in ("a", "b"):
+            assert buffer.played(name) == sum(v for (i, _), v in model.played.items() if i == name)
+
+
+def test_pull_into_float32_matches_pcm16_to_float() -> None:
+    samples = np.array([-32768, -1, 0, 1, 12345, 32767], dtype=np.int16)
+    buffer = PlaybackBuffer(8000)
+    buffer.push("a", 0, samples)
+    out = np.zeros((6, 2), dtype=np.float32)
+    assert buffer.pull_into(out) == 6
+    np.testing.assert_array_equal(out[:, 0], pcm16_to_float(samples))
+    assert out[0, 0] == -1.0 and out[5, 1] == np.float32(32767 / 32768)
+
+
+def test_pull_into_refuses_what_it_cannot_fill_and_keeps_the_audio() -> None:
+    buffer = PlaybackBuffer(8000)
+    buffer.push("a", 0, np.ones(100, dtype=np.int16))
+    stereo = np.zeros((10, 2), dtype=np.float32)
+    # A column of a stereo block is a strided view: the advice must not be a copy, which
+    # would be filled while the device plays its own (silent) buffer.
+    with pytest.raises(ValueError, match=r"pull_into\(outdata\)") as refused:
+        buffer.pull_into(stereo[:, 0])
+    assert "ascontiguousarray" not in str(refused.value)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        buffer.pull_into(np.zeros((2, 10), dtype=np.float32).T)
+    with pytest.raises(ValueError, match="float64"):
+        buffer.pull_into(np.zeros(10))
+    with pytest.raises(ValueError, match="3-D"):
+        buffer.pull_into(np.zeros((2, 2, 2), dtype=np.int16))
+    with pytest.raises(ValueError, match="no channels"):
+        buffer.pull_into(np.zeros((10, 0), dtype=np.int16))
+    with pytest.raises(ValueError, match="got list"):
+        buffer.pull_into([0] * 10)
+    assert buffer.queued == 100 and buffer.played("a") == 0 and buffer.underruns == 0
+    assert buffer.pull_into(stereo) == 10
+    np.testing.assert_array_equal(stereo, np.full((10, 2), 1 / 32768, dtype=np.float32))
 
 
 def test_playback_buffer_bad_arguments() -> None:

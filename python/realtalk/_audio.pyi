@@ -124,8 +124,11 @@ class PlaybackBuffer:
         """Queues samples of one content part; returns how many fit."""
     def pull(self, n: int) -> _Int16Array:
         """The next ``n`` samples, zero-filled past what is queued."""
-    def pull_into(self, out: _Int16Array) -> int:
-        """Fills a writable int16 array in place; returns how many real samples it got."""
+    def pull_into(self, out: _Int16Array | _Float32Array) -> int:
+        """Fills the device's output block in place; returns how many real frames it got.
+
+        ``out`` is int16 or float32 (samples / 32768), 1-D or (frames, channels) with every
+        channel filled, C-contiguous and writable: the callback's whole ``outdata``."""
     def played(self, item_id: str) -> int:
         """Samples of ``item_id`` played so far (all its content parts); 0 if unknown."""
     def interrupt(self) -> tuple[str, int, int] | None:
@@ -380,7 +383,7 @@ class Downlink:
         out_rate: int,
         *,
         format: str = "pcm16",
-        protocol: str = "ga",
+        protocol: Literal["ga", "beta"] = "ga",
         dtype: DTypeLike | None = None,
         quality: str = "high",
     ) -> Downlink: ...

@@ -11,6 +11,12 @@ here aborts the interpreter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
 from realtalk import _audio
 
 __all__: list[str] = []
@@ -60,6 +66,30 @@ __all__ += ["Resampler", "resample"]
 Vad = _audio.Vad
 VadEvent = _audio.VadEvent
 __all__ += ["Vad", "VadEvent"]
+
+
+class TurnDetector(Protocol):
+    """What ``RealtimeClient(local_vad=...)`` needs: `Vad` is one; a detector of your own
+    (webrtcvad, Silero, ...) fits too if it has these two members.
+
+    ``process`` gets each microphone frame (mono, at ``sample_rate``) and returns the turn
+    boundaries it completes: `VadEvent` objects, or anything whose ``type`` (attribute or
+    mapping key) is ``"speech_started"`` or ``"speech_stopped"``.
+    """
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the detector expects, in Hz (the client's ``input_rate``)."""
+        ...
+
+    def process(
+        self, samples: npt.NDArray[np.float32] | npt.NDArray[np.int16]
+    ) -> Iterable[object]:
+        """The turn boundaries this frame completes, oldest first."""
+        ...
+
+
+__all__ += ["TurnDetector"]
 
 # ---- frame ----
 # The fused hot paths: one call per 20 ms frame each way (see the class docstrings).

@@ -213,9 +213,9 @@ class RealtimeClient:
 
     ``session`` is the initial session config in the GA shape (``instructions``,
     ``output_modalities``, ``audio.input.turn_detection``, ...); ``update_session`` merges into
-    it. ``playback_rate`` is the audio device's rate. ``local_vad`` (a ``realtalk.audio.Vad`` at
-    the input rate) turns the client into the turn detector when the session's turn detection
-    is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
+    it. ``playback_rate`` is the audio device's rate. ``local_vad`` (a ``realtalk.audio.Vad``
+    at the input rate, or any ``realtalk.audio.TurnDetector``) turns the client into the turn
+    detector when the session's turn detection is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
     returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
     the response after tool outputs, refused for a rate limit, is asked for once more after
     the server's ``reset_seconds`` (at most this long); by default the refusal is reported."""
@@ -226,13 +226,13 @@ class RealtimeClient:
         *,
         model: str = "gpt-realtime",
         api_key: str | None = None,
-        protocol: str = "ga",
+        protocol: _events.Protocol = "ga",
         headers: Mapping[str, str] | None = None,
         session: Mapping[str, Any] | None = None,
         playback_rate: int = 24000,
         playback_capacity_ms: int = 120_000,
         input_rate: int = 24000,
-        local_vad: Any = None,
+        local_vad: _audio.TurnDetector | None = None,
         tool_timeout: float | None = 30.0,
         reconnect: bool = True,
         max_reconnect_attempts: int = 8,
@@ -389,7 +389,7 @@ class RealtimeClient:
 
     # ---- events ----
 
-    def on(self, name: str, handler: Callable[[Notification], Any]) -> Callable[[], None]:
+    def on(self, name: str, handler: Callable[[Notification], object]) -> Callable[[], None]:
         """Call ``handler(event)`` for each event ``name`` (``"*"`` for all). Async handlers run
         in the client's task group. Returns a function that removes the handler."""
         self._handlers.setdefault(name, []).append(handler)
@@ -647,7 +647,7 @@ class RealtimeClient:
                 self._uplinks[rate] = uplink
             message = uplink.encode(frame)
             vad_events: Any = ()
-            if self._local_vad_active():
+            if self.local_vad is not None and self._local_vad_active():
                 vad_events = self.local_vad.process(frame if frame.ndim == 1 else
                                                     frame.mean(axis=1, dtype=np.float32))
         except (ValueError, TypeError, OverflowError) as exc:

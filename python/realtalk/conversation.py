@@ -74,7 +74,9 @@ def decode_pcm16_base64(delta: str) -> Int16Array:
 @dataclass(eq=False)
 class Item:
     """One conversation item. Text fields join their deltas on read; ``audio`` concatenates
-    the stored chunks on read (``audio_chunks`` gives them without a copy)."""
+    the stored chunks on read (``audio_chunks`` gives them without a copy). Its audio is kept
+    at ``sample_rate`` (a client's ``playback_rate``): ``len(item.audio) / item.sample_rate``
+    is its duration in seconds."""
 
     id: str
     type: str = "message"
@@ -88,9 +90,11 @@ class Item:
     content: list[dict[str, Any]] = field(default_factory=list)
     transcription_error: dict[str, Any] | None = None
     transcript_segments: list[dict[str, Any]] = field(default_factory=list)
+    sample_rate: int = 24000
+    """The rate ``audio`` is kept at, in Hz (the conversation's ``audio_rate``)."""
     audio_samples_received: int = 0
     """Samples of output audio received for this item (the server's holding, even after the
-    cache dropped some of them), in the output format's own clock."""
+    cache dropped some of them), at ``sample_rate``."""
     audio_samples_dropped: int = 0
     truncated_ms: int | None = None
     _text: list[str] = field(default_factory=list, repr=False)
@@ -171,8 +175,8 @@ def _as_mapping(event: Any) -> Mapping[str, Any]:
 class Conversation:
     """Items of the default conversation in server order.
 
-    ``audio_rate`` is the output format's sample rate (24000 for pcm16, 8000 for G.711), the
-    clock of ``audio_end_ms``. ``max_audio_samples`` caps the output audio kept over all items
+    ``audio_rate`` is the rate the items' audio is kept at (``Item.sample_rate``; a client
+    uses its ``playback_rate``). ``max_audio_samples`` caps the output audio kept over all items
     (the oldest chunks go first; ``audio_samples_dropped`` counts them). ``max_items`` caps the
     number of items kept (the oldest leave the cache; ``items_dropped`` counts them).
     ``max_parked`` caps the events held for items that have not arrived yet."""
@@ -408,7 +412,7 @@ class Conversation:
         item = self._items.get(item_id)
         appended = item is None
         if item is None:
-            item = Item(id=item_id)
+            item = Item(id=item_id, sample_rate=self.audio_rate)
             self._items[item_id] = item
         self._merge(item, raw)
         if isinstance(response_id, str):

@@ -2,11 +2,16 @@
 
 use std::sync::Mutex;
 
-use numpy::{PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::{check_vector, describe_dtype, get_pcm16, lock, zeros_array, Int};
+use super::{describe_dtype, get_pcm16, lock, zeros_array, Int};
+
+/// PCM16 to float, as `pcm16_to_float` scales it (exact in f32).
+const PCM16_TO_FLOAT: f32 = 1.0 / 32768.0;
 
 /// A fixed-capacity FIFO of int16 samples, safe to share between threads.
 ///
@@ -141,24 +146,65 @@ impl PyPlaybackBuffer {
         Ok(output)
     }
 
-    /// Fills a writable int16 array in place; returns how many real samples it got.
+    /// Fills the device's output block in place; returns how many real frames it got.
+    ///
+    /// `out` is int16 or float32 (sounddevice's default, samples / 32768), 1-D (mono) or 2-D
+    /// (frames x channels, every channel gets the same sample), C-contiguous and writable:
+    /// pass the callback's whole `outdata`, not a column of it.
     fn pull_into(&self, out: &Bound<'_, PyAny>) -> PyResult<usize> {
-        const WHAT: &str = "a writable 1-D contiguous int16 array";
+        const WHAT: &str =
+            "a writable C-contiguous int16 or float32 array, 1-D or (frames, channels)";
         let Ok(array) = out.cast::<PyUntypedArray>() else {
-            return Err(PyValueError::new_err(format!("expected {WHAT}")));
-        };
-        check_vector(array, WHAT)?;
-        if !array.dtype().is_equiv_to(&numpy::dtype::<i16>(out.py())) {
             return Err(PyValueError::new_err(format!(
-                "expected {WHAT}, got an array of dtype {}",
-                describe_dtype(array)
+                "expected {WHAT}, got {}",
+                out.get_type().name()?
             )));
+        };
+        let channels = match array.shape() {
+            [_] => 1,
+            [_, channels] if *channels > 0 => *channels,
+            [_, _] => return Err(PyValueError::new_err("the output block has no channels")),
+            shape => {
+                return Err(PyValueError::new_err(format!(
+                    "expected {WHAT}, got a {}-D array",
+                    shape.len()
+                )))
+            }
+        };
+        if !array.is_c_contiguous() {
+            // A column such as `outdata[:, 0]` is a strided view; a contiguous copy of it would
+            // be filled instead of the device's buffer, and the device would play silence.
+            return Err(PyValueError::new_err(
+                "pull_into needs the device's buffer itself, C-contiguous; got a strided view \
+                 (such as outdata[:, 0]). Pass the whole block, pull_into(outdata): every \
+                 channel is filled",
+            ));
         }
-        // SAFETY: dimensionality and dtype were checked just above.
-        let typed = unsafe { array.cast_unchecked::<PyArray1<i16>>() };
-        let mut writable =
-            typed.try_readwrite().map_err(|err| PyValueError::new_err(format!("{WHAT}: {err}")))?;
-        Ok(lock(&self.inner).pull_into(writable.as_slice_mut()?))
+        let py = out.py();
+        if array.dtype().is_equiv_to(&numpy::dtype::<i16>(py)) {
+            // SAFETY: the dtype was checked just above.
+            let typed = unsafe { array.cast_unchecked::<PyArrayDyn<i16>>() };
+            let mut writable = typed
+                .try_readwrite()
+                .map_err(|err| PyValueError::new_err(format!("expected {WHAT}: {err}")))?;
+            return Ok(lock(&self.inner).pull_frames_into(writable.as_slice_mut()?, channels, |s| s));
+        }
+        if array.dtype().is_equiv_to(&numpy::dtype::<f32>(py)) {
+            // SAFETY: the dtype was checked just above.
+            let typed = unsafe { array.cast_unchecked::<PyArrayDyn<f32>>() };
+            let mut writable = typed
+                .try_readwrite()
+                .map_err(|err| PyValueError::new_err(format!("expected {WHAT}: {err}")))?;
+            return Ok(lock(&self.inner).pull_frames_into(
+                writable.as_slice_mut()?,
+                channels,
+                |s| f32::from(s) * PCM16_TO_FLOAT,
+            ));
+        }
+        Err(PyValueError::new_err(format!(
+            "expected {WHAT}, got an array of dtype {}",
+            describe_dtype(array)
+        )))
     }
 
     /// Samples of `item_id` played so far (all its content parts); 0 if unknown.
