@@ -321,8 +321,9 @@ def check_vad(sample_rate: int, prefix_padding_ms: int, silence_duration_ms: int
         vad = make()
         assert (vad.prefix_padding_ms, vad.silence_duration_ms) == (prefix_padding_ms, silence_duration_ms)
         # Huge paddings and silences are plain numbers to the detector: it runs on.
-        assert vad.process(np.zeros(sample_rate // 10, np.int16)) == []
-        assert vad.processed_ms == 100
+        # 300 ms: whole frames at every frame length (processed_ms counts whole frames only).
+        assert vad.process(np.zeros(sample_rate * 3 // 10, np.int16)) == []
+        assert vad.processed_ms == 300
 
 
 @given(rates, channel_counts)
