@@ -22,6 +22,7 @@ parse. Everything else is parsed into GA-named dicts and applied to the ``conver
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import inspect
 import json
@@ -47,6 +48,7 @@ import numpy.typing as npt
 from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
+from realtalk.events._beta import SERVER_TYPES_FROM_BETA
 from realtalk._delivery import Delivery, DeliveryLedger
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
@@ -69,6 +71,7 @@ __all__ = [
     "EventStream",
     "InputBackpressure",
     "Link",
+    "NOTIFICATION_TYPES",
     "Notification",
     "RealtimeClient",
     "ResponseBusy",
@@ -172,17 +175,45 @@ class ClientMetrics:
     client_events_lost: int = 0
 
 
+# What the client itself reports (besides the server's events, which keep their wire names).
+NOTIFICATION_TYPES = frozenset(
+    {
+        "error",
+        "conversation.updated",
+        "conversation.item.appended",
+        "conversation.item.completed",
+        "conversation.interrupted",
+        "connection.lost",
+        "connection.restored",
+        "realtime.event",
+    }
+)
+
+
+@dataclass(eq=False, slots=True)
+class _Subscription:
+    """One ``events()`` stream: None takes every notification (no server event); a set takes
+    exactly the names in it."""
+
+    send: MemoryObjectSendStream[Notification]
+    types: frozenset[str] | None
+
+    def wants(self, name: str) -> bool:
+        return name in NOTIFICATION_TYPES if self.types is None else name in self.types
+
+
 class EventStream:
     """A subscription to a client's events (see :meth:`RealtimeClient.events`)."""
 
     def __init__(
         self,
         client: RealtimeClient,
-        send: MemoryObjectSendStream[Notification],
+        subscription: _Subscription,
         receive: MemoryObjectReceiveStream[Notification],
     ) -> None:
         self._client = client
-        self._send = send
+        self._subscription = subscription
+        self._send = subscription.send
         self._receive = receive
 
     def __aiter__(self) -> EventStream:
@@ -203,7 +234,7 @@ class EventStream:
     def close(self) -> None:
         """Stop receiving; notifications not yet read are dropped."""
         with contextlib.suppress(ValueError):
-            self._client._subscribers.remove(self._send)
+            self._client._subscribers.remove(self._subscription)
         self._send.close()
         self._receive.close()
 
@@ -289,7 +320,7 @@ class RealtimeClient:
         self._uplink_queue_frames = uplink_queue_frames
         self._event_queue_size = event_queue_size
         self._handlers: dict[str, list[Callable[[Notification], Any]]] = {}
-        self._subscribers: list[MemoryObjectSendStream[Notification]] = []
+        self._subscribers: list[_Subscription] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._token: Any = None
         self._loop_thread: int | None = None
@@ -366,8 +397,8 @@ class RealtimeClient:
             await self._tg_cm.__aexit__(None, None, None)
             return None
         finally:
-            for stream in self._subscribers:
-                stream.close()
+            for subscription in self._subscribers:
+                subscription.send.close()
             self._subscribers.clear()
             self._outbox_send.close()
             self._outbox_receive.close()
@@ -390,8 +421,17 @@ class RealtimeClient:
     # ---- events ----
 
     def on(self, name: str, handler: Callable[[Notification], Any]) -> Callable[[], None]:
-        """Call ``handler(event)`` for each event ``name`` (``"*"`` for all). Async handlers run
-        in the client's task group. Returns a function that removes the handler."""
+        """Call ``handler(event)`` for each event ``name``: a server event type by its GA name
+        (``"response.done"``, ``"input_audio_buffer.speech_started"`` ...; a beta session's
+        events arrive under their GA names too), with the parsed event (GA shape) as its
+        ``data``, after the client has applied it; or a client notification
+        (``NOTIFICATION_TYPES``: ``"error"`` covers the server's errors as well); or ``"*"``
+        for every client notification (the server's events go only to handlers of their
+        name; ``"realtime.event"`` sees the raw wire both ways). Any other name raises
+        ``ValueError``. Async handlers run in the client's task group. Returns a function that
+        removes the handler."""
+        if name != "*":
+            _check_event_name(name)
         self._handlers.setdefault(name, []).append(handler)
 
         def remove() -> None:
@@ -400,21 +440,36 @@ class RealtimeClient:
 
         return remove
 
-    def events(self) -> EventStream:
-        """Every client event from now on, in order, through a bounded queue (overflow is
-        counted in ``metrics.events_dropped``). Use ``async for event in client.events()``;
-        ``async with client.events() as stream`` stops the subscription on exit (it also
-        stops when the client closes)."""
+    def events(self, *types: str) -> EventStream:
+        """The client's events from now on, in order, through a bounded queue (overflow is
+        counted in ``metrics.events_dropped``): with no ``types``, every client notification;
+        with ``types``, exactly those (server event types by their GA name and/or
+        notifications, checked as in :meth:`on`). Use ``async for event in
+        client.events()``; ``async with client.events("response.done") as stream`` stops the
+        subscription on exit (it also stops when the client closes)."""
+        for name in types:
+            _check_event_name(name)
         send, receive = anyio.create_memory_object_stream[Notification](self._event_queue_size)
-        self._subscribers.append(send)
-        return EventStream(self, send, receive)
+        subscription = _Subscription(send, frozenset(types) if types else None)
+        self._subscribers.append(subscription)
+        return EventStream(self, subscription, receive)
 
     def _listening(self, name: str) -> bool:
-        return bool(self._subscribers or self._handlers.get(name) or self._handlers.get("*"))
+        if self._handlers.get(name) or (name in NOTIFICATION_TYPES and self._handlers.get("*")):
+            return True
+        return any(subscription.wants(name) for subscription in self._subscribers)
+
+    def _emit_server_event(self, event: Mapping[str, Any]) -> None:
+        """A parsed server event to the handlers and streams asking for its type (``error``
+        is reported as the ``error`` notification instead)."""
+        kind = event.get("type")
+        if isinstance(kind, str) and kind != "error" and self._listening(kind):
+            self._emit(kind, event)
 
     def _emit(self, name: str, data: Mapping[str, Any]) -> None:
         event = Notification(name, data)
-        for handler in (*self._handlers.get(name, ()), *self._handlers.get("*", ())):
+        everything = self._handlers.get("*", ()) if name in NOTIFICATION_TYPES else ()
+        for handler in (*self._handlers.get(name, ()), *everything):
             try:
                 result = handler(event)
                 if inspect.isawaitable(result) and self._tg is not None:
@@ -424,9 +479,11 @@ class RealtimeClient:
                     self._emit("error", {"error": {"type": "handler_error",
                                                    "message": f"{type(exc).__name__}: {exc}"},
                                          "local": True})
-        for stream in self._subscribers:
+        for subscription in self._subscribers:
+            if not subscription.wants(name):
+                continue
             try:
-                stream.send_nowait(event)
+                subscription.send.send_nowait(event)
             except anyio.WouldBlock:
                 self.metrics.events_dropped += 1
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -941,6 +998,7 @@ class RealtimeClient:
             # A refused connection says why in an error event, then closes (3000/4000).
             self._on_error(first)
         self._on_session(first)
+        self._emit_server_event(first)
         await self._send_on(link, _events.serialize_client_event(
             {"type": "session.update", "session": self._full_session(),
              "event_id": _new_event_id()}, self.protocol))
@@ -1111,8 +1169,13 @@ class RealtimeClient:
                         or delta.response_id in self._muted_responses
                         or delta.item_id in self._muted_items):
                     self._on_audio(delta.item_id, delta.content_index, delta.samples)
+                if self._listening("response.output_audio.delta"):
+                    # Parsed only when asked for: the fast path skips the JSON parse.
+                    self._emit_server_event(self._parse(message))
                 return
-            self._dispatch(self._parse(message))
+            event = self._parse(message)
+            self._dispatch(event)
+            self._emit_server_event(event)
         except Exception as exc:
             # The server's bytes are not ours to trust: whatever a frame does (bad JSON or
             # UTF-8, absurd nesting, a schema it breaks, a shape a handler trips on), it costs
@@ -1424,6 +1487,22 @@ def _as_audio(samples: npt.ArrayLike) -> np.ndarray:
         middle = (float(np.iinfo(frame.dtype).max) + 1.0) / 2
         return ((frame.astype(np.float64) - middle) / middle).astype(np.float32)
     raise TypeError(f"audio samples must be numeric, got dtype {frame.dtype}")
+
+
+def _check_event_name(name: str) -> None:
+    """ValueError unless ``name`` is a server event type (GA name) or a client notification."""
+    if name in NOTIFICATION_TYPES or name in _events.SERVER_EVENT_TYPES:
+        return
+    ga_name = SERVER_TYPES_FROM_BETA.get(name)
+    if ga_name is not None:
+        hint = f"; events have their GA names in every session: use {ga_name!r}"
+    else:
+        close = difflib.get_close_matches(
+            name, [*NOTIFICATION_TYPES, *_events.SERVER_EVENT_TYPES], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{name!r} is neither a server event type nor a client notification "
+                     f"(see realtalk.events.SERVER_EVENT_TYPES and "
+                     f"realtalk.client.NOTIFICATION_TYPES){hint}")
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -1,0 +1,199 @@
+"""Server events through ``on()`` / ``events()``, and the sending helpers (issue 23, "Events and
+sending"), against the simulator on asyncio and trio.
+
+Oracles: the raw wire (``realtime.event``, decoded here with ``json``), the protocol's beta->GA
+name table (protocol.md §5), the standard library's base64, and the Rust core's G.711 codec.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from realtalk import audio
+from realtalk.client import Notification, RealtimeClient
+from realtalk.simulator import Simulator
+
+TEXT_ONLY = {"output_modalities": ["text"]}
+MANUAL_TURNS = {"audio": {"input": {"turn_detection": None}}}
+
+
+class Wire:
+    """The raw server and client wire events, as the client saw them."""
+
+    def __init__(self, client: RealtimeClient) -> None:
+        self.events: list[Notification] = []
+        client.on("realtime.event", self.events.append)
+
+    def sent(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return self._side("client", kind)
+
+    def received(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return self._side("server", kind)
+
+    def _side(self, source: str, kind: str | None) -> list[dict[str, Any]]:
+        return [e["event"] for e in self.events if e["source"] == source
+                and (kind is None or e["event"].get("type") == kind)]
+
+
+def speech_then_silence(speech_ms: int, silence_ms: int, rate: int = 24000) -> np.ndarray:
+    """A voiced, syllable-modulated signal (energy in the speech band), then silence."""
+    t = np.arange(rate * speech_ms // 1000) / rate
+    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 720, 1440), 1))
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
+    speech = (0.25 * voiced * envelope).astype(np.float32)
+    return np.concatenate([speech, np.zeros(rate * silence_ms // 1000, dtype=np.float32)])
+
+
+async def stream(client: RealtimeClient, samples: np.ndarray, frame_ms: int = 20) -> None:
+    step = client.input_rate * frame_ms // 1000
+    for start in range(0, len(samples), step):
+        client.append_input_audio(samples[start:start + step])
+        await anyio.sleep(0)
+
+
+async def until(condition: Any, timeout: float = 10) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.01)
+
+
+# ---- server events through on() and events() ----
+
+
+async def test_response_events_fire_their_handlers_with_the_parsed_event() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        wire = Wire(client)
+        got: dict[str, list[Notification]] = {}
+        for name in ("response.created", "response.output_text.delta", "response.done",
+                     "conversation.item.added"):
+            client.on(name, got.setdefault(name, []).append)
+        await client.send_user_message_content("hello there")
+        response_id = await client.create_response()
+        await client.wait_for_response_done(5)
+        await until(lambda: got["response.done"])
+        (done,) = got["response.done"]
+        assert done.type == "response.done"
+        assert done["response"]["id"] == response_id
+        assert done["response"]["status"] == "completed"
+        # Each handler saw exactly the server's events of its type, in order, and their fields.
+        for name, seen in got.items():
+            raw = wire.received(name)
+            assert [e["event_id"] for e in seen] == [e["event_id"] for e in raw] != [], name
+        reply = client.conversation.items[-1]
+        assert "".join(e["delta"] for e in got["response.output_text.delta"]) == reply.text != ""
+        assert [o["id"] for o in done["response"]["output"]] == [reply.id]
+
+
+async def test_speech_and_transcription_events_fire_sync_and_async_handlers() -> None:
+    session = {"audio": {"input": {"transcription": {"model": "whisper-1"},
+                                   "turn_detection": {"type": "server_vad",
+                                                      "silence_duration_ms": 300}}}}
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=session) as client:
+        wire = Wire(client)
+        started: list[Notification] = []
+        transcripts: list[Notification] = []
+        audio_deltas: list[Notification] = []
+
+        async def on_transcript(event: Notification) -> None:
+            await anyio.sleep(0)
+            transcripts.append(event)
+
+        client.on("input_audio_buffer.speech_started", started.append)
+        client.on("conversation.item.input_audio_transcription.completed", on_transcript)
+        client.on("response.output_audio.delta", audio_deltas.append)
+        await stream(client, speech_then_silence(800, 700))
+        await until(lambda: wire.received("response.done") and transcripts)
+        (speech,) = started
+        assert speech["audio_start_ms"] == wire.received(speech.type)[0]["audio_start_ms"]
+        (transcript,) = transcripts
+        user = client.conversation.items[0]
+        assert transcript["item_id"] == user.id
+        assert transcript["transcript"] == user.transcript != ""
+        # Audio deltas skip the JSON parse on their way to playback, yet a handler gets each.
+        raw = wire.received("response.output_audio.delta")
+        assert [e["delta"] for e in audio_deltas] == [e["delta"] for e in raw] != []
+
+
+async def test_events_yields_server_events_only_when_asked_for() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        asked = client.events("response.done", "conversation.item.completed")
+        everything = client.events()
+        await client.send_user_message_content("hello")
+        response_id = await client.create_response()
+        await client.wait_for_response_done(5)
+        received: list[Notification] = []
+        with anyio.fail_after(5):
+            async for event in asked:
+                received.append(event)
+                if event.type == "response.done":
+                    break
+        assert {e.type for e in received} == {"conversation.item.completed", "response.done"}
+        assert received[-1]["response"]["id"] == response_id
+        asked.close()
+        # The plain stream keeps to the client's notifications, as before.
+        names: set[str] = set()
+        with anyio.move_on_after(0.3):
+            async for event in everything:
+                names.add(event.type)
+        everything.close()
+        assert "conversation.item.completed" in names
+        assert not names & {"response.done", "response.created", "conversation.item.added"}
+
+
+async def test_beta_session_events_arrive_under_their_ga_names() -> None:
+    async with Simulator() as sim, RealtimeClient(
+            sim.url, api_key="sk-test", protocol="beta", model="gpt-4o-realtime-preview",
+            session=TEXT_ONLY) as client:
+        wire = Wire(client)
+        deltas: list[Notification] = []
+        added: list[Notification] = []
+        done: list[Notification] = []
+        client.on("response.output_text.delta", deltas.append)
+        client.on("conversation.item.added", added.append)
+        client.on("response.done", done.append)
+        await client.send_user_message_content("hello")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        await until(lambda: done)
+        # protocol.md: beta response.text.delta / conversation.item.created are GA
+        # response.output_text.delta / conversation.item.added.
+        raw_deltas = wire.received("response.text.delta")
+        assert [e["event_id"] for e in deltas] == [e["event_id"] for e in raw_deltas] != []
+        assert {e.type for e in deltas} == {"response.output_text.delta"}
+        raw_created = wire.received("conversation.item.created")
+        assert [e["event_id"] for e in added] == [e["event_id"] for e in raw_created] != []
+        assert done[0]["response"]["status"] == "completed"
+
+
+async def test_session_created_reaches_a_handler_registered_before_connecting() -> None:
+    async with Simulator() as sim:
+        client = RealtimeClient(sim.url, api_key="sk-test", session=TEXT_ONLY)
+        created: list[Notification] = []
+        client.on("session.created", created.append)
+        async with client:
+            assert [e.type for e in created] == ["session.created"]
+            assert created[0]["session"]["id"] == client.session["id"]
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("response.audio.delta", "'response.output_audio.delta'"),
+    ("conversation.item.input_audio_transcription.complete",
+     "'conversation.item.input_audio_transcription.completed'"),
+    ("no such event", ""),
+])
+def test_an_unknown_event_name_is_refused_with_a_hint(name: str, hint: str) -> None:
+    client = RealtimeClient("ws://127.0.0.1:9/v1/realtime", api_key="sk-test")
+    with pytest.raises(ValueError, match="neither a server event type nor a client") as info:
+        client.on(name, print)
+    assert hint in str(info.value)
+    with pytest.raises(ValueError, match="neither a server event type"):
+        client.events("response.done", name)
