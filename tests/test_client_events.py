@@ -197,3 +197,63 @@ def test_an_unknown_event_name_is_refused_with_a_hint(name: str, hint: str) -> N
     assert hint in str(info.value)
     with pytest.raises(ValueError, match="neither a server event type"):
         client.events("response.done", name)
+
+
+# ---- create_response() in a manual-turn session ----
+
+
+def tone(ms: int, rate: int = 24000) -> np.ndarray:
+    t = np.arange(rate * ms // 1000) / rate
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+async def test_create_response_commits_the_uncommitted_audio_first() -> None:
+    async with Simulator() as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session={**MANUAL_TURNS, **TEXT_ONLY}) as client:
+        wire = Wire(client)
+        await stream(client, tone(300))
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        sent = [e["type"] for e in wire.sent() if e["type"] != "input_audio_buffer.append"]
+        assert sent[-2:] == ["input_audio_buffer.commit", "response.create"]
+        # The reply follows the user's audio item the commit made.
+        user, assistant = client.conversation.items
+        assert user.role == "user" and assistant.role == "assistant"
+        (committed,) = wire.received("input_audio_buffer.committed")
+        assert committed["item_id"] == user.id
+        # Nothing new since: the next response commits nothing.
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        assert len(wire.sent("input_audio_buffer.commit")) == 1
+
+
+async def test_create_response_commit_false_leaves_the_buffer_alone() -> None:
+    async with Simulator() as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session={**MANUAL_TURNS, **TEXT_ONLY}) as client:
+        wire = Wire(client)
+        errors: list[Notification] = []
+        client.on("error", errors.append)
+        await client.send_user_message_content("hello")
+        await stream(client, tone(300))
+        await client.create_response(commit=False)
+        await client.wait_for_response_done(5)
+        assert wire.sent("input_audio_buffer.commit") == []
+        assert "commit" not in wire.sent("response.create")[0].get("response", {})
+        assert [i.role for i in client.conversation.items] == ["user", "assistant"]
+        assert errors == []
+        # The audio is still there to commit by hand.
+        await client.commit_input_audio()
+        await until(lambda: wire.received("input_audio_buffer.committed"))
+
+
+async def test_create_response_with_server_turn_detection_commits_nothing() -> None:
+    session = {"audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                      "create_response": False}}}, **TEXT_ONLY}
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=session) as client:
+        wire = Wire(client)
+        await client.send_user_message_content("hello")
+        await stream(client, np.zeros(24000 * 300 // 1000, np.float32))
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        assert wire.sent("input_audio_buffer.commit") == []

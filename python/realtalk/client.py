@@ -639,6 +639,14 @@ class RealtimeClient:
             with contextlib.suppress(RuntimeError):  # the loop is gone: the client is closing
                 self._call_soon_threadsafe(self._drain_handoff)
 
+    def _manual_turns(self) -> bool:
+        """True when the server detects no turns: the turn detection this client last asked
+        for (already on the wire before anything sent now), else the server's report."""
+        asked = (self._config.get("audio") or {}).get("input") or {}
+        if "turn_detection" in asked:
+            return asked["turn_detection"] is None
+        return self._turn_detection() is None
+
     def _local_vad_active(self) -> bool:
         return self.local_vad is not None and self._turn_detection() is None
 
@@ -775,11 +783,17 @@ class RealtimeClient:
         """True from `create_response` (or the server's own turn) until the response is done."""
         return self._response_state != "idle"
 
-    async def create_response(self, *, wait: bool = True, **params: Any) -> str | None:
+    async def create_response(self, *, wait: bool = True, commit: bool = True,
+                              **params: Any) -> str | None:
         """Ask for a response in the default conversation; returns its id once it starts.
         One at a time: while one runs this waits for it to finish (``wait=False`` raises
         :class:`ResponseBusy` instead). Out-of-band responses (``conversation="none"``) do not
-        wait. Returns None if the server started one on its own first (VAD), which is benign."""
+        wait. Returns None if the server started one on its own first (VAD), which is benign.
+
+        In a manual-turn session (turn detection ``None``) audio appended since the last
+        commit is committed first, right before the ``response.create`` (as the reference
+        client's ``createResponse`` does), so the reply answers it; ``commit=False`` leaves
+        the input buffer alone. Out-of-band responses never commit."""
         if params.get("conversation") == "none":
             event: dict[str, Any] = {"type": "response.create", "response": params}
             await self._send_event(event)
@@ -789,6 +803,10 @@ class RealtimeClient:
                 if not wait:
                     raise ResponseBusy(f"a response is still running ({self._response_id})")
                 await self._response_idle.wait()
+            if commit and self._manual_turns():
+                await self._flush_handoff()  # frames other threads handed over count too
+                if self._uncommitted_ms > 0:
+                    await self.commit_input_audio()
             self._response_state = "requested"
             self._response_idle = anyio.Event()
             self._response_started = anyio.Event()
