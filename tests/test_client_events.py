@@ -257,3 +257,16 @@ async def test_create_response_with_server_turn_detection_commits_nothing() -> N
         await client.create_response()
         await client.wait_for_response_done(5)
         assert wire.sent("input_audio_buffer.commit") == []
+
+
+async def test_create_response_leaves_too_little_audio_uncommitted() -> None:
+    async with Simulator() as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session={**MANUAL_TURNS, **TEXT_ONLY}) as client:
+        wire = Wire(client)
+        errors: list[Notification] = []
+        client.on("error", errors.append)
+        await client.send_user_message_content("hello")
+        await stream(client, tone(60))  # the server refuses commits under 100 ms
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        assert wire.sent("input_audio_buffer.commit") == [] and errors == []

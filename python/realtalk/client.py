@@ -755,7 +755,8 @@ class RealtimeClient:
         if self._uncommitted_ms < _MIN_COMMIT_MS:
             return
         await self.commit_input_audio()
-        await self.create_response()
+        # Frames after the turn's end (its trailing silence) belong to the next turn.
+        await self.create_response(commit=False)
 
     async def commit_input_audio(self) -> None:
         """Commit the input buffer. Under 100 ms of audio (in the input format's clock) the
@@ -793,7 +794,8 @@ class RealtimeClient:
         In a manual-turn session (turn detection ``None``) audio appended since the last
         commit is committed first, right before the ``response.create`` (as the reference
         client's ``createResponse`` does), so the reply answers it; ``commit=False`` leaves
-        the input buffer alone. Out-of-band responses never commit."""
+        the input buffer alone. Less than the 100 ms the server accepts in a commit stays in
+        the buffer, and out-of-band responses never commit."""
         if params.get("conversation") == "none":
             event: dict[str, Any] = {"type": "response.create", "response": params}
             await self._send_event(event)
@@ -805,7 +807,7 @@ class RealtimeClient:
                 await self._response_idle.wait()
             if commit and self._manual_turns():
                 await self._flush_handoff()  # frames other threads handed over count too
-                if self._uncommitted_ms > 0:
+                if self._uncommitted_ms >= _MIN_COMMIT_MS:
                     await self.commit_input_audio()
             self._response_state = "requested"
             self._response_idle = anyio.Event()
