@@ -270,3 +270,66 @@ async def test_create_response_leaves_too_little_audio_uncommitted() -> None:
         await client.create_response()
         await client.wait_for_response_done(5)
         assert wire.sent("input_audio_buffer.commit") == [] and errors == []
+
+
+# ---- append_input_audio() with audio already in the session's input format ----
+
+
+def appended_bytes(wire: Wire) -> bytes:
+    return b"".join(base64.b64decode(e["audio"]) for e in wire.sent("input_audio_buffer.append"))
+
+
+async def test_append_input_audio_takes_pcm16_bytes_and_base64_unchanged() -> None:
+    rng = np.random.default_rng(7)
+    chunks = [rng.integers(-32768, 32767, 2400, dtype=np.int16).astype("<i2").tobytes()
+              for _ in range(5)]  # 5 x 50 ms at 24 kHz
+    as_given: list[Any] = [chunks[0], base64.b64encode(chunks[1]).decode(),
+                           memoryview(chunks[2]), bytearray(chunks[3]),
+                           memoryview(np.frombuffer(chunks[4], "<i2"))]  # a non-byte view
+    async with Simulator() as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session={**MANUAL_TURNS, **TEXT_ONLY}) as client:
+        wire = Wire(client)
+        for chunk in as_given[:3]:
+            client.append_input_audio(chunk)
+        # From another thread (an audio callback) the frame is copied: the caller's buffer
+        # may be reused at once.
+        reused = bytearray(chunks[3])
+        await anyio.to_thread.run_sync(client.append_input_audio, reused)
+        reused[:] = bytes(len(reused))
+        client.append_input_audio(as_given[4])
+        await client.commit_input_audio()  # 250 ms counted: the commit goes out
+        await until(lambda: wire.received("input_audio_buffer.committed"))
+        assert appended_bytes(wire) == b"".join(chunks)
+
+
+async def test_append_input_audio_takes_g711_codes_in_a_g711_session() -> None:
+    session = {"audio": {"input": {"format": {"type": "audio/pcmu"}, "turn_detection": None}},
+               **TEXT_ONLY}
+    codes = np.random.default_rng(3).integers(0, 256, 1600, dtype=np.uint8)  # 200 ms at 8 kHz
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=session) as client:
+        wire = Wire(client)
+        client.append_input_audio(codes.tobytes())
+        await client.commit_input_audio()
+        await until(lambda: wire.received("input_audio_buffer.committed"))
+        sent = np.frombuffer(appended_bytes(wire), np.uint8)
+        # The same audio (mu-law has two codes for silence, which may swap).
+        np.testing.assert_array_equal(audio.ulaw_decode(sent), audio.ulaw_decode(codes))
+
+
+@pytest.mark.parametrize("bad, sample_rate, message", [
+    (b"\x00\x01\x02", None, "2 bytes per sample"),
+    ("not base64!", None, "must be base64"),
+    (b"\x00\x00" * 480, 16000, "not at 16000 Hz"),
+])
+async def test_append_input_audio_refuses_bad_bytes_clearly(bad: Any, sample_rate: int | None,
+                                                            message: str) -> None:
+    async with Simulator() as sim, RealtimeClient(
+            sim.url, api_key="sk-test", session={**MANUAL_TURNS, **TEXT_ONLY}) as client:
+        wire = Wire(client)
+        with pytest.raises(ValueError, match=message):
+            client.append_input_audio(bad, sample_rate)
+        client.append_input_audio(b"\x01\x00" * 2400)  # the client goes on
+        await client.commit_input_audio()
+        await until(lambda: wire.received("input_audio_buffer.committed"))
+        assert appended_bytes(wire) == b"\x01\x00" * 2400

@@ -595,11 +595,18 @@ class RealtimeClient:
         await self._send_event(event)
         return item_id
 
-    def append_input_audio(self, samples: npt.ArrayLike, sample_rate: int | None = None) -> None:
+    def append_input_audio(self, samples: npt.ArrayLike | bytes | bytearray | memoryview | str,
+                           sample_rate: int | None = None) -> None:
         """Queue microphone audio: any numeric dtype (floats in [-1, 1], integer PCM at its
         full scale), mono or ``(frames, channels)``, at ``sample_rate`` (default: the client's
         ``input_rate``). It is resampled and encoded for the session's input format by the
         Rust core, with the resampler's state carried from frame to frame.
+
+        Audio already in the session's input format is taken too, as the API's
+        ``input_audio_buffer.append`` takes it: ``bytes``/``bytearray``/``memoryview`` of
+        pcm16 (little-endian, 24 kHz mono) or G.711 codes (8 kHz), or that as a base64
+        ``str``. It goes on the wire unchanged; ``sample_rate``, if given, must be the
+        format's rate. An odd pcm16 byte count or invalid base64 raises ``ValueError``.
 
         Safe from any thread, and never waits for the event loop: from a foreign thread (an
         audio device callback) the frame is copied into a bounded hand-off queue and the loop
@@ -610,10 +617,13 @@ class RealtimeClient:
         if self._token is None or self._closed:
             raise RuntimeError("the client is not running (use it inside 'async with')")
         self._check_usable()
-        rate = self.input_rate if sample_rate is None else int(sample_rate)
-        if rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {rate}")
-        frame = _as_audio(samples)
+        if isinstance(samples, bytes | bytearray | memoryview | str):
+            frame, rate = self._wire_audio_frame(samples, sample_rate)
+        else:
+            rate = self.input_rate if sample_rate is None else int(sample_rate)
+            if rate <= 0:
+                raise ValueError(f"sample_rate must be positive, got {rate}")
+            frame = _as_audio(samples)
         if frame.ndim not in (1, 2):
             raise ValueError(f"audio is mono samples or (frames, channels), got {frame.ndim} "
                              "dimensions")
@@ -638,6 +648,35 @@ class RealtimeClient:
         if wake and self._call_soon_threadsafe is not None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: the client is closing
                 self._call_soon_threadsafe(self._drain_handoff)
+
+    def _wire_audio_frame(self, data: bytes | bytearray | memoryview | str,
+                          sample_rate: int | None) -> tuple[np.ndarray, int]:
+        """Audio in the session's input format as samples at that format's rate: the Uplink
+        encodes them back to the very same codes (no resampling at an equal rate), and the
+        frame takes the path every frame takes (hand-off, outage buffer, local VAD)."""
+        format_ = self._input_format
+        wire_rate = 24000 if format_ == "pcm16" else 8000
+        if sample_rate is not None and int(sample_rate) != wire_rate:
+            raise ValueError(f"audio given as {type(data).__name__} is in the session's input "
+                             f"format ({format_}, {wire_rate} Hz), not at {sample_rate} Hz; "
+                             "pass numpy samples to have them resampled")
+        raw: bytes | bytearray | memoryview
+        if isinstance(data, str):
+            try:
+                raw = _audio.b64decode(data)
+            except ValueError as exc:
+                raise ValueError(f"audio given as str must be base64 ({exc})") from None
+        elif isinstance(data, memoryview):
+            raw = data.cast("B") if data.c_contiguous else data.tobytes()
+        else:
+            raw = data
+        if format_ == "pcm16":
+            if len(raw) % 2:
+                raise ValueError(f"pcm16 audio has 2 bytes per sample; got {len(raw)} bytes")
+            return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False), wire_rate
+        codes = np.frombuffer(raw, dtype=np.uint8)
+        decode = _audio.ulaw_decode if format_ == "g711_ulaw" else _audio.alaw_decode
+        return decode(codes), wire_rate
 
     def _manual_turns(self) -> bool:
         """True when the server detects no turns: the turn detection this client last asked
