@@ -333,3 +333,57 @@ async def test_append_input_audio_refuses_bad_bytes_clearly(bad: Any, sample_rat
         await client.commit_input_audio()
         await until(lambda: wire.received("input_audio_buffer.committed"))
         assert appended_bytes(wire) == b"\x01\x00" * 2400
+
+
+# ---- items by id: retrieve_item(), delete_item() ----
+
+
+async def test_retrieve_item_returns_the_servers_item() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        wire = Wire(client)
+        user_id = await client.send_user_message_content("hello there")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        reply = client.conversation.items[-1]
+        user, assistant = await client.retrieve_item(user_id), await client.retrieve_item(reply.id)
+        assert user["id"] == user_id and user["role"] == "user"
+        assert user["content"] == [{"type": "input_text", "text": "hello there"}]
+        assert assistant["id"] == reply.id and assistant["role"] == "assistant"
+        # The very items the server sent in its answers.
+        raw = [e["item"] for e in wire.received("conversation.item.retrieved")]
+        assert [i["id"] for i in raw] == [user_id, reply.id]
+        assert assistant["content"][0]["text"] == raw[1]["content"][0]["text"] == reply.text
+
+
+async def test_retrieve_item_raises_with_the_servers_error() -> None:
+    from realtalk.client import RequestRefused
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        with pytest.raises(RequestRefused) as info:
+            await client.retrieve_item("item_does_not_exist")
+        assert info.value.error["code"] == "item_retrieve_invalid_item_id"
+        assert "item_does_not_exist" in str(info.value)
+        with pytest.raises(ValueError, match="item_id"):
+            await client.retrieve_item("")
+
+
+async def test_delete_item_waits_for_the_server_and_drops_the_item() -> None:
+    from realtalk.client import RequestRefused
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        wire = Wire(client)
+        first = await client.send_user_message_content("first")
+        second = await client.send_user_message_content("second")
+        await until(lambda: len(client.conversation.items) == 2)
+        await client.delete_item(first)
+        assert wire.received("conversation.item.deleted")[0]["item_id"] == first
+        assert [i.id for i in client.conversation.items] == [second]
+        with pytest.raises(RequestRefused) as info:
+            await client.retrieve_item(first)
+        assert info.value.error["code"] == "item_retrieve_invalid_item_id"
+        with pytest.raises(RequestRefused) as info:
+            await client.delete_item(first)
+        assert info.value.error["code"] == "item_delete_invalid_item_id"

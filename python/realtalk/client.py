@@ -74,6 +74,7 @@ __all__ = [
     "NOTIFICATION_TYPES",
     "Notification",
     "RealtimeClient",
+    "RequestRefused",
     "ResponseBusy",
     "ResponseRefused",
     "TurnMetrics",
@@ -113,13 +114,35 @@ class ResponseBusy(RealtalkError):
     """``create_response(wait=False)`` while a response is still running."""
 
 
-class ResponseRefused(RealtalkError):
+class RequestRefused(RealtalkError):
+    """The server answered a client event with an ``error`` (its error object is in
+    ``error``)."""
+
+    def __init__(self, error: Mapping[str, Any], request: str = "the request") -> None:
+        self.error = dict(error)
+        super().__init__(f"{request} was refused: {error.get('message')} "
+                         f"(code={error.get('code')}, param={error.get('param')})")
+
+
+class ResponseRefused(RequestRefused):
     """The server refused a ``response.create`` (its ``error`` object is in ``error``)."""
 
     def __init__(self, error: Mapping[str, Any]) -> None:
-        self.error = dict(error)
-        super().__init__(f"response.create was refused: {error.get('message')} "
-                         f"(code={error.get('code')}, param={error.get('param')})")
+        super().__init__(error, "response.create")
+
+
+@dataclass(eq=False)
+class _ItemRequest:
+    """A ``conversation.item.retrieve``/``.delete`` awaiting its answer: the item (retrieve),
+    the server's error, or the connection's end."""
+
+    kind: str  # the answer's type: conversation.item.retrieved | conversation.item.deleted
+    item_id: str
+    event_id: str
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    item: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    lost: BaseException | None = None
 
 
 class InputBackpressure(RealtalkError):
@@ -354,6 +377,7 @@ class RealtimeClient:
         self._ledger = DeliveryLedger()
         self._replayed_ids: dict[str, str] = {}
         self._item_waiters: list[tuple[anyio.Event, bool, list[Item]]] = []
+        self._item_requests: list[_ItemRequest] = []
         self._turn: TurnMetrics | None = None
         self._speech_end: float | None = None
         self._audible_watch: tuple[str, float] | None = None
@@ -907,6 +931,69 @@ class RealtimeClient:
         self._emit("conversation.interrupted", result or {"item_id": None, "audio_end_ms": 0})
         return result
 
+    # ---- items by id ----
+
+    async def retrieve_item(self, item_id: str, *, timeout: float | None = 10.0
+                            ) -> dict[str, Any]:
+        """The server's copy of an item (``conversation.item.retrieve``), in the GA shape,
+        with its audio as base64 where the server keeps it. Raises :class:`RequestRefused`
+        with the server's error (an unknown id: ``item_retrieve_invalid_item_id``),
+        :class:`realtalk.errors.ConnectionClosed` if the connection ends first, or
+        :class:`realtalk.errors.Timeout`."""
+        request = await self._item_request("conversation.item.retrieve",
+                                           "conversation.item.retrieved", item_id, timeout)
+        assert request.item is not None
+        return request.item
+
+    async def delete_item(self, item_id: str, *, timeout: float | None = 10.0) -> None:
+        """Delete an item from the conversation (``conversation.item.delete``) and wait for the
+        server's ``conversation.item.deleted`` (the client's ``conversation`` drops it then).
+        Raises :class:`RequestRefused` with the server's error (an unknown id:
+        ``item_delete_invalid_item_id``), :class:`realtalk.errors.ConnectionClosed` if the
+        connection ends first, or :class:`realtalk.errors.Timeout`."""
+        await self._item_request("conversation.item.delete", "conversation.item.deleted",
+                                 item_id, timeout)
+
+    async def _item_request(self, kind: str, answer: str, item_id: str,
+                            timeout: float | None) -> _ItemRequest:
+        if not isinstance(item_id, str) or not item_id:
+            raise ValueError(f"item_id must be a non-empty string, got {item_id!r}")
+        # After a reconnect the server knows a replayed item by its replay's id.
+        wire_id = self._replayed_ids.get(item_id, item_id)
+        event_id = _new_event_id()
+        request = _ItemRequest(answer, wire_id, event_id)
+        self._item_requests.append(request)
+        try:
+            await self._send_event({"type": kind, "item_id": wire_id, "event_id": event_id})
+            with anyio.fail_after(timeout):
+                await request.answered.wait()
+        except TimeoutError:
+            raise Timeout(f"no answer to {kind} of {item_id} within {timeout} s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._item_requests.remove(request)
+        if request.error is not None:
+            raise RequestRefused(request.error, f"{kind} of {item_id}")
+        if request.lost is not None:
+            raise ConnectionClosed(getattr(request.lost, "code", 1006), str(request.lost),
+                                   message=f"the connection ended before the server answered "
+                                   f"{kind} of {item_id}") from request.lost
+        return request
+
+    def _answer_item_request(self, kind: str, item_id: Any, item: Any = None) -> None:
+        for request in self._item_requests:
+            if request.kind == kind and request.item_id == item_id \
+                    and not request.answered.is_set():
+                request.item = dict(item) if isinstance(item, Mapping) else None
+                request.answered.set()
+                return
+
+    def _fail_item_requests(self, error: BaseException | None) -> None:
+        for request in self._item_requests:
+            if not request.answered.is_set():
+                request.lost = error or ConnectionClosed(1006, "connection lost")
+                request.answered.set()
+
     # ---- waiting for items ----
 
     async def wait_for_next_item(self, timeout: float | None = None) -> Item:
@@ -1014,6 +1101,7 @@ class RealtimeClient:
     def _on_connection_lost(self, error: BaseException | None) -> None:
         code = getattr(error, "code", None)
         self._emit("connection.lost", {"code": code, "reason": str(error) if error else ""})
+        self._fail_item_requests(error)
         if self._response_state == "requested" and any(
                 d.event_id == self._request_event_id for d in self._ledger.pending()):
             pass  # not started yet: the request goes out again and its caller keeps waiting
@@ -1027,6 +1115,7 @@ class RealtimeClient:
         self._drain_outbox_into_outage()
 
     def _fail_waiters(self) -> None:
+        self._fail_item_requests(self._final_error)
         self._response_started.set()
         self._finish_response(None)
 
@@ -1284,6 +1373,12 @@ class RealtimeClient:
                 self._ledger.confirm_item(item["id"])
         elif kind == "response.done":
             self._on_response_done(event)
+        elif kind == "conversation.item.retrieved":
+            item = event.get("item")
+            if isinstance(item, Mapping):
+                self._answer_item_request(kind, item.get("id"), item)
+        elif kind == "conversation.item.deleted":
+            self._answer_item_request(kind, event.get("item_id"))
         elif kind == "input_audio_buffer.speech_started":
             self._turn = None
             if self._tg is not None:
@@ -1349,6 +1444,11 @@ class RealtimeClient:
         error = event.get("error") or {}
         code = error.get("code")
         answered = self._ledger.answer_error(error)
+        for request in self._item_requests:
+            if error.get("event_id") is not None and error.get("event_id") == request.event_id \
+                    and not request.answered.is_set():
+                request.error = dict(error)
+                request.answered.set()
         # A replayed item the server already has: it got there, and only once.
         benign = code in BENIGN_ERROR_CODES or (answered is not None
                                                 and answered.outcome == "confirmed")
