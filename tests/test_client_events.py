@@ -387,3 +387,25 @@ async def test_delete_item_waits_for_the_server_and_drops_the_item() -> None:
         with pytest.raises(RequestRefused) as info:
             await client.delete_item(first)
         assert info.value.error["code"] == "item_delete_invalid_item_id"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_item_requests_end_with_the_connection_instead_of_hanging() -> None:
+    from hostile import HostileNetwork
+
+    from realtalk.errors import ConnectionClosed
+
+    async with Simulator() as sim:
+        network = HostileNetwork(sim.url)
+        async with RealtimeClient(connect=network, session=TEXT_ONLY,
+                                  backoff_initial_s=0.01) as client:
+            item_id = await client.send_user_message_content("keep me")
+            await until(lambda: len(client.conversation.items) == 1)
+            network.swallow(lambda e: e.get("type") == "conversation.item.retrieve")
+            with anyio.fail_after(5), pytest.raises(ConnectionClosed, match="before the server"):
+                await client.retrieve_item(item_id)
+            # Once the client has reconnected (the history replayed under new ids), the item
+            # is asked for by the new session's id for it.
+            await until(lambda: client.connected and client.metrics.reconnects == 1)
+            item = await client.retrieve_item(item_id)
+            assert item["content"][0]["text"] == "keep me"
