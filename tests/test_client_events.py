@@ -285,7 +285,7 @@ async def test_append_input_audio_takes_pcm16_bytes_and_base64_unchanged() -> No
               for _ in range(5)]  # 5 x 50 ms at 24 kHz
     as_given: list[Any] = [chunks[0], base64.b64encode(chunks[1]).decode(),
                            memoryview(chunks[2]), bytearray(chunks[3]),
-                           memoryview(np.frombuffer(chunks[4], "<i2"))]  # a non-byte view
+                           np.frombuffer(chunks[4], "<i2").data]  # a memoryview of int16
     async with Simulator() as sim, RealtimeClient(
             sim.url, api_key="sk-test", session={**MANUAL_TURNS, **TEXT_ONLY}) as client:
         wire = Wire(client)
