@@ -409,3 +409,21 @@ async def test_item_requests_end_with_the_connection_instead_of_hanging() -> Non
             await until(lambda: client.connected and client.metrics.reconnects == 1)
             item = await client.retrieve_item(item_id)
             assert item["content"][0]["text"] == "keep me"
+
+
+async def test_a_failing_server_event_handler_is_reported_and_the_session_goes_on() -> None:
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test",
+                                                  session=TEXT_ONLY) as client:
+        errors: list[Notification] = []
+        client.on("error", errors.append)
+
+        def broken(event: Notification) -> None:
+            raise KeyError("oops")
+
+        client.on("response.created", broken)
+        await client.send_user_message_content("hello")
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        assert client.conversation.items[-1].status == "completed"
+        assert [e["error"]["type"] for e in errors] == ["handler_error"]
+        assert "KeyError" in errors[0]["error"]["message"]
