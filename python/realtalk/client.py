@@ -22,6 +22,7 @@ parse. Everything else is parsed into GA-named dicts and applied to the ``conver
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import inspect
 import json
@@ -47,6 +48,7 @@ import numpy.typing as npt
 from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
+from realtalk.events._beta import SERVER_TYPES_FROM_BETA
 from realtalk._delivery import Delivery, DeliveryLedger
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
@@ -69,8 +71,10 @@ __all__ = [
     "EventStream",
     "InputBackpressure",
     "Link",
+    "NOTIFICATION_TYPES",
     "Notification",
     "RealtimeClient",
+    "RequestRefused",
     "ResponseBusy",
     "ResponseRefused",
     "TurnMetrics",
@@ -110,13 +114,35 @@ class ResponseBusy(RealtalkError):
     """``create_response(wait=False)`` while a response is still running."""
 
 
-class ResponseRefused(RealtalkError):
+class RequestRefused(RealtalkError):
+    """The server answered a client event with an ``error`` (its error object is in
+    ``error``)."""
+
+    def __init__(self, error: Mapping[str, Any], request: str = "the request") -> None:
+        self.error = dict(error)
+        super().__init__(f"{request} was refused: {error.get('message')} "
+                         f"(code={error.get('code')}, param={error.get('param')})")
+
+
+class ResponseRefused(RequestRefused):
     """The server refused a ``response.create`` (its ``error`` object is in ``error``)."""
 
     def __init__(self, error: Mapping[str, Any]) -> None:
-        self.error = dict(error)
-        super().__init__(f"response.create was refused: {error.get('message')} "
-                         f"(code={error.get('code')}, param={error.get('param')})")
+        super().__init__(error, "response.create")
+
+
+@dataclass(eq=False)
+class _ItemRequest:
+    """A ``conversation.item.retrieve``/``.delete`` awaiting its answer: the item (retrieve),
+    the server's error, or the connection's end."""
+
+    kind: str  # the answer's type: conversation.item.retrieved | conversation.item.deleted
+    item_id: str
+    event_id: str
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    item: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    lost: BaseException | None = None
 
 
 class InputBackpressure(RealtalkError):
@@ -172,17 +198,45 @@ class ClientMetrics:
     client_events_lost: int = 0
 
 
+# What the client itself reports (besides the server's events, which keep their wire names).
+NOTIFICATION_TYPES = frozenset(
+    {
+        "error",
+        "conversation.updated",
+        "conversation.item.appended",
+        "conversation.item.completed",
+        "conversation.interrupted",
+        "connection.lost",
+        "connection.restored",
+        "realtime.event",
+    }
+)
+
+
+@dataclass(eq=False, slots=True)
+class _Subscription:
+    """One ``events()`` stream: None takes every notification (no server event); a set takes
+    exactly the names in it."""
+
+    send: MemoryObjectSendStream[Notification]
+    types: frozenset[str] | None
+
+    def wants(self, name: str) -> bool:
+        return name in NOTIFICATION_TYPES if self.types is None else name in self.types
+
+
 class EventStream:
     """A subscription to a client's events (see :meth:`RealtimeClient.events`)."""
 
     def __init__(
         self,
         client: RealtimeClient,
-        send: MemoryObjectSendStream[Notification],
+        subscription: _Subscription,
         receive: MemoryObjectReceiveStream[Notification],
     ) -> None:
         self._client = client
-        self._send = send
+        self._subscription = subscription
+        self._send = subscription.send
         self._receive = receive
 
     def __aiter__(self) -> EventStream:
@@ -203,7 +257,7 @@ class EventStream:
     def close(self) -> None:
         """Stop receiving; notifications not yet read are dropped."""
         with contextlib.suppress(ValueError):
-            self._client._subscribers.remove(self._send)
+            self._client._subscribers.remove(self._subscription)
         self._send.close()
         self._receive.close()
 
@@ -289,7 +343,7 @@ class RealtimeClient:
         self._uplink_queue_frames = uplink_queue_frames
         self._event_queue_size = event_queue_size
         self._handlers: dict[str, list[Callable[[Notification], Any]]] = {}
-        self._subscribers: list[MemoryObjectSendStream[Notification]] = []
+        self._subscribers: list[_Subscription] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._token: Any = None
         self._loop_thread: int | None = None
@@ -323,6 +377,7 @@ class RealtimeClient:
         self._ledger = DeliveryLedger()
         self._replayed_ids: dict[str, str] = {}
         self._item_waiters: list[tuple[anyio.Event, bool, list[Item]]] = []
+        self._item_requests: list[_ItemRequest] = []
         self._turn: TurnMetrics | None = None
         self._speech_end: float | None = None
         self._audible_watch: tuple[str, float] | None = None
@@ -366,8 +421,8 @@ class RealtimeClient:
             await self._tg_cm.__aexit__(None, None, None)
             return None
         finally:
-            for stream in self._subscribers:
-                stream.close()
+            for subscription in self._subscribers:
+                subscription.send.close()
             self._subscribers.clear()
             self._outbox_send.close()
             self._outbox_receive.close()
@@ -390,8 +445,17 @@ class RealtimeClient:
     # ---- events ----
 
     def on(self, name: str, handler: Callable[[Notification], object]) -> Callable[[], None]:
-        """Call ``handler(event)`` for each event ``name`` (``"*"`` for all). Async handlers run
-        in the client's task group. Returns a function that removes the handler."""
+        """Call ``handler(event)`` for each event ``name``: a server event type by its GA name
+        (``"response.done"``, ``"input_audio_buffer.speech_started"`` ...; a beta session's
+        events arrive under their GA names too), with the parsed event (GA shape) as its
+        ``data``, after the client has applied it; or a client notification
+        (``NOTIFICATION_TYPES``: ``"error"`` covers the server's errors as well); or ``"*"``
+        for every client notification (the server's events go only to handlers of their
+        name; ``"realtime.event"`` sees the raw wire both ways). Any other name raises
+        ``ValueError``. Async handlers run in the client's task group. Returns a function that
+        removes the handler."""
+        if name != "*":
+            _check_event_name(name)
         self._handlers.setdefault(name, []).append(handler)
 
         def remove() -> None:
@@ -400,21 +464,36 @@ class RealtimeClient:
 
         return remove
 
-    def events(self) -> EventStream:
-        """Every client event from now on, in order, through a bounded queue (overflow is
-        counted in ``metrics.events_dropped``). Use ``async for event in client.events()``;
-        ``async with client.events() as stream`` stops the subscription on exit (it also
-        stops when the client closes)."""
+    def events(self, *types: str) -> EventStream:
+        """The client's events from now on, in order, through a bounded queue (overflow is
+        counted in ``metrics.events_dropped``): with no ``types``, every client notification;
+        with ``types``, exactly those (server event types by their GA name and/or
+        notifications, checked as in :meth:`on`). Use ``async for event in
+        client.events()``; ``async with client.events("response.done") as stream`` stops the
+        subscription on exit (it also stops when the client closes)."""
+        for name in types:
+            _check_event_name(name)
         send, receive = anyio.create_memory_object_stream[Notification](self._event_queue_size)
-        self._subscribers.append(send)
-        return EventStream(self, send, receive)
+        subscription = _Subscription(send, frozenset(types) if types else None)
+        self._subscribers.append(subscription)
+        return EventStream(self, subscription, receive)
 
     def _listening(self, name: str) -> bool:
-        return bool(self._subscribers or self._handlers.get(name) or self._handlers.get("*"))
+        if self._handlers.get(name) or (name in NOTIFICATION_TYPES and self._handlers.get("*")):
+            return True
+        return any(subscription.wants(name) for subscription in self._subscribers)
+
+    def _emit_server_event(self, event: Mapping[str, Any]) -> None:
+        """A parsed server event to the handlers and streams asking for its type (``error``
+        is reported as the ``error`` notification instead)."""
+        kind = event.get("type")
+        if isinstance(kind, str) and kind != "error" and self._listening(kind):
+            self._emit(kind, event)
 
     def _emit(self, name: str, data: Mapping[str, Any]) -> None:
         event = Notification(name, data)
-        for handler in (*self._handlers.get(name, ()), *self._handlers.get("*", ())):
+        everything = self._handlers.get("*", ()) if name in NOTIFICATION_TYPES else ()
+        for handler in (*self._handlers.get(name, ()), *everything):
             try:
                 result = handler(event)
                 if inspect.isawaitable(result) and self._tg is not None:
@@ -424,9 +503,11 @@ class RealtimeClient:
                     self._emit("error", {"error": {"type": "handler_error",
                                                    "message": f"{type(exc).__name__}: {exc}"},
                                          "local": True})
-        for stream in self._subscribers:
+        for subscription in self._subscribers:
+            if not subscription.wants(name):
+                continue
             try:
-                stream.send_nowait(event)
+                subscription.send.send_nowait(event)
             except anyio.WouldBlock:
                 self.metrics.events_dropped += 1
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -538,11 +619,18 @@ class RealtimeClient:
         await self._send_event(event)
         return item_id
 
-    def append_input_audio(self, samples: npt.ArrayLike, sample_rate: int | None = None) -> None:
+    def append_input_audio(self, samples: npt.ArrayLike | bytes | bytearray | memoryview | str,
+                           sample_rate: int | None = None) -> None:
         """Queue microphone audio: any numeric dtype (floats in [-1, 1], integer PCM at its
         full scale), mono or ``(frames, channels)``, at ``sample_rate`` (default: the client's
         ``input_rate``). It is resampled and encoded for the session's input format by the
         Rust core, with the resampler's state carried from frame to frame.
+
+        Audio already in the session's input format is taken too, as the API's
+        ``input_audio_buffer.append`` takes it: ``bytes``/``bytearray``/``memoryview`` of
+        pcm16 (little-endian, 24 kHz mono) or G.711 codes (8 kHz), or that as a base64
+        ``str``. It goes on the wire unchanged; ``sample_rate``, if given, must be the
+        format's rate. An odd pcm16 byte count or invalid base64 raises ``ValueError``.
 
         Safe from any thread, and never waits for the event loop: from a foreign thread (an
         audio device callback) the frame is copied into a bounded hand-off queue and the loop
@@ -553,10 +641,13 @@ class RealtimeClient:
         if self._token is None or self._closed:
             raise RuntimeError("the client is not running (use it inside 'async with')")
         self._check_usable()
-        rate = self.input_rate if sample_rate is None else int(sample_rate)
-        if rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {rate}")
-        frame = _as_audio(samples)
+        if isinstance(samples, bytes | bytearray | memoryview | str):
+            frame, rate = self._wire_audio_frame(samples, sample_rate)
+        else:
+            rate = self.input_rate if sample_rate is None else int(sample_rate)
+            if rate <= 0:
+                raise ValueError(f"sample_rate must be positive, got {rate}")
+            frame = _as_audio(samples)
         if frame.ndim not in (1, 2):
             raise ValueError(f"audio is mono samples or (frames, channels), got {frame.ndim} "
                              "dimensions")
@@ -581,6 +672,43 @@ class RealtimeClient:
         if wake and self._call_soon_threadsafe is not None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: the client is closing
                 self._call_soon_threadsafe(self._drain_handoff)
+
+    def _wire_audio_frame(self, data: bytes | bytearray | memoryview | str,
+                          sample_rate: int | None) -> tuple[np.ndarray, int]:
+        """Audio in the session's input format as samples at that format's rate: the Uplink
+        encodes them back to the very same codes (no resampling at an equal rate), and the
+        frame takes the path every frame takes (hand-off, outage buffer, local VAD)."""
+        format_ = self._input_format
+        wire_rate = 24000 if format_ == "pcm16" else 8000
+        if sample_rate is not None and int(sample_rate) != wire_rate:
+            raise ValueError(f"audio given as {type(data).__name__} is in the session's input "
+                             f"format ({format_}, {wire_rate} Hz), not at {sample_rate} Hz; "
+                             "pass numpy samples to have them resampled")
+        raw: bytes | bytearray | memoryview
+        if isinstance(data, str):
+            try:
+                raw = _audio.b64decode(data)
+            except ValueError as exc:
+                raise ValueError(f"audio given as str must be base64 ({exc})") from None
+        elif isinstance(data, memoryview):
+            raw = data.cast("B") if data.c_contiguous else data.tobytes()
+        else:
+            raw = data
+        if format_ == "pcm16":
+            if len(raw) % 2:
+                raise ValueError(f"pcm16 audio has 2 bytes per sample; got {len(raw)} bytes")
+            return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False), wire_rate
+        codes = np.frombuffer(raw, dtype=np.uint8)
+        decode = _audio.ulaw_decode if format_ == "g711_ulaw" else _audio.alaw_decode
+        return decode(codes), wire_rate
+
+    def _manual_turns(self) -> bool:
+        """True when the server detects no turns: the turn detection this client last asked
+        for (already on the wire before anything sent now), else the server's report."""
+        asked = (self._config.get("audio") or {}).get("input") or {}
+        if "turn_detection" in asked:
+            return asked["turn_detection"] is None
+        return self._turn_detection() is None
 
     def _local_vad_active(self) -> bool:
         return self.local_vad is not None and self._turn_detection() is None
@@ -690,7 +818,8 @@ class RealtimeClient:
         if self._uncommitted_ms < _MIN_COMMIT_MS:
             return
         await self.commit_input_audio()
-        await self.create_response()
+        # Frames after the turn's end (its trailing silence) belong to the next turn.
+        await self.create_response(commit=False)
 
     async def commit_input_audio(self) -> None:
         """Commit the input buffer. Under 100 ms of audio (in the input format's clock) the
@@ -718,11 +847,18 @@ class RealtimeClient:
         """True from `create_response` (or the server's own turn) until the response is done."""
         return self._response_state != "idle"
 
-    async def create_response(self, *, wait: bool = True, **params: Any) -> str | None:
+    async def create_response(self, *, wait: bool = True, commit: bool = True,
+                              **params: Any) -> str | None:
         """Ask for a response in the default conversation; returns its id once it starts.
         One at a time: while one runs this waits for it to finish (``wait=False`` raises
         :class:`ResponseBusy` instead). Out-of-band responses (``conversation="none"``) do not
-        wait. Returns None if the server started one on its own first (VAD), which is benign."""
+        wait. Returns None if the server started one on its own first (VAD), which is benign.
+
+        In a manual-turn session (turn detection ``None``) audio appended since the last
+        commit is committed first, right before the ``response.create`` (as the reference
+        client's ``createResponse`` does), so the reply answers it; ``commit=False`` leaves
+        the input buffer alone. Less than the 100 ms the server accepts in a commit stays in
+        the buffer, and out-of-band responses never commit."""
         if params.get("conversation") == "none":
             event: dict[str, Any] = {"type": "response.create", "response": params}
             await self._send_event(event)
@@ -732,6 +868,10 @@ class RealtimeClient:
                 if not wait:
                     raise ResponseBusy(f"a response is still running ({self._response_id})")
                 await self._response_idle.wait()
+            if commit and self._manual_turns():
+                await self._flush_handoff()  # frames other threads handed over count too
+                if self._uncommitted_ms >= _MIN_COMMIT_MS:
+                    await self.commit_input_audio()
             self._response_state = "requested"
             self._response_idle = anyio.Event()
             self._response_started = anyio.Event()
@@ -790,6 +930,69 @@ class RealtimeClient:
         self._audible_watch = None
         self._emit("conversation.interrupted", result or {"item_id": None, "audio_end_ms": 0})
         return result
+
+    # ---- items by id ----
+
+    async def retrieve_item(self, item_id: str, *, timeout: float | None = 10.0
+                            ) -> dict[str, Any]:
+        """The server's copy of an item (``conversation.item.retrieve``), in the GA shape,
+        with its audio as base64 where the server keeps it. Raises :class:`RequestRefused`
+        with the server's error (an unknown id: ``item_retrieve_invalid_item_id``),
+        :class:`realtalk.errors.ConnectionClosed` if the connection ends first, or
+        :class:`realtalk.errors.Timeout`."""
+        request = await self._item_request("conversation.item.retrieve",
+                                           "conversation.item.retrieved", item_id, timeout)
+        assert request.item is not None
+        return request.item
+
+    async def delete_item(self, item_id: str, *, timeout: float | None = 10.0) -> None:
+        """Delete an item from the conversation (``conversation.item.delete``) and wait for the
+        server's ``conversation.item.deleted`` (the client's ``conversation`` drops it then).
+        Raises :class:`RequestRefused` with the server's error (an unknown id:
+        ``item_delete_invalid_item_id``), :class:`realtalk.errors.ConnectionClosed` if the
+        connection ends first, or :class:`realtalk.errors.Timeout`."""
+        await self._item_request("conversation.item.delete", "conversation.item.deleted",
+                                 item_id, timeout)
+
+    async def _item_request(self, kind: str, answer: str, item_id: str,
+                            timeout: float | None) -> _ItemRequest:
+        if not isinstance(item_id, str) or not item_id:
+            raise ValueError(f"item_id must be a non-empty string, got {item_id!r}")
+        # After a reconnect the server knows a replayed item by its replay's id.
+        wire_id = self._replayed_ids.get(item_id, item_id)
+        event_id = _new_event_id()
+        request = _ItemRequest(answer, wire_id, event_id)
+        self._item_requests.append(request)
+        try:
+            await self._send_event({"type": kind, "item_id": wire_id, "event_id": event_id})
+            with anyio.fail_after(timeout):
+                await request.answered.wait()
+        except TimeoutError:
+            raise Timeout(f"no answer to {kind} of {item_id} within {timeout} s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._item_requests.remove(request)
+        if request.error is not None:
+            raise RequestRefused(request.error, f"{kind} of {item_id}")
+        if request.lost is not None:
+            raise ConnectionClosed(getattr(request.lost, "code", 1006), str(request.lost),
+                                   message=f"the connection ended before the server answered "
+                                   f"{kind} of {item_id}") from request.lost
+        return request
+
+    def _answer_item_request(self, kind: str, item_id: Any, item: Any = None) -> None:
+        for request in self._item_requests:
+            if request.kind == kind and request.item_id == item_id \
+                    and not request.answered.is_set():
+                request.item = dict(item) if isinstance(item, Mapping) else None
+                request.answered.set()
+                return
+
+    def _fail_item_requests(self, error: BaseException | None) -> None:
+        for request in self._item_requests:
+            if not request.answered.is_set():
+                request.lost = error or ConnectionClosed(1006, "connection lost")
+                request.answered.set()
 
     # ---- waiting for items ----
 
@@ -898,6 +1101,7 @@ class RealtimeClient:
     def _on_connection_lost(self, error: BaseException | None) -> None:
         code = getattr(error, "code", None)
         self._emit("connection.lost", {"code": code, "reason": str(error) if error else ""})
+        self._fail_item_requests(error)
         if self._response_state == "requested" and any(
                 d.event_id == self._request_event_id for d in self._ledger.pending()):
             pass  # not started yet: the request goes out again and its caller keeps waiting
@@ -911,6 +1115,7 @@ class RealtimeClient:
         self._drain_outbox_into_outage()
 
     def _fail_waiters(self) -> None:
+        self._fail_item_requests(self._final_error)
         self._response_started.set()
         self._finish_response(None)
 
@@ -941,6 +1146,7 @@ class RealtimeClient:
             # A refused connection says why in an error event, then closes (3000/4000).
             self._on_error(first)
         self._on_session(first)
+        self._emit_server_event(first)
         await self._send_on(link, _events.serialize_client_event(
             {"type": "session.update", "session": self._full_session(),
              "event_id": _new_event_id()}, self.protocol))
@@ -1111,8 +1317,13 @@ class RealtimeClient:
                         or delta.response_id in self._muted_responses
                         or delta.item_id in self._muted_items):
                     self._on_audio(delta.item_id, delta.content_index, delta.samples)
+                if self._listening("response.output_audio.delta"):
+                    # Parsed only when asked for: the fast path skips the JSON parse.
+                    self._emit_server_event(self._parse(message))
                 return
-            self._dispatch(self._parse(message))
+            event = self._parse(message)
+            self._dispatch(event)
+            self._emit_server_event(event)
         except Exception as exc:
             # The server's bytes are not ours to trust: whatever a frame does (bad JSON or
             # UTF-8, absurd nesting, a schema it breaks, a shape a handler trips on), it costs
@@ -1162,6 +1373,12 @@ class RealtimeClient:
                 self._ledger.confirm_item(item["id"])
         elif kind == "response.done":
             self._on_response_done(event)
+        elif kind == "conversation.item.retrieved":
+            item = event.get("item")
+            if isinstance(item, Mapping):
+                self._answer_item_request(kind, item.get("id"), item)
+        elif kind == "conversation.item.deleted":
+            self._answer_item_request(kind, event.get("item_id"))
         elif kind == "input_audio_buffer.speech_started":
             self._turn = None
             if self._tg is not None:
@@ -1227,6 +1444,11 @@ class RealtimeClient:
         error = event.get("error") or {}
         code = error.get("code")
         answered = self._ledger.answer_error(error)
+        for request in self._item_requests:
+            if error.get("event_id") is not None and error.get("event_id") == request.event_id \
+                    and not request.answered.is_set():
+                request.error = dict(error)
+                request.answered.set()
         # A replayed item the server already has: it got there, and only once.
         benign = code in BENIGN_ERROR_CODES or (answered is not None
                                                 and answered.outcome == "confirmed")
@@ -1424,6 +1646,22 @@ def _as_audio(samples: npt.ArrayLike) -> np.ndarray:
         middle = (float(np.iinfo(frame.dtype).max) + 1.0) / 2
         return ((frame.astype(np.float64) - middle) / middle).astype(np.float32)
     raise TypeError(f"audio samples must be numeric, got dtype {frame.dtype}")
+
+
+def _check_event_name(name: str) -> None:
+    """ValueError unless ``name`` is a server event type (GA name) or a client notification."""
+    if name in NOTIFICATION_TYPES or name in _events.SERVER_EVENT_TYPES:
+        return
+    ga_name = SERVER_TYPES_FROM_BETA.get(name)
+    if ga_name is not None:
+        hint = f"; events have their GA names in every session: use {ga_name!r}"
+    else:
+        close = difflib.get_close_matches(
+            name, [*NOTIFICATION_TYPES, *_events.SERVER_EVENT_TYPES], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{name!r} is neither a server event type nor a client notification "
+                     f"(see realtalk.events.SERVER_EVENT_TYPES and "
+                     f"realtalk.client.NOTIFICATION_TYPES){hint}")
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
