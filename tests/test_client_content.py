@@ -91,3 +91,19 @@ def test_the_type_does_not_depend_on_the_machines_mime_table(
     mimetypes.add_type("image/pjpeg", ".jpg")
     assert mimetypes.guess_type("photo.jpg")[0] == "image/pjpeg"  # the global table moved
     assert (mime_for(".png"), mime_for(".jpg")) == ("image/png", "image/jpeg")
+
+
+def test_session_config_is_copied_not_shared() -> None:
+    # The client keeps its own copy of what the caller passed (a later change to the caller's
+    # dicts or lists must not reach the session), and nested mappings merge key by key.
+    from realtalk.client import _deep_merge
+
+    tools = [{"type": "function", "name": "a"}]
+    update = {"audio": {"output": {"voice": "alloy"}}, "tools": tools}
+    config: dict = {"audio": {"input": {"format": {"type": "audio/pcm"}}}}
+    _deep_merge(config, update)
+    tools.append({"type": "function", "name": "b"})
+    update["audio"]["output"]["voice"] = "echo"
+    assert config == {"audio": {"input": {"format": {"type": "audio/pcm"}},
+                                "output": {"voice": "alloy"}},
+                      "tools": [{"type": "function", "name": "a"}]}

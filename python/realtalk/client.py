@@ -22,10 +22,10 @@ parse. Everything else is parsed into GA-named dicts and applied to the ``conver
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import functools
 import inspect
-import json
 import math
 import random
 import threading
@@ -549,7 +549,7 @@ class RealtimeClient:
                                                 "tools": self._full_session()["tools"]}})
 
     def _full_session(self) -> dict[str, Any]:
-        session: dict[str, Any] = json.loads(json.dumps(self._config))
+        session: dict[str, Any] = copy.deepcopy(self._config)
         if len(self.tools) or "tools" in session:
             session["tools"] = [*session.get("tools", []), *self.tools.definitions()]
         return session
@@ -1674,11 +1674,15 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Merge ``update`` into ``target`` as copies: nested mappings become dicts of their own,
+    so nothing the caller passed is shared with (or changed through) the client's config."""
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+        if isinstance(value, Mapping):
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
             _deep_merge(target[key], value)
         else:
-            target[key] = json.loads(json.dumps(value)) if isinstance(value, Mapping) else value
+            target[key] = copy.deepcopy(value)
 
 
 def _format_name(format_: Any) -> str:
