@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from client_helpers import speech_then_silence, stream
 from conftest import ALL_LOOPS
 
 from realtalk.client import ClientEvent, InputBackpressure, RealtimeClient, ResponseBusy
@@ -516,22 +517,6 @@ async def test_authentication_failure_is_final() -> None:
         with pytest.raises(AuthenticationError):
             async with RealtimeClient(sim.url, api_key="sk-wrong"):
                 pass
-
-
-def speech_then_silence(speech_ms: int, silence_ms: int, rate: int = 24000) -> np.ndarray:
-    """A voiced, syllable-modulated signal (energy in the speech band), then silence."""
-    t = np.arange(rate * speech_ms // 1000) / rate
-    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 720, 1440), 1))
-    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
-    speech = (0.25 * voiced * envelope).astype(np.float32)
-    return np.concatenate([speech, np.zeros(rate * silence_ms // 1000, dtype=np.float32)])
-
-
-async def stream(client: RealtimeClient, samples: np.ndarray, frame_ms: int = 20) -> None:
-    step = client.input_rate * frame_ms // 1000
-    for start in range(0, len(samples), step):
-        client.append_input_audio(samples[start:start + step])
-        await anyio.sleep(0)
 
 
 @pytest.mark.parametrize("anyio_backend", ALL_LOOPS)

@@ -12,30 +12,13 @@ import pytest
 from hostile import HostileNetwork
 
 from realtalk._delivery import DeliveryLedger
-from realtalk.client import Notification, RealtimeClient
+from realtalk.client import RealtimeClient
 from realtalk.simulator import Simulator
 from realtalk.simulator.responder import FunctionCall, ResponseContext, Text
 
+from client_helpers import Recorder, until
+
 TEXT_ONLY = {"output_modalities": ["text"]}
-
-
-class Recorder:
-    def __init__(self, client: RealtimeClient) -> None:
-        self.events: list[Notification] = []
-        client.on("*", self.events.append)
-
-    def names(self) -> list[str]:
-        return [e.type for e in self.events]
-
-    def errors(self, code: str | None = None) -> list[dict[str, Any]]:
-        return [dict(e["error"]) for e in self.events if e.type == "error"
-                and (code is None or e["error"].get("code") == code)]
-
-
-async def until(condition: Any, timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.005)
 
 
 def sent(link: Any, kind: str) -> list[dict[str, Any]]:

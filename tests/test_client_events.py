@@ -15,6 +15,8 @@ import anyio
 import numpy as np
 import pytest
 
+from client_helpers import speech_then_silence, stream, until
+
 from realtalk import audio
 from realtalk.client import Notification, RealtimeClient
 from realtalk.simulator import Simulator
@@ -39,28 +41,6 @@ class Wire:
     def _side(self, source: str, kind: str | None) -> list[dict[str, Any]]:
         return [e["event"] for e in self.events if e["source"] == source
                 and (kind is None or e["event"].get("type") == kind)]
-
-
-def speech_then_silence(speech_ms: int, silence_ms: int, rate: int = 24000) -> np.ndarray:
-    """A voiced, syllable-modulated signal (energy in the speech band), then silence."""
-    t = np.arange(rate * speech_ms // 1000) / rate
-    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 720, 1440), 1))
-    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
-    speech = (0.25 * voiced * envelope).astype(np.float32)
-    return np.concatenate([speech, np.zeros(rate * silence_ms // 1000, dtype=np.float32)])
-
-
-async def stream(client: RealtimeClient, samples: np.ndarray, frame_ms: int = 20) -> None:
-    step = client.input_rate * frame_ms // 1000
-    for start in range(0, len(samples), step):
-        client.append_input_audio(samples[start:start + step])
-        await anyio.sleep(0)
-
-
-async def until(condition: Any, timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.01)
 
 
 # ---- server events through on() and events() ----

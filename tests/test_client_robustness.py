@@ -17,30 +17,9 @@ from realtalk.simulator import Simulator
 from realtalk.simulator.responder import FunctionCall, ResponseContext, Text
 from realtalk.tools import ToolRegistry
 
+from client_helpers import Recorder, until
+
 TEXT_ONLY = {"output_modalities": ["text"]}
-
-
-class Recorder:
-    def __init__(self, client: RealtimeClient) -> None:
-        self.events: list[Notification] = []
-        client.on("*", self.events.append)
-
-    def names(self) -> list[str]:
-        return [e.type for e in self.events]
-
-    def errors(self, code: str | None = None) -> list[dict[str, Any]]:
-        return [dict(e["error"]) for e in self.events if e.type == "error"
-                and (code is None or e["error"].get("code") == code)]
-
-    def wire(self, source: str, kind: str) -> list[dict[str, Any]]:
-        return [e["event"] for e in self.events if e.type == "realtime.event"
-                and e["source"] == source and e["event"].get("type") == kind]
-
-
-async def until(condition: Any, timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.005)
 
 
 def audio_delta(**fields: Any) -> dict[str, Any]:
