@@ -399,8 +399,8 @@ class Chaos:
 
 def _state(client: RealtimeClient, network: HostileNetwork) -> str:
     pending = [(d.type, d.writes) for d in client._ledger.pending()]
-    return (f"connected {client.connected}, response {client._response_state} "
-            f"({client._request_event_id}), unconfirmed {pending}, "
+    return (f"connected {client.connected}, response {client._responses.state} "
+            f"({client._responses.request_event_id}), unconfirmed {pending}, "
             f"connections {len(network.links)}, last link ended: {network.link._ended!r}, "
             f"outbox {client._outbox_send.statistics()}, pending {client._pending!r}, "
             f"requeue {client._requeue!r}, per link: "

@@ -10,7 +10,8 @@ audio appended during the outage.
 
 Nothing the server sends ends the session: a frame that cannot be decoded or applied is one
 ``error`` event (``invalid_server_event``), a refused follow-up after tool calls is one
-``error`` event. User message content is encoded by ``_content``.
+``error`` event. User message content is encoded by ``_content``; the one-at-a-time response
+slot, tool runs and their follow-up live in ``_responses``.
 
 Hot paths: microphone frames from the loop's thread become wire messages in one Rust call
 (``Uplink.encode``); from any other thread (an audio callback) they are copied into a bounded
@@ -50,6 +51,16 @@ from realtalk import events as _events
 from realtalk._content import user_content_part
 from realtalk.events._beta import SERVER_TYPES_FROM_BETA
 from realtalk._delivery import Delivery, DeliveryLedger
+# The response errors are re-exported: RealtimeClient's methods raise them.
+from realtalk._responses import RequestRefused as RequestRefused
+from realtalk._responses import ResponseBusy as ResponseBusy
+from realtalk._responses import ResponseRefused as ResponseRefused
+from realtalk._responses import (
+    ResponseSlot,
+    function_calls,
+    is_out_of_band,
+    run_tool_calls,
+)
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
 from realtalk._supervision import ReconnectPolicy
@@ -108,27 +119,6 @@ class Link(Protocol):
 
 
 ConnectFactory = Callable[[], AbstractAsyncContextManager[Link]]
-
-
-class ResponseBusy(RealtalkError):
-    """``create_response(wait=False)`` while a response is still running."""
-
-
-class RequestRefused(RealtalkError):
-    """The server answered a client event with an ``error`` (its error object is in
-    ``error``)."""
-
-    def __init__(self, error: Mapping[str, Any], request: str = "the request") -> None:
-        self.error = dict(error)
-        super().__init__(f"{request} was refused: {error.get('message')} "
-                         f"(code={error.get('code')}, param={error.get('param')})")
-
-
-class ResponseRefused(RequestRefused):
-    """The server refused a ``response.create`` (its ``error`` object is in ``error``)."""
-
-    def __init__(self, error: Mapping[str, Any]) -> None:
-        super().__init__(error, "response.create")
 
 
 @dataclass(eq=False)
@@ -365,14 +355,7 @@ class RealtimeClient:
         self._uncommitted_ms = 0.0
         self._appended_ms = 0.0
         # Responses in the default conversation, one at a time.
-        self._response_state = "idle"  # idle | requested | active
-        self._response_id: str | None = None
-        self._response_idle = anyio.Event()
-        self._response_idle.set()
-        self._response_started: anyio.Event = anyio.Event()
-        self._response_outcome: str | None = None
-        self._request_event_id: str | None = None
-        self._create_lock = anyio.Lock()
+        self._responses = ResponseSlot()
         self._requeue: list[bytes] = []
         self._ledger = DeliveryLedger()
         self._replayed_ids: dict[str, str] = {}
@@ -385,7 +368,6 @@ class RealtimeClient:
         # Responses and items cut by a barge-in: their late audio is not played.
         self._muted_responses: deque[str] = deque(maxlen=16)
         self._muted_items: deque[str] = deque(maxlen=16)
-        self._response_error: dict[str, Any] | None = None
         self._local_speaking = False
         self._apply_formats()
 
@@ -845,7 +827,7 @@ class RealtimeClient:
     @property
     def response_active(self) -> bool:
         """True from `create_response` (or the server's own turn) until the response is done."""
-        return self._response_state != "idle"
+        return self._responses.busy
 
     async def create_response(self, *, wait: bool = True, commit: bool = True,
                               **params: Any) -> str | None:
@@ -863,42 +845,24 @@ class RealtimeClient:
             event: dict[str, Any] = {"type": "response.create", "response": params}
             await self._send_event(event)
             return None
-        async with self._create_lock:
-            while self._response_state != "idle":
-                if not wait:
-                    raise ResponseBusy(f"a response is still running ({self._response_id})")
-                await self._response_idle.wait()
+
+        async def commit_first() -> None:
             if commit and self._manual_turns():
                 await self._flush_handoff()  # frames other threads handed over count too
                 if self._uncommitted_ms >= _MIN_COMMIT_MS:
                     await self.commit_input_audio()
-            self._response_state = "requested"
-            self._response_idle = anyio.Event()
-            self._response_started = anyio.Event()
-            self._response_outcome = None
-            event = {"type": "response.create"}
-            if params:
-                event["response"] = params
-            self._response_error = None
-            self._request_event_id = await self._send_event(event)
-            await self._response_started.wait()
-            if self._response_error is not None:
-                error, self._response_error = self._response_error, None
-                raise ResponseRefused(error)
-            return self._response_outcome
+
+        return await self._responses.create(self._send_event, params, wait=wait,
+                                            before_request=commit_first)
 
     async def cancel_response(self) -> None:
         """Cancel the active response (a no-op when none is active)."""
-        if self._response_state != "idle":
+        if self._responses.busy:
             await self._send_event({"type": "response.cancel"})
 
     async def wait_for_response_done(self, timeout: float | None = None) -> None:
         """Wait until no response is running in the default conversation."""
-        try:
-            with anyio.fail_after(timeout):
-                await self._response_idle.wait()
-        except TimeoutError:
-            raise Timeout(f"the response did not finish within {timeout} s") from None
+        await self._responses.wait_idle(timeout)
 
     async def interrupt(self) -> dict[str, Any] | None:
         """Barge-in: stop playback, cancel the active response, and truncate the playing item
@@ -911,11 +875,11 @@ class RealtimeClient:
         cut = self.playback.interrupt()
         # The next audio starts a new stream: no resampler tail from the cut one.
         self._downlink.reset()
-        if self._response_id is not None:
-            self._muted_responses.append(self._response_id)
+        if self._responses.response_id is not None:
+            self._muted_responses.append(self._responses.response_id)
         if cut is not None:
             self._muted_items.append(cut[0])
-        if self._response_state == "active" and not server_cancels:
+        if self._responses.state == "active" and not server_cancels:
             await self._send_event({"type": "response.cancel"})
         result: dict[str, Any] | None = None
         if cut is not None:
@@ -1102,13 +1066,13 @@ class RealtimeClient:
         code = getattr(error, "code", None)
         self._emit("connection.lost", {"code": code, "reason": str(error) if error else ""})
         self._fail_item_requests(error)
-        if self._response_state == "requested" and any(
-                d.event_id == self._request_event_id for d in self._ledger.pending()):
+        if self._responses.requested and any(
+                d.event_id == self._responses.request_event_id for d in self._ledger.pending()):
             pass  # not started yet: the request goes out again and its caller keeps waiting
-        elif self._response_state != "idle":
-            self._local_error("response_lost",
-                              f"the connection closed during response {self._response_id}")
-            self._finish_response(None)
+        elif self._responses.busy:
+            self._local_error("response_lost", "the connection closed during response "
+                              f"{self._responses.response_id}")
+            self._responses.finish()
         for change in self.conversation.abandon_in_progress():
             self._publish(change)
         # Audio still queued for the old connection is kept for the new one.
@@ -1116,8 +1080,7 @@ class RealtimeClient:
 
     def _fail_waiters(self) -> None:
         self._fail_item_requests(self._final_error)
-        self._response_started.set()
-        self._finish_response(None)
+        self._responses.finish()
 
     def _drain_outbox_into_outage(self) -> None:
         keep = self._requeue  # what an earlier handshake did not get to comes first
@@ -1192,9 +1155,9 @@ class RealtimeClient:
                           + (f" (item {delivery.item_id})" if delivery.item_id else "")
                           + f" was written before the connection dropped and {why}: the "
                           "server may never have had it", **delivery.describe())
-        if delivery.type == "response.create" and delivery.event_id == self._request_event_id \
-                and self._response_state == "requested":
-            self._finish_response(None)
+        if delivery.type == "response.create" and self._responses.requested \
+                and delivery.event_id == self._responses.request_event_id:
+            self._responses.finish()
 
     async def _replay_history(self, link: Link) -> None:
         """Give the new session the conversation so far, chained in order: messages as text
@@ -1263,8 +1226,8 @@ class RealtimeClient:
             return  # too short to rotate ahead (expires_at has 1 s resolution): the close does
         await anyio.sleep(remaining - self.expiry_margin_s)
         # Rotate ahead of the server's own close so nothing is cut mid-turn.
-        while self._response_state != "idle":
-            await self._response_idle.wait()
+        while self._responses.busy:
+            await self._responses.wait_idle()
         raise ConnectionClosed(1001, "session close to expires_at: rotating")
 
     async def _writer(self, link: Link) -> None:
@@ -1364,8 +1327,8 @@ class RealtimeClient:
         elif kind == "response.created":
             response = event.get("response") or {}
             self._ledger.confirm_response(
-                self._request_event_id if self._response_state == "requested" else None,
-                out_of_band="conversation_id" in response and response["conversation_id"] is None)
+                self._responses.request_event_id if self._responses.requested else None,
+                out_of_band=is_out_of_band(response))
             self._on_response_created(event)
         elif kind in ("conversation.item.added", "conversation.item.created"):
             item = event.get("item")
@@ -1452,126 +1415,29 @@ class RealtimeClient:
         # A replayed item the server already has: it got there, and only once.
         benign = code in BENIGN_ERROR_CODES or (answered is not None
                                                 and answered.outcome == "confirmed")
-        if code == "conversation_already_has_active_response" and (
-            self._response_state == "requested"
-        ):
-            # Our request lost a race with a response the server started itself; that one is
-            # the active response now, and this request needs nothing more.
-            self._response_outcome = None
-            self._response_state = "active"
-            self._response_started.set()
-        elif (self._response_state == "requested" and error.get("event_id") is not None
-              and error.get("event_id") == self._request_event_id):
-            # Our response.create was refused (bad parameters): nothing will start.
-            self._response_error = dict(error)
-            self._finish_response(None)
+        self._responses.on_error(error)
         self._emit("error", {"error": error, "local": False, "benign": benign})
 
     def _on_response_created(self, event: dict[str, Any]) -> None:
         response = event.get("response") or {}
-        if "conversation_id" in response and response["conversation_id"] is None:
-            return  # out of band: not part of the one-at-a-time rule
-        self._response_id = response.get("id")
-        self._response_state = "active"
-        if self._response_idle.is_set():
-            self._response_idle = anyio.Event()
-        self._response_outcome = self._response_id
-        self._response_started.set()
-        turn = TurnMetrics(response_id=self._response_id, _speech_end=self._speech_end)
+        if is_out_of_band(response):
+            return  # not part of the one-at-a-time rule
+        self._responses.started(response.get("id"))
+        turn = TurnMetrics(response_id=response.get("id"), _speech_end=self._speech_end)
         self._speech_end = None
         self._turn = turn
         self.metrics.turns.append(turn)
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         response = event.get("response") or {}
-        if "conversation_id" in response and response["conversation_id"] is None:
+        if is_out_of_band(response) or not self._responses.owns_done(response.get("id")):
             return
-        if response.get("id") not in (None, self._response_id) and self._response_id:
-            return
-        calls = [item for item in response.get("output") or ()
-                 if isinstance(item, Mapping) and item.get("type") == "function_call"
-                 and item.get("status", "completed") == "completed"]
-        self._finish_response(response.get("id"))
-        if calls and response.get("status") == "completed" and self._tg is not None:
-            self._tg.start_soon(self._run_tools, calls, self._turn)
-
-    def _finish_response(self, response_id: str | None) -> None:
-        self._response_state = "idle"
-        self._response_id = None
-        self._response_started.set()
-        self._response_idle.set()
-
-    async def _run_tools(self, calls: list[Mapping[str, Any]], turn: TurnMetrics | None) -> None:
-        outputs: list[tuple[str, str]] = []
-
-        async def run(call: Mapping[str, Any]) -> None:
-            result = await self.tools.call(str(call.get("name")), call.get("arguments") or "")
-            if turn is not None:
-                turn.tool_run_s.append(result.duration_s)
-            if not result.ok:
-                self._emit("error", {"error": {"type": "tool_error", "code": "tool_failed",
-                                               "message": result.output,
-                                               "call_id": call.get("call_id")},
-                                     "local": True, "benign": False})
-            outputs.append((str(call.get("call_id")), result.output))
-
-        async with anyio.create_task_group() as tg:
-            for call in calls:
-                tg.start_soon(run, call)
-        call_ids = [call_id for call_id, _ in outputs]
-        try:
-            for call_id, output in outputs:
-                await self._send_event({"type": "conversation.item.create",
-                                        "item": {"id": _new_item_id(),
-                                                 "type": "function_call_output",
-                                                 "call_id": call_id, "output": output}})
-            await self._follow_up(call_ids)
-        except RealtalkError as exc:
-            # This runs in the background: a failure here is the user's to see, in an event,
-            # never an exception that ends the session.
-            self._local_error("followup_failed", f"the response after tool calls {call_ids} "
-                              f"did not start: {exc}", call_ids=call_ids)
-
-    async def _follow_up(self, call_ids: list[str]) -> None:
-        """The one response after a turn's tool outputs. A refusal is reported (the outputs
-        stay in the conversation; the user's code decides); a rate-limit refusal is retried
-        once after the server's reset time when ``retry_rate_limited_s`` allows it."""
-        retried = False
-        while True:
-            try:
-                await self.create_response()
-                return
-            except ResponseRefused as refused:
-                code = refused.error.get("code")
-                delay = None
-                if code == "rate_limit_exceeded" and not retried \
-                        and self.retry_rate_limited_s is not None:
-                    delay = self._rate_limit_wait(self.retry_rate_limited_s)
-                self._local_error(
-                    "followup_refused",
-                    f"the response after tool calls {call_ids} was refused ({code}); the tool "
-                    "outputs stay in the conversation"
-                    + (f"; retrying in {delay:.2f} s" if delay is not None else ""),
-                    server_code=code, call_ids=call_ids, retry_in_s=delay)
-                if delay is None:
-                    return
-                retried = True
-                await anyio.sleep(delay)
-
-    def _rate_limit_wait(self, longest: float) -> float:
-        """How long until the server takes requests again, from its last ``rate_limits``:
-        the latest reset among the exhausted limits (else the soonest reset), capped."""
-        def seconds(limit: Mapping[str, Any]) -> float | None:
-            value = limit.get("reset_seconds")
-            if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
-                return float(value)
-            return None
-
-        exhausted = [s for limit in self._rate_limits if limit.get("remaining") == 0
-                     and (s := seconds(limit)) is not None]
-        known = [s for limit in self._rate_limits if (s := seconds(limit)) is not None]
-        wait = max(exhausted) if exhausted else min(known) if known else longest
-        return min(wait, longest)
+        calls = function_calls(response)
+        self._responses.finish()
+        if calls and self._tg is not None:
+            turn = self._turn
+            self._tg.start_soon(run_tool_calls, self, calls,
+                                turn.tool_run_s if turn is not None else None, _new_item_id)
 
     # ---- metrics ----
 
