@@ -388,7 +388,7 @@ class Chaos:
                                 f"{users[f'turn {turn}']} times, expected {expected}")
         # Nothing piles up inside the client.
         leftovers = {"unconfirmed events": len(client._ledger),
-                     "requeued messages": len(client._requeue),
+                     "requeued messages": len(client._supervisor.requeue),
                      "outage audio": len(client._outage),
                      "hand-off frames": len(client._handoff),
                      "item waiters": len(client._item_waiters)}
@@ -399,11 +399,11 @@ class Chaos:
 
 def _state(client: RealtimeClient, network: HostileNetwork) -> str:
     pending = [(d.type, d.writes) for d in client._ledger.pending()]
-    return (f"connected {client.connected}, response {client._response_state} "
-            f"({client._request_event_id}), unconfirmed {pending}, "
+    return (f"connected {client.connected}, response {client._responses.state} "
+            f"({client._responses.request_event_id}), unconfirmed {pending}, "
             f"connections {len(network.links)}, last link ended: {network.link._ended!r}, "
-            f"outbox {client._outbox_send.statistics()}, pending {client._pending!r}, "
-            f"requeue {client._requeue!r}, per link: "
+            f"outbox {client._outbox_send.statistics()}, pending {client._supervisor.pending!r}, "
+            f"requeue {client._supervisor.requeue!r}, per link: "
             + " | ".join(",".join(str(json.loads(m).get("type")) for m in link.sent)
                          + f" [{link._ended!r}]" for link in network.links))
 

@@ -1,16 +1,19 @@
 """RealtimeClient: the session layer voice agents are written against.
 
 One client owns one task group (nothing outlives its ``async with``) in which a supervisor task
-owns the connection: it connects, pushes the session config and tools, runs one reader and one
-writer task per connection, and on a retryable close (``_supervision.ReconnectPolicy``)
-reconnects with jittered backoff, replays the conversation's history (messages as text, tool
-calls and their outputs), then the user-level events the old connection never confirmed
-(``_delivery``: each replayed once, else reported lost), then what was still queued and the
-audio appended during the outage.
+(``_connection_supervisor``) owns the connection: it connects, pushes the session config and
+tools, runs one reader and one writer task per connection, and on a retryable close
+(``_supervision.ReconnectPolicy``) reconnects with jittered backoff, replays the
+conversation's history (messages as text, tool calls and their outputs), then the user-level
+events the old connection never confirmed (``_delivery``: each replayed once, else reported
+lost), then what was still queued and the audio appended during the outage. What a loss
+means for responses, item requests and the conversation stays here (``_on_connection_lost``).
+Event and item ids are minted in ``_ids``.
 
 Nothing the server sends ends the session: a frame that cannot be decoded or applied is one
 ``error`` event (``invalid_server_event``), a refused follow-up after tool calls is one
-``error`` event. User message content is encoded by ``_content``.
+``error`` event. User message content is encoded by ``_content``; the one-at-a-time response
+slot, tool runs and their follow-up live in ``_responses``.
 
 Hot paths: microphone frames from the loop's thread become wire messages in one Rust call
 (``Uplink.encode``); from any other thread (an audio callback) they are copied into a bounded
@@ -27,10 +30,8 @@ import difflib
 import functools
 import inspect
 import math
-import random
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -49,16 +50,26 @@ from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
 from realtalk.events._beta import SERVER_TYPES_FROM_BETA
+from realtalk._connection_supervisor import ConnectionSupervisor
 from realtalk._delivery import Delivery, DeliveryLedger
+from realtalk._ids import new_event_id as _new_event_id
+from realtalk._ids import new_item_id as _new_item_id
+# The response errors are re-exported: RealtimeClient's methods raise them.
+from realtalk._responses import RequestRefused as RequestRefused
+from realtalk._responses import ResponseBusy as ResponseBusy
+from realtalk._responses import ResponseRefused as ResponseRefused
+from realtalk._responses import (
+    ResponseSlot,
+    function_calls,
+    is_out_of_band,
+    run_tool_calls,
+)
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
-from realtalk._supervision import ReconnectPolicy
 from realtalk._uplink import FrameHandoff, HandoffFull, OutageBuffer
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
-    ConnectError,
     ConnectionClosed,
-    HandshakeError,
     ProtocolError,
     RealtalkError,
     Timeout,
@@ -108,27 +119,6 @@ class Link(Protocol):
 
 
 ConnectFactory = Callable[[], AbstractAsyncContextManager[Link]]
-
-
-class ResponseBusy(RealtalkError):
-    """``create_response(wait=False)`` while a response is still running."""
-
-
-class RequestRefused(RealtalkError):
-    """The server answered a client event with an ``error`` (its error object is in
-    ``error``)."""
-
-    def __init__(self, error: Mapping[str, Any], request: str = "the request") -> None:
-        self.error = dict(error)
-        super().__init__(f"{request} was refused: {error.get('message')} "
-                         f"(code={error.get('code')}, param={error.get('param')})")
-
-
-class ResponseRefused(RequestRefused):
-    """The server refused a ``response.create`` (its ``error`` object is in ``error``)."""
-
-    def __init__(self, error: Mapping[str, Any]) -> None:
-        super().__init__(error, "response.create")
 
 
 @dataclass(eq=False)
@@ -365,17 +355,9 @@ class RealtimeClient:
         self._uncommitted_ms = 0.0
         self._appended_ms = 0.0
         # Responses in the default conversation, one at a time.
-        self._response_state = "idle"  # idle | requested | active
-        self._response_id: str | None = None
-        self._response_idle = anyio.Event()
-        self._response_idle.set()
-        self._response_started: anyio.Event = anyio.Event()
-        self._response_outcome: str | None = None
-        self._request_event_id: str | None = None
-        self._create_lock = anyio.Lock()
-        self._requeue: list[bytes] = []
+        self._responses = ResponseSlot()
         self._ledger = DeliveryLedger()
-        self._replayed_ids: dict[str, str] = {}
+        self._supervisor = ConnectionSupervisor(self)
         self._item_waiters: list[tuple[anyio.Event, bool, list[Item]]] = []
         self._item_requests: list[_ItemRequest] = []
         self._turn: TurnMetrics | None = None
@@ -385,7 +367,6 @@ class RealtimeClient:
         # Responses and items cut by a barge-in: their late audio is not played.
         self._muted_responses: deque[str] = deque(maxlen=16)
         self._muted_items: deque[str] = deque(maxlen=16)
-        self._response_error: dict[str, Any] | None = None
         self._local_speaking = False
         self._apply_formats()
 
@@ -397,11 +378,10 @@ class RealtimeClient:
         self._loop_thread = threading.get_ident()
         send, receive = anyio.create_memory_object_stream[bytes](self._uplink_queue_frames)
         self._outbox_send, self._outbox_receive = send, receive
-        self._pending: bytes | None = None
         self._tg_cm = anyio.create_task_group()
         self._tg = await self._tg_cm.__aenter__()
         try:
-            await self._tg.start(self._supervise)
+            await self._tg.start(self._supervisor.run)
         except BaseException:
             self._tg.cancel_scope.cancel()
             try:
@@ -512,6 +492,12 @@ class RealtimeClient:
                 self.metrics.events_dropped += 1
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
+
+    def _log_wire(self, source: str, message: bytes) -> None:
+        """A message as written or read, for ``realtime.event`` listeners only."""
+        if self._listening("realtime.event"):
+            self._emit("realtime.event", {"source": source, "time": time.time(),
+                                          "event": _loads(message)})
 
     def _local_error(self, code: str, message: str, **extra: Any) -> None:
         self._emit("error", {"error": {"type": "client_error", "code": code, "message": message,
@@ -805,13 +791,11 @@ class RealtimeClient:
         backpressure). Order: only while the writer is parked on the empty outbox; a message
         just handed to it (it has not run yet) no longer counts it as waiting."""
         try_send = getattr(self._link, "try_send_text", None)
-        if (try_send is None or self._pending is not None
+        if (try_send is None or self._supervisor.pending is not None
                 or not self._outbox_send.statistics().tasks_waiting_receive
                 or not try_send(message)):
             return False
-        if self._listening("realtime.event"):
-            self._emit("realtime.event", {"source": "client", "time": time.time(),
-                                          "event": _loads(message)})
+        self._log_wire("client", message)
         return True
 
     async def _local_turn_end(self) -> None:
@@ -845,7 +829,7 @@ class RealtimeClient:
     @property
     def response_active(self) -> bool:
         """True from `create_response` (or the server's own turn) until the response is done."""
-        return self._response_state != "idle"
+        return self._responses.busy
 
     async def create_response(self, *, wait: bool = True, commit: bool = True,
                               **params: Any) -> str | None:
@@ -863,42 +847,24 @@ class RealtimeClient:
             event: dict[str, Any] = {"type": "response.create", "response": params}
             await self._send_event(event)
             return None
-        async with self._create_lock:
-            while self._response_state != "idle":
-                if not wait:
-                    raise ResponseBusy(f"a response is still running ({self._response_id})")
-                await self._response_idle.wait()
+
+        async def commit_first() -> None:
             if commit and self._manual_turns():
                 await self._flush_handoff()  # frames other threads handed over count too
                 if self._uncommitted_ms >= _MIN_COMMIT_MS:
                     await self.commit_input_audio()
-            self._response_state = "requested"
-            self._response_idle = anyio.Event()
-            self._response_started = anyio.Event()
-            self._response_outcome = None
-            event = {"type": "response.create"}
-            if params:
-                event["response"] = params
-            self._response_error = None
-            self._request_event_id = await self._send_event(event)
-            await self._response_started.wait()
-            if self._response_error is not None:
-                error, self._response_error = self._response_error, None
-                raise ResponseRefused(error)
-            return self._response_outcome
+
+        return await self._responses.create(self._send_event, params, wait=wait,
+                                            before_request=commit_first)
 
     async def cancel_response(self) -> None:
         """Cancel the active response (a no-op when none is active)."""
-        if self._response_state != "idle":
+        if self._responses.busy:
             await self._send_event({"type": "response.cancel"})
 
     async def wait_for_response_done(self, timeout: float | None = None) -> None:
         """Wait until no response is running in the default conversation."""
-        try:
-            with anyio.fail_after(timeout):
-                await self._response_idle.wait()
-        except TimeoutError:
-            raise Timeout(f"the response did not finish within {timeout} s") from None
+        await self._responses.wait_idle(timeout)
 
     async def interrupt(self) -> dict[str, Any] | None:
         """Barge-in: stop playback, cancel the active response, and truncate the playing item
@@ -911,11 +877,11 @@ class RealtimeClient:
         cut = self.playback.interrupt()
         # The next audio starts a new stream: no resampler tail from the cut one.
         self._downlink.reset()
-        if self._response_id is not None:
-            self._muted_responses.append(self._response_id)
+        if self._responses.response_id is not None:
+            self._muted_responses.append(self._responses.response_id)
         if cut is not None:
             self._muted_items.append(cut[0])
-        if self._response_state == "active" and not server_cancels:
+        if self._responses.state == "active" and not server_cancels:
             await self._send_event({"type": "response.cancel"})
         result: dict[str, Any] | None = None
         if cut is not None:
@@ -959,7 +925,7 @@ class RealtimeClient:
         if not isinstance(item_id, str) or not item_id:
             raise ValueError(f"item_id must be a non-empty string, got {item_id!r}")
         # After a reconnect the server knows a replayed item by its replay's id.
-        wire_id = self._replayed_ids.get(item_id, item_id)
+        wire_id = self._supervisor.replayed_ids.get(item_id, item_id)
         event_id = _new_event_id()
         request = _ItemRequest(answer, wire_id, event_id)
         self._item_requests.append(request)
@@ -1027,163 +993,25 @@ class RealtimeClient:
 
     # ---- the connection supervisor ----
 
-    def _open(self) -> AbstractAsyncContextManager[Link]:
-        if self._connect_factory is not None:
-            return self._connect_factory()
-        from realtalk import transport
-        from realtalk.connection import realtime_request
-
-        # One place builds the URL and the auth headers (OpenAI, beta, Azure, ek_ tokens).
-        url, headers = realtime_request(self.url, model=self.model, api_key=self._api_key,
-                                        protocol=self.protocol, headers=self._headers)
-        return transport.open_websocket(url, headers=headers)
-
-    async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        attempt = 0
-        started = False
-        restored_after_loss = False
-        dropped_before = 0.0
-        while True:
-            error: BaseException | None = None
-            try:
-                async with self._open() as link:
-                    with anyio.fail_after(self.connect_timeout_s):
-                        await self._handshake(link, reconnecting=started)
-                    if not started:
-                        started = True
-                        task_status.started()
-                    elif restored_after_loss:
-                        self.metrics.reconnects += 1
-                        dropped = self.metrics.outage_audio_dropped_ms - dropped_before
-                        if dropped > 0:
-                            self._local_error(
-                                "outage_audio_dropped",
-                                f"{dropped:.0f} ms of microphone audio appended during the "
-                                f"outage did not fit the {self.outage_audio_ms} ms buffer "
-                                "and was not sent (the oldest went first)")
-                        self._emit("connection.restored", {"attempts": attempt})
-                    attempt = 0
-                    restored_after_loss = False
-                    await self._run_connection(link)
-            except ConnectionClosed as exc:
-                error = exc
-            except (ConnectError, HandshakeError, OSError, Timeout, TimeoutError,
-                    ProtocolError) as exc:
-                error = exc
-            finally:
-                self._link = None
-            if self._closed:
-                return
-            # Read each time: the settings are public attributes a program may change.
-            policy = ReconnectPolicy(self.reconnect, self.max_reconnect_attempts,
-                                     self.backoff_initial_s, self.backoff_max_s)
-            if not started:
-                raise error or ConnectionClosed(1006, "connection ended during setup")
-            if not restored_after_loss:
-                self._on_connection_lost(error)
-                restored_after_loss = True
-                dropped_before = self.metrics.outage_audio_dropped_ms
-            attempt += 1
-            if policy.gives_up(error, attempt):
-                self._final_error = error
-                self._drain_outbox_into_outage()
-                for delivery in self._ledger.give_up():
-                    self._report_lost(delivery, "no new connection came to replay it")
-                undelivered = len(self._requeue) + len(self._outage)
-                self._local_error("connection_failed",
-                                  f"giving up on the connection: {error}; {undelivered} "
-                                  "queued client events were not delivered", final=True,
-                                  undelivered=undelivered)
-                self._fail_waiters()
-                return
-            await anyio.sleep(policy.delay(attempt, random.random()))
-
     def _on_connection_lost(self, error: BaseException | None) -> None:
         code = getattr(error, "code", None)
         self._emit("connection.lost", {"code": code, "reason": str(error) if error else ""})
         self._fail_item_requests(error)
-        if self._response_state == "requested" and any(
-                d.event_id == self._request_event_id for d in self._ledger.pending()):
+        if self._responses.requested and any(
+                d.event_id == self._responses.request_event_id for d in self._ledger.pending()):
             pass  # not started yet: the request goes out again and its caller keeps waiting
-        elif self._response_state != "idle":
-            self._local_error("response_lost",
-                              f"the connection closed during response {self._response_id}")
-            self._finish_response(None)
+        elif self._responses.busy:
+            self._local_error("response_lost", "the connection closed during response "
+                              f"{self._responses.response_id}")
+            self._responses.finish()
         for change in self.conversation.abandon_in_progress():
             self._publish(change)
         # Audio still queued for the old connection is kept for the new one.
-        self._drain_outbox_into_outage()
+        self._supervisor.drain_outbox_into_outage()
 
     def _fail_waiters(self) -> None:
         self._fail_item_requests(self._final_error)
-        self._response_started.set()
-        self._finish_response(None)
-
-    def _drain_outbox_into_outage(self) -> None:
-        keep = self._requeue  # what an earlier handshake did not get to comes first
-        if self._pending is not None:
-            keep.append(self._pending)
-            self._pending = None
-        while True:
-            try:
-                keep.append(self._outbox_receive.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-        self._requeue = keep
-
-    async def _handshake(self, link: Link, *, reconnecting: bool) -> None:
-        while True:
-            data, _ = await link.receive_raw()
-            try:
-                first = self._parse(data)
-            except Exception as exc:  # garbage before session.created: skipped, reported
-                self._invalid_server_event(data, exc)
-                continue
-            if first.get("type") == "session.created":
-                break
-            if first.get("type") != "error":
-                raise ProtocolError(f"expected session.created first, got {first.get('type')!r}")
-            # A refused connection says why in an error event, then closes (3000/4000).
-            self._on_error(first)
-        self._on_session(first)
-        self._emit_server_event(first)
-        await self._send_on(link, _events.serialize_client_event(
-            {"type": "session.update", "session": self._full_session(),
-             "event_id": _new_event_id()}, self.protocol))
-        if reconnecting:
-            await self._replay_history(link)
-            await self._replay_unconfirmed(link)
-        # Each message leaves its queue only once written: if this connection dies too, the
-        # rest waits for the next one instead of vanishing with the handshake.
-        while self._requeue:
-            await self._send_on(link, self._requeue[0])
-            del self._requeue[0]
-        while self._outage:
-            await self._send_on(link, self._outage.peek())
-            self._outage.pop()
-        self._link = link
-        if self._handoff:
-            self._drain_handoff()
-
-    async def _replay_unconfirmed(self, link: Link) -> None:
-        """User-level events written to the old connection that the server never confirmed
-        go out again, once; those already replayed once are reported lost."""
-        replay, lost = self._ledger.at_reconnect()
-        for delivery in lost:
-            self._report_lost(delivery, "was replayed once and still never confirmed")
-        for delivery in replay:
-            event = dict(delivery.event)
-            previous = event.get("previous_item_id")
-            if isinstance(previous, str) and previous != "root":
-                if previous in self._replayed_ids:
-                    event["previous_item_id"] = self._replayed_ids[previous]
-                elif not any(previous == d.item_id for d in self._ledger.pending()):
-                    # Not in the new session under any id: the item goes at the end.
-                    del event["previous_item_id"]
-            message = _events.serialize_client_event(event, self.protocol)
-            self._ledger.replace_message(delivery, event, message)
-            self.metrics.client_events_replayed += 1
-            await self._send_on(link, message)
+        self._responses.finish()
 
     def _report_lost(self, delivery: Delivery, why: str) -> None:
         self.metrics.client_events_lost += 1
@@ -1192,124 +1020,15 @@ class RealtimeClient:
                           + (f" (item {delivery.item_id})" if delivery.item_id else "")
                           + f" was written before the connection dropped and {why}: the "
                           "server may never have had it", **delivery.describe())
-        if delivery.type == "response.create" and delivery.event_id == self._request_event_id \
-                and self._response_state == "requested":
-            self._finish_response(None)
-
-    async def _replay_history(self, link: Link) -> None:
-        """Give the new session the conversation so far, chained in order: messages as text
-        (their transcript for audio), tool calls with their arguments and outputs."""
-        self.conversation.start_new_session()
-        self._replayed_ids = {}
-        previous: str | None = None
-        replayed_calls: set[str] = set()
-        for item in self.conversation.items:
-            body = self._replayable(item, replayed_calls)
-            if body is None:
-                continue
-            replay_id = _new_item_id()
-            self.conversation.alias(replay_id, item.id)
-            self._replayed_ids[item.id] = replay_id
-            event: dict[str, Any] = {"type": "conversation.item.create",
-                                     "event_id": _new_event_id(),
-                                     "item": {"id": replay_id, **body}}
-            if previous is not None:
-                event["previous_item_id"] = previous
-            await self._send_on(link, _events.serialize_client_event(event, self.protocol))
-            previous = replay_id
-        if previous is not None:
-            # What the new session appends after the replay follows our whole history, items
-            # that were not replayed (audio without transcript, unfinished calls) included.
-            self.conversation.alias(previous, self.conversation.items[-1].id)
-
-    @staticmethod
-    def _replayable(item: Item, replayed_calls: set[str]) -> dict[str, Any] | None:
-        """The item's replay (without id), or None if there is nothing a session can take."""
-        if item.type == "message" and item.role in ("user", "assistant", "system"):
-            text = item.text or item.transcript
-            if not text:
-                return None
-            kind = "output_text" if item.role == "assistant" else "input_text"
-            return {"type": "message", "role": item.role,
-                    "content": [{"type": kind, "text": text}]}
-        if item.type == "function_call" and item.call_id and item.name \
-                and item.status == "completed":
-            replayed_calls.add(item.call_id)
-            return {"type": "function_call", "call_id": item.call_id, "name": item.name,
-                    "arguments": item.arguments}
-        if item.type == "function_call_output" and item.call_id in replayed_calls \
-                and item.output is not None:
-            return {"type": "function_call_output", "call_id": item.call_id,
-                    "output": item.output}
-        return None
-
-    async def _run_connection(self, link: Link) -> None:
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._writer, link)
-                tg.start_soon(self._expiry_watch, link)
-                tg.start_soon(self._audible_watcher)
-                await self._reader(link)
-                tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
-
-    async def _expiry_watch(self, link: Link) -> None:
-        expires_at = self._server_session.get("expires_at")
-        if not isinstance(expires_at, int | float) or expires_at <= 0:
-            return
-        remaining = expires_at - time.time()
-        if remaining < 4 * self.expiry_margin_s:
-            return  # too short to rotate ahead (expires_at has 1 s resolution): the close does
-        await anyio.sleep(remaining - self.expiry_margin_s)
-        # Rotate ahead of the server's own close so nothing is cut mid-turn.
-        while self._response_state != "idle":
-            await self._response_idle.wait()
-        raise ConnectionClosed(1001, "session close to expires_at: rotating")
-
-    async def _writer(self, link: Link) -> None:
-        outbox = self._outbox_receive
-        while True:
-            try:
-                # A message already queued goes out without a trip through the event loop.
-                message = outbox.receive_nowait()
-            except anyio.WouldBlock:
-                try:
-                    message = await outbox.receive()
-                except anyio.EndOfStream:
-                    return
-            except anyio.EndOfStream:
-                return
-            self._pending = message
-            await self._send_on(link, message)
-            self._pending = None
-            if self._handoff:
-                self._drain_handoff()
-
-    async def _send_on(self, link: Link, message: bytes) -> None:
-        await link.send_text(message)
-        self._ledger.written(message)
-        if self._listening("realtime.event"):
-            self._emit("realtime.event", {"source": "client", "time": time.time(),
-                                          "event": _loads(message)})
-
-    async def _reader(self, link: Link) -> None:
-        consume = getattr(link, "consume", None)
-        if consume is not None:
-            # The transport's reader task handles each message as it arrives: one wake-up of
-            # the event loop per message instead of two (reader task, then this task).
-            await consume(self._on_message)
-        while True:
-            message, is_text = await link.receive_raw()
-            self._on_message(message, is_text)
+        if delivery.type == "response.create" and self._responses.requested \
+                and delivery.event_id == self._responses.request_event_id:
+            self._responses.finish()
 
     def _on_message(self, message: bytes, is_text: bool) -> None:
         if not is_text:
             self._local_error("binary_frame", "the server sent a binary frame; ignored")
             return
-        if self._listening("realtime.event"):
-            self._emit("realtime.event", {"source": "server", "time": time.time(),
-                                          "event": _loads(message)})
+        self._log_wire("server", message)
         try:
             delta = self._downlink.decode(message)
             if delta is not None:
@@ -1364,8 +1083,8 @@ class RealtimeClient:
         elif kind == "response.created":
             response = event.get("response") or {}
             self._ledger.confirm_response(
-                self._request_event_id if self._response_state == "requested" else None,
-                out_of_band="conversation_id" in response and response["conversation_id"] is None)
+                self._responses.request_event_id if self._responses.requested else None,
+                out_of_band=is_out_of_band(response))
             self._on_response_created(event)
         elif kind in ("conversation.item.added", "conversation.item.created"):
             item = event.get("item")
@@ -1452,126 +1171,29 @@ class RealtimeClient:
         # A replayed item the server already has: it got there, and only once.
         benign = code in BENIGN_ERROR_CODES or (answered is not None
                                                 and answered.outcome == "confirmed")
-        if code == "conversation_already_has_active_response" and (
-            self._response_state == "requested"
-        ):
-            # Our request lost a race with a response the server started itself; that one is
-            # the active response now, and this request needs nothing more.
-            self._response_outcome = None
-            self._response_state = "active"
-            self._response_started.set()
-        elif (self._response_state == "requested" and error.get("event_id") is not None
-              and error.get("event_id") == self._request_event_id):
-            # Our response.create was refused (bad parameters): nothing will start.
-            self._response_error = dict(error)
-            self._finish_response(None)
+        self._responses.on_error(error)
         self._emit("error", {"error": error, "local": False, "benign": benign})
 
     def _on_response_created(self, event: dict[str, Any]) -> None:
         response = event.get("response") or {}
-        if "conversation_id" in response and response["conversation_id"] is None:
-            return  # out of band: not part of the one-at-a-time rule
-        self._response_id = response.get("id")
-        self._response_state = "active"
-        if self._response_idle.is_set():
-            self._response_idle = anyio.Event()
-        self._response_outcome = self._response_id
-        self._response_started.set()
-        turn = TurnMetrics(response_id=self._response_id, _speech_end=self._speech_end)
+        if is_out_of_band(response):
+            return  # not part of the one-at-a-time rule
+        self._responses.started(response.get("id"))
+        turn = TurnMetrics(response_id=response.get("id"), _speech_end=self._speech_end)
         self._speech_end = None
         self._turn = turn
         self.metrics.turns.append(turn)
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         response = event.get("response") or {}
-        if "conversation_id" in response and response["conversation_id"] is None:
+        if is_out_of_band(response) or not self._responses.owns_done(response.get("id")):
             return
-        if response.get("id") not in (None, self._response_id) and self._response_id:
-            return
-        calls = [item for item in response.get("output") or ()
-                 if isinstance(item, Mapping) and item.get("type") == "function_call"
-                 and item.get("status", "completed") == "completed"]
-        self._finish_response(response.get("id"))
-        if calls and response.get("status") == "completed" and self._tg is not None:
-            self._tg.start_soon(self._run_tools, calls, self._turn)
-
-    def _finish_response(self, response_id: str | None) -> None:
-        self._response_state = "idle"
-        self._response_id = None
-        self._response_started.set()
-        self._response_idle.set()
-
-    async def _run_tools(self, calls: list[Mapping[str, Any]], turn: TurnMetrics | None) -> None:
-        outputs: list[tuple[str, str]] = []
-
-        async def run(call: Mapping[str, Any]) -> None:
-            result = await self.tools.call(str(call.get("name")), call.get("arguments") or "")
-            if turn is not None:
-                turn.tool_run_s.append(result.duration_s)
-            if not result.ok:
-                self._emit("error", {"error": {"type": "tool_error", "code": "tool_failed",
-                                               "message": result.output,
-                                               "call_id": call.get("call_id")},
-                                     "local": True, "benign": False})
-            outputs.append((str(call.get("call_id")), result.output))
-
-        async with anyio.create_task_group() as tg:
-            for call in calls:
-                tg.start_soon(run, call)
-        call_ids = [call_id for call_id, _ in outputs]
-        try:
-            for call_id, output in outputs:
-                await self._send_event({"type": "conversation.item.create",
-                                        "item": {"id": _new_item_id(),
-                                                 "type": "function_call_output",
-                                                 "call_id": call_id, "output": output}})
-            await self._follow_up(call_ids)
-        except RealtalkError as exc:
-            # This runs in the background: a failure here is the user's to see, in an event,
-            # never an exception that ends the session.
-            self._local_error("followup_failed", f"the response after tool calls {call_ids} "
-                              f"did not start: {exc}", call_ids=call_ids)
-
-    async def _follow_up(self, call_ids: list[str]) -> None:
-        """The one response after a turn's tool outputs. A refusal is reported (the outputs
-        stay in the conversation; the user's code decides); a rate-limit refusal is retried
-        once after the server's reset time when ``retry_rate_limited_s`` allows it."""
-        retried = False
-        while True:
-            try:
-                await self.create_response()
-                return
-            except ResponseRefused as refused:
-                code = refused.error.get("code")
-                delay = None
-                if code == "rate_limit_exceeded" and not retried \
-                        and self.retry_rate_limited_s is not None:
-                    delay = self._rate_limit_wait(self.retry_rate_limited_s)
-                self._local_error(
-                    "followup_refused",
-                    f"the response after tool calls {call_ids} was refused ({code}); the tool "
-                    "outputs stay in the conversation"
-                    + (f"; retrying in {delay:.2f} s" if delay is not None else ""),
-                    server_code=code, call_ids=call_ids, retry_in_s=delay)
-                if delay is None:
-                    return
-                retried = True
-                await anyio.sleep(delay)
-
-    def _rate_limit_wait(self, longest: float) -> float:
-        """How long until the server takes requests again, from its last ``rate_limits``:
-        the latest reset among the exhausted limits (else the soonest reset), capped."""
-        def seconds(limit: Mapping[str, Any]) -> float | None:
-            value = limit.get("reset_seconds")
-            if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
-                return float(value)
-            return None
-
-        exhausted = [s for limit in self._rate_limits if limit.get("remaining") == 0
-                     and (s := seconds(limit)) is not None]
-        known = [s for limit in self._rate_limits if (s := seconds(limit)) is not None]
-        wait = max(exhausted) if exhausted else min(known) if known else longest
-        return min(wait, longest)
+        calls = function_calls(response)
+        self._responses.finish()
+        if calls and self._tg is not None:
+            turn = self._turn
+            self._tg.start_soon(run_tool_calls, self, calls,
+                                turn.tool_run_s if turn is not None else None, _new_item_id)
 
     # ---- metrics ----
 
@@ -1664,15 +1286,6 @@ def _check_event_name(name: str) -> None:
                      f"realtalk.client.NOTIFICATION_TYPES){hint}")
 
 
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception that ended a connection's tasks (the others are its consequences)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_leaf(exc)
-        return exc
-    return group
-
-
 def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
     """Merge ``update`` into ``target`` as copies: nested mappings become dicts of their own,
     so nothing the caller passed is shared with (or changed through) the client's config."""
@@ -1694,15 +1307,6 @@ def _format_name(format_: Any) -> str:
     if isinstance(format_, Mapping):
         return _FORMATS.get(str(format_.get("type")), "pcm16")
     return "pcm16"
-
-
-def _new_item_id() -> str:
-    return "item_rt" + uuid.uuid4().hex[:22]
-
-
-def _new_event_id() -> str:
-    """The one place client event ids are minted (the ledger and refusals match on them)."""
-    return "event_" + uuid.uuid4().hex[:20]
 
 
 def _vad_kind(event: Any) -> str:
