@@ -5,89 +5,20 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
+use super::ascii_str::ascii_str_filled_by;
 use super::{
     detach_if_large, get_array, get_buffer, get_pcm16, new_array, pcm16_as_le_bytes, zeros_array,
     Borrowed, Pcm16,
 };
-use crate::memory;
 
 const BYTES_INPUT: &str = "a bytes-like object or a 1-D contiguous numpy array";
 const BASE64_INPUT: &str = "base64 text as str or bytes-like";
 
-unsafe extern "C" {
-    // Not in the limited API, but exported with this signature by every CPython since 3.3.
-    // The limited API's only ways to build a str copy and re-validate the text, which costs
-    // more than encoding it; `ascii_str_is_writable` checks at run time that writing in place
-    // works before it is used.
-    fn PyUnicode_New(size: pyo3::ffi::Py_ssize_t, maxchar: pyo3::ffi::Py_UCS4)
-        -> *mut pyo3::ffi::PyObject;
-}
-
-/// A new ASCII `str` of `len` characters, written once by `fill` (which must write only ASCII
-/// and every byte; it may see uninitialised memory, so it must not read it).
-///
-/// # Safety
-/// `fill` must write all `len` bytes with ASCII characters through the pointer it gets.
-unsafe fn new_ascii_str(
-    py: Python<'_>,
-    len: usize,
-    fill: impl FnOnce(*mut u8) + Send,
-) -> PyResult<Bound<'_, PyString>> {
-    let size = pyo3::ffi::Py_ssize_t::try_from(len)
-        .map_err(|_| PyValueError::new_err("output too large for a str"))?;
-    // SAFETY: a fresh compact ASCII str (max char 127); nothing else references it yet. For
-    // such strings CPython's UTF-8 view is the character data itself (checked once by
-    // `ascii_str_is_writable`), so writing through it fills the str.
-    unsafe {
-        let text = Bound::from_owned_ptr_or_err(py, PyUnicode_New(size, 127))?;
-        let mut utf8_len: pyo3::ffi::Py_ssize_t = 0;
-        let data = pyo3::ffi::PyUnicode_AsUTF8AndSize(text.as_ptr(), &raw mut utf8_len);
-        if data.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        debug_assert_eq!(utf8_len, size);
-        let data = SendPtr(data.cast_mut().cast::<u8>());
-        detach_if_large(py, len, || {
-            let data = data;
-            fill(data.0);
-        });
-        Ok(text.cast_into_unchecked())
-    }
-}
-
-/// A raw pointer that may cross into a detached closure (the pointee outlives it).
-struct SendPtr(*mut u8);
-// SAFETY: only used to hand a buffer to a closure that runs while the caller waits.
-unsafe impl Send for SendPtr {}
-
-/// Whether `new_ascii_str` can write a str in place on this interpreter (checked once).
-fn ascii_str_is_writable(py: Python<'_>) -> bool {
-    static WRITABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WRITABLE.get_or_init(|| {
-        // SAFETY: writes the 2 characters asked for.
-        let probe = unsafe {
-            new_ascii_str(py, 2, |data| {
-                data.write(b'o');
-                data.add(1).write(b'k');
-            })
-        };
-        probe.is_ok_and(|text| text.to_str().is_ok_and(|text| text == "ok"))
-    })
-}
-
 /// Encodes bytes as base64 and returns it as an ASCII `str`.
 fn base64_to_str<'py>(py: Python<'py>, input: &[u8]) -> PyResult<Bound<'py, PyString>> {
     let len = crate::codec::b64_encoded_len(input.len());
-    if ascii_str_is_writable(py) {
-        // SAFETY: `b64_encode_raw` writes exactly `len` base64 (ASCII) bytes.
-        return unsafe {
-            new_ascii_str(py, len, |data| crate::codec::b64_encode_raw(input, data))
-        };
-    }
-    let mut text = memory::with_capacity(len, "the base64 text")?;
-    detach_if_large(py, input.len(), || crate::codec::b64_encode_append(input, &mut text));
-    // SAFETY: base64 output is ASCII, hence UTF-8.
-    Ok(PyString::new(py, unsafe { std::str::from_utf8_unchecked(&text) }))
+    // SAFETY: `b64_encode_raw` writes exactly `len` base64 (ASCII) bytes and reads none.
+    unsafe { ascii_str_filled_by(py, len, |data| crate::codec::b64_encode_raw(input, data)) }
 }
 
 /// Borrows base64 text: an ASCII `str` (read in place) or bytes-like.

@@ -7,6 +7,7 @@
 //! allocation); work on large inputs runs detached from the interpreter; every `AudioError`
 //! becomes a `ValueError` (or a `MemoryError` for a refused allocation).
 
+mod ascii_str;
 mod codec;
 mod frame;
 mod pcm;
