@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         _check_url(args.url)
     if args.out:
         _check_writable(args.out)
-    wav: WavAudio | None = None
+    speech: npt.NDArray[np.float32] | None = None
     if args.audio:
         try:
             wav = read_wav(args.audio)
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{args.audio} is a directory, not a WAV file") from None
         except (WavError, OSError) as exc:
             raise CliError(str(exc)) from None
-        _check_speech(wav, args)
-    return anyio.run(_talk, args, wav)
+        speech = _speech_at_input_rate(wav, args)
+    return anyio.run(_talk, args, speech)
 
 
 def _check_sound_devices() -> None:
@@ -145,9 +145,10 @@ def _check_writable(out: str) -> None:
         raise CliError(f"--out {out}: not writable")
 
 
-def _check_speech(wav: WavAudio, args: argparse.Namespace) -> None:
-    """Refuse audio the turn detector will never hear speech in, rather than wait for a reply
-    that cannot come; with --vad none, say what is sent."""
+def _speech_at_input_rate(wav: WavAudio, args: argparse.Namespace) -> npt.NDArray[np.float32]:
+    """The WAV's audio as the session takes it (mono at ``INPUT_RATE``), after refusing audio
+    the turn detector will never hear speech in, rather than waiting for a reply that cannot
+    come; with --vad none, say what is sent."""
     from realtalk.audio import Vad, resample
 
     name = args.audio
@@ -158,19 +159,20 @@ def _check_speech(wav: WavAudio, args: argparse.Namespace) -> None:
                        f"8000 Hz (telephone quality)")
     peak = float(np.max(np.abs(wav.samples)))
     loudest = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
-    if args.vad == "none":
-        print(f"realtalk: sending {wav.duration_s:.2f} s of {name} (loudest: {loudest}) and "
-              f"committing it: --vad none detects no turns", file=sys.stderr)
-        return
     mono = wav.mono()
     samples = mono if wav.sample_rate == INPUT_RATE else resample(mono, wav.sample_rate,
                                                                   INPUT_RATE)
+    if args.vad == "none":
+        print(f"realtalk: sending {wav.duration_s:.2f} s of {name} (loudest: {loudest}) and "
+              f"committing it: --vad none detects no turns", file=sys.stderr)
+        return samples
     detector = Vad(INPUT_RATE, silence_duration_ms=SILENCE_MS)
     tail = np.zeros(INPUT_RATE * END_SILENCE_MS // 1000, dtype=np.float32)
     if not any(event.type == "speech_started"
                for event in detector.process(np.concatenate([samples, tail]))):
         raise CliError(f"no speech detected in {name}: {wav.duration_s:.2f} s, loudest "
                        f"{loudest}; give --vad none to send it anyway")
+    return samples
 
 
 def _session_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -209,7 +211,7 @@ def _format_object(name: str) -> dict[str, Any]:
     return {"type": "audio/pcmu" if name == "g711_ulaw" else "audio/pcma"}
 
 
-async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
+async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None) -> int:
     from realtalk.audio import Vad
     from realtalk.client import RealtimeClient
 
@@ -268,7 +270,7 @@ async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
         turns = 0
         while True:
             try:
-                await _one_turn(client, wav, args, log)
+                await _one_turn(client, speech, args, log)
             except ConnectionClosed as exc:
                 raise CliError(f"the connection closed during the turn: {exc}") from None
             reply = _reply_audio(client, log)
@@ -288,7 +290,7 @@ async def _talk(args: argparse.Namespace, wav: WavAudio | None) -> int:
 
 
 async def _one_turn(
-    client: Any, wav: WavAudio | None, args: argparse.Namespace, log: TurnLog
+    client: Any, speech: npt.NDArray[np.float32] | None, args: argparse.Namespace, log: TurnLog
 ) -> None:
     try:
         with anyio.fail_after(None if args.mic else args.timeout):
@@ -296,8 +298,8 @@ async def _one_turn(
                 await client.send_user_message_content(args.text)
                 log.speech_end = time.perf_counter()
                 await client.create_response()
-            elif wav is not None:
-                await _stream_audio(client, wav, args, log)
+            elif speech is not None:
+                await _stream_audio(client, speech, args, log)
             await log.done.wait()
     except TimeoutError:
         raise CliError(f"no complete reply within {args.timeout:g} s") from None
@@ -358,13 +360,10 @@ class _Speaker:
 
 
 async def _stream_audio(
-    client: Any, wav: WavAudio, args: argparse.Namespace, log: TurnLog
+    client: Any, samples: npt.NDArray[np.float32], args: argparse.Namespace, log: TurnLog
 ) -> None:
-    from realtalk.audio import resample
-
-    # Any WAV rate in; the session (and a local VAD) run at one rate.
+    # The WAV was brought to the session's rate once, by _speech_at_input_rate.
     rate = INPUT_RATE
-    samples = resample(wav.mono(), wav.sample_rate, rate) if wav.sample_rate != rate else wav.mono()
     silence = np.zeros(rate * END_SILENCE_MS // 1000, dtype=np.float32)
     frame = rate * FRAME_MS // 1000
     total_s = samples.shape[0] / rate
