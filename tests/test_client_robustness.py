@@ -346,7 +346,7 @@ async def test_a_full_hand_off_drops_and_counts_without_waiting() -> None:
         assert client.metrics.input_frames_refused == 6
         await client.commit_input_audio()  # the 4 handed-over frames go first (80 ms < 100)
         await until(lambda: len(recorder.wire("client", "input_audio_buffer.append")) == 4)
-        assert [e["error"]["code"] for e in recorder.events if e.type == "error"] == [
+        assert [error["code"] for error in recorder.errors()] == [
             "input_audio_buffer_commit_empty"]
 
 
