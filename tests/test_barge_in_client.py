@@ -1,0 +1,191 @@
+"""Barge-in through the client against the simulator, on asyncio and trio (issue 22): remote
+playback positions, ``interrupt_response: false``, and the false-interruption policy."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from client_helpers import Recorder, speech_then_silence, stream, until
+
+from realtalk import BargeInPolicy, RealtimeClient
+from realtalk.simulator import Simulator
+from realtalk.simulator.responder import Audio, ResponseContext
+
+PCM16 = ({"type": "audio/pcm", "rate": 24000}, 24000, 2)
+ULAW = ({"type": "audio/pcmu"}, 8000, 1)
+FORMATS = pytest.mark.parametrize(("output_format", "wire_rate", "bytes_per_sample"),
+                                  [PCM16, ULAW], ids=["pcm16", "g711_ulaw"])
+
+
+def speech_responder(ms: int) -> Any:
+    samples = (3000 * np.sin(2 * np.pi * 220 * np.arange(24 * ms) / 24000)).astype(np.int16)
+
+    def responder(ctx: ResponseContext) -> Any:
+        return Audio(samples, "one two three four five six seven eight nine ten")
+
+    return responder
+
+
+def server_vad(**turn: Any) -> dict[str, Any]:
+    return {"type": "server_vad", "silence_duration_ms": 200, "create_response": False, **turn}
+
+
+def session_with(output_format: dict[str, Any], turn_detection: Any) -> dict[str, Any]:
+    return {"audio": {"output": {"format": output_format},
+                      "input": {"turn_detection": turn_detection}}}
+
+
+async def reply(client: RealtimeClient) -> Any:
+    """Ask for the reply and wait until all of it is with the client; its assistant item."""
+    await client.send_user_message_content("talk to me")
+    await client.create_response()
+    await client.wait_for_response_done(5)
+    (assistant,) = [i for i in client.conversation.items if i.role == "assistant"]
+    return assistant
+
+
+async def server_audio_ms(client: RealtimeClient, item_id: str, bytes_per_sample: int,
+                          wire_rate: int) -> float:
+    """The server's copy of the item's audio, in ms of the output format (retrieve_item)."""
+    item = await client.retrieve_item(item_id)
+    audio = base64.b64decode(item["content"][0]["audio"])
+    return len(audio) / bytes_per_sample * 1000 / wire_rate
+
+
+# ---- 1. remote playback position ----
+
+
+@FORMATS
+async def test_remote_player_position_is_where_speech_start_truncates(
+    output_format: dict[str, Any], wire_rate: int, bytes_per_sample: int
+) -> None:
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session_with(output_format, server_vad()),
+        playback_rate=wire_rate, local_playback=False,
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        # The deltas were not decoded for a local speaker; the conversation still has them.
+        assert client.playback.queued == 0 and client.playback.current is None
+        assert client.conversation.audio_ms_received(assistant.id) >= 990
+        assert len(assistant.audio) == client.conversation.audio_ms_received(assistant.id) \
+            * wire_rate // 1000
+        # The app's player reports from its own thread; one report goes backwards.
+        def player() -> None:
+            for ms in (100, 250.5, 437.9):
+                assert client.report_playback(assistant.id, ms)
+            assert not client.report_playback(assistant.id, 300)
+
+        thread = threading.Thread(target=player)
+        thread.start()
+        thread.join()
+        assert client.metrics.playback_reports_refused == 1
+        await stream(client, speech_then_silence(400, 300))
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert truncate == {**truncate, "item_id": assistant.id, "content_index": 0,
+                            "audio_end_ms": 437}
+        flushes = [e.data for e in recorder.events if e.type == "playback.flush"]
+        assert flushes == [{"item_id": assistant.id}]
+        (interrupted,) = [e.data for e in recorder.events if e.type == "conversation.interrupted"]
+        assert interrupted == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 437,
+                               "automatic": True, "cut": True}
+        assert await server_audio_ms(client, assistant.id, bytes_per_sample, wire_rate) == 437
+        assert recorder.errors() == []
+
+
+@FORMATS
+async def test_a_remote_position_past_the_audio_received_is_capped(
+    output_format: dict[str, Any], wire_rate: int, bytes_per_sample: int
+) -> None:
+    async with Simulator(responder=speech_responder(300)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session_with(output_format, server_vad()),
+        playback_rate=wire_rate, local_playback=False,
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        received = client.conversation.audio_ms_received(assistant.id)
+        assert 290 <= received <= 300
+        client.report_playback(assistant.id, 5000)  # a player whose clock runs ahead
+        await stream(client, speech_then_silence(400, 300))
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert truncate["audio_end_ms"] == received
+        assert await server_audio_ms(client, assistant.id, bytes_per_sample, wire_rate) \
+            == pytest.approx(received, abs=1000 / wire_rate)
+        assert recorder.errors() == []
+
+
+async def test_nothing_reported_means_nothing_heard_and_no_truncate() -> None:
+    async with Simulator(responder=speech_responder(500)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session_with(PCM16[0], server_vad()),
+        local_playback=False,
+    ) as client:
+        recorder = Recorder(client)
+        await reply(client)
+        await stream(client, speech_then_silence(400, 300))
+        await until(lambda: "conversation.interrupted" in recorder.names())
+        await anyio.sleep(0.1)
+        assert recorder.wire("client", "conversation.item.truncate") == []
+        assert [e.data for e in recorder.events if e.type == "playback.flush"] == [
+            {"item_id": None}]
+
+
+@FORMATS
+async def test_an_explicit_position_wins_also_with_local_playback(
+    output_format: dict[str, Any], wire_rate: int, bytes_per_sample: int
+) -> None:
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session_with(output_format, None),
+        playback_rate=wire_rate,
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        client.playback.pull(wire_rate * 600 // 1000)  # the local speaker played 600 ms
+        # ... but the JS reference client's cancelResponse(id, sampleCount) says 212.6 ms.
+        result = await client.interrupt(item_id=assistant.id, played_ms=212.6)
+        assert result == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 212}
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        assert client.playback.queued == 0  # the local speaker was flushed all the same
+        assert assistant.truncated_ms == 212
+        assert await server_audio_ms(client, assistant.id, bytes_per_sample, wire_rate) == 212
+        (interrupted,) = [e.data for e in recorder.events if e.type == "conversation.interrupted"]
+        assert (interrupted["automatic"], interrupted["cut"]) == (False, True)
+        assert recorder.errors() == []
+
+
+async def test_interrupt_with_only_played_ms_cuts_the_item_being_heard() -> None:
+    async with Simulator(responder=speech_responder(800)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session_with(PCM16[0], None),
+        local_playback=False,
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        client.report_playback(assistant.id, 500)
+        result = await client.interrupt(played_ms=321)
+        assert result == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 321}
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        assert recorder.errors() == []
+
+
+async def test_playback_report_mistakes_are_clear_errors() -> None:
+    async with Simulator() as sim:
+        async with RealtimeClient(sim.url, api_key="sk-test") as client:
+            with pytest.raises(RuntimeError, match="local_playback=False"):
+                client.report_playback("item_1", 10)
+            with pytest.raises(ValueError, match="played_ms"):
+                await client.interrupt(played_ms=-5)
+            with pytest.raises(ValueError, match="item_id"):
+                await client.interrupt(item_id="")
+        async with RealtimeClient(sim.url, api_key="sk-test", local_playback=False) as client:
+            with pytest.raises(ValueError, match="played_ms"):
+                client.report_playback("item_1", float("nan"))
+            with pytest.raises(ValueError, match="item_id"):
+                client.report_playback("", 10)
+    with pytest.raises(TypeError, match="BargeInPolicy"):
+        RealtimeClient("ws://127.0.0.1:1", barge_in={"min_speech_ms": 100})  # type: ignore[arg-type]
