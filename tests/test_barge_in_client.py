@@ -189,3 +189,77 @@ async def test_playback_report_mistakes_are_clear_errors() -> None:
                 client.report_playback("", 10)
     with pytest.raises(TypeError, match="BargeInPolicy"):
         RealtimeClient("ws://127.0.0.1:1", barge_in={"min_speech_ms": 100})  # type: ignore[arg-type]
+
+
+# ---- 2. interrupt_response: false ----
+
+
+@pytest.mark.parametrize("local_playback", [True, False], ids=["local", "remote"])
+async def test_interrupt_response_false_leaves_the_reply_alone_and_tells_the_app(
+    local_playback: bool
+) -> None:
+    session = session_with(PCM16[0], server_vad(interrupt_response=False))
+    async with Simulator(responder=speech_responder(3000), pace="realtime") as sim, \
+            RealtimeClient(sim.url, api_key="sk-test", session=session,
+                           local_playback=local_playback) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("talk for a while")
+        await client.create_response()
+        await until(lambda: any(i.role == "assistant" and len(i.audio) >= 24 * 400
+                                for i in client.conversation.items), 5)
+        (assistant,) = [i for i in client.conversation.items if i.role == "assistant"]
+        if local_playback:
+            client.playback.pull(24 * 300)
+        else:
+            client.report_playback(assistant.id, 300)
+        await stream(client, speech_then_silence(400, 300))
+        await until(lambda: "conversation.interrupted" in recorder.names(), 5)
+        (interrupted,) = [e.data for e in recorder.events if e.type == "conversation.interrupted"]
+        assert interrupted == {"item_id": assistant.id, "content_index": 0,
+                               "audio_end_ms": 300, "automatic": False, "cut": False}
+        received_ms = client.conversation.audio_ms_received(assistant.id)
+        await anyio.sleep(0.2)
+        # No cancel, no truncate, no flush: the reply streams on and stays queued.
+        assert client.response_active
+        assert client.conversation.audio_ms_received(assistant.id) >= received_ms + 100
+        assert recorder.wire("client", "response.cancel") == []
+        assert recorder.wire("client", "conversation.item.truncate") == []
+        assert "playback.flush" not in recorder.names()
+        if local_playback:
+            assert client.playback.queued >= 24 * 100 and not client.playback.paused
+        # The app decides: interrupt() still cuts where the player is.
+        if local_playback:
+            client.playback.pull(24 * 150)
+        else:
+            client.report_playback(assistant.id, 450)
+        result = await client.interrupt()
+        assert result == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 450}
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"), 5)
+        assert len(recorder.wire("client", "response.cancel")) == 1
+        await client.wait_for_response_done(5)
+        (done,) = recorder.wire("server", "response.done")
+        assert done["response"]["status"] == "cancelled"
+        assert [e.type for e in recorder.events if e.type in (
+            "conversation.interrupted", "playback.flush")] == [
+            "conversation.interrupted", *(() if local_playback else ("playback.flush",)),
+            "conversation.interrupted"]
+        assert recorder.errors() == []
+
+
+async def test_interrupt_response_true_still_cuts_at_once_without_a_cancel() -> None:
+    session = session_with(PCM16[0], server_vad())
+    async with Simulator(responder=speech_responder(3000), pace="realtime") as sim, \
+            RealtimeClient(sim.url, api_key="sk-test", session=session) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("talk for a while")
+        await client.create_response()
+        await until(lambda: client.playback.queued >= 24 * 400, 5)
+        client.playback.pull(24 * 300)
+        await stream(client, speech_then_silence(400, 300))
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"), 5)
+        (interrupted,) = [e.data for e in recorder.events if e.type == "conversation.interrupted"]
+        assert (interrupted["audio_end_ms"], interrupted["automatic"]) == (300, True)
+        # The server cancelled on its own (interrupt_response): the client sent no cancel.
+        assert recorder.wire("client", "response.cancel") == []
+        assert client.playback.queued == 0
+        assert recorder.errors() == []
