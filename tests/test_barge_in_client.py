@@ -263,3 +263,136 @@ async def test_interrupt_response_true_still_cuts_at_once_without_a_cancel() -> 
         assert recorder.wire("client", "response.cancel") == []
         assert client.playback.queued == 0
         assert recorder.errors() == []
+
+
+# ---- 3. false interruptions ----
+
+COUGH_MS, REAL_MS = 120, 600
+DECIDE = BargeInPolicy(min_speech_ms=300, pause_then_decide=True)
+
+
+def user_audio(speech_ms: int) -> np.ndarray:
+    """Half a second of quiet (the VAD learns the floor), speech, then the turn's end."""
+    return np.concatenate([np.zeros(24 * 500, dtype=np.float32),
+                           speech_then_silence(speech_ms, 400)])
+
+
+def hold_check(client: RealtimeClient, held: list[np.ndarray]) -> None:
+    """While the decision is pending the device goes on pulling: 120 ms of 20 ms blocks."""
+
+    def on_speech_started(event: Any) -> None:
+        assert client.playback.paused
+        held.extend(client.playback.pull(480) for _ in range(6))
+
+    client.on("input_audio_buffer.speech_started", on_speech_started)
+
+
+async def test_a_cough_pauses_local_playback_and_the_reply_resumes_with_nothing_lost() -> None:
+    session = session_with(PCM16[0], server_vad(interrupt_response=False))
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, barge_in=DECIDE,
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        heard = [client.playback.pull(24 * 300)]
+        held: list[np.ndarray] = []
+        hold_check(client, held)
+        await stream(client, user_audio(COUGH_MS))
+        await until(lambda: recorder.wire("server", "input_audio_buffer.speech_stopped"))
+        assert len(held) == 6 and not np.concatenate(held).any()  # silence while paused
+        assert not client.playback.paused  # resumed
+        heard.append(client.playback.pull(client.playback.queued))
+        # Every sample of the reply was heard, in order, the 300 ms before the cough included.
+        np.testing.assert_array_equal(np.concatenate(heard), assistant.audio)
+        assert client.playback.played(assistant.id) == len(assistant.audio)
+        await anyio.sleep(0.1)
+        assert recorder.wire("client", "conversation.item.truncate") == []
+        assert recorder.wire("client", "response.cancel") == []
+        assert "conversation.interrupted" not in recorder.names()
+        assert client._barge_in.decision.false_interruptions == 1
+        assert recorder.errors() == []
+
+
+async def test_a_real_interruption_truncates_at_the_pause_position_exactly() -> None:
+    session = session_with(PCM16[0], server_vad(interrupt_response=False))
+    async with Simulator(responder=speech_responder(3000), pace="realtime") as sim, \
+            RealtimeClient(sim.url, api_key="sk-test", session=session,
+                           barge_in=DECIDE) as client:
+        recorder = Recorder(client)
+        await client.send_user_message_content("talk for a while")
+        await client.create_response()
+        await until(lambda: client.playback.queued >= 24 * 400, 5)
+        (assistant,) = [i for i in client.conversation.items if i.role == "assistant"]
+        client.playback.pull(24 * 300 + 7)  # paused at 300.29 ms
+        held: list[np.ndarray] = []
+        hold_check(client, held)
+        await stream(client, user_audio(REAL_MS))
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"), 5)
+        assert len(held) == 6 and not np.concatenate(held).any()
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert (truncate["item_id"], truncate["audio_end_ms"]) == (assistant.id, 300)
+        # The server had no word to cancel (interrupt_response: false): the client did.
+        assert len(recorder.wire("client", "response.cancel")) == 1
+        await client.wait_for_response_done(5)
+        assert await server_audio_ms(client, assistant.id, 2, 24000) == 300
+        assert assistant.truncated_ms == 300
+        assert client.playback.queued == 0 and not client.playback.paused
+        (interrupted,) = [e.data for e in recorder.events if e.type == "conversation.interrupted"]
+        assert (interrupted["automatic"], interrupted["cut"]) == (True, True)
+        assert client._barge_in.decision.false_interruptions == 0
+        assert recorder.errors() == []
+
+
+@pytest.mark.parametrize(("speech_ms", "real"), [(COUGH_MS, False), (REAL_MS, True)],
+                         ids=["cough", "real"])
+async def test_a_remote_player_gets_the_decisions_as_events(speech_ms: int, real: bool) -> None:
+    session = session_with(PCM16[0], server_vad(interrupt_response=False))
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, barge_in=DECIDE, local_playback=False,
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        client.report_playback(assistant.id, 300)
+        playback_events: list[tuple[str, dict[str, Any]]] = []
+        for name in ("playback.pause", "playback.resume", "playback.flush"):
+            client.on(name, lambda event: playback_events.append((event.type, dict(event.data))))
+        await stream(client, user_audio(speech_ms))
+        await until(lambda: len(playback_events) == 2)
+        await anyio.sleep(0.1)
+        position = {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 300}
+        if real:
+            assert playback_events == [("playback.pause", position),
+                                       ("playback.flush", {"item_id": assistant.id})]
+            (truncate,) = recorder.wire("client", "conversation.item.truncate")
+            assert truncate["audio_end_ms"] == 300
+            assert await server_audio_ms(client, assistant.id, 2, 24000) == 300
+        else:
+            assert playback_events == [("playback.pause", position),
+                                       ("playback.resume", position)]
+            assert recorder.wire("client", "conversation.item.truncate") == []
+            assert await server_audio_ms(client, assistant.id, 2, 24000) \
+                == client.conversation.audio_ms_received(assistant.id)
+        assert recorder.errors() == []
+
+
+async def test_min_speech_alone_keeps_playing_through_a_cough() -> None:
+    session = session_with(PCM16[0], server_vad())
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session,
+        barge_in=BargeInPolicy(min_speech_ms=300),
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        client.playback.pull(24 * 200)
+        await stream(client, user_audio(COUGH_MS))
+        await until(lambda: recorder.wire("server", "input_audio_buffer.speech_stopped"))
+        await anyio.sleep(0.1)
+        assert not client.playback.paused
+        assert client.playback.queued == len(assistant.audio) - 24 * 200
+        assert recorder.wire("client", "conversation.item.truncate") == []
+        # Then real speech: cut where the speaker is when the decision falls.
+        client.playback.pull(24 * 100)
+        await stream(client, user_audio(REAL_MS))
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert truncate["audio_end_ms"] == 300

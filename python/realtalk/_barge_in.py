@@ -283,11 +283,16 @@ class BargeIn:
             client._tg.start_soon(self._timer, server_cancels)
 
     def on_speech_stopped(self, event: Mapping[str, Any]) -> None:
-        """The server's ``input_audio_buffer.speech_stopped``."""
+        """The server's ``input_audio_buffer.speech_stopped``. The speech lasted from the
+        start's ``audio_start_ms`` (which includes ``prefix_padding_ms`` before the onset) to
+        this ``audio_end_ms`` (which includes ``silence_duration_ms`` after the speech)."""
         started, speech_ms = self._started_event, None
-        if started is not None and isinstance(event.get("audio_end_ms"), int | float) \
-                and isinstance(started.get("audio_start_ms"), int | float):
-            speech_ms = float(event["audio_end_ms"]) - float(started["audio_start_ms"])
+        start, end = (started or {}).get("audio_start_ms"), event.get("audio_end_ms")
+        if isinstance(start, int | float) and isinstance(end, int | float):
+            turn = self._client._turn_detection() or {}
+            padding, silence = (value if isinstance(value, int | float) else 0 for value in (
+                turn.get("prefix_padding_ms"), turn.get("silence_duration_ms")))
+            speech_ms = max(0.0, float(end) - silence - float(start) - padding)
         self._act(self.decision.speech_stopped(time.monotonic(), speech_ms),
                   self._server_cancels())
 

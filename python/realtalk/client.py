@@ -198,6 +198,8 @@ NOTIFICATION_TYPES = frozenset(
         "conversation.item.appended",
         "conversation.item.completed",
         "conversation.interrupted",
+        "playback.pause",
+        "playback.resume",
         "playback.flush",
         "connection.lost",
         "connection.restored",
