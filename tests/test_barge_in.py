@@ -237,3 +237,23 @@ def test_every_pause_ends_in_one_resume_or_one_cut(
         assert (decision.deadline is None) == (not decision.deciding)
         if not decision.deciding:
             assert not paused
+
+
+def test_the_stop_lag_keeps_the_timer_from_cutting_a_cough_whose_stop_is_late() -> None:
+    """A detector reports a stop only after its silence duration: a 120 ms cough's stop comes
+    ~620 ms after its start with 500 ms of silence duration, past a 300 ms minimum."""
+    policy = BargeInPolicy(min_speech_ms=300, pause_then_decide=True)
+    decision = Decision(policy)
+    assert decision.speech_started(0.0, stop_lag_s=0.5) == "pause"
+    assert decision.deadline == pytest.approx(0.8)
+    assert decision.tick(0.4) is None and decision.tick(0.79) is None
+    assert decision.speech_stopped(0.62, speech_ms=120) == "resume"
+    # Speech still going when no stop can be pending any more is long enough.
+    assert decision.speech_started(5.0, stop_lag_s=0.5) == "pause"
+    assert decision.tick(5.8) == "cut"
+    # The timeout never comes before the length is known.
+    decision = Decision(BargeInPolicy(min_speech_ms=300, pause_then_decide=True,
+                                      false_interruption_timeout_s=0.5))
+    assert decision.speech_started(0.0, "u", await_transcript=True, stop_lag_s=0.5) == "pause"
+    assert decision.tick(0.5) is None
+    assert decision.tick(0.8) == "cut"

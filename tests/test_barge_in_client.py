@@ -396,3 +396,60 @@ async def test_min_speech_alone_keeps_playing_through_a_cough() -> None:
         await until(lambda: recorder.wire("server", "conversation.item.truncated"))
         (truncate,) = recorder.wire("client", "conversation.item.truncate")
         assert truncate["audio_end_ms"] == 300
+
+
+async def test_the_local_vad_path_lets_a_cough_by_unanswered_and_cuts_real_speech() -> None:
+    from realtalk.audio import Vad
+
+    session = session_with(PCM16[0], None)
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, barge_in=DECIDE,
+        local_vad=Vad(24000, silence_duration_ms=200),
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        heard = [client.playback.pull(24 * 300)]
+        await stream(client, user_audio(COUGH_MS))
+        await anyio.sleep(0.2)
+        assert client._barge_in.decision.false_interruptions == 1
+        assert not client.playback.paused
+        heard.append(client.playback.pull(client.playback.queued))
+        np.testing.assert_array_equal(np.concatenate(heard), assistant.audio)
+        sent = [e["type"] for e in recorder.wire("client")]
+        assert "conversation.item.truncate" not in sent and "input_audio_buffer.commit" not in sent
+        assert sent.count("response.create") == 1  # the cough was not answered
+        # A second reply, then real speech over it: cut at the pause position, then answered.
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        second = [i for i in client.conversation.items if i.role == "assistant"][-1]
+        client.playback.pull(24 * 250)
+        await stream(client, user_audio(REAL_MS))
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert (truncate["item_id"], truncate["audio_end_ms"]) == (second.id, 250)
+        await until(lambda: len(recorder.wire("client", "response.create")) == 3)
+        assert recorder.errors() == []
+
+
+async def test_a_cough_at_microphone_pace_is_not_cut_by_the_timer_before_its_stop_arrives(
+) -> None:
+    """The server reports the stop only ``silence_duration_ms`` after the cough: the decision
+    timer (wall clock) must wait for it."""
+    session = session_with(PCM16[0], server_vad(interrupt_response=False,
+                                                silence_duration_ms=500))
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, barge_in=DECIDE,
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        heard = [client.playback.pull(24 * 300)]
+        audio = np.concatenate([user_audio(COUGH_MS), np.zeros(24 * 300, dtype=np.float32)])
+        for start in range(0, len(audio), 480):  # 20 ms frames, in real time
+            client.append_input_audio(audio[start:start + 480])
+            await anyio.sleep(0.02)
+        await until(lambda: recorder.wire("server", "input_audio_buffer.speech_stopped"))
+        await anyio.sleep(0.1)
+        assert client._barge_in.decision.false_interruptions == 1
+        heard.append(client.playback.pull(client.playback.queued))
+        np.testing.assert_array_equal(np.concatenate(heard), assistant.audio)
+        assert recorder.wire("client", "conversation.item.truncate") == []

@@ -137,21 +137,23 @@ class Decision:
         self._started = 0.0
         self._long_enough = False
         self._await_transcript = False
+        self._long_at = 0.0
+        self._timeout_at = 0.0
 
     @property
     def deadline(self) -> float | None:
         """When ``tick`` next has something to decide, or None."""
         if not self.deciding:
             return None
-        timeout_at = self._started + self.policy.false_interruption_timeout_s
-        if self._long_enough:
-            return timeout_at
-        return min(self._started + self.policy.min_speech_ms / 1000, timeout_at)
+        return self._timeout_at if self._long_enough else self._long_at
 
     def speech_started(self, now: float, item_id: str | None = None,
-                       await_transcript: bool = False) -> Action:
+                       await_transcript: bool = False, stop_lag_s: float = 0.0) -> Action:
         """The user started speaking. ``await_transcript``: a transcript of the turn will
-        come (input transcription is on), so a paused decision waits for it."""
+        come (input transcription is on), so a paused decision waits for it.
+        ``stop_lag_s``: how late the detector reports a stop (its silence duration): only
+        when no stop came by ``min_speech_ms`` plus that lag has the speech surely lasted
+        ``min_speech_ms``."""
         if self.policy.immediate:
             return "cut"
         if self.deciding:
@@ -160,6 +162,8 @@ class Decision:
         self._item_id = item_id
         self._started = now
         self._long_enough = False
+        self._long_at = now + self.policy.min_speech_ms / 1000 + max(0.0, stop_lag_s)
+        self._timeout_at = max(now + self.policy.false_interruption_timeout_s, self._long_at)
         self._await_transcript = await_transcript and self.policy.pause_then_decide
         if self.policy.pause_then_decide:
             self.paused = True
@@ -184,16 +188,17 @@ class Decision:
         return self._false() if not text.strip() else self._cut()
 
     def tick(self, now: float) -> Action:
-        """Time passed: speech that has lasted ``min_speech_ms`` is long enough; at the
-        timeout, the verdict is what is known."""
+        """Time passed: speech still going ``min_speech_ms`` (plus the stop lag) after it
+        started is long enough; at the timeout, no transcript having said otherwise, the
+        interruption is real."""
         if not self.deciding:
             return None
-        if not self._long_enough and now - self._started >= self.policy.min_speech_ms / 1000:
+        if not self._long_enough and now >= self._long_at:
             self._long_enough = True
             if not self._await_transcript:
                 return self._cut()
-        if now - self._started >= self.policy.false_interruption_timeout_s:
-            return self._cut() if self._long_enough else self._false()
+        if now >= self._timeout_at:
+            return self._cut()  # long enough by now, and no transcript said otherwise
         return None
 
     def reset(self) -> None:
@@ -257,6 +262,7 @@ class BargeIn:
         self.reports = None if local_playback else PlaybackReports()
         self._audio_clock = False
         self._started_event: Mapping[str, Any] | None = None
+        self._local_start: float | None = None
 
     def heard_any(self, item_id: str) -> bool:
         """True once the player (local or remote) has played some of ``item_id``."""
@@ -276,8 +282,9 @@ class BargeIn:
             return
         self._audio_clock = False
         self._started_event = event
-        action = self.decision.speech_started(time.monotonic(), event.get("item_id"),
-                                              await_transcript=self._transcribing())
+        action = self.decision.speech_started(
+            time.monotonic(), event.get("item_id"), await_transcript=self._transcribing(),
+            stop_lag_s=_number(turn.get("silence_duration_ms")) / 1000)
         self._act(action, server_cancels)
         if self.decision.deciding and client._tg is not None:
             client._tg.start_soon(self._timer, server_cancels)
@@ -290,8 +297,8 @@ class BargeIn:
         start, end = (started or {}).get("audio_start_ms"), event.get("audio_end_ms")
         if isinstance(start, int | float) and isinstance(end, int | float):
             turn = self._client._turn_detection() or {}
-            padding, silence = (value if isinstance(value, int | float) else 0 for value in (
-                turn.get("prefix_padding_ms"), turn.get("silence_duration_ms")))
+            padding = _number(turn.get("prefix_padding_ms"))
+            silence = _number(turn.get("silence_duration_ms"))
             speech_ms = max(0.0, float(end) - silence - float(start) - padding)
         self._act(self.decision.speech_stopped(time.monotonic(), speech_ms),
                   self._server_cancels())
@@ -303,14 +310,28 @@ class BargeIn:
             self._act(self.decision.transcript(event.get("item_id"), transcript),
                       self._server_cancels())
 
-    def on_local_speech(self, kind: str, audio_ms: float) -> None:
-        """The local VAD's speech start or stop, at ``audio_ms`` on the input audio clock."""
+    def on_local_speech(self, kind: str, vad_event: Any, audio_ms: float) -> bool:
+        """The local VAD's speech start or stop, found at ``audio_ms`` on the input audio
+        clock. True when this stop ended a false interruption: the turn is not answered."""
         self._audio_clock = True
         now = audio_ms / 1000
+        detector = self._client.local_vad
         if kind == "speech_started":
-            self._act(self.decision.speech_started(now), server_cancels=False)
-        else:
-            self._act(self.decision.speech_stopped(now), server_cancels=False)
+            self._local_start = _event_ms(vad_event, "audio_start_ms")
+            lag_s = _number(getattr(detector, "silence_duration_ms", 0)) / 1000
+            self._act(self.decision.speech_started(now, stop_lag_s=lag_s),
+                      server_cancels=False)
+            return False
+        # A `Vad`'s events carry its own clock: the same speech length as the server's.
+        start, end = self._local_start, _event_ms(vad_event, "audio_end_ms")
+        speech_ms = None
+        if start is not None and end is not None:
+            padding = _number(getattr(detector, "prefix_padding_ms", 0))
+            silence = _number(getattr(detector, "silence_duration_ms", 0))
+            speech_ms = max(0.0, end - silence - start - padding)
+        before = self.decision.false_interruptions
+        self._act(self.decision.speech_stopped(now, speech_ms), server_cancels=False)
+        return self.decision.false_interruptions > before
 
     def on_local_audio(self, audio_ms: float) -> None:
         """Input audio went out (local VAD): time passes on the audio clock."""
@@ -371,3 +392,15 @@ class BargeIn:
     def _transcribing(self) -> bool:
         source = self._client._server_session or self._client._config
         return bool(((source.get("audio") or {}).get("input") or {}).get("transcription"))
+
+
+def _event_ms(event: Any, name: str) -> float | None:
+    """A VAD event's ``name`` field (attribute or mapping key) if it is a number."""
+    value = event.get(name) if isinstance(event, Mapping) else getattr(event, name, None)
+    return _number(value) if isinstance(value, int | float) else None
+
+
+def _number(value: Any) -> float:
+    """A config field that should be a number of ms, else 0."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else 0.0

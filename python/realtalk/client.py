@@ -793,12 +793,13 @@ class RealtimeClient:
             assert self._tg is not None
             if kind == "speech_started":
                 self._local_speaking = True
-                self._barge_in.on_local_speech(kind, self._appended_ms)
+                self._barge_in.on_local_speech(kind, vad_event, self._appended_ms)
             elif kind == "speech_stopped":
                 self._local_speaking = False
-                self._barge_in.on_local_speech(kind, self._appended_ms)
                 self._speech_end = time.perf_counter()
-                self._tg.start_soon(self._local_turn_end)
+                # A false interruption (a cough over the reply) is not a turn to answer.
+                if not self._barge_in.on_local_speech(kind, vad_event, self._appended_ms):
+                    self._tg.start_soon(self._local_turn_end)
 
     def _send_directly(self, message: bytes) -> bool:
         """Write ``message`` now, skipping the writer task, when that keeps the order and the
