@@ -42,9 +42,11 @@ class BargeInPolicy:
     ``min_speech_ms``: speech shorter than this does not interrupt (0, the default, cuts at
     once, as before). ``pause_then_decide``: on speech start, pause playback (the local
     ``PlaybackBuffer``, or a ``playback.pause`` notification for a remote player) instead of
-    flushing it, and decide afterwards. ``false_interruption_timeout_s``: the longest a
-    decision waits; a turn still undecided then (its transcript has not come) is a real
-    interruption if its speech reached ``min_speech_ms``. A false interruption (speech under
+    flushing it, and decide afterwards. ``false_interruption_timeout_s``: how long a paused
+    decision waits for the turn's transcript (with input transcription on); still undecided
+    then, the interruption is real. Speech counts as long enough once no stop can still come
+    for it (``min_speech_ms`` plus the detector's ``silence_duration_ms`` after its start), so
+    no decision falls before that either. A false interruption (speech under
     ``min_speech_ms``, or a transcript that comes back empty while paused with input
     transcription on) resumes playback where it paused and truncates nothing; a real one
     truncates at the pause position and cancels the response.
