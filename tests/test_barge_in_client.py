@@ -4,7 +4,10 @@ playback positions, ``interrupt_response: false``, and the false-interruption po
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -13,8 +16,10 @@ import pytest
 from client_helpers import Recorder, speech_then_silence, stream, until
 
 from realtalk import BargeInPolicy, RealtimeClient
+from realtalk.connection import realtime_request
 from realtalk.simulator import Simulator
 from realtalk.simulator.responder import Audio, ResponseContext
+from realtalk.transport import open_websocket
 
 PCM16 = ({"type": "audio/pcm", "rate": 24000}, 24000, 2)
 ULAW = ({"type": "audio/pcmu"}, 8000, 1)
@@ -453,3 +458,74 @@ async def test_a_cough_at_microphone_pace_is_not_cut_by_the_timer_before_its_sto
         heard.append(client.playback.pull(client.playback.queued))
         np.testing.assert_array_equal(np.concatenate(heard), assistant.audio)
         assert recorder.wire("client", "conversation.item.truncate") == []
+
+
+class LateTranscripts:
+    """A ``connect=`` link to the simulator whose input transcripts arrive 150 ms late and,
+    if ``transcript`` is given, say that instead (an empty one: nobody spoke)."""
+
+    def __init__(self, url: str, transcript: str | None) -> None:
+        self.url = url
+        self.transcript = transcript
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Any]:
+        url, headers = realtime_request(self.url, api_key="sk-test", protocol="ga")
+        async with open_websocket(url, headers=headers) as inner:
+            yield _RewritingLink(inner, self.transcript)
+
+
+class _RewritingLink:
+    def __init__(self, inner: Any, transcript: str | None) -> None:
+        self.inner = inner
+        self.transcript = transcript
+
+    async def send_text(self, message: str | bytes) -> None:
+        await self.inner.send_text(message)
+
+    async def receive_raw(self) -> tuple[bytes, bool]:
+        data, is_text = await self.inner.receive_raw()
+        if b"input_audio_transcription.completed" in data:
+            await anyio.sleep(0.15)
+            if self.transcript is not None:
+                event = json.loads(data)
+                event["transcript"] = self.transcript
+                data = json.dumps(event).encode()
+        return data, is_text
+
+
+@pytest.mark.parametrize("transcript", [None, ""], ids=["words", "empty"])
+async def test_with_transcription_on_a_paused_decision_waits_for_the_words(
+    transcript: str | None
+) -> None:
+    session = session_with(PCM16[0], server_vad(interrupt_response=False))
+    session["audio"]["input"]["transcription"] = {"model": "gpt-4o-transcribe"}
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        session=session, barge_in=DECIDE, connect=LateTranscripts(sim.url, transcript),
+    ) as client:
+        recorder = Recorder(client)
+        assistant = await reply(client)
+        heard = [client.playback.pull(24 * 300)]
+        await stream(client, user_audio(REAL_MS))
+        await until(lambda: recorder.wire(
+            "server", "conversation.item.input_audio_transcription.completed"))
+        await anyio.sleep(0.1)
+        if transcript is None:
+            # Long enough at the stop, but the cut waited for the (late) words.
+            order = [e["event"]["type"] for e in recorder.events if e.type == "realtime.event"
+                     and e["event"]["type"] in (
+                         "input_audio_buffer.speech_stopped", "conversation.item.truncate",
+                         "conversation.item.input_audio_transcription.completed")]
+            assert order == ["input_audio_buffer.speech_stopped",
+                             "conversation.item.input_audio_transcription.completed",
+                             "conversation.item.truncate"]
+            (truncate,) = recorder.wire("client", "conversation.item.truncate")
+            assert truncate["audio_end_ms"] == 300
+        else:
+            # 600 ms of sound, but the transcript is empty: a false interruption.
+            assert recorder.wire("client", "conversation.item.truncate") == []
+            assert not client.playback.paused
+            heard.append(client.playback.pull(client.playback.queued))
+            np.testing.assert_array_equal(np.concatenate(heard), assistant.audio)
+            assert client._barge_in.decision.false_interruptions == 1
+        assert recorder.errors() == []
