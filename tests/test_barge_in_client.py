@@ -529,3 +529,31 @@ async def test_with_transcription_on_a_paused_decision_waits_for_the_words(
             np.testing.assert_array_equal(np.concatenate(heard), assistant.audio)
             assert client._barge_in.decision.false_interruptions == 1
         assert recorder.errors() == []
+
+
+async def test_the_reply_to_the_interrupting_turn_is_not_cut_with_the_old_one() -> None:
+    """The decision falls at the speech stop, right before the server starts its reply to the
+    turn (create_response, the old reply being done): only the old reply is cut."""
+    session = session_with(PCM16[0], server_vad(interrupt_response=False,
+                                                create_response=True))
+    async with Simulator(responder=speech_responder(1000)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session, barge_in=DECIDE,
+    ) as client:
+        recorder = Recorder(client)
+        first = await reply(client)
+        client.playback.pull(24 * 300)
+        await stream(client, user_audio(REAL_MS))
+        await until(lambda: len(recorder.wire("server", "response.done")) == 2, 10)
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await anyio.sleep(0.1)
+        statuses = [e["response"]["status"] for e in recorder.wire("server", "response.done")]
+        assert statuses == ["completed", "completed"]
+        assert recorder.wire("client", "response.cancel") == []
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert (truncate["item_id"], truncate["audio_end_ms"]) == (first.id, 300)
+        second = [i for i in client.conversation.items if i.role == "assistant"][-1]
+        assert second.id != first.id and len(second.audio) > 0
+        # The new reply plays in full.
+        assert client.playback.current == (second.id, 0)
+        assert client.playback.queued == len(second.audio)
+        assert recorder.errors() == []

@@ -16,6 +16,7 @@ Three pieces, the first two pure (no I/O, no clock of their own; unit-tested as 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -351,16 +352,17 @@ class BargeIn:
     def _act(self, action: Action, server_cancels: bool) -> None:
         client = self._client
         if action == "cut":
+            # The local half now: a deferred flush could take the next reply's audio with it.
+            local = client._cut_playback()
             assert client._tg is not None
-            client._tg.start_soon(self._cut, server_cancels)
+            client._tg.start_soon(functools.partial(client._send_cut, local,
+                                                    server_cancels=server_cancels,
+                                                    automatic=True))
         elif action in ("pause", "resume"):
             if self.reports is None:
                 (client.playback.pause if action == "pause" else client.playback.resume)()
             else:
                 client._emit(f"playback.{action}", self._heard())
-
-    async def _cut(self, server_cancels: bool) -> None:
-        await self._client._interrupt(server_cancels=server_cancels, automatic=True)
 
     async def _timer(self, server_cancels: bool) -> None:
         while (deadline := self.decision.deadline) is not None and not self._audio_clock:

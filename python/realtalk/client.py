@@ -912,6 +912,14 @@ class RealtimeClient:
     async def _interrupt(self, *, server_cancels: bool, automatic: bool = False,
                          item_id: str | None = None, played_ms: float | None = None
                          ) -> dict[str, Any] | None:
+        return await self._send_cut(self._cut_playback(item_id, played_ms),
+                                    server_cancels=server_cancels, automatic=automatic)
+
+    def _cut_playback(self, item_id: str | None = None, played_ms: float | None = None
+                      ) -> tuple[tuple[str, int, float] | None, str | None]:
+        """The cut's local half, at once (a barge-in decision calls it where it falls, before
+        the next server event can start another reply): flush, mute, find the position.
+        Returns that position and the response to cancel, if one is active."""
         cut = resolve_cut(self.playback.interrupt(), self._barge_in.reports, item_id, played_ms)
         self._barge_in.after_cut()
         # The next audio starts a new stream: no resampler tail from the cut one.
@@ -922,7 +930,14 @@ class RealtimeClient:
             self._muted_items.append(cut[0])
         if self._barge_in.reports is not None:
             self._emit("playback.flush", {"item_id": None if cut is None else cut[0]})
-        if self._responses.state == "active" and not server_cancels:
+        self._audible_watch = None
+        return cut, self._responses.response_id if self._responses.state == "active" else None
+
+    async def _send_cut(self, local: tuple[tuple[str, int, float] | None, str | None], *,
+                        server_cancels: bool, automatic: bool) -> dict[str, Any] | None:
+        cut, active = local
+        if active is not None and not server_cancels and self._responses.state == "active" \
+                and self._responses.response_id == active:
             await self._send_event({"type": "response.cancel"})
         result: dict[str, Any] | None = None
         if cut is not None:
@@ -934,7 +949,6 @@ class RealtimeClient:
                 self.conversation.cut_transcript(item_id, end_ms)
                 result = {"item_id": item_id, "content_index": content_index,
                           "audio_end_ms": end_ms}
-        self._audible_watch = None
         self._emit("conversation.interrupted", {
             **(result or {"item_id": None, "audio_end_ms": 0}), "automatic": automatic,
             "cut": True})
