@@ -557,3 +557,27 @@ async def test_the_reply_to_the_interrupting_turn_is_not_cut_with_the_old_one() 
         assert client.playback.current == (second.id, 0)
         assert client.playback.queued == len(second.audio)
         assert recorder.errors() == []
+
+
+async def test_after_a_cut_the_old_reports_do_not_cut_again() -> None:
+    async with Simulator(responder=speech_responder(800)) as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=session_with(PCM16[0], server_vad()),
+        local_playback=False,
+    ) as client:
+        recorder = Recorder(client)
+        first = await reply(client)
+        client.report_playback(first.id, 300)
+        await stream(client, user_audio(REAL_MS))
+        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await client.create_response()
+        await client.wait_for_response_done(5)
+        # The player has not reported anything of the new reply when the user speaks again.
+        await stream(client, user_audio(REAL_MS))
+        await until(lambda: len([e for e in recorder.events
+                                 if e.type == "conversation.interrupted"]) == 2)
+        await anyio.sleep(0.1)
+        (truncate,) = recorder.wire("client", "conversation.item.truncate")
+        assert (truncate["item_id"], truncate["audio_end_ms"]) == (first.id, 300)
+        assert [e["item_id"] for e in recorder.events if e.type == "playback.flush"] == [
+            first.id, None]
+        assert recorder.errors() == []

@@ -342,8 +342,11 @@ class BargeIn:
             self._act(self.decision.tick(audio_ms / 1000), server_cancels=False)
 
     def after_cut(self) -> None:
-        """The reply was cut: no decision is pending and local playback is not held."""
+        """The reply was cut: no decision is pending, local playback is not held, and the
+        remote player's next cut needs a report made after this one."""
         self.decision.reset()
+        if self.reports is not None:
+            self.reports.last_item_id = None
         if self._client.playback.paused:
             self._client.playback.resume()
 
