@@ -54,7 +54,9 @@ class BargeInPolicy:
 
     With server turn detection and ``interrupt_response: false`` the default policy leaves
     the decision to the app (a ``conversation.interrupted`` notification with
-    ``"automatic": False``); any other policy makes the decision itself."""
+    ``"automatic": False``); any other policy makes the decision itself, and sends the cancel.
+    With ``interrupt_response: true`` the server stops the reply at the speech start
+    whatever the policy decides: a resumed reply ends with the audio already received."""
 
     min_speech_ms: int = 0
     pause_then_decide: bool = False
