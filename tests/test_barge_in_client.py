@@ -193,7 +193,8 @@ async def test_playback_report_mistakes_are_clear_errors() -> None:
             with pytest.raises(ValueError, match="item_id"):
                 client.report_playback("", 10)
     with pytest.raises(TypeError, match="BargeInPolicy"):
-        RealtimeClient("ws://127.0.0.1:1", barge_in={"min_speech_ms": 100})  # type: ignore[arg-type]
+        RealtimeClient("ws://127.0.0.1:1",
+                       barge_in={"min_speech_ms": 100})  # type: ignore[arg-type]
 
 
 # ---- 2. interrupt_response: false ----
@@ -449,9 +450,11 @@ async def test_a_cough_at_microphone_pace_is_not_cut_by_the_timer_before_its_sto
         assistant = await reply(client)
         heard = [client.playback.pull(24 * 300)]
         audio = np.concatenate([user_audio(COUGH_MS), np.zeros(24 * 300, dtype=np.float32)])
+        deadline = anyio.current_time()
         for start in range(0, len(audio), 480):  # 20 ms frames, in real time
             client.append_input_audio(audio[start:start + 480])
-            await anyio.sleep(0.02)
+            deadline += 0.02
+            await anyio.sleep(max(0.0, deadline - anyio.current_time()))
         await until(lambda: recorder.wire("server", "input_audio_buffer.speech_stopped"))
         await anyio.sleep(0.1)
         assert client._barge_in.decision.false_interruptions == 1

@@ -32,6 +32,9 @@ __all__ = ["BargeInPolicy"]
 
 # How many items' reported positions are kept (the oldest go first): a reply is a few items.
 _REPORTED_ITEMS = 64
+# A stop comes later than the silence duration after the speech: the detector's hangover
+# (about 0.1 s for `Vad`) and, from a server, the network and a loop that runs late.
+_STOP_MARGIN_S = 0.3
 
 Action = Literal["cut", "pause", "resume"] | None
 
@@ -46,8 +49,8 @@ class BargeInPolicy:
     flushing it, and decide afterwards. ``false_interruption_timeout_s``: how long a paused
     decision waits for the turn's transcript (with input transcription on); still undecided
     then, the interruption is real. Speech counts as long enough once no stop can still come
-    for it (``min_speech_ms`` plus the detector's ``silence_duration_ms`` after its start), so
-    no decision falls before that either. A false interruption (speech under
+    for it (``min_speech_ms`` plus the detector's ``silence_duration_ms`` and 0.3 s of margin
+    after its start), so no decision falls before that either. A false interruption (speech under
     ``min_speech_ms``, or a transcript that comes back empty while paused with input
     transcription on) resumes playback where it paused and truncates nothing; a real one
     truncates at the pause position and cancels the response.
@@ -289,7 +292,7 @@ class BargeIn:
         self._started_event = event
         action = self.decision.speech_started(
             time.monotonic(), event.get("item_id"), await_transcript=self._transcribing(),
-            stop_lag_s=_number(turn.get("silence_duration_ms")) / 1000)
+            stop_lag_s=_number(turn.get("silence_duration_ms")) / 1000 + _STOP_MARGIN_S)
         self._act(action, server_cancels)
         if self.decision.deciding and client._tg is not None:
             client._tg.start_soon(self._timer, server_cancels)
@@ -323,7 +326,7 @@ class BargeIn:
         detector = self._client.local_vad
         if kind == "speech_started":
             self._local_start = _event_ms(vad_event, "audio_start_ms")
-            lag_s = _number(getattr(detector, "silence_duration_ms", 0)) / 1000
+            lag_s = _number(getattr(detector, "silence_duration_ms", 0)) / 1000 + _STOP_MARGIN_S
             self._act(self.decision.speech_started(now, stop_lag_s=lag_s),
                       server_cancels=False)
             return False

@@ -267,8 +267,9 @@ class RealtimeClient:
     detector when the session's turn detection is ``None``. ``local_playback=False``: the
     app plays the audio deltas itself (the conversation still keeps them) and reports its
     position with :meth:`report_playback`. ``barge_in`` (a ``BargeInPolicy``) decides what a
-    speech start over a reply does (default: cut at once). ``connect`` replaces the network (tests, relays): a zero-argument callable
-    returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
+    speech start over a reply does (default: cut at once). ``connect`` replaces the network
+    (tests, relays): a zero-argument callable returning an async context manager of a
+    :class:`Link`. ``retry_rate_limited_s``: when set,
     the response after tool outputs, refused for a rate limit, is asked for once more after
     the server's ``reset_seconds`` (at most this long); by default the refusal is reported."""
 
