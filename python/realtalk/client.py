@@ -262,7 +262,9 @@ class RealtimeClient:
     detector when the session's turn detection is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
     returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
     the response after tool outputs, refused for a rate limit, is asked for once more after
-    the server's ``reset_seconds`` (at most this long); by default the refusal is reported."""
+    the server's ``reset_seconds`` (at most this long); by default the refusal is reported.
+    ``call_id``: connect to that call's sideband WebSocket instead of a new session with
+    ``model`` (see :mod:`realtalk.calls`)."""
 
     def __init__(
         self,
@@ -290,11 +292,15 @@ class RealtimeClient:
         connect_timeout_s: float = 15.0,
         retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
+        call_id: str | None = None,
     ) -> None:
         if protocol not in ("ga", "beta"):
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
         if playback_rate <= 0 or input_rate <= 0:
             raise ValueError("playback_rate and input_rate must be positive")
+        if call_id is not None:  # a SIP/WebRTC call's sideband (realtalk.calls)
+            from realtalk.calls import sideband_url
+            url = sideband_url(url, call_id)
         self.url = url
         self.model = model
         self.protocol: _events.Protocol = "ga" if protocol == "ga" else "beta"
