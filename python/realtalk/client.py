@@ -30,13 +30,14 @@ import difflib
 import functools
 import inspect
 import math
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -75,6 +76,9 @@ from realtalk.errors import (
     Timeout,
 )
 from realtalk.tools import ToolHandler, ToolRegistry
+
+if TYPE_CHECKING:
+    from realtalk.recorder import SessionRecorder
 
 __all__ = [
     "ClientEvent",
@@ -264,7 +268,8 @@ class RealtimeClient:
     the response after tool outputs, refused for a rate limit, is asked for once more after
     the server's ``reset_seconds`` (at most this long); by default the refusal is reported.
     ``call_id``: connect to that call's sideband WebSocket instead of a new session with
-    ``model`` (see :mod:`realtalk.calls`)."""
+    ``model`` (see :mod:`realtalk.calls`). ``record``: a ``.wav`` path or a directory to
+    record the session to, as :meth:`record` does, from ``async with`` on."""
 
     def __init__(
         self,
@@ -293,6 +298,7 @@ class RealtimeClient:
         retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
         call_id: str | None = None,
+        record: str | os.PathLike[str] | None = None,
     ) -> None:
         if protocol not in ("ga", "beta"):
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
@@ -374,6 +380,8 @@ class RealtimeClient:
         self._muted_responses: deque[str] = deque(maxlen=16)
         self._muted_items: deque[str] = deque(maxlen=16)
         self._local_speaking = False
+        self._record_to = record
+        self._recorder: SessionRecorder | None = None
         self._apply_formats()
 
     # ---- lifecycle ----
@@ -387,6 +395,8 @@ class RealtimeClient:
         self._tg_cm = anyio.create_task_group()
         self._tg = await self._tg_cm.__aenter__()
         try:
+            if self._record_to is not None:
+                self.record(self._record_to)
             await self._tg.start(self._supervisor.run)
         except BaseException:
             self._tg.cancel_scope.cancel()
@@ -395,6 +405,7 @@ class RealtimeClient:
             finally:
                 self._outbox_send.close()
                 self._outbox_receive.close()
+                await self._stop_recording()
             raise
         return self
 
@@ -412,6 +423,30 @@ class RealtimeClient:
             self._subscribers.clear()
             self._outbox_send.close()
             self._outbox_receive.close()
+            await self._stop_recording()
+
+    def record(self, path: str | os.PathLike[str]) -> SessionRecorder:
+        """Record the session from now on: a stereo WAV (the user's input left, the audio
+        the device pulled from ``playback`` right, on one clock) and a JSONL log of every
+        event both ways, written as it runs and readable if the process dies (see
+        :mod:`realtalk.recorder`). ``path``: the ``.wav`` file (the log goes beside it as
+        ``.jsonl``) or a directory. The device must pull through ``client.playback`` after
+        this call. Stops when the session ends; RuntimeError if already recording."""
+        if self._recorder is not None and not self._recorder.closed:
+            raise RuntimeError(f"already recording to {self._recorder.wav_path}")
+        from realtalk.recorder import start_recording
+        self._recorder = start_recording(self, path)
+        return self._recorder
+
+    @property
+    def recording(self) -> SessionRecorder | None:
+        """The session's recorder (``record=`` or :meth:`record`), None if not recording."""
+        return self._recorder
+
+    async def _stop_recording(self) -> None:
+        if self._recorder is not None:
+            from realtalk.recorder import stop_recording
+            await stop_recording(self, self._recorder)
 
     @property
     def connected(self) -> bool:
@@ -501,6 +536,8 @@ class RealtimeClient:
 
     def _log_wire(self, source: str, message: bytes) -> None:
         """A message as written or read, for ``realtime.event`` listeners only."""
+        if self._recorder is not None:
+            self._recorder.wire(source, message)
         if self._listening("realtime.event"):
             self._emit("realtime.event", {"source": source, "time": time.time(),
                                           "event": _loads(message)})
