@@ -24,8 +24,8 @@ from client_helpers import until
 
 from realtalk import RealtimeClient
 from realtalk.cli import main as cli_main
-from realtalk.recorder import HOLD_S, recording_paths
-from realtalk.simulator import Simulator
+from realtalk.recorder import HOLD_S, SessionRecorder, recording_paths
+from realtalk.simulator import Simulator, synthesize_speech
 from realtalk.simulator.responder import Audio, ResponseContext
 from realtalk.wav import read_wav
 
@@ -237,7 +237,7 @@ CRASHING_WRITER = """
 import sys, time
 import anyio, numpy as np
 from realtalk import RealtimeClient
-from realtalk.simulator import Simulator
+from realtalk.simulator import Simulator, synthesize_speech
 
 async def main():
     beep = (8000 * np.sin(2 * np.pi * 1000 * np.arange(2400) / 24000 + 0.5)).astype(np.int16)
@@ -291,7 +291,17 @@ def test_a_recording_reads_after_its_process_was_killed(tmp_path: Path) -> None:
     assert any(line["event"]["type"] == "input_audio_buffer.append" for line in complete)
 
 
-async def test_the_file_grows_while_the_session_runs(tmp_path: Path) -> None:
+async def test_the_file_grows_while_the_session_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers: set[str] = set()
+    write_frames = SessionRecorder._write_frames
+
+    def spy(self: SessionRecorder, frames: int) -> None:
+        writers.add(threading.current_thread().name)
+        write_frames(self, frames)
+
+    monkeypatch.setattr(SessionRecorder, "_write_frames", spy)
     async with Simulator() as sim, RealtimeClient(
         sim.url, api_key="sk-test", session=MANUAL_TURNS, record=tmp_path / "live.wav"
     ) as client:
@@ -302,6 +312,30 @@ async def test_the_file_grows_while_the_session_runs(tmp_path: Path) -> None:
         assert len(frames) >= RATE * 0.5 and np.any(frames[:, 0])
         with pytest.raises(RuntimeError, match="already recording"):
             client.record(tmp_path / "again.wav")
+    assert writers == {"realtalk-recorder"}  # never the event loop's thread
+
+
+async def test_a_full_disk_stops_the_recording_not_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: SessionRecorder, frames: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SessionRecorder, "_write_frames", disk_full)
+    async with Simulator() as sim, RealtimeClient(
+        sim.url, api_key="sk-test", session=MANUAL_TURNS, record=tmp_path / "ok.wav"
+    ) as client:
+        recorder = client.recording
+        assert recorder is not None
+        client.append_input_audio(sine(100, 1000, 8000))
+        await until(lambda: not recorder._thread.is_alive(), 5)  # the worker gave up
+        assert recorder.closed
+        assert isinstance(recorder.error, OSError) and recorder.error.errno == 28
+        assert recorder._wav.closed and recorder._log.closed
+        # The session goes on.
+        await client.send_user_message_content("still there?")
+        await client.create_response()
+        await client.wait_for_response_done(5)
 
 
 def test_bad_paths_are_refused_clearly(tmp_path: Path) -> None:
@@ -350,3 +384,37 @@ async def test_wire_listeners_see_the_handshake_too() -> None:
         async with client:
             await until(lambda: ("server", "session.updated") in seen, 5)
     assert seen[:2] == [("server", "session.created"), ("client", "session.update")]
+
+
+def test_talk_records_the_mic_and_what_the_speaker_played(tmp_path: Path) -> None:
+    # tests/fake_devices/sounddevice.py: a microphone speaking at real-time pace, and a
+    # speaker pulling on its clock that keeps what its callback was given.
+    speech = np.frombuffer(synthesize_speech("Hello, are you there?").pcm, dtype=np.int16)
+    np.save(tmp_path / "mic.npy", speech)
+    fake = Path(__file__).with_name("fake_devices")
+    environment = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    environment.update(PYTHONPATH=os.pathsep.join([str(fake), *sys.path]),
+                       FAKE_MIC=str(tmp_path / "mic.npy"),
+                       FAKE_SPEAKER=str(tmp_path / "speaker.npy"))
+    result = subprocess.run(
+        [sys.executable, "-m", "realtalk", "talk", "--mic", "--speaker", "--turns", "1",
+         "--record", str(tmp_path / "rec")],
+        capture_output=True, text=True, timeout=90, env=environment)
+    assert result.returncode == 0, result.stderr
+    (wav_path,) = (tmp_path / "rec").glob("session-*.wav")
+    frames, rate = read_recording(wav_path)
+    assert rate == RATE
+    # Left: the microphone's speech, sample for sample (it went float32 and back).
+    user = frames[:, 0]
+    start = onset(user)
+    first = onset(speech)
+    np.testing.assert_allclose(user[start : start + len(speech) - first], speech[first:], atol=1)
+    # Right: what the speaker was given, sample for sample, once it had something to play.
+    played = np.load(tmp_path / "speaker.npy").astype(np.int16)
+    agent = frames[:, 1]
+    played = played[onset(played):]
+    played = played[: len(np.trim_zeros(played, "b"))]
+    start = onset(agent)
+    np.testing.assert_array_equal(agent[start : start + len(played)], played)
+    # The reply came after the speech.
+    assert start > onset(user) + len(speech) - first

@@ -96,7 +96,8 @@ class _Track:
 class SessionRecorder:
     """A running recording (see the module docstring): ``wav_path``, ``log_path``,
     ``sample_rate``, ``started_at`` (the ``time.monotonic()`` of the WAV's frame 0) and
-    ``error`` (the OSError that stopped the writing, else None). Made by
+    ``error`` (what stopped the writing, an OSError such as a full disk, else None: the
+    session goes on, unrecorded). Made by
     ``client.record(path)``; the client closes it when the session ends, or ``await
     recorder.aclose()`` stops it earlier."""
 
@@ -105,7 +106,7 @@ class SessionRecorder:
         self.wav_path = wav_path
         self.log_path = log_path
         self.sample_rate = sample_rate
-        self.error: OSError | None = None
+        self.error: Exception | None = None
         self._input_format = input_format
         self._queue: deque[tuple[Any, ...]] = deque()
         self._input = _Track(round(TOLERANCE_S * sample_rate))
@@ -156,7 +157,7 @@ class SessionRecorder:
 
     @property
     def closed(self) -> bool:
-        """True once the recording was stopped (or stopped itself on an OSError)."""
+        """True once the recording was stopped (or stopped itself on an ``error``)."""
         return self._closed
 
     def close(self) -> None:
@@ -180,7 +181,7 @@ class SessionRecorder:
             while not self._stop.wait(FLUSH_INTERVAL_S):
                 self._flush(final=False)
             self._flush(final=True)
-        except OSError as exc:  # disk full, file gone: stop writing, keep the session going
+        except Exception as exc:  # disk full, file gone: stop writing, keep the session going
             self.error = exc
             self._closed = True
             self._queue.clear()
