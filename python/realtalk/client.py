@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -75,10 +75,8 @@ from realtalk.errors import (
     RealtalkError,
     Timeout,
 )
+from realtalk.recorder import SessionRecorder, start_recording, stop_recording
 from realtalk.tools import ToolHandler, ToolRegistry
-
-if TYPE_CHECKING:
-    from realtalk.recorder import SessionRecorder
 
 __all__ = [
     "ClientEvent",
@@ -405,7 +403,7 @@ class RealtimeClient:
             finally:
                 self._outbox_send.close()
                 self._outbox_receive.close()
-                await self._stop_recording()
+                await stop_recording(self)
             raise
         return self
 
@@ -423,7 +421,7 @@ class RealtimeClient:
             self._subscribers.clear()
             self._outbox_send.close()
             self._outbox_receive.close()
-            await self._stop_recording()
+            await stop_recording(self)
 
     def record(self, path: str | os.PathLike[str]) -> SessionRecorder:
         """Record the session from now on: a stereo WAV (the user's input left, the audio
@@ -434,19 +432,14 @@ class RealtimeClient:
         this call. Stops when the session ends; RuntimeError if already recording."""
         if self._recorder is not None and not self._recorder.closed:
             raise RuntimeError(f"already recording to {self._recorder.wav_path}")
-        from realtalk.recorder import start_recording
         self._recorder = start_recording(self, path)
         return self._recorder
 
     @property
     def recording(self) -> SessionRecorder | None:
-        """The session's recorder (``record=`` or :meth:`record`), None if not recording."""
+        """The last recorder started (``record=`` or :meth:`record`; ``closed`` once it
+        stopped), None if the session was never recorded."""
         return self._recorder
-
-    async def _stop_recording(self) -> None:
-        if self._recorder is not None:
-            from realtalk.recorder import stop_recording
-            await stop_recording(self, self._recorder)
 
     @property
     def connected(self) -> bool:

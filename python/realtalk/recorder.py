@@ -327,9 +327,11 @@ def start_recording(client: RealtimeClient, path: str | os.PathLike[str]) -> Ses
     return recorder
 
 
-async def stop_recording(client: RealtimeClient, recorder: SessionRecorder) -> None:
-    """Untap the playback buffer and close the recording (what the client does on exit)."""
+async def stop_recording(client: RealtimeClient) -> None:
+    """Untap the playback buffer and close ``client``'s recording, if any (what the client
+    does when the session ends)."""
     playback = client.playback
     if isinstance(playback, _TappedPlayback):
         client.playback = playback.inner
-    await recorder.aclose()
+    if client.recording is not None:
+        await client.recording.aclose()
