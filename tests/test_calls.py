@@ -120,6 +120,7 @@ async def test_refusals_are_clear_and_hangup_closes_a_raw_sideband() -> None:
 
 
 async def test_bad_arguments_fail_before_any_request() -> None:
+    assert realtalk.calls.hangup is hangup  # reached through the package, imported lazily
     with pytest.raises(ValueError, match="call_id"):
         await hangup("", api_key=KEY, base_url="http://127.0.0.1:9")
     with pytest.raises(ValueError, match="API key"):
