@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         _check_url(args.url)
     if args.out:
         _check_writable(args.out)
+    if args.record:
+        _check_record_dir(args.record)
     speech: npt.NDArray[np.float32] | None = None
     if args.audio:
         try:
@@ -101,6 +103,17 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         speech = _speech_at_input_rate(wav, args)
     return anyio.run(_talk, args, speech)
+
+
+def _check_record_dir(directory: str) -> None:
+    from pathlib import Path
+
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CliError(f"--record {directory}: not a directory") from None
+    except OSError as exc:
+        raise CliError(f"--record {directory}: cannot create it ({exc.strerror})") from None
 
 
 def _check_sound_devices() -> None:
@@ -247,6 +260,7 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             input_rate=INPUT_RATE,
             local_vad=local_vad,
             reconnect=False,
+            record=args.record,
         )
         _watch(client, log, args, out)
         try:
@@ -261,6 +275,9 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
         except (ConnectionClosed, RealtalkError, OSError) as exc:
             raise CliError(f"cannot reach {url}: {exc}") from None
         log.connected = True
+        if client.recording is not None:
+            _say(out, args, "realtalk: recording to "
+                 f"{client.recording.wav_path} and {client.recording.log_path.name}")
 
         if args.speaker:
             await stack.enter_async_context(_Speaker(client, args.out_rate))
