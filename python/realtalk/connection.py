@@ -4,8 +4,9 @@ One WebSocket (:mod:`realtalk.transport`), one JSON event per text frame: :meth:
 client event model or a mapping in GA names and shapes, :meth:`recv` returns typed GA-shaped
 server events (:func:`realtalk.events.parse_server_event`); with ``protocol="beta"`` both are
 translated to and from the beta wire shape. Server ``error`` events are ordinary events (the
-session goes on); a close of the connection raises the transport's exceptions
-(AuthenticationError for 3000, InvalidRequestError for 4000, SessionExpired ...).
+session goes on); a close of the connection raises the exception
+:func:`realtalk.close_codes.close_error` names (AuthenticationError for 3000,
+InvalidRequestError for 4000, SessionExpired ...).
 """
 
 from __future__ import annotations
