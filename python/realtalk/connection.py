@@ -284,8 +284,8 @@ async def _connected(
     ssl_context: ssl.SSLContext | None,
     options: WebSocketOptions,
 ) -> AsyncIterator[RealtimeConnection]:
-    # The URL and headers are worked out on entering the block, as before: a missing key
-    # raises at ``async with``, not where the context manager was made.
+    # The URL and headers are worked out on entering the block, as before: a bad URL or
+    # protocol raises at ``async with``, not where the context manager was made.
     url, headers = request()
     async with open_websocket(
         url, headers=headers, ssl_context=ssl_context, options=options
