@@ -31,7 +31,7 @@ class Responses:
 
     def on_create(self, event: dict[str, Any]) -> None:
         state = self.state
-        schema = cfg.response_schema(state.protocol, self.conversation.item_check(references=True))
+        schema = state.adapter.response_schema(self.conversation.item_check(references=True))
         fields = event_fields(event, {"response": schema})
         overrides = dict(fields.get("response") or {})
         conversation = overrides.get("conversation", "auto")
@@ -81,7 +81,7 @@ class Responses:
     def create_response(self, overrides: dict[str, Any]) -> ResponseState:
         state = self.state
         conversation = overrides.get("conversation", "auto")
-        effective = cfg.effective(state.protocol, state.config, overrides)
+        effective = state.adapter.effective(state.config, overrides)
         if "input" in overrides:
             items = [
                 state.items[i["id"]] if i["type"] == "item_reference" else i

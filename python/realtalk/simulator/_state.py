@@ -133,7 +133,7 @@ class SessionState:
     def refresh_view(self) -> None:
         # Every config change passes here: the input-side facts the append path reads, looked
         # up once per change instead of once per 20 ms frame.
-        self.view = cfg.session_view(self.protocol, self.config)
+        self.view = self.adapter.session_view(self.config)
         self.input_bytes_per_ms = cfg.BYTES_PER_MS[self.view["input_format"]]
         turn = self.turn_detection or {}
         # Between turns only the prefix padding (and a margin) can still become part of an item.
