@@ -46,6 +46,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from realtalk import _transcripts
 from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
@@ -66,6 +67,7 @@ from realtalk._responses import (
 )
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
+from realtalk._transcripts import Transcript as Transcript
 from realtalk._uplink import FrameHandoff, HandoffFull, OutageBuffer
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
@@ -88,6 +90,7 @@ __all__ = [
     "RequestRefused",
     "ResponseBusy",
     "ResponseRefused",
+    "Transcript",
     "TurnMetrics",
 ]
 
@@ -262,13 +265,17 @@ class RealtimeClient:
     detector when the session's turn detection is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
     returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
     the response after tool outputs, refused for a rate limit, is asked for once more after
-    the server's ``reset_seconds`` (at most this long); by default the refusal is reported."""
+    the server's ``reset_seconds`` (at most this long); by default the refusal is reported.
+    ``intent="transcription"`` opens a transcription session (protocol.md §6.6; the
+    transcription model goes in ``session``'s ``audio.input.transcription``, and ``model`` is
+    not sent): no responses, the user's speech comes back in :attr:`transcripts`."""
 
     def __init__(
         self,
         url: str | None = None,
         *,
         model: str = "gpt-realtime",
+        intent: _transcripts.Intent = "realtime",
         api_key: str | None = None,
         protocol: _events.Protocol = "ga",
         headers: Mapping[str, str] | None = None,
@@ -295,13 +302,14 @@ class RealtimeClient:
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
         if playback_rate <= 0 or input_rate <= 0:
             raise ValueError("playback_rate and input_rate must be positive")
-        self.url = url
+        self.intent = _transcripts.check_intent(intent, session)
+        self.url = _transcripts.transcription_url(url) if intent == "transcription" else url
         self.model = model
         self.protocol: _events.Protocol = "ga" if protocol == "ga" else "beta"
         self._api_key = api_key
         self._headers = dict(headers or {})
         self._connect_factory = connect
-        self._config: dict[str, Any] = {"type": "realtime"}
+        self._config: dict[str, Any] = {"type": self.intent}
         if session:
             _deep_merge(self._config, dict(session))
         self.tools = ToolRegistry(timeout=tool_timeout)
@@ -422,6 +430,13 @@ class RealtimeClient:
         """The session config this client pushes on every (re)connect (GA shape)."""
         return self._config
 
+    @property
+    def transcripts(self) -> list[Transcript]:
+        """The transcripts of the user's audio, one per committed item in conversation order,
+        as far as they arrived (``conversation.item.input_audio_transcription.*``; needs
+        ``audio.input.transcription`` in the session config)."""
+        return _transcripts.input_transcripts(self.conversation)
+
     # ---- events ----
 
     def on(self, name: str, handler: Callable[[Notification], object]) -> Callable[[], None]:
@@ -507,15 +522,18 @@ class RealtimeClient:
 
     async def update_session(self, **config: Any) -> None:
         """Merge GA-shaped fields into the session config and push it when connected.
-        ``turn_detection=`` is accepted as a shortcut for ``audio.input.turn_detection``."""
+        ``turn_detection=`` is accepted as a shortcut for ``audio.input.turn_detection``.
+        The update has the session's type (``intent``); another ``type`` raises
+        ``ValueError``, as a session cannot change its type."""
+        _transcripts.check_session_type(self.intent, config)
         if "turn_detection" in config:
             config.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = (
                 config.pop("turn_detection"))
         _deep_merge(self._config, config)
         self._apply_formats()
         if self.connected:
-            await self._send_event({"type": "session.update", "session": dict(config,
-                                                                              type="realtime")})
+            await self._send_event({"type": "session.update",
+                                    "session": dict(config, type=self.intent)})
 
     async def add_tool(self, definition: Mapping[str, Any], handler: ToolHandler) -> None:
         """Register a tool and its handler and push the tool list to the server; the client runs the
@@ -531,7 +549,7 @@ class RealtimeClient:
     async def _push_tools(self) -> None:
         if self.connected:
             await self._send_event({"type": "session.update",
-                                    "session": {"type": "realtime",
+                                    "session": {"type": self.intent,
                                                 "tools": self._full_session()["tools"]}})
 
     def _full_session(self) -> dict[str, Any]:
@@ -842,7 +860,9 @@ class RealtimeClient:
         commit is committed first, right before the ``response.create`` (as the reference
         client's ``createResponse`` does), so the reply answers it; ``commit=False`` leaves
         the input buffer alone. Less than the 100 ms the server accepts in a commit stays in
-        the buffer, and out-of-band responses never commit."""
+        the buffer, and out-of-band responses never commit. A transcription session has no
+        responses: ``RuntimeError``."""
+        _transcripts.check_responses_allowed(self.intent)
         if params.get("conversation") == "none":
             event: dict[str, Any] = {"type": "response.create", "response": params}
             await self._send_event(event)

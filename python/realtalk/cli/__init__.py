@@ -69,6 +69,10 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("text", nargs="?", metavar="TEXT", help="what the user says, as text")
     talk.add_argument("--audio", metavar="IN.wav", help="what the user says, as a WAV file")
     talk.add_argument("--mic", action="store_true", help="talk through the microphone (loop)")
+    talk.add_argument("--transcribe", metavar="IN.wav", help="print the transcript of a WAV "
+                      "file (a transcription session: no reply)")
+    talk.add_argument("--transcription-model", default="gpt-4o-transcribe", metavar="M",
+                      help="the model --transcribe uses (default gpt-4o-transcribe)")
     talk.add_argument("--out", metavar="REPLY.wav", help="write the reply audio to this WAV")
     talk.add_argument("--out-rate", type=int, default=24000, metavar="HZ",
                       help="sample rate of the reply WAV (default 24000)")

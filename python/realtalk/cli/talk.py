@@ -76,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
     # before a reply is paid for).
     if args.mic or args.speaker:
         _check_sound_devices()
-    given = sum(map(bool, (args.text, args.audio, args.mic)))
+    given = sum(map(bool, (args.text, args.audio, args.mic, args.transcribe)))
     if given == 0:
-        raise CliError("say something: give one of TEXT, --audio IN.wav or --mic")
+        raise CliError("say something: give one of TEXT, --audio IN.wav, --mic or "
+                       "--transcribe IN.wav")
     if given > 1:
-        raise CliError("give only one of TEXT, --audio IN.wav or --mic")
+        raise CliError("give only one of TEXT, --audio IN.wav, --mic or --transcribe IN.wav")
     if args.mic and args.vad == "none":
         raise CliError("--mic needs a turn detector: --vad server or --vad local")
     if not 8000 <= args.out_rate <= 192000:
@@ -89,18 +90,31 @@ def run(args: argparse.Namespace) -> int:
         _check_url(args.url)
     if args.out:
         _check_writable(args.out)
+    if args.transcribe:
+        keyless = (args.api_key or environment_api_key()) is None
+        if keyless and args.url is not None and not _is_loopback(args.url):
+            raise CliError("no API key: set OPENAI_API_KEY or give --api-key for a server "
+                           "that is not on this machine")
+        from realtalk.cli import transcribe
+
+        utterances = _speech_at_input_rate(_read_wav(args.transcribe), args.transcribe, args)
+        return anyio.run(transcribe.transcribe, args, utterances, _format_object(args.format),
+                         INPUT_RATE, END_SILENCE_MS)
     speech: npt.NDArray[np.float32] | None = None
     if args.audio:
-        try:
-            wav = read_wav(args.audio)
-        except FileNotFoundError:
-            raise CliError(f"no such file: {args.audio}") from None
-        except IsADirectoryError:
-            raise CliError(f"{args.audio} is a directory, not a WAV file") from None
-        except (WavError, OSError) as exc:
-            raise CliError(str(exc)) from None
-        speech = _speech_at_input_rate(wav, args)
+        speech = _speech_at_input_rate(_read_wav(args.audio), args.audio, args)
     return anyio.run(_talk, args, speech)
+
+
+def _read_wav(name: str) -> WavAudio:
+    try:
+        return read_wav(name)
+    except FileNotFoundError:
+        raise CliError(f"no such file: {name}") from None
+    except IsADirectoryError:
+        raise CliError(f"{name} is a directory, not a WAV file") from None
+    except (WavError, OSError) as exc:
+        raise CliError(str(exc)) from None
 
 
 def _check_sound_devices() -> None:
@@ -145,13 +159,13 @@ def _check_writable(out: str) -> None:
         raise CliError(f"--out {out}: not writable")
 
 
-def _speech_at_input_rate(wav: WavAudio, args: argparse.Namespace) -> npt.NDArray[np.float32]:
+def _speech_at_input_rate(wav: WavAudio, name: str,
+                          args: argparse.Namespace) -> npt.NDArray[np.float32]:
     """The WAV's audio as the session takes it (mono at ``INPUT_RATE``), after refusing audio
     the turn detector will never hear speech in, rather than waiting for a reply that cannot
     come; with --vad none, say what is sent."""
     from realtalk.audio import Vad, resample
 
-    name = args.audio
     if wav.samples.shape[0] == 0:
         raise CliError(f"{name} holds no audio")
     if wav.sample_rate < 8000:
