@@ -69,6 +69,7 @@ from realtalk._responses import (
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
 from realtalk._transcripts import Transcript as Transcript
 from realtalk._uplink import FrameHandoff, HandoffFull, OutageBuffer
+from realtalk.usage import Prices, RateLimit, Usage
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
     ConnectionClosed,
@@ -268,7 +269,9 @@ class RealtimeClient:
     the server's ``reset_seconds`` (at most this long); by default the refusal is reported.
     ``intent="transcription"`` opens a transcription session (protocol.md §6.6; the
     transcription model goes in ``session``'s ``audio.input.transcription``, and ``model`` is
-    not sent): no responses, the user's speech comes back in :attr:`transcripts`."""
+    not sent): no responses, the user's speech comes back in :attr:`transcripts`.
+    :attr:`usage` sums the tokens of every finished response; with ``prices``
+    (:class:`realtalk.usage.Prices`) ``usage.cost`` is what they cost."""
 
     def __init__(
         self,
@@ -297,6 +300,7 @@ class RealtimeClient:
         connect_timeout_s: float = 15.0,
         retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
+        prices: Prices | None = None,
     ) -> None:
         if protocol not in ("ga", "beta"):
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
@@ -325,6 +329,7 @@ class RealtimeClient:
                              f"{input_rate} Hz; create it with sample_rate={input_rate}")
         self.local_vad = local_vad
         self.metrics = ClientMetrics()
+        self.usage = Usage(prices)
         self.reconnect = reconnect
         self.max_reconnect_attempts = max_reconnect_attempts
         self.backoff_initial_s = backoff_initial_s
@@ -436,6 +441,11 @@ class RealtimeClient:
         as far as they arrived (``conversation.item.input_audio_transcription.*``; needs
         ``audio.input.transcription`` in the session config)."""
         return _transcripts.input_transcripts(self.conversation)
+
+    @property
+    def rate_limits(self) -> list[RateLimit]:
+        """The server's latest ``rate_limits.updated`` (GA sends one after each response)."""
+        return RateLimit.parse(self._rate_limits)
 
     # ---- events ----
 
@@ -1206,6 +1216,7 @@ class RealtimeClient:
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         response = event.get("response") or {}
+        self.usage.add_response(response)
         if is_out_of_band(response) or not self._responses.owns_done(response.get("id")):
             return
         calls = function_calls(response)

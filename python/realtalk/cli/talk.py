@@ -22,6 +22,7 @@ from realtalk.errors import (
     InvalidRequestError,
     RealtalkError,
 )
+from realtalk.usage import RateLimit, Tokens
 from realtalk.wav import WavAudio, WavError, read_wav, write_wav
 
 FRAME_MS = 20
@@ -51,7 +52,7 @@ class TurnLog:
     speech_end: float | None = None
     events_in: int = 0
     events_out: int = 0
-    usage: dict[str, Any] = field(default_factory=dict)
+    tokens_before: Tokens = field(default_factory=Tokens)  # client.usage at the turn's start
     responses: dict[str, ResponseLog] = field(default_factory=dict)
     reply_id: str | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -63,7 +64,6 @@ class TurnLog:
         self.speech_end = None
         self.reply_id = None
         self.done = anyio.Event()
-        self.usage = {}
 
     @property
     def reply(self) -> ResponseLog | None:
@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
         _check_sound_devices()
     given = sum(map(bool, (args.text, args.audio, args.mic, args.transcribe)))
     if given == 0:
-        raise CliError("say something: give one of TEXT, --audio IN.wav, --mic or "
-                       "--transcribe IN.wav")
+        raise CliError("say something: give one of TEXT, --audio IN.wav or --mic (or "
+                       "--transcribe IN.wav for a transcript)")
     if given > 1:
-        raise CliError("give only one of TEXT, --audio IN.wav, --mic or --transcribe IN.wav")
+        raise CliError("give only one of TEXT, --audio IN.wav or --mic (or --transcribe "
+                       "IN.wav)")
     if args.mic and args.vad == "none":
         raise CliError("--mic needs a turn detector: --vad server or --vad local")
     if not 8000 <= args.out_rate <= 192000:
@@ -291,11 +292,12 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             if args.out:
                 write_wav(args.out, reply, args.out_rate)
             if not args.json:
-                _summary(out, log, reply, args)
+                _summary(out, log, reply, args, client)
             turns += 1
             if not args.mic or turns == args.turns:
                 break
             log.next_turn()
+            log.tokens_before = client.usage.total
         if args.speaker:
             with anyio.move_on_after(reply.shape[0] / args.out_rate + 1):
                 while client.playback.queued:  # let the speaker finish the reply
@@ -431,9 +433,6 @@ def _watch(client: Any, log: TurnLog, args: argparse.Namespace, out: TextIO) -> 
                 log.reply_id = response_id
         elif kind == "response.done":
             finished = message.get("response") or {}
-            usage = finished.get("usage") or {}
-            for key in ("input_tokens", "output_tokens", "total_tokens"):
-                log.usage[key] = log.usage.get(key, 0) + int(usage.get(key) or 0)
             if finished.get("id") == log.reply_id:
                 if finished.get("status") == "failed":
                     details = finished.get("status_details") or {}
@@ -483,9 +482,8 @@ def _say(out: TextIO, args: argparse.Namespace, line: str) -> None:
     print(line, file=sys.stderr if args.json else out, flush=True)
 
 
-def _summary(
-    out: TextIO, log: TurnLog, audio: npt.NDArray[np.int16], args: argparse.Namespace
-) -> None:
+def _summary(out: TextIO, log: TurnLog, audio: npt.NDArray[np.int16],
+             args: argparse.Namespace, client: Any) -> None:
     def ms(start: float | None, end: float | None) -> str:
         if start is None or end is None:
             return "-"
@@ -499,11 +497,20 @@ def _summary(
         ("speech end -> first audio", ms(log.speech_end, first_audio)),
         ("first audio -> last audio", ms(first_audio, last_audio)),
         ("reply audio", f"{audio_s:.2f} s" + (f" -> {args.out}" if args.out else "")),
-        ("tokens in / out", f"{log.usage.get('input_tokens', 0)} / "
-                            f"{log.usage.get('output_tokens', 0)}"),
+        *_usage_rows(client.usage.total - log.tokens_before, client.rate_limits),
         ("events sent / received", f"{log.events_out} / {log.events_in}"),
     ]
     width = max(len(name) for name, _ in rows)
     print("\n", file=out)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}", file=out)
+
+
+def _usage_rows(turn: Tokens, rate_limits: list[RateLimit]) -> list[tuple[str, str]]:
+    """The turn's tokens (every response it took, from ``client.usage``) and the server's
+    latest rate limits."""
+    rows = [("tokens in / out", f"{turn.input} / {turn.output}"),
+            ("tokens cached / audio out", f"{turn.cached} / {turn.output_audio}")]
+    for limit in rate_limits:
+        rows.append((f"rate limit ({limit.name})", f"{limit.remaining} of {limit.limit} left"))
+    return rows
