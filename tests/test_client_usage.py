@@ -173,7 +173,8 @@ def test_prices_refuse_what_is_not_a_price(bad: Any) -> None:
 
 def test_a_price_table_of_the_wrong_type_is_refused_by_the_client() -> None:
     with pytest.raises(TypeError, match="prices must be a realtalk.usage.Prices"):
-        RealtimeClient("ws://127.0.0.1:9/v1/realtime", prices={"input_text": 1})  # type: ignore[arg-type]
+        RealtimeClient("ws://127.0.0.1:9/v1/realtime",
+                       prices={"input_text": 1})  # type: ignore[arg-type]
 
 
 def test_rate_limits_skip_malformed_entries() -> None:

@@ -46,7 +46,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from realtalk import _transcripts
+from realtalk import _telemetry, _transcripts
 from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
@@ -165,13 +165,18 @@ ClientEvent = Notification
 
 @dataclass
 class TurnMetrics:
-    """Latencies of one response, in seconds (None when the turn had no such moment)."""
+    """Latencies of one response, in seconds (None when the turn had no such moment); the
+    first delta is the reply's first audio. ``request_to_first_delta_s`` is measured for the
+    responses this client asked for (``response.create``). Exported as OpenTelemetry
+    histograms when ``opentelemetry-api`` is installed (``realtalk._telemetry``)."""
 
     response_id: str | None = None
     speech_end_to_first_delta_s: float | None = None
+    request_to_first_delta_s: float | None = None
     first_delta_to_first_audible_s: float | None = None
     tool_run_s: list[float] = field(default_factory=list)
     _speech_end: float | None = field(default=None, repr=False)
+    _requested: float | None = field(default=None, repr=False)
     _first_delta: float | None = field(default=None, repr=False)
     _first_item: str | None = field(default=None, repr=False)
 
@@ -271,7 +276,9 @@ class RealtimeClient:
     transcription model goes in ``session``'s ``audio.input.transcription``, and ``model`` is
     not sent): no responses, the user's speech comes back in :attr:`transcripts`.
     :attr:`usage` sums the tokens of every finished response; with ``prices``
-    (:class:`realtalk.usage.Prices`) ``usage.cost`` is what they cost."""
+    (:class:`realtalk.usage.Prices`) ``usage.cost`` is what they cost. ``meter_provider``:
+    the OpenTelemetry meter provider the turn latencies go to (default: the global one; only
+    with ``opentelemetry-api`` installed)."""
 
     def __init__(
         self,
@@ -301,6 +308,7 @@ class RealtimeClient:
         retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
         prices: Prices | None = None,
+        meter_provider: Any = None,
     ) -> None:
         if protocol not in ("ga", "beta"):
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
@@ -330,6 +338,8 @@ class RealtimeClient:
         self.local_vad = local_vad
         self.metrics = ClientMetrics()
         self.usage = Usage(prices)
+        self._telemetry = _telemetry.turn_telemetry(meter_provider, {
+            "realtalk.model": model, "realtalk.protocol": self.protocol})
         self.reconnect = reconnect
         self.max_reconnect_attempts = max_reconnect_attempts
         self.backoff_initial_s = backoff_initial_s
@@ -1208,8 +1218,10 @@ class RealtimeClient:
         response = event.get("response") or {}
         if is_out_of_band(response):
             return  # not part of the one-at-a-time rule
+        requested = self._responses.requested_at if self._responses.requested else None
         self._responses.started(response.get("id"))
-        turn = TurnMetrics(response_id=response.get("id"), _speech_end=self._speech_end)
+        turn = TurnMetrics(response_id=response.get("id"), _speech_end=self._speech_end,
+                           _requested=requested)
         self._speech_end = None
         self._turn = turn
         self.metrics.turns.append(turn)
@@ -1237,6 +1249,11 @@ class RealtimeClient:
         turn._first_item = item_id
         if turn._speech_end is not None:
             turn.speech_end_to_first_delta_s = now - turn._speech_end
+        if turn._requested is not None:
+            turn.request_to_first_delta_s = now - turn._requested
+        if self._telemetry is not None:
+            self._telemetry.record(turn, "speech_end_to_first_delta_s",
+                                   "request_to_first_delta_s")
         self._audible_watch = (item_id, now)
         self._audible_pending.set()
 
@@ -1252,6 +1269,8 @@ class RealtimeClient:
                 if self.playback.played(item_id) > 0:
                     if self._turn is not None:
                         self._turn.first_delta_to_first_audible_s = time.perf_counter() - since
+                        if self._telemetry is not None:
+                            self._telemetry.record(self._turn, "first_delta_to_first_audible_s")
                     self._audible_watch = None
                     break
                 await anyio.sleep(0.002)
