@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.abc
@@ -896,6 +897,20 @@ class RealtimeClient:
 
         return await self._responses.create(self._send_event, params, wait=wait,
                                             before_request=commit_first)
+
+    async def clear_output_audio(self) -> None:
+        """Stop the agent's audio being played out on a WebRTC or SIP call
+        (``output_audio_buffer.clear``, after a ``response.cancel`` if a response is running;
+        the server answers ``output_audio_buffer.cleared``). Only a call's sideband
+        connection (a URL with ``call_id``) can: over a plain WebSocket session this client
+        plays the audio itself and the server refuses the event, so this raises
+        ``RuntimeError`` without sending anything; use :meth:`interrupt` there."""
+        if "call_id" not in parse_qs(urlsplit(self.url or "").query):
+            raise RuntimeError("clear_output_audio() needs a WebRTC or SIP call's sideband "
+                               "connection (a URL with call_id): over a WebSocket session the "
+                               "audio plays here, so stop it with interrupt()")
+        await self.cancel_response()
+        await self._send_event({"type": "output_audio_buffer.clear"})
 
     async def cancel_response(self) -> None:
         """Cancel the active response (a no-op when none is active)."""
