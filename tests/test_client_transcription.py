@@ -235,3 +235,28 @@ def test_talk_transcribe_mistakes_are_one_line(tmp_path: Path) -> None:
         errors = [x for x in result.stderr.splitlines() if "embedded simulator" not in x]
         assert len(errors) == 1 and expected in errors[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_after_a_reconnect_the_transcripts_go_on_without_a_history_replay(
+        protocol: str) -> None:
+    from hostile import HostileNetwork
+
+    async with Simulator() as sim:
+        network = HostileNetwork(sim.url + "?intent=transcription", protocol=protocol)
+        async with RealtimeClient(sim.url, connect=network, protocol=protocol,
+                                  intent="transcription", backoff_initial_s=0.01,
+                                  session=transcription_session("gpt-4o-transcribe")) as client:
+            recorder = Recorder(client)
+            await stream(client, speech_then_silence(700, 600))
+            await until(lambda: client.transcripts and client.transcripts[0].final)
+            network.link.cut()
+            await until(lambda: "connection.restored" in recorder.names())
+            await stream(client, speech_then_silence(1200, 600))
+            await until(lambda: len(client.transcripts) == 2 and client.transcripts[1].final)
+            # A transcription session has no model to give a context to: nothing is replayed,
+            # and the new session's utterance follows the old one.
+            assert recorder.wire("client", "conversation.item.create") == []
+            first, second = client.transcripts
+            assert first.text != second.text
+            assert recorder.errors() == []
