@@ -199,8 +199,11 @@ def test_talk_prints_the_tokens_the_server_billed() -> None:
     records = [json.loads(line) for line in logged.stdout.splitlines()]
     (done,) = [r["event"] for r in records if r["event"]["type"] == "response.done"]
     usage = done["response"]["usage"]
-    result = subprocess.run([str(SCRIPT), "talk", "Count to three."], capture_output=True,
-                            text=True, timeout=60, env=ENVIRONMENT)
+    table = {"input_text": 4.0, "input_audio": 32.0, "cached_text": 0.4, "cached_audio": 0.4,
+             "output_text": 16.0, "output_audio": 64.0}
+    result = subprocess.run([str(SCRIPT), "talk", "Count to three.", "--prices",
+                             json.dumps(table)], capture_output=True, text=True, timeout=60,
+                            env=ENVIRONMENT)
     assert result.returncode == 0, result.stderr
     rows = {line.split("  ")[1].strip(): line.strip().split("  ")[-1].strip()
             for line in result.stdout.splitlines() if line.startswith("  ")}
@@ -209,8 +212,30 @@ def test_talk_prints_the_tokens_the_server_billed() -> None:
     assert rows["tokens cached / audio out"] == (
         f"{usage['input_token_details']['cached_tokens']} / "
         f"{usage['output_token_details']['audio_tokens']}")
+    details_in, details_out = usage["input_token_details"], usage["output_token_details"]
+    cached = details_in["cached_tokens_details"]
+    dollars = ((details_in["text_tokens"] - cached["text_tokens"]) * 4.0
+               + (details_in["audio_tokens"] - cached["audio_tokens"]) * 32.0
+               + cached["text_tokens"] * 0.4 + cached["audio_tokens"] * 0.4
+               + details_out["text_tokens"] * 16.0 + details_out["audio_tokens"] * 64.0) / 1e6
+    assert rows["cost"] == f"${dollars:.6f}"
     (limits,) = [r["event"]["rate_limits"] for r in records
                  if r["event"]["type"] == "rate_limits.updated"]
     (tokens,) = [limit for limit in limits if limit["name"] == "tokens"]
     assert tokens["remaining"] == tokens["limit"] - usage["total_tokens"]
     assert rows["rate limit (tokens)"] == f"{tokens['remaining']} of {tokens['limit']} left"
+
+
+@pytest.mark.parametrize(("prices", "expected"), [
+    ('{"input_text": 4}', "the price table lacks input_audio"),
+    ('{"input_text": 1, "input_audio": 1, "cached_text": 1, "cached_audio": 1, '
+     '"output_text": 1, "output_audio": -2}', "Prices.output_audio must be a finite number"),
+    ('{"input_txt": 1}', "unknown price categories ['input_txt']"),
+    ("{not json", "--prices: Expecting property name"),
+    ("missing-prices.json", "--prices missing-prices.json: No such file"),
+])
+def test_talk_refuses_a_bad_price_table_in_one_line(prices: str, expected: str) -> None:
+    result = subprocess.run([str(SCRIPT), "talk", "hi", "--prices", prices],
+                            capture_output=True, text=True, timeout=60, env=ENVIRONMENT)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr

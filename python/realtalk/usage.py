@@ -109,6 +109,23 @@ class Prices:
                 raise ValueError(f"Prices.{f.name} must be a finite number >= 0 (US dollars "
                                  f"per million tokens), got {value!r}")
 
+    @classmethod
+    def from_mapping(cls, table: Any) -> Prices:
+        """A table given as a mapping of the field names (a JSON object, say); ValueError
+        naming what is missing, unknown or not a price."""
+        if not isinstance(table, Mapping):
+            raise ValueError(f"a price table is an object of prices by category, not "
+                             f"{type(table).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(table) - set(known))
+        if unknown:
+            raise ValueError(f"unknown price categories {unknown}: the categories are "
+                             f"{', '.join(known)}")
+        missing = [name for name in known[:6] if name not in table]
+        if missing:
+            raise ValueError(f"the price table lacks {', '.join(missing)}")
+        return cls(**table)
+
     def cost(self, tokens: Tokens) -> float:
         """What ``tokens`` cost, in US dollars."""
         dollars = 0.0

@@ -22,7 +22,7 @@ from realtalk.errors import (
     InvalidRequestError,
     RealtalkError,
 )
-from realtalk.usage import RateLimit, Tokens
+from realtalk.usage import Prices, RateLimit, Tokens
 from realtalk.wav import WavAudio, WavError, read_wav, write_wav
 
 FRAME_MS = 20
@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         _check_url(args.url)
     if args.out:
         _check_writable(args.out)
+    args.price_table = _price_table(args.prices) if args.prices else None
     if args.transcribe:
         keyless = (args.api_key or environment_api_key()) is None
         if keyless and args.url is not None and not _is_loopback(args.url):
@@ -262,6 +263,7 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             input_rate=INPUT_RATE,
             local_vad=local_vad,
             reconnect=False,
+            prices=args.price_table,
         )
         _watch(client, log, args, out)
         try:
@@ -497,7 +499,8 @@ def _summary(out: TextIO, log: TurnLog, audio: npt.NDArray[np.int16],
         ("speech end -> first audio", ms(log.speech_end, first_audio)),
         ("first audio -> last audio", ms(first_audio, last_audio)),
         ("reply audio", f"{audio_s:.2f} s" + (f" -> {args.out}" if args.out else "")),
-        *_usage_rows(client.usage.total - log.tokens_before, client.rate_limits),
+        *_usage_rows(client.usage.total - log.tokens_before, client.rate_limits,
+                     client.usage.prices),
         ("events sent / received", f"{log.events_out} / {log.events_in}"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -506,11 +509,30 @@ def _summary(out: TextIO, log: TurnLog, audio: npt.NDArray[np.int16],
         print(f"  {name:<{width}}  {value}", file=out)
 
 
-def _usage_rows(turn: Tokens, rate_limits: list[RateLimit]) -> list[tuple[str, str]]:
-    """The turn's tokens (every response it took, from ``client.usage``) and the server's
-    latest rate limits."""
+def _price_table(given: str) -> Prices:
+    """``--prices``: a JSON object, inline or in a file."""
+    from pathlib import Path
+
+    text = given
+    if not given.lstrip().startswith("{"):
+        try:
+            text = Path(given).read_text()
+        except OSError as exc:
+            raise CliError(f"--prices {given}: {exc.strerror or exc}") from None
+    try:
+        return Prices.from_mapping(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise CliError(f"--prices: {exc}") from None
+
+
+def _usage_rows(turn: Tokens, rate_limits: list[RateLimit],
+                prices: Prices | None) -> list[tuple[str, str]]:
+    """The turn's tokens (every response it took, from ``client.usage``), their cost with a
+    price table, and the server's latest rate limits."""
     rows = [("tokens in / out", f"{turn.input} / {turn.output}"),
             ("tokens cached / audio out", f"{turn.cached} / {turn.output_audio}")]
+    if prices is not None:
+        rows.append(("cost", f"${prices.cost(turn):.6f}"))
     for limit in rate_limits:
         rows.append((f"rate limit ({limit.name})", f"{limit.remaining} of {limit.limit} left"))
     return rows
