@@ -228,6 +228,7 @@ def test_talk_transcribe_mistakes_are_one_line(tmp_path: Path) -> None:
         (["--transcribe", str(tmp_path / "in.wav"), "--transcription-model", "bogus"],
          "server error invalid_value"),
         (["hello", "--transcribe", str(tmp_path / "in.wav")], "give only one of"),
+        (["--transcribe", str(tmp_path / "in.wav"), "--vad", "local"], "not --vad local"),
     ]:
         result = subprocess.run([str(SCRIPT), "talk", "--fast", *args], capture_output=True,
                                 text=True, timeout=60, env=ENVIRONMENT)

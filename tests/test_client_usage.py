@@ -130,6 +130,32 @@ async def test_audio_tokens_grow_with_the_audio_heard_and_spoken(protocol: str) 
         assert recorder.errors() == []
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_transcriptions_are_counted_apart_from_responses(protocol: str) -> None:
+    session = {"audio": {"input": {"transcription": {"model": "gpt-4o-transcribe"},
+                                   "turn_detection": {"type": "server_vad",
+                                                      "silence_duration_ms": 300}}}}
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", protocol=protocol,
+                                                  intent="transcription", session=session,
+                                                  prices=PRICES) as client:
+        recorder = Recorder(client)
+        await stream(client, speech_then_silence(800, 700))
+        await until(lambda: client.transcripts and client.transcripts[-1].final)
+        await client.update_session(audio={"input": {"transcription": {"model": "whisper-1"}}})
+        await stream(client, speech_then_silence(1200, 700))
+        await until(lambda: len(client.transcripts) == 2 and client.transcripts[-1].final)
+        tokens, duration = (u["usage"] for u in recorder.wire(
+            "server", "conversation.item.input_audio_transcription.completed"))
+        assert (tokens["type"], duration["type"]) == ("tokens", "duration")
+        transcription = client.usage.transcription
+        assert transcription.input == tokens["input_tokens"] > 0
+        assert transcription.input_audio == tokens["input_token_details"]["audio_tokens"]
+        assert transcription.output == tokens["output_tokens"] > 0
+        assert client.usage.transcription_seconds == duration["seconds"] > 0
+        # Not a response: neither in the responses' total nor in their cost.
+        assert client.usage.total == Tokens() and client.usage.cost == 0
+
+
 # ---- the parts on their own ----
 
 

@@ -1164,6 +1164,8 @@ class RealtimeClient:
             self._speech_end = time.perf_counter()
         elif kind == "input_audio_buffer.committed":
             self._uncommitted_ms = 0.0
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.usage.add_transcription(event)
         elif kind == "rate_limits.updated":
             self._rate_limits = [limit for limit in event.get("rate_limits") or ()
                                  if isinstance(limit, Mapping)]

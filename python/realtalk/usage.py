@@ -167,7 +167,10 @@ class RateLimit:
 
 class Usage:
     """The tokens of every response this client saw finish (``response.done``), per response
-    and in total, over reconnects; with :class:`Prices`, their cost."""
+    and in total, over reconnects; with :class:`Prices`, their cost. The transcription of the
+    user's audio is billed apart, by its own model: :attr:`transcription` (token-billed
+    models) and :attr:`transcription_seconds` (whisper-1), outside :attr:`total` and
+    :attr:`cost`."""
 
     def __init__(self, prices: Prices | None = None) -> None:
         if prices is not None and not isinstance(prices, Prices):
@@ -178,6 +181,11 @@ class Usage:
         """Response id -> its tokens, in the order the responses finished."""
         self.total = Tokens()
         """The sum over :attr:`responses`."""
+        self.transcription = Tokens()
+        """The tokens of the input transcriptions (``...input_audio_transcription.completed``
+        with ``usage.type`` ``"tokens"``): audio and text prompt in, transcript out."""
+        self.transcription_seconds = 0.0
+        """The audio transcribed by duration-billed models (``usage.type`` ``"duration"``)."""
 
     def add_response(self, response: Mapping[str, Any]) -> None:
         """Count a finished response (the ``response`` of ``response.done``); one seen before
@@ -190,6 +198,24 @@ class Usage:
         tokens = Tokens.from_usage(response.get("usage"))
         self.responses[response_id] = tokens
         self.total = self.total + tokens
+
+    def add_transcription(self, completed: Mapping[str, Any]) -> None:
+        """Count a finished transcription (a ``...input_audio_transcription.completed``
+        event); one without ``usage`` (early beta) counts nothing."""
+        usage = completed.get("usage") if isinstance(completed, Mapping) else None
+        if not isinstance(usage, Mapping):
+            return
+        if usage.get("type") == "duration":
+            seconds = usage.get("seconds")
+            if isinstance(seconds, int | float) and not isinstance(seconds, bool) and (
+                    math.isfinite(seconds) and seconds >= 0):
+                self.transcription_seconds += float(seconds)
+            return
+        details = usage.get("input_token_details")
+        tokens = Tokens(input_text=_count(details, "text_tokens"),
+                        input_audio=_count(details, "audio_tokens"),
+                        output_text=_count(usage, "output_tokens"))
+        self.transcription = self.transcription + tokens
 
     @property
     def cost(self) -> float | None:

@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         _check_writable(args.out)
     args.price_table = _price_table(args.prices) if args.prices else None
     if args.transcribe:
+        if args.vad == "local":
+            raise CliError("--transcribe takes --vad server (utterances) or --vad none (the "
+                           "whole file at once), not --vad local")
         keyless = (args.api_key or environment_api_key()) is None
         if keyless and args.url is not None and not _is_loopback(args.url):
             raise CliError("no API key: set OPENAI_API_KEY or give --api-key for a server "
