@@ -147,6 +147,7 @@ class ConnectionSupervisor:
         client = self._client
         while True:
             data, _ = await link.receive_raw()
+            client._log_wire("server", data)  # session.created, or the refusal, is logged too
             try:
                 first = client._parse(data)
             except Exception as exc:  # garbage before session.created: skipped, reported

@@ -21,11 +21,15 @@ Intent = Literal["realtime", "transcription"]
 INTENTS: tuple[Intent, ...] = ("realtime", "transcription")
 
 
-def check_intent(intent: Any, session: Any) -> Intent:
-    """``intent`` if it is one the API knows and the initial session config does not name
-    another type; ValueError otherwise."""
+def check_intent(intent: Any, session: Any, call_id: str | None = None) -> Intent:
+    """``intent`` if it is one the API knows, the initial session config does not name
+    another type and it is not a call's sideband (a call is a realtime session); ValueError
+    otherwise."""
     if intent not in INTENTS:
         raise ValueError(f"intent must be 'realtime' or 'transcription', got {intent!r}")
+    if intent == "transcription" and call_id is not None:
+        raise ValueError("a call's sideband (call_id) controls a realtime session: it cannot "
+                         "be a transcription session")
     wanted = (session or {}).get("type", intent)
     if wanted != intent:
         raise ValueError(f"session type {wanted!r} does not match intent {intent!r}: a session's "

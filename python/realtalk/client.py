@@ -30,6 +30,7 @@ import difflib
 import functools
 import inspect
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -78,6 +79,7 @@ from realtalk.errors import (
     RealtalkError,
     Timeout,
 )
+from realtalk.recorder import SessionRecorder, start_recording, stop_recording
 from realtalk.tools import ToolHandler, ToolRegistry
 
 __all__ = [
@@ -273,6 +275,9 @@ class RealtimeClient:
     returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
     the response after tool outputs, refused for a rate limit, is asked for once more after
     the server's ``reset_seconds`` (at most this long); by default the refusal is reported.
+    ``call_id``: connect to that call's sideband WebSocket instead of a new session with
+    ``model`` (see :mod:`realtalk.calls`). ``record``: a ``.wav`` path or a directory to
+    record the session to, as :meth:`record` does, from ``async with`` on.
     ``intent="transcription"`` opens a transcription session (protocol.md §6.6; the
     transcription model goes in ``session``'s ``audio.input.transcription``, and ``model`` is
     not sent): no responses, the user's speech comes back in :attr:`transcripts`.
@@ -308,6 +313,8 @@ class RealtimeClient:
         connect_timeout_s: float = 15.0,
         retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
+        call_id: str | None = None,
+        record: str | os.PathLike[str] | None = None,
         prices: Prices | None = None,
         meter_provider: Any = None,
     ) -> None:
@@ -315,7 +322,10 @@ class RealtimeClient:
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
         if playback_rate <= 0 or input_rate <= 0:
             raise ValueError("playback_rate and input_rate must be positive")
-        self.intent = _transcripts.check_intent(intent, session)
+        self.intent = _transcripts.check_intent(intent, session, call_id)
+        if call_id is not None:  # a SIP/WebRTC call's sideband (realtalk.calls)
+            from realtalk.calls import sideband_url
+            url = sideband_url(url, call_id)
         self.url = _transcripts.transcription_url(url) if intent == "transcription" else url
         self.model = model
         self.protocol: _events.Protocol = "ga" if protocol == "ga" else "beta"
@@ -392,6 +402,8 @@ class RealtimeClient:
         self._muted_responses: deque[str] = deque(maxlen=16)
         self._muted_items: deque[str] = deque(maxlen=16)
         self._local_speaking = False
+        self._record_to = record
+        self._recorder: SessionRecorder | None = None
         self._apply_formats()
 
     # ---- lifecycle ----
@@ -405,6 +417,8 @@ class RealtimeClient:
         self._tg_cm = anyio.create_task_group()
         self._tg = await self._tg_cm.__aenter__()
         try:
+            if self._record_to is not None:
+                self.record(self._record_to)
             await self._tg.start(self._supervisor.run)
         except BaseException:
             self._tg.cancel_scope.cancel()
@@ -413,6 +427,7 @@ class RealtimeClient:
             finally:
                 self._outbox_send.close()
                 self._outbox_receive.close()
+                await stop_recording(self)
             raise
         return self
 
@@ -430,6 +445,25 @@ class RealtimeClient:
             self._subscribers.clear()
             self._outbox_send.close()
             self._outbox_receive.close()
+            await stop_recording(self)
+
+    def record(self, path: str | os.PathLike[str]) -> SessionRecorder:
+        """Record the session from now on: a stereo WAV (the user's input left, the audio
+        the device pulled from ``playback`` right, on one clock) and a JSONL log of every
+        event both ways, written as it runs and readable if the process dies (see
+        :mod:`realtalk.recorder`). ``path``: the ``.wav`` file (the log goes beside it as
+        ``.jsonl``) or a directory. The device must pull through ``client.playback`` after
+        this call. Stops when the session ends; RuntimeError if already recording."""
+        if self._recorder is not None and not self._recorder.closed:
+            raise RuntimeError(f"already recording to {self._recorder.wav_path}")
+        self._recorder = start_recording(self, path)
+        return self._recorder
+
+    @property
+    def recording(self) -> SessionRecorder | None:
+        """The last recorder started (``record=`` or :meth:`record`; ``closed`` once it
+        stopped), None if the session was never recorded."""
+        return self._recorder
 
     @property
     def connected(self) -> bool:
@@ -531,6 +565,8 @@ class RealtimeClient:
 
     def _log_wire(self, source: str, message: bytes) -> None:
         """A message as written or read, for ``realtime.event`` listeners only."""
+        if self._recorder is not None:
+            self._recorder.wire(source, message)
         if self._listening("realtime.event"):
             self._emit("realtime.event", {"source": source, "time": time.time(),
                                           "event": _loads(message)})

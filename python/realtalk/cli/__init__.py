@@ -77,6 +77,8 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--transcription-model", default="gpt-4o-transcribe", metavar="M",
                       help="the model --transcribe uses (default gpt-4o-transcribe)")
     talk.add_argument("--out", metavar="REPLY.wav", help="write the reply audio to this WAV")
+    talk.add_argument("--record", metavar="DIR", help="record the session into DIR: a stereo "
+                      "WAV (you left, the agent right) and a JSONL log of every event")
     talk.add_argument("--out-rate", type=int, default=24000, metavar="HZ",
                       help="sample rate of the reply WAV (default 24000)")
     talk.add_argument("--speaker", action="store_true", help="play the reply on the speaker")

@@ -91,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         _check_url(args.url)
     if args.out:
         _check_writable(args.out)
+    if args.transcribe and args.record:
+        raise CliError("--record records a conversation: it does not go with --transcribe")
+    if args.record:
+        _check_record_dir(args.record)
     args.price_table = _price_table(args.prices) if args.prices else None
     if args.transcribe:
         if args.vad == "local":
@@ -120,6 +124,17 @@ def _read_wav(name: str) -> WavAudio:
         raise CliError(f"{name} is a directory, not a WAV file") from None
     except (WavError, OSError) as exc:
         raise CliError(str(exc)) from None
+
+
+def _check_record_dir(directory: str) -> None:
+    from pathlib import Path
+
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CliError(f"--record {directory}: not a directory") from None
+    except OSError as exc:
+        raise CliError(f"--record {directory}: cannot create it ({exc.strerror})") from None
 
 
 def _check_sound_devices() -> None:
@@ -266,6 +281,7 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             input_rate=INPUT_RATE,
             local_vad=local_vad,
             reconnect=False,
+            record=args.record,
             prices=args.price_table,
         )
         _watch(client, log, args, out)
@@ -281,6 +297,9 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
         except (ConnectionClosed, RealtalkError, OSError) as exc:
             raise CliError(f"cannot reach {url}: {exc}") from None
         log.connected = True
+        if client.recording is not None:
+            _say(out, args, "realtalk: recording to "
+                 f"{client.recording.wav_path} and {client.recording.log_path.name}")
 
         if args.speaker:
             await stack.enter_async_context(_Speaker(client, args.out_rate))
