@@ -13,9 +13,8 @@ import pytest
 
 from client_helpers import Recorder, until
 
-from realtalk import transport
+from realtalk.calls import accept
 from realtalk.client import RealtimeClient
-from realtalk.connection import realtime_request
 from realtalk.simulator import Simulator
 from realtalk.simulator.responder import Delay, Text
 
@@ -43,13 +42,10 @@ def slow_responder(ctx: Any) -> list[Any]:
 
 async def test_a_call_sideband_sends_it_after_cancelling_the_response() -> None:
     async with Simulator(responder=slow_responder) as sim:
-        def to_simulator() -> Any:
-            # The simulator here has no calls: the sideband URL is the client's, the
-            # connection goes to an ordinary session, which shows what was sent.
-            url, headers = realtime_request(sim.url, model="gpt-realtime", api_key="sk-test")
-            return transport.open_websocket(url, headers=headers)
-
-        async with RealtimeClient(sim.url + "?call_id=rtc_u8xQ2", connect=to_simulator,
+        call_id = sim.incoming_call()
+        await accept(call_id, session={"output_modalities": ["text"]}, api_key="sk-test",
+                     base_url=sim.http_url)
+        async with RealtimeClient(sim.url, api_key="sk-test", call_id=call_id,
                                   reconnect=False) as client:
             recorder = Recorder(client)
             await client.send_user_message_content("tell me a long story")

@@ -186,6 +186,11 @@ def test_a_bad_intent_is_refused_at_construction(intent: Any, session: Any,
         RealtimeClient("ws://127.0.0.1:9/v1/realtime", intent=intent, session=session)
 
 
+def test_a_call_sideband_is_not_a_transcription_session() -> None:
+    with pytest.raises(ValueError, match="cannot be a transcription session"):
+        RealtimeClient("ws://127.0.0.1:9/v1/realtime", intent="transcription", call_id="rtc_1")
+
+
 def test_transcript_is_exported() -> None:
     assert Transcript.__doc__
 
@@ -229,6 +234,8 @@ def test_talk_transcribe_mistakes_are_one_line(tmp_path: Path) -> None:
          "server error invalid_value"),
         (["hello", "--transcribe", str(tmp_path / "in.wav")], "give only one of"),
         (["--transcribe", str(tmp_path / "in.wav"), "--vad", "local"], "not --vad local"),
+        (["--transcribe", str(tmp_path / "in.wav"), "--record", str(tmp_path / "rec")],
+         "does not go with --transcribe"),
     ]:
         result = subprocess.run([str(SCRIPT), "talk", "--fast", *args], capture_output=True,
                                 text=True, timeout=60, env=ENVIRONMENT)

@@ -938,12 +938,12 @@ class RealtimeClient:
         """Stop the agent's audio being played out on a WebRTC or SIP call
         (``output_audio_buffer.clear``, after a ``response.cancel`` if a response is running;
         the server answers ``output_audio_buffer.cleared``). Only a call's sideband
-        connection (a URL with ``call_id``) can: over a plain WebSocket session this client
-        plays the audio itself and the server refuses the event, so this raises
-        ``RuntimeError`` without sending anything; use :meth:`interrupt` there."""
+        connection (``call_id=``, or a URL with ``call_id``) can: over a plain WebSocket
+        session this client plays the audio itself and the server refuses the event, so this
+        raises ``RuntimeError`` without sending anything; use :meth:`interrupt` there."""
         if "call_id" not in parse_qs(urlsplit(self.url or "").query):
             raise RuntimeError("clear_output_audio() needs a WebRTC or SIP call's sideband "
-                               "connection (a URL with call_id): over a WebSocket session the "
+                               "connection (call_id=): over a WebSocket session the "
                                "audio plays here, so stop it with interrupt()")
         await self.cancel_response()
         await self._send_event({"type": "output_audio_buffer.clear"})
