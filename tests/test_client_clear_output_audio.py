@@ -2,8 +2,9 @@
 SIP calls (protocol.md §1.4, client event 11), so a WebSocket session refuses it before anything
 is sent, and a call's sideband connection sends it. Against the simulator on asyncio and trio.
 
-Oracle: the raw client wire (``realtime.event``) and the simulator, which refuses the event on a
-WebSocket session exactly as the live server does."""
+Oracle: the raw wire (``realtime.event``) and the simulator, which refuses the event on a
+WebSocket session as the live server does and answers ``output_audio_buffer.cleared`` with the
+response's id on a call's sideband (protocol.md §5)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,13 @@ async def test_a_call_sideband_sends_it_after_cancelling_the_response() -> None:
                                   reconnect=False) as client:
             recorder = Recorder(client)
             await client.send_user_message_content("tell me a long story")
-            await client.create_response()
+            response_id = await client.create_response()
             before = len(recorder.wire("client"))
             await client.clear_output_audio()
-            await until(lambda: len(recorder.wire("client")) == before + 2)
+            await until(lambda: recorder.wire("server", "output_audio_buffer.cleared"))
             assert [e["type"] for e in recorder.wire("client")[before:]] == [
                 "response.cancel", "output_audio_buffer.clear"]
+            # The call's audio was the response's: the server says it cleared that one.
+            (cleared,) = recorder.wire("server", "output_audio_buffer.cleared")
+            assert cleared["response_id"] == response_id
+            assert recorder.errors() == []

@@ -82,6 +82,10 @@ class InputBuffer:
 
     def on_output_audio_buffer_clear(self, event: dict[str, Any]) -> None:
         event_fields(event, {})
+        state = self.state
+        if state.sideband:  # the server plays a call's audio out: clearing stops it
+            state.emit("output_audio_buffer.cleared", response_id=state.last_response_id)
+            return
         raise ClientError(
             "invalid_value",
             "output_audio_buffer.clear is only supported for WebRTC and SIP connections.",

@@ -140,6 +140,7 @@ class Responses:
         )
         if conversation == "auto":
             state.active = response
+            state.last_response_id = response_id
         else:
             state.out_of_band[response_id] = response
         state.stats.responses += 1

@@ -125,6 +125,10 @@ class SessionState:
         # The (text, audio) input tokens of the last in-conversation response: the next one
         # reads the same prefix again, which the prompt cache serves.
         self.prompt_cache: tuple[int, int] = (0, 0)
+        # A SIP call's sideband: the server plays the audio out itself, so the client may
+        # clear it (output_audio_buffer.clear); last_response_id is whose audio that is.
+        self.sideband = False
+        self.last_response_id: str | None = None
         self.responder_state: dict[Any, Any] = {}  # `ResponseContext.session_state`
         self.refresh_view()
 
