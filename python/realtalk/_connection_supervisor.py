@@ -206,6 +206,8 @@ class ConnectionSupervisor:
         client = self._client
         client.conversation.start_new_session()
         self.replayed_ids = {}
+        if client.intent == "transcription":
+            return  # no model reads a context there: the new session continues the transcripts
         previous: str | None = None
         replayed_calls: set[str] = set()
         for item in client.conversation.items:

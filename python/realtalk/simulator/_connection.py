@@ -245,6 +245,7 @@ class Connection:
             session.preconfigure(token.config)
         if call is not None:
             session.preconfigure(call.config)
+            session.state.sideband = True
         self.session = session
         session.start()
         self.push()

@@ -56,7 +56,9 @@ class ResponseState:
     audio_sent_ms: float = 0.0
     output_text_chars: int = 0
     output_audio_ms: float = 0.0
-    input_tokens: int = 0
+    input_tokens: int = 0  # text (instructions and the items' text and transcripts)
+    input_audio_tokens: int = 0
+    cached_tokens: tuple[int, int] = (0, 0)  # (text, audio): the prefix the last one read
     beta_rate_limits_sent: bool = False
 
     @property
@@ -120,6 +122,13 @@ class SessionState:
         self.out_of_band: dict[str, ResponseState] = {}
         self.new_responses: list[ResponseState] = []
         self.tokens_used = 0
+        # The (text, audio) input tokens of the last in-conversation response: the next one
+        # reads the same prefix again, which the prompt cache serves.
+        self.prompt_cache: tuple[int, int] = (0, 0)
+        # A SIP call's sideband: the server plays the audio out itself, so the client may
+        # clear it (output_audio_buffer.clear); last_response_id is whose audio that is.
+        self.sideband = False
+        self.last_response_id: str | None = None
         self.responder_state: dict[Any, Any] = {}  # `ResponseContext.session_state`
         self.refresh_view()
 
