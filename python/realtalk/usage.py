@@ -90,7 +90,7 @@ class Tokens:
 class Prices:
     """A price table: US dollars per million tokens in each category. Cached input is billed
     at the ``cached_*`` price instead of the ``input_*`` one. There are no defaults: copy the
-    current prices of the model you use (README.md has a dated example)."""
+    current prices of the model you use from your provider's price list."""
 
     input_text: float
     input_audio: float
