@@ -62,6 +62,13 @@ async def server_audio_ms(client: RealtimeClient, item_id: str, bytes_per_sample
     return len(audio) / bytes_per_sample * 1000 / wire_rate
 
 
+async def truncated(recorder: Recorder, timeout: float = 10.0) -> None:
+    """Until the server confirmed a truncation and the client's own event is on record (the
+    writer logs what it sent after the write, so the answer can be read first)."""
+    await until(lambda: recorder.wire("server", "conversation.item.truncated")
+                and recorder.wire("client", "conversation.item.truncate"), timeout)
+
+
 # ---- 1. remote playback position ----
 
 
@@ -91,7 +98,7 @@ async def test_remote_player_position_is_where_speech_start_truncates(
         thread.join()
         assert client.metrics.playback_reports_refused == 1
         await stream(client, speech_then_silence(400, 300))
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         (truncate,) = recorder.wire("client", "conversation.item.truncate")
         assert truncate == {**truncate, "item_id": assistant.id, "content_index": 0,
                             "audio_end_ms": 437}
@@ -118,7 +125,7 @@ async def test_a_remote_position_past_the_audio_received_is_capped(
         assert 290 <= received <= 300
         client.report_playback(assistant.id, 5000)  # a player whose clock runs ahead
         await stream(client, speech_then_silence(400, 300))
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         (truncate,) = recorder.wire("client", "conversation.item.truncate")
         assert truncate["audio_end_ms"] == received
         assert await server_audio_ms(client, assistant.id, bytes_per_sample, wire_rate) \
@@ -155,7 +162,7 @@ async def test_an_explicit_position_wins_also_with_local_playback(
         # ... but the JS reference client's cancelResponse(id, sampleCount) says 212.6 ms.
         result = await client.interrupt(item_id=assistant.id, played_ms=212.6)
         assert result == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 212}
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         assert client.playback.queued == 0  # the local speaker was flushed all the same
         assert assistant.truncated_ms == 212
         assert await server_audio_ms(client, assistant.id, bytes_per_sample, wire_rate) == 212
@@ -174,7 +181,7 @@ async def test_interrupt_with_only_played_ms_cuts_the_item_being_heard() -> None
         client.report_playback(assistant.id, 500)
         result = await client.interrupt(played_ms=321)
         assert result == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 321}
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         assert recorder.errors() == []
 
 
@@ -240,7 +247,7 @@ async def test_interrupt_response_false_leaves_the_reply_alone_and_tells_the_app
             client.report_playback(assistant.id, 450)
         result = await client.interrupt()
         assert result == {"item_id": assistant.id, "content_index": 0, "audio_end_ms": 450}
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"), 5)
+        await truncated(recorder, 5)
         assert len(recorder.wire("client", "response.cancel")) == 1
         await client.wait_for_response_done(5)
         (done,) = recorder.wire("server", "response.done")
@@ -262,7 +269,7 @@ async def test_interrupt_response_true_still_cuts_at_once_without_a_cancel() -> 
         await until(lambda: client.playback.queued >= 24 * 400, 5)
         client.playback.pull(24 * 300)
         await stream(client, speech_then_silence(400, 300))
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"), 5)
+        await truncated(recorder, 5)
         (interrupted,) = [e.data for e in recorder.events if e.type == "conversation.interrupted"]
         assert (interrupted["audio_end_ms"], interrupted["automatic"]) == (300, True)
         # The server cancelled on its own (interrupt_response): the client sent no cancel.
@@ -333,7 +340,7 @@ async def test_a_real_interruption_truncates_at_the_pause_position_exactly() -> 
         held: list[np.ndarray] = []
         hold_check(client, held)
         await stream(client, user_audio(REAL_MS))
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"), 5)
+        await truncated(recorder, 5)
         assert len(held) == 6 and not np.concatenate(held).any()
         (truncate,) = recorder.wire("client", "conversation.item.truncate")
         assert (truncate["item_id"], truncate["audio_end_ms"]) == (assistant.id, 300)
@@ -399,7 +406,7 @@ async def test_min_speech_alone_keeps_playing_through_a_cough() -> None:
         # Then real speech: cut where the speaker is when the decision falls.
         client.playback.pull(24 * 100)
         await stream(client, user_audio(REAL_MS))
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         (truncate,) = recorder.wire("client", "conversation.item.truncate")
         assert truncate["audio_end_ms"] == 300
 
@@ -430,7 +437,7 @@ async def test_the_local_vad_path_lets_a_cough_by_unanswered_and_cuts_real_speec
         second = [i for i in client.conversation.items if i.role == "assistant"][-1]
         client.playback.pull(24 * 250)
         await stream(client, user_audio(REAL_MS))
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         (truncate,) = recorder.wire("client", "conversation.item.truncate")
         assert (truncate["item_id"], truncate["audio_end_ms"]) == (second.id, 250)
         await until(lambda: len(recorder.wire("client", "response.create")) == 3)
@@ -547,7 +554,7 @@ async def test_the_reply_to_the_interrupting_turn_is_not_cut_with_the_old_one() 
         client.playback.pull(24 * 300)
         await stream(client, user_audio(REAL_MS))
         await until(lambda: len(recorder.wire("server", "response.done")) == 2, 10)
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         await anyio.sleep(0.1)
         statuses = [e["response"]["status"] for e in recorder.wire("server", "response.done")]
         assert statuses == ["completed", "completed"]
@@ -571,7 +578,7 @@ async def test_after_a_cut_the_old_reports_do_not_cut_again() -> None:
         first = await reply(client)
         client.report_playback(first.id, 300)
         await stream(client, user_audio(REAL_MS))
-        await until(lambda: recorder.wire("server", "conversation.item.truncated"))
+        await truncated(recorder)
         await client.create_response()
         await client.wait_for_response_done(5)
         # The player has not reported anything of the new reply when the user speaks again.
