@@ -185,6 +185,8 @@ pub struct PlaybackBuffer {
     underruns: u64,
     /// True once a pull came up short, until the next push: a dry spell counts only once.
     dry: bool,
+    /// Set by `pause` (barge-in): pulls yield silence and nothing counts as played.
+    paused: bool,
 }
 
 impl PlaybackBuffer {
@@ -211,6 +213,7 @@ impl PlaybackBuffer {
             played: VecDeque::with_capacity(PLAYED_HISTORY),
             underruns: 0,
             dry: true,
+            paused: false,
         })
     }
 
@@ -278,6 +281,10 @@ impl PlaybackBuffer {
     /// real samples were delivered. Allocates nothing once a part has started playing (this
     /// runs in the audio callback).
     pub fn pull_into(&mut self, output: &mut [i16]) -> usize {
+        if self.paused {
+            output.fill(0);
+            return 0;
+        }
         let delivered = self.samples.read_into(output);
         output[delivered..].fill(0);
         let mut left = delivered;
@@ -396,6 +403,30 @@ impl PlaybackBuffer {
         self.dry = true;
     }
 }
+
+// ---- pause and resume (barge-in, issue 22) ----
+//
+// While a barge-in is being decided (a cough or the user's turn?) the speaker holds its place:
+// pulls yield silence, the queue and the played counts stay as they are, pushes still queue.
+// A paused pull is neither playback nor a dry spell, so `underruns` does not move either.
+
+impl PlaybackBuffer {
+    /// Holds playback where it is until `resume`.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Plays on from where `pause` held it.
+    pub fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+}
+
+// ---- end of pause and resume ----
 
 #[cfg(test)]
 mod tests {
@@ -536,5 +567,33 @@ mod tests {
         );
         assert!(PlaybackBuffer::new(0, 10).is_err());
         assert!(PlaybackBuffer::new(100, 1).is_err());
+    }
+
+    #[test]
+    fn pause_holds_the_position_and_resume_plays_on_with_nothing_lost() {
+        let mut buffer = PlaybackBuffer::new(1000, 100).unwrap();
+        buffer.push("a", 0, &ramp(1, 30));
+        assert_eq!(buffer.pull(10).unwrap(), ramp(1, 10));
+        buffer.pause();
+        assert!(buffer.is_paused());
+        let mut out = [9i16; 8];
+        assert_eq!(buffer.pull_into(&mut out), 0);
+        assert_eq!(out, [0; 8]);
+        let mut frames = [9i16; 6];
+        assert_eq!(buffer.pull_frames_into(&mut frames, 2, |s| s), 0);
+        assert_eq!(frames, [0; 6]);
+        buffer.push("a", 0, &ramp(31, 5));
+        assert_eq!((buffer.played("a"), buffer.queued(), buffer.underruns()), (10, 25, 0));
+        buffer.resume();
+        assert!(!buffer.is_paused());
+        assert_eq!(buffer.pull(25).unwrap(), ramp(11, 25));
+        assert_eq!(buffer.played("a"), 35);
+        // An interruption while paused reports the pause position.
+        buffer.push("b", 0, &ramp(1, 20));
+        buffer.pull(4).unwrap();
+        buffer.pause();
+        buffer.pull(10).unwrap();
+        let heard = buffer.interrupt().unwrap();
+        assert_eq!((heard.item_id.as_str(), heard.played_samples), ("b", 4));
     }
 }

@@ -288,3 +288,96 @@ def test_threaded_pull_while_pushing_loses_nothing() -> None:
 
 def test_docstring_examples() -> None:
     run_docstring_examples(RingBuffer, PlaybackBuffer)
+
+
+# ---- pause and resume (barge-in, issue 22) ----
+
+
+class PausableModel(PlaybackModel):
+    """The model with a pause: a paused pull is silence that neither plays nor runs dry."""
+
+    paused = False
+
+    def pull(self, n: int) -> list[int]:
+        return [0] * n if self.paused else super().pull(n)
+
+
+pausable_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("push"), st.sampled_from([("a", 0), ("b", 0)]), st.integers(0, 30)),
+        st.tuples(st.just("pull"), st.just(("", 0)), st.integers(0, 40)),
+        st.tuples(st.just("interrupt"), st.just(("", 0)), st.just(0)),
+        st.tuples(st.just("pause"), st.just(("", 0)), st.just(0)),
+        st.tuples(st.just("resume"), st.just(("", 0)), st.just(0)),
+    ),
+    max_size=50,
+)
+
+
+@given(st.sampled_from([1000, 8000]), st.sampled_from([None, 2]), pausable_ops)
+def test_pause_and_resume_match_the_model(
+    sample_rate: int, channels: int | None, ops: list[tuple[str, tuple[str, int], int]]
+) -> None:
+    buffer = PlaybackBuffer(sample_rate, capacity_ms=50)
+    model = PausableModel(sample_rate, sample_rate * 50 // 1000)
+    counter = 1
+    for op, part, n in ops:
+        if op == "push":
+            samples = list(range(counter, counter + n))
+            counter += n
+            assert buffer.push(part[0], part[1], np.array(samples, dtype=np.int16)) == model.push(part, samples)
+        elif op == "pull":
+            # Both pull paths: the copying one and the device's in-place one.
+            if channels is None:
+                assert buffer.pull(n).tolist() == model.pull(n)
+            else:
+                out = np.full((n, channels), 99, dtype=np.int16)
+                queued, paused = len(model.queue), model.paused
+                expected = spread(model.pull(n), channels, np.int16)
+                assert buffer.pull_into(out) == (0 if paused else min(n, queued))
+                np.testing.assert_array_equal(out, expected)
+        elif op == "interrupt":
+            assert buffer.interrupt() == model.interrupt()
+        elif op == "pause":
+            buffer.pause()
+            model.paused = True
+        else:
+            buffer.resume()
+            model.paused = False
+        assert buffer.paused == model.paused
+        assert buffer.queued == len(model.queue)
+        assert buffer.current == model.current
+        assert buffer.underruns == model.underruns
+        for item in ("a", "b"):
+            assert buffer.played(item) == sum(v for (i, _), v in model.played.items() if i == item)
+
+
+def test_pause_holds_the_position_and_resume_loses_nothing() -> None:
+    """A 120 ms cough: the device keeps pulling silence, then the reply plays on intact."""
+    buffer = PlaybackBuffer(24000, capacity_ms=1000)
+    reply = (np.arange(24000 // 2) % 30000 + 1).astype(np.int16)  # 500 ms, never 0
+    buffer.push("item_1", 0, reply)
+    heard = [buffer.pull(2400)]  # 100 ms played
+    buffer.pause()
+    assert buffer.paused
+    silence = [buffer.pull(480) for _ in range(6)]  # 120 ms paused
+    assert all(not block.any() for block in silence)
+    assert buffer.played("item_1") == 2400 and buffer.underruns == 0
+    buffer.resume()
+    heard.append(buffer.pull(len(reply) - 2400))
+    np.testing.assert_array_equal(np.concatenate(heard), reply)
+    assert buffer.played("item_1") == len(reply)
+
+
+def test_interrupt_while_paused_reports_the_pause_position_and_keeps_the_pause() -> None:
+    buffer = PlaybackBuffer(8000, capacity_ms=1000)
+    buffer.push("item_1", 0, np.ones(4000, dtype=np.int16))
+    buffer.pull(1000)  # 125 ms
+    buffer.pause()
+    buffer.pull(2000)
+    assert buffer.interrupt() == ("item_1", 0, 125)
+    # The pause outlives the flush: the owner resumes when it has decided.
+    buffer.push("item_2", 0, np.ones(80, dtype=np.int16))
+    assert buffer.paused and not buffer.pull(80).any()
+    buffer.resume()
+    assert buffer.pull(80).tolist() == [1] * 80

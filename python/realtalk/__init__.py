@@ -6,6 +6,7 @@ The names most programs need are here; the layers have their own modules: ``real
 """
 
 from realtalk._audio import __version__
+from realtalk._barge_in import BargeInPolicy
 from realtalk.client import (
     ClientEvent,
     ClientMetrics,
@@ -30,6 +31,7 @@ from realtalk.errors import (
 
 __all__ = [
     "AuthenticationError",
+    "BargeInPolicy",
     "ClientEvent",
     "ClientMetrics",
     "ConnectionClosed",

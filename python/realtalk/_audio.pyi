@@ -135,6 +135,14 @@ class PlaybackBuffer:
         """Drops the queue; returns (item_id, content_index, audio_end_ms) or None."""
     def clear(self) -> None:
         """Drops the queue and forgets the current part."""
+    def pause(self) -> None:
+        """Holds playback: pulls yield silence and ``played`` stops until ``resume`` (pushes
+        still queue; ``interrupt`` and ``clear`` keep the pause)."""
+    def resume(self) -> None:
+        """Plays on from where ``pause`` held it."""
+    @property
+    def paused(self) -> bool:
+        """True between ``pause`` and ``resume``."""
     @property
     def current(self) -> tuple[str, int] | None:
         """(item_id, content_index) of the part being heard, or None."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import functools
 import inspect
 import math
 import os
@@ -51,6 +50,7 @@ import numpy.typing as npt
 from realtalk import _telemetry, _transcripts
 from realtalk import audio as _audio
 from realtalk import events as _events
+from realtalk._barge_in import BargeIn, BargeInPolicy, check_position, resolve_cut
 from realtalk._content import user_content_part
 from realtalk.events._beta import SERVER_TYPES_FROM_BETA
 from realtalk._connection_supervisor import ConnectionSupervisor
@@ -192,6 +192,8 @@ class ClientMetrics:
     outage_audio_dropped_ms: float = 0.0
     events_dropped: int = 0
     playback_dropped_samples: int = 0
+    # report_playback calls refused for going backwards (the furthest position stays).
+    playback_reports_refused: int = 0
     # Server frames that could not be decoded or applied (each reported as an error event).
     invalid_server_events: int = 0
     # User-level events written, unconfirmed when the connection dropped, and sent again on
@@ -208,6 +210,9 @@ NOTIFICATION_TYPES = frozenset(
         "conversation.item.appended",
         "conversation.item.completed",
         "conversation.interrupted",
+        "playback.pause",
+        "playback.resume",
+        "playback.flush",
         "connection.lost",
         "connection.restored",
         "realtime.event",
@@ -271,8 +276,12 @@ class RealtimeClient:
     ``output_modalities``, ``audio.input.turn_detection``, ...); ``update_session`` merges into
     it. ``playback_rate`` is the audio device's rate. ``local_vad`` (a ``realtalk.audio.Vad``
     at the input rate, or any ``realtalk.audio.TurnDetector``) turns the client into the turn
-    detector when the session's turn detection is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
-    returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
+    detector when the session's turn detection is ``None``. ``local_playback=False``: the
+    app plays the audio deltas itself (the conversation still keeps them) and reports its
+    position with :meth:`report_playback`. ``barge_in`` (a ``BargeInPolicy``) decides what a
+    speech start over a reply does (default: cut at once). ``connect`` replaces the network
+    (tests, relays): a zero-argument callable returning an async context manager of a
+    :class:`Link`. ``retry_rate_limited_s``: when set,
     the response after tool outputs, refused for a rate limit, is asked for once more after
     the server's ``reset_seconds`` (at most this long); by default the refusal is reported.
     ``call_id``: connect to that call's sideband WebSocket instead of a new session with
@@ -300,6 +309,8 @@ class RealtimeClient:
         playback_capacity_ms: int = 120_000,
         input_rate: int = 24000,
         local_vad: _audio.TurnDetector | None = None,
+        local_playback: bool = True,
+        barge_in: BargeInPolicy | None = None,
         tool_timeout: float | None = 30.0,
         reconnect: bool = True,
         max_reconnect_attempts: int = 8,
@@ -347,6 +358,9 @@ class RealtimeClient:
             raise ValueError(f"local_vad runs at {local_vad.sample_rate} Hz but the input is "
                              f"{input_rate} Hz; create it with sample_rate={input_rate}")
         self.local_vad = local_vad
+        # False: the app plays the deltas itself and reports its position (report_playback).
+        self.local_playback = bool(local_playback)
+        self._barge_in = BargeIn(self, barge_in, self.local_playback)
         self.metrics = ClientMetrics()
         self.usage = Usage(prices)
         self._telemetry = _telemetry.turn_telemetry(meter_provider, {
@@ -849,16 +863,19 @@ class RealtimeClient:
     def _account_audio(self, duration_ms: float, vad_events: Any) -> None:
         self._appended_ms += duration_ms
         self._uncommitted_ms += duration_ms
+        self._barge_in.on_local_audio(self._appended_ms)
         for vad_event in vad_events:
             kind = _vad_kind(vad_event)
             assert self._tg is not None
             if kind == "speech_started":
                 self._local_speaking = True
-                self._tg.start_soon(self.interrupt)
+                self._barge_in.on_local_speech(kind, vad_event, self._appended_ms)
             elif kind == "speech_stopped":
                 self._local_speaking = False
                 self._speech_end = time.perf_counter()
-                self._tg.start_soon(self._local_turn_end)
+                # A false interruption (a cough over the reply) is not a turn to answer.
+                if not self._barge_in.on_local_speech(kind, vad_event, self._appended_ms):
+                    self._tg.start_soon(self._local_turn_end)
 
     def _send_directly(self, message: bytes) -> bool:
         """Write ``message`` now, skipping the writer task, when that keeps the order and the
@@ -957,22 +974,62 @@ class RealtimeClient:
         """Wait until no response is running in the default conversation."""
         await self._responses.wait_idle(timeout)
 
-    async def interrupt(self) -> dict[str, Any] | None:
-        """Barge-in: stop playback, cancel the active response, and truncate the playing item
-        to what was really heard (capped at what was received). Audio still arriving for the
-        cut response is dropped. Returns ``{"item_id", "content_index", "audio_end_ms"}`` or
-        None if nothing was played."""
-        return await self._interrupt(server_cancels=False)
+    def report_playback(self, item_id: str, played_ms: float, content_index: int = 0) -> bool:
+        """With ``local_playback=False``: the app's player has played ``played_ms`` of
+        ``item_id``'s audio (in the output format's clock). Automatic barge-in truncates at
+        the last position reported. Monotonic per item: a report going backwards is refused
+        (returns False, counted in ``metrics.playback_reports_refused``) and the furthest
+        position stays. Safe from any thread and cheap (no loop round trip)."""
+        reports = self._barge_in.reports
+        if reports is None:
+            raise RuntimeError("report_playback needs RealtimeClient(local_playback=False); "
+                               "with local playback the client knows the position itself")
+        if reports.report(item_id, played_ms, content_index):
+            return True
+        self.metrics.playback_reports_refused = reports.refused
+        return False
 
-    async def _interrupt(self, *, server_cancels: bool) -> dict[str, Any] | None:
-        cut = self.playback.interrupt()
+    async def interrupt(self, item_id: str | None = None, played_ms: float | None = None
+                        ) -> dict[str, Any] | None:
+        """Barge-in: stop playback, cancel the active response, and truncate the playing item
+        to what was really heard (capped at what was received): ``item_id``/``played_ms`` if
+        given (an explicit position wins, also with local playback), else what the local
+        ``playback`` played or the remote player last reported. Audio still arriving for the
+        cut response is dropped; with ``local_playback=False`` a ``playback.flush``
+        notification tells the app's player to drop what it queued. Returns ``{"item_id",
+        "content_index", "audio_end_ms"}`` or None if nothing was played."""
+        check_position(item_id, played_ms)
+        return await self._interrupt(server_cancels=False, item_id=item_id, played_ms=played_ms)
+
+    async def _interrupt(self, *, server_cancels: bool, automatic: bool = False,
+                         item_id: str | None = None, played_ms: float | None = None
+                         ) -> dict[str, Any] | None:
+        return await self._send_cut(self._cut_playback(item_id, played_ms),
+                                    server_cancels=server_cancels, automatic=automatic)
+
+    def _cut_playback(self, item_id: str | None = None, played_ms: float | None = None
+                      ) -> tuple[tuple[str, int, float] | None, str | None]:
+        """The cut's local half, at once (a barge-in decision calls it where it falls, before
+        the next server event can start another reply): flush, mute, find the position.
+        Returns that position and the response to cancel, if one is active."""
+        cut = resolve_cut(self.playback.interrupt(), self._barge_in.reports, item_id, played_ms)
+        self._barge_in.after_cut()
         # The next audio starts a new stream: no resampler tail from the cut one.
         self._downlink.reset()
         if self._responses.response_id is not None:
             self._muted_responses.append(self._responses.response_id)
         if cut is not None:
             self._muted_items.append(cut[0])
-        if self._responses.state == "active" and not server_cancels:
+        if self._barge_in.reports is not None:
+            self._emit("playback.flush", {"item_id": None if cut is None else cut[0]})
+        self._audible_watch = None
+        return cut, self._responses.response_id if self._responses.state == "active" else None
+
+    async def _send_cut(self, local: tuple[tuple[str, int, float] | None, str | None], *,
+                        server_cancels: bool, automatic: bool) -> dict[str, Any] | None:
+        cut, active = local
+        if active is not None and not server_cancels and self._responses.state == "active" \
+                and self._responses.response_id == active:
             await self._send_event({"type": "response.cancel"})
         result: dict[str, Any] | None = None
         if cut is not None:
@@ -984,8 +1041,9 @@ class RealtimeClient:
                 self.conversation.cut_transcript(item_id, end_ms)
                 result = {"item_id": item_id, "content_index": content_index,
                           "audio_end_ms": end_ms}
-        self._audible_watch = None
-        self._emit("conversation.interrupted", result or {"item_id": None, "audio_end_ms": 0})
+        self._emit("conversation.interrupted", {
+            **(result or {"item_id": None, "audio_end_ms": 0}), "automatic": automatic,
+            "cut": True})
         return result
 
     # ---- items by id ----
@@ -1148,9 +1206,10 @@ class RealtimeClient:
                           bytes=len(message), reason=reason)
 
     def _on_audio(self, item_id: str, content_index: int, samples: np.ndarray) -> None:
-        accepted = self.playback.push(item_id, content_index, samples)
-        if accepted < len(samples):
-            self.metrics.playback_dropped_samples += len(samples) - accepted
+        if self.local_playback:
+            accepted = self.playback.push(item_id, content_index, samples)
+            if accepted < len(samples):
+                self.metrics.playback_dropped_samples += len(samples) - accepted
         change = self.conversation.append_audio(item_id, samples)
         self._on_first_delta(item_id)
         if change is not None and self._listening("conversation.updated"):
@@ -1192,16 +1251,15 @@ class RealtimeClient:
         elif kind == "input_audio_buffer.speech_started":
             self._turn = None
             if self._tg is not None:
-                server_cancels = bool((self._turn_detection() or {}).get(
-                    "interrupt_response", True))
-                self._tg.start_soon(functools.partial(self._interrupt,
-                                                      server_cancels=server_cancels))
+                self._barge_in.on_speech_started(event)
         elif kind == "input_audio_buffer.speech_stopped":
             self._speech_end = time.perf_counter()
+            self._barge_in.on_speech_stopped(event)
         elif kind == "input_audio_buffer.committed":
             self._uncommitted_ms = 0.0
         elif kind == "conversation.item.input_audio_transcription.completed":
             self.usage.add_transcription(event)
+            self._barge_in.on_transcript(event)
         elif kind == "rate_limits.updated":
             self._rate_limits = [limit for limit in event.get("rate_limits") or ()
                                  if isinstance(limit, Mapping)]
@@ -1319,7 +1377,7 @@ class RealtimeClient:
             deadline = time.perf_counter() + 30.0
             while self._audible_watch is not None and time.perf_counter() < deadline:
                 item_id, since = self._audible_watch
-                if self.playback.played(item_id) > 0:
+                if self._barge_in.heard_any(item_id):
                     if self._turn is not None:
                         self._turn.first_delta_to_first_audible_s = time.perf_counter() - since
                         if self._telemetry is not None:

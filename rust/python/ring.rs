@@ -104,6 +104,9 @@ impl PyRingBuffer {
 /// milliseconds at this buffer's sample rate, rounded down: what
 /// `conversation.item.truncate` needs), or None if nothing was pushed since the last
 /// interrupt/clear. `current` names that part; `queued` counts samples not yet pulled.
+/// `pause()` holds playback where it is (pulls yield silence, `played` stops) until
+/// `resume()`; `interrupt()` while paused reports the pause position, and the pause outlives
+/// `interrupt()`/`clear()` (only `resume()` ends it).
 ///
 /// >>> import numpy as np
 /// >>> speaker = PlaybackBuffer(24000, capacity_ms=1000)
@@ -255,6 +258,27 @@ impl PyPlaybackBuffer {
     fn underruns(&self) -> u64 {
         lock(&self.inner).underruns()
     }
+
+    // ---- pause and resume (barge-in, issue 22) ----
+
+    /// Holds playback where it is: pulls yield silence and `played` stops until `resume`
+    /// (pushes still queue).
+    fn pause(&self) {
+        lock(&self.inner).pause();
+    }
+
+    /// Plays on from where `pause` held it.
+    fn resume(&self) {
+        lock(&self.inner).resume();
+    }
+
+    /// True between `pause` and `resume`.
+    #[getter]
+    fn paused(&self) -> bool {
+        lock(&self.inner).is_paused()
+    }
+
+    // ---- end of pause and resume ----
 
     fn __repr__(&self) -> String {
         let buffer = lock(&self.inner);
