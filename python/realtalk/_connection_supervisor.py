@@ -118,6 +118,7 @@ class ConnectionSupervisor:
             attempt += 1
             if policy.gives_up(error, attempt):
                 client._final_error = error
+                client._handoff.close()  # device threads now get the error, not a queue
                 self.drain_outbox_into_outage()
                 for delivery in client._ledger.give_up():
                     client._report_lost(delivery, "no new connection came to replay it")
