@@ -53,9 +53,9 @@ impl PyFrameHandoff {
     #[new]
     fn new(max_frames: Int, arena_bytes: Int) -> PyResult<Self> {
         let max_frames = max_frames.within("max_frames", 1u64, 1 << 24, "frames")?;
-        let arena_bytes = arena_bytes.within("arena_bytes", 1u64, 1 << 34, "bytes")?;
+        let arena_bytes = arena_bytes.within("arena_bytes", 1u64, 1 << 31, "bytes")?;
         Ok(Self {
-            // Both fit a usize on the 64-bit targets the wheels are built for.
+            // Both fit a usize on every target (at most 2**31).
             queue: Mutex::new(HandoffQueue::new(max_frames as usize, arena_bytes as usize)?),
             open: AtomicBool::new(false),
             default_rate: std::sync::atomic::AtomicU32::new(0),
@@ -128,18 +128,23 @@ impl PyFrameHandoff {
 
     /// The oldest frame as ``(samples, channels, rate)``, or None when the queue is empty.
     fn front<'py>(&self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyAny>, u32, u32)>> {
-        let queue = lock(&self.queue);
-        let Some((layout, head, tail)) = queue.front() else { return Ok(None) };
-        let len = head.len() + tail.len();
+        // The array is made with the queue unlocked: making it may run Python code (a garbage
+        // collection) that lets a producer thread take the interpreter, and that producer
+        // must not then wait for the lock while holding the interpreter. Only the consumer
+        // pops, so the front frame stays the same meanwhile.
+        let Some((layout, len)) = lock(&self.queue).front().map(|(l, h, t)| (l, h.len() + t.len()))
+        else {
+            return Ok(None);
+        };
         let array = if layout.float {
             let array = zeros_array::<f32>(py, len / 4)?;
             // SAFETY: new, contiguous, referenced nowhere else.
-            fill(bytemuck_f32(unsafe { array.as_slice_mut() }?), head, tail);
+            self.copy_front(bytes_of_f32(unsafe { array.as_slice_mut() }?));
             array.into_any()
         } else {
             let array = zeros_array::<i16>(py, len / 2)?;
             // SAFETY: as above.
-            fill(bytemuck_i16(unsafe { array.as_slice_mut() }?), head, tail);
+            self.copy_front(bytes_of_i16(unsafe { array.as_slice_mut() }?));
             array.into_any()
         };
         Ok(Some((array, layout.channels, layout.rate)))
@@ -181,6 +186,16 @@ impl PyFrameHandoff {
 }
 
 impl PyFrameHandoff {
+    /// Copies the front frame's bytes into `out` (its length), under the lock, no Python.
+    fn copy_front(&self, out: &mut [u8]) {
+        if let Some((_, head, tail)) = lock(&self.queue).front() {
+            if head.len() + tail.len() == out.len() {
+                out[..head.len()].copy_from_slice(head);
+                out[head.len()..].copy_from_slice(tail);
+            }
+        }
+    }
+
     fn wake(&self) -> u8 {
         #[cfg(unix)]
         {
@@ -234,17 +249,12 @@ fn frame_bytes<'a>(array: &'a Bound<'_, PyUntypedArray>, rate: u32) -> Option<(&
     Some((bytes, FrameLayout { float, channels, rate }))
 }
 
-fn fill(out: &mut [u8], head: &[u8], tail: &[u8]) {
-    out[..head.len()].copy_from_slice(head);
-    out[head.len()..].copy_from_slice(tail);
-}
-
-fn bytemuck_f32(samples: &mut [f32]) -> &mut [u8] {
+fn bytes_of_f32(samples: &mut [f32]) -> &mut [u8] {
     // SAFETY: f32 has no invalid bit patterns and u8 has alignment 1.
     unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast::<u8>(), samples.len() * 4) }
 }
 
-fn bytemuck_i16(samples: &mut [i16]) -> &mut [u8] {
+fn bytes_of_i16(samples: &mut [i16]) -> &mut [u8] {
     // SAFETY: as above.
     unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast::<u8>(), samples.len() * 2) }
 }
