@@ -430,12 +430,13 @@ HANDOFF_QUEUED_WAKE: Final[int]
 HANDOFF_FULL: Final[int]
 HANDOFF_TOO_LARGE: Final[int]
 
+@final
 class FrameHandoff:
     """A bounded FIFO of audio frames from any thread to the event loop's thread: copies
     each frame into an arena allocated once, never waits, wakes the consumer through
     ``wake_fd`` on the empty-to-non-empty edge."""
 
-    def __init__(self, max_frames: int, arena_bytes: int) -> None: ...
+    def __new__(cls, max_frames: int, arena_bytes: int) -> FrameHandoff: ...
     def open(self, default_rate: int | None = None) -> None:
         """Starts taking frames; the calling thread becomes the consumer."""
     def close(self) -> None:
