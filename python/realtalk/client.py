@@ -760,7 +760,10 @@ class RealtimeClient:
         """Every frame handed over so far into the uplink, waiting for room if need be:
         what the loop sends next (a commit, a response.create) comes after them."""
         while self._handoff and not self._drain_handoff():
-            samples, channels, rate = self._handoff.front()
+            front = self._handoff.front()
+            if front is None:
+                break
+            samples, channels, rate = front
             self._handoff.pop()
             encoded = self._encode_frame(samples.reshape(-1, channels) if channels else samples,
                                          rate)
