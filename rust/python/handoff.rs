@@ -174,6 +174,7 @@ impl PyFrameHandoff {
     /// The file descriptor that becomes readable when frames arrive (None where there is
     /// none: then pushes that need a wake-up return ``HANDOFF_QUEUED_WAKE``).
     #[getter]
+    #[allow(clippy::unnecessary_wraps)] // None where there are no unix sockets
     fn wake_fd(&self) -> Option<c_int> {
         #[cfg(unix)]
         {
