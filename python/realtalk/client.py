@@ -50,6 +50,7 @@ from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
 from realtalk.events._beta import SERVER_TYPES_FROM_BETA
+from realtalk.events._codec import parse_server_event_dict
 from realtalk._connection_supervisor import ConnectionSupervisor
 from realtalk._delivery import Delivery, DeliveryLedger
 from realtalk._ids import new_event_id as _new_event_id
@@ -78,7 +79,6 @@ from realtalk._uplink import (
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
     ConnectionClosed,
-    ProtocolError,
     RealtalkError,
     Timeout,
 )
@@ -1112,8 +1112,8 @@ class RealtimeClient:
             self._emit("conversation.updated", {"item": change.item, "delta": change.delta})
 
     def _parse(self, message: str | bytes) -> dict[str, Any]:
-        event = _events.parse_server_event(message, protocol=self.protocol)
-        return _event_dict(event)
+        # One currency inside the client: validated dicts (ARCHITECTURE.md, "the client").
+        return parse_server_event_dict(message, protocol=self.protocol)
 
     # ---- server events ----
 
@@ -1372,16 +1372,3 @@ def _loads(message: str | bytes) -> Any:
         return msgspec.json.decode(message)
     except (msgspec.DecodeError, RecursionError):
         return {"type": None, "raw": message}
-
-
-def _event_dict(event: Any) -> dict[str, Any]:
-    if isinstance(event, dict):
-        return event
-    if isinstance(event, Mapping):
-        return dict(event)
-    if isinstance(event, _events.UnknownEvent):
-        return dict(event.data)
-    built = msgspec.to_builtins(event)
-    if not isinstance(built, dict):
-        raise ProtocolError(f"a server event must be an object, got {type(built).__name__}")
-    return built
