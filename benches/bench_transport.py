@@ -176,8 +176,12 @@ async def realtalk_receive(
     """The round through ``recv`` in a loop, or through ``consume(handler)``."""
     import realtalk
 
+    from realtalk.transport import WebSocketOptions
+
     async with realtalk.connect(
-        f"ws://127.0.0.1:{port}/v1?mode={mode}", api_key="sk-local", compression=compression
+        f"ws://127.0.0.1:{port}/v1?mode={mode}",
+        api_key="sk-local",
+        options=WebSocketOptions(compression=compression),
     ) as conn:
         first = await conn.recv()  # the stream is flowing
         assert first.type == "response.output_audio.delta"

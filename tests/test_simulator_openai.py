@@ -329,6 +329,8 @@ async def test_ga_transcription_session() -> None:
     assert events[0]["session"]["type"] == "transcription"
     assert events[0]["session"]["object"] == "realtime.transcription_session"
     kinds = types_of(events)
+    # gpt-4o-mini-transcribe streams its transcript word by word: one or more deltas.
+    kinds = [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]]
     assert kinds[1:] == [
         "session.updated",
         "input_audio_buffer.speech_started",

@@ -53,8 +53,8 @@ __all__ = [
 
 # Submodules a program reaches through the package (``realtalk.simulator.Simulator`` after a
 # bare ``import realtalk``), imported on first use so that ``import realtalk`` stays light.
-_SUBMODULES = frozenset({"audio", "events", "relay", "simulator", "tokens", "tools", "transport",
-                         "wav"})
+_SUBMODULES = frozenset({"audio", "calls", "events", "relay", "simulator", "tokens", "tools",
+                         "transport", "wav"})
 
 
 def __getattr__(name: str) -> object:

@@ -77,6 +77,9 @@ class SupervisedClient(Protocol):
     def outage_audio_ms(self) -> float: ...
     @property
     def expiry_margin_s(self) -> float: ...
+    # a transcription session replays no history
+    @property
+    def intent(self) -> str: ...
     @property
     def _api_key(self) -> str | None: ...
     @property
@@ -238,6 +241,7 @@ class ConnectionSupervisor:
         client = self._client
         while True:
             data, _ = await link.receive_raw()
+            client._log_wire("server", data)  # session.created, or the refusal, is logged too
             try:
                 first = client._parse(data)
             except Exception as exc:  # garbage before session.created: skipped, reported
@@ -296,6 +300,8 @@ class ConnectionSupervisor:
         client = self._client
         client.conversation.start_new_session()
         self.replayed_ids = {}
+        if client.intent == "transcription":
+            return  # no model reads a context there: the new session continues the transcripts
         previous: str | None = None
         replayed_calls: set[str] = set()
         for item in client.conversation.items:

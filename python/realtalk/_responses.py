@@ -14,6 +14,7 @@ rate-limit refusal when allowed, waiting ``rate_limit_wait`` from the server's l
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -80,6 +81,7 @@ class ResponseSlot:
         self.state = "idle"  # idle | requested | active
         self.response_id: str | None = None
         self.request_event_id: str | None = None
+        self.requested_at: float | None = None  # perf_counter() when response.create left
         self._idle = anyio.Event()
         self._idle.set()
         self._started = anyio.Event()
@@ -115,6 +117,7 @@ class ResponseSlot:
             if params:
                 event["response"] = dict(params)
             self._refusal = None
+            self.requested_at = time.perf_counter()
             self.request_event_id = await send_event(event)
             await self._started.wait()
             if self._refusal is not None:

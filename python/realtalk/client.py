@@ -30,6 +30,7 @@ import difflib
 import functools
 import inspect
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.abc
@@ -46,6 +48,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from realtalk import _telemetry, _transcripts
 from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._content import user_content_part
@@ -67,6 +70,7 @@ from realtalk._responses import (
 )
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
+from realtalk._transcripts import Transcript as Transcript
 from realtalk._uplink import (
     HANDOFF_FULL,
     HANDOFF_NOT_TAKEN,
@@ -76,12 +80,14 @@ from realtalk._uplink import (
     OutageBuffer,
     new_frame_handoff,
 )
+from realtalk.usage import Prices, RateLimit, Usage
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
     ConnectionClosed,
     RealtalkError,
     Timeout,
 )
+from realtalk.recorder import SessionRecorder, start_recording, stop_recording
 from realtalk.tools import ToolHandler, ToolRegistry
 
 __all__ = [
@@ -96,6 +102,7 @@ __all__ = [
     "RequestRefused",
     "ResponseBusy",
     "ResponseRefused",
+    "Transcript",
     "TurnMetrics",
 ]
 
@@ -169,13 +176,18 @@ ClientEvent = Notification
 
 @dataclass
 class TurnMetrics:
-    """Latencies of one response, in seconds (None when the turn had no such moment)."""
+    """Latencies of one response, in seconds (None when the turn had no such moment); the
+    first delta is the reply's first audio. ``request_to_first_delta_s`` is measured for the
+    responses this client asked for (``response.create``). Exported as OpenTelemetry
+    histograms when ``opentelemetry-api`` is installed (``realtalk._telemetry``)."""
 
     response_id: str | None = None
     speech_end_to_first_delta_s: float | None = None
+    request_to_first_delta_s: float | None = None
     first_delta_to_first_audible_s: float | None = None
     tool_run_s: list[float] = field(default_factory=list)
     _speech_end: float | None = field(default=None, repr=False)
+    _requested: float | None = field(default=None, repr=False)
     _first_delta: float | None = field(default=None, repr=False)
     _first_item: str | None = field(default=None, repr=False)
 
@@ -270,13 +282,24 @@ class RealtimeClient:
     detector when the session's turn detection is ``None``. ``connect`` replaces the network (tests, relays): a zero-argument callable
     returning an async context manager of a :class:`Link`. ``retry_rate_limited_s``: when set,
     the response after tool outputs, refused for a rate limit, is asked for once more after
-    the server's ``reset_seconds`` (at most this long); by default the refusal is reported."""
+    the server's ``reset_seconds`` (at most this long); by default the refusal is reported.
+    ``call_id``: connect to that call's sideband WebSocket instead of a new session with
+    ``model`` (see :mod:`realtalk.calls`). ``record``: a ``.wav`` path or a directory to
+    record the session to, as :meth:`record` does, from ``async with`` on.
+    ``intent="transcription"`` opens a transcription session (protocol.md §6.6; the
+    transcription model goes in ``session``'s ``audio.input.transcription``, and ``model`` is
+    not sent): no responses, the user's speech comes back in :attr:`transcripts`.
+    :attr:`usage` sums the tokens of every finished response; with ``prices``
+    (:class:`realtalk.usage.Prices`) ``usage.cost`` is what they cost. ``meter_provider``:
+    the OpenTelemetry meter provider the turn latencies go to (default: the global one; only
+    with ``opentelemetry-api`` installed)."""
 
     def __init__(
         self,
         url: str | None = None,
         *,
         model: str = "gpt-realtime",
+        intent: _transcripts.Intent = "realtime",
         api_key: str | None = None,
         protocol: _events.Protocol = "ga",
         headers: Mapping[str, str] | None = None,
@@ -298,18 +321,26 @@ class RealtimeClient:
         connect_timeout_s: float = 15.0,
         retry_rate_limited_s: float | None = None,
         connect: ConnectFactory | None = None,
+        call_id: str | None = None,
+        record: str | os.PathLike[str] | None = None,
+        prices: Prices | None = None,
+        meter_provider: Any = None,
     ) -> None:
         if protocol not in ("ga", "beta"):
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
         if playback_rate <= 0 or input_rate <= 0:
             raise ValueError("playback_rate and input_rate must be positive")
-        self.url = url
+        self.intent = _transcripts.check_intent(intent, session, call_id)
+        if call_id is not None:  # a SIP/WebRTC call's sideband (realtalk.calls)
+            from realtalk.calls import sideband_url
+            url = sideband_url(url, call_id)
+        self.url = _transcripts.transcription_url(url) if intent == "transcription" else url
         self.model = model
         self.protocol: _events.Protocol = "ga" if protocol == "ga" else "beta"
         self._api_key = api_key
         self._headers = dict(headers or {})
         self._connect_factory = connect
-        self._config: dict[str, Any] = {"type": "realtime"}
+        self._config: dict[str, Any] = {"type": self.intent}
         if session:
             _deep_merge(self._config, dict(session))
         self.tools = ToolRegistry(timeout=tool_timeout)
@@ -325,6 +356,9 @@ class RealtimeClient:
                              f"{input_rate} Hz; create it with sample_rate={input_rate}")
         self.local_vad = local_vad
         self.metrics = ClientMetrics()
+        self.usage = Usage(prices)
+        self._telemetry = _telemetry.turn_telemetry(meter_provider, {
+            "realtalk.model": model, "realtalk.protocol": self.protocol})
         self.reconnect = reconnect
         self.max_reconnect_attempts = max_reconnect_attempts
         self.backoff_initial_s = backoff_initial_s
@@ -376,6 +410,8 @@ class RealtimeClient:
         self._muted_responses: deque[str] = deque(maxlen=16)
         self._muted_items: deque[str] = deque(maxlen=16)
         self._local_speaking = False
+        self._record_to = record
+        self._recorder: SessionRecorder | None = None
         self._apply_formats()
 
     # ---- lifecycle ----
@@ -390,6 +426,8 @@ class RealtimeClient:
         self._tg_cm = anyio.create_task_group()
         self._tg = await self._tg_cm.__aenter__()
         try:
+            if self._record_to is not None:
+                self.record(self._record_to)
             await self._tg.start(self._supervisor.run)
             self._tg.start_soon(self._drain_handoff_when_woken)
         except BaseException:
@@ -399,6 +437,7 @@ class RealtimeClient:
             finally:
                 self._outbox_send.close()
                 self._outbox_receive.close()
+                await stop_recording(self)
             raise
         return self
 
@@ -417,6 +456,25 @@ class RealtimeClient:
             self._subscribers.clear()
             self._outbox_send.close()
             self._outbox_receive.close()
+            await stop_recording(self)
+
+    def record(self, path: str | os.PathLike[str]) -> SessionRecorder:
+        """Record the session from now on: a stereo WAV (the user's input left, the audio
+        the device pulled from ``playback`` right, on one clock) and a JSONL log of every
+        event both ways, written as it runs and readable if the process dies (see
+        :mod:`realtalk.recorder`). ``path``: the ``.wav`` file (the log goes beside it as
+        ``.jsonl``) or a directory. The device must pull through ``client.playback`` after
+        this call. Stops when the session ends; RuntimeError if already recording."""
+        if self._recorder is not None and not self._recorder.closed:
+            raise RuntimeError(f"already recording to {self._recorder.wav_path}")
+        self._recorder = start_recording(self, path)
+        return self._recorder
+
+    @property
+    def recording(self) -> SessionRecorder | None:
+        """The last recorder started (``record=`` or :meth:`record`; ``closed`` once it
+        stopped), None if the session was never recorded."""
+        return self._recorder
 
     @property
     def connected(self) -> bool:
@@ -432,6 +490,18 @@ class RealtimeClient:
     def config(self) -> dict[str, Any]:
         """The session config this client pushes on every (re)connect (GA shape)."""
         return self._config
+
+    @property
+    def transcripts(self) -> list[Transcript]:
+        """The transcripts of the user's audio, one per committed item in conversation order,
+        as far as they arrived (``conversation.item.input_audio_transcription.*``; needs
+        ``audio.input.transcription`` in the session config)."""
+        return _transcripts.input_transcripts(self.conversation)
+
+    @property
+    def rate_limits(self) -> list[RateLimit]:
+        """The server's latest ``rate_limits.updated`` (GA sends one after each response)."""
+        return RateLimit.parse(self._rate_limits)
 
     # ---- events ----
 
@@ -506,6 +576,8 @@ class RealtimeClient:
 
     def _log_wire(self, source: str, message: bytes) -> None:
         """A message as written or read, for ``realtime.event`` listeners only."""
+        if self._recorder is not None:
+            self._recorder.wire(source, message)
         if self._listening("realtime.event"):
             self._emit("realtime.event", {"source": source, "time": time.time(),
                                           "event": _loads(message)})
@@ -518,15 +590,18 @@ class RealtimeClient:
 
     async def update_session(self, **config: Any) -> None:
         """Merge GA-shaped fields into the session config and push it when connected.
-        ``turn_detection=`` is accepted as a shortcut for ``audio.input.turn_detection``."""
+        ``turn_detection=`` is accepted as a shortcut for ``audio.input.turn_detection``.
+        The update has the session's type (``intent``); another ``type`` raises
+        ``ValueError``, as a session cannot change its type."""
+        _transcripts.check_session_type(self.intent, config)
         if "turn_detection" in config:
             config.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = (
                 config.pop("turn_detection"))
         _deep_merge(self._config, config)
         self._apply_formats()
         if self.connected:
-            await self._send_event({"type": "session.update", "session": dict(config,
-                                                                              type="realtime")})
+            await self._send_event({"type": "session.update",
+                                    "session": dict(config, type=self.intent)})
 
     async def add_tool(self, definition: Mapping[str, Any], handler: ToolHandler) -> None:
         """Register a tool and its handler and push the tool list to the server; the client runs the
@@ -542,7 +617,7 @@ class RealtimeClient:
     async def _push_tools(self) -> None:
         if self.connected:
             await self._send_event({"type": "session.update",
-                                    "session": {"type": "realtime",
+                                    "session": {"type": self.intent,
                                                 "tools": self._full_session()["tools"]}})
 
     def _full_session(self) -> dict[str, Any]:
@@ -888,7 +963,9 @@ class RealtimeClient:
         commit is committed first, right before the ``response.create`` (as the reference
         client's ``createResponse`` does), so the reply answers it; ``commit=False`` leaves
         the input buffer alone. Less than the 100 ms the server accepts in a commit stays in
-        the buffer, and out-of-band responses never commit."""
+        the buffer, and out-of-band responses never commit. A transcription session has no
+        responses: ``RuntimeError``."""
+        _transcripts.check_responses_allowed(self.intent)
         if params.get("conversation") == "none":
             event: dict[str, Any] = {"type": "response.create", "response": params}
             await self._send_event(event)
@@ -902,6 +979,20 @@ class RealtimeClient:
 
         return await self._responses.create(self._send_event, params, wait=wait,
                                             before_request=commit_first)
+
+    async def clear_output_audio(self) -> None:
+        """Stop the agent's audio being played out on a WebRTC or SIP call
+        (``output_audio_buffer.clear``, after a ``response.cancel`` if a response is running;
+        the server answers ``output_audio_buffer.cleared``). Only a call's sideband
+        connection (``call_id=``, or a URL with ``call_id``) can: over a plain WebSocket
+        session this client plays the audio itself and the server refuses the event, so this
+        raises ``RuntimeError`` without sending anything; use :meth:`interrupt` there."""
+        if "call_id" not in parse_qs(urlsplit(self.url or "").query):
+            raise RuntimeError("clear_output_audio() needs a WebRTC or SIP call's sideband "
+                               "connection (call_id=): over a WebSocket session the "
+                               "audio plays here, so stop it with interrupt()")
+        await self.cancel_response()
+        await self._send_event({"type": "output_audio_buffer.clear"})
 
     async def cancel_response(self) -> None:
         """Cancel the active response (a no-op when none is active)."""
@@ -1155,6 +1246,8 @@ class RealtimeClient:
             self._speech_end = time.perf_counter()
         elif kind == "input_audio_buffer.committed":
             self._uncommitted_ms = 0.0
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.usage.add_transcription(event)
         elif kind == "rate_limits.updated":
             self._rate_limits = [limit for limit in event.get("rate_limits") or ()
                                  if isinstance(limit, Mapping)]
@@ -1224,14 +1317,17 @@ class RealtimeClient:
         response = event.get("response") or {}
         if is_out_of_band(response):
             return  # not part of the one-at-a-time rule
+        requested = self._responses.requested_at if self._responses.requested else None
         self._responses.started(response.get("id"))
-        turn = TurnMetrics(response_id=response.get("id"), _speech_end=self._speech_end)
+        turn = TurnMetrics(response_id=response.get("id"), _speech_end=self._speech_end,
+                           _requested=requested)
         self._speech_end = None
         self._turn = turn
         self.metrics.turns.append(turn)
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         response = event.get("response") or {}
+        self.usage.add_response(response)
         if is_out_of_band(response) or not self._responses.owns_done(response.get("id")):
             return
         calls = function_calls(response)
@@ -1252,6 +1348,11 @@ class RealtimeClient:
         turn._first_item = item_id
         if turn._speech_end is not None:
             turn.speech_end_to_first_delta_s = now - turn._speech_end
+        if turn._requested is not None:
+            turn.request_to_first_delta_s = now - turn._requested
+        if self._telemetry is not None:
+            self._telemetry.record(turn, "speech_end_to_first_delta_s",
+                                   "request_to_first_delta_s")
         self._audible_watch = (item_id, now)
         self._audible_pending.set()
 
@@ -1267,6 +1368,8 @@ class RealtimeClient:
                 if self.playback.played(item_id) > 0:
                     if self._turn is not None:
                         self._turn.first_delta_to_first_audible_s = time.perf_counter() - since
+                        if self._telemetry is not None:
+                            self._telemetry.record(self._turn, "first_delta_to_first_audible_s")
                     self._audible_watch = None
                     break
                 await anyio.sleep(0.002)

@@ -4,17 +4,21 @@ One WebSocket (:mod:`realtalk.transport`), one JSON event per text frame: :meth:
 client event model or a mapping in GA names and shapes, :meth:`recv` returns typed GA-shaped
 server events (:func:`realtalk.events.parse_server_event`); with ``protocol="beta"`` both are
 translated to and from the beta wire shape. Server ``error`` events are ordinary events (the
-session goes on); a close of the connection raises the transport's exceptions
-(AuthenticationError for 3000, InvalidRequestError for 4000, SessionExpired ...).
+session goes on); a close of the connection raises the exception
+:func:`realtalk.close_codes.close_error` names (AuthenticationError for 3000,
+InvalidRequestError for 4000, SessionExpired ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, NoReturn
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, NoReturn, Unpack
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from realtalk.errors import ConnectionClosed, ProtocolError
@@ -26,18 +30,8 @@ from realtalk.events import (
     serialize_client_event,
 )
 from realtalk.events._codec import server_event_parser
-from realtalk.transport import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_SIZE,
-    DEFAULT_OPEN_TIMEOUT,
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_PING_TIMEOUT,
-    Compression,
-    WebSocket,
-    is_clean_close,
-    open_websocket,
-)
+from realtalk.transport import WebSocket, WebSocketOptions, is_clean_close, open_websocket
+from realtalk.transport.options import OptionOverrides, resolve_options
 
 __all__ = ["OPENAI_REALTIME_URL", "RealtimeConnection", "connect", "realtime_request"]
 
@@ -195,8 +189,7 @@ def _binary_frame() -> ProtocolError:
     return ProtocolError("the server sent a binary frame; Realtime events are text")
 
 
-@asynccontextmanager
-async def connect(
+def connect(
     url: str | None = None,
     *,
     model: str | None = "gpt-realtime",
@@ -208,14 +201,9 @@ async def connect(
     azure_deployment: str | None = None,
     azure_api_version: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
-    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    compression: Compression = "deflate",
-    max_queue: int = DEFAULT_MAX_QUEUE,
-) -> AsyncIterator[RealtimeConnection]:
+    options: WebSocketOptions | None = None,
+    **deprecated_options: Unpack[OptionOverrides],
+) -> AbstractAsyncContextManager[RealtimeConnection]:
     """Connect to the Realtime API for the duration of an ``async with`` block::
 
         async with realtalk.connect() as conn:
@@ -240,9 +228,18 @@ async def connect(
       ``api-version=...&deployment=...`` instead of ``model=...``.
     - ``organization``/``project``: the ``OpenAI-Organization``/``OpenAI-Project`` headers;
       ``headers`` are added last and win.
-    - The rest are :func:`realtalk.transport.open_websocket`'s.
+    - ``ssl_context`` for ``wss://`` (default: the system trust store); ``options``: a
+      :class:`realtalk.transport.WebSocketOptions` (message size limit, keepalive, timeouts,
+      compression, queue length).
+
+    Deprecated: the options' fields as keyword arguments (``max_size=``, ``ping_interval=``,
+    ``ping_timeout=``, ``open_timeout=``, ``close_timeout=``, ``compression=``,
+    ``max_queue=``) still work, override the same field of ``options``, and warn
+    (DeprecationWarning); any other unknown keyword is a TypeError.
     """
-    full_url, upgrade_headers = realtime_request(
+    websocket_options = _websocket_options(options, deprecated_options)
+    request = functools.partial(
+        realtime_request,
         url,
         model=model,
         api_key=api_key,
@@ -253,16 +250,44 @@ async def connect(
         azure_deployment=azure_deployment,
         azure_api_version=azure_api_version,
     )
+    return _connected(request, protocol, ssl_context, websocket_options)
+
+
+def _websocket_options(
+    options: WebSocketOptions | None, deprecated_options: OptionOverrides
+) -> WebSocketOptions:
+    """``options`` with the deprecated keyword arguments applied, warning once per call at the
+    caller's line (``connect`` is a plain function so that line is the user's)."""
+    unknown = set(deprecated_options) - _OPTION_FIELDS
+    if unknown:
+        raise TypeError(
+            f"connect() got an unexpected keyword argument {sorted(unknown)[0]!r}"
+        )
+    if deprecated_options:
+        names = ", ".join(f"{name}=" for name in sorted(deprecated_options))
+        warnings.warn(
+            f"realtalk.connect({names}...) is deprecated; pass "
+            "options=realtalk.transport.WebSocketOptions(...) instead",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return resolve_options(options, deprecated_options)
+
+
+_OPTION_FIELDS = frozenset(field.name for field in dataclasses.fields(WebSocketOptions))
+
+
+@asynccontextmanager
+async def _connected(
+    request: Callable[[], tuple[str, dict[str, str]]],
+    protocol: Protocol,
+    ssl_context: ssl.SSLContext | None,
+    options: WebSocketOptions,
+) -> AsyncIterator[RealtimeConnection]:
+    # The URL and headers are worked out on entering the block, as before: a bad URL or
+    # protocol raises at ``async with``, not where the context manager was made.
+    url, headers = request()
     async with open_websocket(
-        full_url,
-        headers=upgrade_headers,
-        ssl_context=ssl_context,
-        max_size=max_size,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        compression=compression,
-        max_queue=max_queue,
+        url, headers=headers, ssl_context=ssl_context, options=options
     ) as websocket:
         yield RealtimeConnection(websocket, protocol)

@@ -3,10 +3,10 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use numpy::{Element, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyRecursionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
+use pyo3::types::{PyBytes, PyString};
 
 use super::{channel_count, resampler_rate, Int};
 use crate::frame::{self, Protocol, Scan, WireFormat};
@@ -272,61 +272,36 @@ struct Fields {
     content_index: i64,
 }
 
-/// What `json.loads` makes of a message the scanner left alone: `None` if it is not an
-/// audio delta of `protocol`, its fields and audio text otherwise.
+/// The Python layer's full parse of a message the scanner left alone
+/// (`realtalk._audio_delta.parse_audio_delta`, which knows what a delta's fields must be):
+/// `None` if it is not an audio delta of `protocol`, its fields and audio text otherwise.
 fn full_parse<'py>(
     message: &Bound<'py, PyAny>,
     protocol: Protocol,
 ) -> PyResult<Option<(Fields, Bound<'py, PyString>)>> {
-    static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static PARSE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = message.py();
-    let loads = LOADS.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py.import("json")?.getattr("loads")?.unbind())
+    let parse = PARSE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("realtalk._audio_delta")?.getattr("parse_audio_delta")?.unbind())
     })?;
-    let event = loads.bind(py).call1((message,)).map_err(|err| {
-        if err.is_instance_of::<PyRecursionError>(py) {
-            PyValueError::new_err("message is nested too deeply to parse")
-        } else {
-            err
-        }
-    })?;
-    let Ok(event) = event.cast::<PyDict>() else { return Ok(None) };
-    let Some(event_type) = event.get_item("type")? else { return Ok(None) };
-    let is_delta = event_type
-        .cast::<PyString>()
-        .is_ok_and(|name| name.to_str().is_ok_and(|name| name == protocol.audio_delta_type()));
-    if !is_delta {
+    let parsed = parse.bind(py).call1((message, protocol.audio_delta_type()))?;
+    if parsed.is_none() {
         return Ok(None);
     }
-    let field = |name: &str| -> PyResult<Bound<'py, PyAny>> {
-        event.get_item(name)?.ok_or_else(|| {
-            PyValueError::new_err(format!("{} event has no {name:?}", protocol.audio_delta_type()))
-        })
-    };
-    let text = |name: &str| -> PyResult<Bound<'py, PyString>> {
-        field(name)?.cast_into::<PyString>().map_err(|_| {
-            PyValueError::new_err(format!("{} field {name:?} must be a string", protocol.audio_delta_type()))
-        })
-    };
-    let index = |name: &str| -> PyResult<i64> {
-        let value = field(name)?;
-        if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
-            return Err(PyValueError::new_err(format!(
-                "{} field {name:?} must be an integer",
-                protocol.audio_delta_type()
-            )));
-        }
-        value.extract().map_err(|_| {
-            PyValueError::new_err(format!("{} field {name:?} is out of range", protocol.audio_delta_type()))
-        })
-    };
+    let (response_id, item_id, output_index, content_index, delta): (
+        Bound<'py, PyString>,
+        Bound<'py, PyString>,
+        i64,
+        i64,
+        Bound<'py, PyString>,
+    ) = parsed.extract()?;
     let fields = Fields {
-        response_id: text("response_id")?.unbind(),
-        item_id: text("item_id")?.unbind(),
-        output_index: index("output_index")?,
-        content_index: index("content_index")?,
+        response_id: response_id.unbind(),
+        item_id: item_id.unbind(),
+        output_index,
+        content_index,
     };
-    Ok(Some((fields, text("delta")?)))
+    Ok(Some((fields, delta)))
 }
 
 fn audio_text<'a>(delta: &'a Bound<'_, PyString>) -> PyResult<&'a [u8]> {

@@ -69,7 +69,16 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("text", nargs="?", metavar="TEXT", help="what the user says, as text")
     talk.add_argument("--audio", metavar="IN.wav", help="what the user says, as a WAV file")
     talk.add_argument("--mic", action="store_true", help="talk through the microphone (loop)")
+    talk.add_argument("--prices", metavar="JSON", help="a price table (US dollars per million "
+                      "tokens: input_text, input_audio, cached_text, cached_audio, output_text, "
+                      "output_audio), inline or as a file: the summary adds the cost")
+    talk.add_argument("--transcribe", metavar="IN.wav", help="print the transcript of a WAV "
+                      "file (a transcription session: no reply)")
+    talk.add_argument("--transcription-model", default="gpt-4o-transcribe", metavar="M",
+                      help="the model --transcribe uses (default gpt-4o-transcribe)")
     talk.add_argument("--out", metavar="REPLY.wav", help="write the reply audio to this WAV")
+    talk.add_argument("--record", metavar="DIR", help="record the session into DIR: a stereo "
+                      "WAV (you left, the agent right) and a JSONL log of every event")
     talk.add_argument("--out-rate", type=int, default=24000, metavar="HZ",
                       help="sample rate of the reply WAV (default 24000)")
     talk.add_argument("--speaker", action="store_true", help="play the reply on the speaker")

@@ -22,6 +22,7 @@ from realtalk.errors import (
     InvalidRequestError,
     RealtalkError,
 )
+from realtalk.usage import Prices, RateLimit, Tokens
 from realtalk.wav import WavAudio, WavError, read_wav, write_wav
 
 FRAME_MS = 20
@@ -51,7 +52,7 @@ class TurnLog:
     speech_end: float | None = None
     events_in: int = 0
     events_out: int = 0
-    usage: dict[str, Any] = field(default_factory=dict)
+    tokens_before: Tokens = field(default_factory=Tokens)  # client.usage at the turn's start
     responses: dict[str, ResponseLog] = field(default_factory=dict)
     reply_id: str | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -63,7 +64,6 @@ class TurnLog:
         self.speech_end = None
         self.reply_id = None
         self.done = anyio.Event()
-        self.usage = {}
 
     @property
     def reply(self) -> ResponseLog | None:
@@ -76,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
     # before a reply is paid for).
     if args.mic or args.speaker:
         _check_sound_devices()
-    given = sum(map(bool, (args.text, args.audio, args.mic)))
+    given = sum(map(bool, (args.text, args.audio, args.mic, args.transcribe)))
     if given == 0:
-        raise CliError("say something: give one of TEXT, --audio IN.wav or --mic")
+        raise CliError("say something: give one of TEXT, --audio IN.wav or --mic (or "
+                       "--transcribe IN.wav for a transcript)")
     if given > 1:
-        raise CliError("give only one of TEXT, --audio IN.wav or --mic")
+        raise CliError("give only one of TEXT, --audio IN.wav or --mic (or --transcribe "
+                       "IN.wav)")
     if args.mic and args.vad == "none":
         raise CliError("--mic needs a turn detector: --vad server or --vad local")
     if not 8000 <= args.out_rate <= 192000:
@@ -89,18 +91,50 @@ def run(args: argparse.Namespace) -> int:
         _check_url(args.url)
     if args.out:
         _check_writable(args.out)
+    if args.transcribe and args.record:
+        raise CliError("--record records a conversation: it does not go with --transcribe")
+    if args.record:
+        _check_record_dir(args.record)
+    args.price_table = _price_table(args.prices) if args.prices else None
+    if args.transcribe:
+        if args.vad == "local":
+            raise CliError("--transcribe takes --vad server (utterances) or --vad none (the "
+                           "whole file at once), not --vad local")
+        keyless = (args.api_key or environment_api_key()) is None
+        if keyless and args.url is not None and not _is_loopback(args.url):
+            raise CliError("no API key: set OPENAI_API_KEY or give --api-key for a server "
+                           "that is not on this machine")
+        from realtalk.cli import transcribe
+
+        utterances = _speech_at_input_rate(_read_wav(args.transcribe), args.transcribe, args)
+        return anyio.run(transcribe.transcribe, args, utterances, _format_object(args.format),
+                         INPUT_RATE, END_SILENCE_MS)
     speech: npt.NDArray[np.float32] | None = None
     if args.audio:
-        try:
-            wav = read_wav(args.audio)
-        except FileNotFoundError:
-            raise CliError(f"no such file: {args.audio}") from None
-        except IsADirectoryError:
-            raise CliError(f"{args.audio} is a directory, not a WAV file") from None
-        except (WavError, OSError) as exc:
-            raise CliError(str(exc)) from None
-        speech = _speech_at_input_rate(wav, args)
+        speech = _speech_at_input_rate(_read_wav(args.audio), args.audio, args)
     return anyio.run(_talk, args, speech)
+
+
+def _read_wav(name: str) -> WavAudio:
+    try:
+        return read_wav(name)
+    except FileNotFoundError:
+        raise CliError(f"no such file: {name}") from None
+    except IsADirectoryError:
+        raise CliError(f"{name} is a directory, not a WAV file") from None
+    except (WavError, OSError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _check_record_dir(directory: str) -> None:
+    from pathlib import Path
+
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CliError(f"--record {directory}: not a directory") from None
+    except OSError as exc:
+        raise CliError(f"--record {directory}: cannot create it ({exc.strerror})") from None
 
 
 def _check_sound_devices() -> None:
@@ -145,13 +179,13 @@ def _check_writable(out: str) -> None:
         raise CliError(f"--out {out}: not writable")
 
 
-def _speech_at_input_rate(wav: WavAudio, args: argparse.Namespace) -> npt.NDArray[np.float32]:
+def _speech_at_input_rate(wav: WavAudio, name: str,
+                          args: argparse.Namespace) -> npt.NDArray[np.float32]:
     """The WAV's audio as the session takes it (mono at ``INPUT_RATE``), after refusing audio
     the turn detector will never hear speech in, rather than waiting for a reply that cannot
     come; with --vad none, say what is sent."""
     from realtalk.audio import Vad, resample
 
-    name = args.audio
     if wav.samples.shape[0] == 0:
         raise CliError(f"{name} holds no audio")
     if wav.sample_rate < 8000:
@@ -247,6 +281,8 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             input_rate=INPUT_RATE,
             local_vad=local_vad,
             reconnect=False,
+            record=args.record,
+            prices=args.price_table,
         )
         _watch(client, log, args, out)
         try:
@@ -261,6 +297,9 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
         except (ConnectionClosed, RealtalkError, OSError) as exc:
             raise CliError(f"cannot reach {url}: {exc}") from None
         log.connected = True
+        if client.recording is not None:
+            _say(out, args, "realtalk: recording to "
+                 f"{client.recording.wav_path} and {client.recording.log_path.name}")
 
         if args.speaker:
             await stack.enter_async_context(_Speaker(client, args.out_rate))
@@ -277,11 +316,12 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             if args.out:
                 write_wav(args.out, reply, args.out_rate)
             if not args.json:
-                _summary(out, log, reply, args)
+                _summary(out, log, reply, args, client)
             turns += 1
             if not args.mic or turns == args.turns:
                 break
             log.next_turn()
+            log.tokens_before = client.usage.total
         if args.speaker:
             with anyio.move_on_after(reply.shape[0] / args.out_rate + 1):
                 while client.playback.queued:  # let the speaker finish the reply
@@ -417,9 +457,6 @@ def _watch(client: Any, log: TurnLog, args: argparse.Namespace, out: TextIO) -> 
                 log.reply_id = response_id
         elif kind == "response.done":
             finished = message.get("response") or {}
-            usage = finished.get("usage") or {}
-            for key in ("input_tokens", "output_tokens", "total_tokens"):
-                log.usage[key] = log.usage.get(key, 0) + int(usage.get(key) or 0)
             if finished.get("id") == log.reply_id:
                 if finished.get("status") == "failed":
                     details = finished.get("status_details") or {}
@@ -469,9 +506,8 @@ def _say(out: TextIO, args: argparse.Namespace, line: str) -> None:
     print(line, file=sys.stderr if args.json else out, flush=True)
 
 
-def _summary(
-    out: TextIO, log: TurnLog, audio: npt.NDArray[np.int16], args: argparse.Namespace
-) -> None:
+def _summary(out: TextIO, log: TurnLog, audio: npt.NDArray[np.int16],
+             args: argparse.Namespace, client: Any) -> None:
     def ms(start: float | None, end: float | None) -> str:
         if start is None or end is None:
             return "-"
@@ -485,11 +521,40 @@ def _summary(
         ("speech end -> first audio", ms(log.speech_end, first_audio)),
         ("first audio -> last audio", ms(first_audio, last_audio)),
         ("reply audio", f"{audio_s:.2f} s" + (f" -> {args.out}" if args.out else "")),
-        ("tokens in / out", f"{log.usage.get('input_tokens', 0)} / "
-                            f"{log.usage.get('output_tokens', 0)}"),
+        *_usage_rows(client.usage.total - log.tokens_before, client.rate_limits,
+                     client.usage.prices),
         ("events sent / received", f"{log.events_out} / {log.events_in}"),
     ]
     width = max(len(name) for name, _ in rows)
     print("\n", file=out)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}", file=out)
+
+
+def _price_table(given: str) -> Prices:
+    """``--prices``: a JSON object, inline or in a file."""
+    from pathlib import Path
+
+    text = given
+    if not given.lstrip().startswith("{"):
+        try:
+            text = Path(given).read_text()
+        except OSError as exc:
+            raise CliError(f"--prices {given}: {exc.strerror or exc}") from None
+    try:
+        return Prices.from_mapping(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise CliError(f"--prices: {exc}") from None
+
+
+def _usage_rows(turn: Tokens, rate_limits: list[RateLimit],
+                prices: Prices | None) -> list[tuple[str, str]]:
+    """The turn's tokens (every response it took, from ``client.usage``), their cost with a
+    price table, and the server's latest rate limits."""
+    rows = [("tokens in / out", f"{turn.input} / {turn.output}"),
+            ("tokens cached / audio out", f"{turn.cached} / {turn.output_audio}")]
+    if prices is not None:
+        rows.append(("cost", f"${prices.cost(turn):.6f}"))
+    for limit in rate_limits:
+        rows.append((f"rate limit ({limit.name})", f"{limit.remaining} of {limit.limit} left"))
+    return rows

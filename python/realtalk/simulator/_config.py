@@ -31,7 +31,6 @@ from realtalk.simulator._validate import (
     tagged,
 )
 
-Protocol = Literal["ga", "beta"]
 AudioFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
 
 DEFAULT_INSTRUCTIONS = (
@@ -132,8 +131,8 @@ def _turn_detection() -> Check:
     return nullable(tagged("type", {"server_vad": server_vad, "semantic_vad": semantic_vad}))
 
 
-def _tool(protocol: Protocol) -> Check:
-    function = Obj(
+def _function_tool() -> Check:
+    return Obj(
         {
             "type": anything(),
             "name": string(max_length=64),
@@ -143,30 +142,38 @@ def _tool(protocol: Protocol) -> Check:
         },
         required=("name",),
     )
-    variants: dict[str, Check] = {"function": function}
-    if protocol == "ga":
-        variants["mcp"] = Obj({}, open=True)
-    return tagged("type", variants)
 
 
-def _tool_choice(protocol: Protocol) -> Check:
-    mode = enum("none", "auto", "required")
-    function_ga = Obj({"type": enum("function"), "name": string()}, required=("type", "name"))
-    if protocol == "ga":
-        mcp = Obj(
-            {"type": enum("mcp"), "server_label": string(), "name": nullable(string())},
-            required=("type", "server_label"),
-        )
-        return either(
-            mode,
-            tagged("type", {"function": function_ga, "mcp": mcp}),
-            expected="a string or an object",
-        )
-    function_beta = Obj(
+def _tool_ga() -> Check:
+    return tagged("type", {"function": _function_tool(), "mcp": Obj({}, open=True)})
+
+
+def _tool_beta() -> Check:
+    return tagged("type", {"function": _function_tool()})
+
+
+_TOOL_CHOICE_MODES = ("none", "auto", "required")
+
+
+def _tool_choice_ga() -> Check:
+    function = Obj({"type": enum("function"), "name": string()}, required=("type", "name"))
+    mcp = Obj(
+        {"type": enum("mcp"), "server_label": string(), "name": nullable(string())},
+        required=("type", "server_label"),
+    )
+    return either(
+        enum(*_TOOL_CHOICE_MODES),
+        tagged("type", {"function": function, "mcp": mcp}),
+        expected="a string or an object",
+    )
+
+
+def _tool_choice_beta() -> Check:
+    function = Obj(
         {"type": enum("function"), "name": string(), "function": Obj({"name": string()})},
         required=("type",),
     )
-    return either(mode, function_beta, expected="a string or an object")
+    return either(enum(*_TOOL_CHOICE_MODES), function, expected="a string or an object")
 
 
 def _format_ga() -> Check:
@@ -182,27 +189,35 @@ def _format_ga() -> Check:
     return check
 
 
-def _transcription(protocol: Protocol) -> Check:
-    models = TRANSCRIPTION_MODELS_GA if protocol == "ga" else TRANSCRIPTION_MODELS_BETA
-    fields: dict[str, Check] = {
-        "model": enum(*models),
-        "language": nullable(string()),
-        "prompt": nullable(string()),
-    }
-    if protocol == "ga":
-        fields |= {
-            "languages": array(string()),
-            "keywords": array(string()),
-            "delay": enum("minimal", "low", "medium", "high", "xhigh"),
-        }
-    return nullable(Obj(fields))
+def _transcription_fields(models: tuple[str, ...]) -> dict[str, Check]:
+    return {"model": enum(*models), "language": nullable(string()), "prompt": nullable(string())}
 
 
-def _voice(protocol: Protocol) -> Check:
-    named = enum(*VOICES)
-    if protocol == "beta":
-        return named
-    return either(named, Obj({"id": string()}, required=("id",)), expected="a string or an object")
+def _transcription_ga() -> Check:
+    return nullable(
+        Obj(
+            _transcription_fields(TRANSCRIPTION_MODELS_GA)
+            | {
+                "languages": array(string()),
+                "keywords": array(string()),
+                "delay": enum("minimal", "low", "medium", "high", "xhigh"),
+            }
+        )
+    )
+
+
+def _transcription_beta() -> Check:
+    return nullable(Obj(_transcription_fields(TRANSCRIPTION_MODELS_BETA)))
+
+
+def _voice_ga() -> Check:
+    return either(
+        enum(*VOICES), Obj({"id": string()}, required=("id",)), expected="a string or an object"
+    )
+
+
+def _voice_beta() -> Check:
+    return enum(*VOICES)
 
 
 def _noise_reduction() -> Check:
@@ -239,13 +254,13 @@ def ga_session_schema() -> Obj:
             "input": Obj(
                 {
                     "format": audio_format,
-                    "transcription": _transcription("ga"),
+                    "transcription": _transcription_ga(),
                     "noise_reduction": _noise_reduction(),
                     "turn_detection": _turn_detection(),
                 }
             ),
             "output": Obj(
-                {"format": audio_format, "voice": _voice("ga"), "speed": number(0.25, 1.5)}
+                {"format": audio_format, "voice": _voice_ga(), "speed": number(0.25, 1.5)}
             ),
         }
     )
@@ -256,8 +271,8 @@ def ga_session_schema() -> Obj:
             "output_modalities": array(enum("audio", "text"), min_length=1, max_length=1),
             "instructions": string(),
             "audio": audio,
-            "tools": array(_tool("ga")),
-            "tool_choice": _tool_choice("ga"),
+            "tools": array(_tool_ga()),
+            "tool_choice": _tool_choice_ga(),
             "max_output_tokens": _max_tokens(),
             "tracing": _tracing(),
             "truncation": _truncation(),
@@ -281,7 +296,7 @@ def ga_transcription_session_schema() -> Obj:
             "input": Obj(
                 {
                     "format": _format_ga(),
-                    "transcription": _transcription("ga"),
+                    "transcription": _transcription_ga(),
                     "noise_reduction": _noise_reduction(),
                     "turn_detection": _turn_detection(),
                 }
@@ -305,14 +320,14 @@ def beta_session_schema() -> Obj:
             "model": string(),
             "modalities": array(enum("text", "audio"), min_length=1, max_length=2),
             "instructions": string(),
-            "voice": _voice("beta"),
+            "voice": _voice_beta(),
             "input_audio_format": beta_format,
             "output_audio_format": beta_format,
-            "input_audio_transcription": _transcription("beta"),
+            "input_audio_transcription": _transcription_beta(),
             "input_audio_noise_reduction": _noise_reduction(),
             "turn_detection": _turn_detection(),
-            "tools": array(_tool("beta")),
-            "tool_choice": _tool_choice("beta"),
+            "tools": array(_tool_beta()),
+            "tool_choice": _tool_choice_beta(),
             "temperature": number(0.6, 1.2),
             "max_response_output_tokens": _max_tokens(),
             "speed": number(0.25, 1.5),
@@ -326,7 +341,7 @@ def beta_transcription_session_schema() -> Obj:
     return Obj(
         {
             "input_audio_format": enum("pcm16", "g711_ulaw", "g711_alaw"),
-            "input_audio_transcription": _transcription("beta"),
+            "input_audio_transcription": _transcription_beta(),
             "turn_detection": _turn_detection(),
             "input_audio_noise_reduction": _noise_reduction(),
             "include": nullable(array(enum(*INCLUDE_VALUES))),
@@ -336,32 +351,37 @@ def beta_transcription_session_schema() -> Obj:
     )
 
 
-def response_schema(protocol: Protocol, item_check: Check) -> Obj:
-    common: dict[str, Check] = {
+def _response_common(tool: Check, tool_choice: Check, item_check: Check) -> dict[str, Check]:
+    return {
         "instructions": string(),
-        "tools": array(_tool(protocol)),
-        "tool_choice": _tool_choice(protocol),
+        "tools": array(tool),
+        "tool_choice": tool_choice,
         "conversation": either(enum("auto", "none"), string(), expected="a string"),
         "metadata": nullable(string_map(max_pairs=16, max_key=64, max_value=512)),
         "input": array(item_check),
     }
-    if protocol == "ga":
-        return Obj(
-            common
-            | {
-                "output_modalities": array(enum("audio", "text"), min_length=1, max_length=1),
-                "audio": Obj({"output": Obj({"format": _format_ga(), "voice": _voice("ga")})}),
-                "max_output_tokens": _max_tokens(),
-                "prompt": anything(),
-                "reasoning": Obj({"effort": enum("minimal", "low", "medium", "high", "xhigh")}),
-                "parallel_tool_calls": boolean(),
-            }
-        )
+
+
+def ga_response_schema(item_check: Check) -> Obj:
     return Obj(
-        common
+        _response_common(_tool_ga(), _tool_choice_ga(), item_check)
+        | {
+            "output_modalities": array(enum("audio", "text"), min_length=1, max_length=1),
+            "audio": Obj({"output": Obj({"format": _format_ga(), "voice": _voice_ga()})}),
+            "max_output_tokens": _max_tokens(),
+            "prompt": anything(),
+            "reasoning": Obj({"effort": enum("minimal", "low", "medium", "high", "xhigh")}),
+            "parallel_tool_calls": boolean(),
+        }
+    )
+
+
+def beta_response_schema(item_check: Check) -> Obj:
+    return Obj(
+        _response_common(_tool_beta(), _tool_choice_beta(), item_check)
         | {
             "modalities": array(enum("text", "audio"), min_length=1, max_length=2),
-            "voice": _voice("beta"),
+            "voice": _voice_beta(),
             "output_audio_format": enum("pcm16", "g711_ulaw", "g711_alaw"),
             "temperature": number(0.6, 1.2),
             "max_response_output_tokens": _max_tokens(),
@@ -380,6 +400,10 @@ SERVER_VAD_DEFAULT: dict[str, Any] = {
     "idle_timeout_ms": None,
     "create_response": True,
     "interrupt_response": True,
+}
+# Beta's server_vad has no idle timeout.
+SERVER_VAD_DEFAULT_BETA: dict[str, Any] = {
+    key: value for key, value in SERVER_VAD_DEFAULT.items() if key != "idle_timeout_ms"
 }
 
 
@@ -507,8 +531,11 @@ def merge(target: dict[str, Any], update: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def fill_turn_detection(value: dict[str, Any] | None, protocol: Protocol) -> dict[str, Any] | None:
-    """The effective object the server reports: defaults filled in for the chosen type."""
+def fill_turn_detection(
+    value: dict[str, Any] | None, server_vad_default: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The effective object the server reports: defaults filled in for the chosen type
+    (``server_vad_default``: the protocol's :data:`SERVER_VAD_DEFAULT`)."""
     if value is None:
         return None
     if value["type"] == "semantic_vad":
@@ -520,9 +547,7 @@ def fill_turn_detection(value: dict[str, Any] | None, protocol: Protocol) -> dic
         }
         base |= {k: v for k, v in value.items() if k in base}
         return base
-    base = dict(SERVER_VAD_DEFAULT)
-    if protocol == "beta":
-        del base["idle_timeout_ms"]
+    base = dict(server_vad_default)
     base |= value
     return base
 
@@ -557,15 +582,18 @@ class Effective:
     max_output_tokens: int | str
 
 
-def session_view(protocol: Protocol, session: dict[str, Any]) -> dict[str, Any]:
+def ga_session_view(session: dict[str, Any]) -> dict[str, Any]:
     """Input-side facts: format, turn detection, transcription."""
-    if protocol == "ga":
-        audio_in = session["audio"]["input"]
-        return {
-            "input_format": format_from_ga(audio_in["format"]),
-            "turn_detection": audio_in["turn_detection"],
-            "transcription": audio_in["transcription"],
-        }
+    audio_in = session["audio"]["input"]
+    return {
+        "input_format": format_from_ga(audio_in["format"]),
+        "turn_detection": audio_in["turn_detection"],
+        "transcription": audio_in["transcription"],
+    }
+
+
+def beta_session_view(session: dict[str, Any]) -> dict[str, Any]:
+    """Input-side facts: format, turn detection, transcription."""
     return {
         "input_format": session["input_audio_format"],
         "turn_detection": session["turn_detection"],
@@ -573,25 +601,26 @@ def session_view(protocol: Protocol, session: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def effective(
-    protocol: Protocol, session: dict[str, Any], overrides: dict[str, Any] | None = None
-) -> Effective:
+def ga_effective(session: dict[str, Any], overrides: dict[str, Any] | None = None) -> Effective:
+    """What a response runs with: ``overrides`` (a GA ``response.create``'s) over the session."""
     o = overrides or {}
-    if protocol == "ga":
-        out = session.get("audio", {}).get("output", {})
-        o_out = o.get("audio", {}).get("output", {})
-        modalities = o.get("output_modalities", session.get("output_modalities", ["audio"]))
-        return Effective(
-            audio_output="audio" in modalities,
-            output_format=format_from_ga(
-                o_out.get("format", out.get("format", {"type": "audio/pcm"}))
-            ),
-            voice=o_out.get("voice", out.get("voice", "alloy")),
-            instructions=o.get("instructions", session.get("instructions", "")),
-            tools=o.get("tools", session.get("tools", [])),
-            tool_choice=o.get("tool_choice", session.get("tool_choice", "auto")),
-            max_output_tokens=o.get("max_output_tokens", session.get("max_output_tokens", "inf")),
-        )
+    out = session.get("audio", {}).get("output", {})
+    o_out = o.get("audio", {}).get("output", {})
+    modalities = o.get("output_modalities", session.get("output_modalities", ["audio"]))
+    return Effective(
+        audio_output="audio" in modalities,
+        output_format=format_from_ga(o_out.get("format", out.get("format", {"type": "audio/pcm"}))),
+        voice=o_out.get("voice", out.get("voice", "alloy")),
+        instructions=o.get("instructions", session.get("instructions", "")),
+        tools=o.get("tools", session.get("tools", [])),
+        tool_choice=o.get("tool_choice", session.get("tool_choice", "auto")),
+        max_output_tokens=o.get("max_output_tokens", session.get("max_output_tokens", "inf")),
+    )
+
+
+def beta_effective(session: dict[str, Any], overrides: dict[str, Any] | None = None) -> Effective:
+    """What a response runs with: ``overrides`` (a beta ``response.create``'s) over the session."""
+    o = overrides or {}
     modalities = o.get("modalities", session.get("modalities", ["text", "audio"]))
     return Effective(
         audio_output="audio" in modalities,

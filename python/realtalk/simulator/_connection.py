@@ -54,6 +54,7 @@ class Connection:
         self._dropped = False
         self._events_sent = 0
         self._task_group: anyio.abc.TaskGroup | None = None
+        self.call_id: str | None = None
 
     # -- output --
 
@@ -144,6 +145,8 @@ class Connection:
         except* ConnectionClosed:
             pass
         finally:
+            if self.call_id is not None:
+                self.sim._calls.detach(self.call_id, self)
             if self.session is not None:
                 stats = self.sim._stats
                 stats.input_audio_bytes += self.session.stats.input_audio_bytes
@@ -191,6 +194,14 @@ class Connection:
         protocol: Literal["ga", "beta"] = "beta" if beta else "ga"
         intent = query.get("intent", token.intent if token else "realtime")
         model = query.get("model") or (token.model if token else None)
+        call = None
+        if "call_id" in query:  # a SIP call's sideband (simulator/_calls.py)
+            try:
+                call = self.sim._calls.attach(query["call_id"], self)
+            except ClientError as refusal:
+                self._refuse(refusal, 4000)
+                return False
+            self.call_id, model = call.call_id, call.model or "gpt-realtime"
         if intent not in ("realtime", "transcription"):
             self._refuse(
                 ClientError(
@@ -232,6 +243,9 @@ class Connection:
         )
         if token is not None and token.protocol == protocol:
             session.preconfigure(token.config)
+        if call is not None:
+            session.preconfigure(call.config)
+            session.state.sideband = True
         self.session = session
         session.start()
         self.push()

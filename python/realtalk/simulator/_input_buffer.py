@@ -82,6 +82,10 @@ class InputBuffer:
 
     def on_output_audio_buffer_clear(self, event: dict[str, Any]) -> None:
         event_fields(event, {})
+        state = self.state
+        if state.sideband:  # the server plays a call's audio out: clearing stops it
+            state.emit("output_audio_buffer.cleared", response_id=state.last_response_id)
+            return
         raise ClientError(
             "invalid_value",
             "output_audio_buffer.clear is only supported for WebRTC and SIP connections.",
@@ -220,28 +224,52 @@ class InputBuffer:
             self._transcribe(item_id, audio)
 
     def _transcribe(self, item_id: str, audio: bytes) -> None:
+        """The committed audio's transcript (its length: the simulator hears no words), as the
+        model sends it (protocol.md §5): whisper-1 in one delta with duration usage; the
+        gpt-4o family word by word with token usage; the diarizing model adds a segment."""
         state = self.state
+        model = (state.view["transcription"] or {}).get("model")
         seconds = len(audio) / cfg.BYTES_PER_MS[state.input_format] / 1000
         transcript = f"({seconds:.2f} s of speech)"
-        state.emit(
-            "conversation.item.input_audio_transcription.delta",
-            item_id=item_id,
-            content_index=0,
-            delta=transcript,
-        )
-        audio_tokens = max(1, math.ceil(seconds * 10))
-        text_tokens = max(1, math.ceil(len(transcript) / 4))
-        state.emit(
-            "conversation.item.input_audio_transcription.completed",
-            item_id=item_id,
-            content_index=0,
-            transcript=transcript,
-            usage={
+        words = transcript.split(" ")
+        deltas = [transcript] if model == "whisper-1" else [
+            word if index == 0 else " " + word for index, word in enumerate(words)]
+        for delta in deltas:
+            state.emit(
+                "conversation.item.input_audio_transcription.delta",
+                item_id=item_id,
+                content_index=0,
+                delta=delta,
+            )
+        if model == "gpt-4o-transcribe-diarize":
+            state.emit(
+                "conversation.item.input_audio_transcription.segment",
+                item_id=item_id,
+                content_index=0,
+                id=state.ids.new("seg"),
+                text=transcript,
+                speaker="spk_1",
+                start=0.0,
+                end=round(seconds, 3),
+            )
+        usage: dict[str, Any]
+        if model == "whisper-1":
+            usage = {"type": "duration", "seconds": round(seconds, 3)}
+        else:
+            audio_tokens = max(1, math.ceil(seconds * 10))
+            text_tokens = max(1, math.ceil(len(transcript) / 4))
+            usage = {
                 "type": "tokens",
                 "total_tokens": audio_tokens + text_tokens,
                 "input_tokens": audio_tokens,
                 "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens},
                 "output_tokens": text_tokens,
-            },
+            }
+        state.emit(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript=transcript,
+            usage=usage,
         )
         state.items[item_id]["content"][0]["transcript"] = transcript

@@ -75,6 +75,14 @@ class ProtocolAdapter:
     def input_format_changed(self, update: dict[str, Any]) -> bool:
         raise NotImplementedError
 
+    def fill_turn_detection(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The turn detection the server reports for ``value``: its type's defaults filled in."""
+        raise NotImplementedError
+
+    def session_view(self, session: dict[str, Any]) -> dict[str, Any]:
+        """Input-side facts of a session config: format, turn detection, transcription."""
+        raise NotImplementedError
+
     # ---- items ---------------------------------------------------------------------------
 
     def content_variants(self, text: Check) -> dict[str, Check]:
@@ -130,6 +138,16 @@ class ProtocolAdapter:
         return {}
 
     names_function_in_arguments_done: bool
+
+    def response_schema(self, item_check: Check) -> Check:
+        """The `response.create` ``response`` object's schema, items checked by ``item_check``."""
+        raise NotImplementedError
+
+    def effective(
+        self, session: dict[str, Any], overrides: dict[str, Any] | None = None
+    ) -> cfg.Effective:
+        """What a response runs with: a `response.create`'s ``overrides`` over the session."""
+        raise NotImplementedError
 
     def response_fields(
         self,
@@ -215,6 +233,20 @@ class _Ga(ProtocolAdapter):
 
     def input_format_changed(self, update: dict[str, Any]) -> bool:
         return "format" in update.get("audio", {}).get("input", {})
+
+    def fill_turn_detection(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return cfg.fill_turn_detection(value, cfg.SERVER_VAD_DEFAULT)
+
+    def session_view(self, session: dict[str, Any]) -> dict[str, Any]:
+        return cfg.ga_session_view(session)
+
+    def response_schema(self, item_check: Check) -> Check:
+        return cfg.ga_response_schema(item_check)
+
+    def effective(
+        self, session: dict[str, Any], overrides: dict[str, Any] | None = None
+    ) -> cfg.Effective:
+        return cfg.ga_effective(session, overrides)
 
     def content_variants(self, text: Check) -> dict[str, Check]:
         audio = Obj({"type": anything(), "audio": string(), "transcript": nullable(string())})
@@ -314,6 +346,20 @@ class _Beta(ProtocolAdapter):
 
     def input_format_changed(self, update: dict[str, Any]) -> bool:
         return "input_audio_format" in update
+
+    def fill_turn_detection(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return cfg.fill_turn_detection(value, cfg.SERVER_VAD_DEFAULT_BETA)
+
+    def session_view(self, session: dict[str, Any]) -> dict[str, Any]:
+        return cfg.beta_session_view(session)
+
+    def response_schema(self, item_check: Check) -> Check:
+        return cfg.beta_response_schema(item_check)
+
+    def effective(
+        self, session: dict[str, Any], overrides: dict[str, Any] | None = None
+    ) -> cfg.Effective:
+        return cfg.beta_effective(session, overrides)
 
     def content_variants(self, text: Check) -> dict[str, Check]:
         return {

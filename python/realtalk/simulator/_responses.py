@@ -31,7 +31,7 @@ class Responses:
 
     def on_create(self, event: dict[str, Any]) -> None:
         state = self.state
-        schema = cfg.response_schema(state.protocol, self.conversation.item_check(references=True))
+        schema = state.adapter.response_schema(self.conversation.item_check(references=True))
         fields = event_fields(event, {"response": schema})
         overrides = dict(fields.get("response") or {})
         conversation = overrides.get("conversation", "auto")
@@ -81,7 +81,7 @@ class Responses:
     def create_response(self, overrides: dict[str, Any]) -> ResponseState:
         state = self.state
         conversation = overrides.get("conversation", "auto")
-        effective = cfg.effective(state.protocol, state.config, overrides)
+        effective = state.adapter.effective(state.config, overrides)
         if "input" in overrides:
             items = [
                 state.items[i["id"]] if i["type"] == "item_reference" else i
@@ -119,7 +119,14 @@ class Responses:
             for item in items
             for part in item.get("content", [])
         ) + len(effective.instructions)
-        input_tokens = math.ceil(text_chars / 4) + math.ceil(sum(audio_ms.values()) / 100)
+        # About 4 characters of text and 100 ms of input audio a token, as the live API bills.
+        text_tokens = math.ceil(text_chars / 4)
+        audio_tokens = math.ceil(sum(audio_ms.values()) / 100)
+        cached = (0, 0)
+        if conversation == "auto":
+            cached = (min(text_tokens, state.prompt_cache[0]),
+                      min(audio_tokens, state.prompt_cache[1]))
+            state.prompt_cache = (text_tokens, audio_tokens)
         response = ResponseState(
             id=response_id,
             conversation=conversation,
@@ -127,10 +134,13 @@ class Responses:
             overrides=overrides,
             effective=effective,
             context=context,
-            input_tokens=input_tokens,
+            input_tokens=text_tokens,
+            input_audio_tokens=audio_tokens,
+            cached_tokens=cached,
         )
         if conversation == "auto":
             state.active = response
+            state.last_response_id = response_id
         else:
             state.out_of_band[response_id] = response
         state.stats.responses += 1
@@ -413,19 +423,22 @@ class Responses:
         return obj
 
     def _usage(self, response: ResponseState) -> dict[str, Any]:
+        """protocol.md §7.3: input text and audio (cached ones a subset), output text (4
+        characters a token) and audio (50 ms a token, what was generated)."""
         text_out = math.ceil(response.output_text_chars / 4)
         audio_out = math.ceil(response.output_audio_ms / 50)
-        text_in = response.input_tokens
-        details_in: dict[str, Any] = {"text_tokens": text_in, "audio_tokens": 0}
-        cached: dict[str, Any] = {"text_tokens": 0, "audio_tokens": 0}
+        text_in, audio_in = response.input_tokens, response.input_audio_tokens
+        cached_text, cached_audio = response.cached_tokens
+        details_in: dict[str, Any] = {"text_tokens": text_in, "audio_tokens": audio_in}
+        cached: dict[str, Any] = {"text_tokens": cached_text, "audio_tokens": cached_audio}
         if self.state.adapter.usage_counts_images:
             details_in["image_tokens"] = 0
             cached["image_tokens"] = 0
-        details_in["cached_tokens"] = 0
+        details_in["cached_tokens"] = cached_text + cached_audio
         details_in["cached_tokens_details"] = cached
         return {
-            "total_tokens": text_in + text_out + audio_out,
-            "input_tokens": text_in,
+            "total_tokens": text_in + audio_in + text_out + audio_out,
+            "input_tokens": text_in + audio_in,
             "output_tokens": text_out + audio_out,
             "input_token_details": details_in,
             "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},

@@ -78,9 +78,7 @@ class SessionConfig:
         turn = adapter.turn_detection_in(update)
         cfg.merge(state.config, update)
         if turn is not None:
-            adapter.set_turn_detection(
-                state.config, cfg.fill_turn_detection(turn[1], state.protocol)
-            )
+            adapter.set_turn_detection(state.config, adapter.fill_turn_detection(turn[1]))
             self.input_buffer.configure_vad()
         elif adapter.input_format_changed(update):
             self.input_buffer.configure_vad()

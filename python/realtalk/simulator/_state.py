@@ -56,7 +56,9 @@ class ResponseState:
     audio_sent_ms: float = 0.0
     output_text_chars: int = 0
     output_audio_ms: float = 0.0
-    input_tokens: int = 0
+    input_tokens: int = 0  # text (instructions and the items' text and transcripts)
+    input_audio_tokens: int = 0
+    cached_tokens: tuple[int, int] = (0, 0)  # (text, audio): the prefix the last one read
     beta_rate_limits_sent: bool = False
 
     @property
@@ -120,6 +122,13 @@ class SessionState:
         self.out_of_band: dict[str, ResponseState] = {}
         self.new_responses: list[ResponseState] = []
         self.tokens_used = 0
+        # The (text, audio) input tokens of the last in-conversation response: the next one
+        # reads the same prefix again, which the prompt cache serves.
+        self.prompt_cache: tuple[int, int] = (0, 0)
+        # A SIP call's sideband: the server plays the audio out itself, so the client may
+        # clear it (output_audio_buffer.clear); last_response_id is whose audio that is.
+        self.sideband = False
+        self.last_response_id: str | None = None
         self.responder_state: dict[Any, Any] = {}  # `ResponseContext.session_state`
         self.refresh_view()
 
@@ -133,7 +142,7 @@ class SessionState:
     def refresh_view(self) -> None:
         # Every config change passes here: the input-side facts the append path reads, looked
         # up once per change instead of once per 20 ms frame.
-        self.view = cfg.session_view(self.protocol, self.config)
+        self.view = self.adapter.session_view(self.config)
         self.input_bytes_per_ms = cfg.BYTES_PER_MS[self.view["input_format"]]
         turn = self.turn_detection or {}
         # Between turns only the prefix padding (and a margin) can still become part of an item.

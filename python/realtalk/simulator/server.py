@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 
 from realtalk.simulator import _config as cfg
+from realtalk.simulator._calls import CallNotFound, CallRegistry, SimulatedCall
 from realtalk.simulator._audio_io import make_vad
 from realtalk.simulator._connection import Connection, bearer_token
 from realtalk.simulator._connection import expiry_reason as expiry_reason
@@ -178,6 +179,7 @@ class Simulator:
         self._seed = seed
         self._ids = IdFactory(f"{seed}:simulator")
         self._tokens: dict[str, _Token] = {}
+        self._calls = CallRegistry(IdFactory(f"{seed}:calls"))
         self.compression = compression
         self._server: WebSocketServer | None = None
 
@@ -193,6 +195,18 @@ class Simulator:
                 totals.responses += session.stats.responses
                 totals.errors += session.stats.errors
         return totals
+
+    def incoming_call(self, sip_headers: list[dict[str, str]] | None = None) -> str:
+        """Ring a simulated SIP call and return its ``call_id`` (what the real server's
+        ``realtime.call.incoming`` webhook carries). Control it through the REST endpoints
+        under ``http_url`` (``/realtime/calls/{call_id}/accept`` ...), then open its sideband
+        at ``url`` with ``?call_id=`` (``RealtimeClient(call_id=...)``)."""
+        return self._calls.ring(sip_headers)
+
+    def call(self, call_id: str) -> SimulatedCall:
+        """A simulated call's state and what was asked of it (``state``, ``config``,
+        ``rejected_with``, ``referred_to``); KeyError for an unknown id."""
+        return self._calls.calls[call_id]
 
     @property
     def url(self) -> str:
@@ -251,14 +265,18 @@ class Simulator:
     def http_request(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, Any]:
-        """The REST token endpoints: returns (status, JSON payload)."""
+        """The REST token and call-control endpoints: returns (status, JSON payload)."""
         path = urlsplit(target).path.rstrip("/")
+        call_route = CallRegistry.route(path)
         routes = {
             "/v1/realtime/client_secrets": self._client_secrets,
             "/v1/realtime/sessions": self._beta_sessions,
             "/v1/realtime/transcription_sessions": self._beta_transcription_sessions,
         }
         handler = routes.get(path)
+        if call_route is not None:
+            call_id, action = call_route
+            handler = lambda payload: self._calls.handle(call_id, action, payload)  # noqa: E731
         if handler is None:
             return 404, _api_error(f"Invalid URL ({method} {path})", None, None)
         if method != "POST":
@@ -276,7 +294,7 @@ class Simulator:
         try:
             return 200, handler(payload)
         except ClientError as exc:
-            return 400, {
+            return 404 if isinstance(exc, CallNotFound) else 400, {
                 "error": {
                     "message": exc.message,
                     "type": exc.error_type,

@@ -379,6 +379,8 @@ class ServerSession:
         if not isinstance(kind, str):
             raise invalid_type("type", "a string", kind)
         supported = self.state.adapter.client_types
+        if self.state.sideband and kind == "output_audio_buffer.clear":
+            supported = (*supported, kind)
         if kind not in supported:
             raise invalid_value("type", kind, supported)
         if event.get("event_id") is not None:

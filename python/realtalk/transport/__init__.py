@@ -23,15 +23,14 @@ other frame and owns the protocol's state.
 - the close handshake is bounded by ``close_timeout``; after it the TCP connection is dropped.
 
 Errors reach the caller as :mod:`realtalk.errors` exceptions, translated in one place
-(:mod:`realtalk.transport.errors`):
+(:mod:`realtalk.transport.errors`). A close frame becomes the exception the Realtime layer's
+:func:`realtalk.close_codes.close_error` names for its code and reason: what the Realtime API
+means by a code lives there, this package knows only RFC 6455's.
 
 ==========================================  ===========================================
 what happened                               exception
 ==========================================  ===========================================
-close code 3000                             :class:`~realtalk.errors.AuthenticationError`
-close code 4000                             :class:`~realtalk.errors.InvalidRequestError`
-close 1001 "...maximum duration..."         :class:`~realtalk.errors.SessionExpired`
-any other close frame                       :class:`~realtalk.errors.ConnectionClosed`
+a close frame                               :func:`realtalk.close_codes.close_error`
 no close frame (peer vanished)              ``ConnectionClosed(1006)``
 keepalive pong missing                      :class:`~realtalk.errors.KeepaliveTimeout`
 HTTP status instead of 101                  ``HandshakeError(status, body)``
@@ -43,7 +42,8 @@ open deadline passed                        :class:`~realtalk.errors.Timeout`
 The package follows websockets' own cuts, one concern per module:
 
 - ``options``: :class:`WebSocketOptions` and the defaults;
-- ``errors``: the exception mapping above;
+- ``errors``: the exception mapping above (``close_error`` is re-exported from
+  :mod:`realtalk.close_codes` for existing imports);
 - ``http11``: HTTP requests and responses, the request head and body off a stream;
 - ``frames``: the data-frame writer and the whole-frame splitter;
 - ``messages``: :class:`RawMessage` and the bounded queue from the reader to the consumers;
@@ -53,9 +53,10 @@ The package follows websockets' own cuts, one concern per module:
 - ``log``: the ``realtalk.transport`` logger, with credentials redacted.
 """
 
+from realtalk.close_codes import close_error
 from realtalk.transport.client import open_websocket
 from realtalk.transport.connection import WebSocket
-from realtalk.transport.errors import close_error, is_clean_close, map_exceptions
+from realtalk.transport.errors import is_clean_close, map_exceptions
 from realtalk.transport.http11 import HTTPRequest, HTTPResponse
 from realtalk.transport.log import logger
 from realtalk.transport.messages import RawMessage

@@ -18,6 +18,7 @@ from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side, State
 
 from realtalk._timer_thread import sleep_off_loop
+from realtalk.close_codes import close_error
 from realtalk.errors import (
     ConnectionClosed,
     KeepaliveTimeout,
@@ -30,7 +31,7 @@ from realtalk.transport.asyncio_fast_path import (
     push_receiver,
     running_asyncio_loop,
 )
-from realtalk.transport.errors import close_error, is_clean_close
+from realtalk.transport.errors import is_clean_close
 from realtalk.transport.frames import FrameSplitter, data_frame
 from realtalk.transport.http11 import HTTPRequest, HTTPResponse
 from realtalk.transport.log import logger
@@ -63,9 +64,10 @@ class WebSocket:
 
     Receiving: :meth:`receive` (text -> ``str``, binary -> ``bytes``), :meth:`receive_raw` (a
     :class:`RawMessage`, text left as UTF-8 ``bytes``, for the hot path), ``async for message in
-    ws`` (like :meth:`receive`; ends quietly after a normal close (1000, 1001 other than session
-    expiry, 1005) and raises otherwise). Once the connection is closed, every receive and send
-    raises the closing exception (see the module's table).
+    ws`` (like :meth:`receive`; ends quietly after a normal close (1000, 1001, 1005, unless
+    :mod:`realtalk.close_codes` gives it a meaning of its own) and raises otherwise). Once the
+    connection is closed, every receive and send raises the closing exception (see the
+    package's table).
 
     Closing: :meth:`close`; :attr:`close_code` and :attr:`close_reason` once closed. Also
     :meth:`ping` (round-trip time), :attr:`subprotocol`, :attr:`request` (server side: the

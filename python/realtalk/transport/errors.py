@@ -1,5 +1,6 @@
-"""The one place where foreign errors (anyio, ssl, OS, websockets) and close frames become
-:mod:`realtalk.errors` exceptions."""
+"""The one place where foreign errors (anyio, ssl, OS, websockets) become :mod:`realtalk.errors`
+exceptions. What a close code means beyond RFC 6455 is not known here: the Realtime layer's
+:func:`realtalk.close_codes.close_error` says it."""
 
 from __future__ import annotations
 
@@ -12,35 +13,20 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.frames import OK_CLOSE_CODES
 
 from realtalk.errors import (
-    AuthenticationError,
     ConnectError,
     ConnectionClosed,
     HandshakeError,
-    InvalidRequestError,
     ProtocolError,
     RealtalkError,
-    SessionExpired,
     Timeout,
 )
 
-_SESSION_EXPIRED_MARKER = "maximum duration"
-
 
 def is_clean_close(exc: ConnectionClosed) -> bool:
-    """Whether a close ends ``async for`` quietly: 1000, 1001 or 1005, and not one of the
-    subclasses that say something went wrong (a 1001 session expiry still raises)."""
+    """Whether a close ends ``async for`` quietly: RFC 6455's normal codes (1000, 1001, 1005),
+    unless the close was given a more specific meaning (a subclass of ConnectionClosed, such as
+    a session expiry's 1001), which says something went wrong."""
     return type(exc) is ConnectionClosed and exc.code in OK_CLOSE_CODES
-
-
-def close_error(code: int, reason: str) -> ConnectionClosed:
-    """The exception that describes a connection closed with ``code`` and ``reason``."""
-    if code == 3000:
-        return AuthenticationError(code, reason)
-    if code == 4000:
-        return InvalidRequestError(code, reason)
-    if code == 1001 and _SESSION_EXPIRED_MARKER in reason.lower():
-        return SessionExpired(code, reason)
-    return ConnectionClosed(code, reason)
 
 
 def _translate(exc: BaseException, during: str) -> RealtalkError | None:

@@ -84,7 +84,7 @@ class WebSocketServer:
     listening and closes every connection (code 1001), so nothing outlives it.
 
     - ``handler(ws)``: called for each accepted WebSocket; ``ws.request`` holds the upgrade
-      request. It may send an error event then ``await ws.close(3000, reason)``.
+      request. It may send an error event then ``await ws.close(code, reason)``.
     - ``http_handler(request) -> HTTPResponse``: answers requests that are not upgrades (any
       method, with a ``Content-Length`` body up to ``max_size``). Without it they get 426.
     - ``process_request(request) -> HTTPResponse | None``: refuse an upgrade with a status
