@@ -709,7 +709,9 @@ class RealtimeClient:
         is woken without waiting for it (it encodes and sends the frame when it runs). Raises
         :class:`InputBackpressure` when that queue (or, in the loop's own thread, the uplink
         queue) is full: the frame is dropped and counted in ``metrics.input_frames_refused``;
-        the caller decides whether to retry."""
+        the caller decides whether to retry. A single frame from another thread larger than
+        the queue's arena (``uplink_queue_frames`` x 20 ms of stereo float32, at least 64 of
+        them) raises ``ValueError``: append it in pieces."""
         # A device thread's whole path: one Rust call that copies a float32/int16 array into
         # the hand-off's arena and wakes the loop through a socket (no Python call for it).
         status = self._handoff.push(samples) if sample_rate is None else HANDOFF_NOT_TAKEN
