@@ -10,7 +10,8 @@ are shown too. The client talks to the simulator in the same loop (so the stall 
     .venv/bin/python benches/bench_handoff.py [asyncio|trio] [seconds]
 
 Before the fix (``anyio.from_thread.run_sync``) a call made during a stall waited for the loop:
-up to the stall's 100 ms. ``cpu`` rows are the thread's own CPU time in the call (the wall time
+up to the stall's 100 ms. Since session 6 the device thread's call is one push into a Rust queue
+(``realtalk._audio.FrameHandoff``) that wakes the loop through a socket. ``cpu`` rows are the thread's own CPU time in the call (the wall time
 minus preemption by other processes); ``gc_*`` are the interpreter's collections meanwhile (a
 collection holds the GIL, in whichever thread triggered it, and outside any stall that is the
 longest wait an append can meet).

@@ -27,6 +27,9 @@ pub mod vad;
 // ---- frame ----
 pub mod frame;
 
+// ---- handoff ----
+pub mod handoff;
+
 
 pub use error::AudioError;
 

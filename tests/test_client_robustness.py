@@ -367,6 +367,83 @@ async def test_frames_handed_over_before_a_commit_are_sent_before_it() -> None:
         assert sent == ["input_audio_buffer.append"] * 10 + ["input_audio_buffer.commit"]
 
 
+async def _wire_audio_of(frames: list[tuple[Any, int | None]], *, from_thread: bool) -> bytes:
+    """The pcm16 a client sends for ``frames`` appended from a device thread or the loop."""
+    import base64
+    import threading
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", session=NO_TURNS,
+                                                  input_rate=48000) as client:
+        recorder = Recorder(client)
+
+        def append_all() -> None:
+            for samples, rate in frames:
+                client.append_input_audio(samples, rate)
+
+        if from_thread:
+            worker = threading.Thread(target=append_all)
+            worker.start()
+            await until(lambda: not worker.is_alive())
+        else:
+            append_all()
+        await client.commit_input_audio()
+        await until(lambda: recorder.wire("server", "input_audio_buffer.committed"))
+        return b"".join(base64.b64decode(event["audio"])
+                        for event in recorder.wire("client", "input_audio_buffer.append"))
+
+
+async def test_frames_of_every_kind_from_a_device_thread_keep_their_order_and_content() -> None:
+    # The Rust hand-off takes float32/int16 arrays as they are; everything else (other
+    # dtypes, non-contiguous, lists, other rates) is converted first: one queue, one order.
+    import numpy as np
+
+    stereo = np.stack([tone(20, 48000), -tone(20, 48000)], axis=1)
+    frames: list[tuple[Any, int | None]] = [
+        (tone(20, 48000), None),
+        ((tone(20, 48000) * 32767).astype(np.int16), None),
+        (tone(20, 48000).astype(np.float64), None),
+        (stereo, None),
+        (np.asfortranarray(stereo), None),
+        (tone(40, 48000)[::2], None),
+        (tone(20, 16000), 16000),
+        (tone(20, 48000).tolist(), None),
+        (tone(20, 48000), None),
+    ]
+    from_thread = await _wire_audio_of(frames, from_thread=True)
+    in_loop = await _wire_audio_of(frames, from_thread=False)
+    assert len(from_thread) > 0.1 * 24000 * 2
+    assert from_thread == in_loop, "the hand-off changed or reordered the audio"
+
+
+async def test_a_device_thread_frame_larger_than_the_hand_off_is_refused_clearly() -> None:
+    import threading
+
+    import numpy as np
+
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", session=NO_TURNS,
+                                                  uplink_queue_frames=1) as client:
+        errors: list[BaseException] = []
+        huge = np.zeros(client._handoff.arena_bytes // 4 + 1, np.float32)
+
+        def append() -> None:
+            try:
+                client.append_input_audio(huge)
+            except ValueError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=append)
+        worker.start()
+        await until(lambda: not worker.is_alive())
+        assert len(errors) == 1 and "append it in pieces" in str(errors[0])
+        client.append_input_audio(huge)  # the loop's own thread has no such limit
+    errors.clear()
+    worker = threading.Thread(target=lambda: errors.append(
+        pytest.raises(RuntimeError, client.append_input_audio, tone(10)).value))
+    worker.start()
+    worker.join()
+    assert "not running" in str(errors[0]), "after the client closed"
+
+
 def test_the_notification_type_no_longer_clashes_with_the_wire_events() -> None:
     import realtalk
     import realtalk.events

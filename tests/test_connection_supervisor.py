@@ -138,3 +138,41 @@ async def test_the_handshake_reports_a_refusal_and_rejects_any_other_first_event
         await client._supervisor._handshake(ScriptedLink([refusal, other]), reconnecting=False)
     assert [e.get("code") for e in errors] == ["invalid_api_key"]
     assert not client.connected
+
+
+def test_the_supervisor_touches_only_its_declared_interface_of_the_client() -> None:
+    # Every attribute the supervisor reads, sets or calls on its client (``client.x`` or
+    # ``self._client.x`` in its source) is declared in SupervisedClient, and a real client
+    # has every declared member: the one list a reader needs is complete and true.
+    import ast
+    import inspect
+
+    import realtalk._connection_supervisor as module
+    from realtalk._connection_supervisor import SupervisedClient
+
+    tree = ast.parse(inspect.getsource(module))
+    interface = next(node for node in tree.body
+                     if isinstance(node, ast.ClassDef) and node.name == "SupervisedClient")
+    declared = {node.name for node in interface.body if isinstance(node, ast.FunctionDef
+                                                                   | ast.AsyncFunctionDef)}
+    declared |= {node.target.id for node in interface.body
+                 if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    used = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id == "client" or (
+                isinstance(owner, ast.Attribute) and owner.attr == "_client"
+                and isinstance(owner.value, ast.Name) and owner.value.id == "self"):
+            used.add(node.attr)
+    assert used, "the scan found the supervisor's uses"
+    assert used - declared == set(), "undeclared reaches into the client"
+    assert declared - used == set(), "declared but unused: drop it from the interface"
+    client = RealtimeClient()
+    missing = [name for name in sorted(declared) if not hasattr(client, name)]
+    assert missing == ["_outbox_receive"]  # made when the client starts:
+    assert "self._outbox_receive = " in inspect.getsource(RealtimeClient.__aenter__) \
+        or "self._outbox_send, self._outbox_receive = " in inspect.getsource(
+            RealtimeClient.__aenter__)
+    assert len(declared) < 45 and SupervisedClient.__doc__

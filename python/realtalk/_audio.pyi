@@ -50,6 +50,14 @@ __all__ = [
     "QueuedDelta",
     "Uplink",
 
+    # ---- handoff ----
+    "FrameHandoff",
+    "HANDOFF_FULL",
+    "HANDOFF_NOT_TAKEN",
+    "HANDOFF_QUEUED",
+    "HANDOFF_QUEUED_WAKE",
+    "HANDOFF_TOO_LARGE",
+
 ]
 
 
@@ -420,3 +428,39 @@ class Downlink:
     @property
     def delay(self) -> float:
         """How far the output lags the wire, in output samples."""
+
+
+# ---- handoff ----
+
+HANDOFF_NOT_TAKEN: Final[int]
+HANDOFF_QUEUED: Final[int]
+HANDOFF_QUEUED_WAKE: Final[int]
+HANDOFF_FULL: Final[int]
+HANDOFF_TOO_LARGE: Final[int]
+
+@final
+class FrameHandoff:
+    """A bounded FIFO of audio frames from any thread to the event loop's thread: copies
+    each frame into an arena allocated once, never waits, wakes the consumer through
+    ``wake_fd`` on the empty-to-non-empty edge."""
+
+    def __new__(cls, max_frames: int, arena_bytes: int) -> FrameHandoff: ...
+    def open(self, default_rate: int | None = None) -> None:
+        """Starts taking frames; the calling thread becomes the consumer."""
+    def close(self) -> None:
+        """Stops taking frames; what is queued stays."""
+    def push(self, samples: object, rate: int | None = None) -> int:
+        """Queues a C-contiguous float32/int16 array; returns a ``HANDOFF_*`` outcome."""
+    def woken(self) -> None:
+        """Call before looking at the queue: the next push wakes the consumer again."""
+    def front(self) -> tuple[npt.NDArray[Any], int, int] | None:
+        """The oldest frame as ``(samples, channels, rate)``, channels 0 for 1-D."""
+    def pop(self) -> bool:
+        """Drops the oldest frame."""
+    def __len__(self) -> int: ...
+    @property
+    def max_frames(self) -> int: ...
+    @property
+    def arena_bytes(self) -> int: ...
+    @property
+    def wake_fd(self) -> int | None: ...

@@ -17,7 +17,8 @@ from __future__ import annotations
 import random
 import time
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -36,15 +37,107 @@ from realtalk.errors import (
 )
 
 if TYPE_CHECKING:
-    from realtalk.client import Link, RealtimeClient
+    from anyio.streams.memory import MemoryObjectReceiveStream
 
-__all__ = ["ConnectionSupervisor"]
+    from realtalk._delivery import Delivery, DeliveryLedger
+    from realtalk._responses import ResponseSlot
+    from realtalk._uplink import FrameHandoff, OutageBuffer
+    from realtalk.client import ClientMetrics, ConnectFactory, Link
+    from realtalk.conversation import Conversation
+
+__all__ = ["ConnectionSupervisor", "SupervisedClient"]
+
+
+class SupervisedClient(Protocol):
+    """Everything the supervisor may read, change or call on its client, in one place.
+
+    ``RealtimeClient`` is one (structurally: it declares nothing for it); mypy holds the
+    supervisor to this list, so a new reach into the client shows up here first. The
+    settings are read each time they are used: they are public attributes a program may
+    change between connections."""
+
+    # ---- settings (read) ----
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def protocol(self) -> _events.Protocol: ...
+    @property
+    def connect_timeout_s(self) -> float: ...
+    @property
+    def reconnect(self) -> bool: ...
+    @property
+    def max_reconnect_attempts(self) -> int: ...
+    @property
+    def backoff_initial_s(self) -> float: ...
+    @property
+    def backoff_max_s(self) -> float: ...
+    @property
+    def outage_audio_ms(self) -> float: ...
+    @property
+    def expiry_margin_s(self) -> float: ...
+    # a transcription session replays no history
+    @property
+    def intent(self) -> str: ...
+    @property
+    def _api_key(self) -> str | None: ...
+    @property
+    def _headers(self) -> dict[str, str]: ...
+    @property
+    def _connect_factory(self) -> ConnectFactory | None: ...
+
+    # ---- state shared with the client ----
+    # reconnects, outage_audio_dropped_ms, client_events_replayed
+    @property
+    def metrics(self) -> ClientMetrics: ...
+    # replayed after a reconnect, aliased to the new ids
+    @property
+    def conversation(self) -> Conversation: ...
+    # user-level events to confirm, replay or report lost
+    @property
+    def _ledger(self) -> DeliveryLedger: ...
+    # audio held over an outage, sent by the next handshake
+    @property
+    def _outage(self) -> OutageBuffer: ...
+    # what the writer sends
+    @property
+    def _outbox_receive(self) -> MemoryObjectReceiveStream[bytes]: ...
+    # the expiry rotation waits for it to be idle
+    @property
+    def _responses(self) -> ResponseSlot: ...
+    # its expires_at
+    @property
+    def _server_session(self) -> dict[str, Any]: ...
+    # closed when the supervisor gives up
+    @property
+    def _handoff(self) -> FrameHandoff: ...
+    _link: Link | None  # set once a connection is ready, None when it ends
+    _closed: bool
+    _final_error: BaseException | None  # set when the supervisor gives up
+
+    # ---- what the client does for it ----
+    def _parse(self, message: str | bytes) -> dict[str, Any]: ...
+    def _on_message(self, message: bytes, is_text: bool) -> None: ...
+    def _invalid_server_event(self, message: bytes, exc: BaseException) -> None: ...
+    def _on_error(self, event: dict[str, Any]) -> None: ...
+    def _on_session(self, event: dict[str, Any]) -> None: ...
+    def _emit_server_event(self, event: Mapping[str, Any]) -> None: ...
+    def _emit(self, name: str, data: Mapping[str, Any]) -> None: ...
+    def _local_error(self, code: str, message: str, **extra: Any) -> None: ...
+    def _log_wire(self, source: str, message: bytes) -> None: ...
+    def _full_session(self) -> dict[str, Any]: ...
+    def _drain_handoff(self) -> bool: ...
+    def _on_connection_lost(self, error: BaseException | None) -> None: ...
+    def _report_lost(self, delivery: Delivery, why: str) -> None: ...
+    def _fail_waiters(self) -> None: ...
+    async def _audible_watcher(self) -> None: ...
 
 
 class ConnectionSupervisor:
     """Owns the client's connections, one at a time, for the client's whole life."""
 
-    def __init__(self, client: RealtimeClient) -> None:
+    def __init__(self, client: SupervisedClient) -> None:
         self._client = client
         # Messages taken off the outbox for a connection that died before writing them,
         # in order; the next handshake writes them first.
@@ -118,6 +211,7 @@ class ConnectionSupervisor:
             attempt += 1
             if policy.gives_up(error, attempt):
                 client._final_error = error
+                client._handoff.close()  # device threads now get the error, not a queue
                 self.drain_outbox_into_outage()
                 for delivery in client._ledger.give_up():
                     client._report_lost(delivery, "no new connection came to replay it")

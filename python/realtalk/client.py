@@ -53,6 +53,7 @@ from realtalk import events as _events
 from realtalk._barge_in import BargeIn, BargeInPolicy, check_position, resolve_cut
 from realtalk._content import user_content_part
 from realtalk.events._beta import SERVER_TYPES_FROM_BETA
+from realtalk.events._codec import parse_server_event_dict
 from realtalk._connection_supervisor import ConnectionSupervisor
 from realtalk._delivery import Delivery, DeliveryLedger
 from realtalk._ids import new_event_id as _new_event_id
@@ -70,12 +71,19 @@ from realtalk._responses import (
 # RETRYABLE_CLOSE_CODES is re-exported: it lived here before the policy had its module.
 from realtalk._supervision import RETRYABLE_CLOSE_CODES as RETRYABLE_CLOSE_CODES
 from realtalk._transcripts import Transcript as Transcript
-from realtalk._uplink import FrameHandoff, HandoffFull, OutageBuffer
+from realtalk._uplink import (
+    HANDOFF_FULL,
+    HANDOFF_NOT_TAKEN,
+    HANDOFF_QUEUED,
+    HANDOFF_QUEUED_WAKE,
+    HANDOFF_TOO_LARGE,
+    OutageBuffer,
+    new_frame_handoff,
+)
 from realtalk.usage import Prices, RateLimit, Usage
 from realtalk.conversation import Change, Conversation, Item
 from realtalk.errors import (
     ConnectionClosed,
-    ProtocolError,
     RealtalkError,
     Timeout,
 )
@@ -395,9 +403,9 @@ class RealtimeClient:
         self._uplinks: dict[int, Any] = {}
         self._downlink: Any = None
         # Frames from foreign threads waiting for the loop (the only place they are encoded,
-        # so the uplinks' resampler state belongs to the loop): (samples, rate).
-        self._handoff: FrameHandoff[tuple[np.ndarray, int]] = FrameHandoff(
-            max(1, uplink_queue_frames))
+        # so the uplinks' resampler state belongs to the loop): a Rust queue, see _uplink.py.
+        self._handoff = new_frame_handoff(uplink_queue_frames, input_rate)
+        self._refused_lock = threading.Lock()  # refusals are counted from every thread
         self._call_soon_threadsafe: Callable[[Callable[[], object]], object] | None = None
         self._outage = OutageBuffer()
         self._uncommitted_ms = 0.0
@@ -426,6 +434,7 @@ class RealtimeClient:
         self._token = anyio.lowlevel.current_token()
         self._call_soon_threadsafe = _call_soon_threadsafe(self._token)
         self._loop_thread = threading.get_ident()
+        self._handoff.open(self.input_rate)
         send, receive = anyio.create_memory_object_stream[bytes](self._uplink_queue_frames)
         self._outbox_send, self._outbox_receive = send, receive
         self._tg_cm = anyio.create_task_group()
@@ -434,6 +443,7 @@ class RealtimeClient:
             if self._record_to is not None:
                 self.record(self._record_to)
             await self._tg.start(self._supervisor.run)
+            self._tg.start_soon(self._drain_handoff_when_woken)
         except BaseException:
             self._tg.cancel_scope.cancel()
             try:
@@ -447,6 +457,7 @@ class RealtimeClient:
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         self._closed = True
+        self._handoff.close()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         try:
@@ -712,41 +723,72 @@ class RealtimeClient:
         is woken without waiting for it (it encodes and sends the frame when it runs). Raises
         :class:`InputBackpressure` when that queue (or, in the loop's own thread, the uplink
         queue) is full: the frame is dropped and counted in ``metrics.input_frames_refused``;
-        the caller decides whether to retry."""
-        if self._token is None or self._closed:
-            raise RuntimeError("the client is not running (use it inside 'async with')")
-        self._check_usable()
-        if isinstance(samples, bytes | bytearray | memoryview | str):
-            frame, rate = self._wire_audio_frame(samples, sample_rate)
-        else:
-            rate = self.input_rate if sample_rate is None else int(sample_rate)
-            if rate <= 0:
-                raise ValueError(f"sample_rate must be positive, got {rate}")
-            frame = _as_audio(samples)
-        if frame.ndim not in (1, 2):
-            raise ValueError(f"audio is mono samples or (frames, channels), got {frame.ndim} "
-                             "dimensions")
-        if self.local_vad is not None and rate != self.local_vad.sample_rate \
-                and self._local_vad_active():
-            raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
-                             f"this frame is at {rate} Hz")
-        if threading.get_ident() == self._loop_thread:
-            # Frames handed over by other threads first: they were appended before this one.
-            if not self._drain_handoff() or not self._take_frame(frame, rate):
-                self._count_refused()
-                raise InputBackpressure("the uplink queue is full; the frame was not queued")
+        the caller decides whether to retry. A single frame from another thread larger than
+        the queue's arena (``uplink_queue_frames`` x 20 ms of stereo float32, at least 64 of
+        them) raises ``ValueError``: append it in pieces."""
+        # A device thread's whole path: one Rust call that copies a float32/int16 array into
+        # the hand-off's arena and wakes the loop through a socket (no Python call for it).
+        status = self._handoff.push(samples) if sample_rate is None else HANDOFF_NOT_TAKEN
+        if status == HANDOFF_QUEUED:
             return
-        # A device reuses its buffer once the callback returns: the loop gets a copy.
-        frame = frame.copy()
-        try:
-            wake = self._handoff.put((frame, rate))
-        except HandoffFull:
+        if status == HANDOFF_NOT_TAKEN:
+            # Anything else: checked and converted here (the loop's own thread, other dtypes
+            # and layouts, bytes, another rate, a client not running).
+            if self._token is None or self._closed:
+                raise RuntimeError("the client is not running (use it inside 'async with')")
+            self._check_usable()
+            if isinstance(samples, bytes | bytearray | memoryview | str):
+                frame, rate = self._wire_audio_frame(samples, sample_rate)
+            else:
+                rate = self.input_rate if sample_rate is None else int(sample_rate)
+                if rate <= 0:
+                    raise ValueError(f"sample_rate must be positive, got {rate}")
+                frame = _as_audio(samples)
+            if frame.ndim not in (1, 2):
+                raise ValueError(f"audio is mono samples or (frames, channels), got "
+                                 f"{frame.ndim} dimensions")
+            if self.local_vad is not None and rate != self.local_vad.sample_rate \
+                    and self._local_vad_active():
+                raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
+                                 f"this frame is at {rate} Hz")
+            if threading.get_ident() == self._loop_thread:
+                # Frames handed over by other threads first: they were appended before this.
+                if not self._drain_handoff() or not self._take_frame(frame, rate):
+                    self._count_refused()
+                    raise InputBackpressure("the uplink queue is full; the frame was not queued")
+                return
+            status = self._handoff.push(frame, rate)
+        self._handed_over(status, rate if status == HANDOFF_NOT_TAKEN else None)
+
+    def _handed_over(self, status: int, rate: int | None) -> None:
+        """What a foreign thread's push that did not simply queue the frame means."""
+        if status == HANDOFF_QUEUED:
+            return
+        if status == HANDOFF_QUEUED_WAKE:  # no wake-up socket on this platform
+            if self._call_soon_threadsafe is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: closing
+                    self._call_soon_threadsafe(self._drain_handoff)
+            return
+        if status == HANDOFF_FULL:
             self._count_refused()
             raise InputBackpressure("the hand-off queue to the event loop is full; "
-                                    "the frame was dropped") from None
-        if wake and self._call_soon_threadsafe is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: the client is closing
-                self._call_soon_threadsafe(self._drain_handoff)
+                                    "the frame was dropped")
+        if status == HANDOFF_TOO_LARGE:
+            raise ValueError(f"a frame handed over from another thread holds at most "
+                             f"{self._handoff.arena_bytes} bytes; append it in pieces")
+        if self._closed:
+            raise RuntimeError("the client is not running (use it inside 'async with')")
+        self._check_usable()
+        raise ValueError(f"sample_rate must be from 1 to 16777216 Hz, got {rate}")
+
+    async def _drain_handoff_when_woken(self) -> None:
+        """Drain the hand-off each time a device thread's push wakes the loop (its socket)."""
+        wake_fd = self._handoff.wake_fd
+        if wake_fd is None:
+            return  # pushes ask their caller to wake the loop instead
+        while True:
+            await anyio.wait_readable(wake_fd)
+            self._drain_handoff()
 
     def _wire_audio_frame(self, data: bytes | bytearray | memoryview | str,
                           sample_rate: int | None) -> tuple[np.ndarray, int]:
@@ -792,24 +834,30 @@ class RealtimeClient:
         """Move frames from the hand-off into the uplink (loop thread). False when the
         uplink queue is full: the rest wait, and the writer drains again as it makes room."""
         self._handoff.woken()
-        while self._handoff:
-            frame, rate = self._handoff.peek()
-            if not self._take_frame(frame, rate):
+        while (front := self._handoff.front()) is not None:
+            samples, channels, rate = front
+            if not self._take_frame(samples.reshape(-1, channels) if channels else samples,
+                                    rate):
                 return False
             self._handoff.pop()
         return True
 
     def _count_refused(self) -> None:
         # Under the hand-off's lock: refusals are counted from the loop and other threads.
-        with self._handoff.lock:
+        with self._refused_lock:
             self.metrics.input_frames_refused += 1
 
     async def _flush_handoff(self) -> None:
         """Every frame handed over so far into the uplink, waiting for room if need be:
         what the loop sends next (a commit, a response.create) comes after them."""
         while self._handoff and not self._drain_handoff():
-            frame, rate = self._handoff.pop()
-            encoded = self._encode_frame(frame, rate)
+            front = self._handoff.front()
+            if front is None:
+                break
+            samples, channels, rate = front
+            self._handoff.pop()
+            encoded = self._encode_frame(samples.reshape(-1, channels) if channels else samples,
+                                         rate)
             if encoded is not None:
                 message, duration_ms, vad_events = encoded
                 # A waiting sender goes before any later send_nowait: the order holds.
@@ -1216,8 +1264,8 @@ class RealtimeClient:
             self._emit("conversation.updated", {"item": change.item, "delta": change.delta})
 
     def _parse(self, message: str | bytes) -> dict[str, Any]:
-        event = _events.parse_server_event(message, protocol=self.protocol)
-        return _event_dict(event)
+        # One currency inside the client: validated dicts (ARCHITECTURE.md, "the client").
+        return parse_server_event_dict(message, protocol=self.protocol)
 
     # ---- server events ----
 
@@ -1487,16 +1535,3 @@ def _loads(message: str | bytes) -> Any:
         return msgspec.json.decode(message)
     except (msgspec.DecodeError, RecursionError):
         return {"type": None, "raw": message}
-
-
-def _event_dict(event: Any) -> dict[str, Any]:
-    if isinstance(event, dict):
-        return event
-    if isinstance(event, Mapping):
-        return dict(event)
-    if isinstance(event, _events.UnknownEvent):
-        return dict(event.data)
-    built = msgspec.to_builtins(event)
-    if not isinstance(built, dict):
-        raise ProtocolError(f"a server event must be an object, got {type(built).__name__}")
-    return built

@@ -10,6 +10,7 @@
 mod ascii_str;
 mod codec;
 mod frame;
+mod handoff;
 mod pcm;
 mod resample;
 mod ring;
@@ -427,6 +428,10 @@ mod _audio {
     #[pymodule_export]
     use super::frame::{AudioDelta, Downlink, QueuedDelta, Uplink};
 
+    // ---- handoff exports ----
+    #[pymodule_export]
+    use super::handoff::PyFrameHandoff;
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -436,6 +441,7 @@ mod _audio {
         )?;
         // The SIMD level the kernels run at: the CPU's best, capped by REALTALK_SIMD.
         m.add("simd", crate::simd::cap_name())?;
+        super::handoff::add_constants(m)?;
         Ok(())
     }
 }

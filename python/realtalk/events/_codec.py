@@ -131,6 +131,38 @@ def _parser_of(
     return parser
 
 
+def _validated_object(
+    data: str | bytes, registry: Mapping[str, type[Event]], from_beta: Any
+) -> dict[str, Any]:
+    raw = _decode_object(data)
+    if from_beta is not None:
+        raw = from_beta(raw)
+    cls = registry.get(raw["type"])
+    if cls is None:
+        return raw  # an unknown type: kept as it came, as UnknownEvent keeps it
+    try:
+        msgspec.convert(raw, cls)  # validation only: the model is built and dropped
+    except msgspec.ValidationError:
+        # Unknown fields (kept in the dict) or a schema violation: check the known ones.
+        known = KNOWN_FIELDS[cls]
+        try:
+            msgspec.convert({k: v for k, v in raw.items() if k in known}, cls)
+        except msgspec.ValidationError as exc:
+            raise InvalidEventError(f"invalid {raw['type']!r} event: {exc}", raw) from None
+    return raw
+
+
+def parse_server_event_dict(data: str | bytes, *, protocol: Protocol = "ga") -> dict[str, Any]:
+    """One server event as a plain dict, validated against its GA model exactly as
+    :func:`parse_server_event` validates it (same errors), without handing out the typed
+    model: for a receive path whose currency is dicts. Beta events come with GA names and
+    shapes; unknown fields and unknown event types are kept as sent."""
+    if protocol not in ("ga", "beta"):
+        raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
+    return _validated_object(data, SERVER_EVENT_TYPES,
+                             server_event_from_beta if protocol == "beta" else None)
+
+
 def server_event_parser(
     protocol: Protocol = "ga",
 ) -> Callable[[str | bytes], ServerEvent | UnknownEvent]:
