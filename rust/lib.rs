@@ -27,6 +27,9 @@ pub mod vad;
 // ---- frame ----
 pub mod frame;
 
+// ---- aec ----
+pub mod aec;
+
 
 pub use error::AudioError;
 
