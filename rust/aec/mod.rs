@@ -43,8 +43,12 @@ pub const MAX_DELAY_MS: u32 = 1000;
 
 /// A reference frame below this mean power (about -80 dBFS) counts as silence: no learning.
 const SILENT_REFERENCE_POWER: f32 = 1e-8;
-/// An error this many times louder than the microphone means the filter diverged.
+/// A frame whose error is louder than the microphone (plus a floor of about -50 dBFS) passes
+/// the microphone through; an error `DIVERGED_RATIO` times louder over about 100 ms
+/// (`DIVERGED_SMOOTHING` per frame) means the filter diverged, and it starts over.
 const DIVERGED_RATIO: f32 = 4.0;
+const DIVERGED_FLOOR: f32 = 1e-5;
+const DIVERGED_SMOOTHING: f32 = 0.1;
 
 /// A sample type the canceller writes: float32 as is, int16 rounded and saturated.
 pub trait OutputSample: Sample + Default {
@@ -174,6 +178,8 @@ pub struct EchoCanceller {
     output: Vec<f32>,
     frames: u64,
     divergences: u64,
+    smoothed_error: f32,
+    smoothed_mic: f32,
 }
 
 impl EchoCanceller {
@@ -192,6 +198,8 @@ impl EchoCanceller {
             output: vec![0.0; n],
             frames: 0,
             divergences: 0,
+            smoothed_error: 0.0,
+            smoothed_mic: 0.0,
             config,
         })
     }
@@ -227,6 +235,8 @@ impl EchoCanceller {
         self.delay.reset();
         self.frames = 0;
         self.divergences = 0;
+        self.smoothed_error = 0.0;
+        self.smoothed_mic = 0.0;
     }
 
     /// Cancels one frame: `mic` and `reference` are `frame_samples()` long each, and `out`
@@ -276,15 +286,24 @@ impl EchoCanceller {
         }
         let reference_energy = self.reference.iter().map(|x| x * x).sum::<f32>();
         let floor = SILENT_REFERENCE_POWER * n as f32;
-        if error_energy > DIVERGED_RATIO * mic_energy + floor || !error_energy.is_finite() {
-            // The estimate is louder than what it should cancel: start the path over, and
-            // pass the microphone through for this frame.
+        // Smoothed over about 100 ms: a room's decaying tail can leave the error above the
+        // microphone for a few frames without anything being wrong.
+        self.smoothed_error += DIVERGED_SMOOTHING * (error_energy - self.smoothed_error);
+        self.smoothed_mic += DIVERGED_SMOOTHING * (mic_energy - self.smoothed_mic);
+        let floor_energy = DIVERGED_FLOOR * n as f32;
+        let diverged = !error_energy.is_finite()
+            || self.smoothed_error > DIVERGED_RATIO * self.smoothed_mic + floor_energy;
+        if diverged {
             self.filter.clear_weights();
             self.steps.reset();
+            self.smoothed_error = self.smoothed_mic;
+            self.divergences += 1;
+        }
+        if diverged || error_energy > mic_energy + floor_energy {
+            // The estimate adds more than it removes: pass the microphone through instead.
             self.error.copy_from_slice(&self.mic);
             error_energy = mic_energy;
             echo_energy = 0.0;
-            self.divergences += 1;
         }
         let echo = self.filter.echo();
         self.suppressor.analyse(&mut self.fft, &self.error, echo);

@@ -406,3 +406,24 @@ fn process_allocates_nothing() {
     }
 }
 
+
+#[test]
+fn pauses_in_the_far_end_do_not_restart_the_filter() {
+    // Talk in sentences: digital silence between them, the room's tail dying out in the mic
+    // while the echo estimate (with its small misadjustment) still rings. The error may then
+    // exceed the microphone for a frame or two; that is no divergence.
+    let rate = 16000;
+    let mut reference = talker(rate, 12.0, 130.0, 24);
+    for (i, x) in reference.iter_mut().enumerate() {
+        if (i % (3 * rate as usize / 2)) >= rate as usize {
+            *x = 0.0;
+        }
+    }
+    let mic = convolve(&reference, &room(rate, 6.0, 0.4, 240.0, 25));
+    let mut aec = canceller(rate, false);
+    let out = run(&mut aec, &mic, &reference);
+    assert_eq!(aec.divergences(), 0);
+    let last = 9 * rate as usize..10 * rate as usize;
+    let gain = erle(&mic, &out, last);
+    assert!(gain > 12.0, "ERLE {gain:.1} dB");
+}
