@@ -29,6 +29,8 @@ pub mod frame;
 
 // ---- handoff ----
 pub mod handoff;
+// ---- aec ----
+pub mod aec;
 
 
 pub use error::AudioError;

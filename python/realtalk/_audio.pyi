@@ -58,6 +58,8 @@ __all__ = [
     "HANDOFF_QUEUED_WAKE",
     "HANDOFF_TOO_LARGE",
 
+    # ---- aec ----
+    "EchoCanceller",
 ]
 
 
@@ -464,3 +466,55 @@ class FrameHandoff:
     def arena_bytes(self) -> int: ...
     @property
     def wake_fd(self) -> int | None: ...
+
+@final
+class EchoCanceller:
+    """Acoustic echo canceller: removes from the microphone what the loudspeaker played.
+
+    A partitioned-block frequency-domain adaptive filter models the echo path (`filter_ms`
+    long, after `delay_ms`, the device's output-to-input latency if known), its learning rate
+    follows the estimated residual echo so near-end speech does not derail it, and a per-bin
+    residual echo suppressor (`suppress`, one frame of latency) removes what it misses.
+    Any rate from 8000 to 48000 Hz with a whole number of samples in a 10, 20 or 30 ms frame.
+    """
+
+    def __new__(
+        cls,
+        sample_rate: int,
+        *,
+        frame_ms: int = 10,
+        filter_ms: int = 250,
+        delay_ms: int = 0,
+        suppress: bool = True,
+    ) -> EchoCanceller: ...
+    def process(
+        self,
+        mic: NDArray[np.float32] | NDArray[np.int16],
+        reference: NDArray[np.float32] | NDArray[np.int16],
+    ) -> Any:
+        """Cancel one frame: `mic` and `reference` (what was played) are `frame_samples` long;
+        returns the cleaned frame, same dtype as `mic`, `latency_samples` late."""
+    def reset(self) -> None:
+        """Start over: the echo path is learnt again."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def frame_ms(self) -> int: ...
+    @property
+    def filter_ms(self) -> int: ...
+    @property
+    def delay_ms(self) -> int: ...
+    @property
+    def suppress(self) -> bool: ...
+    @property
+    def frame_samples(self) -> int:
+        """Samples per frame (`sample_rate * frame_ms / 1000`)."""
+    @property
+    def latency_samples(self) -> int:
+        """How many samples the output lags the microphone (one frame with `suppress`)."""
+    @property
+    def frames(self) -> int:
+        """Frames processed since construction or `reset`."""
+    @property
+    def divergences(self) -> int:
+        """How many times the filter was found diverged and restarted."""

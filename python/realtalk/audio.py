@@ -97,4 +97,10 @@ from realtalk._audio import AudioDelta, Downlink, QueuedDelta, Uplink
 
 __all__ += ["AudioDelta", "Downlink", "QueuedDelta", "Uplink"]
 
+# ---- aec ----
+# Acoustic echo cancellation in the Rust core (issue 19): one frame of mic and reference in,
+# the cleaned frame out; realtalk/_echo.py wires it to the client's playback.
+EchoCanceller = _audio.EchoCanceller
+__all__ += ["EchoCanceller"]
+
 del _audio

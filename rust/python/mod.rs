@@ -1,5 +1,5 @@
 //! The only module that knows Python: thin pyo3 wrappers around the plain-Rust kernels, one
-//! file per core module (`pcm`, `codec`, `ring`, `resample`, `vad`, `frame`); this one holds
+//! file per core module (`pcm`, `codec`, `ring`, `resample`, `vad`, `frame`, `aec`); this one holds
 //! what they share (argument checks, borrowing inputs, allocating outputs) and the module.
 //!
 //! Rules for every wrapper (see style.md): numpy inputs are borrowed read-only and must be
@@ -7,6 +7,7 @@
 //! allocation); work on large inputs runs detached from the interpreter; every `AudioError`
 //! becomes a `ValueError` (or a `MemoryError` for a refused allocation).
 
+mod aec;
 mod ascii_str;
 mod codec;
 mod frame;
@@ -431,6 +432,9 @@ mod _audio {
     // ---- handoff exports ----
     #[pymodule_export]
     use super::handoff::PyFrameHandoff;
+    // ---- aec exports ----
+    #[pymodule_export]
+    use super::aec::EchoCanceller;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
