@@ -64,8 +64,8 @@ const LONG_RUN_MS: u32 = 150;
 /// After a word-length run the hangover depends on how far speech stands above the noise: in
 /// clean audio the detector sees every syllable and needs little; near 0 dB the weak
 /// consonants between vowels are lost in the noise and a longer hangover bridges them.
-const HANGOVER_CLEAN_MS: f32 = 60.0;
-const HANGOVER_NOISY_MS: f32 = 300.0;
+const HANGOVER_CLEAN_MS: f32 = 90.0;
+const HANGOVER_NOISY_MS: f32 = 200.0;
 const CLEAN_SNR_DB: f32 = 14.0;
 const NOISY_SNR_DB: f32 = 4.0;
 /// Smoothing of the speech SNR estimate, per speech frame.
@@ -80,6 +80,19 @@ const FLOOR_FALL: f32 = 0.2;
 const FLOOR_DROP: f32 = 0.5;
 const FLOOR_CREEP_DB_PER_S: f32 = 1.0;
 const WARMUP_MS: u32 = 100;
+/// The slow path: a quiet talker a few dB under the noise raises each band only a little, too
+/// little for one frame to show, but steadily. The mean band excess over the last
+/// `SLOW_WINDOW_MS` (each band's `energy / floor - 1`, capped at `SLOW_CAP` so that the loud
+/// frames of a word just ended cannot hold it up) has a small variance on steady noise, so a
+/// low threshold on it finds such talkers. Its threshold is the frame threshold in dB times
+/// `SLOW_THRESHOLD_SCALE`. It runs only once the speech seen so far stands less than
+/// `SLOW_SPEECH_SNR_DB` above the noise: in cleaner audio every word shows frame by frame, and
+/// the window would only prolong each word by a few frames.
+const SLOW_WINDOW_MS: u32 = 150;
+const SLOW_SPEECH_SNR_DB: f32 = 6.0;
+const SLOW_WINDOW_MAX: usize = 32;
+const SLOW_CAP: f32 = 1.0;
+const SLOW_THRESHOLD_SCALE: f32 = 0.25;
 const MIN_WINDOW_SLOTS: usize = 8;
 const MIN_SLOT_MS: u32 = 250;
 
@@ -278,6 +291,11 @@ struct FrameDetector {
     candidate_run: u32,
     hangover_left: u32,
     in_speech: bool,
+    /// The last frames' capped mean band excess (a ring of `slow_len` entries).
+    slow_ring: [f32; SLOW_WINDOW_MAX],
+    slow_len: usize,
+    slow_next: usize,
+    slow_threshold: f32,
 }
 
 impl FrameDetector {
@@ -340,6 +358,10 @@ impl FrameDetector {
             candidate_run: 0,
             hangover_left: 0,
             in_speech: false,
+            slow_ring: [0.0; SLOW_WINDOW_MAX],
+            slow_len: (frames(SLOW_WINDOW_MS) as usize).clamp(1, SLOW_WINDOW_MAX),
+            slow_next: 0,
+            slow_threshold: power_ratio(threshold_db * SLOW_THRESHOLD_SCALE) - 1.0,
         }
     }
 
@@ -360,6 +382,8 @@ impl FrameDetector {
         self.hangover_left = 0;
         self.speech_snr_db = CLEAN_SNR_DB;
         self.in_speech = false;
+        self.slow_ring = [0.0; SLOW_WINDOW_MAX];
+        self.slow_next = 0;
     }
 
     /// Feeds samples; calls `on_frame(decision, confirmed_run_frames)` for each completed frame.
@@ -468,7 +492,18 @@ impl FrameDetector {
         } else {
             self.threshold_on
         };
-        let speech_like = !warming_up && snr > needed;
+        // The slow path (see `SLOW_WINDOW_MS`): the capped excess of this frame joins the ring.
+        let capped: f32 = energy
+            .iter()
+            .zip(&self.floor)
+            .map(|(band_energy, floor)| (band_energy / floor - 1.0).min(SLOW_CAP))
+            .sum::<f32>()
+            * (1.0 / BANDS as f32);
+        self.slow_ring[self.slow_next] = capped;
+        self.slow_next = (self.slow_next + 1) % self.slow_len;
+        let slow = self.slow_ring[..self.slow_len].iter().sum::<f32>() / self.slow_len as f32;
+        let slow_like = self.speech_snr_db < SLOW_SPEECH_SNR_DB && slow > self.slow_threshold;
+        let speech_like = !warming_up && (snr > needed || slow_like);
 
         let mut confirmed_run = 0;
         if speech_like {
