@@ -157,6 +157,24 @@ def test_higher_threshold_needs_louder_speech() -> None:
     assert Vad(16000, threshold=0.95).process(audio) == []
 
 
+def test_a_talker_under_the_noise_is_found_once_the_stream_is_noisy() -> None:
+    """After a turn near 0 dB SNR, a quieter talker 6 dB under white noise is still found for
+    most of its length by the slow path (the mean band excess over 150 ms), and the noise
+    alone after it stays silence."""
+    rate = 16000
+    noise_rms = 10 ** (-35 / 20)
+    found, false_alarms = [], []
+    for seed in range(3):
+        x = np.random.RandomState(seed).standard_normal(12 * rate) * noise_rms
+        for (start, end), snr_db in (((1.0, 2.5), 0), ((5.0, 7.0), -6)):
+            x[int(start * rate) : int(end * rate)] += vowel(rate, end - start, level=noise_rms * 10 ** (snr_db / 20))
+        decisions = Vad(rate).classify(x.astype(np.float32))
+        found.append(decisions[500:700].mean())
+        false_alarms.append(decisions[800:].mean())
+    assert np.mean(found) >= 0.6, found
+    assert max(false_alarms) == 0.0, false_alarms
+
+
 # ---- no false starts -------------------------------------------------------------------------
 
 
