@@ -55,21 +55,24 @@ const HYSTERESIS_DB: f32 = 3.0;
 /// Each band counts only by how far it exceeds its floor (`energy / floor - 1`, at least 0), so
 /// the many bands a formant does not reach add no noise to the decision.
 const EXCESS_KNEE: f32 = 1.0;
-const MIN_THRESHOLD_OFF_DB: f32 = 1.5;
+const MIN_THRESHOLD_OFF_DB: f32 = 1.2;
 /// Consecutive speech-like frames (in ms) that confirm an onset.
 const ONSET_MS: u32 = 20;
-/// Hangover after a speech run: short runs (clicks) get little, real words get more.
-const HANGOVER_SHORT_MS: u32 = 80;
-const LONG_RUN_MS: u32 = 150;
+/// Hangover after a speech run shorter than `LONG_RUN_MS`: on the labelled set such short runs
+/// are mostly the loudest syllable of a word in noise, so they are held longest. A click still
+/// has to last `ONSET_MS` to count at all.
+const HANGOVER_SHORT_MS: u32 = 200;
+const LONG_RUN_MS: u32 = 90;
 /// After a word-length run the hangover depends on how far speech stands above the noise: in
 /// clean audio the detector sees every syllable and needs little; near 0 dB the weak
 /// consonants between vowels are lost in the noise and a longer hangover bridges them.
-const HANGOVER_CLEAN_MS: f32 = 90.0;
-const HANGOVER_NOISY_MS: f32 = 200.0;
-const CLEAN_SNR_DB: f32 = 14.0;
-const NOISY_SNR_DB: f32 = 4.0;
-/// Smoothing of the speech SNR estimate, per speech frame.
-const SPEECH_SNR_SMOOTHING: f32 = 0.05;
+const HANGOVER_CLEAN_MS: f32 = 40.0;
+const HANGOVER_NOISY_MS: f32 = 160.0;
+const CLEAN_SNR_DB: f32 = 22.0;
+const NOISY_SNR_DB: f32 = 8.0;
+/// Smoothing of the speech SNR estimate, per speech frame (about a second of speech); the
+/// estimate starts at `CLEAN_SNR_DB`.
+const SPEECH_SNR_SMOOTHING: f32 = 0.011;
 /// Noise floor tracking, per band, in power; it is never below the minimum of the last two
 /// seconds, so that a step up in the noise is absorbed even while it reads as speech.
 /// Rates per 10 ms: non-speech frames pull the floor toward their energy (an unbiased mean of
@@ -89,10 +92,10 @@ const WARMUP_MS: u32 = 100;
 /// `SLOW_SPEECH_SNR_DB` above the noise: in cleaner audio every word shows frame by frame, and
 /// the window would only prolong each word by a few frames.
 const SLOW_WINDOW_MS: u32 = 150;
-const SLOW_SPEECH_SNR_DB: f32 = 6.0;
+const SLOW_SPEECH_SNR_DB: f32 = 7.5;
 const SLOW_WINDOW_MAX: usize = 32;
-const SLOW_CAP: f32 = 1.0;
-const SLOW_THRESHOLD_SCALE: f32 = 0.25;
+const SLOW_CAP: f32 = 1.3;
+const SLOW_THRESHOLD_SCALE: f32 = 0.3125;
 const MIN_WINDOW_SLOTS: usize = 8;
 const MIN_SLOT_MS: u32 = 250;
 
