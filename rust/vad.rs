@@ -10,8 +10,10 @@
 //!   coloured noise (pink, hum) cost only the bands it occupies.
 //! - the turn state machine: `speech_started` once the detector says speech, dated back to the
 //!   start of the confirming run minus `prefix_padding_ms`; `speech_stopped` after
-//!   `silence_duration_ms` of non-speech, dated at the last speech frame's end plus that
-//!   silence. Both count milliseconds from the first sample ever given, like the server.
+//!   `silence_duration_ms` without speech heard (the detector's hangover frames count as
+//!   silence here: that silence bridges pauses already), dated at the last heard frame's end
+//!   plus that silence. Both count milliseconds from the first sample ever given, like the
+//!   server.
 //!
 //! Nothing allocates per frame: the detector keeps one fixed-size frame buffer, and input
 //! chunks of any size stream through it, so any chunking of a stream gives the same decisions.
@@ -251,6 +253,20 @@ pub enum VadEvent {
     SpeechStopped { audio_end_ms: u64 },
 }
 
+/// What the detector says about one frame.
+#[derive(Debug, Clone, Copy)]
+struct FrameVerdict {
+    /// The frame's decision, hangover included (what `classify` returns).
+    speech: bool,
+    /// Speech heard in this very frame, not held by the hangover: the turn machine counts
+    /// `silence_duration_ms` from the last such frame, since that silence already bridges the
+    /// pauses the hangover is there for.
+    heard: bool,
+    /// When this frame confirmed an onset, how many frames back (this one included) the
+    /// speech began; else 0.
+    confirmed_run: u32,
+}
+
 /// The per-frame speech detector (no turn logic).
 #[derive(Debug, Clone)]
 struct FrameDetector {
@@ -389,11 +405,9 @@ impl FrameDetector {
         self.slow_next = 0;
     }
 
-    /// Feeds samples; calls `on_frame(decision, confirmed_run_frames)` for each completed frame.
-    /// `confirmed_run_frames` is how many frames back (this one included) the speech began when
-    /// this frame is the one that confirmed an onset, else 0.
+    /// Feeds samples; calls `on_frame` with the verdict on each completed frame.
     #[inline]
-    fn feed<S: Sample>(&mut self, samples: &[S], mut on_frame: impl FnMut(bool, u32)) {
+    fn feed<S: Sample>(&mut self, samples: &[S], mut on_frame: impl FnMut(FrameVerdict)) {
         let mut rest = samples;
         // Finish a pending analysis sample left by the previous chunk.
         while self.partial_count != 0 && !rest.is_empty() {
@@ -406,8 +420,7 @@ impl FrameDetector {
                 self.partial_count = 0;
                 self.filled += 1;
                 if self.filled == self.frame_len {
-                    let (speech, run) = self.analyse_frame();
-                    on_frame(speech, run);
+                    on_frame(self.analyse_frame());
                 }
             }
         }
@@ -427,8 +440,7 @@ impl FrameDetector {
             if self.filled < self.frame_len {
                 break;
             }
-            let (speech, run) = self.analyse_frame();
-            on_frame(speech, run);
+            on_frame(self.analyse_frame());
         }
         for &x in rest {
             self.partial_sum += x.to_f32();
@@ -436,7 +448,7 @@ impl FrameDetector {
         }
     }
 
-    fn analyse_frame(&mut self) -> (bool, u32) {
+    fn analyse_frame(&mut self) -> FrameVerdict {
         let n = self.frame_len;
         // Pre-emphasis from the raw analysis samples (raw[0] ends the previous frame).
         for ((out, &x), &previous) in self.buffer[HISTORY..HISTORY + n]
@@ -539,7 +551,11 @@ impl FrameDetector {
         }
 
         self.track_floor(&energy, speech_like);
-        (self.in_speech, confirmed_run)
+        FrameVerdict {
+            speech: self.in_speech,
+            heard: self.in_speech && speech_like,
+            confirmed_run,
+        }
     }
 
     fn long_hangover(&self) -> u32 {
@@ -1013,15 +1029,15 @@ impl Vad {
             silence_ms,
             ..
         } = self;
-        detector.feed(samples, |speech, confirmed_run| {
+        detector.feed(samples, |verdict| {
             let frame_start = *frames_done * frame_ms;
             *frames_done += 1;
             let frame_end = frame_start + frame_ms;
             let mut event = None;
-            if speech {
+            if verdict.heard {
                 if !*speaking {
                     *speaking = true;
-                    let onset = frame_end - u64::from(confirmed_run.max(1)) * frame_ms;
+                    let onset = frame_end - u64::from(verdict.confirmed_run.max(1)) * frame_ms;
                     event = Some(VadEvent::SpeechStarted {
                         audio_start_ms: onset.saturating_sub(padding),
                     });
@@ -1037,7 +1053,7 @@ impl Vad {
                     });
                 }
             }
-            on_frame(speech, event);
+            on_frame(verdict.speech, event);
         });
         Ok(())
     }

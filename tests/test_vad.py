@@ -64,6 +64,16 @@ def test_events_carry_padding_and_silence_counted_from_the_first_sample(rate: in
     assert not vad.speaking
 
 
+@pytest.mark.parametrize("rate", RATES)
+def test_speech_stopped_counts_the_silence_from_the_last_frame_heard(rate: int) -> None:
+    """The detector's hangover bridges pauses inside a word; silence_duration_ms does that for
+    turns, so speech_stopped comes silence_duration_ms after the last frame that holds speech
+    (the burst ends at 2500 ms), not after the hangover too."""
+    events = Vad(rate, silence_duration_ms=500).process(scene(rate, [(1.5, 2.5)], 4.0))
+    assert [e.type for e in events] == ["speech_started", "speech_stopped"]
+    assert events[1].audio_end_ms is not None and 3000 <= events[1].audio_end_ms <= 3020, events
+
+
 def test_padding_and_silence_shift_the_events_by_exactly_their_values() -> None:
     audio = scene(24000, [(1.5, 2.5)], 5.0)
     base = Vad(24000, prefix_padding_ms=0, silence_duration_ms=200).process(audio)
