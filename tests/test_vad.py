@@ -338,9 +338,10 @@ def test_frame_f1_on_the_espeak_subset_meets_the_bars(rate: int) -> None:
         decisions = Vad(rate).classify(mixed(speech, segments, condition, seed))
         scores[condition] = f1_score(decisions, labels)
     low_snr = [scores[f"{kind} {snr} dB"] for kind in ("white", "pink") for snr in (5, 0)]
-    assert np.mean(list(scores.values())) >= 0.93, scores
-    assert np.mean(low_snr) >= 0.88, scores
-    assert min(scores.values()) >= 0.8, scores
+    # Issue 22's bar is 0.95 on the full set; this 62 s subset gives 0.950 at both rates.
+    assert np.mean(list(scores.values())) >= 0.945, scores
+    assert np.mean(low_snr) >= 0.92, scores
+    assert min(scores.values()) >= 0.9, scores
 
 
 def test_onsets_on_the_clean_subset_land_within_100_ms() -> None:
