@@ -199,7 +199,7 @@ def false_starts_per_minute(detector: Detector, rate: int, seed: int) -> float:
     minutes = 0.0
     for kind in ("white", "pink"):
         for level_db in (-60, -50, -40, -30, -20):
-            track = ds.noise(kind, 60 * rate, seed + level_db, rate)
+            track = ds.noise(kind, 60 * rate, (seed + level_db) % 2**32, rate)  # RandomState takes no negative seed
             track *= 10 ** (level_db / 20) / np.sqrt(np.mean(track**2))
             _, events = detector(ds.to_int16(track))
             starts += sum(kind == "speech_started" for kind, _ in events)
