@@ -6,8 +6,9 @@
 //!   each frame's short-lag autocorrelation gives a smoothed spectrum in ten speech bands.
 //!   Each band's energy is compared with that band's adaptive noise floor; the mean excess SNR
 //!   over the bands decides the frame, with an onset confirmation, hysteresis and a hangover
-//!   that grows with the length of the speech run and with the noise. Per-band floors make
-//!   coloured noise (pink, hum) cost only the bands it occupies.
+//!   set by the length of the speech run and by the noise. A slow path, the same excess
+//!   averaged over 150 ms, finds talkers a few dB under the noise once the stream is noisy.
+//!   Per-band floors make coloured noise (pink, hum) cost only the bands it occupies.
 //! - the turn state machine: `speech_started` once the detector says speech, dated back to the
 //!   start of the confirming run minus `prefix_padding_ms`; `speech_stopped` after
 //!   `silence_duration_ms` without speech heard (the detector's hangover frames count as
