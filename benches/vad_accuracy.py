@@ -2,6 +2,7 @@
 
     python benches/vad_accuracy.py                    # full set: 16 and 24 kHz, 100 utterances
     python benches/vad_accuracy.py --utterances 30    # quicker
+    python benches/vad_accuracy.py --recorded         # real speech: the alsa-utils recordings
 
 Prints, per sample rate and condition, frame-level precision / recall / F1 (10 ms frames, the
 detector's own decisions against the placement labels), then turn metrics with the server_vad
@@ -103,6 +104,81 @@ def webrtc_detector(rate: int, mode: int) -> Detector:
     return run
 
 
+def chunk_decisions_to_frames(chunk_speech: NDArray[np.bool_], chunk: int, samples: int) -> NDArray[np.bool_]:
+    """10 ms decisions at 16 kHz from a detector's decisions on `chunk`-sample blocks: each
+    frame takes the decision of the block holding its centre."""
+    centres = np.arange(samples // 160) * 160 + 80
+    return chunk_speech[np.minimum(centres // chunk, len(chunk_speech) - 1)]
+
+
+def as_16k_float(pcm: NDArray[np.int16], rate: int) -> NDArray[np.float32]:
+    import soxr
+
+    audio = pcm.astype(np.float32) / 32768.0
+    return audio if rate == 16000 else soxr.resample(audio, rate, 16000).astype(np.float32)
+
+
+def silero_detector(rate: int) -> Detector:
+    """Silero VAD v6 (the ONNX model the `silero-vad` wheel ships), run with onnxruntime and
+    numpy alone: 512-sample blocks at 16 kHz, each with the previous block's last 64 samples
+    as context, the recurrent state carried over; speech when the probability is >= 0.5."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    import onnxruntime
+
+    try:  # located without importing the package, whose __init__ needs torch
+        model = str(distribution("silero-vad").locate_file("silero_vad/data/silero_vad.onnx"))
+    except PackageNotFoundError as error:
+        raise ImportError("silero-vad is not installed") from error
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+    def run(pcm: NDArray[np.int16]) -> tuple[NDArray[np.bool_], Events]:
+        audio = as_16k_float(pcm, rate)
+        blocks = -(-len(audio) // 512)
+        padded = np.concatenate([np.zeros(64, np.float32), audio, np.zeros(blocks * 512 - len(audio), np.float32)])
+        state = np.zeros((2, 1, 128), np.float32)
+        sr = np.array(16000, dtype=np.int64)
+        probs = np.empty(blocks, np.float32)
+        for k in range(blocks):
+            window = padded[k * 512 : k * 512 + 576][None, :]
+            out, state = session.run(None, {"input": window, "state": state, "sr": sr})
+            probs[k] = out[0, 0]
+        decisions = chunk_decisions_to_frames(probs >= 0.5, 512, len(audio))
+        return decisions, server_vad_events(decisions)
+
+    return run
+
+
+def earshot_detector(rate: int) -> Detector:
+    """earshot's `Detector` on 256-sample (16 ms) blocks at 16 kHz; speech when its score is >= 0.5."""
+    import earshot
+
+    def run(pcm: NDArray[np.int16]) -> tuple[NDArray[np.bool_], Events]:
+        audio = as_16k_float(pcm, rate)
+        blocks = len(audio) // 256
+        detector = earshot.Detector()
+        scores = np.array([detector.predict_f32(audio[k * 256 : (k + 1) * 256]) for k in range(blocks)])
+        decisions = chunk_decisions_to_frames(scores >= 0.5, 256, len(audio))
+        return decisions, server_vad_events(decisions)
+
+    return run
+
+
+def optional_detectors(rate: int) -> dict[str, Detector]:
+    """Silero and earshot when they are installed (`pip install onnxruntime silero-vad earshot`;
+    silero-vad's own torch dependency is not needed: `--no-deps`)."""
+    found: dict[str, Detector] = {}
+    for name, make in (("silero", silero_detector), ("earshot", earshot_detector)):
+        try:
+            found[name] = make(rate)
+        except ImportError as error:
+            print(f"({name} skipped: {error})", file=sys.stderr)
+    return found
+
+
 def turn_metrics(events: Events, segments_ms: NDArray[np.int64]) -> tuple[float, float]:
     """(share of onsets within 100 ms, median end latency beyond the silence duration)."""
     starts = np.array([ms + PADDING_MS for kind, ms in events if kind == "speech_started" and ms > 0])
@@ -123,7 +199,7 @@ def false_starts_per_minute(detector: Detector, rate: int, seed: int) -> float:
     minutes = 0.0
     for kind in ("white", "pink"):
         for level_db in (-60, -50, -40, -30, -20):
-            track = ds.noise(kind, 60 * rate, seed + level_db, rate)
+            track = ds.noise(kind, 60 * rate, (seed + level_db) % 2**32, rate)  # RandomState takes no negative seed
             track *= 10 ** (level_db / 20) / np.sqrt(np.mean(track**2))
             _, events = detector(ds.to_int16(track))
             starts += sum(kind == "speech_started" for kind, _ in events)
@@ -150,19 +226,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--rates", type=int, nargs="+", default=[16000, 24000])
     parser.add_argument("--no-webrtc", action="store_true")
+    parser.add_argument("--recorded", action="store_true",
+                        help="the alsa-utils human recordings (vad_dataset.recorded_timeline) instead of espeak-ng")
+    parser.add_argument("--no-optional", action="store_true", help="skip silero and earshot even if installed")
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     parser.add_argument("--cache", type=Path, default=cache_home / "realtalk" / "vad")
     args = parser.parse_args()
 
     for rate in args.rates:
-        t, mixes = load_set(rate, args.seed, args.utterances, args.cache)
+        if args.recorded:
+            t = ds.recorded_timeline(args.seed, rate)
+            mixes = {c: ds.to_int16(ds.mix(t, c, args.seed + i)) for i, c in enumerate(ds.CONDITIONS)}
+        else:
+            t, mixes = load_set(rate, args.seed, args.utterances, args.cache)
         labels = t.frame_labels(FRAME_MS)
         segments_ms = t.segments * 1000 // rate
         detectors: dict[str, Detector] = {"realtalk": realtalk_detector(rate)}
         if not args.no_webrtc:
             detectors |= {f"webrtcvad {m}": webrtc_detector(rate, m) for m in range(4)}
+        if not args.no_optional:
+            detectors |= optional_detectors(rate)
         minutes = len(t.speech) / rate / 60
-        print(f"\n## {rate} Hz: {args.utterances} utterances, {minutes:.1f} min per condition, "
+        source = f"{len(t.segments)} words of alsa-utils recordings" if args.recorded else f"{len(t.segments)} espeak-ng utterances"
+        print(f"\n## {rate} Hz: {source}, {minutes:.1f} min per condition, "
               f"{labels.mean():.0%} speech frames\n")
         header = "| condition | " + " | ".join(detectors) + " |"
         print("Frame-level F1 (precision / recall):\n")

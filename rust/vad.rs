@@ -6,12 +6,15 @@
 //!   each frame's short-lag autocorrelation gives a smoothed spectrum in ten speech bands.
 //!   Each band's energy is compared with that band's adaptive noise floor; the mean excess SNR
 //!   over the bands decides the frame, with an onset confirmation, hysteresis and a hangover
-//!   that grows with the length of the speech run and with the noise. Per-band floors make
-//!   coloured noise (pink, hum) cost only the bands it occupies.
+//!   set by the length of the speech run and by the noise. A slow path, the same excess
+//!   averaged over 150 ms, finds talkers a few dB under the noise once the stream is noisy.
+//!   Per-band floors make coloured noise (pink, hum) cost only the bands it occupies.
 //! - the turn state machine: `speech_started` once the detector says speech, dated back to the
 //!   start of the confirming run minus `prefix_padding_ms`; `speech_stopped` after
-//!   `silence_duration_ms` of non-speech, dated at the last speech frame's end plus that
-//!   silence. Both count milliseconds from the first sample ever given, like the server.
+//!   `silence_duration_ms` without speech heard (the detector's hangover frames count as
+//!   silence here: that silence bridges pauses already), dated at the last heard frame's end
+//!   plus that silence. Both count milliseconds from the first sample ever given, like the
+//!   server.
 //!
 //! Nothing allocates per frame: the detector keeps one fixed-size frame buffer, and input
 //! chunks of any size stream through it, so any chunking of a stream gives the same decisions.
@@ -55,21 +58,24 @@ const HYSTERESIS_DB: f32 = 3.0;
 /// Each band counts only by how far it exceeds its floor (`energy / floor - 1`, at least 0), so
 /// the many bands a formant does not reach add no noise to the decision.
 const EXCESS_KNEE: f32 = 1.0;
-const MIN_THRESHOLD_OFF_DB: f32 = 1.5;
+const MIN_THRESHOLD_OFF_DB: f32 = 1.2;
 /// Consecutive speech-like frames (in ms) that confirm an onset.
 const ONSET_MS: u32 = 20;
-/// Hangover after a speech run: short runs (clicks) get little, real words get more.
-const HANGOVER_SHORT_MS: u32 = 80;
-const LONG_RUN_MS: u32 = 150;
+/// Hangover after a speech run shorter than `LONG_RUN_MS`: on the labelled set such short runs
+/// are mostly the loudest syllable of a word in noise, so they are held longest. A click still
+/// has to last `ONSET_MS` to count at all.
+const HANGOVER_SHORT_MS: u32 = 200;
+const LONG_RUN_MS: u32 = 90;
 /// After a word-length run the hangover depends on how far speech stands above the noise: in
 /// clean audio the detector sees every syllable and needs little; near 0 dB the weak
 /// consonants between vowels are lost in the noise and a longer hangover bridges them.
-const HANGOVER_CLEAN_MS: f32 = 60.0;
-const HANGOVER_NOISY_MS: f32 = 300.0;
-const CLEAN_SNR_DB: f32 = 14.0;
-const NOISY_SNR_DB: f32 = 4.0;
-/// Smoothing of the speech SNR estimate, per speech frame.
-const SPEECH_SNR_SMOOTHING: f32 = 0.05;
+const HANGOVER_CLEAN_MS: f32 = 40.0;
+const HANGOVER_NOISY_MS: f32 = 160.0;
+const CLEAN_SNR_DB: f32 = 22.0;
+const NOISY_SNR_DB: f32 = 8.0;
+/// Smoothing of the speech SNR estimate, per speech frame (about a second of speech); the
+/// estimate starts at `CLEAN_SNR_DB`.
+const SPEECH_SNR_SMOOTHING: f32 = 0.011;
 /// Noise floor tracking, per band, in power; it is never below the minimum of the last two
 /// seconds, so that a step up in the noise is absorbed even while it reads as speech.
 /// Rates per 10 ms: non-speech frames pull the floor toward their energy (an unbiased mean of
@@ -80,6 +86,19 @@ const FLOOR_FALL: f32 = 0.2;
 const FLOOR_DROP: f32 = 0.5;
 const FLOOR_CREEP_DB_PER_S: f32 = 1.0;
 const WARMUP_MS: u32 = 100;
+/// The slow path: a quiet talker a few dB under the noise raises each band only a little, too
+/// little for one frame to show, but steadily. The mean band excess over the last
+/// `SLOW_WINDOW_MS` (each band's `energy / floor - 1`, capped at `SLOW_CAP` so that the loud
+/// frames of a word just ended cannot hold it up) has a small variance on steady noise, so a
+/// low threshold on it finds such talkers. Its threshold is the frame threshold in dB times
+/// `SLOW_THRESHOLD_SCALE`. It runs only once the speech seen so far stands less than
+/// `SLOW_SPEECH_SNR_DB` above the noise: in cleaner audio every word shows frame by frame, and
+/// the window would only prolong each word by a few frames.
+const SLOW_WINDOW_MS: u32 = 150;
+const SLOW_SPEECH_SNR_DB: f32 = 7.5;
+const SLOW_WINDOW_MAX: usize = 32;
+const SLOW_CAP: f32 = 1.3;
+const SLOW_THRESHOLD_SCALE: f32 = 0.3125;
 const MIN_WINDOW_SLOTS: usize = 8;
 const MIN_SLOT_MS: u32 = 250;
 
@@ -235,6 +254,20 @@ pub enum VadEvent {
     SpeechStopped { audio_end_ms: u64 },
 }
 
+/// What the detector says about one frame.
+#[derive(Debug, Clone, Copy)]
+struct FrameVerdict {
+    /// The frame's decision, hangover included (what `classify` returns).
+    speech: bool,
+    /// Speech heard in this very frame, not held by the hangover: the turn machine counts
+    /// `silence_duration_ms` from the last such frame, since that silence already bridges the
+    /// pauses the hangover is there for.
+    heard: bool,
+    /// When this frame confirmed an onset, how many frames back (this one included) the
+    /// speech began; else 0.
+    confirmed_run: u32,
+}
+
 /// The per-frame speech detector (no turn logic).
 #[derive(Debug, Clone)]
 struct FrameDetector {
@@ -278,6 +311,11 @@ struct FrameDetector {
     candidate_run: u32,
     hangover_left: u32,
     in_speech: bool,
+    /// The last frames' capped mean band excess (a ring of `slow_len` entries).
+    slow_ring: [f32; SLOW_WINDOW_MAX],
+    slow_len: usize,
+    slow_next: usize,
+    slow_threshold: f32,
 }
 
 impl FrameDetector {
@@ -340,6 +378,10 @@ impl FrameDetector {
             candidate_run: 0,
             hangover_left: 0,
             in_speech: false,
+            slow_ring: [0.0; SLOW_WINDOW_MAX],
+            slow_len: (frames(SLOW_WINDOW_MS) as usize).clamp(1, SLOW_WINDOW_MAX),
+            slow_next: 0,
+            slow_threshold: power_ratio(threshold_db * SLOW_THRESHOLD_SCALE) - 1.0,
         }
     }
 
@@ -360,13 +402,13 @@ impl FrameDetector {
         self.hangover_left = 0;
         self.speech_snr_db = CLEAN_SNR_DB;
         self.in_speech = false;
+        self.slow_ring = [0.0; SLOW_WINDOW_MAX];
+        self.slow_next = 0;
     }
 
-    /// Feeds samples; calls `on_frame(decision, confirmed_run_frames)` for each completed frame.
-    /// `confirmed_run_frames` is how many frames back (this one included) the speech began when
-    /// this frame is the one that confirmed an onset, else 0.
+    /// Feeds samples; calls `on_frame` with the verdict on each completed frame.
     #[inline]
-    fn feed<S: Sample>(&mut self, samples: &[S], mut on_frame: impl FnMut(bool, u32)) {
+    fn feed<S: Sample>(&mut self, samples: &[S], mut on_frame: impl FnMut(FrameVerdict)) {
         let mut rest = samples;
         // Finish a pending analysis sample left by the previous chunk.
         while self.partial_count != 0 && !rest.is_empty() {
@@ -379,8 +421,7 @@ impl FrameDetector {
                 self.partial_count = 0;
                 self.filled += 1;
                 if self.filled == self.frame_len {
-                    let (speech, run) = self.analyse_frame();
-                    on_frame(speech, run);
+                    on_frame(self.analyse_frame());
                 }
             }
         }
@@ -400,8 +441,7 @@ impl FrameDetector {
             if self.filled < self.frame_len {
                 break;
             }
-            let (speech, run) = self.analyse_frame();
-            on_frame(speech, run);
+            on_frame(self.analyse_frame());
         }
         for &x in rest {
             self.partial_sum += x.to_f32();
@@ -409,7 +449,7 @@ impl FrameDetector {
         }
     }
 
-    fn analyse_frame(&mut self) -> (bool, u32) {
+    fn analyse_frame(&mut self) -> FrameVerdict {
         let n = self.frame_len;
         // Pre-emphasis from the raw analysis samples (raw[0] ends the previous frame).
         for ((out, &x), &previous) in self.buffer[HISTORY..HISTORY + n]
@@ -468,7 +508,18 @@ impl FrameDetector {
         } else {
             self.threshold_on
         };
-        let speech_like = !warming_up && snr > needed;
+        // The slow path (see `SLOW_WINDOW_MS`): the capped excess of this frame joins the ring.
+        let capped: f32 = energy
+            .iter()
+            .zip(&self.floor)
+            .map(|(band_energy, floor)| (band_energy / floor - 1.0).min(SLOW_CAP))
+            .sum::<f32>()
+            * (1.0 / BANDS as f32);
+        self.slow_ring[self.slow_next] = capped;
+        self.slow_next = (self.slow_next + 1) % self.slow_len;
+        let slow = self.slow_ring[..self.slow_len].iter().sum::<f32>() / self.slow_len as f32;
+        let slow_like = self.speech_snr_db < SLOW_SPEECH_SNR_DB && slow > self.slow_threshold;
+        let speech_like = !warming_up && (snr > needed || slow_like);
 
         let mut confirmed_run = 0;
         if speech_like {
@@ -501,7 +552,11 @@ impl FrameDetector {
         }
 
         self.track_floor(&energy, speech_like);
-        (self.in_speech, confirmed_run)
+        FrameVerdict {
+            speech: self.in_speech,
+            heard: self.in_speech && speech_like,
+            confirmed_run,
+        }
     }
 
     fn long_hangover(&self) -> u32 {
@@ -975,15 +1030,15 @@ impl Vad {
             silence_ms,
             ..
         } = self;
-        detector.feed(samples, |speech, confirmed_run| {
+        detector.feed(samples, |verdict| {
             let frame_start = *frames_done * frame_ms;
             *frames_done += 1;
             let frame_end = frame_start + frame_ms;
             let mut event = None;
-            if speech {
+            if verdict.heard {
                 if !*speaking {
                     *speaking = true;
-                    let onset = frame_end - u64::from(confirmed_run.max(1)) * frame_ms;
+                    let onset = frame_end - u64::from(verdict.confirmed_run.max(1)) * frame_ms;
                     event = Some(VadEvent::SpeechStarted {
                         audio_start_ms: onset.saturating_sub(padding),
                     });
@@ -999,7 +1054,7 @@ impl Vad {
                     });
                 }
             }
-            on_frame(speech, event);
+            on_frame(verdict.speech, event);
         });
         Ok(())
     }

@@ -3,6 +3,7 @@ frame accuracy on the committed espeak-ng subset (tests/data/vad, see benches/va
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import soxr
 from numpy.typing import NDArray
 
 from realtalk.audio import Vad, VadEvent
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benches"))
+import vad_dataset  # noqa: E402  (the recordings' hand-checked word labels live there)
 
 RATES = [8000, 16000, 24000, 48000]
 SUBSET = Path(__file__).parent / "data" / "vad" / "subset.npz"
@@ -58,6 +62,16 @@ def test_events_carry_padding_and_silence_counted_from_the_first_sample(rate: in
     # True offset 2500 ms plus 500 ms of silence, plus at most the detector's own hangover.
     assert stopped.audio_end_ms is not None and 3000 <= stopped.audio_end_ms <= 3300
     assert not vad.speaking
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_speech_stopped_counts_the_silence_from_the_last_frame_heard(rate: int) -> None:
+    """The detector's hangover bridges pauses inside a word; silence_duration_ms does that for
+    turns, so speech_stopped comes silence_duration_ms after the last frame that holds speech
+    (the burst ends at 2500 ms), not after the hangover too."""
+    events = Vad(rate, silence_duration_ms=500).process(scene(rate, [(1.5, 2.5)], 4.0))
+    assert [e.type for e in events] == ["speech_started", "speech_stopped"]
+    assert events[1].audio_end_ms is not None and 3000 <= events[1].audio_end_ms <= 3020, events
 
 
 def test_padding_and_silence_shift_the_events_by_exactly_their_values() -> None:
@@ -155,6 +169,24 @@ def test_higher_threshold_needs_louder_speech() -> None:
     audio = scene(16000, [(1.0, 2.0)], 3.0, noise_db=-25)  # speech-like burst 5 dB above the noise
     assert Vad(16000, threshold=0.1).process(audio) != []
     assert Vad(16000, threshold=0.95).process(audio) == []
+
+
+def test_a_talker_under_the_noise_is_found_once_the_stream_is_noisy() -> None:
+    """After a turn near 0 dB SNR, a quieter talker 6 dB under white noise is still found for
+    most of its length by the slow path (the mean band excess over 150 ms), and the noise
+    alone after it stays silence."""
+    rate = 16000
+    noise_rms = 10 ** (-35 / 20)
+    found, false_alarms = [], []
+    for seed in range(3):
+        x = np.random.RandomState(seed).standard_normal(12 * rate) * noise_rms
+        for (start, end), snr_db in (((1.0, 4.0), 0), ((6.0, 8.0), -6)):
+            x[int(start * rate) : int(end * rate)] += vowel(rate, end - start, level=noise_rms * 10 ** (snr_db / 20))
+        decisions = Vad(rate).classify(x.astype(np.float32))
+        found.append(decisions[600:800].mean())
+        false_alarms.append(decisions[900:].mean())
+    assert np.mean(found) >= 0.6, found
+    assert max(false_alarms) == 0.0, false_alarms
 
 
 # ---- no false starts -------------------------------------------------------------------------
@@ -306,9 +338,10 @@ def test_frame_f1_on_the_espeak_subset_meets_the_bars(rate: int) -> None:
         decisions = Vad(rate).classify(mixed(speech, segments, condition, seed))
         scores[condition] = f1_score(decisions, labels)
     low_snr = [scores[f"{kind} {snr} dB"] for kind in ("white", "pink") for snr in (5, 0)]
-    assert np.mean(list(scores.values())) >= 0.93, scores
-    assert np.mean(low_snr) >= 0.88, scores
-    assert min(scores.values()) >= 0.8, scores
+    # Issue 22's bar is 0.95 on the full set; this 62 s subset gives 0.950 at both rates.
+    assert np.mean(list(scores.values())) >= 0.945, scores
+    assert np.mean(low_snr) >= 0.92, scores
+    assert min(scores.values()) >= 0.9, scores
 
 
 def test_onsets_on_the_clean_subset_land_within_100_ms() -> None:
@@ -318,3 +351,50 @@ def test_onsets_on_the_clean_subset_land_within_100_ms() -> None:
     onsets_ms = segments[:, 0] * 1000 // 24000
     assert len(starts) == len(segments)
     assert np.all(np.abs(starts - onsets_ms) <= 100), starts - onsets_ms
+
+
+# ---- accuracy on real recorded speech (Debian's alsa-utils recordings) -----------------------
+
+
+def recorded_scene(rate: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The eight recordings back to back (1 s before the first, 1.5 s between), each at -26 dBFS
+    over its words, resampled with soxr; the hand-checked word segments in samples."""
+    pieces = [np.zeros(rate)]
+    segments = []
+    position = rate
+    for name, words in vad_dataset.RECORDED_WORDS_MS.items():
+        clip = soxr.resample(vad_dataset.read_recording(name), vad_dataset.RECORDED_RATE, rate).astype(np.float64)
+        spans = [(a * rate // 1000, b * rate // 1000) for a, b in words]
+        clip *= 10 ** (-26 / 20) / np.sqrt(np.mean(np.concatenate([clip[a:b] for a, b in spans]) ** 2))
+        pieces += [clip, np.zeros(rate * 3 // 2)]
+        segments += [(position + a, position + b) for a, b in spans]
+        position += len(clip) + rate * 3 // 2
+    return np.concatenate(pieces), np.array(segments, dtype=np.int64)
+
+
+def test_recorded_word_labels_agree_with_the_40_db_rule() -> None:
+    """Each hand-checked word boundary lies within 5 ms of the synthetic set's rule (first and
+    last sample within 40 dB of the file's peak), applied to each word's side of the pause."""
+    for name, ((onset1, offset1), (onset2, offset2)) in vad_dataset.RECORDED_WORDS_MS.items():
+        x = vad_dataset.read_recording(name)
+        loud = np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max()) * 1000 / vad_dataset.RECORDED_RATE
+        middle = (offset1 + onset2) / 2
+        first, second = loud[loud < middle], loud[loud >= middle]
+        rule = (first[0], first[-1], second[0], second[-1])
+        assert np.allclose(rule, (onset1, offset1, onset2, offset2), atol=5), (name, rule)
+        # and the pause between the words is silence next to them (at least 30 dB down)
+        pause = x[int(offset1 * 48) + 240 : int(onset2 * 48) - 240]
+        words = np.concatenate([x[onset1 * 48 : offset1 * 48], x[onset2 * 48 : offset2 * 48]])
+        assert np.mean(pause**2) < 1e-3 * np.mean(words**2), name
+
+
+@pytest.mark.parametrize("rate", [16000, 24000])
+def test_frame_f1_on_recorded_speech(rate: int) -> None:
+    speech, segments = recorded_scene(rate)
+    labels = frame_labels(len(speech), segments, rate)
+    scores = {}
+    for seed, condition in enumerate(["clean", "white 10 dB", "pink 10 dB", "white 0 dB"]):
+        scores[condition] = f1_score(Vad(rate).classify(mixed(speech, segments, condition, seed)), labels)
+    # Words 125-340 ms apart: every frame of hangover in those pauses counts against precision.
+    assert min(scores.values()) >= 0.78, scores
+    assert np.mean(list(scores.values())) >= 0.82, scores
