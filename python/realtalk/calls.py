@@ -15,7 +15,6 @@ asyncio and trio.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -23,8 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from realtalk.connection import OPENAI_REALTIME_URL
-from realtalk.errors import ConnectError, Timeout
-from realtalk.tokens import OPENAI_BASE_URL, _api_error
+from realtalk.tokens import _api_auth, _api_error, _post_json
 
 __all__ = ["accept", "hangup", "refer", "reject", "sideband_url"]
 
@@ -159,25 +157,9 @@ async def _post(
     http_client: httpx.AsyncClient | None,
 ) -> None:
     _check_call_id(call_id)
-    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-    if not key:
-        raise ValueError("no API key: pass api_key= or set OPENAI_API_KEY")
-    base = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
-    headers = {"Authorization": f"Bearer {key}", "Accept": "*/*"}
-    if organization is not None:
-        headers["OpenAI-Organization"] = organization
-    if project is not None:
-        headers["OpenAI-Project"] = project
+    base, headers = _api_auth(api_key, base_url, organization, project, Accept="*/*")
     url = f"{base}/realtime/calls/{quote(call_id, safe='')}/{action}"
-    try:
-        if http_client is None:
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                response = await client.post(url, json=body, headers=headers)
-        else:
-            response = await http_client.post(url, json=body, headers=headers, timeout=timeout)
-    except httpx.TimeoutException as exc:
-        raise Timeout(f"the call {action} request to {url} timed out after {timeout} s") from exc
-    except httpx.TransportError as exc:
-        raise ConnectError(f"the call {action} request to {url} failed: {exc}") from exc
+    response = await _post_json(url, body, headers, timeout=timeout, http_client=http_client,
+                                what=f"call {action}")
     if not 200 <= response.status_code < 300:
         raise _api_error(response)

@@ -74,6 +74,38 @@ def _api_error(response: httpx.Response) -> APIError:
     )
 
 
+def _api_auth(api_key: str | None, base_url: str | None, organization: str | None,
+              project: str | None, **more_headers: str) -> tuple[str, dict[str, str]]:
+    """The API's base URL and the request headers: the key (``api_key`` or
+    ``OPENAI_API_KEY``), the organization and project when given, then ``more_headers``.
+    Shared by the REST calls here and in :mod:`realtalk.calls`."""
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise ValueError("no API key: pass api_key= or set OPENAI_API_KEY")
+    base = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
+    headers = {"Authorization": f"Bearer {key}", **more_headers}
+    if organization is not None:
+        headers["OpenAI-Organization"] = organization
+    if project is not None:
+        headers["OpenAI-Project"] = project
+    return base, headers
+
+
+async def _post_json(url: str, body: Any, headers: dict[str, str], *, timeout: float,
+                     http_client: httpx.AsyncClient | None, what: str) -> httpx.Response:
+    """POST ``body`` as JSON on ``http_client`` (default a fresh client); a timeout or a
+    transport failure becomes :class:`Timeout` / :class:`ConnectError` naming ``what``."""
+    try:
+        if http_client is None:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                return await client.post(url, json=body, headers=headers)
+        return await http_client.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.TimeoutException as exc:
+        raise Timeout(f"the {what} request to {url} timed out after {timeout} s") from exc
+    except httpx.TransportError as exc:
+        raise ConnectError(f"the {what} request to {url} failed: {exc}") from exc
+
+
 def _parse_result(body: Any, protocol: Literal["ga", "beta"]) -> ClientSecret:
     if not isinstance(body, dict):
         raise ProtocolError("the token endpoint did not answer with a JSON object")
@@ -120,27 +152,12 @@ async def create_client_secret(
         raise ValueError(f"protocol must be 'ga' or 'beta', not {protocol!r}")
     if isinstance(expires_after_s, bool) or not isinstance(expires_after_s, int):
         raise TypeError("expires_after_s must be an int (seconds)")
-    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-    if not key:
-        raise ValueError("no API key: pass api_key= or set OPENAI_API_KEY")
-    base = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    if organization is not None:
-        headers["OpenAI-Organization"] = organization
-    if project is not None:
-        headers["OpenAI-Project"] = project
+    base, headers = _api_auth(api_key, base_url, organization, project,
+                              **{"Content-Type": "application/json"})
     body = _request_body(session, expires_after_s, protocol)
     url = base + _PATHS[protocol]
-    try:
-        if http_client is None:
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                response = await client.post(url, json=body, headers=headers)
-        else:
-            response = await http_client.post(url, json=body, headers=headers, timeout=timeout)
-    except httpx.TimeoutException as exc:
-        raise Timeout(f"the token request to {url} timed out after {timeout} s") from exc
-    except httpx.TransportError as exc:
-        raise ConnectError(f"the token request to {url} failed: {exc}") from exc
+    response = await _post_json(url, body, headers, timeout=timeout, http_client=http_client,
+                                what="token")
     if response.status_code != 200:
         raise _api_error(response)
     try:
