@@ -32,6 +32,8 @@ pub mod handoff;
 // ---- aec ----
 pub mod aec;
 
+#[cfg(test)]
+mod test_noise;
 
 pub use error::AudioError;
 

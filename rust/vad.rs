@@ -1100,17 +1100,7 @@ impl Vad {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A deterministic xorshift noise source (no dependency needed for tests).
-    struct Noise(u64);
-    impl Noise {
-        fn uniform(&mut self) -> f32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        }
-    }
+    use crate::test_noise::Noise;
 
     /// Noise with bursts of a harmonic, formant-like "vowel" between `bursts` (start, end) in s.
     fn signal(rate: u32, seconds: f32, bursts: &[(f32, f32)], noise_level: f32) -> Vec<f32> {

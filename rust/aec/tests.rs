@@ -3,22 +3,7 @@
 
 use super::*;
 use crate::simd;
-
-/// A deterministic xorshift source of uniform and roughly Gaussian noise.
-struct Noise(u64);
-
-impl Noise {
-    fn uniform(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-
-    fn gaussian(&mut self) -> f32 {
-        (0..4).map(|_| self.uniform()).sum::<f32>() * 0.866
-    }
-}
+use crate::test_noise::Noise;
 
 /// A room: `direct_ms` of delay, then a tail decaying by 60 dB in `rt60_s`, `len_ms` long.
 fn room(rate: u32, direct_ms: f32, rt60_s: f32, len_ms: f32, seed: u64) -> Vec<f32> {
