@@ -834,16 +834,23 @@ class RealtimeClient:
         """Move frames from the hand-off into the uplink (loop thread). False when the
         uplink queue is full: the rest wait, and the writer drains again as it makes room."""
         self._handoff.woken()
-        while (front := self._handoff.front()) is not None:
-            samples, channels, rate = front
-            if not self._take_frame(samples.reshape(-1, channels) if channels else samples,
-                                    rate):
+        while (front := self._handoff_front()) is not None:
+            if not self._take_frame(*front):
                 return False
             self._handoff.pop()
         return True
 
+    def _handoff_front(self) -> tuple[np.ndarray, int] | None:
+        """The oldest handed-over frame as ``(samples, rate)``, in the layout it was appended
+        in (mono, or ``(frames, channels)``), or None when the hand-off is empty."""
+        front = self._handoff.front()
+        if front is None:
+            return None
+        samples, channels, rate = front
+        return (samples.reshape(-1, channels) if channels else samples), rate
+
     def _count_refused(self) -> None:
-        # Under the hand-off's lock: refusals are counted from the loop and other threads.
+        # Under a lock: refusals are counted from the loop and from device threads.
         with self._refused_lock:
             self.metrics.input_frames_refused += 1
 
@@ -851,13 +858,11 @@ class RealtimeClient:
         """Every frame handed over so far into the uplink, waiting for room if need be:
         what the loop sends next (a commit, a response.create) comes after them."""
         while self._handoff and not self._drain_handoff():
-            front = self._handoff.front()
+            front = self._handoff_front()
             if front is None:
                 break
-            samples, channels, rate = front
             self._handoff.pop()
-            encoded = self._encode_frame(samples.reshape(-1, channels) if channels else samples,
-                                         rate)
+            encoded = self._encode_frame(*front)
             if encoded is not None:
                 message, duration_ms, vad_events = encoded
                 # A waiting sender goes before any later send_nowait: the order holds.
