@@ -7,7 +7,9 @@ re-exports :class:`CliError`, so no subcommand imports the package that imports 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+from urllib.parse import urlsplit
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -27,3 +29,24 @@ def cannot_listen(args: argparse.Namespace, error: Exception) -> CliError:
     cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
     reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
     return CliError(f"cannot listen on {args.host}:{args.port}: {reason}")
+
+
+def key_for(url: str, api_key: str | None) -> str:
+    """The key to send to ``url``: the one given, else any key for a server on this machine
+    (a local simulator or relay takes any); a remote server without one is a CliError."""
+    if api_key is not None:
+        return api_key
+    if not _is_loopback(url):
+        raise CliError("no API key: set OPENAI_API_KEY or give --api-key for a server that "
+                       "is not on this machine")
+    return "sk-local"
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

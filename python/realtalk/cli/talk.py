@@ -14,7 +14,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
-from realtalk.cli._common import CliError, environment_api_key
+from realtalk.cli._common import CliError, environment_api_key, key_for
 from realtalk.errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -100,10 +100,8 @@ def run(args: argparse.Namespace) -> int:
         if args.vad == "local":
             raise CliError("--transcribe takes --vad server (utterances) or --vad none (the "
                            "whole file at once), not --vad local")
-        keyless = (args.api_key or environment_api_key()) is None
-        if keyless and args.url is not None and not _is_loopback(args.url):
-            raise CliError("no API key: set OPENAI_API_KEY or give --api-key for a server "
-                           "that is not on this machine")
+        if args.url is not None:  # refused before the WAV is read, as _talk refuses it
+            key_for(args.url, args.api_key or environment_api_key())
         from realtalk.cli import transcribe
 
         utterances = _speech_at_input_rate(_read_wav(args.transcribe), args.transcribe, args)
@@ -226,19 +224,6 @@ def _session_config(args: argparse.Namespace) -> dict[str, Any]:
     return session
 
 
-def _is_loopback(url: str) -> bool:
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _format_object(name: str) -> dict[str, Any]:
     if name == "pcm16":
         return {"type": "audio/pcm", "rate": 24000}
@@ -265,11 +250,7 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             _say(out, args, f"realtalk: talking to OpenAI ({args.model})")
         else:
             _say(out, args, f"realtalk: talking to {url}")
-            if api_key is None:
-                if not _is_loopback(url):
-                    raise CliError("no API key: set OPENAI_API_KEY or give --api-key for a "
-                                   "server that is not on this machine")
-                api_key = "sk-local"  # a local simulator or relay takes any key
+            api_key = key_for(url, api_key)
         local_vad = Vad(INPUT_RATE) if args.vad == "local" else None
         client = RealtimeClient(
             url,

@@ -12,7 +12,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
-from realtalk.cli._common import CliError, environment_api_key
+from realtalk.cli._common import CliError, environment_api_key, key_for
 
 FRAME_MS = 20
 
@@ -72,8 +72,8 @@ async def _endpoint(args: argparse.Namespace, stack: contextlib.AsyncExitStack
         print(f"realtalk: no OPENAI_API_KEY and no --url: transcribing with the embedded "
               f"simulator at {simulator.url}", file=sys.stderr)
         return simulator.url, "sk-local"
-    if url is not None and api_key is None:
-        api_key = "sk-local"  # talk.run refused a non-local URL without a key
+    if url is not None:
+        api_key = key_for(url, api_key)
     return url, api_key
 
 
