@@ -23,6 +23,15 @@ __all__ = ["encode_clip", "user_content_part"]
 WIRE_RATES = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
 
 
+def decode_wire_audio(raw: bytes | bytearray | memoryview, format_: str) -> np.ndarray:
+    """Audio bytes in a session input format (pcm16: an even byte count) as int16 samples at
+    that format's rate: the inverse of the encoding step of :func:`encode_clip`."""
+    if format_ == "pcm16":
+        return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    return _audio.ulaw_decode(codes) if format_ == "g711_ulaw" else _audio.alaw_decode(codes)
+
+
 def encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
     """A whole clip (not a stream) as base64 in a session input format."""
     if samples.ndim == 2:

@@ -51,7 +51,7 @@ from realtalk import _telemetry, _transcripts
 from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._barge_in import BargeIn, BargeInPolicy, check_position, resolve_cut
-from realtalk._content import user_content_part
+from realtalk._content import decode_wire_audio, user_content_part
 from realtalk.events._beta import SERVER_TYPES_FROM_BETA
 from realtalk.events._codec import parse_server_event_dict
 from realtalk._connection_supervisor import ConnectionSupervisor
@@ -811,13 +811,9 @@ class RealtimeClient:
             raw = data.cast("B") if data.c_contiguous else data.tobytes()
         else:
             raw = data
-        if format_ == "pcm16":
-            if len(raw) % 2:
-                raise ValueError(f"pcm16 audio has 2 bytes per sample; got {len(raw)} bytes")
-            return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False), wire_rate
-        codes = np.frombuffer(raw, dtype=np.uint8)
-        decode = _audio.ulaw_decode if format_ == "g711_ulaw" else _audio.alaw_decode
-        return decode(codes), wire_rate
+        if format_ == "pcm16" and len(raw) % 2:
+            raise ValueError(f"pcm16 audio has 2 bytes per sample; got {len(raw)} bytes")
+        return decode_wire_audio(raw, format_), wire_rate
 
     def _manual_turns(self) -> bool:
         """True when the server detects no turns: the turn detection this client last asked

@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from realtalk import audio as _audio
+from realtalk._content import WIRE_RATES, decode_wire_audio
 
 if TYPE_CHECKING:
     from realtalk.client import RealtimeClient
@@ -58,7 +59,6 @@ FLUSH_INTERVAL_S = 0.2
 # Audio older than this is final: nothing that arrives later can land before it.
 HOLD_S = 0.5
 TOLERANCE_S = 0.1
-_WIRE_RATES = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
 _AUDIO_PAYLOADS = {"input_audio_buffer.append": "audio", "response.output_audio.delta": "delta",
                    "response.audio.delta": "delta"}
 _HEADER_BYTES = 44
@@ -241,13 +241,10 @@ class SessionRecorder:
             raw = _audio.b64decode(audio)
         except ValueError:
             return  # the server refuses it too; the log has the event
-        rate = _WIRE_RATES.get(input_format, 24000)
+        rate = WIRE_RATES.get(input_format, 24000)
         if input_format == "pcm16":
-            samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.int16)
-        else:
-            codes = np.frombuffer(raw, dtype=np.uint8)
-            decode = _audio.ulaw_decode if input_format == "g711_ulaw" else _audio.alaw_decode
-            samples = decode(codes)
+            raw = raw[: len(raw) // 2 * 2]  # whole samples only
+        samples = decode_wire_audio(raw, input_format)
         if rate != self.sample_rate:
             resampler = self._resamplers.get(rate)
             if resampler is None:
