@@ -6,9 +6,11 @@
 //! echo first, so the figures are its steady state.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use _audio::aec::{EchoCanceller, EchoConfig};
+
+mod common;
+use common::cpu_time;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// A speech-like far end and its echo through a short decaying room.
@@ -35,22 +37,6 @@ fn signals(rate: u32, seconds: u32) -> (Vec<f32>, Vec<f32>) {
         .map(|i| taps.iter().enumerate().take(i + 1).map(|(j, h)| h * far[i - j]).sum())
         .collect();
     (far, mic)
-}
-
-fn thread_time() -> Duration {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-fn cpu_time(iterations: u64, mut step: impl FnMut()) -> Duration {
-    let start = thread_time();
-    for _ in 0..iterations {
-        step();
-    }
-    thread_time().saturating_sub(start)
 }
 
 fn per_frame(c: &mut Criterion) {

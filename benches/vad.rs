@@ -5,9 +5,11 @@
 //! work on a shared machine does not count as ours.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use _audio::vad::{Vad, VadConfig};
+
+mod common;
+use common::cpu_time;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// Speech-like test audio: harmonics under two formants, in white noise, with pauses.
@@ -31,26 +33,6 @@ fn audio(rate: u32, seconds: u32) -> Vec<f32> {
             noise + voiced * tone
         })
         .collect()
-}
-
-fn thread_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-/// Runs `step` `iterations` times and returns the thread CPU time it took.
-fn cpu_time(iterations: u64, mut step: impl FnMut()) -> Duration {
-    let start = thread_time();
-    for _ in 0..iterations {
-        step();
-    }
-    thread_time().saturating_sub(start)
 }
 
 fn per_frame(c: &mut Criterion) {
