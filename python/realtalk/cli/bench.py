@@ -11,6 +11,7 @@ import base64
 import json
 import timeit
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -86,18 +87,21 @@ def _rows(left_out: list[str]) -> list[tuple[str, float, str, float]]:
         for quality in ("HQ", "MQ"):
             down_stream = soxr.ResampleStream(24000, 48000, 1, dtype="float32", quality=quality)
             up_stream = soxr.ResampleStream(48000, 24000, 1, dtype="float32", quality=quality)
+
+            def soxr_uplink(stream: Any = up_stream) -> str:
+                return json.dumps({"type": "input_audio_buffer.append",
+                                   "audio": base64.b64encode(numpy_pcm16(
+                                       stream.resample_chunk(mic48)).tobytes()).decode()})
+
+            def soxr_downlink(stream: Any = down_stream) -> object:
+                return usual_downlink(lambda x: stream.resample_chunk(x.astype(np.float32)))
+
             rows.append(("uplink 48 kHz mic frame -> append JSON",
                          _best_us(lambda: uplink48.encode(mic48)),
-                         f"soxr {quality} + numpy + base64 + json",
-                         _best_us(lambda stream=up_stream: json.dumps({
-                             "type": "input_audio_buffer.append",
-                             "audio": base64.b64encode(numpy_pcm16(stream.resample_chunk(mic48))
-                                                       .tobytes()).decode()}))))
+                         f"soxr {quality} + numpy + base64 + json", _best_us(soxr_uplink)))
             rows.append(("downlink delta JSON -> 48 kHz float32",
                          _best_us(lambda: downlink48.decode(delta)),
-                         f"json + base64 + numpy + soxr {quality}",
-                         _best_us(lambda stream=down_stream: usual_downlink(
-                             lambda x: stream.resample_chunk(x.astype(np.float32))))))
+                         f"json + base64 + numpy + soxr {quality}", _best_us(soxr_downlink)))
     return rows
 
 
