@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pytest
 from client_helpers import Recorder, until
 
-from realtalk import RealtimeClient
+from realtalk import InputBackpressure, RealtimeClient
 from realtalk._echo import DEFAULT_DELAY_MS
 from realtalk.audio import EchoCanceller, resample
 from realtalk.simulator import Simulator, synthesize_speech
@@ -195,38 +195,46 @@ async def test_a_local_vad_hears_the_cleaned_microphone_not_the_echo() -> None:
     np.testing.assert_allclose(sent[:end], wire[:end], atol=0.02)
 
 
-@pytest.mark.anyio
-async def test_alignment_is_by_sample_clock_however_late_the_loop_drains() -> None:
-    # A duplex device thread: each 10 ms callback pulls the speaker's block and appends the
-    # mic's, which hears the speaker through the room; the loop stalls now and then, so frames
-    # wait in the hand-off. What the local detector got must be, sample for sample, the
-    # canceller run offline on the mic with the speaker's samples DEFAULT_DELAY_MS earlier.
+async def run_device_thread(uplink_queue_frames: int) -> tuple[
+        RealtimeClient, list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]],
+        list[bool], npt.NDArray[np.float32]]:
+    """A duplex device thread: each 10 ms callback pulls the speaker's block and appends the
+    mic's, which hears the speaker through the room; the loop stalls now and then, so frames
+    wait in the hand-off (and, when it is small, some are refused). The client, what the
+    speaker played and the mic heard per block, which blocks were taken, and what the local
+    detector got."""
     rate = PLAYBACK_RATE
     block = rate // 100
     response = room(rate)
     played: list[npt.NDArray[np.float32]] = []
     mic: list[npt.NDArray[np.float32]] = []
+    taken: list[bool] = []
     async with Simulator() as sim:
         detector = FramesSeen(rate)
         client = RealtimeClient(sim.url, api_key="sk-test", input_rate=rate,
-                                session=MANUAL_TURNS, local_vad=detector, echo_cancel=True)
+                                session=MANUAL_TURNS, local_vad=detector, echo_cancel=True,
+                                uplink_queue_frames=uplink_queue_frames)
         recorder = Recorder(client)
         async with client:
             await until(lambda: recorder.wire("server", "session.updated"), 5)
             client.playback.push("item_far", 0, FAR[: rate * 3])
 
             def device() -> None:
+                # The last samples played, and room for this block's: the room's output for
+                # the block is the "valid" part of the convolution, exactly.
                 history = np.zeros(len(response) - 1 + block, dtype=np.float32)
                 for _ in range(300):
                     out = np.zeros(block, dtype=np.int16)
                     client.playback.pull_into(out)
                     speaker = out.astype(np.float32) / 32768
                     history = np.concatenate((history[block:], speaker))
-                    # The room's output for this block: its last `block` samples, exactly.
-                    heard_now = np.convolve(history, response, "valid")
                     played.append(speaker)
-                    mic.append(heard_now.astype(np.float32))
-                    client.append_input_audio(mic[-1])
+                    mic.append(np.convolve(history, response, "valid").astype(np.float32))
+                    try:
+                        client.append_input_audio(mic[-1])
+                        taken.append(True)
+                    except InputBackpressure:
+                        taken.append(False)
                     time.sleep(0.001)
 
             thread = threading.Thread(target=device)
@@ -235,15 +243,37 @@ async def test_alignment_is_by_sample_clock_however_late_the_loop_drains() -> No
                 time.sleep(0.03)  # the loop is late: frames pile up in the hand-off
                 await anyio.sleep(0.01)
             thread.join()
-            await until(lambda: client.metrics.echo_frames_cleaned == 300, 5)
-    assert client.metrics.echo_reference_underruns == 0
-    microphone, speaker = np.concatenate(mic), np.concatenate(played)
-    delay = rate * DEFAULT_DELAY_MS // 1000
-    reference = np.concatenate((np.zeros(delay, dtype=np.float32), speaker))
-    offline = EchoCanceller(rate)
-    expected = np.concatenate([offline.process(microphone[k:k + block], reference[k:k + block])
-                               for k in range(0, len(microphone), block)])
-    np.testing.assert_array_equal(np.concatenate(detector.frames), expected)
+            await until(lambda: client.metrics.echo_frames_cleaned == sum(taken), 5)
+    return client, played, mic, taken, np.concatenate(detector.frames)
+
+
+def offline(played: list[npt.NDArray[np.float32]], mic: list[npt.NDArray[np.float32]],
+            taken: list[bool]) -> npt.NDArray[np.float32]:
+    """The canceller run on the blocks taken, each against the speaker's samples
+    DEFAULT_DELAY_MS before it on the common clock."""
+    block = len(mic[0])
+    delay = PLAYBACK_RATE * DEFAULT_DELAY_MS // 1000
+    reference = np.concatenate((np.zeros(delay, dtype=np.float32), *played))
+    canceller = EchoCanceller(PLAYBACK_RATE)
+    return np.concatenate([canceller.process(mic[k], reference[k * block:(k + 1) * block])
+                           for k in range(len(mic)) if taken[k]])
+
+
+@pytest.mark.anyio
+async def test_alignment_is_by_sample_clock_however_late_the_loop_drains() -> None:
+    client, played, mic, taken, seen = await run_device_thread(256)
+    assert all(taken) and client.metrics.echo_reference_underruns == 0
+    np.testing.assert_array_equal(seen, offline(played, mic, taken))
+
+
+@pytest.mark.anyio
+async def test_frames_refused_by_a_full_hand_off_keep_the_clocks_aligned() -> None:
+    # A 4-frame hand-off and a stalling loop: blocks are refused; those after must still be
+    # cleaned against the speaker's samples of their own time.
+    client, played, mic, taken, seen = await run_device_thread(4)
+    assert not all(taken) and sum(taken) > 50
+    assert client.metrics.input_frames_refused == taken.count(False)
+    np.testing.assert_array_equal(seen, offline(played, mic, taken))
 
 
 @pytest.mark.anyio

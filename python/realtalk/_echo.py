@@ -24,6 +24,7 @@ few ms) when it is long or the room is reverberant, so the filter is spent on th
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,12 @@ class EchoCancel:
         playback.enable_tap(TAP_MS)
         self._reference = _Reference(playback, rate, rate * delay_ms // 1000)
         self._pending = _EMPTY  # mic samples short of a whole canceller frame
+        # Mic frames appended but refused (a full hand-off), from any thread: the mic's clock
+        # moved past them, so the reference must too, once the frames queued before them are
+        # taken off the hand-off. Each is [frames still to pop before it, its samples]; the
+        # lock makes a refusal's count and the loop's pops exact against each other.
+        self._drops: list[list[int]] = []
+        self._drops_lock = threading.Lock()
 
     @classmethod
     def for_client(cls, enabled: bool, client: Any, delay_ms: int) -> EchoCancel | None:
@@ -123,9 +130,36 @@ class EchoCancel:
             raise ValueError(f"echo_cancel cleans audio at the input rate ({self.rate} Hz); "
                              f"this frame is at {rate} Hz")
 
+    def dropped(self, samples: int, handoff: Any) -> None:
+        """A mic frame of ``samples`` was refused (any thread) with the frames now in the
+        ``handoff`` queued before it: the frame after those comes that much later on the
+        mic's clock."""
+        with self._drops_lock:
+            self._drops.append([len(handoff), samples])
+
+    def popped(self, handoff: Any) -> None:
+        """Take the cleaned front frame off the ``handoff`` (the loop)."""
+        with self._drops_lock:
+            handoff.pop()
+            for drop in self._drops:
+                drop[0] -= 1
+
+    def _skip_drops(self) -> None:
+        """Move the reference past the drops due before this frame."""
+        with self._drops_lock:
+            gap = sum(samples for before, samples in self._drops if before <= 0)
+            self._drops = [drop for drop in self._drops if drop[0] > 0]
+        if gap:
+            # The held partial frame's neighbours are gone: it is dropped too, and the
+            # reference moves past both (the canceller's filter stays: the room did not change).
+            self._reference.take(len(self._pending) + gap)
+            self._pending = _EMPTY
+
     def clean(self, frame: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """The frame's samples (mono, or mixed down) less the echo, in whole canceller frames:
         what is left waits for the next frame, so the output may be shorter or longer."""
+        if self._drops:
+            self._skip_drops()
         mic = _mono_float(frame)
         if len(self._pending):
             mic = np.concatenate((self._pending, mic))

@@ -767,9 +767,14 @@ class RealtimeClient:
                 # Frames handed over by other threads first: they were appended before this.
                 if not self._drain_handoff() or not self._take_frame(frame, rate):
                     self._count_refused()
+                    if self._echo is not None:
+                        self._echo.dropped(frame.shape[0], self._handoff)
                     raise InputBackpressure("the uplink queue is full; the frame was not queued")
                 return
             status = self._handoff.push(frame, rate)
+            samples = frame
+        if status == HANDOFF_FULL and self._echo is not None:  # an array in either push
+            self._echo.dropped(len(samples), self._handoff)  # type: ignore[arg-type]
         self._handed_over(status, rate if status == HANDOFF_NOT_TAKEN else None)
 
     def _handed_over(self, status: int, rate: int | None) -> None:
@@ -845,8 +850,14 @@ class RealtimeClient:
         while (front := self._handoff_front()) is not None:
             if not self._take_frame(*front):
                 return False
-            self._handoff.pop()
+            self._pop_handoff()
         return True
+
+    def _pop_handoff(self) -> None:
+        if self._echo is None:
+            self._handoff.pop()
+        else:  # counted by the canceller: a refused frame's place is a count of pops
+            self._echo.popped(self._handoff)
 
     def _handoff_front(self) -> tuple[np.ndarray, int] | None:
         """The oldest handed-over frame as ``(samples, rate)``, in the layout it was appended
@@ -869,7 +880,7 @@ class RealtimeClient:
             front = self._handoff_front()
             if front is None:
                 break
-            self._handoff.pop()
+            self._pop_handoff()
             encoded = self._encode_frame(*front)
             if encoded is not None:
                 message, duration_ms, vad_events = encoded
