@@ -15,6 +15,10 @@ hand-off: the device's path stays one Rust push. Cleaned audio goes to the uplin
 local ``Vad``. The canceller works in whole frames (10 ms), so up to a frame of audio waits
 for the next one, and its suppressor adds one frame of latency.
 
+A frame the client refuses (a full hand-off or uplink: ``InputBackpressure``) still took its
+time on the mic's clock: the reference skips it at its place in the stream (counted in pops
+of the hand-off, under a lock the refusal shares), so the frames after it stay aligned.
+
 ``delay_ms`` defaults to ``DEFAULT_DELAY_MS``, under what any sound card's output-to-input
 latency is, so the echo never comes before its reference; the canceller's 250 ms filter
 covers the rest of the latency and the room's tail. Measure the latency and give it (minus a
