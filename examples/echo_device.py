@@ -126,7 +126,8 @@ async def main(args: argparse.Namespace) -> None:
             device = SimulatedRoom(callback)
             if args.barge_in:
                 user = np.frombuffer(synthesize_speech(USER_TEXT).pcm, dtype=np.int16)
-                device.near_end = resample(user.astype(np.float32) / 32768, 24000, RATE)
+                device.near_end = resample(user.astype(np.float32) / np.float32(32768), 24000,
+                                           RATE)
         device.start()
         stack.callback(device.stop)
 
