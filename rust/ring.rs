@@ -187,6 +187,10 @@ pub struct PlaybackBuffer {
     dry: bool,
     /// Set by `pause` (barge-in): pulls yield silence and nothing counts as played.
     paused: bool,
+    /// Samples handed out by pulls since construction, silence included (the speaker clock).
+    pulled: u64,
+    /// What the pulls handed out, for the echo canceller and the recorder (see the tap block).
+    tap: Option<PlaybackTap>,
 }
 
 impl PlaybackBuffer {
@@ -214,6 +218,8 @@ impl PlaybackBuffer {
             underruns: 0,
             dry: true,
             paused: false,
+            pulled: 0,
+            tap: None,
         })
     }
 
@@ -281,6 +287,12 @@ impl PlaybackBuffer {
     /// real samples were delivered. Allocates nothing once a part has started playing (this
     /// runs in the audio callback).
     pub fn pull_into(&mut self, output: &mut [i16]) -> usize {
+        let delivered = self.pull_queued_into(output);
+        self.tap_record(output);
+        delivered
+    }
+
+    fn pull_queued_into(&mut self, output: &mut [i16]) -> usize {
         if self.paused {
             output.fill(0);
             return 0;
@@ -427,6 +439,131 @@ impl PlaybackBuffer {
 }
 
 // ---- end of pause and resume ----
+
+// ---- playback tap (echo cancellation and recording, issue 19) ----
+//
+// Opt-in: once `enable_tap` is called every pull also copies what it handed the sound card
+// (the silence it filled in included, so the speaker clock never slips) into a bounded ring
+// stamped with the speaker clock, `pulled`. A consumer asks for "the samples of speaker clock
+// [k, k + n)" with its own cursor: the echo canceller (aligned with the microphone's clock)
+// and the session recorder. What was not played yet, was played before the tap existed, or
+// was overwritten since is read as zeros and counted, so a slow consumer learns it lost audio.
+
+/// The samples the pulls handed out: the last `storage.len()` of them, the newest ending at
+/// the speaker clock `PlaybackBuffer::pulled`.
+#[derive(Debug)]
+struct PlaybackTap {
+    storage: Box<[i16]>,
+    /// The speaker clock when the tap was enabled: nothing before it was kept.
+    since: u64,
+}
+
+/// What a tap read could not fill (those samples read as zeros).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TapGaps {
+    /// Samples at or past the speaker clock: not played yet.
+    pub unplayed: usize,
+    /// Samples played before the tap was enabled or overwritten since (the reader lagged
+    /// more than the tap's capacity).
+    pub lost: usize,
+}
+
+impl PlaybackBuffer {
+    /// Keeps the last `capacity` samples the pulls hand out, from now on (1 to
+    /// `MAX_SAMPLES`). A tap already enabled is only ever grown, keeping what it holds: two
+    /// consumers each ask for what they need.
+    pub fn enable_tap(&mut self, capacity: usize) -> Result<(), AudioError> {
+        if capacity == 0 {
+            return Err(AudioError::invalid("the playback tap needs at least 1 sample"));
+        }
+        let capacity = check_samples("the playback tap", capacity as u64)?;
+        let held = self.tap.as_ref().map_or(0, |tap| tap.storage.len());
+        if capacity <= held {
+            return Ok(());
+        }
+        let mut storage = memory::zeroed_slice(capacity, "the playback tap's samples")?;
+        let since = match self.tap.take() {
+            Some(old) => {
+                // Clock k lives at k % capacity in either ring: copy what the old one holds.
+                let oldest = old.since.max(self.pulled.saturating_sub(held as u64));
+                for clock in oldest..self.pulled {
+                    storage[(clock % capacity as u64) as usize] =
+                        old.storage[(clock % held as u64) as usize];
+                }
+                oldest
+            }
+            None => self.pulled,
+        };
+        self.tap = Some(PlaybackTap { storage, since });
+        Ok(())
+    }
+
+    /// True once `enable_tap` was called.
+    pub fn tapped(&self) -> bool {
+        self.tap.is_some()
+    }
+
+    /// The speaker clock: samples handed out by pulls since construction, the silence of
+    /// dry and paused pulls included.
+    pub fn pulled_samples(&self) -> u64 {
+        self.pulled
+    }
+
+    /// Samples the tap keeps (0 when not enabled).
+    pub fn tap_capacity(&self) -> usize {
+        self.tap.as_ref().map_or(0, |tap| tap.storage.len())
+    }
+
+    fn tap_record(&mut self, output: &[i16]) {
+        let start = self.pulled;
+        self.pulled += output.len() as u64;
+        let Some(tap) = self.tap.as_mut() else {
+            return;
+        };
+        let capacity = tap.storage.len();
+        // Only the newest `capacity` samples of a long pull can be kept.
+        let skip = output.len().saturating_sub(capacity);
+        let kept = &output[skip..];
+        let at = ((start + skip as u64) % capacity as u64) as usize;
+        let first = kept.len().min(capacity - at);
+        tap.storage[at..at + first].copy_from_slice(&kept[..first]);
+        tap.storage[..kept.len() - first].copy_from_slice(&kept[first..]);
+    }
+
+    /// Fills `output` with the samples of speaker clock `[start, start + output.len())`,
+    /// zeros where the tap has none (see `TapGaps`); allocates nothing. Refuses a range
+    /// past 2**64 or longer than `MAX_SAMPLES`.
+    pub fn read_tap(&self, start: u64, output: &mut [i16]) -> Result<TapGaps, AudioError> {
+        let len = check_samples("the tap read", output.len() as u64)? as u64;
+        let end = start.checked_add(len).ok_or_else(|| {
+            AudioError::invalid(format!("a tap read from {start} of {len} samples passes 2**64"))
+        })?;
+        output.fill(0);
+        let Some(tap) = self.tap.as_ref() else {
+            let unplayed = end.saturating_sub(start.max(self.pulled));
+            return Ok(TapGaps { unplayed: unplayed as usize, lost: (len - unplayed) as usize });
+        };
+        let capacity = tap.storage.len() as u64;
+        let oldest = tap.since.max(self.pulled.saturating_sub(capacity));
+        let from = start.max(oldest);
+        let to = end.min(self.pulled);
+        let gaps = TapGaps {
+            unplayed: end.saturating_sub(start.max(self.pulled)) as usize,
+            lost: end.min(oldest).saturating_sub(start) as usize,
+        };
+        let mut clock = from;
+        while clock < to {
+            let at = (clock % capacity) as usize;
+            let run = ((to - clock) as usize).min(tap.storage.len() - at);
+            let offset = (clock - start) as usize;
+            output[offset..offset + run].copy_from_slice(&tap.storage[at..at + run]);
+            clock += run as u64;
+        }
+        Ok(gaps)
+    }
+}
+
+// ---- end of playback tap ----
 
 #[cfg(test)]
 mod tests {
@@ -595,5 +732,101 @@ mod tests {
         buffer.pull(10).unwrap();
         let heard = buffer.interrupt().unwrap();
         assert_eq!((heard.item_id.as_str(), heard.played_samples), ("b", 4));
+    }
+
+    // ---- playback tap ----
+
+    /// Reads speaker clock [start, start + n) from the tap.
+    fn tap(buffer: &PlaybackBuffer, start: u64, n: usize) -> (Vec<i16>, TapGaps) {
+        let mut out = vec![-1i16; n];
+        let gaps = buffer.read_tap(start, &mut out).unwrap();
+        (out, gaps)
+    }
+
+    #[test]
+    fn the_tap_keeps_what_each_pull_handed_out_on_the_speaker_clock() {
+        let mut buffer = PlaybackBuffer::new(1000, 100).unwrap();
+        assert!(!buffer.tapped());
+        buffer.pull(3).unwrap(); // before the tap: played, not kept
+        buffer.enable_tap(8).unwrap();
+        assert_eq!((buffer.tap_capacity(), buffer.pulled_samples()), (8, 3));
+        buffer.push("a", 0, &ramp(1, 4));
+        buffer.pull(6).unwrap(); // 4 real samples, 2 of silence: clock 3..9
+        let (samples, gaps) = tap(&buffer, 0, 11);
+        assert_eq!(samples, [0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0]);
+        assert_eq!(gaps, TapGaps { unplayed: 2, lost: 3 });
+        // Paused pulls are silence on the clock too, and interleaved pulls count once per frame.
+        buffer.push("a", 0, &ramp(5, 3));
+        buffer.pause();
+        buffer.pull(1).unwrap();
+        buffer.resume();
+        let mut frames = [0i16; 6];
+        buffer.pull_frames_into(&mut frames, 2, |s| s);
+        assert_eq!(buffer.pulled_samples(), 13);
+        assert_eq!(tap(&buffer, 9, 4), (vec![0, 5, 6, 7], TapGaps::default()));
+    }
+
+    #[test]
+    fn the_tap_wraps_and_counts_what_a_slow_reader_lost() {
+        let mut buffer = PlaybackBuffer::new(1000, 1000).unwrap();
+        buffer.enable_tap(7).unwrap();
+        let mut model: Vec<i16> = Vec::new();
+        let mut next = 1i16;
+        // Pulls of many sizes (some longer than the tap) wrap the ring many times; after each,
+        // every window of the clock reads as the model says.
+        for step in 0..60usize {
+            let n = (step * 5) % 11;
+            buffer.push("a", 0, &ramp(next, n));
+            next += n as i16;
+            let pull = (step * 3) % 10;
+            let pulled = buffer.pull(pull).unwrap();
+            model.extend(&pulled);
+            let clock = model.len() as u64;
+            assert_eq!(buffer.pulled_samples(), clock);
+            for start in clock.saturating_sub(12)..=clock + 2 {
+                let (samples, gaps) = tap(&buffer, start, 5);
+                let oldest = clock.saturating_sub(7);
+                for (k, &sample) in samples.iter().enumerate() {
+                    let at = start + k as u64;
+                    let want = if at >= oldest && at < clock { model[at as usize] } else { 0 };
+                    assert_eq!(sample, want, "step {step}, clock {at}");
+                }
+                let lost = (start..start + 5).filter(|&at| at < oldest).count();
+                let unplayed = (start..start + 5).filter(|&at| at >= clock).count();
+                assert_eq!(gaps, TapGaps { unplayed, lost }, "step {step}, from {start}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_tap_grows_keeping_what_it_holds_and_never_shrinks() {
+        let mut buffer = PlaybackBuffer::new(1000, 1000).unwrap();
+        buffer.enable_tap(4).unwrap();
+        buffer.push("a", 0, &ramp(1, 10));
+        buffer.pull(10).unwrap();
+        buffer.enable_tap(6).unwrap();
+        assert_eq!(tap(&buffer, 4, 6), (vec![0, 0, 7, 8, 9, 10], TapGaps { unplayed: 0, lost: 2 }));
+        buffer.enable_tap(2).unwrap();
+        assert_eq!(buffer.tap_capacity(), 6);
+        buffer.push("a", 0, &ramp(11, 3));
+        buffer.pull(3).unwrap();
+        assert_eq!(tap(&buffer, 7, 6).0, [8, 9, 10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn bad_tap_sizes_are_refused_not_panicking() {
+        let mut buffer = PlaybackBuffer::new(1000, 100).unwrap();
+        assert!(matches!(buffer.enable_tap(0), Err(AudioError::Invalid(_))));
+        assert!(matches!(buffer.enable_tap(MAX_SAMPLES + 1), Err(AudioError::Invalid(_))));
+        assert!(matches!(buffer.enable_tap(usize::MAX), Err(AudioError::Invalid(_))));
+        // Without a tap every sample is a gap; a range past 2**64 is refused.
+        assert_eq!(tap(&buffer, 0, 3), (vec![0; 3], TapGaps { unplayed: 3, lost: 0 }));
+        buffer.pull(2).unwrap();
+        assert_eq!(tap(&buffer, 0, 3).1, TapGaps { unplayed: 1, lost: 2 });
+        buffer.enable_tap(4).unwrap();
+        let mut out = [0i16; 2];
+        assert!(matches!(buffer.read_tap(u64::MAX, &mut out), Err(AudioError::Invalid(_))));
+        assert_eq!(buffer.read_tap(u64::MAX - 2, &mut out).unwrap().unplayed, 2);
+        assert_eq!(buffer.read_tap(5, &mut []).unwrap(), TapGaps::default());
     }
 }

@@ -25,6 +25,9 @@ EXPECTED = {
     r"truncated item_\w+ at \2 ms; the server "
     r"keeps \2 ms of it",
     "telephony_g711.py": r"caller 3\.\d\d s -> reply \d+ mu-law bytes .*: I heard 3\.\d\d s of",
+    # The reply through the simulated room into the mic: heard to its end, no speech heard.
+    "echo_device.py": r"echo cancellation on: the reply played 7\.5\d s of 7\.59 s; speech "
+    r"heard at \[\] s into it\nframes cleaned [1-9]\d*, reference underruns 0",
 }
 
 
@@ -39,3 +42,28 @@ def test_example_runs_against_the_simulator(name: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert re.search(EXPECTED[name], result.stdout), result.stdout
+
+
+def run_echo_device(*args: str) -> tuple[float, float, list[float]]:
+    """examples/echo_device.py's run: seconds of the reply played, its length, and when the
+    server heard speech (seconds into the reply)."""
+    result = subprocess.run([sys.executable, str(EXAMPLES / "echo_device.py"), *args],
+                            capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"the reply played (\d+\.\d\d) s of (\d+\.\d\d) s; speech heard at "
+                      r"\[([\d., ]*)\] s", result.stdout)
+    assert found, result.stdout
+    starts = [float(at) for at in found[3].split(",") if at.strip()]
+    return float(found[1]), float(found[2]), starts
+
+
+def test_without_the_canceller_the_agent_interrupts_itself() -> None:
+    played, full, starts = run_echo_device("--no-echo-cancel")
+    # Its own voice, back through the room, is "speech": the reply is cut there.
+    assert starts and abs(played - starts[0]) < 0.3 and played < full - 1
+
+
+def test_with_the_canceller_the_user_still_barges_in() -> None:
+    played, full, starts = run_echo_device("--barge-in")  # the user speaks 1.5 s in
+    assert starts and 1.4 < starts[0] < 1.9, starts
+    assert abs(played - starts[0]) < 0.3 and played < full - 1

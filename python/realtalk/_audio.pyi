@@ -168,6 +168,20 @@ class PlaybackBuffer:
     @property
     def underruns(self) -> int:
         """How many times playback ran dry after audio was pushed."""
+    # ---- playback tap (issue 19) ----
+    def enable_tap(self, capacity_ms: int) -> None:
+        """Keep the last ``capacity_ms`` of what the pulls hand out (their silence too) for
+        ``read_tap``; calling it again only ever grows the tap."""
+    def read_tap(self, start: int, n: int) -> tuple[_Int16Array, int, int]:
+        """``(samples, unplayed, lost)``: speaker clock ``[start, start + n)``, zeros where the
+        tap has none (``unplayed``: not played yet; ``lost``: before the tap or overwritten)."""
+    @property
+    def pulled_samples(self) -> int:
+        """The speaker clock: samples the pulls handed out since the buffer was made."""
+    @property
+    def tap_capacity(self) -> int:
+        """Samples the tap keeps (0 until ``enable_tap``)."""
+    # ---- end of playback tap ----
 
 # ---- resample ----
 

@@ -87,6 +87,7 @@ from realtalk.errors import (
     RealtalkError,
     Timeout,
 )
+from realtalk._echo import DEFAULT_DELAY_MS as DEFAULT_ECHO_DELAY_MS, EchoCancel
 from realtalk.recorder import SessionRecorder, start_recording, stop_recording
 from realtalk.tools import ToolHandler, ToolRegistry
 
@@ -208,6 +209,9 @@ class ClientMetrics:
     # the next one; and those given up on (each reported in a client_event_lost error).
     client_events_replayed: int = 0
     client_events_lost: int = 0
+    # echo_cancel=True: canceller frames cleaned, and those whose reference was incomplete.
+    echo_frames_cleaned: int = 0
+    echo_reference_underruns: int = 0
 
 
 # What the client itself reports (besides the server's events, which keep their wire names).
@@ -301,7 +305,10 @@ class RealtimeClient:
     :attr:`usage` sums the tokens of every finished response; with ``prices``
     (:class:`realtalk.usage.Prices`) ``usage.cost`` is what they cost. ``meter_provider``:
     the OpenTelemetry meter provider the turn latencies go to (default: the global one; only
-    with ``opentelemetry-api`` installed)."""
+    with ``opentelemetry-api`` installed). ``echo_cancel=True`` (needs local playback) cleans
+    the microphone of what the speaker played before the uplink and a local VAD, the speaker
+    taken ``echo_delay_ms`` (the device's output-to-input latency) behind the microphone on
+    their sample clocks (see :mod:`realtalk._echo`)."""
 
     def __init__(
         self,
@@ -336,6 +343,8 @@ class RealtimeClient:
         record: str | os.PathLike[str] | None = None,
         prices: Prices | None = None,
         meter_provider: Any = None,
+        echo_cancel: bool = False,
+        echo_delay_ms: int = DEFAULT_ECHO_DELAY_MS,
     ) -> None:
         if protocol not in ("ga", "beta"):
             raise ValueError(f"protocol must be 'ga' or 'beta', got {protocol!r}")
@@ -370,6 +379,7 @@ class RealtimeClient:
         self.local_playback = bool(local_playback)
         self._barge_in = BargeIn(self, barge_in, self.local_playback)
         self.metrics = ClientMetrics()
+        self._echo = EchoCancel.for_client(echo_cancel, self, echo_delay_ms)
         self.usage = Usage(prices)
         self._telemetry = _telemetry.turn_telemetry(meter_provider, {
             "realtalk.model": model, "realtalk.protocol": self.protocol})
@@ -751,13 +761,20 @@ class RealtimeClient:
                     and self._local_vad_active():
                 raise ValueError(f"local_vad runs at {self.local_vad.sample_rate} Hz; "
                                  f"this frame is at {rate} Hz")
+            if self._echo is not None:
+                self._echo.check_rate(rate)
             if threading.get_ident() == self._loop_thread:
                 # Frames handed over by other threads first: they were appended before this.
                 if not self._drain_handoff() or not self._take_frame(frame, rate):
                     self._count_refused()
+                    if self._echo is not None:
+                        self._echo.dropped(frame.shape[0], self._handoff)
                     raise InputBackpressure("the uplink queue is full; the frame was not queued")
                 return
             status = self._handoff.push(frame, rate)
+            samples = frame
+        if status == HANDOFF_FULL and self._echo is not None:  # an array in either push
+            self._echo.dropped(len(samples), self._handoff)  # type: ignore[arg-type]
         self._handed_over(status, rate if status == HANDOFF_NOT_TAKEN else None)
 
     def _handed_over(self, status: int, rate: int | None) -> None:
@@ -833,8 +850,14 @@ class RealtimeClient:
         while (front := self._handoff_front()) is not None:
             if not self._take_frame(*front):
                 return False
-            self._handoff.pop()
+            self._pop_handoff()
         return True
+
+    def _pop_handoff(self) -> None:
+        if self._echo is None:
+            self._handoff.pop()
+        else:  # counted by the canceller: a refused frame's place is a count of pops
+            self._echo.popped(self._handoff)
 
     def _handoff_front(self) -> tuple[np.ndarray, int] | None:
         """The oldest handed-over frame as ``(samples, rate)``, in the layout it was appended
@@ -857,7 +880,7 @@ class RealtimeClient:
             front = self._handoff_front()
             if front is None:
                 break
-            self._handoff.pop()
+            self._pop_handoff()
             encoded = self._encode_frame(*front)
             if encoded is not None:
                 message, duration_ms, vad_events = encoded
@@ -893,6 +916,10 @@ class RealtimeClient:
         length in ms, and what the local VAD made of it. None (reported) if the Rust core
         refuses the frame: it runs in the loop, where an exception would end the session."""
         try:
+            if self._echo is not None:
+                frame = self._echo.clean(frame)
+                if not frame.shape[0]:
+                    return None  # short of a whole canceller frame: it waits for the next
             uplink = self._uplinks.get(rate)
             if uplink is None:
                 uplink = _audio.Uplink(rate, format=self._input_format)

@@ -6,9 +6,11 @@ It writes two files as the session runs:
   channel and the agent's output on the right, on one clock that starts when recording starts.
   The left channel is every ``input_audio_buffer.append`` as it went on the wire, placed at the
   time it was sent (resampled from the session's input format when the rates differ). The
-  right channel is what the audio device pulled from ``client.playback``, placed at the time
-  it was pulled: silence where nothing played, and after a barge-in the cut, because a cut
-  reply is no longer pulled. Audio is placed where it arrives, or right after the previous
+  right channel is what the audio device pulled from ``client.playback``, read from the
+  buffer's tap (``PlaybackBuffer.enable_tap``, the one the echo canceller reads too) at each
+  flush and placed so that it ends when it was read: the silence the pulls filled in included,
+  and after a barge-in the cut, because a cut reply is no longer pulled; nothing where no
+  device pulled. Audio is placed where it arrives, or right after the previous
   audio of its channel when it arrives less than ``TOLERANCE_S`` after that audio's end (so a
   stream sent in frames, or faster than real time, stays contiguous).
 - ``NAME.jsonl``: every event both ways, one JSON object a line: ``t`` (seconds on the WAV's
@@ -24,7 +26,7 @@ every line but perhaps a torn last one parses. (Not a guarantee against power lo
 recorder does not fsync.)
 
 Threads: the event loop only appends the wire message to a queue (``_log_wire``'s hook), and
-the device thread only copies the block it pulled into the same kind of queue. Decoding,
+the device thread does nothing for the recorder (its pulls feed the Rust tap). Decoding,
 resampling, placing, JSON and file I/O run in the worker thread; closing joins it off the
 loop (``anyio.to_thread``).
 """
@@ -59,6 +61,9 @@ FLUSH_INTERVAL_S = 0.2
 # Audio older than this is final: nothing that arrives later can land before it.
 HOLD_S = 0.5
 TOLERANCE_S = 0.1
+# How much played audio the playback tap keeps for the worker, which reads it every
+# FLUSH_INTERVAL_S: a worker stalled longer than this loses the excess (recorded as silence).
+TAP_MS = 10_000
 _AUDIO_PAYLOADS = {"input_audio_buffer.append": "audio", "response.output_audio.delta": "delta",
                    "response.audio.delta": "delta"}
 _HEADER_BYTES = 44
@@ -101,11 +106,11 @@ class SessionRecorder:
     ``client.record(path)``; the client closes it when the session ends, or ``await
     recorder.aclose()`` stops it earlier."""
 
-    def __init__(self, wav_path: Path, log_path: Path, sample_rate: int,
+    def __init__(self, wav_path: Path, log_path: Path, playback: _audio.PlaybackBuffer,
                  input_format: Callable[[], str]) -> None:
         self.wav_path = wav_path
         self.log_path = log_path
-        self.sample_rate = sample_rate
+        self.sample_rate = sample_rate = playback.sample_rate
         self.error: Exception | None = None
         self._input_format = input_format
         self._queue: deque[tuple[Any, ...]] = deque()
@@ -123,35 +128,22 @@ class SessionRecorder:
             raise
         self._wav.write(self._header(0))
         self._wav.flush()
+        playback.enable_tap(TAP_MS)
+        self._playback = playback
+        self._played_to = playback.pulled_samples  # the speaker clock read up to
         self.started_at = time.monotonic()
         self._started_unix = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="realtalk-recorder", daemon=True)
         self._thread.start()
 
-    # -- producers (the loop, the device thread): one append each, nothing else --
+    # -- the producer (the loop): one append, nothing else --
 
     def wire(self, source: str, message: bytes | str) -> None:
         """A message as written or read (the event loop, from ``_log_wire``)."""
         if not self._closed:
             fmt = self._input_format() if source == "client" else None
             self._queue.append((time.monotonic(), source, message, fmt))
-
-    def played(self, block: Any, real_frames: int | None = None) -> None:
-        """A block the device pulled from the playback buffer (the device thread): int16 or
-        float32, 1-D or frames x channels (the first channel is kept). ``real_frames`` 0
-        means it was all silence, recorded without a copy."""
-        if self._closed:
-            return
-        now = time.monotonic()
-        frames = len(block)
-        if real_frames == 0:
-            self._queue.append((now, "played", None, frames))
-            return
-        mono = block if block.ndim == 1 else block[:, 0]
-        if mono.dtype != np.int16:
-            mono = np.clip(np.rint(mono * 32768.0), -32768, 32767)
-        self._queue.append((now, "played", np.array(mono, dtype=np.int16), frames))
 
     # -- closing --
 
@@ -197,11 +189,8 @@ class SessionRecorder:
         lines: list[bytes] = []
         while self._queue:
             moment, source, payload, extra = self._queue.popleft()
-            if source == "played":
-                samples = payload if payload is not None else np.zeros(extra, dtype=np.int16)
-                self._output.place(self._frame_at(moment), samples, self._base)
-            else:
-                lines.append(self._log_line(moment, source, payload, extra))
+            lines.append(self._log_line(moment, source, payload, extra))
+        self._take_played()
         if lines:
             self._log.write(b"".join(lines))
             self._log.flush()
@@ -213,6 +202,17 @@ class SessionRecorder:
             target = self._frame_at(time.monotonic() - HOLD_S)
         if target > self._base:
             self._write_frames(target - self._base)
+
+    def _take_played(self) -> None:
+        """What the device pulled since the last flush, from the playback tap, placed to end
+        now (it was pulled at most a device block ago)."""
+        moment = time.monotonic()
+        clock = self._playback.pulled_samples
+        if clock <= self._played_to:
+            return
+        samples, _, _ = self._playback.read_tap(self._played_to, clock - self._played_to)
+        self._played_to = clock
+        self._output.place(self._frame_at(moment) - len(samples), samples, self._base)
 
     def _log_line(self, moment: float, source: str, message: bytes | str,
                   input_format: str | None) -> bytes:
@@ -276,30 +276,6 @@ class SessionRecorder:
                 + b"data" + struct.pack("<I", data_bytes))
 
 
-class _TappedPlayback:
-    """``client.playback`` while recording: the same buffer, with each block the device pulls
-    also handed to the recorder (a copy; no I/O in the device's thread)."""
-
-    def __init__(self, inner: Any, recorder: SessionRecorder) -> None:
-        self.inner = inner
-        self._recorder = recorder
-
-    def pull(self, n: int) -> Any:
-        """The next ``n`` samples (``PlaybackBuffer.pull``), recorded."""
-        block = self.inner.pull(n)
-        self._recorder.played(block)
-        return block
-
-    def pull_into(self, out: Any) -> int:
-        """Fill the device's block (``PlaybackBuffer.pull_into``), recorded."""
-        got: int = self.inner.pull_into(out)
-        self._recorder.played(out, got)
-        return got
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 def recording_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The WAV and the log for ``path``: a directory gets ``session-<UTC time>.wav`` and
     ``.jsonl`` inside it; a file name is the WAV, and the log takes its name with ``.jsonl``."""
@@ -315,20 +291,13 @@ def recording_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def start_recording(client: RealtimeClient, path: str | os.PathLike[str]) -> SessionRecorder:
-    """Start recording ``client``'s session to ``path`` (see :func:`recording_paths`) and
-    tap its playback buffer; what ``client.record`` does."""
+    """Start recording ``client``'s session to ``path`` (see :func:`recording_paths`),
+    reading its playback buffer's tap; what ``client.record`` does."""
     wav_path, log_path = recording_paths(path)
-    recorder = SessionRecorder(wav_path, log_path, client.playback_rate,
-                               lambda: client._input_format)
-    client.playback = _TappedPlayback(client.playback, recorder)  # type: ignore[assignment]
-    return recorder
+    return SessionRecorder(wav_path, log_path, client.playback, lambda: client._input_format)
 
 
 async def stop_recording(client: RealtimeClient) -> None:
-    """Untap the playback buffer and close ``client``'s recording, if any (what the client
-    does when the session ends)."""
-    playback = client.playback
-    if isinstance(playback, _TappedPlayback):
-        client.playback = playback.inner
+    """Close ``client``'s recording, if any (what the client does when the session ends)."""
     if client.recording is not None:
         await client.recording.aclose()

@@ -106,7 +106,9 @@ impl PyRingBuffer {
 /// interrupt/clear. `current` names that part; `queued` counts samples not yet pulled.
 /// `pause()` holds playback where it is (pulls yield silence, `played` stops) until
 /// `resume()`; `interrupt()` while paused reports the pause position, and the pause outlives
-/// `interrupt()`/`clear()` (only `resume()` ends it).
+/// `interrupt()`/`clear()` (only `resume()` ends it). `enable_tap(capacity_ms)` keeps what
+/// the pulls hand out on the speaker clock `pulled_samples`, for `read_tap(start, n)` (the
+/// echo canceller's reference and the recorder's output channel).
 ///
 /// >>> import numpy as np
 /// >>> speaker = PlaybackBuffer(24000, capacity_ms=1000)
@@ -279,6 +281,44 @@ impl PyPlaybackBuffer {
     }
 
     // ---- end of pause and resume ----
+
+    // ---- playback tap (echo cancellation and recording, issue 19) ----
+
+    /// Keeps what the pulls hand the sound card from now on (the silence they fill in too),
+    /// the last `capacity_ms` of it, for `read_tap`. Calling it again only ever grows the tap.
+    fn enable_tap(&self, capacity_ms: Int) -> PyResult<()> {
+        let capacity_ms = capacity_ms.within("capacity_ms", 1, u32::MAX, " ms")?;
+        let mut buffer = lock(&self.inner);
+        let samples = u64::from(buffer.sample_rate()) * u64::from(capacity_ms) / 1000;
+        let samples = usize::try_from(samples.max(1)).unwrap_or(usize::MAX);
+        Ok(buffer.enable_tap(samples)?)
+    }
+
+    /// `(samples, unplayed, lost)`: the int16 samples of speaker clock `[start, start + n)`,
+    /// zeros where the tap has none: `unplayed` of them are not played yet, `lost` were played
+    /// before the tap was enabled or overwritten since.
+    fn read_tap<'py>(&self, py: Python<'py>, start: Int, n: Int) -> PyResult<(Bound<'py, PyArray1<i16>>, usize, usize)> {
+        let start = start.within("start", 0, u64::MAX, " samples")?;
+        let output = zeros_array::<i16>(py, n.samples("n", 0)?)?;
+        // SAFETY: the array was just created and is referenced nowhere else; it is contiguous.
+        let gaps = lock(&self.inner).read_tap(start, unsafe { output.as_slice_mut() }?)?;
+        Ok((output, gaps.unplayed, gaps.lost))
+    }
+
+    /// The speaker clock: samples the pulls handed out since this buffer was made, the
+    /// silence of dry and paused pulls included.
+    #[getter]
+    fn pulled_samples(&self) -> u64 {
+        lock(&self.inner).pulled_samples()
+    }
+
+    /// Samples the tap keeps (0 until `enable_tap`).
+    #[getter]
+    fn tap_capacity(&self) -> usize {
+        lock(&self.inner).tap_capacity()
+    }
+
+    // ---- end of playback tap ----
 
     fn __repr__(&self) -> String {
         let buffer = lock(&self.inner);

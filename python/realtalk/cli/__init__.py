@@ -82,6 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--out-rate", type=int, default=24000, metavar="HZ",
                       help="sample rate of the reply WAV (default 24000)")
     talk.add_argument("--speaker", action="store_true", help="play the reply on the speaker")
+    talk.add_argument("--echo-cancel", action="store_true", help="with --mic --speaker: take "
+                      "what the speaker plays out of the microphone (a device without headphones)")
     talk.add_argument("--url", help="Realtime endpoint (default: OpenAI with a key, else the "
                       "embedded simulator)")
     talk.add_argument("--api-key", metavar="KEY", help="the API key, or a relay token for a "

@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
                        "IN.wav)")
     if args.mic and args.vad == "none":
         raise CliError("--mic needs a turn detector: --vad server or --vad local")
+    if args.echo_cancel and not (args.mic and args.speaker):
+        raise CliError("--echo-cancel cleans the microphone of the speaker's echo: it needs "
+                       "--mic and --speaker")
     if not 8000 <= args.out_rate <= 192000:
         raise CliError(f"--out-rate must be between 8000 and 192000 Hz, not {args.out_rate}")
     if args.url is not None:
@@ -264,6 +267,7 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             reconnect=False,
             record=args.record,
             prices=args.price_table,
+            echo_cancel=args.echo_cancel,
         )
         _watch(client, log, args, out)
         try:
@@ -307,6 +311,10 @@ async def _talk(args: argparse.Namespace, speech: npt.NDArray[np.float32] | None
             with anyio.move_on_after(reply.shape[0] / args.out_rate + 1):
                 while client.playback.queued:  # let the speaker finish the reply
                     await anyio.sleep(0.05)
+        if args.echo_cancel:
+            metrics = client.metrics
+            _say(out, args, f"realtalk: echo canceller cleaned {metrics.echo_frames_cleaned} "
+                 f"frames ({metrics.echo_reference_underruns} without the speaker's reference)")
     return 0
 
 
