@@ -18,9 +18,10 @@ Method. The device thread sleeps 1 ms before every timed call and takes turns: a
 any call, and the least any hand-off (a copy of the frame), costs on a thread that just woke.
 Only the call is inside the timed span (two ``perf_counter_ns`` stamps, a vDSO read); the
 thread's CPU time (``time.thread_time_ns``, a real system call) is sampled just outside them,
-so the ``cpu`` rows are the call's own CPU time plus the two stamps. ``gc_*`` are the
-interpreter's collections (a collection holds the GIL in whichever thread triggered it; outside
-any stall that is the longest wait an append can meet).
+so the ``cpu`` rows are the call's own CPU time plus the two stamps. The ``stall_first`` rows
+are the first append of each stall, the one that signals the loop's wake-up descriptor.
+``gc_*`` are the interpreter's collections (a collection holds the GIL in whichever thread
+triggered it; outside any stall that is the longest wait an append can meet).
 
 Until session 7 both ``thread_time_ns`` samples were inside the timed span and the device
 thread appended every 1 ms with no floor calls; that method read p50 / p99 / p99.9 7.8 / 32.0 /
@@ -133,6 +134,14 @@ async def measure(seconds: float) -> dict[str, object]:
     inside_cpu = [cpu for kind, start, end, cpu in calls
                   if kind == APPEND and in_stall(start, end)]
     every = walls(APPEND, stalled=False)
+    # The first append of each stall is the one that wakes the loop (the loop drained, and
+    # looked, just before it stalled); the others find a wake-up pending.
+    first_in_stall: dict[int, int] = {}
+    for kind, start, end, _ in calls:  # in the order they were made
+        for began, ended in stalls:
+            if kind == APPEND and began <= start and end <= ended:
+                first_in_stall.setdefault(began, end - start)
+    edge_walls = list(first_in_stall.values())
     result: dict[str, object] = {
         "calls": len(every), "inside_stalls": len(inside), "stalls": len(stalls),
         "refused": refused, "metrics_refused": metrics_refused,
@@ -141,7 +150,9 @@ async def measure(seconds: float) -> dict[str, object]:
         "stalled_max_us": max(inside, default=0) / 1000.0,
         "stalled_cpu_p99_us": percentile(inside_cpu, 99),
         "stalled_cpu_p999_us": percentile(inside_cpu, 99.9),
-        "stalled_cpu_max_us": max(inside_cpu, default=0) / 1000.0}
+        "stalled_cpu_max_us": max(inside_cpu, default=0) / 1000.0,
+        "stall_first_p50_us": percentile(edge_walls, 50),
+        "stall_first_max_us": max(edge_walls, default=0) / 1000.0}
     for what in (LEN, COPY):  # the floor, in the same stalls
         spent = walls(what, stalled=True)
         result[f"floor_{what}_calls"] = len(spent)

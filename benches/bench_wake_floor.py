@@ -14,6 +14,8 @@ turns so every row meets the same conditions, and the push back to back:
   wake-up write to ``wake_fd``), as ``RealtimeClient.append_input_audio`` makes it;
 - the wake-up's system call alone, ``os.write`` to an eventfd (what the push uses on Linux)
   and to a unix socket (what it used before session 7);
+- ``time.thread_time_ns()``, which ``bench_handoff.py`` called twice inside its timed span
+  until session 7 (a real system call: the thread's CPU clock has no vDSO path);
 - ``len(frame)``, about the cheapest call there is, and ``frame.copy()``, numpy copying the
   same 1.9 KB: the least any hand-off must do.
 
@@ -64,6 +66,7 @@ def main() -> None:
         "push, wake-up pending (+ copy 1.9 KB)": lambda: pending.push(frame),
         "push, on the edge (+ wake-up write)": lambda: edge.push(frame),
         "os.write to a unix socket (before)": lambda: os.write(sock_write.fileno(), one),
+        "time.thread_time_ns() (a system call)": time.thread_time_ns,
         "len(frame)": lambda: len(frame),
         "frame.copy()": frame.copy,
     }
