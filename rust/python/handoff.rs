@@ -208,8 +208,8 @@ impl PyFrameHandoff {
 
 /// The consumer's wake-up: a non-blocking file descriptor that becomes readable when a
 /// producer signals. On Linux an eventfd (a counter in the kernel), elsewhere a pipe. Not a
-/// socket: a unix socket's write, the first thing a producer does after its thread woke, costs
-/// about 3x an eventfd's (p50 14 vs 4 us cold, p99.9 74 vs 32 us; `benches/README.md`).
+/// socket: a write to a unix socket made by a thread that just woke costs 3-4x an eventfd's
+/// at p50 (14-18 vs 4-5 us on the project's VM; `benches/README.md`, the hand-off section).
 #[cfg(unix)]
 struct WakeFd {
     read: std::os::fd::OwnedFd,
