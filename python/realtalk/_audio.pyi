@@ -479,7 +479,10 @@ class FrameHandoff:
     @property
     def arena_bytes(self) -> int: ...
     @property
-    def wake_fd(self) -> int | None: ...
+    def wake_fd(self) -> int | None:
+        """Readable when frames arrive: an eventfd on Linux, a pipe on other unix systems;
+        None elsewhere (then a push that must wake the consumer returns
+        ``HANDOFF_QUEUED_WAKE``)."""
 
 @final
 class EchoCanceller:

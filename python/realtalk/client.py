@@ -737,7 +737,7 @@ class RealtimeClient:
         the queue's arena (``uplink_queue_frames`` x 20 ms of stereo float32, at least 64 of
         them) raises ``ValueError``: append it in pieces."""
         # A device thread's whole path: one Rust call that copies a float32/int16 array into
-        # the hand-off's arena and wakes the loop through a socket (no Python call for it).
+        # the hand-off's arena and wakes the loop through an eventfd (no Python call for it).
         status = self._handoff.push(samples) if sample_rate is None else HANDOFF_NOT_TAKEN
         if status == HANDOFF_QUEUED:
             return

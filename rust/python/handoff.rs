@@ -29,10 +29,10 @@ const TOO_LARGE: u8 = 4;
 /// frame alone is larger than the arena), or ``HANDOFF_NOT_TAKEN`` when the frame is not for
 /// this path (another type or layout, the consumer's own thread, the queue not open, or no
 /// rate given while ``open`` set none): the caller then takes its general path. No Python
-/// object is made. On the empty-to-non-empty edge it writes one byte to a socket whose other
-/// end is ``wake_fd``, so the consumer's event loop wakes without any Python call in the
-/// producer; where there is no such socket it returns ``HANDOFF_QUEUED_WAKE`` and the caller
-/// wakes the consumer itself.
+/// object is made. On the empty-to-non-empty edge it signals ``wake_fd`` (an eventfd on Linux,
+/// a pipe elsewhere), so the consumer's event loop wakes without any Python call in the
+/// producer; off unix there is no such descriptor and it returns ``HANDOFF_QUEUED_WAKE``: the
+/// caller wakes the consumer itself.
 ///
 /// The consumer (the thread that called ``open``) calls ``woken()`` before it looks (the next
 /// push wakes it again), then ``front()`` for ``(samples, channels, rate)`` of the oldest frame
@@ -45,7 +45,7 @@ pub struct PyFrameHandoff {
     default_rate: std::sync::atomic::AtomicU32,
     consumer: OnceLock<ThreadId>,
     #[cfg(unix)]
-    waker: (std::os::unix::net::UnixStream, std::os::unix::net::UnixStream),
+    waker: WakeFd,
 }
 
 #[pymethods]
@@ -61,7 +61,9 @@ impl PyFrameHandoff {
             default_rate: std::sync::atomic::AtomicU32::new(0),
             consumer: OnceLock::new(),
             #[cfg(unix)]
-            waker: wake_socket()?,
+            waker: WakeFd::new().map_err(|err| {
+                PyValueError::new_err(format!("cannot make the wake-up descriptor: {err}"))
+            })?,
         })
     }
 
@@ -118,11 +120,7 @@ impl PyFrameHandoff {
     /// Call before looking at the queue (consumer): the next push wakes the consumer again.
     fn woken(&self) {
         #[cfg(unix)]
-        {
-            use std::io::Read;
-            let mut sink = [0u8; 64];
-            while matches!((&self.waker.1).read(&mut sink), Ok(n) if n > 0) {}
-        }
+        self.waker.drain();
         lock(&self.queue).woken();
     }
 
@@ -174,12 +172,12 @@ impl PyFrameHandoff {
     /// The file descriptor that becomes readable when frames arrive (None where there is
     /// none: then pushes that need a wake-up return ``HANDOFF_QUEUED_WAKE``).
     #[getter]
-    #[allow(clippy::unnecessary_wraps)] // None where there are no unix sockets
+    #[allow(clippy::unnecessary_wraps)] // None off unix
     fn wake_fd(&self) -> Option<c_int> {
         #[cfg(unix)]
         {
             use std::os::fd::AsRawFd;
-            Some(self.waker.1.as_raw_fd())
+            Some(self.waker.read.as_raw_fd())
         }
         #[cfg(not(unix))]
         None
@@ -200,9 +198,7 @@ impl PyFrameHandoff {
     fn wake(&self) -> u8 {
         #[cfg(unix)]
         {
-            use std::io::Write;
-            // Non-blocking: a full socket already holds a wake-up, which is all it takes.
-            let _ = (&self.waker.0).write(&[1]);
+            self.waker.signal();
             QUEUED
         }
         #[cfg(not(unix))]
@@ -210,17 +206,75 @@ impl PyFrameHandoff {
     }
 }
 
+/// The consumer's wake-up: a non-blocking file descriptor that becomes readable when a
+/// producer signals. On Linux an eventfd (a counter in the kernel), elsewhere a pipe. Not a
+/// socket: a write to a unix socket made by a thread that just woke costs 3-4x an eventfd's
+/// at p50 (14-18 vs 4-5 us on the project's VM; `benches/README.md`, the hand-off section).
 #[cfg(unix)]
-fn wake_socket(
-) -> PyResult<(std::os::unix::net::UnixStream, std::os::unix::net::UnixStream)> {
-    let pair = std::os::unix::net::UnixStream::pair()
-        .and_then(|(write, read)| {
-            write.set_nonblocking(true)?;
-            read.set_nonblocking(true)?;
-            Ok((write, read))
-        })
-        .map_err(|err| PyValueError::new_err(format!("cannot make the wake-up socket: {err}")))?;
-    Ok(pair)
+struct WakeFd {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+#[cfg(unix)]
+impl WakeFd {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn new() -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: no pointers; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor this process owns and nothing else holds.
+        let read = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let write = read.try_clone()?;
+        Ok(Self { read, write })
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn new() -> std::io::Result<Self> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let mut fds = [0 as c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors `pipe` writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: two new descriptors this process owns and nothing else holds.
+        let (read, write) = unsafe {
+            (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+        };
+        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
+            // SAFETY: `fd` is open; fcntl only sets its flags.
+            let ok = unsafe {
+                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK)
+                    == 0
+                    && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+            };
+            if !ok {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Self { read, write })
+    }
+
+    /// Makes `read` readable. Never blocks: a full pipe (or counter) already holds a wake-up,
+    /// which is all it takes, so the result is not needed.
+    fn signal(&self) {
+        use std::os::fd::AsRawFd;
+        let one = 1u64.to_ne_bytes(); // an eventfd takes exactly 8 bytes; a pipe any
+        // SAFETY: `one` is 8 readable bytes; the descriptor is open while `self` is.
+        let _ = unsafe { libc::write(self.write.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// Reads until `read` is no longer readable (an eventfd in one read, a pipe in a few).
+    fn drain(&self) {
+        use std::os::fd::AsRawFd;
+        let mut sink = [0u8; 64];
+        // SAFETY: `sink` is 64 writable bytes; the descriptor is open while `self` is.
+        let fd = self.read.as_raw_fd();
+        while unsafe { libc::read(fd, sink.as_mut_ptr().cast(), sink.len()) } > 0 {}
+    }
 }
 
 /// The frame's bytes and layout if it is a C-contiguous native float32/int16 array of one or
