@@ -781,7 +781,7 @@ class RealtimeClient:
         """What a foreign thread's push that did not simply queue the frame means."""
         if status == HANDOFF_QUEUED:
             return
-        if status == HANDOFF_QUEUED_WAKE:  # no wake-up socket on this platform
+        if status == HANDOFF_QUEUED_WAKE:  # no wake-up descriptor on this platform
             if self._call_soon_threadsafe is not None:
                 with contextlib.suppress(RuntimeError):  # the loop is gone: closing
                     self._call_soon_threadsafe(self._drain_handoff)
@@ -799,7 +799,7 @@ class RealtimeClient:
         raise ValueError(f"sample_rate must be from 1 to 16777216 Hz, got {rate}")
 
     async def _drain_handoff_when_woken(self) -> None:
-        """Drain the hand-off each time a device thread's push wakes the loop (its socket)."""
+        """Drain the hand-off each time a device thread's push wakes the loop (its eventfd or pipe)."""
         wake_fd = self._handoff.wake_fd
         if wake_fd is None:
             return  # pushes ask their caller to wake the loop instead
