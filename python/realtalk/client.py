@@ -799,7 +799,7 @@ class RealtimeClient:
         raise ValueError(f"sample_rate must be from 1 to 16777216 Hz, got {rate}")
 
     async def _drain_handoff_when_woken(self) -> None:
-        """Drain the hand-off each time a device thread's push wakes the loop (its eventfd or pipe)."""
+        """Drain the hand-off each time a device thread's push wakes the loop (its eventfd)."""
         wake_fd = self._handoff.wake_fd
         if wake_fd is None:
             return  # pushes ask their caller to wake the loop instead
