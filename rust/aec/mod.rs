@@ -9,7 +9,9 @@
 //! - `dtd`: the learning rate follows the estimated residual echo share, so near-end speech
 //!   (double talk) does not make the filter diverge;
 //! - `residual`: a per-bin suppressor removes what the linear model misses (one frame of
-//!   latency; `suppress: false` turns it off for zero latency).
+//!   latency; `suppress: false` turns it off for zero latency), and in far-end single talk
+//!   replaces the frame with comfort noise at the background's level, so a VAD listening to
+//!   the output does not take the agent's residual echo for the user.
 //!
 //! Device latency: the echo of a reference sample reaches the microphone after the device's
 //! output-to-input latency plus the acoustic path. The filter covers `filter_ms` from the
@@ -190,7 +192,7 @@ impl EchoCanceller {
             fft: fft::Fft::new(2 * n),
             filter: mdf::Mdf::new(n, config.partitions()),
             steps: dtd::StepControl::new(),
-            suppressor: residual::Suppressor::new(n),
+            suppressor: residual::Suppressor::new(n, config.frame_ms),
             delay: DelayLine::new(config.delay_samples(), n),
             mic: vec![0.0; n],
             reference: vec![0.0; n],
@@ -225,6 +227,12 @@ impl EchoCanceller {
     /// How many times the filter was found diverged and restarted.
     pub fn divergences(&self) -> u64 {
         self.divergences
+    }
+
+    /// Whether the last frame was judged far-end single talk (the agent talking alone), so its
+    /// output is comfort noise at the background's level (always false without the suppressor).
+    pub fn far_end_only(&self) -> bool {
+        self.config.suppress && self.suppressor.echo_only()
     }
 
     /// Back to the state of a new canceller: the echo path is learnt again.
@@ -311,7 +319,7 @@ impl EchoCanceller {
         let mu = self.steps.step(error_energy, echo_energy, reference_energy > floor);
         self.filter.adapt(&mut self.fft, &self.error, mu);
         if self.config.suppress {
-            self.suppressor.suppress(&mut self.fft, self.steps.leak(), &mut self.output);
+            self.suppressor.suppress(&mut self.fft, self.steps.leak(), mic_energy, error_energy, &mut self.output);
         } else {
             self.output.copy_from_slice(&self.error);
         }

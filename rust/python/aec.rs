@@ -161,6 +161,13 @@ impl EchoCanceller {
         self.lock().divergences()
     }
 
+    /// Whether the last frame was judged far-end single talk (the far end talking alone): its
+    /// output is then comfort noise at the background's level. Always false with `suppress=False`.
+    #[getter]
+    fn far_end_only(&self) -> bool {
+        self.lock().far_end_only()
+    }
+
     fn __repr__(&self) -> String {
         let canceller = self.lock();
         let c = canceller.config();
