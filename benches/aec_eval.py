@@ -14,6 +14,9 @@ For each condition of benches/aec_dataset.py (16 kHz scenes), and each canceller
   agent's own voice alone), against the raw microphone's, counted separately for onsets in
   the first 2 s (while the canceller converges) and after, with the share of frames the Vad
   calls speech after 2 s;
+- realtalk's delay estimate (`estimated_delay_ms`) on each scene against its device latency
+  (pyroomacoustics' responses add 2.5 ms at 16 kHz: their fractional-delay filter's 40
+  samples, and the 10 cm path 0.3 ms);
 - CPU per 10 ms frame at 16 and 48 kHz (process time over a 16 s scene, Python call
   included: the speexdsp wrapper's own Python buffering counts in its figure).
 
@@ -38,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).parent))
-from aec_dataset import CONDITIONS, NEAR_FROM_S, Scene, scene  # noqa: E402
+from aec_dataset import CONDITIONS, NEAR_FROM_S, Condition, Scene, scene  # noqa: E402
 
 from realtalk.audio import EchoCanceller, Vad  # noqa: E402
 
@@ -154,6 +157,23 @@ def noiseless(s: Scene) -> Scene:
     return replace(s, mic=(s.echo + s.near).astype(np.float32), noise=np.zeros_like(s.noise))
 
 
+def print_delay_estimates(conditions: list[Condition]) -> None:
+    """realtalk's `estimated_delay_ms` on each scene after 2 and 16 s, against the latency."""
+    print("| condition | device latency ms | estimated_delay_ms single talk (2 s, 16 s) | double talk (2 s, 16 s) |")
+    print("|---|---|---|---|")
+    for condition in conditions:
+        found = []
+        for double_talk in (False, True):
+            s = scene(condition, 16000, double_talk)
+            canceller, n, at = EchoCanceller(s.rate), s.rate // 100, []
+            for i in range(len(s.mic) // n):
+                canceller.process(s.mic[i * n : (i + 1) * n], s.reference[i * n : (i + 1) * n])
+                if i + 1 in (200, len(s.mic) // n):
+                    at.append(canceller.estimated_delay_ms)
+            found.append(f"{at[0]}, {at[1]}")
+        print(f"| {condition.name} | {condition.latency_ms:.0f} | {found[0]} | {found[1]} |")
+
+
 def available() -> dict[str, Callable[[int], tuple[Frame, int]]]:
     found = {}
     for name, make in CANCELLERS.items():
@@ -196,6 +216,8 @@ def main() -> None:
                 f"| {clean_converged:.1f} | {segmental_snr(double, dt):.1f} | {vad_f1(double, dt):.2f} "
                 f"| {barge_ins(single, out)} |"
             )
+    print()
+    print_delay_estimates(CONDITIONS[: args.conditions])
     print()
     print("| canceller | " + " | ".join(f"CPU per 10 ms frame at {rate // 1000} kHz, us" for rate in args.rates) + " |")
     print("|---" * (len(args.rates) + 1) + "|")

@@ -522,6 +522,11 @@ class EchoCanceller:
     def divergences(self) -> int:
         """How many times the filter was found diverged and restarted."""
     @property
+    def estimated_delay_ms(self) -> int | None:
+        """The measured delay between the reference (as given, before ``delay_ms``) and its
+        echo in the microphone, in ms (0 to 250), or None until about a second of far-end
+        signal has given a clear estimate. A good ``delay_ms`` is this value less a few ms."""
+    @property
     def far_end_only(self) -> bool:
         """Whether the last frame was judged far-end single talk: its output is comfort noise
         at the background's level. Always false with ``suppress=False``."""
