@@ -491,7 +491,10 @@ class EchoCanceller:
     A partitioned-block frequency-domain adaptive filter models the echo path (`filter_ms`
     long, after `delay_ms`, the device's output-to-input latency if known), its learning rate
     follows the estimated residual echo so near-end speech does not derail it, and a per-bin
-    residual echo suppressor (`suppress`, one frame of latency) removes what it misses.
+    residual echo suppressor (`suppress`, one frame of latency) removes what it misses. When
+    the far end talks alone (`far_end_only`), the suppressor outputs comfort noise at the
+    background's level instead, so a VAD on the output (local or the server's) does not hear
+    the agent's residual echo as the user.
     Any rate from 8000 to 48000 Hz with a whole number of samples in a 10, 20 or 30 ms frame.
     """
 
@@ -535,3 +538,12 @@ class EchoCanceller:
     @property
     def divergences(self) -> int:
         """How many times the filter was found diverged and restarted."""
+    @property
+    def estimated_delay_ms(self) -> int | None:
+        """The measured delay between the reference (as given, before ``delay_ms``) and its
+        echo in the microphone, in ms (0 to 250), or None until about a second of far-end
+        signal has given a clear estimate. A good ``delay_ms`` is this value less a few ms."""
+    @property
+    def far_end_only(self) -> bool:
+        """Whether the last frame was judged far-end single talk: its output is comfort noise
+        at the background's level. Always false with ``suppress=False``."""

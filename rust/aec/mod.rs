@@ -9,7 +9,9 @@
 //! - `dtd`: the learning rate follows the estimated residual echo share, so near-end speech
 //!   (double talk) does not make the filter diverge;
 //! - `residual`: a per-bin suppressor removes what the linear model misses (one frame of
-//!   latency; `suppress: false` turns it off for zero latency).
+//!   latency; `suppress: false` turns it off for zero latency), and in far-end single talk
+//!   replaces the frame with comfort noise at the background's level, so a VAD listening to
+//!   the output does not take the agent's residual echo for the user.
 //!
 //! Device latency: the echo of a reference sample reaches the microphone after the device's
 //! output-to-input latency plus the acoustic path. The filter covers `filter_ms` from the
@@ -21,6 +23,7 @@
 //! configuration's limits, under 2 MB), `process` allocates nothing, and the same input gives
 //! the same output on every run at a given SIMD level (the levels agree bit for bit).
 
+mod delay;
 mod dtd;
 mod fft;
 mod kernels;
@@ -40,6 +43,7 @@ pub const FRAME_DURATIONS_MS: [u32; 3] = [10, 20, 30];
 /// Bounds of the echo tail length and of the reference delay, in milliseconds.
 pub const MAX_FILTER_MS: u32 = 1000;
 pub const MAX_DELAY_MS: u32 = 1000;
+pub use delay::MAX_ESTIMATED_DELAY_MS;
 
 /// A reference frame below this mean power (about -80 dBFS) counts as silence: no learning.
 const SILENT_REFERENCE_POWER: f32 = 1e-8;
@@ -171,6 +175,7 @@ pub struct EchoCanceller {
     filter: mdf::Mdf,
     steps: dtd::StepControl,
     suppressor: residual::Suppressor,
+    delay_estimator: delay::DelayEstimator,
     delay: DelayLine,
     mic: Vec<f32>,
     reference: Vec<f32>,
@@ -190,7 +195,8 @@ impl EchoCanceller {
             fft: fft::Fft::new(2 * n),
             filter: mdf::Mdf::new(n, config.partitions()),
             steps: dtd::StepControl::new(),
-            suppressor: residual::Suppressor::new(n),
+            suppressor: residual::Suppressor::new(n, config.frame_ms),
+            delay_estimator: delay::DelayEstimator::new(n, config.frame_ms),
             delay: DelayLine::new(config.delay_samples(), n),
             mic: vec![0.0; n],
             reference: vec![0.0; n],
@@ -227,11 +233,26 @@ impl EchoCanceller {
         self.divergences
     }
 
+    /// Whether the last frame was judged far-end single talk (the agent talking alone), so its
+    /// output is comfort noise at the background's level (always false without the suppressor).
+    pub fn far_end_only(&self) -> bool {
+        self.config.suppress && self.suppressor.echo_only()
+    }
+
+    /// The measured delay between the reference (as given to `process`, before `delay_ms`) and
+    /// its echo in the microphone, in milliseconds (0 to `MAX_ESTIMATED_DELAY_MS`), or `None`
+    /// until about a second of far-end signal has given a clear estimate. Read-only: a good
+    /// `delay_ms` is this value less a few milliseconds.
+    pub fn estimated_delay_ms(&self) -> Option<u32> {
+        self.delay_estimator.delay_ms()
+    }
+
     /// Back to the state of a new canceller: the echo path is learnt again.
     pub fn reset(&mut self) {
         self.filter.reset();
         self.steps.reset();
         self.suppressor.reset();
+        self.delay_estimator.reset();
         self.delay.reset();
         self.frames = 0;
         self.divergences = 0;
@@ -261,6 +282,12 @@ impl EchoCanceller {
         for (dst, &x) in self.mic.iter_mut().zip(mic) {
             *dst = x.to_f32();
         }
+        // The estimator sees the reference as given (before `delay_ms`): its estimate is the
+        // whole latency. `error` is scratch until `cancel` writes it.
+        for (dst, &x) in self.error.iter_mut().zip(reference) {
+            *dst = x.to_f32();
+        }
+        self.delay_estimator.observe(&self.mic, &self.error);
         self.delay.shift(reference, &mut self.reference);
         self.cancel();
         for (dst, &x) in out.iter_mut().zip(&self.output) {
@@ -311,7 +338,7 @@ impl EchoCanceller {
         let mu = self.steps.step(error_energy, echo_energy, reference_energy > floor);
         self.filter.adapt(&mut self.fft, &self.error, mu);
         if self.config.suppress {
-            self.suppressor.suppress(&mut self.fft, self.steps.leak(), &mut self.output);
+            self.suppressor.suppress(&mut self.fft, self.steps.leak(), mic_energy, error_energy, &mut self.output);
         } else {
             self.output.copy_from_slice(&self.error);
         }

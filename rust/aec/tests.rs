@@ -225,10 +225,11 @@ fn follows_a_clock_drift_of_100_ppm() {
     let locked = gains(0.0);
     for ppm in [-100.0, 100.0] {
         // By 18 s the echo has slid by 1.8 ms (29 samples) against the reference: the
-        // filter follows, at a cost (10 to 14 dB against locked clocks on this signal, which reach 32 dB: the
-        // slow speech-driven convergence chases a moving target).
+        // filter follows, at a cost (10 to 17 dB against locked clocks on this signal, which
+        // reach 32-35 dB with the far-end-only comfort noise: the slow speech-driven
+        // convergence chases a moving target).
         for ((second, gain), locked) in seconds.iter().zip(gains(ppm)).zip(locked) {
-            assert!(gain > 14.0 && gain > locked - 16.0, "{ppm} ppm, second {second}: ERLE {gain:.1} dB (locked clocks {locked:.1} dB)");
+            assert!(gain > 14.0 && gain > locked - 18.0, "{ppm} ppm, second {second}: ERLE {gain:.1} dB (locked clocks {locked:.1} dB)");
         }
     }
 }

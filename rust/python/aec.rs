@@ -161,6 +161,21 @@ impl EchoCanceller {
         self.lock().divergences()
     }
 
+    /// Whether the last frame was judged far-end single talk (the far end talking alone): its
+    /// output is then comfort noise at the background's level. Always false with `suppress=False`.
+    #[getter]
+    fn far_end_only(&self) -> bool {
+        self.lock().far_end_only()
+    }
+
+    /// The measured delay between the reference (as given, before `delay_ms`) and its echo in
+    /// the microphone, in milliseconds (0 to 250), or None until about a second of far-end
+    /// signal has given a clear estimate.
+    #[getter]
+    fn estimated_delay_ms(&self) -> Option<u32> {
+        self.lock().estimated_delay_ms()
+    }
+
     fn __repr__(&self) -> String {
         let canceller = self.lock();
         let c = canceller.config();
