@@ -34,6 +34,11 @@ BLOCK = RATE // 100  # 10 ms
 REPLY_TEXT = "Sure. The forecast says sun in the morning, some clouds after noon, and rain late."
 USER_TEXT = "Stop, wait a moment."
 BARGE_IN_AT_S = 1.5  # into the reply
+LATENCY_MS = 20  # the simulated device's output-to-input latency
+# What the canceller is told of it: a little less than the latency, so the room's direct path
+# stays inside its filter. On a real device, measure it: the canceller's
+# ``estimated_delay_ms`` reports it once the agent has talked for a second or two.
+ECHO_DELAY_MS = 18
 # The server VAD's threshold: a speakerphone raises it a little above the default (0.5) so
 # the canceller's residual stays under it.
 VAD_THRESHOLD = 0.7
@@ -46,7 +51,7 @@ class SimulatedRoom:
     ``latency_ms`` later, plus noise and ``near_end`` (a user's voice) from ``near_end_at``
     seconds on."""
 
-    def __init__(self, callback: Any, *, latency_ms: int = 20, rt60_s: float = 0.2,
+    def __init__(self, callback: Any, *, latency_ms: int = LATENCY_MS, rt60_s: float = 0.2,
                  echo_gain: float = 0.2, noise: float = 0.003, seed: int = 7) -> None:
         rng = np.random.default_rng(seed)
         t = np.arange(RATE * 150 // 1000) / RATE
@@ -105,7 +110,8 @@ async def main(args: argparse.Namespace) -> None:
         session = {"audio": {"input": {"turn_detection": {
             "type": "server_vad", "threshold": VAD_THRESHOLD, "silence_duration_ms": 300}}}}
         client = RealtimeClient(url, api_key="sk-local", session=session, playback_rate=RATE,
-                                input_rate=RATE, echo_cancel=not args.no_echo_cancel)
+                                input_rate=RATE, echo_cancel=not args.no_echo_cancel,
+                                echo_delay_ms=ECHO_DELAY_MS)
         await stack.enter_async_context(client)
         speech_starts: list[float] = []
         client.on("input_audio_buffer.speech_started",
