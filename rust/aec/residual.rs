@@ -295,19 +295,26 @@ impl Suppressor {
             self.window_position = 0;
         }
         let expected = residual_sum + background_sum;
-        // Far-end single talk or not: see `NEAR_END_RATIO`.
+        let echo_present = residual_sum > ECHO_PRESENT_SHARE * background_sum;
+        // Far-end single talk or not: see `NEAR_END_RATIO`. Without echo the error is the
+        // microphone, so "the filter removed little" says nothing: only the strong evidence
+        // counts (a word's onset arriving before the filter's estimate of it would pass).
         let near_end = error_sum > NEAR_END_RATIO * expected
-            || (error_energy > NEAR_END_MIC_SHARE * mic_energy && error_sum > NEAR_END_SOME_RATIO * expected);
+            || (echo_present
+                && error_energy > NEAR_END_MIC_SHARE * mic_energy
+                && error_sum > NEAR_END_SOME_RATIO * expected);
         self.near_end_run = if near_end { self.near_end_run.saturating_add(1) } else { 0 };
         if self.near_end_run >= self.confirm_frames {
             self.near_end_hold = self.hold_frames;
         } else if self.near_end_hold > 0 {
             self.near_end_hold -= 1;
         }
-        let echo_present = residual_sum > ECHO_PRESENT_SHARE * background_sum;
+        // Once far-end single talk, it stays so until near-end speech is confirmed: a lone
+        // frame of residual over the estimate (an onset the filter has not learned) is not a
+        // talker, and letting it through is what a VAD hears as one.
         self.echo_only = echo_present
-            && error_sum < NEAR_END_SOME_RATIO * expected
-            && self.near_end_hold == 0;
+            && self.near_end_hold == 0
+            && (self.echo_only || error_sum < NEAR_END_SOME_RATIO * expected);
         for i in 0..bins {
             let error = self.error_power[i];
             let gain = if self.echo_only {
