@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from realtalk import audio
 from realtalk._content import encode_clip, mime_for, user_content_part
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -41,6 +42,18 @@ def test_a_clip_at_another_rate_is_resampled_to_the_formats_rate() -> None:
     assert abs(len(ulaw) - 8000) <= 8  # one byte a sample at 8 kHz
     stereo = np.zeros((2400, 2), dtype=np.float32)
     assert len(base64.b64decode(encode_clip(stereo, 24000, "pcm16"))) == 4800
+
+
+def test_a_stereo_int16_clip_is_mixed_down_at_its_own_scale() -> None:
+    # A mean of int16 channels taken as float keeps PCM16's scale (thousands), which the
+    # float path then clipped to full scale. The oracle is the same clip in mono (the float
+    # round trip may move a sample by one step).
+    t = np.arange(2400) / 24000
+    mono = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+    stereo = np.stack([mono, mono], axis=1)
+    expected = audio.pcm16_from_base64(encode_clip(mono, 24000, "pcm16")).astype(np.int32)
+    got = audio.pcm16_from_base64(encode_clip(stereo, 24000, "pcm16")).astype(np.int32)
+    assert np.max(np.abs(got - expected)) <= 1
 
 
 def test_images_by_bytes_path_or_data_url(tmp_path: Path) -> None:

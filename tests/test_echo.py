@@ -276,6 +276,25 @@ async def test_frames_refused_by_a_full_hand_off_keep_the_clocks_aligned() -> No
     np.testing.assert_array_equal(seen, offline(played, mic, taken))
 
 
+def test_stereo_int16_frames_are_cleaned_at_their_own_scale() -> None:
+    # The mic mixed down and scaled like mono int16 (sample / 32768), not as a mean of int16
+    # taken as float (thousands, which the canceller and the uplink clip to full scale).
+    from types import SimpleNamespace
+
+    from realtalk import audio
+    from realtalk._echo import EchoCancel
+
+    rng = np.random.default_rng(5)
+    mono = (rng.standard_normal(1600) * 3000).astype(np.int16)
+    outputs = []
+    for frame in (mono, np.stack([mono, mono], axis=1)):
+        metrics = SimpleNamespace(echo_frames_cleaned=0, echo_reference_underruns=0)
+        echo = EchoCancel(audio.PlaybackBuffer(16000), 16000, metrics)
+        outputs.append(echo.clean(frame))
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-6)
+    assert np.max(np.abs(outputs[0])) < 0.5
+
+
 @pytest.mark.anyio
 async def test_misuse_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match="local_playback=True"):

@@ -32,10 +32,22 @@ def decode_wire_audio(raw: bytes | bytearray | memoryview, format_: str) -> np.n
     return _audio.ulaw_decode(codes) if format_ == "g711_ulaw" else _audio.alaw_decode(codes)
 
 
+def mono_float(samples: np.ndarray) -> np.ndarray:
+    """float32 or int16 samples, mono or ``(frames, channels)``, as contiguous mono float32
+    in [-1, 1]. int16 is scaled (sample / 32768) before the channels are averaged: their mean
+    taken as float would keep PCM16's scale."""
+    if samples.dtype == np.int16:
+        flat = _audio.pcm16_to_float(np.ascontiguousarray(samples).reshape(-1))
+        samples = flat.reshape(samples.shape)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
 def encode_clip(samples: np.ndarray, rate: int, format_: str) -> str:
     """A whole clip (not a stream) as base64 in a session input format."""
     if samples.ndim == 2:
-        samples = samples.mean(axis=1, dtype=np.float32)
+        samples = mono_float(samples)
     if samples.dtype not in (np.float32, np.int16):
         samples = samples.astype(np.float32)
     wire_rate = WIRE_RATES[format_]

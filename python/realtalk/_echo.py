@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from realtalk import audio as _audio
+from realtalk._content import mono_float
 
 __all__ = ["DEFAULT_DELAY_MS", "TAP_MS", "EchoCancel"]
 
@@ -44,13 +45,6 @@ DEFAULT_DELAY_MS = 10
 TAP_MS = 10_000
 
 _EMPTY = np.zeros(0, dtype=np.float32)
-
-
-def _mono_float(frame: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    mono = frame if frame.ndim == 1 else frame.mean(axis=1, dtype=np.float32)
-    if mono.dtype == np.int16:
-        return mono.astype(np.float32) / np.float32(32768.0)
-    return np.asarray(mono, dtype=np.float32)
 
 
 class _Reference:
@@ -85,7 +79,7 @@ class _Reference:
                 if self._lag:
                     dropped = min(self._lag, len(samples))
                     samples, self._lag = samples[dropped:], self._lag - dropped
-            pieces.append(samples.astype(np.float32) / np.float32(32768.0))
+            pieces.append(_audio.pcm16_to_float(samples))
             have += len(samples)
         ready = np.concatenate(pieces) if len(pieces) > 1 else self._ready
         self._ready = ready[n:]
@@ -164,7 +158,7 @@ class EchoCancel:
         what is left waits for the next frame, so the output may be shorter or longer."""
         if self._drops:
             self._skip_drops()
-        mic = _mono_float(frame)
+        mic = mono_float(frame)
         if len(self._pending):
             mic = np.concatenate((self._pending, mic))
         whole = len(mic) // self._frame * self._frame
