@@ -1014,3 +1014,35 @@ async def test_uplink_direct_writes_and_queued_events_keep_the_call_order() -> N
         elif event["type"] == "input_audio_buffer.clear":
             seen.append("mark " + event["event_id"].removeprefix("event_mark_"))
     assert seen == expected
+
+
+async def test_a_local_vad_hears_stereo_int16_at_its_own_scale() -> None:
+    # The local detector gets the channels' mean scaled like mono int16 (sample / 32768), not
+    # their mean taken as float (PCM16's scale, thousands: every frame would be speech).
+    from realtalk.audio import Vad
+
+    class Heard:
+        sample_rate = 24000
+
+        def __init__(self) -> None:
+            self.vad, self.frames = Vad(24000), []
+
+        def process(self, frame: np.ndarray) -> object:
+            self.frames.append(frame)
+            return self.vad.process(frame)
+
+    heard = Heard()
+    session = {"audio": {"input": {"turn_detection": None}}}
+    mono = (np.random.default_rng(9).standard_normal(480) * 3000).astype(np.int16)
+    async with Simulator() as sim, RealtimeClient(sim.url, api_key="sk-test", session=session,
+                                                  local_vad=heard) as client:
+        recorder = Recorder(client)
+        with anyio.fail_after(5):  # the local VAD runs once the session has no server VAD
+            while not recorder.wire("server", "session.updated"):
+                await anyio.sleep(0.005)
+        client.append_input_audio(np.stack([mono, mono], axis=1))
+        with anyio.fail_after(5):  # encoded (and heard) where the writer takes the frame
+            while not heard.frames:
+                await anyio.sleep(0.005)
+    (frame,) = heard.frames
+    np.testing.assert_allclose(frame, mono / 32768.0, atol=1e-6)

@@ -51,7 +51,7 @@ from realtalk import _telemetry, _transcripts
 from realtalk import audio as _audio
 from realtalk import events as _events
 from realtalk._barge_in import BargeIn, BargeInPolicy, check_position, resolve_cut
-from realtalk._content import decode_wire_audio, user_content_part
+from realtalk._content import decode_wire_audio, mono_float, user_content_part
 from realtalk.events._beta import SERVER_TYPES_FROM_BETA
 from realtalk.events._codec import parse_server_event_dict
 from realtalk._connection_supervisor import ConnectionSupervisor
@@ -410,7 +410,7 @@ class RealtimeClient:
         self._server_session: dict[str, Any] = {}
         self._input_format = "pcm16"
         self._output_format = "pcm16"
-        self._uplinks: dict[int, Any] = {}
+        self._uplinks: dict[tuple[int, int], Any] = {}
         self._downlink: Any = None
         # Frames from foreign threads waiting for the loop (the only place they are encoded,
         # so the uplinks' resampler state belongs to the loop): a Rust queue, see _uplink.py.
@@ -920,15 +920,17 @@ class RealtimeClient:
                 frame = self._echo.clean(frame)
                 if not frame.shape[0]:
                     return None  # short of a whole canceller frame: it waits for the next
-            uplink = self._uplinks.get(rate)
+            # One Uplink per rate and channel count: it mixes the channels down itself.
+            channels = 1 if frame.ndim == 1 else frame.shape[1]
+            uplink = self._uplinks.get((rate, channels))
             if uplink is None:
-                uplink = _audio.Uplink(rate, format=self._input_format)
-                self._uplinks[rate] = uplink
+                uplink = _audio.Uplink(rate, format=self._input_format, channels=channels)
+                self._uplinks[rate, channels] = uplink
             message = uplink.encode(frame)
             vad_events: Any = ()
             if self.local_vad is not None and self._local_vad_active():
                 vad_events = self.local_vad.process(frame if frame.ndim == 1 else
-                                                    frame.mean(axis=1, dtype=np.float32))
+                                                    mono_float(frame))
         except (ValueError, TypeError, OverflowError) as exc:
             self._local_error("input_frame_refused", f"a microphone frame could not be "
                               f"encoded and was dropped: {exc}")
@@ -1384,7 +1386,7 @@ class RealtimeClient:
             self._downlink = self._new_downlink(name)
         elif direction == "input" and name != self._input_format:
             self._input_format = name
-            self._uplinks.clear()  # one Uplink per input rate, for the current format
+            self._uplinks.clear()  # one Uplink per input rate and channels, for the current format
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
